@@ -1,0 +1,74 @@
+"""fisherforecast: Fisher-matrix forecasts, identifiability and design for JAX models.
+
+The public API is what this module re-exports; everything in private modules (``_*.py``)
+is internal. Importing this package never changes JAX's global configuration: every entry
+point computes in float64 inside a local ``jax.enable_x64`` context.
+"""
+
+__version__ = "0.1.0"
+
+from ._errors import FisherError as FisherError
+from ._errors import NonFiniteError as NonFiniteError
+from ._errors import SingularFisherError as SingularFisherError
+from ._experiment import Experiment as Experiment
+from ._fisher import ParameterError as ParameterError
+from ._fisher import bias as bias
+from ._fisher import fisher as fisher
+from ._fisher import fisher_information as fisher_information
+from ._fisher import jacobian as jacobian
+from ._io import load as load
+from ._linalg import Inverse as Inverse
+from ._linalg import robust_inverse as robust_inverse
+from ._matrix import Ellipse as Ellipse
+from ._matrix import FisherMatrix as FisherMatrix
+from ._matrix import delta_chi2_2d as delta_chi2_2d
+from ._noise import PSD as PSD
+from ._noise import Gaussian as Gaussian
+from ._noise import NoiseModel as NoiseModel
+from ._noise import Poisson as Poisson
+
+# Analyses with heavier dependencies (numpyro, matplotlib, diffrax, h5py, tqdm, dask) load on
+# first use, so that `import fisherforecast` stays fast.
+_LAZY = {
+    "ode_model": "._ode",
+    "check_solve": "._ode",
+    "identifiability": "._identifiability",
+    "IdentifiabilityReport": "._identifiability",
+    "collinearity_index": "._identifiability",
+    "profile_likelihood": "._profile",
+    "ProfileLikelihood": "._profile",
+    "nullspace_prior": "._identifiability",
+    "nullspace_penalty": "._identifiability",
+    "crosscheck": "._crosscheck",
+    "CrossCheck": "._crosscheck",
+    "coverage": "._crosscheck",
+    "Coverage": "._crosscheck",
+    "dali": "._dali",
+    "DALI": "._dali",
+    "fisher_batch": "._batch",
+    "FisherBatch": "._batch",
+    "optimize_design": "._design",
+    "DesignResult": "._design",
+    "select_measurements": "._design",
+    "required_samples": "._design",
+    "repair_identifiability": "._design",
+    "JointExperiment": "._joint",
+    "contributions": "._joint",
+    "plot": ".plot",
+    "models": ".models",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = module if _LAZY[name].lstrip(".") == name else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fisherforecast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,37 @@
+"""Exception types. Every message names the argument and says what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class FisherError(ValueError):
+    """Base class for fisherforecast errors about the user's inputs or results."""
+
+
+class SingularFisherError(FisherError, np.linalg.LinAlgError):
+    """The Fisher matrix cannot be inverted: some parameter combination is unconstrained.
+
+    Attributes:
+        directions: list of dicts name -> coefficient, one per null direction (unit
+            vectors in the parameter space the message describes).
+        names: the parameter names of the matrix.
+    """
+
+    def __init__(self, message, directions=(), names=()):
+        super().__init__(message)
+        self.directions = list(directions)
+        self.names = tuple(names)
+
+
+class NonFiniteError(FisherError):
+    """A model output, Jacobian or matrix contains NaN or inf."""
+
+
+def quote(value, limit: int = 80) -> str:
+    """A short repr of a user value for error messages."""
+    if isinstance(value, np.ndarray) and value.size > 6:
+        text = f"array(shape={value.shape}, dtype={value.dtype})"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

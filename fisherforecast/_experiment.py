@@ -1,0 +1,98 @@
+"""The Experiment container: a forward model, a noise model and a design."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from ._errors import quote
+from ._noise import NoiseModel
+from ._x64 import as_float64_tree
+
+
+def _has_tracer(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Experiment:
+    """A forward model, its noise model and the experimental design. Immutable.
+
+    **Arguments:**
+
+    - `model`: a JAX-traceable function ``model(params, design)`` (or ``model(params)``
+      when `design` is ``None``). ``params`` is a dict name -> scalar. The output is an
+      array of any shape, real or complex.
+    - `noise`: a noise model, e.g. ``ff.Gaussian(sigma=0.1)``, ``ff.Poisson()`` or
+      ``ff.PSD(psd, df)``.
+    - `design`: any pytree (measurement times, frequencies, doses). Floating leaves are
+      stored as numpy float64 so that nothing is rounded under a float32 JAX default.
+    - `name`: a label used in reports and saved files.
+
+    Experiments are JAX pytrees: the design and the noise arrays are leaves, the model is
+    static. ``ff.fisher`` therefore compiles once per model and output shape.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]),
+    ...                     noise=ff.Gaussian(sigma=0.1), design=jnp.linspace(0, 10, 50),
+    ...                     name="lab")
+    >>> exp.name
+    'lab'
+    ```
+    """
+
+    model: Any
+    noise: NoiseModel
+    design: Any = None
+    name: str | None = None
+
+    def __post_init__(self):
+        if not callable(self.model):
+            raise TypeError(
+                f"Experiment `model` must be callable as model(params, design); received "
+                f"{quote(self.model)}."
+            )
+        if not isinstance(self.noise, NoiseModel):
+            raise TypeError(
+                "Experiment `noise` must be a noise model such as ff.Gaussian(sigma=...), "
+                f"ff.Poisson() or ff.PSD(psd, df); received {quote(self.noise)}."
+            )
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"Experiment `name` must be a string; received {quote(self.name)}.")
+        if self.design is not None and not _has_tracer(self.design):
+            object.__setattr__(self, "design", as_float64_tree(self.design))
+
+    def replace(self, **changes) -> Experiment:
+        """A copy with some fields changed, e.g. ``exp.replace(design=new_times)``."""
+        return dataclasses.replace(self, **changes)
+
+    def __call__(self, params):
+        """Evaluate the model at ``params`` (a dict)."""
+        if self.design is None:
+            return self.model(params)
+        return self.model(params, self.design)
+
+    def __repr__(self):
+        model = getattr(self.model, "__name__", type(self.model).__name__)
+        design = jax.tree_util.tree_map(lambda x: getattr(x, "shape", x), self.design)
+        return f"Experiment(model={model}, noise={self.noise!r}, design={design}, " \
+               f"name={self.name!r})"
+
+
+def _flatten(exp):
+    return (exp.noise, exp.design), (exp.model, exp.name)
+
+
+def _unflatten(aux, children):
+    obj = object.__new__(Experiment)
+    object.__setattr__(obj, "noise", children[0])
+    object.__setattr__(obj, "design", children[1])
+    object.__setattr__(obj, "model", aux[0])
+    object.__setattr__(obj, "name", aux[1])
+    return obj
+
+
+jax.tree_util.register_pytree_node(Experiment, _flatten, _unflatten)

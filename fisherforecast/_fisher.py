@@ -1,0 +1,335 @@
+"""One path to a Fisher matrix: model -> Jacobian -> noise-model contraction.
+
+The pure functions here (:func:`jacobian`, :func:`fisher_information`) take an
+:class:`Experiment` pytree and a fiducial dict and are safe to ``jit``, ``vmap`` and
+differentiate (e.g. with respect to the design). The public :func:`fisher` and :func:`bias`
+wrap them: they validate input, compute under float64, check for non-finite values and
+return numpy float64 results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import FisherError, NonFiniteError, quote
+from ._experiment import Experiment
+from ._linalg import robust_inverse
+from ._matrix import FisherMatrix
+from ._x64 import float64
+
+MODES = ("forward", "reverse")
+
+
+class ParameterError(FisherError, KeyError):
+    """Unknown, missing or duplicate parameter names."""
+
+    def __str__(self):  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Pure, transformable core
+# ---------------------------------------------------------------------------------------
+def _call_model(experiment: Experiment, params):
+    try:
+        out = experiment(params)
+    except KeyError as exc:
+        missing = exc.args[0] if exc.args else "?"
+        if isinstance(missing, str) and missing not in params:
+            raise ParameterError(
+                f"The model of experiment {experiment.name!r} asked for parameter "
+                f"{missing!r}, which the fiducial does not give. Fiducial names: "
+                f"{sorted(params)}. Add {missing!r} to the fiducial dict."
+            ) from None
+        raise
+    out = jnp.asarray(out)
+    if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype,
+                                                                        jnp.complexfloating)):
+        out = out.astype(jnp.float64)
+    return out
+
+
+def _split(fiducial, names):
+    theta = jnp.stack([jnp.asarray(fiducial[n], dtype=jnp.float64) for n in names])
+    fixed = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in fiducial.items() if k not in names}
+
+    def to_params(th):
+        params = dict(fixed)
+        params.update({n: th[i] for i, n in enumerate(names)})
+        return params
+
+    return theta, to_params
+
+
+def jacobian(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
+             mode: str = "forward"):
+    """Model output and its Jacobian at the fiducial. Pure; call under float64.
+
+    Returns ``(mean, J)`` with ``mean`` in the model's output shape and ``J`` of shape
+    ``(N, P)`` over the flattened output (complex when the output is complex).
+    """
+    names = tuple(names)
+    theta, to_params = _split(fiducial, names)
+
+    def flat(th):
+        out = _call_model(experiment, to_params(th))
+        v = out.reshape(-1)
+        if jnp.iscomplexobj(v):
+            # Differentiate real and imaginary parts separately: jacrev needs real outputs.
+            return jnp.concatenate([v.real, v.imag]), out
+        return v, out
+
+    jac_fn = jax.jacfwd if mode == "forward" else jax.jacrev
+    J, mean = jac_fn(flat, has_aux=True)(theta)
+    if jnp.iscomplexobj(mean):
+        n = mean.size
+        J = J[:n] + 1j * J[n:]
+    return mean, J
+
+
+def fisher_information(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
+                       mode: str = "forward"):
+    """The Fisher matrix as a JAX array, shape ``(P, P)``. Pure; call under float64.
+
+    This is the function that :func:`ff.fisher` compiles, and that batching and design
+    optimisation transform with ``vmap`` and ``grad``.
+    """
+    return _fisher_parts(experiment, fiducial, tuple(names), mode)[0]
+
+
+def _fisher_parts(experiment, fiducial, names, mode):
+    mean, J = jacobian(experiment, fiducial, names, mode)
+    noise = experiment.noise
+    noise.check_output(mean.shape, mean.dtype, experiment.design)
+    theta, to_params = _split(fiducial, names)
+    params = to_params(theta)
+    F = noise.inner(J, J, params, experiment.design, mean)
+    extra = noise.covariance_information(theta, to_params, experiment.design, mean.shape, mode)
+    if extra is not None:
+        F = F + extra
+    F = 0.5 * (F + F.T)
+    checks = noise.checks(params, experiment.design, mean)
+    return F, mean, J, checks
+
+
+@partial(jax.jit, static_argnames=("names", "mode"))
+def _fisher_diagnostic(experiment, fiducial, names, mode):
+    return _fisher_parts(experiment, fiducial, names, mode)
+
+
+# ---------------------------------------------------------------------------------------
+# Input validation
+# ---------------------------------------------------------------------------------------
+def _as_experiments(experiment_or_list):
+    if isinstance(experiment_or_list, Experiment):
+        return [experiment_or_list]
+    if isinstance(experiment_or_list, list | tuple) and experiment_or_list:
+        bad = [e for e in experiment_or_list if not isinstance(e, Experiment)]
+        if not bad:
+            return list(experiment_or_list)
+    raise TypeError(
+        "Expected an ff.Experiment or a non-empty list of them; received "
+        f"{quote(experiment_or_list)}."
+    )
+
+
+def check_fiducial(fiducial) -> dict:
+    """Validate a fiducial dict (names -> finite real scalars); return name -> float."""
+    if not isinstance(fiducial, Mapping):
+        raise TypeError(
+            f"`fiducial` must be a dict of parameter name -> value; received {quote(fiducial)}."
+        )
+    if not fiducial:
+        raise ValueError("`fiducial` is empty: give at least one parameter value.")
+    out = {}
+    for name, value in fiducial.items():
+        if not isinstance(name, str):
+            raise TypeError(f"fiducial keys must be strings; received key {name!r}.")
+        arr = np.asarray(value)
+        if arr.shape != ():
+            raise ValueError(
+                f"fiducial[{name!r}] must be a scalar; received shape {arr.shape}. Split "
+                "vector parameters into named scalars (e.g. 'c0', 'c1', ...)."
+            )
+        if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"fiducial[{name!r}] must be a real number; received {value!r}.")
+        if not np.isfinite(arr):
+            raise ValueError(f"fiducial[{name!r}] must be finite; received {value!r}.")
+        out[name] = float(arr)
+    return out
+
+
+def check_names(params, fiducial) -> tuple[str, ...]:
+    """The names that vary: ``params`` (validated against the fiducial) or all of them."""
+    if params is None:
+        return tuple(fiducial)
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise ValueError("`params` is empty: name at least one parameter to vary.")
+    dup = sorted({p for p in params if params.count(p) > 1})
+    if dup:
+        raise ParameterError(f"`params` lists {dup} more than once; received {params}.")
+    unknown = [p for p in params if p not in fiducial]
+    if unknown:
+        raise ParameterError(
+            f"`params` names {unknown}, which are not in the fiducial. Known parameters: "
+            f"{list(fiducial)}."
+        )
+    return tuple(params)
+
+
+def _check_mode(mode):
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
+
+
+def _check_finite(experiment, mean, J, checks, names):
+    label = f"experiment {experiment.name!r}" if experiment.name else "the experiment"
+    mean = np.asarray(mean)
+    bad = ~np.isfinite(mean)
+    if np.any(bad):
+        idx = [tuple(int(i) for i in ix) for ix in np.argwhere(bad)[:5]]
+        raise NonFiniteError(
+            f"The model of {label} returned NaN/inf at the fiducial: {int(bad.sum())} of "
+            f"{mean.size} outputs, first at output index {idx}. Check the model at these "
+            "parameter values (division by zero, log of a negative number, an ODE solver "
+            "that failed)."
+        )
+    J = np.asarray(J)
+    badJ = ~np.isfinite(J)
+    if np.any(badJ):
+        cols = [names[j] for j in np.nonzero(badJ.any(axis=0))[0]]
+        rows = np.nonzero(badJ.any(axis=1))[0]
+        idx = [tuple(int(i) for i in np.unravel_index(r, mean.shape)) for r in rows[:5]]
+        raise NonFiniteError(
+            f"The derivative of the model of {label} is NaN/inf with respect to {cols} at "
+            f"output index {idx} ({len(rows)} outputs in all). The model is finite there but "
+            "not differentiable: look for sqrt/abs/where at a kink, or a parameter at the "
+            "edge of its domain."
+        )
+    for message, ok in checks.items():
+        if not bool(ok):
+            raise ValueError(f"Noise model of {label}: {message}, at the fiducial.")
+
+
+# ---------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------
+def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> FisherMatrix:
+    """Fisher information matrix of one or several independent experiments.
+
+    **Arguments:**
+
+    - `experiment_or_list`: an :class:`Experiment`, or a list of independent experiments
+      whose information adds. All models read their parameters from the same fiducial
+      dict, so shared physics parameters are one column and each experiment's own nuisance
+      parameters get rows only where that experiment depends on them.
+    - `fiducial`: dict parameter name -> value at which the matrix is evaluated.
+    - `params`: names of the parameters that vary (default: all of `fiducial`); the others
+      are held at their fiducial values.
+    - `mode`: ``"forward"`` (``jax.jacfwd``, default: best for few parameters and many
+      data) or ``"reverse"`` (``jax.jacrev``).
+
+    **Returns:** a :class:`FisherMatrix` in float64, whatever the global JAX setting.
+
+    **Raises:** `ParameterError` for unknown/missing names, `NonFiniteError` for NaN/inf
+    model output or derivatives (it names the outputs and parameters), `ValueError` for a
+    model output that does not match the noise model.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> def decay(p, t):
+    ...     return p["A"] * jnp.exp(-t / p["tau"])
+    >>> exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=jnp.linspace(0, 10, 50))
+    >>> F = ff.fisher(exp, {"A": 1.0, "tau": 2.0})
+    >>> F.names, F.matrix.dtype
+    (('A', 'tau'), dtype('float64'))
+    ```
+    """
+    experiments = _as_experiments(experiment_or_list)
+    fid = check_fiducial(fiducial)
+    names = check_names(params, fid)
+    _check_mode(mode)
+    total = None
+    with float64():
+        fid64 = {k: np.float64(v) for k, v in fid.items()}
+        for exp in experiments:
+            F, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
+            F = np.asarray(F, dtype=np.float64)
+            _check_finite(exp, mean, J, jax.device_get(checks), names)
+            total = F if total is None else total + F
+    if not np.all(np.isfinite(total)):
+        raise NonFiniteError("The Fisher matrix has NaN/inf entries although the model and "
+                             "its derivatives are finite: the noise weights overflowed.")
+    label = "+".join(e.name for e in experiments if e.name) or None
+    return FisherMatrix(total, names, fiducial={n: fid[n] for n in names}, name=label,
+                        metadata={"fixed": {k: v for k, v in fid.items() if k not in names}}
+                        if len(names) < len(fid) else None)
+
+
+def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> dict:
+    """Fisher-bias estimate of the parameter shift caused by an unmodelled systematic.
+
+    For data ``d = μ(θ₀) + Δμ``, the best fit moves by ``Δθ = F⁻¹ Jᵀ C⁻¹ Δμ`` to first order
+    (``Jᵀ C⁻¹`` is the noise model's own metric: ``1/λ`` for Poisson, the PSD inner product
+    for ``ff.PSD``).
+
+    **Arguments:**
+
+    - `experiment`: an :class:`Experiment`, or a list of independent experiments.
+    - `fiducial`: dict of true parameter values.
+    - `delta_data`: the systematic shift of the data, in the model's output shape (a list of
+      them, one per experiment, for a list of experiments).
+    - `params`, `mode`: as in :func:`fisher`.
+
+    **Returns:** dict name -> shift ``Δθ``.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=1.0),
+    ...                     design=jnp.arange(5.0))
+    >>> shift = ff.bias(exp, {"a": 0.0, "b": 1.0}, 0.1 * jnp.arange(5.0))
+    >>> {k: round(v, 6) for k, v in shift.items()}
+    {'a': 0.0, 'b': 0.1}
+    ```
+    """
+    experiments = _as_experiments(experiment)
+    deltas = delta_data if isinstance(experiment, list | tuple) else [delta_data]
+    if len(deltas) != len(experiments):
+        raise ValueError(
+            f"`delta_data` must give one array per experiment: {len(experiments)} "
+            f"experiments but {len(deltas)} arrays."
+        )
+    fid = check_fiducial(fiducial)
+    names = check_names(params, fid)
+    _check_mode(mode)
+    F_total, b_total = 0.0, 0.0
+    with float64():
+        fid64 = {k: np.float64(v) for k, v in fid.items()}
+        for exp, delta in zip(experiments, deltas, strict=True):
+            delta = np.asarray(delta)
+            delta = delta.astype(np.complex128 if np.iscomplexobj(delta) else np.float64)
+            if not np.all(np.isfinite(delta)):
+                raise ValueError("`delta_data` contains NaN or inf.")
+            F, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
+            if delta.shape != mean.shape:
+                raise ValueError(
+                    f"`delta_data` has shape {delta.shape} but the model output of experiment "
+                    f"{exp.name!r} has shape {tuple(mean.shape)}."
+                )
+            _check_finite(exp, mean, J, jax.device_get(checks), names)
+            theta, to_params = _split(fid64, names)
+            b = exp.noise.inner(J, jnp.asarray(delta).reshape(-1), to_params(theta),
+                                exp.design, mean)
+            F_total = F_total + np.asarray(F, dtype=np.float64)
+            b_total = b_total + np.asarray(b, dtype=np.float64)
+    inv = robust_inverse(F_total, names, fid)
+    shift = inv.covariance @ b_total
+    return {n: float(s) for n, s in zip(names, shift, strict=True)}

@@ -1,0 +1,417 @@
+"""ODE forward models: turn ``dy/dt = f(t, y, θ)`` into ``model(params, times)``.
+
+The engine's forward-model contract is ``model(params, design)`` with ``params`` a dict
+of scalars and ``design`` a pytree; for an ODE the design is the 1-D array of measurement
+times. :func:`ode_model` wraps :func:`diffrax.diffeqsolve` so that the resulting model
+
+* can be differentiated with ``jax.jacfwd`` (default, ``adjoint="forward"``) or
+  ``jax.jacrev`` (``adjoint="reverse"``) with respect to the parameters,
+* can be differentiated with respect to the measurement times (optimal design); the time
+  derivative is the exact ``dy/dt = f(t, y(t), θ)`` rather than the derivative of the
+  solver's interpolant,
+* can be ``jax.jit``-ed and ``jax.vmap``-ed over parameter batches,
+* never returns a silently wrong answer: a failed solve gives NaN outputs (and NaN
+  derivatives), which the engine reports; :func:`check_solve` says why it failed.
+
+Nothing here touches ``jax.config``; run under ``with jax.enable_x64(True):`` to get
+float64 (the engine does this for you).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["ODEModel", "check_solve", "ode_model"]
+
+_ADJOINTS = ("forward", "reverse", "direct")
+
+
+def _default_float():
+    """The default float dtype *now*: float64 inside ``jax.enable_x64(True)``, else float32."""
+    return jnp.zeros((), dtype=float).dtype
+
+
+def _make_adjoint(adjoint):
+    if isinstance(adjoint, diffrax.AbstractAdjoint):
+        return adjoint
+    if adjoint == "forward":
+        # Forward-mode ("discretise then optimise") through the solver's internal
+        # numerics; required for jax.jacfwd / jax.jvp, not compatible with jax.jacrev.
+        return diffrax.ForwardMode()
+    if adjoint == "reverse":
+        # Checkpointed reverse mode; required for jax.grad / jax.jacrev, not jacfwd.
+        return diffrax.RecursiveCheckpointAdjoint()
+    if adjoint == "direct":
+        # Supports both modes at a higher compile and run cost.
+        return diffrax.DirectAdjoint()
+    raise ValueError(
+        f"adjoint must be one of {_ADJOINTS} or a diffrax.AbstractAdjoint, got {adjoint!r}"
+    )
+
+
+class ODEModel:
+    """A forward model ``model(params, times)`` defined by an ODE (made by :func:`ode_model`).
+
+    Calling it returns the observables at ``times``: shape ``(n_times,)`` for a scalar
+    observable, ``(n_times, *obs_shape)`` otherwise. :meth:`solve` returns the raw
+    :class:`diffrax.Solution` (for diagnostics, see :func:`check_solve`).
+
+    Instances are immutable in practice, hash by identity and hold no arrays that change,
+    so they can be closed over by ``jax.jit`` or passed as static arguments.
+    """
+
+    def __init__(
+        self,
+        rhs: Callable,
+        y0: Any,
+        observe: Callable | None,
+        *,
+        t0: float,
+        solver: diffrax.AbstractSolver,
+        stepsize_controller: diffrax.AbstractStepSizeController,
+        max_steps: int,
+        dt0: float | None,
+        adjoint: diffrax.AbstractAdjoint,
+        throw: bool,
+    ):
+        self.rhs = rhs
+        self.y0 = y0
+        self.observe = observe
+        self.t0 = float(t0)
+        self.solver = solver
+        self.stepsize_controller = stepsize_controller
+        self.max_steps = int(max_steps)
+        self.dt0 = dt0
+        self.adjoint = adjoint
+        self.throw = bool(throw)
+
+    def __repr__(self) -> str:
+        name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
+        return (
+            f"ODEModel(rhs={name}, solver={type(self.solver).__name__}, t0={self.t0}, "
+            f"adjoint={type(self.adjoint).__name__}, max_steps={self.max_steps})"
+        )
+
+    # -- pieces -----------------------------------------------------------------------
+    def initial_state(self, params) -> jax.Array:
+        """``y(t0)``: ``y0(params)`` when ``y0`` is callable, else ``y0``, as a float array."""
+        y0 = self.y0(params) if callable(self.y0) else self.y0
+        y0 = jnp.asarray(y0)
+        # Integer initial conditions would make diffrax integrate in integers.
+        return y0.astype(jnp.promote_types(y0.dtype, _default_float()))
+
+    def _prepare_times(self, times):
+        times = jnp.asarray(times)
+        times = times.astype(jnp.promote_types(times.dtype, _default_float()))
+        if times.ndim != 1:
+            raise ValueError(f"times must be a 1-D array, got shape {times.shape}")
+        # diffrax needs t0 <= ts <= t1 and sorted ts, and raises (even with throw=False)
+        # otherwise. We solve at sorted admissible times and map back; inadmissible times
+        # (non-finite or before t0) become NaN outputs.
+        valid = jnp.isfinite(times) & (times >= self.t0)
+        safe = jnp.where(valid, times, self.t0)
+        if self.throw:
+            import equinox as eqx
+
+            safe = eqx.error_if(safe, ~valid, "ode_model: times must be finite and >= t0.")
+        return times, safe, valid
+
+    def _diffeqsolve(self, params, ts_sorted) -> diffrax.Solution:
+        """Solve from t0 to max(ts_sorted), saving at the (sorted, admissible) times."""
+        term = diffrax.ODETerm(lambda t, y, args: self.rhs(t, y, args))
+        return diffrax.diffeqsolve(
+            term,
+            self.solver,
+            t0=self.t0,
+            t1=ts_sorted[-1],
+            dt0=self.dt0,
+            y0=self.initial_state(params),
+            args=params,
+            saveat=diffrax.SaveAt(ts=ts_sorted),
+            stepsize_controller=self.stepsize_controller,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            throw=self.throw,
+        )
+
+    def solve(self, params, times) -> diffrax.Solution:
+        """Raw :class:`diffrax.Solution` at the admissible ``times``, sorted ascending.
+
+        For diagnostics (``sol.result``, ``sol.stats``); use the model call for values.
+        """
+        _, safe, _ = self._prepare_times(jnp.atleast_1d(times))
+        return self._diffeqsolve(params, jnp.sort(safe))
+
+    # -- the forward model ------------------------------------------------------------
+    def states(self, params, times) -> jax.Array:
+        """State ``y(t)`` at ``times`` (unsorted allowed), shape ``(n_times, *y.shape)``.
+
+        NaN for every time if the solve failed, and NaN at inadmissible times.
+        """
+        times, safe, valid = self._prepare_times(times)
+        order = jnp.argsort(safe)
+        # The solver only sees the times as data: their derivative is attached exactly
+        # below (dy/dt = f), which is cheaper and more accurate than differentiating
+        # through the adaptive steps and the dense-output interpolant.
+        sol = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
+        ys = jnp.empty_like(sol.ys).at[order].set(sol.ys)
+        ys = _taylor_in_time(self.rhs, safe, ys, params)
+        ok = (sol.result == diffrax.RESULTS.successful) & valid
+        # Multiplying by NaN (not jnp.where) makes the derivatives NaN too, so a failed
+        # solve can never yield a finite, wrong Fisher matrix.
+        flag = jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype)
+        return ys * flag.reshape(flag.shape + (1,) * (ys.ndim - 1))
+
+    def __call__(self, params, times) -> jax.Array:
+        """Observables at ``times``: ``observe(y(t), params)`` stacked over ``times``."""
+        scalar_time = jnp.ndim(times) == 0
+        ys = self.states(params, jnp.atleast_1d(times))
+        if self.observe is None:
+            out = ys
+        else:
+            out = jax.vmap(lambda y: jnp.asarray(self.observe(y, params)))(ys)
+        return out[0] if scalar_time else out
+
+
+def _taylor_in_time(rhs, times, ys, params):
+    """Attach exact time derivatives to ``ys``, the solution at stop-gradient-ed ``times``.
+
+    With ``δ = t - stop_gradient(t)`` (value 0, ``dδ/dt = 1``) returns
+
+        y(t) ≈ Y + δ f(t, Y, θ) + δ²/2 (∂f/∂t + ∂f/∂y · f)(t, Y, θ),
+
+    the second-order Taylor expansion of the solution about the solved point (value:
+    exactly ``Y``). Hence ``∂y/∂t = f`` and ``∂²y/∂t² = ∂f/∂t + ∂f/∂y f`` exactly, and the
+    mixed ``∂²y/∂t∂θ = ∂f/∂y ∂Y/∂θ + ∂f/∂θ`` in either differentiation order. Because the
+    solver itself never sees a time tangent, ``jax.grad`` with respect to the times of a
+    ``jax.jacfwd``-based Fisher matrix works even with ``adjoint="forward"``.
+    """
+    t_c = jax.lax.stop_gradient(times)
+    delta = times - t_c
+
+    def terms(t, y):
+        def f(t_, y_):
+            return jnp.asarray(rhs(t_, y_, params), dtype=y.dtype).reshape(y.shape)
+
+        slope = f(t, y)
+        # Directional derivative along the trajectory: d f(t, y(t))/dt = f_t + f_y f.
+        _, curvature = jax.jvp(f, (t, y), (jnp.ones_like(t), slope))
+        return slope, curvature
+
+    t_c = jax.lax.stop_gradient(times)
+    slope, curvature = jax.vmap(terms)(t_c, ys)
+    d = delta.astype(ys.dtype).reshape(delta.shape + (1,) * (ys.ndim - 1))
+    return ys + d * slope + 0.5 * d * d * curvature
+
+
+def ode_model(
+    rhs: Callable,
+    y0: Any,
+    observe: Callable | None = None,
+    *,
+    t0: float = 0.0,
+    solver: diffrax.AbstractSolver | None = None,
+    stiff: bool = False,
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    max_steps: int = 100_000,
+    dt0: float | None = None,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    adjoint: str | diffrax.AbstractAdjoint = "forward",
+    throw: bool = False,
+) -> ODEModel:
+    """Make a forward model ``model(params, times)`` from an ODE ``dy/dt = rhs(t, y, params)``.
+
+    The ODE is solved with :func:`diffrax.diffeqsolve` from ``t0`` to ``max(times)`` with an
+    adaptive PID step-size controller, saving at ``times`` (which may be unsorted and may
+    include ``t0`` itself, where ``y0`` is returned).
+
+    **Arguments**
+
+    - `rhs`: ``rhs(t, y, params) -> dy/dt``, ``y`` a JAX array (scalar or 1-D), ``params``
+      the parameter dict.
+    - `y0`: initial state ``y(t0)``: an array, or a callable ``y0(params)`` so that
+      parameters (initial amounts, doses) can enter the initial condition.
+    - `observe`: ``observe(y, params) -> observable(s)``, applied at each time; default
+      identity (the whole state is observed).
+    - `t0`: initial time (a Python float). All measurement times must be ``>= t0``.
+    - `solver`: any diffrax solver; default :class:`diffrax.Tsit5`, or
+      :class:`diffrax.Kvaerno5` when ``stiff=True``.
+    - `stiff`: use the implicit ``Kvaerno5`` and a smoother PI controller (for stiff
+      kinetics, e.g. widely separated rate constants).
+    - `rtol`, `atol`: tolerances of the :class:`diffrax.PIDController`. The defaults aim
+      at ~1e-8 relative accuracy and assume float64 (``jax.enable_x64(True)``); under
+      float32 use ``rtol >= 1e-6``.
+    - `max_steps`: maximum number of solver steps before the solve is declared failed.
+    - `dt0`: initial step; ``None`` lets diffrax choose.
+    - `stepsize_controller`: overrides the PID controller built from ``rtol``/``atol``.
+    - `adjoint`: how derivatives go through the solver: ``"forward"`` (default;
+      ``jax.jacfwd``/``jax.jvp``, the engine's default), ``"reverse"`` (``jax.grad``/
+      ``jax.jacrev``, checkpointed), ``"direct"`` (both, slower) or a diffrax adjoint.
+      Derivatives with respect to ``times`` work in either mode.
+    - `throw`: if ``False`` (default) a failed solve (``max_steps`` reached, step size
+      collapse, NaN in the dynamics) returns NaN for every output of that parameter
+      point, so one bad item of a ``vmap``-ed batch does not abort the others; if
+      ``True`` diffrax raises instead.
+
+    **Returns**
+
+    An :class:`ODEModel`; ``model(params, times)`` has shape ``(n_times,)`` for a scalar
+    state/observable and ``(n_times, *obs_shape)`` otherwise. Times before ``t0`` or not
+    finite give NaN.
+
+    **Raises**
+
+    With ``throw=True``, ``equinox.EquinoxRuntimeError`` (a ``RuntimeError``) at run time
+    when the solve fails or a time is inadmissible. Use :func:`check_solve` to diagnose
+    NaN outputs when ``throw=False``.
+
+    **Example**
+
+    ```python
+    import jax
+    import jax.numpy as jnp
+    import fisherforecast as ff
+
+    # Exponential decay y' = -k y, y(0) = A:  y(t) = A exp(-k t).
+    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: p["A"])
+    with jax.enable_x64(True):
+        params = {"k": jnp.array(0.5), "A": jnp.array(2.0)}
+        times = jnp.array([0.0, 1.0, 2.0])
+        y = model(params, times)                      # ≈ 2 exp(-0.5 t)
+        dy_dk = jax.jacfwd(model)(params, times)["k"]  # ≈ -2 t exp(-0.5 t)
+    ```
+    """
+    if solver is None:
+        solver = diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
+    if stepsize_controller is None:
+        if stiff:
+            # A PI controller damps the step-size oscillations implicit solvers show on
+            # stiff problems (diffrax PIDController docs; Hairer & Wanner II, IV.2).
+            stepsize_controller = diffrax.PIDController(
+                rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4
+            )
+        else:
+            stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    if max_steps is None or int(max_steps) < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return ODEModel(
+        rhs,
+        y0,
+        observe,
+        t0=t0,
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        max_steps=max_steps,
+        dt0=dt0,
+        adjoint=_make_adjoint(adjoint),
+        throw=throw,
+    )
+
+
+_HINTS = {
+    "max_steps_reached": (
+        "raise max_steps, use stiff=True if the dynamics are stiff (widely separated "
+        "time scales), or loosen rtol/atol"
+    ),
+    "dt_min_reached": (
+        "the step size collapsed: check the dynamics for a blow-up or singularity at these "
+        "parameters, use stiff=True, or loosen rtol/atol"
+    ),
+}
+
+
+def check_solve(model: ODEModel, params, times) -> np.ndarray:
+    """Solve eagerly at one parameter point and raise a clear error if anything failed.
+
+    ``ode_model`` returns NaN when a solve fails (so that batched evaluation can carry
+    on); this helper tells you why.
+
+    **Arguments**
+
+    - `model`: an :class:`ODEModel` from :func:`ode_model`.
+    - `params`: one parameter dict (not a batch).
+    - `times`: the measurement times.
+
+    **Returns**
+
+    The model outputs at ``times`` as a NumPy array (computed in float64), if all is well.
+
+    **Raises**
+
+    - `ValueError`: a time is not finite or lies before ``t0``.
+    - `RuntimeError`: the solver failed (names the diffrax result: maximum number of steps
+      reached, step size collapsed, ..., how far it got, and what to try), or it
+      succeeded but the outputs are not finite (NaN produced by ``rhs``/``observe``).
+
+    **Example**
+
+    ```python
+    import jax.numpy as jnp
+    import fisherforecast as ff
+
+    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=1.0, max_steps=5)
+    try:
+        ff.check_solve(model, {"k": 1.0}, jnp.array([0.0, 100.0]))
+    except RuntimeError as err:
+        print(err)  # ... maximum number of solver steps was reached ... raise max_steps
+    ```
+    """
+    if not isinstance(model, ODEModel):
+        raise TypeError(f"check_solve needs a model made by ode_model, got {type(model)}")
+    with jax.enable_x64(True):
+        times = jnp.atleast_1d(jnp.asarray(times, dtype=jnp.float64))
+        bad = ~(np.isfinite(np.asarray(times)) & (np.asarray(times) >= model.t0))
+        if bad.any():
+            raise ValueError(
+                f"times must be finite and >= t0={model.t0}; offending times: "
+                f"{np.asarray(times)[bad].tolist()}"
+            )
+        # A model made with throw=True would raise diffrax's own error here; we want ours.
+        quiet = _with_attrs(model, throw=False)
+        sol = quiet.solve(params, times)
+        if not bool(sol.result == diffrax.RESULTS.successful):
+            reached = np.asarray(sol.ts)
+            reached = reached[np.isfinite(reached)]
+            got_to = f"t={reached[-1]:g}" if reached.size else "no time after t0"
+            hint = "loosen rtol/atol or use stiff=True"
+            for name, text in _HINTS.items():
+                if bool(sol.result == getattr(diffrax.RESULTS, name)):
+                    hint = text
+            raise RuntimeError(
+                f"ODE solve failed at params={_fmt_params(params)}: "
+                f"{diffrax.RESULTS[sol.result]} (solver {type(model.solver).__name__}, "
+                f"max_steps={model.max_steps}, {int(sol.stats['num_steps'])} steps taken, "
+                f"last saved time reached {got_to}, target t1={float(jnp.max(times)):g}). "
+                f"The model returns NaN for this parameter point. What to do: {hint}."
+            )
+        out = np.asarray(quiet(params, times))
+        if not np.all(np.isfinite(out)):
+            idx = np.unique(np.nonzero(~np.isfinite(out.reshape(out.shape[0], -1)))[0])
+            raise RuntimeError(
+                f"ODE solve succeeded at params={_fmt_params(params)} but the outputs are "
+                f"not finite at times {np.asarray(times)[idx].tolist()}: the rhs or observe "
+                "function produced NaN/inf (e.g. log/sqrt of a negative state, division "
+                "by zero); check the parameter values and the model equations."
+            )
+    return out
+
+
+def _with_attrs(model: ODEModel, **changes) -> ODEModel:
+    new = object.__new__(ODEModel)
+    new.__dict__.update(model.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
+def _fmt_params(params) -> str:
+    try:
+        return "{" + ", ".join(f"{k!r}: {float(v):.6g}" for k, v in params.items()) + "}"
+    except (AttributeError, TypeError, ValueError):
+        return repr(params)
