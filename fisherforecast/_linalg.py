@@ -85,7 +85,11 @@ def describe_direction(vector, names, fiducial=None) -> tuple[dict, str]:
         for n, c in zip(names, vector, strict=True)
         if abs(c) > 1e-12
     )
-    vec = vector * np.array([fiducial[n] for n in names]) if use_log else vector.copy()
+    if use_log:  # δ ln θ = δθ / θ; entries not involved keep their (negligible) value
+        scale = np.array([fiducial[n] if (fiducial.get(n) or 0) > 0 else 1.0 for n in names])
+        vec = vector / scale
+    else:
+        vec = vector.copy()
     vec = vec / np.linalg.norm(vec)
     big = np.argmax(np.abs(vec))
     if vec[big] < 0:
@@ -122,11 +126,12 @@ def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, 
         directions.append(coeffs)
         texts.append(text)
     cond = np.inf if eigenvalues[0] <= 0 else eigenvalues[-1] / eigenvalues[0]
+    cond_text = "> 1e16" if not np.isfinite(cond) or cond > 1e16 else f"{cond:.3g}"
     lines = "\n".join(f"  - {t}" for t in texts)
     more = f"\n  (and {len(null) - 3} more)" if len(null) > 3 else ""
     raise SingularFisherError(
         f"{what} is singular (rank {len(names) - len(null)} of {len(names)}, scaled condition "
-        f"number {cond:.3g}). The data do not constrain:\n{lines}{more}\n"
+        f"number {cond_text}). The data do not constrain:\n{lines}{more}\n"
         "What to do: fix one of the parameters involved (F.fix([...])), add a prior "
         "(F.with_prior({...})), add data that breaks the degeneracy, or run "
         "ff.identifiability(...) for a full report. For an exactly known but extremely "

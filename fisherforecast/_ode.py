@@ -122,16 +122,38 @@ class ODEModel:
             safe = eqx.error_if(safe, ~valid, "ode_model: times must be finite and >= t0.")
         return times, safe, valid
 
-    def _diffeqsolve(self, params, ts_sorted) -> diffrax.Solution:
-        """Solve from t0 to max(ts_sorted), saving at the (sorted, admissible) times."""
+    def _initial_ok(self, params, y0) -> jax.Array:
+        """Whether ``y0`` and ``rhs(t0, y0)`` are finite (NaN parameters show up here)."""
+        dy0 = jnp.asarray(self.rhs(jnp.asarray(self.t0, y0.dtype), y0, params))
+        return jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(dy0))
+
+    def _diffeqsolve(self, params, ts_sorted) -> tuple[diffrax.Solution, jax.Array]:
+        """Solve from t0 to max(ts_sorted), saving at the (sorted, admissible) times.
+
+        Returns the solution and whether the initial state and slope were finite.
+        """
+        if ts_sorted.shape[0] == 0:
+            raise ValueError("times must contain at least one measurement time")
+        y0 = self.initial_state(params)
+        init_ok = self._initial_ok(params, y0)
+        if self.throw:
+            import equinox as eqx
+
+            y0 = eqx.error_if(
+                y0, ~init_ok, "ode_model: y0 or rhs(t0, y0) is not finite (NaN parameters?)."
+            )
+        # A non-finite start would make the step-size controller reject every step until
+        # max_steps (and, under vmap, hold up the whole batch): solve the empty interval
+        # [t0, t0] instead and report the point as failed.
+        ts_sorted = jnp.where(init_ok, ts_sorted, self.t0)
         term = diffrax.ODETerm(lambda t, y, args: self.rhs(t, y, args))
-        return diffrax.diffeqsolve(
+        sol = diffrax.diffeqsolve(
             term,
             self.solver,
             t0=self.t0,
             t1=ts_sorted[-1],
             dt0=self.dt0,
-            y0=self.initial_state(params),
+            y0=y0,
             args=params,
             saveat=diffrax.SaveAt(ts=ts_sorted),
             stepsize_controller=self.stepsize_controller,
@@ -139,14 +161,16 @@ class ODEModel:
             max_steps=self.max_steps,
             throw=self.throw,
         )
+        return sol, init_ok
 
     def solve(self, params, times) -> diffrax.Solution:
         """Raw :class:`diffrax.Solution` at the admissible ``times``, sorted ascending.
 
         For diagnostics (``sol.result``, ``sol.stats``); use the model call for values.
+        If ``y0`` or ``rhs(t0, y0)`` is not finite the solve covers only ``[t0, t0]``.
         """
         _, safe, _ = self._prepare_times(jnp.atleast_1d(times))
-        return self._diffeqsolve(params, jnp.sort(safe))
+        return self._diffeqsolve(params, jnp.sort(safe))[0]
 
     # -- the forward model ------------------------------------------------------------
     def states(self, params, times) -> jax.Array:
@@ -156,13 +180,13 @@ class ODEModel:
         """
         times, safe, valid = self._prepare_times(times)
         order = jnp.argsort(safe)
-        # The solver only sees the times as data: their derivative is attached exactly
-        # below (dy/dt = f), which is cheaper and more accurate than differentiating
-        # through the adaptive steps and the dense-output interpolant.
-        sol = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
+        # The solver only sees the times as data; their derivatives are attached exactly
+        # by _taylor_in_time (dy/dt = f), which is cheaper and more accurate than
+        # differentiating through the adaptive steps and the dense-output interpolant.
+        sol, init_ok = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
         ys = jnp.empty_like(sol.ys).at[order].set(sol.ys)
         ys = _taylor_in_time(self.rhs, safe, ys, params)
-        ok = (sol.result == diffrax.RESULTS.successful) & valid
+        ok = (sol.result == diffrax.RESULTS.successful) & init_ok & valid
         # Multiplying by NaN (not jnp.where) makes the derivatives NaN too, so a failed
         # solve can never yield a finite, wrong Fisher matrix.
         flag = jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype)
@@ -204,7 +228,6 @@ def _taylor_in_time(rhs, times, ys, params):
         _, curvature = jax.jvp(f, (t, y), (jnp.ones_like(t), slope))
         return slope, curvature
 
-    t_c = jax.lax.stop_gradient(times)
     slope, curvature = jax.vmap(terms)(t_c, ys)
     d = delta.astype(ys.dtype).reshape(delta.shape + (1,) * (ys.ndim - 1))
     return ys + d * slope + 0.5 * d * d * curvature
@@ -318,7 +341,8 @@ def ode_model(
 _HINTS = {
     "max_steps_reached": (
         "raise max_steps, use stiff=True if the dynamics are stiff (widely separated "
-        "time scales), or loosen rtol/atol"
+        "time scales), or loosen rtol/atol; if the solution blows up in finite time at "
+        "these parameters, restrict the parameters or the measurement times"
     ),
     "dt_min_reached": (
         "the step size collapsed: check the dynamics for a blow-up or singularity at these "
@@ -375,6 +399,14 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
             )
         # A model made with throw=True would raise diffrax's own error here; we want ours.
         quiet = _with_attrs(model, throw=False)
+        y0 = quiet.initial_state(params)
+        if not bool(quiet._initial_ok(params, y0)):
+            raise RuntimeError(
+                f"ODE solve not attempted at params={_fmt_params(params)}: the initial state "
+                f"y0={np.asarray(y0).tolist()} or rhs(t0, y0) is not finite. The model returns "
+                "NaN for this parameter point. What to do: check for NaN/inf parameter values "
+                "and for singular expressions (division by zero, log of 0) at t0."
+            )
         sol = quiet.solve(params, times)
         if not bool(sol.result == diffrax.RESULTS.successful):
             reached = np.asarray(sol.ts)
