@@ -117,6 +117,9 @@ def _fisher_parts(experiment, fiducial, names, mode):
     return F, mean, J, checks
 
 
+_jacobian_jit = jax.jit(jacobian, static_argnames=("names", "mode"))
+
+
 @partial(jax.jit, static_argnames=("names", "mode"))
 def _fisher_diagnostic(experiment, fiducial, names, mode):
     return _fisher_parts(experiment, fiducial, names, mode)
@@ -190,7 +193,7 @@ def _check_mode(mode):
         raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
 
 
-def _check_finite(experiment, mean, J, checks, names):
+def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forward"):
     label = f"experiment {experiment.name!r}" if experiment.name else "the experiment"
     mean = np.asarray(mean)
     bad = ~np.isfinite(mean)
@@ -206,6 +209,14 @@ def _check_finite(experiment, mean, J, checks, names):
     badJ = ~np.isfinite(J)
     if np.any(badJ):
         cols = [names[j] for j in np.nonzero(badJ.any(axis=0))[0]]
+        if mode == "forward" and fiducial is not None and len(cols) > 1:
+            # Forward mode multiplies zero tangents by an infinite local derivative, which
+            # smears one parameter's inf over every column; reverse mode localises columns.
+            with float64():
+                _, J_rev = _jacobian_jit(experiment, fiducial, tuple(names), "reverse")
+                bad_rev = ~np.isfinite(np.asarray(J_rev)).any(axis=0)
+            both = [n for n, b in zip(names, bad_rev, strict=True) if b and n in cols]
+            cols = both or cols
         rows = np.nonzero(badJ.any(axis=1))[0]
         idx = [tuple(int(i) for i in np.unravel_index(r, mean.shape)) for r in rows[:5]]
         raise NonFiniteError(
@@ -216,7 +227,18 @@ def _check_finite(experiment, mean, J, checks, names):
         )
     for message, ok in checks.items():
         if not bool(ok):
-            raise ValueError(f"Noise model of {label}: {message}, at the fiducial.")
+            detail = ""
+            if fiducial is not None:
+                with float64():
+                    theta, to_params = _split(fiducial, tuple(names))
+                    values = experiment.noise.check_values(to_params(theta), experiment.design,
+                                                           jnp.asarray(mean))
+                v = np.asarray(values.get(message, [])).reshape(-1)
+                bad = np.nonzero(~(np.isfinite(v) & (v > 0)))[0][:5]
+                if bad.size:
+                    detail = (f"; received {[float(v[i]) for i in bad]} at flattened index "
+                              f"{bad.tolist()}")
+            raise ValueError(f"Noise model of {label}: {message}, at the fiducial{detail}.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,7 +285,7 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
         for exp in experiments:
             F, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
             F = np.asarray(F, dtype=np.float64)
-            _check_finite(exp, mean, J, jax.device_get(checks), names)
+            _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             total = F if total is None else total + F
     if not np.all(np.isfinite(total)):
         raise NonFiniteError("The Fisher matrix has NaN/inf entries although the model and "
@@ -324,7 +346,7 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
                     f"`delta_data` has shape {delta.shape} but the model output of experiment "
                     f"{exp.name!r} has shape {tuple(mean.shape)}."
                 )
-            _check_finite(exp, mean, J, jax.device_get(checks), names)
+            _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             theta, to_params = _split(fid64, names)
             b = exp.noise.inner(J, jnp.asarray(delta).reshape(-1), to_params(theta),
                                 exp.design, mean)

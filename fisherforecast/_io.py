@@ -11,7 +11,7 @@ import contextlib
 import datetime
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,10 @@ def atomic_path(path, overwrite: bool):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {str(folder)!r} for {str(path)!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    # Created by hand rather than with mkstemp so that the user's umask applies (mkstemp
+    # files are 0600, which would hide forecasts from collaborators on a shared cluster).
+    tmp = str(folder / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -140,7 +142,12 @@ def load(path, format=None) -> FisherMatrix:
 def _read_hdf5(path):
     import h5py
 
-    with h5py.File(path, "r") as h:
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"{str(path)!r} is not a readable HDF5 file ({exc}): it may be "
+                      "truncated, or not a file written by FisherMatrix.save.") from None
+    with h5 as h:
         tag = h.attrs.get("format")
         if tag != FORMAT_TAG:
             raise ValueError(
@@ -163,6 +170,10 @@ def _read_hdf5(path):
     if matrix.shape != (len(names), len(names)):
         raise ValueError(f"{str(path)!r}: matrix shape {matrix.shape} does not match "
                          f"{len(names)} names.")
+    for key, values in (("labels", labels), ("fiducial", fid)):
+        if values is not None and len(values) != len(names):
+            raise ValueError(f"{str(path)!r}: the {key!r} dataset has {len(values)} entries "
+                             f"for {len(names)} parameter names; the file is corrupted.")
     fiducial = dict(zip(names, fid.tolist(), strict=True)) if fid is not None else None
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
                         metadata=meta)
@@ -191,12 +202,18 @@ def _read_text(path):
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
     rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
-    matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
-    names = labels = fiducial = None
+    try:
+        matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
+                         "whitespace-separated row of numbers per parameter.") from None
+    names = labels = fiducial = name = None
     meta = {}
     for h in header:
         if h.startswith("metadata:"):
             meta = json.loads(h.split(":", 1)[1])
+        elif h.startswith("fisherforecast") and "; experiment:" in h:
+            name = h.split("; experiment:", 1)[1].strip() or None
     pn = Path(str(path) + ".paramnames")
     if not pn.exists():
         pn = Path(path).with_suffix(".paramnames")
@@ -229,4 +246,5 @@ def _read_text(path):
     if matrix.ndim != 2 or matrix.shape != (len(names), len(names)):
         raise ValueError(f"{str(path)!r}: matrix of shape {matrix.shape} does not match "
                          f"{len(names)} parameter names {names}.")
-    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, metadata=meta)
+    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
+                        metadata=meta)

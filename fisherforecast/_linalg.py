@@ -58,7 +58,8 @@ def check_matrix(matrix, what: str = "matrix", rtol: float = 1e-10) -> np.ndarra
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[:5].tolist()
         raise NonFiniteError(f"{what} contains NaN or inf at entries {bad}.")
-    scale = np.sqrt(np.outer(np.abs(np.diag(arr)), np.abs(np.diag(arr))))
+    root = np.sqrt(np.abs(np.diag(arr)))
+    scale = np.outer(root, root)
     scale = np.where(scale > 0, scale, np.max(np.abs(arr), initial=0.0) or 1.0)
     asym = np.max(np.abs(arr - arr.T) / scale, initial=0.0)
     if asym > rtol:

@@ -244,7 +244,9 @@ class FisherMatrix:
         """The correlation matrix of the parameters."""
         cov = self.covariance()
         s = np.sqrt(np.diag(cov))
-        return cov / np.outer(s, s)
+        R = np.clip(cov / np.outer(s, s), -1.0, 1.0)
+        np.fill_diagonal(R, 1.0)
+        return R
 
     def eigen(self) -> Eigen:
         """Eigenvalues (ascending) and eigenvectors (columns) of the matrix as stored."""

@@ -94,6 +94,14 @@ class NoiseModel:
 
     def checks(self, params, design, mean):
         """Traced validity flags, dict message -> bool scalar (True is good)."""
+        return {message: jnp.all(jnp.isfinite(v) & (v > 0))
+                for message, v in self.check_values(params, design, mean).items()}
+
+    def check_values(self, params, design, mean):
+        """Values that must be positive and finite, dict message -> flat array.
+
+        Used by :meth:`checks` and, on failure, to quote the offending values.
+        """
         return {}
 
     def log_likelihood(self, data, mean, params, design):
@@ -254,15 +262,14 @@ class Gaussian(NoiseModel):
         A = jax.vmap(lambda D: jax.scipy.linalg.cho_solve((L, True), D), in_axes=2)(dC)
         return 0.5 * jnp.einsum("iab,jba->ij", A, A, precision=HIGHEST)
 
-    def checks(self, params, design, mean):
+    def check_values(self, params, design, mean):
         if self.sigma_fn is not None:
             s = self._sigma_flat(params, design, mean.shape)
-            return {"sigma returned by the callable must be positive and finite":
-                    jnp.all(jnp.isfinite(s) & (s > 0))}
+            return {"sigma returned by the callable must be positive and finite": s}
         if self.cov_fn is not None:
-            _, L = self._cov_and_chol(params, design, mean.size)
-            return {"cov returned by the callable must be symmetric positive definite and "
-                    "finite": jnp.all(jnp.isfinite(L))}
+            C, _ = self._cov_and_chol(params, design, mean.size)
+            return {"cov returned by the callable must be positive definite and finite "
+                    "(values quoted are its eigenvalues)": jnp.linalg.eigvalsh(C)}
         return {}
 
     def log_likelihood(self, data, mean, params, design):
@@ -364,9 +371,9 @@ class Poisson(NoiseModel):
         wa = a / (lam if a.ndim == 1 else lam[:, None])
         return jnp.matmul(wa.T, b, precision=HIGHEST)
 
-    def checks(self, params, design, mean):
+    def check_values(self, params, design, mean):
         return {"expected counts must be positive and finite (Poisson noise)":
-                jnp.all(jnp.isfinite(mean) & (mean > 0))}
+                mean.reshape(-1)}
 
     def log_likelihood(self, data, mean, params, design):
         d = jnp.asarray(data)
@@ -439,18 +446,18 @@ class PSD(NoiseModel):
         wa = jnp.conj(a) * (w if a.ndim == 1 else w[:, None])
         return jnp.real(jnp.matmul(wa.T, b, precision=HIGHEST))
 
-    def checks(self, params, design, mean):
+    def check_values(self, params, design, mean):
         if self.psd_fn is None:
             return {}
-        w = self._weights(design, mean.shape)
-        return {"psd returned by the callable must be positive and finite":
-                jnp.all(jnp.isfinite(w) & (w > 0))}
+        psd = _broadcast_flat(self.psd_fn(design), mean.shape, "psd")
+        return {"psd returned by the callable must be positive and finite": psd}
 
     def log_likelihood(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
         w = self._weights(design, mean.shape)
         # Whittle likelihood -½(r|r), up to a parameter-independent constant.
-        return -0.5 * jnp.sum(w * jnp.abs(r) ** 2)
+        # |r|² written as re² + im²: jnp.abs has a zero second derivative at r = 0.
+        return -0.5 * jnp.sum(w * (r.real**2 + r.imag**2))
 
     def simulate(self, key, mean, params, design):
         w = self._weights(design, mean.shape)
