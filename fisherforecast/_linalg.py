@@ -26,8 +26,6 @@ from ._errors import NonFiniteError, SingularFisherError
 #: Relative eigenvalue threshold (of the unit-diagonal matrix) below which a Fisher matrix is
 #: treated as singular in float64: ``lambda_min <= RANK_RTOL * P * lambda_max``.
 RANK_RTOL = 4 * np.finfo(np.float64).eps
-#: Above this scaled condition number, inversion succeeds but warns that digits are lost.
-WARN_CONDITION = 1e12
 
 
 class Inverse(NamedTuple):
@@ -65,9 +63,9 @@ def check_matrix(matrix, what: str = "matrix", rtol: float = 1e-10) -> np.ndarra
     if asym > rtol:
         i, j = np.unravel_index(np.argmax(np.abs(arr - arr.T) / scale), arr.shape)
         raise ValueError(
-            f"{what} is not symmetric: entry [{i},{j}] = {arr[i, j]!r} but [{j},{i}] = "
-            f"{arr[j, i]!r} (relative asymmetry {asym:.2e} > {rtol:.0e}). Symmetrise it with "
-            "(M + M.T) / 2 if the difference is round-off."
+            f"{what} is not symmetric: entry [{i},{j}] = {float(arr[i, j])!r} but [{j},{i}] = "
+            f"{float(arr[j, i])!r} (relative asymmetry {asym:.2e} > {rtol:.0e}). Symmetrise "
+            "it with (M + M.T) / 2 if the difference is round-off."
         )
     return 0.5 * (arr + arr.T)
 

@@ -461,10 +461,12 @@ class PSD(NoiseModel):
 
     def simulate(self, key, mean, params, design):
         w = self._weights(design, mean.shape)
-        # (n|n) has 2 real degrees of freedom per bin, each with variance 1/w.
+        # Complex data: 2 real degrees of freedom per bin, each with variance 1/w.
         k1, k2 = jax.random.split(key)
         sd = 1.0 / jnp.sqrt(w)
-        noise = sd * (jax.random.normal(k1, sd.shape) + 1j * jax.random.normal(k2, sd.shape))
+        noise = sd * jax.random.normal(k1, sd.shape)
+        if jnp.iscomplexobj(mean):
+            noise = noise + 1j * sd * jax.random.normal(k2, sd.shape)
         return mean + noise.reshape(mean.shape).astype(mean.dtype)
 
 

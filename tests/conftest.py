@@ -1,0 +1,38 @@
+"""Shared test configuration.
+
+The suite deliberately runs under JAX's *default* float32 configuration: fisherforecast must
+compute in float64 through its own local context and must never flip the global switch. Do not
+enable x64 here. Plots use the non-interactive Agg backend and every figure is closed after
+each test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Must be set before matplotlib is imported anywhere.
+os.environ["MPLBACKEND"] = "Agg"
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Use the Agg backend and close every matplotlib figure a test opened."""
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(autouse=True)
+def _global_config_untouched():
+    """Every test must leave JAX's global float32 default as it found it."""
+    assert not jax.config.jax_enable_x64, "a previous test enabled x64 globally"
+    yield
+    assert not jax.config.jax_enable_x64, "this test left jax_enable_x64 switched on"
+    assert jnp.ones(1).dtype == jnp.float32

@@ -1,0 +1,130 @@
+"""The public surface: a pinned name list (changes must be deliberate), import hygiene, and
+the runnable examples in the engine's docstrings."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import fisherforecast as ff
+
+PUBLIC_API = [
+    "Coverage",
+    "CrossCheck",
+    "DALI",
+    "DesignResult",
+    "Ellipse",
+    "Experiment",
+    "FisherBatch",
+    "FisherError",
+    "FisherMatrix",
+    "Gaussian",
+    "IdentifiabilityReport",
+    "Inverse",
+    "JointExperiment",
+    "NoiseModel",
+    "NonFiniteError",
+    "PSD",
+    "ParameterError",
+    "Poisson",
+    "ProfileLikelihood",
+    "SingularFisherError",
+    "bias",
+    "check_solve",
+    "collinearity_index",
+    "contributions",
+    "coverage",
+    "crosscheck",
+    "dali",
+    "delta_chi2_2d",
+    "fisher",
+    "fisher_batch",
+    "fisher_information",
+    "identifiability",
+    "jacobian",
+    "load",
+    "models",
+    "nullspace_penalty",
+    "nullspace_prior",
+    "ode_model",
+    "optimize_design",
+    "plot",
+    "profile_likelihood",
+    "repair_identifiability",
+    "required_samples",
+    "robust_inverse",
+    "select_measurements",
+]
+
+ENGINE_NAMES = [
+    "Ellipse", "Experiment", "FisherError", "FisherMatrix", "Gaussian", "Inverse", "NoiseModel",
+    "NonFiniteError", "PSD", "ParameterError", "Poisson", "SingularFisherError", "bias",
+    "delta_chi2_2d", "fisher", "fisher_information", "jacobian", "load", "robust_inverse",
+]
+
+ENGINE_MODULES = ["_experiment", "_noise", "_fisher", "_matrix", "_linalg", "_io", "_errors",
+                  "_x64"]
+
+
+def test_public_api_is_pinned():
+    assert sorted(n for n in dir(ff) if not n.startswith("_")) == PUBLIC_API
+
+
+def test_engine_names_are_eager_and_documented():
+    for name in ENGINE_NAMES:
+        obj = ff.__dict__[name]  # bound at import time, not lazily
+        assert obj.__doc__ and obj.__doc__.strip(), f"ff.{name} has no docstring"
+
+
+def test_unknown_attribute_names_itself():
+    with pytest.raises(AttributeError, match="'not_a_function'"):
+        ff.not_a_function  # noqa: B018
+
+
+def test_version():
+    assert isinstance(ff.__version__, str) and ff.__version__.count(".") >= 1
+
+
+def test_import_is_light_and_leaves_jax_config_alone():
+    """`import fisherforecast` must not load optional heavy packages nor switch on x64."""
+    heavy = ["matplotlib", "numpyro", "diffrax", "optimistix", "equinox", "corner", "tqdm",
+             "dask", "h5py"]
+    code = (
+        "import sys, jax, fisherforecast\n"
+        f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
+        "print(loaded, jax.config.jax_enable_x64)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[] False", out.stdout + out.stderr
+
+
+class MarkdownDocTestParser(doctest.DocTestParser):
+    """Docstrings are Markdown: a closing ``` fence must not count as expected output."""
+
+    FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
+
+    def parse(self, string, name="<string>"):
+        return super().parse(self.FENCE.sub("", string), name)
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_docstring_examples_run(module):
+    """The examples in the engine's docstrings run and print what they claim (float32
+    default config, so they also exercise the float64 context)."""
+    mod = importlib.import_module(f"fisherforecast.{module}")
+    finder = doctest.DocTestFinder(parser=MarkdownDocTestParser())
+    runner = doctest.DocTestRunner(
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    tests = [t for t in finder.find(mod, mod.__name__) if t.examples]
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0
+    if module not in ("_errors", "_x64"):
+        assert result.attempted > 0
