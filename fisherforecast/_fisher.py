@@ -188,9 +188,19 @@ def check_names(params, fiducial) -> tuple[str, ...]:
     return tuple(params)
 
 
-def _check_mode(mode):
+def _check_mode(mode, experiments=()):
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}; received {mode!r}.")
+    for exp in experiments:
+        # Models may declare which derivative modes they support (e.g. ff.ode_model, whose
+        # diffrax adjoint fixes it); say so instead of failing deep inside JAX.
+        modes = getattr(exp.model, "autodiff_modes", None)
+        if modes is not None and mode not in modes:
+            raise ValueError(
+                f"mode={mode!r}, but the model of experiment {exp.name!r} supports only "
+                f"{tuple(modes)} differentiation. For an ff.ode_model, build it with "
+                "adjoint='reverse' for reverse mode (or use the default mode='forward')."
+            )
 
 
 def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forward"):
@@ -203,7 +213,7 @@ def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forwa
             f"The model of {label} returned NaN/inf at the fiducial: {int(bad.sum())} of "
             f"{mean.size} outputs, first at output index {idx}. Check the model at these "
             "parameter values (division by zero, log of a negative number, an ODE solver "
-            "that failed)."
+            "that failed: ff.check_solve(model, params, times) names the solver failure)."
         )
     J = np.asarray(J)
     badJ = ~np.isfinite(J)
@@ -278,7 +288,7 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     experiments = _as_experiments(experiment_or_list)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode)
+    _check_mode(mode, experiments)
     total = None
     with float64():
         fid64 = {k: np.float64(v) for k, v in fid.items()}
@@ -331,7 +341,7 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
         )
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode)
+    _check_mode(mode, experiments)
     F_total, b_total = 0.0, 0.0
     with float64():
         fid64 = {k: np.float64(v) for k, v in fid.items()}

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,12 +56,30 @@ def _make_adjoint(adjoint):
     )
 
 
+def _as_array_if_number(x):
+    return jnp.asarray(x) if isinstance(x, (int, float, np.number)) else x
+
+
+def _autodiff_modes(adjoint) -> tuple[str, ...]:
+    """Which of jax.jacfwd ("forward") / jax.jacrev ("reverse") work through `adjoint`."""
+    if isinstance(adjoint, diffrax.DirectAdjoint):
+        return ("forward", "reverse")
+    if isinstance(adjoint, diffrax.ForwardMode):
+        return ("forward",)
+    # RecursiveCheckpointAdjoint, BacksolveAdjoint, ImplicitAdjoint: custom_vjp based.
+    return ("reverse",)
+
+
 class ODEModel:
     """A forward model ``model(params, times)`` defined by an ODE (made by :func:`ode_model`).
 
     Calling it returns the observables at ``times``: shape ``(n_times,)`` for a scalar
     observable, ``(n_times, *obs_shape)`` otherwise. :meth:`solve` returns the raw
     :class:`diffrax.Solution` (for diagnostics, see :func:`check_solve`).
+
+    ``autodiff_modes`` says which parameter derivatives work: ``("forward",)`` (the
+    default, ``jax.jacfwd``), ``("reverse",)`` (``jax.jacrev``/``jax.grad``) or both;
+    derivatives with respect to the times work in every mode.
 
     Instances are immutable in practice, hash by identity and hold no arrays that change,
     so they can be closed over by ``jax.jit`` or passed as static arguments.
@@ -89,7 +108,11 @@ class ODEModel:
         self.max_steps = int(max_steps)
         self.dt0 = dt0
         self.adjoint = adjoint
+        self.autodiff_modes = _autodiff_modes(adjoint)
         self.throw = bool(throw)
+        # Built once: diffeqsolve is filter-jitted and keys its cache on the term, so a
+        # fresh wrapper per call would recompile on every eager call.
+        self._term = diffrax.ODETerm(rhs)
 
     def __repr__(self) -> str:
         name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
@@ -117,8 +140,6 @@ class ODEModel:
         valid = jnp.isfinite(times) & (times >= self.t0)
         safe = jnp.where(valid, times, self.t0)
         if self.throw:
-            import equinox as eqx
-
             safe = eqx.error_if(safe, ~valid, "ode_model: times must be finite and >= t0.")
         return times, safe, valid
 
@@ -137,8 +158,6 @@ class ODEModel:
         y0 = self.initial_state(params)
         init_ok = self._initial_ok(params, y0)
         if self.throw:
-            import equinox as eqx
-
             y0 = eqx.error_if(
                 y0, ~init_ok, "ode_model: y0 or rhs(t0, y0) is not finite (NaN parameters?)."
             )
@@ -146,15 +165,16 @@ class ODEModel:
         # max_steps (and, under vmap, hold up the whole batch): solve the empty interval
         # [t0, t0] instead and report the point as failed.
         ts_sorted = jnp.where(init_ok, ts_sorted, self.t0)
-        term = diffrax.ODETerm(lambda t, y, args: self.rhs(t, y, args))
         sol = diffrax.diffeqsolve(
-            term,
+            self._term,
             self.solver,
             t0=self.t0,
             t1=ts_sorted[-1],
             dt0=self.dt0,
             y0=y0,
-            args=params,
+            # Python-number leaves would be static to diffeqsolve's filter_jit (one
+            # compilation per value in eager use): pass them as arrays.
+            args=jax.tree_util.tree_map(_as_array_if_number, params),
             saveat=diffrax.SaveAt(ts=ts_sorted),
             stepsize_controller=self.stepsize_controller,
             adjoint=self.adjoint,
@@ -169,15 +189,12 @@ class ODEModel:
         For diagnostics (``sol.result``, ``sol.stats``); use the model call for values.
         If ``y0`` or ``rhs(t0, y0)`` is not finite the solve covers only ``[t0, t0]``.
         """
-        _, safe, _ = self._prepare_times(jnp.atleast_1d(times))
+        _, safe, _ = self._prepare_times(jnp.atleast_1d(jnp.asarray(times)))
         return self._diffeqsolve(params, jnp.sort(safe))[0]
 
     # -- the forward model ------------------------------------------------------------
-    def states(self, params, times) -> jax.Array:
-        """State ``y(t)`` at ``times`` (unsorted allowed), shape ``(n_times, *y.shape)``.
-
-        NaN for every time if the solve failed, and NaN at inadmissible times.
-        """
+    def _evaluate(self, params, times, observe=True):
+        """(outputs, diffrax solution, initial state finite?) at the 1-D ``times``."""
         times, safe, valid = self._prepare_times(times)
         order = jnp.argsort(safe)
         # The solver only sees the times as data; their derivatives are attached exactly
@@ -190,17 +207,23 @@ class ODEModel:
         # Multiplying by NaN (not jnp.where) makes the derivatives NaN too, so a failed
         # solve can never yield a finite, wrong Fisher matrix.
         flag = jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype)
-        return ys * flag.reshape(flag.shape + (1,) * (ys.ndim - 1))
+        ys = ys * flag.reshape(flag.shape + (1,) * (ys.ndim - 1))
+        if observe and self.observe is not None:
+            ys = jax.vmap(lambda y: jnp.asarray(self.observe(y, params)))(ys)
+        return ys, sol, init_ok
+
+    def states(self, params, times) -> jax.Array:
+        """State ``y(t)`` at 1-D ``times`` (unsorted allowed), shape ``(n_times, *y.shape)``.
+
+        NaN for every time if the solve failed, and NaN at inadmissible times.
+        """
+        return self._evaluate(params, times, observe=False)[0]
 
     def __call__(self, params, times) -> jax.Array:
         """Observables at ``times``: ``observe(y(t), params)`` stacked over ``times``."""
-        scalar_time = jnp.ndim(times) == 0
-        ys = self.states(params, jnp.atleast_1d(times))
-        if self.observe is None:
-            out = ys
-        else:
-            out = jax.vmap(lambda y: jnp.asarray(self.observe(y, params)))(ys)
-        return out[0] if scalar_time else out
+        times = jnp.asarray(times)
+        out = self._evaluate(params, jnp.atleast_1d(times))[0]
+        return out[0] if times.ndim == 0 else out
 
 
 def _taylor_in_time(rhs, times, ys, params):
@@ -397,19 +420,19 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
                 f"times must be finite and >= t0={model.t0}; offending times: "
                 f"{np.asarray(times)[bad].tolist()}"
             )
-        # A model made with throw=True would raise diffrax's own error here; we want ours.
-        quiet = _with_attrs(model, throw=False)
-        y0 = quiet.initial_state(params)
-        if not bool(quiet._initial_ok(params, y0)):
+        quiet = _quiet_jitted_evaluate(model)
+        out, sol, init_ok = quiet(params, times)
+        out = np.asarray(out)
+        if not bool(init_ok):
+            y0 = np.asarray(model.initial_state(params)).tolist()
             raise RuntimeError(
                 f"ODE solve not attempted at params={_fmt_params(params)}: the initial state "
-                f"y0={np.asarray(y0).tolist()} or rhs(t0, y0) is not finite. The model returns "
-                "NaN for this parameter point. What to do: check for NaN/inf parameter values "
-                "and for singular expressions (division by zero, log of 0) at t0."
+                f"y0={y0} or rhs(t0, y0) is not finite. The model returns NaN for this "
+                "parameter point. What to do: check for NaN/inf parameter values and for "
+                "singular expressions (division by zero, log of 0) at t0."
             )
-        sol = quiet.solve(params, times)
         if not bool(sol.result == diffrax.RESULTS.successful):
-            reached = np.asarray(sol.ts)
+            reached = np.sort(np.asarray(sol.ts))
             reached = reached[np.isfinite(reached)]
             got_to = f"t={reached[-1]:g}" if reached.size else "no time after t0"
             hint = "loosen rtol/atol or use stiff=True"
@@ -423,7 +446,6 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
                 f"last saved time reached {got_to}, target t1={float(jnp.max(times)):g}). "
                 f"The model returns NaN for this parameter point. What to do: {hint}."
             )
-        out = np.asarray(quiet(params, times))
         if not np.all(np.isfinite(out)):
             idx = np.unique(np.nonzero(~np.isfinite(out.reshape(out.shape[0], -1)))[0])
             raise RuntimeError(
@@ -435,11 +457,20 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
     return out
 
 
-def _with_attrs(model: ODEModel, **changes) -> ODEModel:
-    new = object.__new__(ODEModel)
-    new.__dict__.update(model.__dict__)
-    new.__dict__.update(changes)
-    return new
+def _quiet_jitted_evaluate(model: ODEModel):
+    """``jax.jit(model._evaluate)`` with ``throw=False``, cached on the model so that
+    repeated checks compile once. (With throw=True diffrax would raise its own error
+    before we can explain it.)"""
+    cached = model.__dict__.get("_check_evaluate")
+    if cached is None:
+        quiet = model
+        if model.throw:
+            quiet = object.__new__(ODEModel)
+            quiet.__dict__.update(model.__dict__)
+            quiet.throw = False
+        cached = jax.jit(quiet._evaluate)
+        model.__dict__["_check_evaluate"] = cached
+    return cached
 
 
 def _fmt_params(params) -> str:

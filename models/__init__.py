@@ -11,6 +11,7 @@ user would write it. Modules:
 * :mod:`~fisherforecast.models.biology` — biology and pharmacology ODE models.
 """
 
+from . import biology as biology
 from . import cosmology as cosmology
 from . import dwd as dwd
 from . import gw as gw

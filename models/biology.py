@@ -127,12 +127,10 @@ def hill(params, x):
 
     **Returns** the response, same shape as ``x``.
 
-    ```python
     >>> import numpy as np
     >>> from fisherforecast.models.biology import hill, HILL_HEMOGLOBIN_FIDUCIAL
     >>> float(hill(HILL_HEMOGLOBIN_FIDUCIAL, np.array(26.8)))   # 50 % at P50
     0.5
-    ```
     """
     x = jnp.asarray(x)
     positive = x > 0
@@ -172,11 +170,9 @@ def wright_omega(z):
     start; the start u₀ = ln(z − ln z) (z > 1) or u₀ = z (z ≤ 1) is within 1 of the root
     and 8 iterations reach machine precision. Derivative ω' = ω/(1 + ω) (custom JVP).
 
-    ```python
     >>> from fisherforecast.models.biology import wright_omega
     >>> round(float(wright_omega(1.0)), 12)   # ω(1) = 1
     1.0
-    ```
     """
     z = jnp.asarray(z)
     big = z > 1.0
@@ -516,11 +512,9 @@ def pk_oral(params, times):
     F, D and V enter only as F D/V (vary at most one of them); and since the curve is
     symmetric in (ka, ke) up to that factor, oral data alone leave a flip-flop ambiguity.
 
-    ```python
     >>> import numpy as np
     >>> from fisherforecast.models.biology import pk_oral, THEOPHYLLINE_FIDUCIAL
     >>> c = pk_oral(THEOPHYLLINE_FIDUCIAL, np.array([0.0, 2.0, 24.0]))   # mg/L
-    ```
     """
     t = jnp.asarray(times)
     f = params.get("F", 1.0)
