@@ -37,6 +37,7 @@ _LAZY = {
     "collinearity_index": "._identifiability",
     "profile_likelihood": "._profile",
     "ProfileLikelihood": "._profile",
+    "ProfileBatch": "._profile",
     "nullspace_prior": "._identifiability",
     "nullspace_penalty": "._identifiability",
     "crosscheck": "._crosscheck",

@@ -32,6 +32,7 @@ PUBLIC_API = [
     "PSD",
     "ParameterError",
     "Poisson",
+    "ProfileBatch",
     "ProfileLikelihood",
     "SingularFisherError",
     "bias",

@@ -1,0 +1,247 @@
+"""Profile likelihoods against closed forms.
+
+* Gaussian linear models: the profile is exactly (ψ − ψ̂)²/σ² with σ from (JᵀC⁻¹J)⁻¹, and the
+  likelihood-ratio interval equals the Fisher interval.
+* y = a·b·x: the profile of a is flat and the nuisance follows b = (a·b)₀/a.
+* Poisson decay counts and Gaussian data with an unknown variance: the nuisance can be
+  profiled out by hand, giving closed-form profiles.
+* Michaelis–Menten (VALIDATION case 9): open profiles at S0 ≪ K, closed ones at S0 ≫ K.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fisherforecast as ff
+from fisherforecast._profile import _profile_scan
+
+X = np.linspace(0.0, 2.0, 7)
+QUAD_FID = {"a": 1.0, "b": 2.0, "c": 0.5}
+
+
+def quadratic(p, x):
+    return p["a"] + p["b"] * x + p["c"] * x**2
+
+
+@pytest.fixture(scope="module")
+def quad_exp():
+    return ff.Experiment(quadratic, ff.Gaussian(sigma=0.3), design=X)
+
+
+def quad_sigma():
+    J = np.stack([np.ones_like(X), X, X**2], axis=1) / 0.3
+    return np.sqrt(np.diag(np.linalg.inv(J.T @ J)))
+
+
+# ---------------------------------------------------------------------------------------
+# Linear Gaussian: exact parabola
+# ---------------------------------------------------------------------------------------
+def test_linear_profile_is_the_exact_parabola(quad_exp):
+    prof = ff.profile_likelihood(quad_exp, QUAD_FID, "b", span=3.0)
+    sig = quad_sigma()[1]
+    assert prof.fisher_sigma == pytest.approx(sig, rel=1e-12)
+    np.testing.assert_allclose(prof.delta, ((prof.grid - 2.0) / sig) ** 2, atol=1e-9)
+    assert prof.converged.all()
+    for level in (1.0, 3.841458820694124):
+        lo, hi = prof.interval(level)
+        half = math.sqrt(level) * sig
+        assert lo == pytest.approx(2.0 - half, abs=1e-6 * sig)
+        assert hi == pytest.approx(2.0 + half, abs=1e-6 * sig)
+        assert prof.intervals[level] == (lo, hi)
+        flo, fhi = prof.fisher_interval(level)
+        assert (flo, fhi) == (pytest.approx(2.0 - half, rel=1e-12),
+                              pytest.approx(2.0 + half, rel=1e-12))
+    assert prof.identifiable and prof.verdict == "identifiable" and not prof.flat
+    # The nuisance path is the conditional mean: a, c move linearly with b.
+    J = np.stack([np.ones_like(X), X, X**2], axis=1)
+    F = J.T @ J
+    slope = -np.linalg.solve(F[np.ix_([0, 2], [0, 2])], F[[0, 2], 1])
+    np.testing.assert_allclose(prof.nuisance["a"], 1.0 + slope[0] * (prof.grid - 2.0),
+                               atol=1e-7)
+    np.testing.assert_allclose(prof.nuisance["c"], 0.5 + slope[1] * (prof.grid - 2.0),
+                               atol=1e-7)
+    # Default grid: ψ̂ ± span·σ with the best fit exactly on it.
+    assert prof.grid[0] == pytest.approx(2.0 - 3 * sig) and prof.grid[-1] == pytest.approx(
+        2.0 + 3 * sig)
+    assert 2.0 in prof.grid and len(prof.grid) == 21
+    # With the default span of 4σ the grid would cross zero: it is clipped, and says so.
+    clipped = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9)
+    assert clipped.grid[0] == pytest.approx(0.02)
+    assert any("clipped below" in n for n in clipped.notes)
+
+
+def test_user_data_profile_is_centred_on_the_least_squares_fit(quad_exp):
+    data = np.array([1.31, 1.32, 2.43, 3.88, 4.31, 6.22, 7.03])  # any data: closed form
+    prof = ff.profile_likelihood(quad_exp, QUAD_FID, "b", data=data)
+    J = np.stack([np.ones_like(X), X, X**2], axis=1)
+    best = np.linalg.lstsq(J, data, rcond=None)[0]
+    sig = quad_sigma()[1]
+    assert prof.data == "user"
+    assert prof.estimate == pytest.approx(best[1], abs=1e-7 * sig)
+    assert prof.best_fit["a"] == pytest.approx(best[0], abs=1e-6)
+    np.testing.assert_allclose(prof.delta, ((prof.grid - best[1]) / sig) ** 2, atol=1e-8)
+    lo, hi = prof.interval(1.0)
+    assert lo == pytest.approx(best[1] - sig, abs=1e-6 * sig)
+    assert hi == pytest.approx(best[1] + sig, abs=1e-6 * sig)
+
+
+def test_single_parameter_needs_no_reoptimisation():
+    exp = ff.Experiment(lambda p, x: p["b"] * x, ff.Gaussian(sigma=0.5), design=X)
+    prof = ff.profile_likelihood(exp, {"b": 2.0}, "b", n_grid=9)
+    sig = 0.5 / np.linalg.norm(X)
+    np.testing.assert_allclose(prof.delta, ((prof.grid - 2.0) / sig) ** 2, atol=1e-9)
+    assert prof.nuisance == {}
+
+
+# ---------------------------------------------------------------------------------------
+# Non-identifiable: flat profile
+# ---------------------------------------------------------------------------------------
+def test_product_model_profile_is_flat():
+    exp = ff.Experiment(lambda p, x: p["a"] * p["b"] * x, ff.Gaussian(sigma=0.1),
+                        design=np.linspace(0.1, 1.0, 6))
+    prof = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "a")
+    assert prof.flat and not prof.identifiable
+    assert prof.verdict.startswith("structurally non-identifiable")
+    assert np.max(prof.delta) < 1e-10
+    assert prof.intervals[1.0] == (-math.inf, math.inf)
+    assert prof.open[1.0] == (True, True)
+    assert prof.fisher_sigma == math.inf
+    # The Fisher matrix is singular, so the grid falls back to a ± 50 %.
+    assert prof.grid[0] == pytest.approx(0.5) and prof.grid[-1] == pytest.approx(1.5)
+    np.testing.assert_allclose(prof.nuisance["b"] * prof.grid, 2.0, rtol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------
+# Other likelihoods: closed-form profiles
+# ---------------------------------------------------------------------------------------
+def test_poisson_profile_against_closed_form():
+    # λᵢ = A e^{−xᵢ/τ}; for fixed τ the best A is Σnᵢ / Σe^{−xᵢ/τ}.
+    x = np.linspace(0.0, 4.0, 9)
+    counts = np.array([101.0, 60.0, 37.0, 30.0, 14.0, 9.0, 8.0, 3.0, 2.0])
+    exp = ff.Experiment(lambda p, x: p["A"] * jnp.exp(-x / p["tau"]), ff.Poisson(), design=x)
+    prof = ff.profile_likelihood(exp, {"A": 100.0, "tau": 1.0}, "tau", data=counts,
+                                 n_grid=15)
+
+    def neg2logl(tau):
+        e = np.exp(-x / tau)
+        A = counts.sum() / e.sum()
+        lam = A * e
+        return -2 * np.sum(counts * np.log(lam) - lam)
+
+    tau_grid = np.linspace(0.5, 2.0, 2001)
+    ref = np.array([neg2logl(t) for t in prof.grid])
+    best = min(neg2logl(t) for t in tau_grid)
+    np.testing.assert_allclose(prof.delta, ref - best, atol=1e-4)  # best: grid-limited
+    np.testing.assert_allclose(prof.delta - prof.delta.min(), ref - ref.min(), atol=1e-8)
+    np.testing.assert_allclose(prof.nuisance["A"], [counts.sum() / np.exp(-x / t).sum()
+                                                    for t in prof.grid], rtol=1e-7)
+
+
+def test_gaussian_with_unknown_variance_against_closed_form():
+    # N(μ, s²) data with s a parameter (covariance depends on it: needs the global fit):
+    # for fixed μ the best s² is mean((x − μ)²), so Δ(μ) = n ln(ŝ²(μ)/ŝ²(μ̂)).
+    data = np.array([0.3, -1.2, 0.8, 2.1, 0.4, -0.2, 1.5, 0.9])
+    n = data.size
+    exp = ff.Experiment(lambda p: p["mu"] * jnp.ones(n), ff.Gaussian(sigma=lambda p: p["s"]))
+    prof = ff.profile_likelihood(exp, {"mu": 0.0, "s": 1.0}, "mu", data=data)
+    mu_hat = data.mean()
+    s2 = np.mean((data - mu_hat) ** 2)
+    assert prof.estimate == pytest.approx(mu_hat, abs=1e-6)
+    assert prof.best_fit["s"] == pytest.approx(math.sqrt(s2), rel=1e-6)
+    ref = n * np.log(np.array([np.mean((data - m) ** 2) for m in prof.grid]) / s2)
+    np.testing.assert_allclose(prof.delta, ref, atol=1e-8)
+    # LR interval: n ln(1 + (μ−μ̂)²/ŝ²) = 1. The profile is not a parabola, so the endpoint
+    # comes from the cubic interpolation between grid points 0.4σ apart: ~1e-4 σ.
+    half = math.sqrt(s2 * math.expm1(1 / n))
+    lo, hi = prof.interval(1.0)
+    assert lo == pytest.approx(mu_hat - half, abs=1e-4) and hi == pytest.approx(mu_hat + half,
+                                                                                abs=1e-4)
+    # The fiducial μ = 0 is not positive, so the grid is not clipped at zero.
+    assert prof.grid[0] < 0 and not prof.notes
+
+
+# ---------------------------------------------------------------------------------------
+# ODE model (VALIDATION case 9): practical non-identifiability
+# ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # one ODE profile compilation (~10 s of CPU)
+def test_michaelis_menten_profiles_open_at_low_substrate():
+    mm = ff.ode_model(lambda t, s, p: -p["V"] * s / (p["K"] + s), y0=lambda p: p["S0"],
+                      rtol=1e-8, atol=1e-10)
+    out = {}
+    for S0 in (1.0, 100.0):
+        T = 3 * (10.0 + S0)
+        exp = ff.Experiment(mm, ff.Gaussian(sigma=0.01 * S0), design=np.arange(1, 11) * T / 10)
+        out[S0] = ff.profile_likelihood(exp, {"V": 1.0, "K": 10.0, "S0": S0}, "K",
+                                        params=["V", "K"], n_grid=9)
+    low, high = out[1.0], out[100.0]
+    # S0 ≪ K: K → ∞ with V/K fixed fits the data (linear kinetics): open above, although the
+    # Fisher interval is finite. The re-optimised V follows K (V/K ≈ const).
+    assert low.open[3.841458820694124] == (False, True)
+    assert not low.identifiable and "open above" in low.verdict
+    assert math.isfinite(low.fisher_sigma)
+    ratio = low.nuisance["V"] / low.grid
+    assert np.ptp(ratio[low.grid > 5]) / ratio.mean() < 0.2
+    assert high.identifiable and all(math.isfinite(b) for b in high.intervals[1.0])
+    # Near the best fit the profile agrees with the Fisher parabola to a few per cent.
+    lo, hi = high.interval(1.0)
+    flo, fhi = high.fisher_interval(1.0)
+    assert (hi - lo) / (fhi - flo) == pytest.approx(1.0, abs=0.05)
+
+
+# ---------------------------------------------------------------------------------------
+# Batch, retracing, output, errors
+# ---------------------------------------------------------------------------------------
+def test_batch_isolates_failures_and_does_not_retrace():
+    exp = ff.Experiment(lambda p, x: p["a"] * x + jnp.sqrt(p["c"]) * x**2,
+                        ff.Gaussian(sigma=0.1), design=X)
+    fid = {"a": 1.0, "c": 4.0}
+    ff.profile_likelihood(exp, fid, "a", n_grid=7)
+    before = _profile_scan._cache_size()
+    # On a negative grid the model is NaN for c: that profile fails, a's does not.
+    batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, -1.0, 7))
+    assert _profile_scan._cache_size() == before
+    assert isinstance(batch, ff._profile.ProfileBatch)
+    assert list(batch) == ["a"] and "c" in batch.errors
+    assert "NaN" in batch.errors["c"]
+    assert "failed" in batch.summary()
+    json.dumps(batch.to_dict(), allow_nan=False)
+
+
+def test_summary_to_dict_and_plot(quad_exp):
+    batch = ff.profile_likelihood(quad_exp, QUAD_FID, ["a", "b"], n_grid=9)
+    text = batch.summary()
+    assert "LR 68% interval" in text and text.count("identifiable") == 2
+    prof = batch["b"]
+    assert "Fisher" in prof.summary()
+    d = prof.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["verdict"] == "identifiable" and len(d["grid"]) == 9
+    ax = prof.plot()
+    assert ax.get_xlabel() == "b" and ax.get_ylabel() == "Δ(−2 ln L)"
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "profile likelihood" in labels and "Fisher (quadratic)" in labels
+    profile_line = ax.get_lines()[0]
+    np.testing.assert_allclose(profile_line.get_ydata(), prof.delta)
+    fig = batch.plot()
+    assert sum(a.get_visible() for a in fig.axes) == 2
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"name_or_names": "zz"}, ff.ParameterError, "zz"),
+    ({"name_or_names": 3}, TypeError, "name_or_names"),
+    ({"grid": [1.0, 0.5, 2.0]}, ValueError, "grid"),
+    ({"n_grid": 3}, ValueError, "n_grid"),
+    ({"data": np.ones(3)}, ValueError, "shape"),
+    ({"levels": (-1.0,)}, ValueError, "levels"),
+    ({"mode": "sideways"}, ValueError, "mode"),
+])
+def test_bad_input(quad_exp, kwargs, exc, match):
+    args = {"name_or_names": "b", **kwargs}
+    name = args.pop("name_or_names")
+    with pytest.raises(exc, match=match):
+        ff.profile_likelihood(quad_exp, QUAD_FID, name, **args)
