@@ -15,13 +15,16 @@ class SingularFisherError(FisherError, np.linalg.LinAlgError):
     Attributes:
         directions: list of dicts name -> coefficient, one per null direction (unit
             vectors in the parameter space the message describes).
+        spaces: for each direction, ``"ln"`` when its coefficients are for ln-parameters
+            (all fiducial values involved are positive) or ``"linear"``.
         names: the parameter names of the matrix.
     """
 
-    def __init__(self, message, directions=(), names=()):
+    def __init__(self, message, directions=(), names=(), spaces=None):
         super().__init__(message)
         self.directions = list(directions)
         self.names = tuple(names)
+        self.spaces = list(spaces) if spaces is not None else ["linear"] * len(self.directions)
 
 
 class NonFiniteError(FisherError):

@@ -70,20 +70,32 @@ def check_matrix(matrix, what: str = "matrix", rtol: float = 1e-10) -> np.ndarra
     return 0.5 * (arr + arr.T)
 
 
-def describe_direction(vector, names, fiducial=None) -> tuple[dict, str]:
+def _log_space(names, involved, fiducial) -> bool:
+    """Whether a direction over the `involved` parameters can be stated in ln-parameters."""
+    return fiducial is not None and all(
+        fiducial.get(n) is not None and fiducial[n] > 0
+        for n, k in zip(names, involved, strict=True)
+        if k
+    )
+
+
+def describe_direction(vector, names, fiducial=None, involved=None) -> tuple[dict, str]:
     """Describe a parameter-space direction in words.
 
     Where all involved fiducial values are positive, the direction is expressed in
     ln-parameters, which turns power-law degeneracies into readable statements such as
-    "only a·b is constrained". Returns ``(coefficients, text)``.
+    "only a·b is constrained". `involved` (a boolean mask) says which parameters take part;
+    decide it in a unit-free parameterisation (the default, ``|coefficient| > 0.05`` of the
+    normalised vector, is only right when the parameters have comparable units). Returns
+    ``(coefficients, text)``.
     """
     vector = np.asarray(vector, dtype=np.float64)
     names = list(names)
-    use_log = fiducial is not None and all(
-        fiducial.get(n) is not None and fiducial[n] > 0
-        for n, c in zip(names, vector, strict=True)
-        if abs(c) > 1e-12
-    )
+    if involved is None:
+        involved = np.abs(vector) > 0.05 * np.max(np.abs(vector))
+    involved = np.asarray(involved, dtype=bool)
+    vector = np.where(involved, vector, 0.0)
+    use_log = _log_space(names, involved, fiducial)
     if use_log:  # δ ln θ = δθ / θ; entries not involved keep their (negligible) value
         scale = np.array([fiducial[n] if (fiducial.get(n) or 0) > 0 else 1.0 for n in names])
         vec = vector / scale
@@ -93,7 +105,7 @@ def describe_direction(vector, names, fiducial=None) -> tuple[dict, str]:
     big = np.argmax(np.abs(vec))
     if vec[big] < 0:
         vec = -vec
-    keep = np.abs(vec) > 0.05
+    keep = involved
     coefficients = {n: float(c) for n, c, k in zip(names, vec, keep, strict=True) if k}
     prefix = "ln " if use_log else "d"
     terms = " ".join(f"{'+' if c >= 0 else '-'}{abs(c):.3g}·{prefix}{n}" for n, c in
@@ -112,16 +124,20 @@ def describe_direction(vector, names, fiducial=None) -> tuple[dict, str]:
             text += f" (only {a}^{cb:.3g}·{b}^{-ca:.3g} is constrained)"
     elif len(coefficients) == 1:
         (a, _), = coefficients.items()
-        text = f"the parameter {a} alone (it has no information)"
+        text = f"the parameter {a} alone (the data carry almost no information on it)"
     return coefficients, text
 
 
 def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, what):
     null = np.nonzero(eigenvalues <= tol)[0]
-    directions, texts = [], []
+    directions, texts, spaces = [], [], []
     for k in null[:3]:
-        # S v = 0  ⇒  F (D^-1 v) = 0: the null direction in the original parameters.
-        coeffs, text = describe_direction(eigenvectors[:, k] / d, names, fiducial)
+        # S v = 0  ⇒  F (D^-1 v) = 0: the null direction in the original parameters. Which
+        # parameters take part is decided on v, which does not depend on their units.
+        v = eigenvectors[:, k]
+        involved = np.abs(v) > 0.05 * np.max(np.abs(v))
+        coeffs, text = describe_direction(v / d, names, fiducial, involved=involved)
+        spaces.append("ln" if _log_space(names, involved, fiducial) else "linear")
         directions.append(coeffs)
         texts.append(text)
     cond = np.inf if eigenvalues[0] <= 0 else eigenvalues[-1] / eigenvalues[0]
@@ -137,6 +153,7 @@ def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, 
         "ill-conditioned matrix, F.covariance(precision='mpmath') inverts in high precision.",
         directions=directions,
         names=names,
+        spaces=spaces,
     )
 
 

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import FisherError, quote
+from ._errors import FisherError, SingularFisherError, quote
 from ._linalg import Inverse, check_matrix, robust_inverse, schur_marginal
 from ._x64 import float64
 
@@ -388,8 +388,14 @@ class FisherMatrix:
                     f"{self.n_params} parameters {list(self._names)}; a forward "
                     "reparameterization must be one-to-one (return unchanged parameters "
                     "too), or use inverse=True.")
-            s = np.linalg.svd(J, compute_uv=False)
-            if s[-1] <= 1e-12 * s[0]:
+            # Judge invertibility on the row- and column-normalised Jacobian, so that a change
+            # of units (a diagonal J with entries 1e9 and 1e-9) is not mistaken for singular.
+            rows = np.linalg.norm(J, axis=1, keepdims=True)
+            Jn = J / np.where(rows > 0, rows, 1.0)
+            cols = np.linalg.norm(Jn, axis=0, keepdims=True)
+            Jn = Jn / np.where(cols > 0, cols, 1.0)
+            s = np.linalg.svd(Jn, compute_uv=False)
+            if not (rows > 0).all() or s[-1] <= 1e-12 * s[0]:
                 raise ValueError("the Jacobian of transform is singular at the fiducial: the "
                                  "new parameters are not a valid change of variables there.")
             A = np.linalg.solve(J.T, self._matrix)  # J⁻ᵀ F
@@ -407,11 +413,18 @@ class FisherMatrix:
         For ``names=["w0", "wa"]`` this is the Dark Energy Task Force FoM.
         """
         names = _subset(names, self._names, "figure_of_merit")
-        sub = self.marginalize(names).matrix
-        sign, logdet = np.linalg.slogdet(sub)
+        try:
+            cov = self.covariance()
+        except SingularFisherError as exc:
+            # A degeneracy that involves the FoM parameters leaves their area unbounded.
+            if any(n in d for d in exc.directions for n in names):
+                return 0.0
+            raise
+        idx = self._index(names)
+        sign, logdet = np.linalg.slogdet(cov[np.ix_(idx, idx)])
         if sign <= 0:
             return 0.0
-        return float(math.exp(0.5 * logdet))
+        return float(math.exp(-0.5 * logdet))
 
     def ellipse(self, a: str, b: str, level: float = 0.6827) -> Ellipse:
         """The 2-D joint confidence ellipse of (`a`, `b`), marginalised over the rest.
