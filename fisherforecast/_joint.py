@@ -10,11 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import SingularFisherError, quote
+from ._errors import quote
 from ._experiment import Experiment
 from ._fisher import _as_experiments, check_fiducial, check_names, fisher
-from ._linalg import RANK_RTOL
-from ._matrix import FisherMatrix
+from ._matrix import FisherMatrix, marginal_sigma_or_inf
 from ._noise import Gaussian
 from ._x64 import float64
 
@@ -168,33 +167,6 @@ def _jx_unflatten(aux, children):
 
 
 jax.tree_util.register_pytree_node(JointExperiment, _jx_flatten, _jx_unflatten)
-
-
-def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:
-    """Marginal σ per parameter, ``inf`` for parameters the matrix leaves unconstrained.
-
-    Unlike :meth:`FisherMatrix.sigma`, a singular matrix does not raise: a parameter gets a
-    finite σ only if it is orthogonal to every null direction (then ``σ² = (F⁺)_ii``).
-    """
-    try:
-        return F.sigma()
-    except SingularFisherError:
-        pass
-    M = F.matrix
-    d = np.sqrt(np.diag(M))
-    live = d > 0
-    out = {n: math.inf for n in F.names}
-    if not live.any():
-        return out
-    idx = np.nonzero(live)[0]
-    S = M[np.ix_(idx, idx)] / np.outer(d[idx], d[idx])
-    w, V = np.linalg.eigh(S)
-    null = w <= RANK_RTOL * len(idx) * w[-1]
-    pinv = (V[:, ~null] / w[~null]) @ V[:, ~null].T
-    for k, i in enumerate(idx):
-        if np.linalg.norm(V[k, null]) < 1e-6:
-            out[F.names[i]] = float(math.sqrt(pinv[k, k]) / d[i])
-    return out
 
 
 @dataclasses.dataclass(frozen=True)

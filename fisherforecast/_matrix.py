@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import FisherError, SingularFisherError, quote
-from ._linalg import Inverse, check_matrix, robust_inverse, schur_marginal
+from ._linalg import RANK_RTOL, Inverse, check_matrix, robust_inverse, schur_marginal
 from ._x64 import float64
 
 
@@ -577,3 +577,30 @@ def _merge_fiducials(a, b, names):
     if any(n not in merged for n in names):
         return None
     return merged
+
+
+def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:
+    """Marginal σ per parameter, ``inf`` for parameters the matrix leaves unconstrained.
+
+    Unlike :meth:`FisherMatrix.sigma`, a singular matrix does not raise: a parameter gets a
+    finite σ only if it is orthogonal to every null direction (then ``σ² = (F⁺)_ii``).
+    """
+    try:
+        return F.sigma()
+    except SingularFisherError:
+        pass
+    M = F.matrix
+    d = np.sqrt(np.diag(M))
+    live = d > 0
+    out = {n: math.inf for n in F.names}
+    if not live.any():
+        return out
+    idx = np.nonzero(live)[0]
+    S = M[np.ix_(idx, idx)] / np.outer(d[idx], d[idx])
+    w, V = np.linalg.eigh(S)
+    null = w <= RANK_RTOL * len(idx) * w[-1]
+    pinv = (V[:, ~null] / w[~null]) @ V[:, ~null].T
+    for k, i in enumerate(idx):
+        if np.linalg.norm(V[k, null]) < 1e-6:
+            out[F.names[i]] = float(math.sqrt(pinv[k, k]) / d[i])
+    return out

@@ -76,6 +76,13 @@ class NoiseModel:
     #: Whether complex-valued model output is allowed.
     accepts_complex = False
 
+    def __init_subclass__(cls, **kwargs):
+        # Every noise model is a pytree (arrays = leaves, callables = static), subclasses
+        # of concrete noise models included, so that jit caches on them correctly.
+        super().__init_subclass__(**kwargs)
+        if "_flatten" in vars(cls) or any("_flatten" in vars(b) for b in cls.__mro__[1:-2]):
+            _register(cls)
+
     def check_output(self, shape, dtype, design) -> None:
         """Static check of the model output against the noise model (at trace time)."""
         if jnp.issubdtype(dtype, jnp.complexfloating) and not self.accepts_complex:
@@ -110,9 +117,6 @@ class NoiseModel:
     def simulate(self, key, mean, params, design):
         raise NotImplementedError
 
-    # pytree plumbing: array-valued settings are leaves, callables are static.
-    def tree_flatten(self):
-        raise NotImplementedError
 
 
 def _register(cls):
@@ -124,7 +128,6 @@ def _register(cls):
     return cls
 
 
-@_register
 class Gaussian(NoiseModel):
     """Gaussian noise with a fixed or parameter-dependent covariance.
 
@@ -342,7 +345,6 @@ def _check_cov(cov):
     return arr, L
 
 
-@_register
 class Poisson(NoiseModel):
     """Poisson counts: the model returns the expected counts ``λ > 0`` per bin.
 
@@ -383,7 +385,6 @@ class Poisson(NoiseModel):
         return jax.random.poisson(key, mean).astype(mean.dtype)
 
 
-@_register
 class PSD(NoiseModel):
     """Stationary Gaussian noise in the frequency domain with a one-sided PSD ``S_n``.
 
