@@ -53,7 +53,7 @@ def main(out: Path) -> ff.FisherMatrix:
     print(f"\nsaved {path}; reloaded σ(τ) = {ff.load(path).sigma()['tau']:.5f}")
 
     png = out / "quickstart.png"
-    fig = ff.plot.corner([F_lab, F_counter, F_both], names=["A", "tau", "B"],
+    fig = ff.plot.corner([F_lab, F_counter, F_both], names=["A", "tau", "rate"],
                          legend=["lab", "counter", "combined"])
     fig.savefig(png, dpi=110)
     print(f"saved {png}")
