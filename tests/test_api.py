@@ -17,6 +17,7 @@ PUBLIC_API = [
     "Coverage",
     "CrossCheck",
     "DALI",
+    "DesignFisher",
     "DesignResult",
     "Ellipse",
     "Experiment",
@@ -34,6 +35,9 @@ PUBLIC_API = [
     "Poisson",
     "ProfileBatch",
     "ProfileLikelihood",
+    "RepairResult",
+    "RequiredSamples",
+    "Selection",
     "SingularFisherError",
     "bias",
     "check_solve",
@@ -43,9 +47,11 @@ PUBLIC_API = [
     "crosscheck",
     "dali",
     "delta_chi2_2d",
+    "design_criterion",
     "fisher",
     "fisher_batch",
     "fisher_information",
+    "fom_criterion",
     "identifiability",
     "jacobian",
     "load",
@@ -60,6 +66,7 @@ PUBLIC_API = [
     "required_samples",
     "robust_inverse",
     "select_measurements",
+    "sigma_criterion",
 ]
 
 ENGINE_NAMES = [
