@@ -79,7 +79,7 @@ MAX_CHUNK = 8192
 #: Default memory budget for one chunk: this fraction of the free memory (host RAM on CPU,
 #: device memory on an accelerator), capped on CPU at ``CPU_BUDGET_CAP`` bytes.
 MEMORY_FRACTION = 0.25
-CPU_BUDGET_CAP = 256 * 2**20
+CPU_BUDGET_CAP = 64 * 2**20
 
 FILE_FORMAT = "fisherforecast.FisherBatch"
 FILE_VERSION = 1
@@ -736,7 +736,7 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
       are held at their per-item values.
     - `chunk_size`: items per compiled call. Default: picked from memory, see
       ``docs/batch.md`` (bytes per item ≈ output size × (P + 1) × 8 (16 for complex) × 4,
-      within a quarter of the free memory, at most 256 MiB on CPU, an eighth of the free
+      within a quarter of the free memory, at most 64 MiB on CPU, an eighth of the free
       device memory on a GPU). Rounded up to a multiple of the number of devices.
     - `devices`: ``None`` (all local devices of JAX's default backend), an int ``n`` (the
       first ``n`` of them) or a list of ``jax.Device``. With several devices each chunk is

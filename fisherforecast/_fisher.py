@@ -125,6 +125,16 @@ def _fisher_diagnostic(experiment, fiducial, names, mode):
     return _fisher_parts(experiment, fiducial, names, mode)
 
 
+@partial(jax.jit, static_argnames=("names", "mode"))
+def _fisher_flagged(experiment, fiducial, names, mode):
+    """The matrix plus scalar validity flags: only these cross to the host on success."""
+    F, mean, J, checks = _fisher_parts(experiment, fiducial, names, mode)
+    ok = jnp.all(jnp.isfinite(mean)) & jnp.all(jnp.isfinite(J))
+    for flag in checks.values():
+        ok = ok & flag
+    return F, ok
+
+
 # ---------------------------------------------------------------------------------------
 # Input validation
 # ---------------------------------------------------------------------------------------
@@ -293,9 +303,11 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     with float64():
         fid64 = {k: np.float64(v) for k, v in fid.items()}
         for exp in experiments:
-            F, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
+            F, ok = _fisher_flagged(exp, fid64, names, mode)
+            if not bool(ok):  # rare path: fetch the outputs and Jacobian to say what failed
+                _, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
+                _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             F = np.asarray(F, dtype=np.float64)
-            _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             total = F if total is None else total + F
     if not np.all(np.isfinite(total)):
         raise NonFiniteError("The Fisher matrix has NaN/inf entries although the model and "

@@ -154,6 +154,10 @@ class FisherMatrix:
     def __setattr__(self, key, value):
         raise AttributeError("FisherMatrix is immutable; operations return a new matrix.")
 
+    def __reduce__(self):  # pickling (Dask, multiprocessing) goes through the constructor
+        return (_rebuild, (np.array(self._matrix), self._names, self._fiducial, self._labels,
+                           self._name, self._metadata))
+
     # ----- attributes ----------------------------------------------------------------
     @property
     def matrix(self) -> np.ndarray:
@@ -524,6 +528,11 @@ class FisherMatrix:
         from ._io import save
 
         save(self, path, overwrite=overwrite, metadata=metadata, format=format)
+
+
+def _rebuild(matrix, names, fiducial, labels, name, metadata):
+    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
+                        metadata=metadata)
 
 
 def _check_fiducial_arg(fiducial, names):

@@ -369,3 +369,15 @@ def test_labels_as_list_and_defaults():
     F = ff.FisherMatrix(np.eye(2), ["x", "y"], labels=[r"\xi", r"\upsilon"])
     assert F.labels == {"x": r"\xi", "y": r"\upsilon"}
     assert ff.FisherMatrix(np.eye(1), ["x"]).labels == {"x": "x"}
+
+
+def test_pickle_and_deepcopy_round_trip_exactly():
+    import copy
+    import pickle
+
+    F = ff.FisherMatrix([[2.0, 1.0], [1.0, 3.0]], ["a", "b"], fiducial={"a": 1.0, "b": 2.0},
+                        labels={"a": r"\alpha"}, name="exp", metadata={"k": [1, 2]})
+    for G in (pickle.loads(pickle.dumps(F)), copy.deepcopy(F)):
+        assert G.matrix.tobytes() == F.matrix.tobytes()
+        assert (G.names, G.fiducial, G.labels, G.name, G.metadata) == (
+            F.names, F.fiducial, F.labels, F.name, F.metadata)

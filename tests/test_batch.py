@@ -1,0 +1,628 @@
+"""Tests for ff.fisher_batch / ff.FisherBatch.
+
+References: closed-form Fisher matrices written out in numpy here, the single-item path
+``ff.fisher`` (an independent call path that only shares the model), VALIDATION.md cases 1
+and 5, and an uninterrupted run for the resume and Dask tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fisherforecast as ff
+from fisherforecast import _batch
+
+ROOT = Path(__file__).resolve().parents[1]
+T = np.linspace(0.0, 4.0, 25)
+SIGMA = 0.05
+
+
+# ----- models ------------------------------------------------------------------------------
+def two_exponentials(p, t):
+    # sqrt(b) gives NaN for b < 0; k == m makes the a/b (and k/m) columns collinear; a == 0
+    # removes all information about k.
+    return p["a"] * jnp.exp(-p["k"] * t) + jnp.sqrt(p["b"]) * jnp.exp(-p["m"] * t)
+
+
+def two_exponentials_fisher(a, b, k, m, t=T):
+    """Closed form: F = Jᵀ J / σ² with the analytic Jacobian (a, b, k, m columns)."""
+    J = np.stack([np.exp(-k * t), np.exp(-m * t) / (2 * np.sqrt(b)),
+                  -a * t * np.exp(-k * t), -np.sqrt(b) * t * np.exp(-m * t)], axis=1)
+    return J.T @ J / SIGMA**2
+
+
+EXP = ff.Experiment(two_exponentials, ff.Gaussian(sigma=SIGMA), design=T, name="decay")
+NAMES = ("a", "b", "k", "m")
+
+
+def population(B, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": rng.uniform(0.5, 2.0, B), "b": rng.uniform(0.5, 2.0, B),
+            "k": rng.uniform(0.2, 0.6, B), "m": rng.uniform(1.0, 3.0, B)}
+
+
+def item(fid, i):
+    return {k: float(np.broadcast_to(v, np.shape(v) or (i + 1,))[i]) for k, v in fid.items()}
+
+
+def assert_matrix_close(A, B, rtol=1e-10):
+    """Entry-wise agreement relative to sqrt(F_ii F_jj) (scale-free)."""
+    scale = np.sqrt(np.outer(np.abs(np.diag(B)), np.abs(np.diag(B))))
+    assert np.all(np.abs(A - B) <= rtol * scale), np.max(np.abs(A - B) / scale)
+
+
+# ----- agreement with single calls and closed forms --------------------------------------
+def test_batch_equals_single_calls_and_closed_form():
+    fid = population(23)
+    batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
+    assert isinstance(batch, ff.FisherBatch)
+    assert batch.matrices.shape == (23, 4, 4) and batch.matrices.dtype == np.float64
+    assert batch.names == NAMES and len(batch) == 23 and batch.ok.all()
+    sig = batch.sigma()
+    cov = batch.covariance()
+    for i in range(23):
+        single = ff.fisher(EXP, item(fid, i))
+        assert_matrix_close(batch.matrices[i], single.matrix)
+        assert_matrix_close(batch.matrices[i], two_exponentials_fisher(
+            *(item(fid, i)[n] for n in NAMES)), rtol=1e-11)
+        ref_sigma = single.sigma()
+        for n in NAMES:
+            assert sig[n][i] == pytest.approx(ref_sigma[n], rel=1e-10)
+        np.testing.assert_allclose(cov[i], ff.robust_inverse(single.matrix).covariance,
+                                   rtol=1e-9, atol=0)
+        assert batch.condition_number[i] == pytest.approx(single.condition_number, rel=1e-8)
+    # select() gives the FisherMatrix of one item with its fiducial attached.
+    F5 = batch.select(5)
+    assert F5.fiducial == pytest.approx(item(fid, 5))
+    assert F5.name == "decay" and F5.metadata["batch_index"] == 5
+    np.testing.assert_array_equal(F5.matrix, batch.matrices[5])
+    assert batch.metadata["n_chunks"] == 3 and batch.metadata["chunk_size"] == 8
+
+
+def test_subset_of_params_lists_and_scalar_broadcast():
+    fid = population(10, seed=1)
+    fid["m"] = 2.0  # a scalar is broadcast to every item
+    poisson = ff.Experiment(lambda p, t: 50.0 * p["a"] * jnp.exp(-p["k"] * t), ff.Poisson(),
+                            design=T, name="counts")
+    batch = ff.fisher_batch([EXP, poisson], fid, params=["a", "k"], chunk_size=4,
+                            progress=False)
+    assert batch.names == ("a", "k")
+    assert batch.fiducials["m"].shape == (10,) and np.all(batch.fiducials["m"] == 2.0)
+    for i in range(10):
+        single = ff.fisher([EXP, poisson], item(fid, i), params=["a", "k"])
+        assert_matrix_close(batch.matrices[i], single.matrix)
+        # Closed form: Gaussian block of the two-exponential model + Poisson Σ ∂λ∂λ/λ.
+        p = item(fid, i)
+        full = two_exponentials_fisher(p["a"], p["b"], p["k"], p["m"])[np.ix_([0, 2], [0, 2])]
+        lam = 50.0 * p["a"] * np.exp(-p["k"] * T)
+        dl = np.stack([lam / p["a"], -T * lam], axis=1)
+        assert_matrix_close(batch.matrices[i], full + dl.T @ (dl / lam[:, None]), rtol=1e-11)
+    assert batch.select(3).metadata["fixed"] == pytest.approx({"b": fid["b"][3], "m": 2.0})
+
+
+def test_psd_amplitude_identity_in_batch():
+    """VALIDATION case 5: F_lnA,lnA = SNR² and ln A decouples from phase parameters."""
+    f = np.linspace(20.0, 200.0, 300)
+    psd = 1e-2 * (1 + (50.0 / f) ** 4 + (f / 150.0) ** 2)
+
+    def chirp(p, f):
+        psi = (2 * jnp.pi * f * p["tc"] - p["phi"]
+               + 3e2 * p["mc"] ** (-5 / 3) * (f / 100) ** (-5 / 3))
+        return jnp.exp(p["lnA"]) * f ** (-7 / 6) * jnp.exp(-1j * psi)
+
+    exp = ff.Experiment(chirp, ff.PSD(psd, f[1] - f[0]), design=f)
+    rng = np.random.default_rng(2)
+    fid = {"lnA": rng.uniform(0, 3, 7), "tc": rng.uniform(-0.01, 0.01, 7),
+           "phi": rng.uniform(0, 6, 7), "mc": rng.uniform(1.0, 2.0, 7)}
+    batch = ff.fisher_batch(exp, fid, chunk_size=7, progress=False)
+    for i in range(7):
+        snr2 = 4 * (f[1] - f[0]) * np.sum(np.exp(2 * fid["lnA"][i]) * f ** (-7 / 3) / psd)
+        assert batch.matrices[i, 0, 0] == pytest.approx(snr2, rel=1e-12)
+        np.testing.assert_allclose(batch.matrices[i, 0, 1:], 0.0, atol=1e-12 * snr2)
+        assert_matrix_close(batch.matrices[i], ff.fisher(exp, item(fid, i)).matrix)
+        assert batch.sigma()["lnA"][i] == pytest.approx(1 / np.sqrt(snr2), rel=1e-10)
+
+
+# ----- failure isolation -------------------------------------------------------------------
+def test_failure_isolation():
+    fid = population(12, seed=3)
+    fid["b"][2] = -1.0              # sqrt of a negative number: NaN output
+    fid["m"][4] = fid["k"][4]       # collinear columns: singular
+    fid["a"][6] = 0.0               # no information about k
+    fid["k"][9] = np.nan            # bad input value
+    clean = population(12, seed=3)
+    batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
+    expected = {2: _batch.BAD_OUTPUT, 4: _batch.SINGULAR, 6: _batch.NO_INFORMATION,
+                9: _batch.BAD_FIDUCIAL}
+    for i in range(12):
+        assert batch.reason_codes[i] == expected.get(i, _batch.OK), (i, batch.reason[i])
+        assert batch.ok[i] == (i not in expected)
+    assert batch.reason[2] == "model output is NaN/inf"
+    assert set(batch.failures()) == {ff.FisherBatch.REASONS[c] for c in expected.values()}
+    # The good items are untouched by their bad neighbours.
+    good = [i for i in range(12) if i not in expected]
+    ref = ff.fisher_batch(EXP, {k: v[good] for k, v in clean.items()}, chunk_size=8,
+                          progress=False)
+    np.testing.assert_array_equal(batch.matrices[good], ref.matrices)
+    sig = batch.sigma()
+    for n in NAMES:
+        assert np.all(np.isnan(sig[n][list(expected)]))
+        assert np.all(np.isfinite(sig[n][good]))
+    # The singular item's matrix is kept (a prior can rescue it); its sigma is NaN.
+    assert np.all(np.isfinite(batch.matrices[4]))
+    with pytest.raises(ff.SingularFisherError):
+        batch.select(4).sigma()
+    with pytest.raises(ff.FisherError, match="item 2 has no Fisher matrix: model output"):
+        batch.select(2)
+    assert "failed (model output is NaN/inf): 1 items" in batch.summary()
+
+
+def test_runtime_error_in_one_item_is_isolated():
+    eqx = pytest.importorskip("equinox")
+
+    def guarded(p, t):
+        mu = p["a"] * jnp.exp(-p["k"] * t)
+        return eqx.error_if(mu, p["a"] > 100.0, "amplitude out of range")
+
+    exp = ff.Experiment(guarded, ff.Gaussian(sigma=0.1), design=T)
+    a = np.linspace(1.0, 2.0, 13)
+    a[[3, 11]] = 500.0
+    batch = ff.fisher_batch(exp, {"a": a, "k": 0.5}, chunk_size=8, progress=False)
+    assert np.nonzero(~batch.ok)[0].tolist() == [3, 11]
+    assert set(batch.reason_codes[[3, 11]]) == {_batch.ERROR}
+    assert "amplitude out of range" in batch.messages[3]
+    for i in (0, 5, 12):
+        assert_matrix_close(batch.matrices[i], ff.fisher(exp, {"a": a[i], "k": 0.5}).matrix)
+
+
+def test_out_of_memory_stops_instead_of_bisecting(monkeypatch):
+    import jax
+
+    calls = []
+
+    def exhausted(self, idx):
+        calls.append(len(idx))
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to "
+                                         "allocate 123456789 bytes.")
+
+    monkeypatch.setattr(_batch._Chunk, "dispatch", exhausted)
+    with pytest.raises(MemoryError, match=r"chunk of 8 items.*smaller chunk_size \(e.g. 2\)"):
+        ff.fisher_batch(EXP, population(16), chunk_size=8, progress=False)
+    assert calls == [8, 8]  # the two chunks in flight, and no bisection
+
+
+# ----- compilation -------------------------------------------------------------------------
+def _counting_model():
+    calls = {"n": 0}
+
+    def model(p, t):
+        calls["n"] += 1  # runs once per trace, never per evaluation
+        return p["a"] * jnp.exp(-p["k"] * t)
+
+    return model, calls
+
+
+def test_no_retracing_across_chunks():
+    one_model, one_calls = _counting_model()
+    many_model, many_calls = _counting_model()
+    noise = ff.Gaussian(sigma=0.1)
+    fid = {"a": np.linspace(1, 2, 53), "k": np.linspace(0.1, 1, 53)}
+    ff.fisher_batch(ff.Experiment(one_model, noise, design=T),
+                    {k: v[:8] for k, v in fid.items()}, chunk_size=8, progress=False)
+    # 7 chunks, the last one padded from 5 to 8 items: the same traces as a single chunk.
+    batch = ff.fisher_batch(ff.Experiment(many_model, noise, design=T), fid, chunk_size=8,
+                            progress=False)
+    assert batch.metadata["n_chunks"] == 7
+    assert many_calls["n"] == one_calls["n"] > 0
+    # A second run with the same shapes compiles nothing and traces nothing.
+    before = many_calls["n"]
+    ff.fisher_batch(ff.Experiment(many_model, noise, design=T),
+                    {k: v[::-1] for k, v in fid.items()}, chunk_size=8, progress=False)
+    assert many_calls["n"] == before
+
+
+# ----- HDF5 streaming and resume -----------------------------------------------------------
+def test_out_file_layout_and_roundtrip(tmp_path):
+    fid = population(21, seed=4)
+    path = tmp_path / "pop.h5"
+    batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
+    ref = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
+    np.testing.assert_array_equal(batch.matrices, ref.matrices)
+    with h5py.File(path, "r") as h:
+        assert h.attrs["format"] == "fisherforecast.FisherBatch"
+        assert h["matrices"].shape == (21, 4, 4) and h["matrices"].chunks == (8, 4, 4)
+        assert h["done"][()].tolist() == [True, True, True]
+        assert json.loads(h.attrs["reasons"])[0] == "ok"
+        np.testing.assert_array_equal(h["fiducials/k"][()], fid["k"])
+    loaded = ff.FisherBatch.load(path)
+    np.testing.assert_array_equal(loaded.matrices, ref.matrices)
+    assert loaded.names == NAMES and loaded.ok.all()
+    # save() writes the same layout, atomically, and refuses to overwrite.
+    other = tmp_path / "copy.h5"
+    loaded.subset(slice(0, 5)).save(other)
+    np.testing.assert_array_equal(ff.FisherBatch.load(other).matrices, ref.matrices[:5])
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        loaded.save(other)
+    # A rerun with the same inputs finds the file complete and computes nothing.
+    again = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
+    assert again.metadata["chunks_computed"] == 0
+    np.testing.assert_array_equal(again.matrices, ref.matrices)
+
+
+def test_resume_after_interruption(tmp_path, monkeypatch):
+    fid = population(37, seed=5)
+    path = tmp_path / "pop.h5"
+    original = _batch._finish_chunk
+    calls = []
+
+    def flaky(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the job were stopped during the third chunk
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_batch, "_finish_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
+    # The file is valid, with exactly the two finished chunks flagged done.
+    with pytest.raises(ValueError, match="incomplete: 3 of 5 chunks"):
+        ff.FisherBatch.load(path)
+    partial = ff.FisherBatch.load(path, allow_partial=True)
+    assert partial.ok[:16].all() and not partial.ok[16:].any()
+    assert set(partial.reason[16:]) == {"not computed (chunk not finished)"}
+
+    counted = []
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_batch, "_finish_chunk", counting)
+    resumed = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
+    assert len(counted) == 3
+    assert resumed.metadata["chunks_resumed"] == 2
+    ref = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
+    np.testing.assert_array_equal(resumed.matrices, ref.matrices)
+    np.testing.assert_array_equal(resumed.reason_codes, ref.reason_codes)
+
+
+def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
+    """SIGKILL (no clean-up at all) after chunk 3's data is written but before its flag."""
+    path = tmp_path / "pop.h5"
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from fisherforecast import _batch
+        sys.path.insert(0, sys.argv[2])
+        from test_batch import EXP, population
+        import fisherforecast as ff
+
+        original, calls = _batch._H5Store._sync, []
+
+        def sync(self):
+            original(self)
+            calls.append(1)
+            if len(calls) == 5:  # chunks 1-2: data + flag; chunk 3: data only
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        _batch._H5Store._sync = sync
+        ff.fisher_batch(EXP, population(37, seed=5), chunk_size=8, progress=False,
+                        out=sys.argv[1])
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(path), str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == -9, run.stderr[-2000:]
+    partial = ff.FisherBatch.load(path, allow_partial=True)
+    assert partial.metadata["chunks_done"] == 2 and partial.ok[:16].all()
+    assert (partial.reason_codes[16:] == _batch.NOT_COMPUTED).all()
+    # The fingerprint names the model by module: use the module the child imported.
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        child_exp = importlib.import_module("test_batch").EXP
+    finally:
+        sys.path.pop(0)
+    resumed = ff.fisher_batch(child_exp, population(37, seed=5), chunk_size=8, progress=False,
+                              out=path)
+    assert resumed.metadata["chunks_computed"] == 3
+    ref = ff.fisher_batch(EXP, population(37, seed=5), chunk_size=8, progress=False)
+    np.testing.assert_array_equal(resumed.matrices, ref.matrices)
+
+
+def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
+    fid = population(20, seed=6)
+    path = tmp_path / "pop.h5"
+    original = _batch._finish_chunk
+    state = {"n": 0}
+
+    def stop_after_one(*args, **kwargs):
+        if state["n"] == 1:
+            raise RuntimeError("node failure")
+        state["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_batch, "_finish_chunk", stop_after_one)
+    with pytest.raises(RuntimeError, match="node failure"):
+        ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
+    monkeypatch.setattr(_batch, "_finish_chunk", original)
+    changed = {**fid, "a": fid["a"] * 1.5}
+    with pytest.raises(ValueError, match=r"cannot resume .* fiducials_hash.*1 of 3 chunks"):
+        ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path)
+    with pytest.raises(ValueError, match="chunk_size"):
+        ff.fisher_batch(EXP, fid, chunk_size=4, progress=False, out=path)
+    # An automatic chunk size adopts the file's and resumes.
+    resumed = ff.fisher_batch(EXP, fid, progress=False, out=path)
+    assert resumed.metadata["chunk_size"] == 8 and resumed.metadata["chunks_resumed"] == 1
+    # A finished file made from other inputs is never silently replaced.
+    with pytest.raises(FileExistsError, match=r"different inputs.*overwrite=True"):
+        ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path)
+    replaced = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path,
+                               overwrite=True)
+    np.testing.assert_array_equal(ff.FisherBatch.load(path).matrices, replaced.matrices)
+    # A file in which no chunk finished holds nothing to lose: other inputs replace it.
+    empty = tmp_path / "empty.h5"
+
+    def stop_at_once(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(_batch, "_finish_chunk", stop_at_once)
+    with pytest.raises(RuntimeError, match="killed"):
+        ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=empty)
+    monkeypatch.setattr(_batch, "_finish_chunk", original)
+    fresh = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=empty)
+    assert fresh.metadata["chunks_computed"] == 3
+    other = tmp_path / "notes.h5"
+    other.write_text("not hdf5")
+    with pytest.raises(FileExistsError, match="not a fisherforecast batch file"):
+        ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=other)
+
+
+# ----- Dask --------------------------------------------------------------------------------
+def test_dask_local_cluster_equals_local_run(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    fid = population(30, seed=7)
+    fid["b"][3] = -1.0
+    local = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, client=client)
+        streamed = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, client=client,
+                                   out=tmp_path / "dask.h5")
+    for result in (remote, streamed):
+        np.testing.assert_array_equal(result.matrices, local.matrices)
+        np.testing.assert_array_equal(result.reason_codes, local.reason_codes)
+    assert remote.metadata["dask"] and not remote.ok[3]
+
+
+# ----- design batching ---------------------------------------------------------------------
+def test_design_batch():
+    spans = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    grid = spans[:, None] * np.linspace(0.0, 1.0, 25)[None, :]  # 5 observing strategies
+    exp = ff.Experiment(two_exponentials, ff.Gaussian(sigma=SIGMA), design=grid)
+    fid = {"a": 1.0, "b": 1.5, "k": 0.4, "m": 2.0}
+    batch = ff.fisher_batch(exp, fid, chunk_size=2, progress=False, design_batch=True)
+    assert len(batch) == 5 and batch.fiducials["a"].shape == (5,)
+    for d in range(5):
+        single = ff.fisher(exp.replace(design=grid[d]), fid)
+        assert_matrix_close(batch.matrices[d], single.matrix)
+        assert_matrix_close(batch.matrices[d], two_exponentials_fisher(
+            *(fid[n] for n in NAMES), t=grid[d]), rtol=1e-11)
+    # Per-design fiducials are allowed too, one per design.
+    per = ff.fisher_batch(exp, {**fid, "k": np.linspace(0.3, 0.5, 5)}, chunk_size=2,
+                          progress=False, design_batch=True)
+    assert_matrix_close(per.matrices[4], ff.fisher(exp.replace(design=grid[4]),
+                                                   {**fid, "k": 0.5}).matrix)
+    with pytest.raises(ValueError, match=r"design's batch axis has 5 items.*length 3"):
+        ff.fisher_batch(exp, {**fid, "k": np.ones(3)}, design_batch=True, progress=False)
+    with pytest.raises(ValueError, match="leading batch axis"):
+        ff.fisher_batch(ff.Experiment(lambda p: p["a"] * jnp.ones(3), ff.Gaussian(sigma=1.0)),
+                        {"a": 1.0}, design_batch=True, progress=False)
+
+
+# ----- input validation --------------------------------------------------------------------
+def test_bad_inputs():
+    fid = population(6)
+    with pytest.raises(ValueError, match=r"different lengths \{'a': 6, 'b': 6, 'k': 5"):
+        ff.fisher_batch(EXP, {**fid, "k": fid["k"][:5]}, progress=False)
+    with pytest.raises(ff.ParameterError, match=r"\['zeta'\], which are not in the fiducial"):
+        ff.fisher_batch(EXP, fid, params=["a", "zeta"], progress=False)
+    with pytest.raises(ff.ParameterError, match="asked for parameter 'm'"):
+        ff.fisher_batch(EXP, {k: fid[k] for k in "abk"}, progress=False)
+    with pytest.raises(TypeError, match="dict of parameter name"):
+        ff.fisher_batch(EXP, [1.0, 2.0], progress=False)
+    with pytest.raises(ValueError, match=r"fiducials\['a'\] must be a scalar or a 1-D array"):
+        ff.fisher_batch(EXP, {**fid, "a": np.ones((6, 2))}, progress=False)
+    with pytest.raises(ValueError, match=r"`chunk_size` must be a positive integer.*0"):
+        ff.fisher_batch(EXP, fid, chunk_size=0, progress=False)
+    with pytest.raises(ValueError, match="mode"):
+        ff.fisher_batch(EXP, fid, mode="sideways", progress=False)
+    with pytest.raises(TypeError, match="`devices` must be"):
+        ff.fisher_batch(EXP, fid, devices="gpu", progress=False)
+    with pytest.raises(ValueError, match="local devices"):
+        ff.fisher_batch(EXP, fid, devices=99, progress=False)
+    with pytest.raises(ValueError, match="either `client`"):
+        ff.fisher_batch(EXP, fid, devices=1, client=object(), progress=False)
+    with pytest.raises(TypeError, match="Experiment"):
+        ff.fisher_batch(two_exponentials, fid, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        ff.fisher_batch(EXP, {"a": np.array([]), "b": 1.0, "k": 1.0, "m": 1.0},
+                        progress=False)
+
+
+# ----- chunking, devices, progress ---------------------------------------------------------
+def test_automatic_chunk_size_follows_memory_budget():
+    # Output of 25 reals, P = 4: (25 × 5 × 8 + 4² × 8) × BYTES_FACTOR bytes per item.
+    per_item = (25 * 5 * 8 + 16 * 8) * _batch.BYTES_FACTOR
+    batch = ff.fisher_batch(EXP, population(40), memory_budget=per_item * 10 + 7,
+                            progress=False)
+    assert batch.metadata["chunk_size"] == 10 and batch.metadata["n_chunks"] == 4
+    small = ff.fisher_batch(EXP, population(3), progress=False)
+    assert small.metadata["chunk_size"] == 3  # never larger than the batch
+
+
+def test_explicit_single_device_and_progress_bar(capsys):
+    import jax
+
+    fid = population(20, seed=8)
+    batch = ff.fisher_batch(EXP, fid, chunk_size=8, devices=[jax.devices("cpu")[0]])
+    ref = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)  # default: maybe a GPU
+    np.testing.assert_allclose(batch.matrices, ref.matrices, rtol=1e-12)
+    assert "fisher_batch" in capsys.readouterr().err  # 3 chunks: a bar
+    ff.fisher_batch(EXP, {k: v[:8] for k, v in fid.items()}, chunk_size=8)
+    assert "fisher_batch" not in capsys.readouterr().err  # 1 chunk: no bar
+
+
+def test_sharding_over_several_cpu_devices(tmp_path):
+    """Two virtual CPU devices (a fresh process: the device count is fixed at start-up)."""
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np, jax, jax.numpy as jnp, fisherforecast as ff
+        sys.path.insert(0, sys.argv[1])
+        from test_batch import EXP, population, two_exponentials
+        assert len(jax.devices()) == 2
+        fid = population(21, seed=9)
+        fid["b"][4] = -1.0
+        ref = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, devices=1)
+        shard = ff.fisher_batch(EXP, fid, chunk_size=7, progress=False)  # all devices
+        assert shard.metadata["chunk_size"] == 8, shard.metadata   # a multiple of 2
+        assert len(shard.metadata["devices"]) == 2
+        np.testing.assert_allclose(shard.matrices[~np.isnan(ref.matrices)],
+                                   ref.matrices[~np.isnan(ref.matrices)], rtol=1e-13)
+        assert (shard.reason_codes == ref.reason_codes).all()
+        grid = np.array([1.0, 2.0, 4.0, 8.0])[:, None] * np.linspace(0, 1, 25)[None, :]
+        exp = ff.Experiment(two_exponentials, ff.Gaussian(sigma=0.05), design=grid)
+        f0 = {"a": 1.0, "b": 1.5, "k": 0.4, "m": 2.0}
+        d = ff.fisher_batch(exp, f0, chunk_size=4, devices=2, design_batch=True,
+                            progress=False)
+        for i in range(4):
+            F = ff.fisher(exp.replace(design=grid[i]), f0).matrix
+            np.testing.assert_allclose(d.matrices[i], F, rtol=1e-12)
+        print("OK")
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
+
+
+# ----- FisherBatch as a value --------------------------------------------------------------
+def test_fisher_batch_container_against_closed_forms(tmp_path):
+    # VALIDATION case 1 (F = [[2, 2], [2, 5]], σ = (0.912871, 0.577350)), a diagonal matrix,
+    # a singular one and a NaN one.
+    mats = [[[2.0, 2.0], [2.0, 5.0]], [[4.0, 0.0], [0.0, 0.25]], [[1.0, 2.0], [2.0, 4.0]],
+            [[np.nan, 0.0], [0.0, 1.0]]]
+    batch = ff.FisherBatch(mats, ["a", "b"], {"a": [1.0, 2.0, 3.0, 4.0], "b": 0.5})
+    assert batch.ok.tolist() == [True, True, False, False]
+    assert batch.reason[2].startswith("singular") and batch.reason[3] == "Fisher matrix is NaN/inf"
+    sig = batch.sigma()
+    np.testing.assert_allclose(sig["a"][:2], [0.912871, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(sig["b"][:2], [0.577350, 2.0], rtol=1e-6)
+    assert np.isnan(sig["a"][2:]).all()
+    np.testing.assert_allclose(batch.covariance()[0], np.linalg.inv(np.array(mats[0])),
+                               rtol=1e-14)
+    assert batch.condition_number[1] == pytest.approx(1.0)
+    assert batch.fiducials["b"].tolist() == [0.5] * 4
+    d = batch.to_dict()
+    assert d["n_ok"] == 2 and d["failures"]["Fisher matrix is NaN/inf"] == [3]
+    assert "FisherBatch: 4 items, 2 parameters, 2 ok" in batch.summary()
+    with pytest.raises(AttributeError, match="immutable"):
+        batch.names = ("x", "y")
+    with pytest.raises(ValueError, match="read-only"):
+        batch.matrices[0, 0, 0] = 1.0
+    with pytest.raises(IndexError, match="out of range"):
+        batch.select(4)
+    assert batch.select(-3).sigma()["b"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match=r"shape \(B, P, P\)"):
+        ff.FisherBatch(np.eye(2), ["a", "b"])
+    with pytest.raises(ValueError, match="`matrices` has 4 items"):
+        ff.FisherBatch(mats, ["a", "b"], {"a": [1.0, 2.0]})
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(batch))
+    np.testing.assert_array_equal(clone.matrices, batch.matrices)
+    assert clone.reason.tolist() == batch.reason.tolist() and clone.names == batch.names
+    path = tmp_path / "b.h5"
+    batch.save(path)
+    back = ff.FisherBatch.load(path)
+    np.testing.assert_array_equal(back.matrices, batch.matrices)
+    np.testing.assert_array_equal(back.reason_codes, batch.reason_codes)
+    assert back.fiducials["a"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_batched_inversion_blocks_fallback_and_concatenate():
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(7, 3, 3))
+    mats = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(3)
+    # Indefinite (eigenvalues 3, -1, 1): Cholesky fails, the eigh fallback still inverts.
+    mats[2] = [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    ok = np.ones(7, bool)
+    ok[5] = False
+    for block in (2, 8192):  # several blocks, one block
+        cov = _batch._batched_covariance(mats, ok, block=block)
+        var = _batch._batched_covariance(mats, ok, diagonal_only=True, block=block)
+        for i in range(7):
+            if ok[i]:
+                np.testing.assert_allclose(cov[i], np.linalg.inv(mats[i]), rtol=1e-10,
+                                           atol=1e-12)
+                np.testing.assert_allclose(var[i], np.diag(np.linalg.inv(mats[i])),
+                                           rtol=1e-10)
+        assert np.isnan(cov[5]).all() and np.isnan(var[5]).all()
+    a = ff.FisherBatch(mats[:3], ["x", "y", "z"], {"x": np.arange(3.0), "y": 0.0, "z": 1.0})
+    b = ff.FisherBatch(mats[3:], ["x", "y", "z"], {"x": np.arange(3.0, 7.0), "y": 0.0,
+                                                    "z": 1.0})
+    joined = ff.FisherBatch.concatenate([a, b])
+    np.testing.assert_array_equal(joined.matrices, 0.5 * (mats + np.swapaxes(mats, 1, 2)))
+    assert joined.fiducials["x"].tolist() == list(range(7))
+    assert joined.reason_codes.tolist() == a.reason_codes.tolist() + b.reason_codes.tolist()
+    with pytest.raises(ValueError, match="different parameters"):
+        ff.FisherBatch.concatenate([a, ff.FisherBatch(mats[:1, :2, :2], ["x", "w"])])
+
+
+def test_plot_structure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = ff.FisherBatch([np.diag([1.0, 4.0]) * s for s in (1.0, 4.0, 16.0)], ["a", "b"],
+                           {"a": [1.0, 2.0, 4.0], "b": 1.0})
+    ax = batch.plot("b", "a")
+    offsets = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets, [[1.0, 0.5], [2.0, 0.25], [4.0, 0.125]])
+    assert ax.get_xlabel() == "a" and "sigma" in ax.get_ylabel()
+    assert ax.get_xscale() == "log"
+    plt.close("all")
+
+
+def test_population_example_runs_fast(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "population_forecast", ROOT / "examples" / "population_forecast.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(n=40, out_dir=tmp_path, seed=1, progress=False)
+    assert (tmp_path / "population.h5").exists() and (tmp_path / "sigma_vs_snr.png").exists()
+    batch = ff.FisherBatch.load(tmp_path / "population.h5")
+    assert len(batch) == 40 and batch.ok.sum() >= 38
+    # VALIDATION case 5 in the population: σ(ln A) = 1 / SNR exactly.
+    ok = batch.ok
+    np.testing.assert_allclose(batch.sigma()["lnA"][ok] * result["snr"][ok], 1.0, rtol=1e-8)
+
+
+def test_model_errors_surface_before_a_file_is_written(tmp_path):
+    path = tmp_path / "pop.h5"
+    wrong = ff.Experiment(two_exponentials, ff.Gaussian(sigma=np.ones(7)), design=T)
+    with pytest.raises(ValueError, match="sigma has shape"):
+        ff.fisher_batch(wrong, population(10), chunk_size=4, progress=False, out=path)
+    assert not path.exists()
