@@ -69,7 +69,9 @@ def detector_experiment(detector, fiducial, n_times, t_obs_years=T_OBS_YEARS):
     if detector == "LISA":
         s_n = float(dwd.lisa_psd(f_ref, t_obs_years))
     elif detector == "TianQin":
-        s_n = float(dwd.tianqin_psd(f_ref))
+        # Galactic foreground fit for the nearest fitted observation time (Huang et al. 2020).
+        fitted = min(dwd.TIANQIN_CONFUSION_FIT, key=lambda y: abs(y - t_obs_years))
+        s_n = float(dwd.tianqin_psd(f_ref, fitted, confusion=True))
         t = t[np.floor(t / TIANQIN_ON_OFF_S) % 2 == 0]  # keep the "on" windows
     else:
         raise ValueError(f"detector must be 'LISA' or 'TianQin'; received {detector!r}.")

@@ -50,7 +50,12 @@ Sensitivity curves (one-sided, sky-averaged, 1/Hz):
   :math:`S_n = \frac{10}{3L^2}\big[\frac{4S_a}{(2\pi f)^4}(1+\frac{10^{-4}\,\mathrm{Hz}}{f})
   + S_x\big]\big(1+0.6(f/f_*)^2\big)`, :math:`L = \sqrt3\times10^8` m,
   :math:`S_a = 10^{-30}\,\mathrm{m^2s^{-4}Hz^{-1}}`, :math:`S_x = 10^{-24}\,\mathrm{m^2Hz^{-1}}`,
-  :math:`f_* = c/(2\pi L)`.  No galactic foreground is added for TianQin.
+  :math:`f_* = c/(2\pi L)`.  With ``confusion=True`` the galactic double-white-dwarf
+  foreground of Huang et al. (2020), Table II, is added: :math:`\log_{10}\sqrt{S_c} =
+  \sum_{i=0}^{6} a_i x^i`, :math:`x = \log_{10}(f/1\,\mathrm{mHz})`, fitted for 0.5, 1,
+  2, 4 and 5 yr of observation and valid for :math:`10^{-4} \le f \le 1` Hz (zero outside).
+  The fit is to the sensitivity :math:`\sqrt{S_c}`; it is added to :math:`S_n` in the same
+  sky-averaged convention, as LEGWORK does.
 
 Parameters: ``A`` (or ``lnA``), ``f0`` [Hz], ``fdot`` [Hz/s], ``phi0`` [rad], ``cos_iota``
 (or ``iota``).
@@ -181,8 +186,47 @@ def lisa_psd(f, t_obs_years=4.0, confusion=True):
     return instrument + s_c
 
 
-def tianqin_psd(f):
+#: Huang et al. (2020) Table II: coefficients a_0..a_6 of log10 sqrt(S_c) in powers of
+#: log10(f / 1 mHz), per observation time in years.
+TIANQIN_CONFUSION_FIT = {
+    0.5: (-18.6, -1.22, 0.009, -1.87, 0.65, 3.6, -4.6),
+    1.0: (-18.6, -1.13, -0.945, -1.02, 4.05, -4.5, -0.5),
+    2.0: (-18.6, -1.45, 0.315, -1.19, -4.48, 10.8, -9.4),
+    4.0: (-18.6, -1.43, -0.687, 0.24, -0.15, -1.8, -3.2),
+    5.0: (-18.6, -1.51, -0.71, -1.13, -0.83, 13.2, -19.1),
+}
+
+
+def tianqin_confusion_noise(f, t_obs_years=5.0):
+    """TianQin galactic foreground S_c(f) [1/Hz] (Huang et al. 2020, Table II).
+
+    ``t_obs_years`` must be one of the fitted observation times (0.5, 1, 2, 4, 5 yr). The fit
+    applies for 1e-4 Hz <= f <= 1 Hz; outside that range the foreground is 0.
+
+    Example
+    -------
+    >>> 1e-41 < float(tianqin_confusion_noise(3e-3, 5.0)) < 1e-38
+    True
+    """
+    try:
+        coeffs = TIANQIN_CONFUSION_FIT[float(t_obs_years)]
+    except KeyError:
+        raise ValueError(
+            f"TianQin confusion fit exists for T_obs in {sorted(TIANQIN_CONFUSION_FIT)} yr; "
+            f"received {t_obs_years!r}"
+        ) from None
+    xp = _xp(f)
+    f = xp.asarray(f)
+    x = xp.log10(f / 1.0e-3)
+    log_asd = sum(a * x**i for i, a in enumerate(coeffs))
+    inside = (f >= 1.0e-4) & (f <= 1.0)
+    return xp.where(inside, 10.0 ** (2.0 * log_asd), 0.0)
+
+
+def tianqin_psd(f, t_obs_years=5.0, confusion=False):
     """TianQin sky-averaged sensitivity S_n(f) [1/Hz] (Huang et al. 2020 Eq. 13, x 10/3).
+
+    ``confusion=True`` adds :func:`tianqin_confusion_noise` for ``t_obs_years``.
 
     Example
     -------
@@ -193,12 +237,15 @@ def tianqin_psd(f):
     f = xp.asarray(f)
     s_a, s_x = 1.0e-30, 1.0e-24
     f_star = C_SI / (2.0 * math.pi * _TIANQIN_ARM_M)
-    return (
+    instrument = (
         10.0
         / (3.0 * _TIANQIN_ARM_M**2)
         * (4.0 * s_a / (2.0 * math.pi * f) ** 4 * (1.0 + 1.0e-4 / f) + s_x)
         * (1.0 + 0.6 * (f / f_star) ** 2)
     )
+    if not confusion:
+        return instrument
+    return instrument + tianqin_confusion_noise(f, t_obs_years)
 
 
 _PSDS = {"LISA": lisa_psd, "TianQin": tianqin_psd}
@@ -277,7 +324,9 @@ def experiment(
     if detector == "LISA":
         s_n = float(lisa_psd(f_ref, t_obs_years, confusion))
     else:
-        s_n = float(tianqin_psd(f_ref))
+        # The foreground fit exists for a few observation times: use the nearest one.
+        fitted = min(TIANQIN_CONFUSION_FIT, key=lambda y: abs(y - t_obs_years))
+        s_n = float(tianqin_psd(f_ref, fitted, confusion))
     t_obs = t_obs_years * YEAR_S
     dt = t_obs / n_times
     t = (np.arange(n_times) + 0.5) * dt

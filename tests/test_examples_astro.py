@@ -201,7 +201,7 @@ def test_dwd_snr_and_phase_errors_closed_forms(dwd_result):
     amp, c = math.exp(fid["lnA"]), fid["cos_iota"]
     geometry = (0.5 * (1 + c**2)) ** 2 + c**2
     s_lisa = float(dwd.lisa_psd(fid["f0"], 4.0))
-    s_tq = float(dwd.tianqin_psd(fid["f0"]))
+    s_tq = float(dwd.tianqin_psd(fid["f0"], 4.0, confusion=True))
     rho = math.sqrt(amp**2 * t_obs * geometry / s_lisa)
     assert joint["snr"]["LISA"] == pytest.approx(rho, rel=1e-9)
     assert joint["snr"]["TianQin"] == pytest.approx(

@@ -175,7 +175,7 @@ def test_dwd_fisher_matches_finite_differences_and_analytic_form(detector):
     names = tuple(fid)
     fm = ff.fisher(exp, fid, params=names)
     s_n = float(dwd.lisa_psd(fid["f0"], 2.0) if detector == "LISA" else dwd.tianqin_psd(
-        fid["f0"]))
+        fid["f0"], 2.0, confusion=True))
     dt = t_obs / n
     t = (np.arange(n) + 0.5) * dt
     call = evaluator(lambda p: dwd.baseband_signal(p, t, fid["f0"]))

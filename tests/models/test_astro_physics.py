@@ -656,3 +656,17 @@ def test_power_law_integrated_sensitivity_is_tangent_at_unit_snr():
     shape = (f / f_ref) ** (2.0 / 3.0)
     amp = np.min(pls / shape)
     assert math.sqrt(2 * t_obs * np.sum(df * (amp * shape) ** 2 / omega_eff**2)) <= 2.0
+
+
+def test_tianqin_confusion_noise_matches_huang2020_table_ii():
+    """log10 sqrt(S_c) = Σ a_i x^i, x = log10(f/mHz); Table II, 4-year column, typed here."""
+    a = [-18.6, -1.43, -0.687, 0.24, -0.15, -1.8, -3.2]
+    f = np.array([2e-4, 1e-3, 3e-3, 1e-2, 0.5])
+    x = np.log10(f / 1e-3)
+    expected = (10.0 ** np.polyval(a[::-1], x)) ** 2
+    np.testing.assert_allclose(dwd.tianqin_confusion_noise(f, 4.0), expected, rtol=1e-12)
+    assert float(dwd.tianqin_confusion_noise(5e-5, 4.0)) == 0.0  # outside the fitted band
+    total = dwd.tianqin_psd(f, 4.0, confusion=True)
+    np.testing.assert_allclose(total, dwd.tianqin_psd(f) + expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="T_obs"):
+        dwd.tianqin_confusion_noise(f, 3.0)
