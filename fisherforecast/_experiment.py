@@ -82,17 +82,22 @@ class Experiment:
                f"name={self.name!r})"
 
 
-def _flatten(exp):
-    return (exp.noise, exp.design), (exp.model, exp.name)
+def register_experiment_class(cls):
+    """Register an Experiment (sub)class as a pytree: noise and design are the leaves."""
+
+    def flatten(exp):
+        return (exp.noise, exp.design), (exp.model, exp.name)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)  # no __post_init__: leaves may be tracers
+        object.__setattr__(obj, "noise", children[0])
+        object.__setattr__(obj, "design", children[1])
+        object.__setattr__(obj, "model", aux[0])
+        object.__setattr__(obj, "name", aux[1])
+        return obj
+
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    return cls
 
 
-def _unflatten(aux, children):
-    obj = object.__new__(Experiment)
-    object.__setattr__(obj, "noise", children[0])
-    object.__setattr__(obj, "design", children[1])
-    object.__setattr__(obj, "model", aux[0])
-    object.__setattr__(obj, "name", aux[1])
-    return obj
-
-
-jax.tree_util.register_pytree_node(Experiment, _flatten, _unflatten)
+register_experiment_class(Experiment)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import quote
-from ._experiment import Experiment
+from ._experiment import Experiment, register_experiment_class
 from ._fisher import _as_experiments, check_fiducial, check_names, fisher
 from ._matrix import FisherMatrix, marginal_sigma_or_inf
 from ._noise import Gaussian
@@ -153,20 +153,7 @@ def _cross_blocks(cross_cov, n):
     return {(0, 1): cross_cov}
 
 
-def _jx_flatten(exp):
-    return (exp.noise, exp.design), (exp.model, exp.name)
-
-
-def _jx_unflatten(aux, children):
-    obj = object.__new__(JointExperiment)
-    object.__setattr__(obj, "noise", children[0])
-    object.__setattr__(obj, "design", children[1])
-    object.__setattr__(obj, "model", aux[0])
-    object.__setattr__(obj, "name", aux[1])
-    return obj
-
-
-jax.tree_util.register_pytree_node(JointExperiment, _jx_flatten, _jx_unflatten)
+register_experiment_class(JointExperiment)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -321,17 +321,16 @@ def ode_model(
     **Example**
 
     ```python
-    import jax
-    import jax.numpy as jnp
-    import fisherforecast as ff
+    >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
+    >>> # Exponential decay y' = -k y, y(0) = A:  y(t) = A exp(-k t).
+    >>> model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: p["A"])
+    >>> exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=jnp.array([0.5, 1.0, 2.0]))
+    >>> F = ff.fisher(exp, {"k": 0.5, "A": 2.0})
+    >>> t = np.array([0.5, 1.0, 2.0])  # closed form: dy/dk = -A t e^{-kt}, dy/dA = e^{-kt}
+    >>> J = np.stack([-2.0 * t * np.exp(-0.5 * t), np.exp(-0.5 * t)], axis=1)
+    >>> bool(np.allclose(F.matrix, J.T @ J / 0.01, rtol=1e-6))
+    True
 
-    # Exponential decay y' = -k y, y(0) = A:  y(t) = A exp(-k t).
-    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: p["A"])
-    with jax.enable_x64(True):
-        params = {"k": jnp.array(0.5), "A": jnp.array(2.0)}
-        times = jnp.array([0.0, 1.0, 2.0])
-        y = model(params, times)                      # ≈ 2 exp(-0.5 t)
-        dy_dk = jax.jacfwd(model)(params, times)["k"]  # ≈ -2 t exp(-0.5 t)
     ```
     """
     if solver is None:
@@ -400,14 +399,14 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
     **Example**
 
     ```python
-    import jax.numpy as jnp
-    import fisherforecast as ff
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=1.0, max_steps=5)
+    >>> try:
+    ...     ff.check_solve(model, {"k": 1.0}, jnp.array([0.0, 100.0]))
+    ... except RuntimeError as err:
+    ...     print("max_steps" in str(err))
+    True
 
-    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=1.0, max_steps=5)
-    try:
-        ff.check_solve(model, {"k": 1.0}, jnp.array([0.0, 100.0]))
-    except RuntimeError as err:
-        print(err)  # ... maximum number of solver steps was reached ... raise max_steps
     ```
     """
     if not isinstance(model, ODEModel):

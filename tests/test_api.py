@@ -76,7 +76,10 @@ ENGINE_NAMES = [
 ]
 
 ENGINE_MODULES = ["_experiment", "_noise", "_fisher", "_matrix", "_linalg", "_io", "_errors",
-                  "_x64"]
+                  "_x64", "_joint"]
+# Analyses: their docstring examples run here too (one parser, one runner for all modules).
+ANALYSIS_MODULES = ["_ode", "_identifiability", "_profile", "_crosscheck", "_dali", "plot",
+                    "_batch", "_design"]
 
 
 def test_public_api_is_pinned():
@@ -121,7 +124,7 @@ class MarkdownDocTestParser(doctest.DocTestParser):
         return super().parse(self.FENCE.sub("", string), name)
 
 
-@pytest.mark.parametrize("module", ENGINE_MODULES)
+@pytest.mark.parametrize("module", ENGINE_MODULES + ANALYSIS_MODULES)
 def test_docstring_examples_run(module):
     """The examples in the engine's docstrings run and print what they claim (float32
     default config, so they also exercise the float64 context)."""

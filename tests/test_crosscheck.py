@@ -5,11 +5,8 @@ conjugate formulae written here in numpy, a quadrature of the skewed posterior, 
 binomial distribution of interval coverage. Tests run under JAX's default float32 setting.
 """
 
-import doctest
-import importlib
 import json
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -335,25 +332,6 @@ def test_coverage_bad_input():
         ff.coverage(LINE, LINE_FID, n_sims=1)
     with pytest.raises(ValueError, match="levels"):
         ff.coverage(LINE, LINE_FID, n_sims=10, levels=(1.5,))
-
-
-class _MarkdownDocTestParser(doctest.DocTestParser):
-    """Docstrings are Markdown: a closing ``` fence is not expected output."""
-
-    FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
-
-    def parse(self, string, name="<string>"):
-        return super().parse(self.FENCE.sub("", string), name)
-
-
-def test_docstring_examples_run():
-    mod = importlib.import_module("fisherforecast._crosscheck")
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_MarkdownDocTestParser()).find(mod, mod.__name__):
-        if test.examples:
-            runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_microlensing_example_runs_fast(tmp_path):

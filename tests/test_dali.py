@@ -7,10 +7,7 @@
 - A banana: DALI samples are closer to the full-likelihood HMC posterior than Fisher.
 """
 
-import doctest
-import importlib
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -230,20 +227,3 @@ def test_dali_plot(banana_runs):
     assert math.isfinite(draws.ess["t2"])
 
 
-class _MarkdownDocTestParser(doctest.DocTestParser):
-    """Docstrings are Markdown: a closing ``` fence is not expected output."""
-
-    FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
-
-    def parse(self, string, name="<string>"):
-        return super().parse(self.FENCE.sub("", string), name)
-
-
-def test_docstring_examples_run():
-    mod = importlib.import_module("fisherforecast._dali")
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_MarkdownDocTestParser()).find(mod, mod.__name__):
-        if test.examples:
-            runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0

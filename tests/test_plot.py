@@ -5,9 +5,6 @@ eigenvalues λ of the 2 × 2 marginal covariance (VALIDATION.md 6: 1.515 and 2.4
 for 68.27 % and 95.45 %). The covariance here comes from numpy, not from the library.
 """
 
-import doctest
-import importlib
-import re
 import subprocess
 import sys
 
@@ -193,20 +190,3 @@ def test_plot_module_imports_matplotlib_lazily():
     assert out.stdout.split() == ["False", "False"]
 
 
-class _MarkdownDocTestParser(doctest.DocTestParser):
-    """Docstrings are Markdown: a closing ``` fence is not expected output."""
-
-    FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
-
-    def parse(self, string, name="<string>"):
-        return super().parse(self.FENCE.sub("", string), name)
-
-
-def test_docstring_examples_run():
-    mod = importlib.import_module("fisherforecast.plot")
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in doctest.DocTestFinder(parser=_MarkdownDocTestParser()).find(mod, mod.__name__):
-        if test.examples:
-            runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0
