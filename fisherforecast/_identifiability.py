@@ -59,7 +59,7 @@ from ._fisher import (
     check_names,
 )
 from ._matrix import FisherMatrix
-from ._noise import PSD, Gaussian, Poisson
+from ._noise import Gaussian
 from ._x64 import float64
 
 #: Relative singular-value tolerance of the column-normalised sensitivity matrix.
@@ -81,16 +81,9 @@ _WHITEN_CHECK_RTOL = 1e-9
 # ---------------------------------------------------------------------------------------
 def _whiten(noise, J, params, design, mean):
     """``L⁻¹ J`` for the noise models whose metric has a known square root, else ``None``."""
-    if isinstance(noise, Gaussian) and not noise.parameter_dependent:
-        return noise._whiten(J, params, design, mean)
-    if isinstance(noise, Poisson):
-        return J / jnp.sqrt(mean.reshape(-1))[:, None]
-    if isinstance(noise, PSD):
-        w = jnp.sqrt(noise._weights(design, mean.shape))[:, None]
-        if jnp.iscomplexobj(J):
-            return jnp.concatenate([w * J.real, w * J.imag])
-        return w * J
-    return None
+    if isinstance(noise, Gaussian) and noise.parameter_dependent:
+        return None  # the covariance term is not a data-space metric: use the Fisher root
+    return noise.whiten(J, params, design, mean)
 
 
 @partial(jax.jit, static_argnames=("names", "mode"))

@@ -95,6 +95,14 @@ class NoiseModel:
     def inner(self, a, b, params, design, mean):
         raise NotImplementedError
 
+    def whiten(self, x, params, design, mean):
+        """A real array ``W x`` with ``(Wa)ᵀ(Wb) = inner(a, b)``, or ``None`` if unavailable.
+
+        ``x`` is ``(N,)`` or ``(N, P)``; complex inputs may come back with their real and
+        imaginary parts stacked along the first axis.
+        """
+        return None
+
     def covariance_information(self, theta, to_params, design, shape, mode):
         """Extra information from parameter-dependent noise; ``None`` when there is none."""
         return None
@@ -242,6 +250,9 @@ class Gaussian(NoiseModel):
         wb = self._whiten(b, params, design, mean)
         return jnp.matmul(wa.T, wb, precision=HIGHEST)
 
+    def whiten(self, x, params, design, mean):
+        return self._whiten(x, params, design, mean)
+
     def covariance_information(self, theta, to_params, design, shape, mode):
         if not self.parameter_dependent:
             return None
@@ -368,6 +379,10 @@ class Poisson(NoiseModel):
     def __repr__(self):
         return "Poisson()"
 
+    def whiten(self, x, params, design, mean):
+        scale = jnp.sqrt(mean.reshape(-1))
+        return x / (scale if x.ndim == 1 else scale[:, None])
+
     def inner(self, a, b, params, design, mean):
         lam = mean.reshape(-1)
         wa = a / (lam if a.ndim == 1 else lam[:, None])
@@ -441,6 +456,11 @@ class PSD(NoiseModel):
     def _weights(self, design, shape):
         psd = self.psd_fn(design) if self.psd_fn is not None else self.psd
         return 4.0 * _broadcast_flat(self.df, shape, "df") / _broadcast_flat(psd, shape, "psd")
+
+    def whiten(self, x, params, design, mean):
+        w = jnp.sqrt(self._weights(design, mean.shape))
+        wx = x * (w if x.ndim == 1 else w[:, None])
+        return jnp.concatenate([wx.real, wx.imag]) if jnp.iscomplexobj(wx) else wx
 
     def inner(self, a, b, params, design, mean):
         w = self._weights(design, mean.shape)

@@ -356,3 +356,37 @@ def test_experiment_replace_under_jit():
     with float64():
         value = float(info(jnp.asarray(t)))
     assert value == pytest.approx(np.sum(t**2) / 0.25, rel=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["sigma", "cov", "poisson", "psd_complex", "psd_real"])
+def test_whiten_is_a_square_root_of_the_metric(kind):
+    """(W a)ᵀ(W b) must equal the noise model's inner product, computed here by hand."""
+    rng = np.random.default_rng(3)
+    n = 6
+    a = rng.normal(size=(n, 2))
+    b = rng.normal(size=(n, 3))
+    mean = np.abs(rng.normal(size=n)) + 1.0
+    if kind == "sigma":
+        sig = np.linspace(0.5, 2.0, n)
+        noise, metric = ff.Gaussian(sigma=sig), np.diag(1 / sig**2)
+    elif kind == "cov":
+        B = rng.normal(size=(n, n))
+        C = B @ B.T + n * np.eye(n)
+        noise, metric = ff.Gaussian(cov=C), np.linalg.inv(C)
+    elif kind == "poisson":
+        noise, metric = ff.Poisson(), np.diag(1 / mean)
+    else:
+        psd, df = np.linspace(1.0, 3.0, n), 0.25
+        noise, metric = ff.PSD(psd, df), np.diag(4 * df / psd)
+        if kind == "psd_complex":
+            a = a + 1j * rng.normal(size=a.shape)
+            b = b + 1j * rng.normal(size=b.shape)
+            mean = mean + 0j
+    expected = np.real(np.conj(a).T @ metric @ b)
+    with float64():
+        wa = np.asarray(noise.whiten(jnp.asarray(a), {}, None, jnp.asarray(mean)))
+        wb = np.asarray(noise.whiten(jnp.asarray(b), {}, None, jnp.asarray(mean)))
+        inner = np.asarray(noise.inner(jnp.asarray(a), jnp.asarray(b), {}, None,
+                                       jnp.asarray(mean)))
+    np.testing.assert_allclose(wa.T @ wb, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(inner, expected, rtol=1e-12, atol=1e-12)
