@@ -9,9 +9,9 @@ __version__ = "0.1.0"
 
 from ._errors import FisherError as FisherError
 from ._errors import NonFiniteError as NonFiniteError
+from ._errors import ParameterError as ParameterError
 from ._errors import SingularFisherError as SingularFisherError
 from ._experiment import Experiment as Experiment
-from ._fisher import ParameterError as ParameterError
 from ._fisher import bias as bias
 from ._fisher import fisher as fisher
 from ._fisher import fisher_information as fisher_information

@@ -516,6 +516,16 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
             if np.any(low >= high):
                 raise ValueError(f"`bounds` need low < high for every free design entry; "
                                  f"received {quote(pair)}.")
+            current = values[free_here]
+            outside = (current < low) | (current > high)
+            if np.any(outside):
+                # The gain and efficiency are quoted against the initial design: it must be
+                # a feasible one.
+                raise ValueError(
+                    f"the initial `design` has entries outside `bounds` {quote(pair)}: "
+                    f"{current[outside][:5].tolist()} at positions "
+                    f"{free_here[outside][:5].tolist()}. Start from a design inside the "
+                    "bounds (e.g. exp.replace(design=...)), or widen `bounds`.")
         else:
             low = np.full(len(free_here), -np.inf)
             high = np.full(len(free_here), np.inf)

@@ -27,6 +27,13 @@ class SingularFisherError(FisherError, np.linalg.LinAlgError):
         self.spaces = list(spaces) if spaces is not None else ["linear"] * len(self.directions)
 
 
+class ParameterError(FisherError, KeyError):
+    """Unknown, missing or duplicate parameter names (both a ValueError and a KeyError)."""
+
+    def __str__(self):  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
 class NonFiniteError(FisherError):
     """A model output, Jacobian or matrix contains NaN or inf."""
 

@@ -16,20 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import FisherError, NonFiniteError, quote
+from ._errors import NonFiniteError, ParameterError, quote
 from ._experiment import Experiment
 from ._linalg import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
 
 MODES = ("forward", "reverse")
-
-
-class ParameterError(FisherError, KeyError):
-    """Unknown, missing or duplicate parameter names."""
-
-    def __str__(self):  # KeyError would otherwise quote the whole message
-        return self.args[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -41,8 +34,9 @@ def _call_model(experiment: Experiment, params):
     except KeyError as exc:
         missing = exc.args[0] if exc.args else "?"
         if isinstance(missing, str) and missing not in params:
+            label = f"experiment {experiment.name!r}" if experiment.name else "the experiment"
             raise ParameterError(
-                f"The model of experiment {experiment.name!r} asked for parameter "
+                f"The model of {label} asked for parameter "
                 f"{missing!r}, which the fiducial does not give. Fiducial names: "
                 f"{sorted(params)}. Add {missing!r} to the fiducial dict."
             ) from None

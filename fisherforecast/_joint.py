@@ -101,9 +101,15 @@ class JointExperiment(Experiment):
     """
 
     def __init__(self, experiments, cross_cov=None, name=None):
+        if isinstance(experiments, Experiment) or not isinstance(experiments, list | tuple):
+            raise TypeError(
+                "JointExperiment `experiments` must be a list of at least two ff.Experiment; "
+                f"received {quote(experiments)}.")
         experiments = _as_experiments(list(experiments))
         if len(experiments) < 2:
-            raise ValueError("JointExperiment needs at least two experiments.")
+            raise ValueError(
+                "JointExperiment `experiments` must be a list of at least two ff.Experiment; "
+                f"received a list of {len(experiments)}.")
         shapes, dtypes = zip(*(_output_shape(e) for e in experiments), strict=True)
         if any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
             raise TypeError("JointExperiment supports real-valued outputs only.")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import FisherError, SingularFisherError, quote
+from ._errors import FisherError, ParameterError, SingularFisherError, quote
 from ._linalg import RANK_RTOL, Inverse, check_matrix, robust_inverse, schur_marginal
 from ._x64 import float64
 
@@ -84,8 +84,8 @@ def _subset(requested, names, what):
     requested = list(requested)
     unknown = [n for n in requested if n not in names]
     if unknown:
-        raise KeyError(f"{what} names {unknown}, which are not in this matrix. Parameters: "
-                       f"{list(names)}.")
+        raise ParameterError(f"{what} names {unknown}, which are not in this matrix. "
+                             f"Parameters: {list(names)}.")
     dup = sorted({n for n in requested if requested.count(n) > 1})
     if dup:
         raise ValueError(f"{what} lists {dup} more than once.")

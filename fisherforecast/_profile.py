@@ -425,10 +425,22 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, ref, scale
         if note:
             notes.append(note[0].upper() + note[1:])
     else:
-        g = np.asarray(grid, dtype=np.float64)
+        try:
+            g = np.asarray(grid, dtype=np.float64)
+        except (TypeError, ValueError):
+            g = np.empty(0)
         if g.ndim != 1 or g.size < 3 or not np.all(np.isfinite(g)) or np.any(np.diff(g) <= 0):
             raise ValueError(f"`grid` must be a 1-D, strictly increasing, finite array of at "
                              f"least 3 values; received {quote(grid)}.")
+        if not g[0] < center_value < g[-1]:
+            raise ValueError(
+                f"`grid` for {name!r} spans [{g[0]:.6g}, {g[-1]:.6g}] but the best fit is "
+                f"{name} = {center_value:.6g}: a profile needs grid points on both sides of "
+                "the best fit to bound an interval. Widen the grid, or leave grid=None for "
+                "the default (best fit ± several Fisher σ).")
+        if not np.any(np.isclose(g, center_value, rtol=1e-12, atol=0.0)):
+            # The profile's minimum belongs on the grid: intervals are interpolated from it.
+            g = np.sort(np.append(g, center_value))
     n = g.size
     c = int(np.argmin(np.abs(g - center_value)))
     order = np.concatenate([np.arange(c, n), np.arange(c - 1, -1, -1)]).astype(np.int32)

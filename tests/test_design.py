@@ -296,17 +296,19 @@ def test_repeated_designs_do_not_recompile():
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
     sizes = [f._cache_size() for f in (_design._multistart, _design._loss_and_grad,
                                         _design._natural_batch)]
-    ff.optimize_design(exp.replace(design=np.array([0.1, 9.0])), {"A": 1.0, "k": 0.3},
+    ff.optimize_design(exp.replace(design=np.array([0.1, 7.5])), {"A": 1.0, "k": 0.3},
                        bounds=(0.0, 8.0), n_starts=8, seed=5)
     assert [f._cache_size() for f in (_design._multistart, _design._loss_and_grad,
                                       _design._natural_batch)] == sizes
 
 
 def test_bad_input_is_rejected_with_the_argument_named():
-    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([1.0, 2.0]))
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([0.25, 0.75]))
     fid = {"A": 2.0, "k": 0.5}
     with pytest.raises(ValueError, match="bounds"):
         ff.optimize_design(exp, fid, bounds=(5.0, 1.0))
+    with pytest.raises(ValueError, match=r"outside `bounds`.*\[0\.25, 0\.75\]"):
+        ff.optimize_design(exp, fid, bounds=(20.0, 30.0))
     with pytest.raises(ValueError, match="bounds"):
         ff.optimize_design(exp, fid, bounds={"t": (0.0, 1.0)})
     with pytest.raises(ValueError, match="bounds"):

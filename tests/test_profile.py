@@ -202,12 +202,13 @@ def test_batch_isolates_failures_and_does_not_retrace():
     fid = {"a": 1.0, "c": 4.0}
     ff.profile_likelihood(exp, fid, "a", n_grid=7)
     before = _profile_scan._cache_size()
-    # On a negative grid the model is NaN for c: that profile fails, a's does not.
-    batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, -1.0, 7))
+    # The grid brackets a's best fit (1) but not c's (4): c's profile fails, a's does not.
+    # Six grid points plus the inserted best fit make the same 7-point scan as above.
+    batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, 3.5, 6))
     assert _profile_scan._cache_size() == before
     assert isinstance(batch, ff._profile.ProfileBatch)
     assert list(batch) == ["a"] and "c" in batch.errors
-    assert "NaN" in batch.errors["c"]
+    assert "both sides of the best fit" in batch.errors["c"]
     assert "failed" in batch.summary()
     json.dumps(batch.to_dict(), allow_nan=False)
 
@@ -245,3 +246,18 @@ def test_bad_input(quad_exp, kwargs, exc, match):
     name = args.pop("name_or_names")
     with pytest.raises(exc, match=match):
         ff.profile_likelihood(quad_exp, QUAD_FID, name, **args)
+
+
+def test_user_grid_must_bracket_the_best_fit_and_gets_it_inserted():
+    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.1),
+                        design=np.linspace(0.0, 10.0, 20))
+    fid = {"A": 1.0, "tau": 2.0}
+    with pytest.raises(ValueError, match=r"`grid` for 'tau' spans \[5, 6\]"):
+        ff.profile_likelihood(exp, fid, "tau", grid=np.linspace(5.0, 6.0, 5))
+    with pytest.raises(ValueError, match="`grid` must be"):
+        ff.profile_likelihood(exp, fid, "tau", grid="fine")
+    sigma = ff.fisher(exp, fid).sigma()["tau"]
+    prof = ff.profile_likelihood(exp, fid, "tau", grid=np.linspace(1.1, 3.3, 12))
+    lo, hi = prof.intervals[1.0]
+    # Asimov data, nearly linear model: the LR interval is close to the Fisher one.
+    assert abs(lo - (2.0 - sigma)) < 0.2 * sigma and abs(hi - (2.0 + sigma)) < 0.2 * sigma
