@@ -409,7 +409,7 @@ def _check_asimov(experiments, fid64, names, means):
                                                  np.shape(mean), "forward")
         if extra is not None and np.any(np.asarray(extra) != 0):
             raise ValueError(
-                f"data='asimov' cannot test experiment {exp.name!r}: its noise "
+                f"data='asimov' cannot test {exp.label}: its noise "
                 f"({exp.noise!r}) depends on the sampled parameters, and noise-free data "
                 "have zero scatter, so their likelihood peaks at zero noise instead of the "
                 "fiducial. Use data='simulate' (one noisy realisation) or real data.")
@@ -435,7 +435,7 @@ def _check_data(data, means, experiments):
             raise TypeError(f"{what} must be a numeric array; received {quote(d)}.")
         if arr.shape != tuple(m.shape):
             raise ValueError(
-                f"{what} has shape {arr.shape}, but the model of experiment {exp.name!r} "
+                f"{what} has shape {arr.shape}, but the model of {exp.label} "
                 f"returns shape {tuple(m.shape)} at the fiducial."
             )
         if np.iscomplexobj(arr):

@@ -62,8 +62,8 @@ def _check_supported(exp):
         return
     raise NotImplementedError(
         f"DALI is implemented for Gaussian noise with a parameter-independent covariance "
-        f"(ff.Gaussian with a fixed sigma or cov) and for ff.PSD noise; experiment "
-        f"{exp.name!r} has {noise!r}. For Poisson or parameter-dependent noise, sample the "
+        f"(ff.Gaussian with a fixed sigma or cov) and for ff.PSD noise; {exp.label} "
+        f"has {noise!r}. For Poisson or parameter-dependent noise, sample the "
         "full likelihood with ff.crosscheck instead."
     )
 
@@ -440,7 +440,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
                    if not np.all(np.isfinite(t))]
             if bad or not np.all(np.isfinite(np.asarray(mean))):
                 raise NonFiniteError(
-                    f"DALI tensors {bad} of experiment {exp.name!r} contain NaN/inf: the model "
+                    f"DALI tensors {bad} of {exp.label} contain NaN/inf: the model "
                     "or its higher derivatives are not finite at the fiducial.")
             totals = tensors if totals is None else [a + b for a, b in
                                                      zip(totals, tensors, strict=True)]

@@ -65,6 +65,11 @@ class Experiment:
         if self.design is not None and not _has_tracer(self.design):
             object.__setattr__(self, "design", as_float64_tree(self.design))
 
+    @property
+    def label(self) -> str:
+        """How messages refer to this experiment: ``experiment 'name'`` or ``the experiment``."""
+        return f"experiment {self.name!r}" if self.name else "the experiment"
+
     def replace(self, **changes) -> Experiment:
         """A copy with some fields changed, e.g. ``exp.replace(design=new_times)``."""
         return dataclasses.replace(self, **changes)

@@ -34,7 +34,7 @@ def _call_model(experiment: Experiment, params):
     except KeyError as exc:
         missing = exc.args[0] if exc.args else "?"
         if isinstance(missing, str) and missing not in params:
-            label = f"experiment {experiment.name!r}" if experiment.name else "the experiment"
+            label = experiment.label
             raise ParameterError(
                 f"The model of {label} asked for parameter "
                 f"{missing!r}, which the fiducial does not give. Fiducial names: "
@@ -201,14 +201,14 @@ def _check_mode(mode, experiments=()):
         modes = getattr(exp.model, "autodiff_modes", None)
         if modes is not None and mode not in modes:
             raise ValueError(
-                f"mode={mode!r}, but the model of experiment {exp.name!r} supports only "
+                f"mode={mode!r}, but the model of {exp.label} supports only "
                 f"{tuple(modes)} differentiation. For an ff.ode_model, build it with "
                 "adjoint='reverse' for reverse mode (or use the default mode='forward')."
             )
 
 
 def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forward"):
-    label = f"experiment {experiment.name!r}" if experiment.name else "the experiment"
+    label = experiment.label
     mean = np.asarray(mean)
     bad = ~np.isfinite(mean)
     if np.any(bad):
@@ -359,8 +359,8 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
             F, mean, J, checks = _fisher_diagnostic(exp, fid64, names, mode)
             if delta.shape != mean.shape:
                 raise ValueError(
-                    f"`delta_data` has shape {delta.shape} but the model output of experiment "
-                    f"{exp.name!r} has shape {tuple(mean.shape)}."
+                    f"`delta_data` has shape {delta.shape} but the model output of "
+                    f"{exp.label} has shape {tuple(mean.shape)}."
                 )
             _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             theta, to_params = _split(fid64, names)

@@ -61,8 +61,8 @@ def _block_of(exp: Experiment, shape) -> np.ndarray:
     n = int(np.prod(shape))
     if not isinstance(noise, Gaussian) or noise.parameter_dependent:
         raise TypeError(
-            f"JointExperiment needs fixed Gaussian noise in every experiment; experiment "
-            f"{exp.name!r} has {noise!r}. Parameter-dependent or non-Gaussian noise has no "
+            f"JointExperiment needs fixed Gaussian noise in every experiment; {exp.label} "
+            f"has {noise!r}. Parameter-dependent or non-Gaussian noise has no "
             "cross-covariance to speak of: combine such experiments as a list instead."
         )
     if noise.cov is not None:
