@@ -139,3 +139,13 @@ def test_docstring_examples_run(module):
     assert result.failed == 0
     if module not in ("_errors", "_x64"):
         assert result.attempted > 0
+
+
+def test_every_public_name_is_documented():
+    """docs/api.md lists every public name, and each one has a docstring."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    for name in PUBLIC_API:
+        assert f"`ff.{name}`" in text, f"{name} is missing from docs/api.md"
+        assert (getattr(ff, name).__doc__ or "").strip(), f"{name} has no docstring"
