@@ -498,6 +498,26 @@ def _fmt_table(header, rows):
     return "\n".join(out)
 
 
+def _report_dict(report, **overrides) -> dict:
+    """Fields of a report dataclass as plain Python; `overrides` replace given fields."""
+    out = {}
+    for f in dataclasses.fields(report):
+        if f.name in overrides:
+            out[f.name] = overrides[f.name]
+            continue
+        v = getattr(report, f.name)
+        if f.name == "fisher":
+            v = v.to_dict()
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict):
+            v = {str(k): val for k, val in v.items()}
+        out[f.name] = v
+    return out
+
+
 # =======================================================================================
 # crosscheck
 # =======================================================================================
@@ -606,21 +626,15 @@ class CrossCheck:
 
     def to_dict(self) -> dict:
         """Plain-Python view (samples as lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "fisher":
-                v = v.to_dict()
-            elif f.name in ("samples", "chains"):
-                v = {k: np.asarray(a).tolist() for k, a in v.items()}
-            elif f.name == "data":
-                v = [np.asarray(a).real.tolist() if not np.iscomplexobj(a) else
-                     {"real": np.asarray(a).real.tolist(), "imag": np.asarray(a).imag.tolist()}
-                     for a in v]
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
-        return out
+
+        def data(v):
+            return [np.asarray(a).tolist() if not np.iscomplexobj(a) else
+                    {"real": np.asarray(a).real.tolist(), "imag": np.asarray(a).imag.tolist()}
+                    for a in v]
+
+        samples = {k: np.asarray(a).tolist() for k, a in self.samples.items()}
+        chains = {k: np.asarray(a).tolist() for k, a in self.chains.items()}
+        return _report_dict(self, samples=samples, chains=chains, data=data(self.data))
 
     def plot(self, **kwargs):
         """Corner plot of the samples with the Fisher ellipses overlaid (``ff.plot.corner``)."""
@@ -945,20 +959,9 @@ class Coverage:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "fisher":
-                v = v.to_dict()
-            elif f.name == "data":
-                continue
-            elif isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, dict):
-                v = {str(k): val for k, val in v.items()}
-            out[f.name] = v
+        """Plain-Python view (the simulated data are left out)."""
+        out = _report_dict(self)
+        del out["data"]
         return out
 
     def plot(self, bins=30):

@@ -22,11 +22,7 @@ MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s] (IAU 2015 nominal GM_sun)
 C_KM_S = 299792.458
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    # The models are pure jnp code; evaluate them in float64 without touching global config.
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_context")
 
 
 def as_np(x):

@@ -18,11 +18,7 @@ from scipy import integrate, linalg, special
 
 import fisherforecast as ff
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("float64_context")
 
 
 def as_np(x):
