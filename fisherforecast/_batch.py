@@ -38,7 +38,7 @@ import numpy as np
 from ._errors import FisherError, quote
 from ._fisher import _as_experiments, _call_model, _check_mode, _fisher_parts, check_names
 from ._linalg import RANK_RTOL
-from ._matrix import FisherMatrix
+from ._matrix import FisherMatrix, _subset
 from ._x64 import float64
 
 __all__ = ["REASONS", "FisherBatch", "fisher_batch"]
@@ -56,6 +56,9 @@ NO_INFORMATION = 6
 SINGULAR = 7
 ERROR = 8
 NOT_COMPUTED = 9
+
+#: Codes of items that failed before a matrix existed: later algebra keeps them failed.
+_UPSTREAM = (BAD_FIDUCIAL, BAD_OUTPUT, BAD_JACOBIAN, BAD_NOISE, ERROR, NOT_COMPUTED)
 
 #: Code -> meaning of ``FisherBatch.reason_codes``.
 REASONS = (
@@ -1184,6 +1187,175 @@ class FisherBatch:
         return {REASONS[c]: np.nonzero(self._codes == c)[0]
                 for c in np.unique(self._codes) if c != OK}
 
+    # ----- algebra: combine, priors, fix, marginalise ------------------------------------
+    def _derive(self, matrices, names, fiducials, upstream, metadata, messages=None):
+        """A new batch from new matrices; items that failed upstream keep their code.
+
+        `upstream` is a ``(B,)`` code array: non-zero where an input item had no usable
+        matrix (it failed to evaluate, or its matrix is NaN). Every other item is classified
+        afresh, so a singular item can become ok once information is added.
+        """
+        M = np.array(matrices, dtype=np.float64)
+        M[upstream != OK] = np.nan
+        codes, cond = _classify(M, np.zeros(len(M), np.int8))
+        codes = np.where(upstream != OK, upstream, codes).astype(np.int8)
+        cond = np.where(upstream != OK, np.nan, cond)
+        msgs = self._messages if messages is None else messages
+        return FisherBatch._build(M, names, fiducials, codes, cond, msgs, metadata)
+
+    def _upstream(self):
+        """Codes of the items whose matrix cannot take part in further algebra."""
+        finite = np.all(np.isfinite(self._matrices.reshape(len(self), -1)), axis=1)
+        keep = np.isin(self._codes, _UPSTREAM) | ~finite
+        return np.where(keep, self._codes, OK).astype(np.int8)
+
+    def __add__(self, other) -> FisherBatch:
+        """Item-wise sum with another batch of the same length (e.g. a second detector
+        observing the same sources), or with one :class:`ff.FisherMatrix` added to every
+        item (an external constraint). Parameters are matched by name; the result has the
+        union of the names. Items that failed in either input stay failed.
+
+        ```python
+        >>> import numpy as np, fisherforecast as ff
+        >>> lisa = ff.FisherBatch([[[4.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]],
+        ...                       ["a", "b"])
+        >>> tianqin = ff.FisherBatch([[[0.0, 0.0], [0.0, 3.0]], [[0.0, 0.0], [0.0, 3.0]]],
+        ...                          ["a", "b"])
+        >>> both = lisa + tianqin
+        >>> lisa.ok.tolist(), both.ok.tolist()
+        ([True, False], [True, True])
+        >>> np.round(both.sigma()["b"], 6).tolist()
+        [0.5, 0.57735]
+        ```
+        """
+        if isinstance(other, int | float) and other == 0:
+            return self  # lets sum([b1, b2, ...]) work
+        if isinstance(other, FisherMatrix):
+            other_M = np.broadcast_to(other.matrix, (len(self), *other.matrix.shape))
+            other_names = other.names
+            other_fid = ({k: np.full(len(self), v) for k, v in other.fiducial.items()}
+                         if other.fiducial is not None else None)
+            other_up = np.zeros(len(self), np.int8)
+            other_msgs, other_label = {}, other.name
+        elif isinstance(other, FisherBatch):
+            if len(other) != len(self):
+                raise ValueError(
+                    f"cannot add batches of different lengths: {len(self)} and {len(other)} "
+                    "items. Item i of one must be the same source/design as item i of the "
+                    "other; use .subset(...) to align them first.")
+            other_M, other_names, other_fid = other._matrices, other._names, other._fiducials
+            other_up, other_msgs = other._upstream(), other._messages
+            other_label = other._metadata.get("experiment")
+        else:
+            return NotImplemented
+        names = self._names + tuple(n for n in other_names if n not in self._names)
+        B, P = len(self), len(names)
+        M = np.zeros((B, P, P))
+        for mats, nms in ((self._matrices, self._names), (other_M, other_names)):
+            idx = np.array([names.index(n) for n in nms])
+            M[:, idx[:, None], idx[None, :]] += mats
+        fids = _merge_batch_fiducials(self._fiducials, other_fid)
+        mine = self._upstream()
+        upstream = np.where(mine != OK, mine, other_up).astype(np.int8)
+        messages = {**other_msgs, **self._messages}
+        label = "+".join(str(x) for x in (self._metadata.get("experiment"), other_label) if x)
+        return self._derive(M, names, fids, upstream, {"experiment": label or None},
+                            messages)
+
+    __radd__ = __add__
+
+    def __mul__(self, factor) -> FisherBatch:
+        """Every matrix times a positive number (e.g. a longer observation: ``× T₂/T₁``)."""
+        if not isinstance(factor, int | float | np.floating | np.integer):
+            return NotImplemented
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"a FisherBatch can be scaled by a positive finite number; "
+                             f"received {factor!r}.")
+        return self._derive(self._matrices * float(factor), self._names, self._fiducials,
+                            self._upstream(), self._metadata)
+
+    __rmul__ = __mul__
+
+    def with_prior(self, sigmas: Mapping) -> FisherBatch:
+        """Add independent Gaussian priors, ``F_ii += 1/σ_i²``, to every item.
+
+        Each σ is a positive number or a ``(B,)`` array of them (one per item, e.g. a prior
+        that scales with the source).
+
+        ```python
+        >>> import numpy as np, fisherforecast as ff
+        >>> batch = ff.FisherBatch([[[4.0]], [[1.0]]], ["a"])
+        >>> batch.with_prior({"a": 0.5}).matrices[:, 0, 0].tolist()
+        [8.0, 5.0]
+        >>> batch.with_prior({"a": np.array([1.0, 0.5])}).matrices[:, 0, 0].tolist()
+        [5.0, 5.0]
+        ```
+        """
+        if not isinstance(sigmas, Mapping):
+            raise TypeError(f"with_prior expects a dict name -> sigma; received "
+                            f"{quote(sigmas)}.")
+        _subset(list(sigmas), self._names, "with_prior(sigmas)")
+        B = len(self)
+        M = np.array(self._matrices)
+        for n, s in sigmas.items():
+            try:
+                s = np.broadcast_to(np.asarray(s, dtype=np.float64), (B,))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"prior sigma for {n!r} must be a positive number or a ({B},) array; "
+                    f"received {quote(s)}.") from None
+            bad = ~(np.isfinite(s) & (s > 0))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"prior sigma for {n!r} must be positive and finite; "
+                                 f"received {float(s[i])!r} (item {i}).")
+            k = self._names.index(n)
+            M[:, k, k] += (1.0 / s) ** 2
+        return self._derive(M, self._names, self._fiducials, self._upstream(),
+                            self._metadata)
+
+    def fix(self, names) -> FisherBatch:
+        """Hold `names` fixed at their fiducial values in every item (delete their rows and
+        columns). Fixing one side of a degeneracy can turn singular items ok."""
+        names = _subset(names, self._names, "fix(names)")
+        keep = [n for n in self._names if n not in names]
+        if not keep:
+            raise ValueError("fix(names) would remove every parameter; keep at least one.")
+        idx = np.array([self._names.index(n) for n in keep])
+        M = self._matrices[:, idx[:, None], idx[None, :]]
+        return self._derive(M, tuple(keep), self._fiducials, self._upstream(), self._metadata)
+
+    def marginalize(self, keep) -> FisherBatch:
+        """Marginalise every item over the parameters not in `keep` (Schur complement,
+        ``F_kk − F_kd F_dd⁻¹ F_dk``; the ``d`` block is inverted the robust way).
+
+        Items whose marginalised block is singular get the code "singular" and a NaN matrix.
+
+        ```python
+        >>> import numpy as np, fisherforecast as ff
+        >>> batch = ff.FisherBatch([[[2.0, 1.0], [1.0, 1.0]]], ["a", "b"])
+        >>> batch.marginalize(["a"]).matrices.tolist()  # 2 - 1·1⁻¹·1
+        [[[1.0]]]
+        ```
+        """
+        keep = _subset(keep, self._names, "marginalize(keep)")
+        drop = [n for n in self._names if n not in keep]
+        k = np.array([self._names.index(n) for n in keep])
+        upstream = self._upstream()
+        M = np.array(self._matrices[:, k[:, None], k[None, :]])
+        if drop:
+            d = np.array([self._names.index(n) for n in drop])
+            Fdd = self._matrices[:, d[:, None], d[None, :]]
+            Fkd = self._matrices[:, k[:, None], d[None, :]]
+            dd_codes, _ = _classify(Fdd, np.where(upstream != OK, BAD_MATRIX, OK))
+            usable = dd_codes == OK
+            inv = _batched_covariance(Fdd, usable)
+            with np.errstate(invalid="ignore"):
+                M = M - Fkd @ inv @ np.swapaxes(Fkd, 1, 2)
+            M = 0.5 * (M + np.swapaxes(M, 1, 2))
+            upstream = np.where((upstream == OK) & ~usable, SINGULAR, upstream).astype(np.int8)
+        return self._derive(M, tuple(keep), self._fiducials, upstream, self._metadata)
+
     # ----- reports ---------------------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain-Python summary: counts, failures and quantiles of the marginal errors."""
@@ -1289,6 +1461,26 @@ class FisherBatch:
         ```
         """
         return _read_file(path, allow_partial)
+
+
+def _merge_batch_fiducials(a, b):
+    """Union of two fiducial dicts of ``(B,)`` arrays; shared names must agree per item."""
+    if a is None or b is None:
+        return a if b is None else b
+    merged = dict(a)
+    for k, v in b.items():
+        if k in merged:
+            same = np.isclose(merged[k], v, rtol=1e-9, atol=1e-300)
+            if not same.all():
+                i = int(np.argmin(same))
+                raise ValueError(
+                    f"cannot combine batches evaluated at different fiducials: {k!r} of item "
+                    f"{i} is {float(merged[k][i])!r} in one and {float(v[i])!r} in the other. "
+                    "Item i of each must be the same source; for a prior that does not share "
+                    "the fiducials, use .with_prior(...).")
+        else:
+            merged[k] = v
+    return merged
 
 
 def _check_batch_names(names, P):

@@ -295,7 +295,7 @@ class FisherMatrix:
             if not s > 0 or math.isnan(s):
                 raise ValueError(f"prior sigma for {n!r} must be positive; received {s!r}.")
             i = self._names.index(n)
-            M[i, i] += 1.0 / s**2
+            M[i, i] += (1.0 / s) ** 2
         return self._replace(matrix=M)
 
     def to_log(self, names=None) -> FisherMatrix:

@@ -626,3 +626,103 @@ def test_model_errors_surface_before_a_file_is_written(tmp_path):
     with pytest.raises(ValueError, match="sigma has shape"):
         ff.fisher_batch(wrong, population(10), chunk_size=4, progress=False, out=path)
     assert not path.exists()
+
+
+# ----- algebra on batches: sums, priors, fix, marginalise ----------------------------------
+def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
+    # Two "detectors" observe the same 12 sources over different time windows; their sum
+    # is the Fisher matrix of the joint data set, i.e. of the concatenated time grid.
+    fid = population(12, seed=5)
+    fid["m"][4] = fid["k"][4]       # collinear within one window: singular alone
+    fid["b"][2] = -1.0              # NaN output in every window
+    t_late = np.linspace(4.5, 8.0, 20)
+    late = EXP.replace(design=t_late, name="late")
+    early_b = ff.fisher_batch(EXP, fid, progress=False)
+    late_b = ff.fisher_batch(late, fid, progress=False)
+    both = early_b + late_b
+    for i in range(12):
+        if i == 2:
+            continue
+        p = item(fid, i)
+        closed = two_exponentials_fisher(p["a"], p["b"], p["k"], p["m"],
+                                         t=np.concatenate([T, t_late]))
+        assert_matrix_close(both.matrices[i], closed, rtol=1e-10)
+    # Failed evaluations stay failed with their reason; the sum is classified afresh.
+    assert both.reason_codes[2] == _batch.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
+    assert both.reason_codes[4] == _batch.SINGULAR  # k == m is degenerate for any grid
+    assert both.metadata["experiment"] == "decay+late"
+    assert sum([early_b, late_b]).matrices[0].tolist() == both.matrices[0].tolist()
+    # Same as summing the per-item FisherMatrix objects (parameter alignment by name).
+    reordered = ff.FisherBatch(late_b.matrices[:, ::-1, ::-1], NAMES[::-1], late_b.fiducials)
+    np.testing.assert_allclose((early_b + reordered).matrices[0],
+                               (early_b.select(0) + late_b.select(0)).matrix, rtol=1e-14)
+    # Scaling: twice the data is twice the information.
+    np.testing.assert_allclose((2 * early_b).sigma()["k"], early_b.sigma()["k"] / np.sqrt(2),
+                               rtol=1e-12)
+
+
+def test_batch_priors_fix_and_marginalize_closed_forms():
+    # Item 0: F = [[2, 1], [1, 1]] -> cov = [[1, -1], [-1, 2]].  Item 1: rank one, a + b
+    # constrained, a − b not.  Item 2: failed evaluation (NaN matrix, code "model output").
+    M = np.array([[[2.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]], np.full((2, 2), np.nan)])
+    batch = ff.FisherBatch._build(M, ("a", "b"), None, np.array([0, 7, _batch.BAD_OUTPUT]),
+                                  np.array([9.0, np.inf, np.nan]), {}, {})
+    assert batch.ok.tolist() == [True, False, False]
+    # A prior on b breaks the degeneracy of item 1: F = [[1, 1], [1, 1 + 1/σ²]].
+    pri = batch.with_prior({"b": 0.5})
+    assert pri.ok.tolist() == [True, True, False]
+    assert pri.reason_codes[2] == _batch.BAD_OUTPUT
+    # σ_a² = (F⁻¹)_aa = F_bb / det: item 0 [[2, 1], [1, 5]] -> 5/9; item 1 -> 5/4.
+    np.testing.assert_allclose(pri.sigma()["a"][:2], np.sqrt([5 / 9, 5 / 4]), rtol=1e-14)
+    # Per-item priors as an array (a huge σ adds nothing).
+    per = batch.with_prior({"b": np.array([1e300, 1.0, 1.0])})
+    np.testing.assert_allclose(per.matrices[1], [[1.0, 1.0], [1.0, 2.0]], rtol=1e-15)
+    np.testing.assert_allclose(per.matrices[0], M[0], rtol=1e-15)
+    # Fixing b: F_aa alone; item 1 becomes identifiable.
+    fixed = batch.fix("b")
+    assert fixed.names == ("a",) and fixed.ok.tolist() == [True, True, False]
+    np.testing.assert_allclose(fixed.sigma()["a"][:2], [1 / np.sqrt(2), 1.0], rtol=1e-14)
+    # Marginalising b: item 0 gives 1/cov_aa = 1; item 1 loses all information about a.
+    marg = batch.marginalize(["a"])
+    np.testing.assert_allclose(marg.matrices[0], [[1.0]], rtol=1e-14)
+    assert marg.reason_codes.tolist() == [_batch.OK, _batch.NO_INFORMATION, _batch.BAD_OUTPUT]
+    np.testing.assert_allclose(marg.matrices[0], batch.select(0).marginalize(["a"]).matrix,
+                               rtol=1e-14)
+    # A FisherMatrix adds to every item (an external constraint), names aligned.
+    ext = batch + ff.FisherMatrix([[4.0]], ["b"])
+    np.testing.assert_allclose(ext.matrices[1], pri.matrices[1], rtol=1e-15)
+    assert (ff.FisherMatrix([[1.0]], ["c"]) + batch).names == ("a", "b", "c")
+
+
+def test_batch_marginalize_matches_covariance_block_on_a_population():
+    batch = ff.fisher_batch(EXP, population(20, seed=8), progress=False)
+    marg = batch.marginalize(["k", "a"])
+    cov = batch.covariance()
+    for i in range(20):
+        block = cov[i][np.ix_([2, 0], [2, 0])]
+        assert_matrix_close(marg.matrices[i], np.linalg.inv(block), rtol=1e-8)
+    np.testing.assert_allclose(marg.sigma()["k"], batch.sigma()["k"], rtol=1e-9)
+
+
+def test_batch_algebra_bad_inputs():
+    a = ff.FisherBatch(np.tile(np.eye(2), (3, 1, 1)), ["a", "b"],
+                       fiducials={"a": [1.0, 2.0, 3.0], "b": 0.0})
+    with pytest.raises(ValueError, match="different lengths: 3 and 2"):
+        a + ff.FisherBatch(np.tile(np.eye(2), (2, 1, 1)), ["a", "b"])
+    other = ff.FisherBatch(np.tile(np.eye(1), (3, 1, 1)), ["a"], fiducials={"a": [1.0, 2.5, 3.0]})
+    with pytest.raises(ValueError, match=r"'a' of item 1 is 2.0 in one and 2.5"):
+        a + other
+    with pytest.raises(ff.ParameterError, match=r"\['c'\]"):
+        a.with_prior({"c": 1.0})
+    with pytest.raises(ValueError, match=r"prior sigma for 'a' must be positive.*-1.0 \(item 1\)"):
+        a.with_prior({"a": [1.0, -1.0, 1.0]})
+    with pytest.raises(ValueError, match=r"\(3,\) array"):
+        a.with_prior({"a": [1.0, 1.0]})
+    with pytest.raises(ValueError, match="every parameter"):
+        a.fix(["a", "b"])
+    with pytest.raises(ff.ParameterError, match="marginalize"):
+        a.marginalize(["z"])
+    with pytest.raises(ValueError, match="positive finite"):
+        a * -1.0
+    with pytest.raises(TypeError):
+        a + "F"
