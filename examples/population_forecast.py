@@ -4,7 +4,8 @@ Each binary is a frequency-domain inspiral (a 2PN TaylorF2 phase, Newtonian ampl
 by one detector with an analytic, Advanced-LIGO-like noise curve. ``ff.fisher_batch``
 computes the 5 × 5 Fisher matrix of every source (ln A, ln Mc, η, t_c, φ_c) in compiled
 chunks, streams them into an HDF5 file (rerunning resumes it), and the script plots the
-marginal errors against the signal-to-noise ratio.
+marginal errors against the signal-to-noise ratio. It then fixes the merger time and phase
+and adds a prior on η for the whole population at once (``FisherBatch.fix``/``with_prior``).
 
 Two checks come for free: ln A decouples from the phase, so σ(ln A) = 1/SNR exactly, and
 σ(ln Mc) falls as 1/SNR at fixed masses.
@@ -99,6 +100,16 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     check = np.max(np.abs(sig["lnA"][ok] * rho[ok] - 1))
     print(f"max |σ(ln A)·SNR - 1| = {check:.2e}   (exactly 1 in theory)")
 
+    # Post-processing the whole population at once: merger time and phase known from an
+    # electromagnetic counterpart (fixed), and a Gaussian prior of width 0.05 on η standing
+    # in for the physical bound η ≤ 1/4. The amplitude stays decoupled: σ(ln A) is unchanged.
+    known = batch.fix(["tc", "phic"]).with_prior({"eta": 0.05})
+    sig_known = known.sigma()
+    both = ok & known.ok
+    gain = np.median(sig["lnMc"][both] / sig_known["lnMc"][both])
+    print(f"t_c, φ_c known and σ(η) prior 0.05: median σ(ln Mc) {gain:.1f}× smaller "
+          f"({known.ok.sum()} sources ok)")
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +135,8 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     fig.savefig(png, dpi=110)
     plt.close(fig)
     print(f"wrote {path} and {png}")
-    return {"batch": batch, "snr": rho, "distance": dist, "path": path, "png": png}
+    return {"batch": batch, "known": known, "snr": rho, "distance": dist, "path": path,
+            "png": png}
 
 
 if __name__ == "__main__":

@@ -618,6 +618,14 @@ def test_population_example_runs_fast(tmp_path):
     # VALIDATION case 5 in the population: σ(ln A) = 1 / SNR exactly.
     ok = batch.ok
     np.testing.assert_allclose(batch.sigma()["lnA"][ok] * result["snr"][ok], 1.0, rtol=1e-8)
+    # Fixing phase parameters and a prior on η leave σ(ln A) = 1/SNR (ln A decouples) and
+    # can only shrink σ(ln Mc).
+    known = result["known"]
+    both = ok & known.ok
+    np.testing.assert_allclose(known.sigma()["lnA"][both] * result["snr"][both], 1.0,
+                               rtol=1e-8)
+    assert np.all(known.sigma()["lnMc"][both] <= batch.sigma()["lnMc"][both] * (1 + 1e-12))
+    assert known.names == ("lnA", "lnMc", "eta")
 
 
 def test_model_errors_surface_before_a_file_is_written(tmp_path):
