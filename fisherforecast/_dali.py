@@ -77,20 +77,13 @@ def dali_tensors(experiment, fiducial, names, order):
     theta, to_params = _split(fiducial, names)
     P = len(names)
 
-    def flat(th):
-        v = _call_model(experiment, to_params(th)).reshape(-1)
-        if jnp.iscomplexobj(v):
-            return jnp.concatenate([v.real, v.imag])
-        return v
+    def flat(th):  # forward mode carries complex outputs as they are
+        return _call_model(experiment, to_params(th)).reshape(-1)
 
     mean = _call_model(experiment, to_params(theta))
     n = mean.size
-
-    def to_complex(D):
-        return D[:n] + 1j * D[n:] if jnp.iscomplexobj(mean) else D
-
-    J = to_complex(jax.jacfwd(flat)(theta))
-    H = to_complex(jax.jacfwd(jax.jacfwd(flat))(theta)).reshape(n, P * P)
+    J = jax.jacfwd(flat)(theta)
+    H = jax.jacfwd(jax.jacfwd(flat))(theta).reshape(n, P * P)
     params = to_params(theta)
     design = experiment.design
 
@@ -102,7 +95,7 @@ def dali_tensors(experiment, fiducial, names, order):
     Q = inner(H, H).reshape(P, P, P, P)
     out = (0.5 * (F + F.T), S, Q)
     if order == 3:
-        T = to_complex(jax.jacfwd(jax.jacfwd(jax.jacfwd(flat)))(theta)).reshape(n, P**3)
+        T = jax.jacfwd(jax.jacfwd(jax.jacfwd(flat)))(theta).reshape(n, P**3)
         out = (*out, inner(T, J).reshape((P,) * 4), inner(T, H).reshape((P,) * 5),
                inner(T, T).reshape((P,) * 6))
     return out, mean
