@@ -79,7 +79,7 @@ ENGINE_MODULES = ["_experiment", "_noise", "_fisher", "_matrix", "_linalg", "_io
                   "_x64", "_joint"]
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = ["_ode", "_identifiability", "_profile", "_crosscheck", "_dali", "plot",
-                    "_batch", "_design"]
+                    "_batch", "_design", "_design_optimize", "_design_select"]
 
 
 def test_public_api_is_pinned():

@@ -1,0 +1,507 @@
+"""Optimal design by gradient-based global optimisation: :func:`optimize_design`.
+
+:func:`optimize_design` moves the continuous design variables (measurement times, doses,
+frequencies) of one or several experiments to the optimum of a design criterion of the
+Fisher matrix and returns a :class:`DesignResult`. The criteria, the design problem and the
+jitted multistart it runs live in :mod:`fisherforecast._design`.
+
+How :func:`optimize_design` works (see ``docs/design.md``):
+
+1. The free design entries ``x`` are mapped from unconstrained variables ``u``:
+   ``x = low + (high - low)(1 + sin u)/2`` for a box, a softmax of gaps for ordered times
+   with a minimum spacing. The sine map reaches the bounds at finite ``u``, so optima on
+   the boundary (common: ``t = 0`` or ``t = T``) are ordinary stationary points.
+2. The criterion is a pure JAX function of ``ff.fisher_information(experiment.replace(
+   design=x), ...)``; its gradient with respect to ``x`` is exact (forward mode by default,
+   so ODE models with forward-mode adjoints work).
+3. Many starts (the initial design and random designs in the feasible set) run
+   ``optimistix.BFGS`` together under one ``jax.vmap``; one jitted call, compiled once per
+   problem shape.
+4. The best few distinct end points are polished in the original bounded variables with
+   ``scipy.optimize`` (L-BFGS-B for boxes, SLSQP with linear constraints for ordered times)
+   using the same JAX gradient; the best polished design is returned.
+"""
+
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._design import (
+    _build_problem,
+    _check_int,
+    _common_setup,
+    _designs_from_x,
+    _fmt_design,
+    _loss_and_grad,
+    _multistart,
+    _natural_batch,
+    _natural_numpy,
+    _random_x,
+    _u_from_x,
+    _unit_diagonal,
+)
+from ._errors import FisherError, SingularFisherError
+from ._fisher import fisher
+from ._linalg import RANK_RTOL
+from ._matrix import FisherMatrix
+from ._x64 import float64
+
+__all__ = [
+    "DesignResult",
+    "optimize_design",
+]
+
+
+# =======================================================================================
+# Result
+# =======================================================================================
+class DesignResult:
+    """The result of :func:`optimize_design`.
+
+    Attributes:
+        design: the optimal design (the experiment's design pytree, numpy float64; a list
+            of designs for a joint optimisation of several experiments).
+        criterion_value: the criterion at the optimum, as defined (``log det F`` for "D",
+            ``-tr F⁻¹`` for "A", ``λ_min`` for "E", the condition number for "ME", the
+            callable's value otherwise), prior included.
+        criterion: a description of the criterion; `maximize`: its direction.
+        experiment: the optimised :class:`ff.Experiment` (a list for a joint design).
+        fisher: the Fisher matrix of the optimised experiment(s) alone (no prior).
+        total_fisher: ``fisher`` plus the prior (what the criterion was evaluated on,
+            before any ``relative`` scaling).
+        initial_design, initial_value, initial_fisher: the same for the starting design.
+        gain: the improvement of the criterion over the initial design, in the criterion's
+            own units and direction (positive is better).
+        efficiency: the initial design's efficiency relative to the optimum, for "D"
+            (``(det F_init / det F_opt)^(1/P)``) and "A" (``tr F_opt⁻¹ / tr F_init⁻¹``);
+            ``None`` for other criteria.
+        all_starts: the criterion value reached by every start of the batched multistart
+            (before polishing; NaN for a start that failed); start 0 is the initial design.
+        converged: per start, whether BFGS met its tolerance.
+        n_polished: how many distinct end points were polished.
+    """
+
+    def __init__(self, **fields):
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("DesignResult is immutable.")
+
+    @property
+    def n_starts(self) -> int:
+        return len(self.all_starts)
+
+    def n_at_best(self, rtol: float = 1e-6) -> int:
+        """How many starts ended within `rtol` (relative) of the returned optimum."""
+        v = np.asarray(self.all_starts)
+        tol = rtol * max(abs(self.criterion_value), 1.0)
+        ok = np.isfinite(v)
+        if self.maximize:
+            return int(np.sum(ok & (v >= self.criterion_value - tol)))
+        return int(np.sum(ok & (v <= self.criterion_value + tol)))
+
+    def sigma_table(self) -> dict:
+        """Marginal σ before and after: ``{name: (initial, optimal)}`` (prior included)."""
+        out = {}
+        before = (_safe_sigma(self.initial_total_fisher) if self.initial_total_fisher
+                  is not None else {})
+        after = _safe_sigma(self.total_fisher)
+        for n in self.total_fisher.names:
+            out[n] = (before.get(n, math.inf), after.get(n, math.inf))
+        return out
+
+    def summary(self) -> str:
+        """Criterion before/after, the design, and a σ table before/after."""
+        lines = [
+            f"Optimal design: {self.criterion}",
+            f"  {self.n_starts} starts (batched BFGS), {int(np.sum(self.converged))} "
+            f"converged, {self.n_at_best()} reached the optimum; {self.n_polished} polished",
+            f"  criterion: initial {self.initial_value:.6g} -> optimal "
+            f"{self.criterion_value:.6g} (gain {self.gain:+.6g})",
+        ]
+        if self.efficiency is not None:
+            lines.append(f"  efficiency of the initial design: {self.efficiency:.4g}")
+        designs = self.design if self.joint else [self.design]
+        initial = self.initial_design if self.joint else [self.initial_design]
+        exps = self.experiment if self.joint else [self.experiment]
+        for exp, d0, d1 in zip(exps, initial, designs, strict=True):
+            label = f"experiment {exp.name!r}" if exp.name else "design"
+            lines.append(f"  {label}:")
+            lines.append(f"    initial: {_fmt_design(d0)}")
+            lines.append(f"    optimal: {_fmt_design(d1)}")
+        table = self.sigma_table()
+        width = max([len(n) for n in table] + [9])
+        lines.append(f"  {'parameter':<{width}}  {'sigma initial':>13}  {'sigma optimal':>13}"
+                     f"  {'ratio':>7}")
+        for n, (a, b) in table.items():
+            ratio = b / a if a > 0 and math.isfinite(a) else math.nan
+            lines.append(f"  {n:<{width}}  {a:>13.5g}  {b:>13.5g}  {ratio:>7.3f}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Plain-Python view of the result."""
+        def tolist(tree):
+            return jax.tree_util.tree_map(lambda v: np.asarray(v).tolist(), tree)
+
+        return {
+            "criterion": self.criterion, "maximize": self.maximize,
+            "criterion_value": self.criterion_value, "initial_value": self.initial_value,
+            "gain": self.gain, "efficiency": self.efficiency,
+            "design": tolist(self.design), "initial_design": tolist(self.initial_design),
+            "all_starts": np.asarray(self.all_starts).tolist(),
+            "converged": np.asarray(self.converged).tolist(),
+            "sigma": {n: list(v) for n, v in self.sigma_table().items()},
+            "fisher": self.fisher.to_dict(),
+        }
+
+    def __repr__(self):
+        return (f"DesignResult(criterion={self.criterion!r}, criterion_value="
+                f"{self.criterion_value:.6g}, gain={self.gain:+.4g}, starts={self.n_starts})")
+
+    def plot(self, n_grid: int = 200, max_curves: int = 6):
+        """Plot the design.
+
+        For a single experiment with a 1-D design array: (left) the model curve at the
+        fiducial over the bounds, with the initial and optimal measurement points; (middle)
+        the criterion along the design space: the criterion when one measurement point
+        moves to ``t`` and the others stay at the optimum, one curve per distinct point (at
+        a coordinate-wise optimum each curve peaks at its own point); (right) the value
+        reached by each start of the multistart. For other designs only the last panel.
+
+        **Returns:** the matplotlib ``Figure``.
+        """
+        import matplotlib.pyplot as plt
+
+        one_d = (not self.joint and isinstance(self.design, np.ndarray)
+                 and self.design.ndim == 1 and np.isfinite(self._plot["low"]).all())
+        ncols = 3 if one_d else 1
+        fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.8), squeeze=False)
+        axes = axes[0]
+        if one_d:
+            self._plot_curve(axes[0], n_grid)
+            self._plot_profiles(axes[1], n_grid, max_curves)
+        ax = axes[-1]
+        values = np.sort(np.asarray(self.all_starts, dtype=float))
+        if self.maximize:
+            values = values[::-1]
+        ax.plot(np.arange(1, values.size + 1), values, "o", ms=3, color="C0",
+                label="end of each start")
+        ax.axhline(self.criterion_value, color="C3", lw=1, label="returned optimum")
+        ax.axhline(self.initial_value, color="0.5", ls="--", lw=1, label="initial design")
+        ax.set_xlabel("start (sorted)")
+        ax.set_ylabel(f"criterion ({self._crit.short})")
+        ax.set_title("multistart")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    def _plot_curve(self, ax, n_grid):
+        low, high = float(np.min(self._plot["low"])), float(np.max(self._plot["high"]))
+        grid = np.linspace(low, high, n_grid)
+        exp = self.experiment
+        try:
+            with float64():
+                fid = {k: np.float64(v) for k, v in self._plot["fid"].items()}
+                curve = np.asarray(exp.model(fid, jnp.asarray(grid)))
+                y0 = np.asarray(exp.model(fid, jnp.asarray(self.initial_design)))
+                y1 = np.asarray(exp.model(fid, jnp.asarray(self.design)))
+        except Exception:  # a model that cannot take a grid: no curve panel
+            ax.text(0.5, 0.5, "model cannot be evaluated on a grid", ha="center",
+                    transform=ax.transAxes)
+            return
+        curve = curve.reshape(n_grid, -1)
+        y0 = y0.reshape(len(self.initial_design), -1)
+        y1 = y1.reshape(len(self.design), -1)
+        for j in range(curve.shape[1]):
+            ax.plot(grid, curve[:, j], color=f"C{j}", lw=1.2,
+                    label="model at fiducial" if j == 0 else None)
+            ax.plot(self.initial_design, y0[:, j], "s", mfc="none", color="0.4", ms=6,
+                    label="initial" if j == 0 else None)
+            ax.plot(self.design, y1[:, j], "o", color="C3", ms=5,
+                    label="optimal" if j == 0 else None)
+        ax.set_xlabel("design variable (e.g. time)")
+        ax.set_ylabel("model output")
+        ax.set_title("measurement points")
+        ax.legend(fontsize=7)
+
+    def _plot_profiles(self, ax, n_grid, max_curves):
+        p = self._plot
+        low, high = float(np.min(p["low"])), float(np.max(p["high"]))
+        grid = np.linspace(low, high, n_grid)
+        x = np.asarray(p["x"], dtype=float)
+        distinct = []
+        for i, v in enumerate(x):
+            if all(abs(v - x[j]) > 1e-6 * (high - low) for j in distinct):
+                distinct.append(i)
+        distinct = distinct[:max_curves]
+        xs = np.repeat(x[None, :], n_grid * len(distinct), axis=0)
+        for k, i in enumerate(distinct):
+            xs[k * n_grid:(k + 1) * n_grid, i] = grid
+        with float64():
+            values = np.asarray(_natural_batch(jnp.asarray(xs), p["dyn"], p["spec"]))
+        values = values.reshape(len(distinct), n_grid)
+        for k, i in enumerate(distinct):
+            ax.plot(grid, values[k], lw=1, color=f"C{k}", label=f"move point {i}")
+            ax.plot([x[i]], [self.criterion_value], "o", color=f"C{k}", ms=4)
+        ax.set_xlabel("position of one measurement point")
+        ax.set_ylabel(f"criterion ({self._crit.short})")
+        ax.set_title("criterion along the design space")
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            lo = np.percentile(finite, 5)
+            span = self.criterion_value - lo
+            if np.isfinite(span) and span > 0 and self.maximize:
+                ax.set_ylim(lo - 0.1 * span, self.criterion_value + 0.1 * span)
+        ax.legend(fontsize=7)
+
+
+def _safe_sigma(F):
+    try:
+        return F.sigma()
+    except FisherError:
+        return {n: math.inf for n in F.names}
+
+
+# =======================================================================================
+# optimize_design
+# =======================================================================================
+def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, n_starts=32,
+                    seed=0, fixed=None, constraints=None, params=None, maximize=None,
+                    relative=False, n_polish=3, max_steps=500, rtol=1e-10, mode="forward",
+                    gradient="forward", batch_size=None) -> DesignResult:
+    """Optimise the design of one or several experiments for a Fisher-matrix criterion.
+
+    The objective is a criterion of ``F(design) + F_prior`` where ``F(design)`` is
+    ``ff.fisher_information`` of the experiment(s) with the candidate design: a pure JAX
+    function with exact gradients in the design. A batch of starts (the initial design and
+    ``n_starts - 1`` random feasible designs) runs ``optimistix.BFGS`` under one
+    ``jax.vmap``; the best ``n_polish`` distinct end points are polished in the bounded
+    variables with ``scipy.optimize`` (L-BFGS-B, or SLSQP when `constraints` are given) and
+    the best is returned. ``n_starts=1`` is a purely local optimisation from the initial
+    design.
+
+    **Arguments:**
+
+    - `experiment`: an :class:`ff.Experiment` whose ``design`` pytree holds the design
+      variables and their initial values (e.g. an array of measurement times), or a list
+      of experiments optimised jointly: their Fisher matrices add, and the design is the
+      list of their designs.
+    - `fiducial`: dict parameter name -> value at which the Fisher matrix is evaluated
+      (a *locally* optimal design).
+    - `bounds`: ``(low, high)`` for every design entry, or a pytree of ``(low, high)``
+      pairs with the structure of the design (a list of them for a list of experiments);
+      ``low``/``high`` may be arrays broadcasting to a design leaf.
+    - `criterion`: ``"D"`` (maximise ``log det F``), ``"A"`` (maximise ``-tr F⁻¹``),
+      ``"E"`` (maximise the smallest eigenvalue), ``"ME"`` (minimise the condition number
+      ``λ_max/λ_min``), or a callable ``criterion(F) -> scalar`` receiving a
+      :class:`DesignFisher` (a traced matrix with names and differentiable methods
+      ``sigma``, ``covariance``, ``marginalize``, ``figure_of_merit``, ``logdet``). A callable
+      is maximised unless it has ``maximize = False`` or `maximize` is ``False``. Ready-made:
+      :func:`sigma_criterion` (σ of one parameter), :func:`fom_criterion` (DETF FoM).
+    - `prior`: an :class:`ff.FisherMatrix` from earlier data, added (by parameter name)
+      before the criterion is evaluated; its parameters must be among the varied ones.
+    - `n_starts`: number of starts in the batched multistart (the first is the initial
+      design); `seed`: seed of the random starts.
+    - `fixed`: booleans (a single one, or a pytree prefix of the design) marking entries
+      held at their initial values.
+    - `constraints`: ``None``, ``"ordered"`` or ``{"min_spacing": δ}``: every 1-D design
+      array (with one scalar bound pair and no fixed entries) is kept sorted with
+      neighbours at least ``δ`` apart, so replicate measurements are excluded.
+    - `params`: names of the varied parameters (default: all of `fiducial`).
+    - `maximize`: direction of a callable criterion (default: its ``maximize`` attribute,
+      else ``True``).
+    - `relative`: evaluate the criterion on the Fisher matrix of ``θ/|θ₀|`` (that is of
+      ``ln θ``), which makes "A", "E" and "ME" independent of the parameters' units; "D"
+      only shifts by a constant.
+    - `n_polish`: number of distinct end points polished with scipy.
+    - `max_steps`, `rtol`: BFGS step limit and tolerance of the batched phase.
+    - `mode`: Jacobian mode of the Fisher matrix (``"forward"``/``"reverse"``).
+    - `gradient`: how the design gradient is computed, ``"forward"`` (default; works for
+      models that only support forward-mode autodiff, e.g. ODE models with a forward-mode
+      adjoint; cost grows with the number of free design entries) or ``"reverse"``.
+    - `batch_size`: ``None`` (default) runs all starts under one ``jax.vmap``; an integer
+      ``b`` runs them in vmapped chunks of ``b``, one chunk after another, inside the same
+      compiled call. Vmapped starts move in lockstep (each runs as long as the slowest),
+      which a GPU absorbs; on a CPU with an expensive model (an ODE) ``batch_size=1`` is
+      usually faster (see ``benchmarks/bench_design.py``).
+
+    **Returns:** a :class:`DesignResult`.
+
+    **Raises:** `ValueError`/`TypeError` for bad bounds, masks, constraints or criteria
+    (naming the argument), `ParameterError` for unknown parameter names,
+    `SingularFisherError` when even the optimal design leaves a parameter unconstrained.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-p["k"] * t), ff.Gaussian(sigma=0.1),
+    ...                     design=jnp.array([1.0, 5.0]))
+    >>> res = ff.optimize_design(exp, {"A": 2.0, "k": 0.5}, bounds=(0.0, 10.0), n_starts=8)
+    >>> sorted(round(float(t), 4) for t in res.design)      # {0, 1/k}
+    [0.0, 2.0]
+
+    ```
+    """
+    experiments, joint, fid, names, crit = _common_setup(
+        experiment, fiducial, params, criterion, maximize, prior, relative, mode)
+    if bounds is None:
+        raise ValueError("`bounds` is required: give (low, high) for every design entry, or "
+                         "a pytree of (low, high) pairs with the design's structure.")
+    if gradient not in ("forward", "reverse"):
+        raise ValueError(f"`gradient` must be 'forward' or 'reverse'; received {gradient!r}.")
+    n_starts = _check_int(n_starts, "n_starts", 1)
+    n_polish = _check_int(n_polish, "n_polish", 0)
+    max_steps = _check_int(max_steps, "max_steps", 1)
+    if batch_size is not None:
+        batch_size = _check_int(batch_size, "batch_size", 1)
+    rng = np.random.default_rng(seed)
+
+    with float64():
+        spec, dyn, x_init = _build_problem(experiments, joint, fid, names, crit, prior,
+                                           relative, mode, gradient, bounds, fixed,
+                                           constraints)
+        x_start = np.clip(x_init, dyn["low"], dyn["high"])
+        starts = np.concatenate([x_start[None, :], _random_x(rng, n_starts - 1, dyn, spec)])
+        u0s = np.stack([_u_from_x(x, dyn, spec) for x in starts])
+        xs, losses, all_values, converged = _multistart(jnp.asarray(u0s), dyn, spec,
+                                                        max_steps, float(rtol), batch_size)
+        xs = np.asarray(xs, dtype=np.float64)
+        losses = np.asarray(losses, dtype=np.float64)
+        all_values = np.asarray(all_values, dtype=np.float64)
+        converged = np.asarray(converged, dtype=bool)
+        losses = np.where(np.isfinite(losses), losses, np.inf)
+
+        # Polish the best distinct end points in the bounded variables.
+        order = np.argsort(losses)
+        chosen = []
+        span = np.where(np.isfinite(dyn["high"] - dyn["low"]), dyn["high"] - dyn["low"], 1.0)
+        for i in order:
+            if not np.isfinite(losses[i]) or len(chosen) >= max(n_polish, 1):
+                break
+            if all(np.max(np.abs(xs[i] - xs[j]) / span) > 1e-6 for j in chosen):
+                chosen.append(i)
+        if not chosen:
+            raise FisherError(
+                "every start of the design optimisation failed (non-finite criterion). "
+                "Check that the model is finite and differentiable over the whole `bounds` "
+                "(e.g. an ODE solve failing for some times) and that the design can "
+                "constrain the parameters (ff.repair_identifiability)."
+            )
+        best_x, best_loss = xs[chosen[0]], losses[chosen[0]]
+        n_polished = 0
+        if n_polish > 0:
+            for i in chosen:
+                x_p, loss_p = _polish(xs[i], dyn, spec)
+                n_polished += 1
+                if np.isfinite(loss_p) and loss_p < best_loss:
+                    best_x, best_loss = x_p, loss_p
+        designs_opt = jax.tree_util.tree_map(
+            lambda v: np.asarray(v, dtype=np.asarray(v).dtype),
+            _designs_from_x(jnp.asarray(best_x), dyn, spec))
+
+    designs_opt = [jax.tree_util.tree_map(np.asarray, d) for d in designs_opt]
+    exps_opt = [e.replace(design=d) for e, d in zip(experiments, designs_opt, strict=True)]
+    F_opt = fisher(exps_opt, fid, params=names, mode=mode)
+    prior_m = dyn["prior"]
+    S2 = np.outer(dyn["scale"], dyn["scale"])
+    total = FisherMatrix(F_opt.matrix + prior_m, names, fiducial=F_opt.fiducial,
+                         name=F_opt.name)
+    _check_identified(total, crit)
+    best_value = _natural_numpy(total.matrix * S2, crit)
+    try:
+        F_init = fisher(experiments, fid, params=names, mode=mode)
+        total_init = FisherMatrix(F_init.matrix + prior_m, names, fiducial=F_init.fiducial,
+                                  name=F_init.name)
+        init_value = _natural_numpy(total_init.matrix * S2, crit)
+    except FisherError:  # e.g. a model that is NaN at the initial design: nothing to compare
+        F_init = total_init = None
+        init_value = math.nan
+    gain = best_value - init_value if crit.maximize else init_value - best_value
+    efficiency = None
+    if crit.kind == "D" and not math.isnan(init_value):
+        efficiency = float(math.exp((init_value - best_value) / len(names)))
+    elif crit.kind == "A" and not math.isnan(init_value):
+        efficiency = abs(float(best_value / init_value)) if np.isfinite(init_value) else 0.0
+    initial_designs = [e.design for e in experiments]
+    return DesignResult(
+        design=designs_opt if joint else designs_opt[0],
+        criterion_value=best_value,
+        criterion=crit.label,
+        maximize=crit.maximize,
+        experiment=exps_opt if joint else exps_opt[0],
+        fisher=F_opt,
+        total_fisher=total,
+        initial_design=initial_designs if joint else initial_designs[0],
+        initial_value=init_value,
+        initial_fisher=F_init,
+        initial_total_fisher=total_init,
+        gain=float(gain),
+        efficiency=efficiency,
+        all_starts=all_values,
+        converged=converged,
+        n_polished=n_polished,
+        joint=joint,
+        _crit=crit,
+        _plot={"spec": spec, "dyn": dyn, "x": best_x, "low": dyn["low"],
+               "high": dyn["high"], "fid": fid},
+    )
+
+
+def _check_identified(total, crit):
+    w = np.linalg.eigvalsh(_unit_diagonal(total.matrix))
+    if w[0] <= RANK_RTOL * len(w) * w[-1]:
+        try:
+            total.inverse()
+        except SingularFisherError as exc:
+            raise SingularFisherError(
+                f"the optimised design ({crit.label}) still leaves the Fisher matrix singular: "
+                f"{exc}\nThe design cannot constrain every parameter; try "
+                "ff.repair_identifiability(...) to find measurements that do.",
+                directions=exc.directions, names=exc.names) from None
+
+
+def _polish(x0, dyn, spec):
+    """Local polish in the bounded variables with scipy, using the JAX gradient."""
+    import scipy.optimize
+
+    def fun(x):
+        value, grad = _loss_and_grad(jnp.asarray(x), dyn, spec)
+        value = float(value)
+        grad = np.asarray(grad, dtype=np.float64)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(grad)
+        return value, grad
+
+    bounds = list(zip(dyn["low"], dyn["high"], strict=True))
+    try:
+        if spec.ordered:
+            rows, rhs = [], []
+            n = x0.size
+            for start, stop, spacing in spec.ordered:
+                for i in range(start, stop - 1):
+                    row = np.zeros(n)
+                    row[i], row[i + 1] = -1.0, 1.0
+                    rows.append(row)
+                    rhs.append(spacing)
+            A, b = np.array(rows), np.array(rhs)
+            cons = [{"type": "ineq", "fun": lambda x: A @ x - b, "jac": lambda x: A}]
+            res = scipy.optimize.minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds,
+                                          constraints=cons,
+                                          options={"maxiter": 500, "ftol": 1e-14})
+            x = np.clip(res.x, dyn["low"], dyn["high"])
+            if np.any(A @ x - b < -1e-9 * (1 + np.abs(b))):
+                return x0, np.inf
+        else:
+            res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                          options={"maxiter": 1000, "ftol": 1e-15,
+                                                   "gtol": 1e-12})
+            x = np.clip(res.x, dyn["low"], dyn["high"])
+    except (ValueError, FloatingPointError):
+        return x0, np.inf
+    value, _ = fun(x)
+    return x, value
