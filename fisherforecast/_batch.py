@@ -19,6 +19,7 @@ eigendecomposition fallback; see ``_linalg.py``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -27,6 +28,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -35,9 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import FisherError, quote
+from ._errors import FisherError, SingularFisherError, quote
 from ._fisher import _as_experiments, _call_model, _check_mode, _fisher_parts, check_names
-from ._linalg import RANK_RTOL
+from ._linalg import PSD_RTOL, RANK_RTOL, schur_marginal
 from ._matrix import FisherMatrix, _subset
 from ._x64 import float64
 
@@ -56,9 +58,10 @@ NO_INFORMATION = 6
 SINGULAR = 7
 ERROR = 8
 NOT_COMPUTED = 9
+NOT_PSD = 10
 
 #: Codes of items that failed before a matrix existed: later algebra keeps them failed.
-_UPSTREAM = (BAD_FIDUCIAL, BAD_OUTPUT, BAD_JACOBIAN, BAD_NOISE, ERROR, NOT_COMPUTED)
+_UPSTREAM = (BAD_FIDUCIAL, BAD_OUTPUT, BAD_JACOBIAN, BAD_NOISE, ERROR, NOT_COMPUTED, NOT_PSD)
 
 #: Code -> meaning of ``FisherBatch.reason_codes``.
 REASONS = (
@@ -72,6 +75,7 @@ REASONS = (
     "singular Fisher matrix (degenerate parameter combination)",
     "evaluation raised an error (e.g. an ODE solver that threw)",
     "not computed (chunk not finished)",
+    "Fisher matrix is not positive semi-definite (a negative eigenvalue beyond round-off)",
 )
 
 #: Memory per item is estimated as ``output size × (P + 1) × bytes per value × this factor``
@@ -131,31 +135,43 @@ def _probe(experiments, fiducial):
 # ---------------------------------------------------------------------------------------
 # Classification and robust batched inversion (numpy, on the host)
 # ---------------------------------------------------------------------------------------
-def _classify(matrices, codes):
+def _classify(matrices, codes, block=8192):
     """Add the matrix-level failure codes and the scaled condition numbers.
 
     Uses the foundation's rank test: the unit-diagonal matrix ``S`` is singular when
-    ``λ_min(S) <= RANK_RTOL · P · λ_max(S)`` (see ``_linalg.robust_inverse``).
+    ``λ_min(S) <= RANK_RTOL · P · λ_max(S)`` (see ``_linalg.robust_inverse``), and not a
+    Fisher matrix at all when a diagonal entry is negative or ``λ_min(S) < -PSD_RTOL ·
+    max(λ_max, 1)`` (the test of ``ff.FisherMatrix``). Works in blocks of `block` items so
+    that the temporaries stay small for 10⁶ items.
     """
     F = np.asarray(matrices, dtype=np.float64)
     codes = np.array(codes, dtype=np.int8)
     n, P = F.shape[0], F.shape[1]
     cond = np.full(n, np.nan)
-    finite = np.all(np.isfinite(F.reshape(n, -1)), axis=1)
-    codes[(codes == OK) & ~finite] = BAD_MATRIX
-    diag = np.diagonal(F, axis1=1, axis2=2)
-    zero = (codes == OK) & np.any(~(diag > 0), axis=1)
-    codes[zero] = NO_INFORMATION
-    cond[zero] = np.inf
-    rest = np.nonzero(codes == OK)[0]
-    if rest.size:
-        d = np.sqrt(diag[rest])
-        S = F[rest] / (d[:, :, None] * d[:, None, :])
-        w = np.linalg.eigvalsh(S)
-        singular = w[:, 0] <= RANK_RTOL * P * w[:, -1]
-        codes[rest[singular]] = SINGULAR
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cond[rest] = np.where(w[:, 0] > 0, w[:, -1] / w[:, 0], np.inf)
+    for start in range(0, n, block):
+        sl = slice(start, min(start + block, n))
+        Fb = F[sl]
+        cb = codes[sl]  # a view: updated in place
+        condb = cond[sl]
+        finite = np.all(np.isfinite(Fb.reshape(len(Fb), P * P)), axis=1)
+        cb[(cb == OK) & ~finite] = BAD_MATRIX
+        diag = np.diagonal(Fb, axis1=1, axis2=2)
+        negative = (cb == OK) & np.any(diag < 0, axis=1)
+        cb[negative] = NOT_PSD
+        zero = (cb == OK) & np.any(~(diag > 0), axis=1)
+        cb[zero] = NO_INFORMATION
+        condb[zero] = np.inf
+        rest = np.nonzero(cb == OK)[0]
+        if rest.size:
+            d = np.sqrt(diag[rest])
+            S = Fb[rest] / (d[:, :, None] * d[:, None, :])
+            w = np.linalg.eigvalsh(S)
+            singular = w[:, 0] <= RANK_RTOL * P * w[:, -1]
+            indefinite = w[:, 0] < -PSD_RTOL * np.maximum(w[:, -1], 1.0)
+            cb[rest[singular]] = SINGULAR
+            cb[rest[indefinite]] = NOT_PSD
+            with np.errstate(divide="ignore", invalid="ignore"):
+                condb[rest] = np.where(w[:, 0] > 0, w[:, -1] / w[:, 0], np.inf)
     return codes, cond
 
 
@@ -312,19 +328,24 @@ def _finish_chunk(chunk):
             chunk.fetch(chunk.todo, chunk.pending)
         except jax.errors.JaxRuntimeError as exc:
             _raise_if_out_of_memory(exc, chunk)
-            # JAX logs every failed host callback with a full traceback; the bisection would
-            # repeat it many times, so mute that logger while it runs (the items' errors are
-            # kept in `messages`).
-            logger = logging.getLogger("jax._src.callback")
-            level = logger.level
-            logger.setLevel(logging.CRITICAL)
-            try:
-                isolate(chunk.todo)
-            finally:
-                logger.setLevel(level)
+            isolate(chunk.todo)
         chunk.pending = chunk.error = None
     codes, cond = _classify(chunk.F, chunk.codes)
     return chunk.F, codes, cond, messages
+
+
+@contextlib.contextmanager
+def _quiet_callback_errors():
+    """JAX logs every failed host callback with a full traceback, at the time it runs; a
+    failing item (and the bisection that isolates it) would print many. Its error is kept in
+    ``FisherBatch.messages`` instead, so mute that logger while the chunks run."""
+    logger = logging.getLogger("jax._src.callback")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _raise_if_out_of_memory(exc, chunk):
@@ -697,9 +718,9 @@ def _read_file(path, allow_partial):
         matrices = h["matrices"][()]
         codes = np.asarray(h["reason"][()], dtype=np.int8)
         cond = h["condition"][()]
-        fiducials = {k: h["fiducials"][k][()] for k in h["fiducials"]}
+        fiducials = {k: h["fiducials"][k][()] for k in h["fiducials"]} or None
         order = json.loads(h.attrs.get("fp_fiducial_names", "null") or "null")
-        if order and set(order) == set(fiducials):
+        if fiducials and order and set(order) == set(fiducials):
             fiducials = {k: fiducials[k] for k in order}
         meta = {
             "experiment": h.attrs.get("experiment") or None,
@@ -788,10 +809,16 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
                                    or chunk_size < 1):
         raise ValueError(
             f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}.")
-    if memory_budget is not None and not (isinstance(memory_budget, int | float)
-                                          and memory_budget > 0):
+    _check_overwrite(overwrite)
+    if out is not None and not isinstance(out, str | os.PathLike):
+        raise TypeError(f"`out` must be a file path (str or pathlib.Path) or None; received "
+                        f"{quote(out)}.")
+    if memory_budget is not None and (
+            isinstance(memory_budget, bool | np.bool_)
+            or not isinstance(memory_budget, int | float | np.integer | np.floating)
+            or not (math.isfinite(memory_budget) and memory_budget > 0)):
         raise ValueError(
-            f"`memory_budget` must be a positive number of bytes; received "
+            f"`memory_budget` must be a positive finite number of bytes; received "
             f"{quote(memory_budget)}.")
     devices = _check_devices(devices)
     if client is not None and devices is not None:
@@ -878,25 +905,26 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
             bar = tqdm(total=len(todo), unit="chunk", desc="fisher_batch",
                        postfix={"items/chunk": chunk})
         try:
-            if client is not None:
-                _run_dask(client, todo, chunk_inputs, record, names, mode, design_batch,
-                          chunk, bar)
-            else:
-                placement = _placement(devices)
-                if placement is None and not design_batch:
-                    # Move the design and noise arrays to the device once, not per chunk.
-                    experiments = jax.device_put(experiments)
-                launched = None  # (k, chunk): dispatched, not yet finished
-                for k in [*todo, None]:
-                    if k is not None:
-                        exps_k, fid_k = chunk_inputs(k)
-                        nxt = (k, _Chunk(exps_k, fid_k, names, mode, design_batch, chunk,
-                                         placement))
-                    if launched is not None:
-                        record(launched[0], _finish_chunk(launched[1]))
-                        if bar is not None:
-                            bar.update(1)
-                    launched = nxt if k is not None else None
+            with _quiet_callback_errors():
+                if client is not None:
+                    _run_dask(client, todo, chunk_inputs, record, names, mode, design_batch,
+                              chunk, bar)
+                else:
+                    placement = _placement(devices)
+                    if placement is None and not design_batch:
+                        # Move the design and noise arrays to the device once, not per chunk.
+                        experiments = jax.device_put(experiments)
+                    launched = None  # (k, chunk): dispatched, not yet finished
+                    for k in [*todo, None]:
+                        if k is not None:
+                            exps_k, fid_k = chunk_inputs(k)
+                            nxt = (k, _Chunk(exps_k, fid_k, names, mode, design_batch, chunk,
+                                             placement))
+                        if launched is not None:
+                            record(launched[0], _finish_chunk(launched[1]))
+                            if bar is not None:
+                                bar.update(1)
+                        launched = nxt if k is not None else None
         finally:
             if bar is not None:
                 bar.close()
@@ -995,7 +1023,10 @@ class FisherBatch:
     REASONS = REASONS
 
     def __init__(self, matrices, names, fiducials=None, *, metadata=None):
-        M = np.array(matrices, dtype=np.float64)
+        raw = np.asarray(matrices)
+        if np.iscomplexobj(raw):
+            raise TypeError(f"`matrices` must be real; received dtype {raw.dtype}.")
+        M = np.array(raw, dtype=np.float64)
         if M.ndim != 3 or M.shape[1] != M.shape[2]:
             raise ValueError(
                 f"`matrices` must have shape (B, P, P); received shape {M.shape}.")
@@ -1121,7 +1152,8 @@ class FisherBatch:
     def select(self, i) -> FisherMatrix:
         """Item `i` as a :class:`ff.FisherMatrix` (its fiducial and fixed values attached).
 
-        **Raises:** `FisherError` if the item's matrix could not be evaluated (NaN).
+        **Raises:** `FisherError` if the item's matrix could not be evaluated (NaN) or is
+        not a valid Fisher matrix (e.g. not positive semi-definite).
         """
         i = self._index(i)
         code = int(self._codes[i])
@@ -1139,8 +1171,12 @@ class FisherBatch:
         meta = {"batch_index": i, "ok": code == OK, "reason": REASONS[code]}
         if fixed:
             meta["fixed"] = fixed
-        return FisherMatrix(self._matrices[i], self._names, fiducial=fid,
-                            name=self._metadata.get("experiment"), metadata=meta)
+        try:
+            return FisherMatrix(self._matrices[i], self._names, fiducial=fid,
+                                name=self._metadata.get("experiment"), metadata=meta)
+        except ValueError as exc:  # e.g. not positive semi-definite
+            raise FisherError(f"item {i} is not a valid Fisher matrix ({REASONS[code]}): "
+                              f"{exc}") from None
 
     def subset(self, index) -> FisherBatch:
         """A new batch with the items `index` (boolean mask, integer array or slice)."""
@@ -1148,8 +1184,8 @@ class FisherBatch:
         idx = np.atleast_1d(idx)
         fids = ({k: v[idx] for k, v in self._fiducials.items()}
                 if self._fiducials is not None else None)
-        pos = {int(j): n for n, j in enumerate(idx)}
-        msgs = {pos[i]: m for i, m in self._messages.items() if i in pos}
+        msgs = {n: self._messages[int(j)] for n, j in enumerate(idx)
+                if int(j) in self._messages}
         return FisherBatch._build(self._matrices[idx], self._names, fids, self._codes[idx],
                                   self._condition[idx], msgs, self._metadata)
 
@@ -1168,10 +1204,14 @@ class FisherBatch:
         if bad:
             raise ValueError(f"cannot concatenate batches with different parameters: "
                              f"{list(names)} and {list(bad[0])}.")
-        keys = [tuple(b._fiducials) if b._fiducials is not None else None for b in batches]
+        keys = [set(b._fiducials) if b._fiducials is not None else None for b in batches]
         fids = None
         if keys[0] is not None and all(k == keys[0] for k in keys):
-            fids = {k: np.concatenate([b._fiducials[k] for b in batches]) for k in keys[0]}
+            fids = {k: np.concatenate([b._fiducials[k] for b in batches])
+                    for k in batches[0]._fiducials}
+        elif any(k is not None for k in keys):
+            warnings.warn("FisherBatch.concatenate: the batches do not all carry fiducials "
+                          "for the same names, so the result has none.", stacklevel=2)
         offsets = np.cumsum([0] + [len(b) for b in batches])
         msgs = {int(o) + i: m for b, o in zip(batches, offsets, strict=False)
                 for i, m in b._messages.items()}
@@ -1188,32 +1228,82 @@ class FisherBatch:
                 for c in np.unique(self._codes) if c != OK}
 
     # ----- algebra: combine, priors, fix, marginalise ------------------------------------
-    def _derive(self, matrices, names, fiducials, upstream, metadata, messages=None):
+    #: NumPy must not broadcast ``array * batch`` into an object array of batches.
+    __array_ufunc__ = None
+
+    def _derive(self, matrices, names, fiducials, upstream, operation, messages=None,
+                metadata=None):
         """A new batch from new matrices; items that failed upstream keep their code.
 
-        `upstream` is a ``(B,)`` code array: non-zero where an input item had no usable
-        matrix (it failed to evaluate, or its matrix is NaN). Every other item is classified
-        afresh, so a singular item can become ok once information is added.
+        `matrices` must be a fresh array (it is modified in place). `upstream` is a ``(B,)``
+        code array: non-zero where an input item had no usable matrix (it failed to
+        evaluate, or its matrix is NaN or not positive semi-definite). Every other item is
+        classified afresh, so a singular item can become ok once information is added.
         """
-        M = np.array(matrices, dtype=np.float64)
-        M[upstream != OK] = np.nan
+        M = np.asarray(matrices, dtype=np.float64)
+        if np.any(upstream != OK):
+            M[upstream != OK] = np.nan
         codes, cond = _classify(M, np.zeros(len(M), np.int8))
         codes = np.where(upstream != OK, upstream, codes).astype(np.int8)
         cond = np.where(upstream != OK, np.nan, cond)
         msgs = self._messages if messages is None else messages
+        if metadata is None:
+            # Run details (file path, timings, chunks) describe the source, not the result.
+            metadata = {k: self._metadata[k] for k in ("experiment", "mode")
+                        if k in self._metadata}
+            metadata["operations"] = [*self._metadata.get("operations", []), operation]
         return FisherBatch._build(M, names, fiducials, codes, cond, msgs, metadata)
 
     def _upstream(self):
         """Codes of the items whose matrix cannot take part in further algebra."""
-        finite = np.all(np.isfinite(self._matrices.reshape(len(self), -1)), axis=1)
+        P = self.n_params
+        finite = np.all(np.isfinite(self._matrices.reshape(len(self), P * P)), axis=1)
         keep = np.isin(self._codes, _UPSTREAM) | ~finite
         return np.where(keep, self._codes, OK).astype(np.int8)
+
+    def _combine(self, first, second):
+        """Item-wise ``first + second``; one of them is ``self``, the other a batch or a
+        FisherMatrix broadcast to every item. Names: those of `first`, then new ones."""
+        B = len(self)
+        parts = []
+        for x in (first, second):
+            if isinstance(x, FisherMatrix):
+                fid = ({k: np.full(B, v) for k, v in x.fiducial.items()}
+                       if x.fiducial is not None else None)
+                parts.append((np.broadcast_to(x.matrix, (B, *x.matrix.shape)), x.names, fid,
+                              np.zeros(B, np.int8), {}, x.name))
+            else:
+                parts.append((x._matrices, x._names, x._fiducials, x._upstream(),
+                              x._messages, x._metadata.get("experiment")))
+        names = parts[0][1] + tuple(n for n in parts[1][1] if n not in parts[0][1])
+        P = len(names)
+        M = np.zeros((B, P, P))
+        for mats, nms, *_ in parts:
+            idx = [names.index(n) for n in nms]
+            if idx == list(range(idx[0], idx[0] + len(idx))):  # a block: add in place
+                sl = slice(idx[0], idx[0] + len(idx))
+                M[:, sl, sl] += mats
+            else:
+                ix = np.array(idx)
+                M[:, ix[:, None], ix[None, :]] += mats
+        up0, up1 = parts[0][3], parts[1][3]
+        # Items that failed upstream on either side stay failed (NaN fiducials included).
+        failed = (up0 != OK) | (up1 != OK)
+        fids = _merge_batch_fiducials(parts[0][2], parts[1][2], failed)
+        upstream = np.where(up0 != OK, up0, up1).astype(np.int8)
+        messages = {**parts[1][4], **parts[0][4]}
+        label = "+".join(str(p[5]) for p in parts if p[5]) or None
+        mode = self._metadata.get("mode")
+        meta = {"experiment": label, **({"mode": mode} if mode else {}),
+                "operations": ["sum"]}
+        return self._derive(M, names, fids, upstream, "sum", messages, meta)
 
     def __add__(self, other) -> FisherBatch:
         """Item-wise sum with another batch of the same length (e.g. a second detector
         observing the same sources), or with one :class:`ff.FisherMatrix` added to every
         item (an external constraint). Parameters are matched by name; the result has the
-        union of the names. Items that failed in either input stay failed.
+        union of the names, left operand first. Items that failed to evaluate in either
+        input stay failed; the others are classified afresh.
 
         ```python
         >>> import numpy as np, fisherforecast as ff
@@ -1228,51 +1318,52 @@ class FisherBatch:
         [0.5, 0.57735]
         ```
         """
-        if isinstance(other, int | float) and other == 0:
+        if isinstance(other, int | float) and not isinstance(other, bool) and other == 0:
             return self  # lets sum([b1, b2, ...]) work
-        if isinstance(other, FisherMatrix):
-            other_M = np.broadcast_to(other.matrix, (len(self), *other.matrix.shape))
-            other_names = other.names
-            other_fid = ({k: np.full(len(self), v) for k, v in other.fiducial.items()}
-                         if other.fiducial is not None else None)
-            other_up = np.zeros(len(self), np.int8)
-            other_msgs, other_label = {}, other.name
-        elif isinstance(other, FisherBatch):
+        if isinstance(other, FisherBatch):
             if len(other) != len(self):
                 raise ValueError(
                     f"cannot add batches of different lengths: {len(self)} and {len(other)} "
                     "items. Item i of one must be the same source/design as item i of the "
                     "other; use .subset(...) to align them first.")
-            other_M, other_names, other_fid = other._matrices, other._names, other._fiducials
-            other_up, other_msgs = other._upstream(), other._messages
-            other_label = other._metadata.get("experiment")
-        else:
-            return NotImplemented
-        names = self._names + tuple(n for n in other_names if n not in self._names)
-        B, P = len(self), len(names)
-        M = np.zeros((B, P, P))
-        for mats, nms in ((self._matrices, self._names), (other_M, other_names)):
-            idx = np.array([names.index(n) for n in nms])
-            M[:, idx[:, None], idx[None, :]] += mats
-        fids = _merge_batch_fiducials(self._fiducials, other_fid)
-        mine = self._upstream()
-        upstream = np.where(mine != OK, mine, other_up).astype(np.int8)
-        messages = {**other_msgs, **self._messages}
-        label = "+".join(str(x) for x in (self._metadata.get("experiment"), other_label) if x)
-        return self._derive(M, names, fids, upstream, {"experiment": label or None},
-                            messages)
+            return self._combine(self, other)
+        if isinstance(other, FisherMatrix):
+            return self._combine(self, other)
+        return NotImplemented
 
-    __radd__ = __add__
+    def __radd__(self, other) -> FisherBatch:
+        if isinstance(other, int | float) and not isinstance(other, bool) and other == 0:
+            return self
+        if isinstance(other, FisherMatrix):
+            return self._combine(other, self)
+        return NotImplemented
 
     def __mul__(self, factor) -> FisherBatch:
-        """Every matrix times a positive number (e.g. a longer observation: ``× T₂/T₁``)."""
-        if not isinstance(factor, int | float | np.floating | np.integer):
+        """Every matrix times a positive number, or item ``i`` times ``factor[i]`` for a
+        ``(B,)`` array (e.g. each source's observing time over the one simulated)."""
+        if isinstance(factor, bool | np.bool_) or isinstance(factor, str):
             return NotImplemented
-        if not (math.isfinite(factor) and factor > 0):
-            raise ValueError(f"a FisherBatch can be scaled by a positive finite number; "
-                             f"received {factor!r}.")
-        return self._derive(self._matrices * float(factor), self._names, self._fiducials,
-                            self._upstream(), self._metadata)
+        try:
+            f = np.asarray(factor)
+        except Exception:  # any object numpy cannot take is not a factor
+            return NotImplemented
+        if f.dtype.kind not in "iuf" or f.shape not in ((), (len(self),)):
+            if f.dtype.kind in "iuf":
+                raise ValueError(
+                    f"a FisherBatch can be scaled by a number or a ({len(self)},) array; "
+                    f"received shape {f.shape}.")
+            return NotImplemented
+        f = f.astype(np.float64)
+        bad = ~(np.isfinite(f) & (f > 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            shown = repr(float(f)) if f.ndim == 0 else f"{float(f[i])!r} (item {i})"
+            raise ValueError(f"a FisherBatch can be scaled by positive finite numbers; "
+                             f"received {shown}.")
+        scale = f if f.ndim == 0 else f[:, None, None]
+        with np.errstate(invalid="ignore"):
+            M = self._matrices * scale
+        return self._derive(M, self._names, self._fiducials, self._upstream(), "scale")
 
     __rmul__ = __mul__
 
@@ -1280,15 +1371,16 @@ class FisherBatch:
         """Add independent Gaussian priors, ``F_ii += 1/σ_i²``, to every item.
 
         Each σ is a positive number or a ``(B,)`` array of them (one per item, e.g. a prior
-        that scales with the source).
+        that scales with the source); ``inf`` adds nothing. Items that already failed are
+        not checked and stay failed.
 
         ```python
         >>> import numpy as np, fisherforecast as ff
         >>> batch = ff.FisherBatch([[[4.0]], [[1.0]]], ["a"])
         >>> batch.with_prior({"a": 0.5}).matrices[:, 0, 0].tolist()
         [8.0, 5.0]
-        >>> batch.with_prior({"a": np.array([1.0, 0.5])}).matrices[:, 0, 0].tolist()
-        [5.0, 5.0]
+        >>> batch.with_prior({"a": np.array([1.0, np.inf])}).matrices[:, 0, 0].tolist()
+        [5.0, 1.0]
         ```
         """
         if not isinstance(sigmas, Mapping):
@@ -1296,23 +1388,28 @@ class FisherBatch:
                             f"{quote(sigmas)}.")
         _subset(list(sigmas), self._names, "with_prior(sigmas)")
         B = len(self)
+        upstream = self._upstream()
+        live = upstream == OK
         M = np.array(self._matrices)
-        for n, s in sigmas.items():
-            try:
-                s = np.broadcast_to(np.asarray(s, dtype=np.float64), (B,))
-            except (TypeError, ValueError):
+        for n, value in sigmas.items():
+            s = np.asarray(value) if not isinstance(value, bool) else np.asarray(object())
+            if s.dtype.kind not in "iuf" or s.shape not in ((), (B,)):
                 raise ValueError(
-                    f"prior sigma for {n!r} must be a positive number or a ({B},) array; "
-                    f"received {quote(s)}.") from None
-            bad = ~(np.isfinite(s) & (s > 0))
+                    f"prior sigma for {n!r} must be a positive number or a ({B},) array of "
+                    f"them; received {quote(value)}.")
+            s = np.broadcast_to(s.astype(np.float64), (B,))
+            with np.errstate(divide="ignore", over="ignore"):
+                add = (1.0 / s) ** 2
+            bad = live & ~((s > 0) & np.isfinite(add))
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"prior sigma for {n!r} must be positive and finite; "
-                                 f"received {float(s[i])!r} (item {i}).")
+                why = ("so small that 1/σ² overflows" if s[i] > 0
+                       else "must be positive (inf for no prior)")
+                raise ValueError(f"prior sigma for {n!r} {why}; received {float(s[i])!r} "
+                                 f"(item {i}).")
             k = self._names.index(n)
-            M[:, k, k] += (1.0 / s) ** 2
-        return self._derive(M, self._names, self._fiducials, self._upstream(),
-                            self._metadata)
+            M[:, k, k] += np.where(live, add, 0.0)
+        return self._derive(M, self._names, self._fiducials, upstream, "with_prior")
 
     def fix(self, names) -> FisherBatch:
         """Hold `names` fixed at their fiducial values in every item (delete their rows and
@@ -1323,13 +1420,17 @@ class FisherBatch:
             raise ValueError("fix(names) would remove every parameter; keep at least one.")
         idx = np.array([self._names.index(n) for n in keep])
         M = self._matrices[:, idx[:, None], idx[None, :]]
-        return self._derive(M, tuple(keep), self._fiducials, self._upstream(), self._metadata)
+        return self._derive(M, tuple(keep), self._fiducials, self._upstream(), "fix")
 
     def marginalize(self, keep) -> FisherBatch:
-        """Marginalise every item over the parameters not in `keep` (Schur complement,
-        ``F_kk − F_kd F_dd⁻¹ F_dk``; the ``d`` block is inverted the robust way).
+        """Marginalise every item over the parameters not in `keep`: the Fisher matrix of
+        the kept parameters, ``F_kk − F_kd F_dd⁻¹ F_dk`` (the inverse of their covariance
+        block).
 
-        Items whose marginalised block is singular get the code "singular" and a NaN matrix.
+        Each item is rank-checked first, as ``FisherMatrix.marginalize`` does: an item whose
+        degenerate direction lies entirely within the marginalised parameters still has a
+        well-defined marginal (computed with the pseudo-inverse of ``F_dd``); one whose
+        degeneracy involves a kept parameter stays "singular", with a NaN matrix.
 
         ```python
         >>> import numpy as np, fisherforecast as ff
@@ -1339,22 +1440,34 @@ class FisherBatch:
         ```
         """
         keep = _subset(keep, self._names, "marginalize(keep)")
+        if not keep:
+            raise ValueError("marginalize(keep) needs at least one parameter to keep.")
         drop = [n for n in self._names if n not in keep]
         k = np.array([self._names.index(n) for n in keep])
         upstream = self._upstream()
         M = np.array(self._matrices[:, k[:, None], k[None, :]])
         if drop:
             d = np.array([self._names.index(n) for n in drop])
-            Fdd = self._matrices[:, d[:, None], d[None, :]]
+            ok = self.ok
+            # Full-rank items: the Schur complement, vectorised (F_dd is then invertible).
             Fkd = self._matrices[:, k[:, None], d[None, :]]
-            dd_codes, _ = _classify(Fdd, np.where(upstream != OK, BAD_MATRIX, OK))
-            usable = dd_codes == OK
-            inv = _batched_covariance(Fdd, usable)
+            inv = _batched_covariance(self._matrices[:, d[:, None], d[None, :]], ok)
             with np.errstate(invalid="ignore"):
                 M = M - Fkd @ inv @ np.swapaxes(Fkd, 1, 2)
             M = 0.5 * (M + np.swapaxes(M, 1, 2))
-            upstream = np.where((upstream == OK) & ~usable, SINGULAR, upstream).astype(np.int8)
-        return self._derive(M, tuple(keep), self._fiducials, upstream, self._metadata)
+            # Rank-deficient items (rare): the foundation's rank-aware marginal, one by one.
+            k_list, d_list = k.tolist(), d.tolist()
+            for i in np.nonzero(~ok & (upstream == OK))[0]:
+                fid = None
+                if self._fiducials is not None and all(n in self._fiducials
+                                                       for n in self._names):
+                    fid = {n: float(self._fiducials[n][i]) for n in self._names}
+                try:
+                    M[i] = schur_marginal(self._matrices[i], k_list, d_list, self._names, fid)
+                except (SingularFisherError, ValueError):
+                    M[i] = np.nan
+                    upstream[i] = self._codes[i]
+        return self._derive(M, tuple(keep), self._fiducials, upstream, "marginalize")
 
     # ----- reports ---------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -1432,8 +1545,15 @@ class FisherBatch:
         from ._io import atomic_path
 
         B = len(self)
+        if B == 0:
+            raise ValueError("cannot save an empty FisherBatch (0 items).")
+        _check_overwrite(overwrite)
         chunk = int(self._metadata.get("chunk_size") or min(B, 4096))
         n_chunks = math.ceil(B / chunk)
+        # A chunk with items never computed (a partial load) is saved as unfinished.
+        pad = np.full(n_chunks * chunk, OK, np.int8)
+        pad[:B] = self._codes
+        done = ~np.any(pad.reshape(n_chunks, chunk) == NOT_COMPUTED, axis=1)
         fids = self._fiducials or {}
         fp = {"names": json.dumps(list(self._names)), "fiducial_names": json.dumps(list(fids)),
               "batch_size": B, "mode": str(self._metadata.get("mode") or "")}
@@ -1442,7 +1562,7 @@ class FisherBatch:
         with atomic_path(path, overwrite) as tmp:
             _create_file(tmp, names=self._names, fiducials=fids, B=B, chunk_size=chunk,
                          fingerprint=fp, label=self._metadata.get("experiment"),
-                         done=np.ones(n_chunks, bool), data=data)
+                         done=done, data=data)
 
     @classmethod
     def load(cls, path, allow_partial: bool = False) -> FisherBatch:
@@ -1463,14 +1583,15 @@ class FisherBatch:
         return _read_file(path, allow_partial)
 
 
-def _merge_batch_fiducials(a, b):
-    """Union of two fiducial dicts of ``(B,)`` arrays; shared names must agree per item."""
+def _merge_batch_fiducials(a, b, skip):
+    """Union of two fiducial dicts of ``(B,)`` arrays; shared names must agree per item,
+    except on the items `skip` (failed items, whose values may be NaN)."""
     if a is None or b is None:
         return a if b is None else b
     merged = dict(a)
     for k, v in b.items():
         if k in merged:
-            same = np.isclose(merged[k], v, rtol=1e-9, atol=1e-300)
+            same = np.isclose(merged[k], v, rtol=1e-9, atol=1e-300, equal_nan=True) | skip
             if not same.all():
                 i = int(np.argmin(same))
                 raise ValueError(
@@ -1481,6 +1602,11 @@ def _merge_batch_fiducials(a, b):
         else:
             merged[k] = v
     return merged
+
+
+def _check_overwrite(overwrite):
+    if not isinstance(overwrite, bool | np.bool_):
+        raise TypeError(f"`overwrite` must be True or False; received {quote(overwrite)}.")
 
 
 def _check_batch_names(names, P):

@@ -40,6 +40,8 @@ def _format_of(path, format):
 @contextlib.contextmanager
 def atomic_path(path, overwrite: bool):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
+    if not isinstance(overwrite, bool | np.bool_):
+        raise TypeError(f"`overwrite` must be True or False; received {overwrite!r}.")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(

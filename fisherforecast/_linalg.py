@@ -26,6 +26,9 @@ from ._errors import NonFiniteError, SingularFisherError
 #: Relative eigenvalue threshold (of the unit-diagonal matrix) below which a Fisher matrix is
 #: treated as singular in float64: ``lambda_min <= RANK_RTOL * P * lambda_max``.
 RANK_RTOL = 4 * np.finfo(np.float64).eps
+#: A unit-diagonal matrix with an eigenvalue below ``-PSD_RTOL · max(λ_max, 1)`` is not
+#: positive semi-definite (beyond round-off), so it is not a Fisher matrix.
+PSD_RTOL = 1e-8
 
 
 class Inverse(NamedTuple):
@@ -260,18 +263,60 @@ def _mpmath_inverse(F, d, dps):
 
 
 def schur_marginal(F, keep_idx, drop_idx, names, fiducial=None):
-    """Fisher matrix of ``keep`` after marginalising ``drop``: the Schur complement.
+    """Fisher matrix of ``keep`` after marginalising ``drop``: ``F_kk − F_kd F_dd⁺ F_dk``.
 
-    Mathematically equal to inverting the ``keep`` block of the covariance, but it needs only
-    the ``drop`` block of ``F`` to be invertible.
+    Mathematically equal to inverting the ``keep`` block of the covariance. The full matrix
+    is rank-checked first (the foundation's unit-diagonal test):
+
+    - full rank: the ordinary Schur complement (``F_dd`` is then invertible);
+    - singular, but every null direction lies within the marginalised parameters (e.g. a
+      merger time and phase that only the data's overall phase constrains): the kept
+      marginal is still well defined, and ``F_dd⁺`` is the pseudo-inverse on the range of
+      ``F_dd``;
+    - singular with a null direction that involves a kept parameter: the kept parameters are
+      not all constrained, and `SingularFisherError` names the combination (a plain Schur
+      complement would return round-off instead).
+
+    ```python
+    >>> import numpy as np
+    >>> F = np.array([[2.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])  # b, c degenerate
+    >>> schur_marginal(F, [0], [1, 2], ("a", "b", "c")).tolist()  # 2 - 1·1⁻¹·1
+    [[1.0]]
+    ```
     """
-    F = np.asarray(F)
+    F = check_matrix(F, "Fisher matrix")
+    keep_idx, drop_idx = list(keep_idx), list(drop_idx)
     Fkk = F[np.ix_(keep_idx, keep_idx)]
     if len(drop_idx) == 0:
         return Fkk
-    Fkd = F[np.ix_(keep_idx, drop_idx)]
-    Fdd = F[np.ix_(drop_idx, drop_idx)]
-    inv = robust_inverse(Fdd, [names[i] for i in drop_idx], fiducial,
-                         what="Fisher block of the marginalised parameters")
-    out = Fkk - Fkd @ inv.covariance @ Fkd.T
+    P = F.shape[0]
+    diag = np.diag(F)
+    if np.any(diag < 0):
+        robust_inverse(F, names, fiducial)  # raises: not positive semi-definite
+    d = np.sqrt(np.where(diag > 0, diag, 1.0))
+    S = F / np.outer(d, d)
+    w, V = np.linalg.eigh(S)
+    tol = RANK_RTOL * P * max(w[-1], 0.0)
+    null = w <= tol
+    if not null.any():
+        Fkd = F[np.ix_(keep_idx, drop_idx)]
+        inv = robust_inverse(F[np.ix_(drop_idx, drop_idx)], [names[i] for i in drop_idx],
+                             fiducial, what="Fisher block of the marginalised parameters")
+        out = Fkk - Fkd @ inv.covariance @ Fkd.T
+        return 0.5 * (out + out.T)
+    # Null directions in unit-diagonal coordinates; do they touch a kept parameter?
+    involved = np.max(np.abs(V[np.ix_(keep_idx, np.nonzero(null)[0])]), initial=0.0)
+    if involved > 1e-6:
+        kept = [names[i] for i in keep_idx]
+        _singular_error(S, d, tuple(names), fiducial, w, V, tol,
+                        f"The marginal of {kept} is undefined: a degenerate direction "
+                        "involves them, and the full Fisher matrix")
+    Sdd = S[np.ix_(drop_idx, drop_idx)]
+    wd, Vd = np.linalg.eigh(Sdd)
+    rng = wd > tol
+    pinv = (Vd[:, rng] / wd[rng]) @ Vd[:, rng].T
+    Skd = S[np.ix_(keep_idx, drop_idx)]
+    out = S[np.ix_(keep_idx, keep_idx)] - Skd @ pinv @ Skd.T
+    dk = d[keep_idx]
+    out = out * np.outer(dk, dk)
     return 0.5 * (out + out.T)

@@ -169,7 +169,7 @@ def test_failure_isolation():
     assert "failed (model output is NaN/inf): 1 items" in batch.summary()
 
 
-def test_runtime_error_in_one_item_is_isolated():
+def test_runtime_error_in_one_item_is_isolated(capfd):
     eqx = pytest.importorskip("equinox")
 
     def guarded(p, t):
@@ -183,6 +183,8 @@ def test_runtime_error_in_one_item_is_isolated():
     assert np.nonzero(~batch.ok)[0].tolist() == [3, 11]
     assert set(batch.reason_codes[[3, 11]]) == {_batch.ERROR}
     assert "amplitude out of range" in batch.messages[3]
+    # The errors are kept per item; JAX's callback tracebacks are not printed.
+    assert "Traceback" not in capfd.readouterr().err
     for i in (0, 5, 12):
         assert_matrix_close(batch.matrices[i], ff.fisher(exp, {"a": a[i], "k": 0.5}).matrix)
 
@@ -690,16 +692,18 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     fixed = batch.fix("b")
     assert fixed.names == ("a",) and fixed.ok.tolist() == [True, True, False]
     np.testing.assert_allclose(fixed.sigma()["a"][:2], [1 / np.sqrt(2), 1.0], rtol=1e-14)
-    # Marginalising b: item 0 gives 1/cov_aa = 1; item 1 loses all information about a.
+    # Marginalising b: item 0 gives 1/cov_aa = 1; item 1's degeneracy a - b involves the
+    # kept a, so its marginal is undefined: it stays singular (NaN), never round-off.
     marg = batch.marginalize(["a"])
     np.testing.assert_allclose(marg.matrices[0], [[1.0]], rtol=1e-14)
-    assert marg.reason_codes.tolist() == [_batch.OK, _batch.NO_INFORMATION, _batch.BAD_OUTPUT]
+    assert marg.reason_codes.tolist() == [_batch.OK, _batch.SINGULAR, _batch.BAD_OUTPUT]
+    assert np.isnan(marg.matrices[1]).all()
     np.testing.assert_allclose(marg.matrices[0], batch.select(0).marginalize(["a"]).matrix,
                                rtol=1e-14)
     # A FisherMatrix adds to every item (an external constraint), names aligned.
     ext = batch + ff.FisherMatrix([[4.0]], ["b"])
     np.testing.assert_allclose(ext.matrices[1], pri.matrices[1], rtol=1e-15)
-    assert (ff.FisherMatrix([[1.0]], ["c"]) + batch).names == ("a", "b", "c")
+    assert (ff.FisherMatrix([[1.0]], ["c"]) + batch).names == ("c", "a", "b")  # left first
 
 
 def test_batch_marginalize_matches_covariance_block_on_a_population():
@@ -734,3 +738,139 @@ def test_batch_algebra_bad_inputs():
         a * -1.0
     with pytest.raises(TypeError):
         a + "F"
+
+
+def test_batch_marginalize_rank_checks_every_item():
+    # Exactly degenerate items, c = 0.7 a + 1.3 b: a marginal that keeps a parameter of the
+    # degeneracy must stay singular (NaN), never an "ok" item with a σ made of round-off.
+    rng = np.random.default_rng(11)
+    mats = []
+    for _ in range(300):
+        J = rng.normal(size=(5, 2))
+        J = np.column_stack([J, 0.7 * J[:, 0] + 1.3 * J[:, 1]])
+        mats.append(J.T @ J)
+    batch = ff.FisherBatch(mats, ["a", "b", "c"])
+    assert not batch.ok.any()
+    for keep in (["a"], ["c"], ["a", "b"]):
+        marg = batch.marginalize(keep)
+        assert not marg.ok.any(), keep
+        assert np.isnan(marg.matrices).all()
+    # A degeneracy confined to the marginalised parameters (t_c and φ_c that enter only as
+    # one combination): the kept marginal is defined, and equals the closed form obtained by
+    # reparametrising the degenerate pair into one parameter.
+    t = np.linspace(0.0, 1.0, 30)
+    items, closed = [], []
+    for _ in range(5):
+        X = np.column_stack([np.sin(rng.uniform(1, 5) * t), t**2, np.ones_like(t)])
+        J = np.column_stack([X, X[:, 2]])  # tc and phic columns identical
+        items.append(J.T @ J)
+        closed.append(np.linalg.inv(np.linalg.inv(X.T @ X)[:2, :2]))
+    pair = ff.FisherBatch(items, ["x", "y", "tc", "phic"])
+    assert pair.reason_codes.tolist() == [_batch.SINGULAR] * 5
+    marg = pair.marginalize(["x", "y"])
+    assert marg.ok.all()
+    for i in range(5):
+        assert_matrix_close(marg.matrices[i], closed[i], rtol=1e-9)
+        np.testing.assert_allclose(marg.matrices[i],
+                                   ff.FisherMatrix(items[i], pair.names)
+                                   .marginalize(["x", "y"]).matrix, rtol=1e-12)
+
+
+def test_batch_algebra_with_failed_items_and_per_item_inputs():
+    fid = population(6, seed=2)
+    fid["k"][1] = np.nan                       # failed item with a NaN fiducial
+    b1 = ff.fisher_batch(EXP, fid, progress=False)
+    b2 = ff.fisher_batch(EXP.replace(design=T + 5.0), fid, progress=False)
+    both = b1 + b2                             # the NaN fiducial does not abort the sum
+    assert both.reason_codes[1] == _batch.BAD_FIDUCIAL and both.ok.sum() == 5
+    assert sum([b1, b2]).ok.tolist() == both.ok.tolist()
+    # A prior that scales with the source, NaN on the failed item, is fine; inf adds 0.
+    pri = b1.with_prior({"k": 0.1 * np.abs(b1.fiducials["k"])})
+    assert pri.ok.sum() == 5
+    sig = np.full(6, np.inf)
+    np.testing.assert_array_equal(b1.with_prior({"a": sig}).matrices[b1.ok],
+                                  b1.matrices[b1.ok])
+    with pytest.raises(ValueError, match="overflows; received 1e-200"):
+        b1.with_prior({"a": 1e-200})
+    with pytest.raises(ValueError, match=r"received None"):
+        b1.with_prior({"a": None})
+    # Per-item scaling (each source observed for its own time); numpy must not broadcast.
+    T_obs = np.arange(1.0, 7.0)
+    scaled = b1 * T_obs
+    assert isinstance(scaled, ff.FisherBatch)
+    np.testing.assert_allclose(scaled.sigma()["a"][b1.ok],
+                               (b1.sigma()["a"] / np.sqrt(T_obs))[b1.ok], rtol=1e-12)
+    assert isinstance(T_obs * b1, ff.FisherBatch) and isinstance(2 * b1, ff.FisherBatch)
+    with pytest.raises(TypeError):
+        np.zeros(6) + b1
+    with pytest.raises(TypeError):
+        True * b1
+    with pytest.raises(ValueError, match=r"\(6,\) array; received shape \(3,\)"):
+        b1 * np.ones(3)
+    with pytest.raises(ValueError, match=r"-1.0 \(item 2\)"):
+        b1 * np.array([1.0, 1.0, -1.0, 1.0, 1.0, 1.0])
+    # Derived batches do not claim the source's file or timings.
+    assert "wall_time_s" not in both.metadata and both.metadata["operations"] == ["sum"]
+    assert pri.metadata["operations"] == ["with_prior"]
+    with pytest.raises(ValueError, match="at least one"):
+        b1.marginalize([])
+
+
+def test_batch_edge_cases_found_in_review(tmp_path):
+    # Non-PSD input is its own failure, and stays failed through algebra.
+    b = ff.FisherBatch([[[1.0, 0.0], [0.0, -1.0]], [[1.0, 2.0], [2.0, 1.0]], np.eye(2)],
+                       ["a", "b"])
+    assert b.reason_codes.tolist() == [_batch.NOT_PSD, _batch.NOT_PSD, _batch.OK]
+    assert not b.with_prior({"a": 0.01, "b": 0.01}).ok[:2].any()
+    with pytest.raises(ff.FisherError, match="item 1 is not a valid Fisher matrix"):
+        b.select(1)
+    # Empty batches (e.g. a cut that selects nothing) work, and saving one says why not.
+    empty = b.subset(np.zeros(3, bool))
+    assert len(empty) == 0 and len(empty + empty) == 0 and len(empty.fix("a")) == 0
+    assert empty.sigma()["a"].shape == (0,)
+    with pytest.raises(ValueError, match="empty"):
+        empty.save(tmp_path / "e.h5")
+    # overwrite must be a bool: the string "False" is truthy and must not replace a file.
+    b.save(tmp_path / "b.h5")
+    with pytest.raises(TypeError, match="overwrite"):
+        b.save(tmp_path / "b.h5", overwrite="False")
+    with pytest.raises(TypeError, match="overwrite"):
+        ff.FisherMatrix(np.eye(1), ["a"]).save(tmp_path / "f.h5", overwrite="yes")
+    # No fiducials stays None through a file.
+    assert ff.FisherBatch.load(tmp_path / "b.h5").fiducials is None
+    # Repeated indices keep each item's error message.
+    batch = ff.FisherBatch._build(np.full((2, 1, 1), np.nan), ("a",), None,
+                                  np.array([_batch.ERROR, _batch.OK]), np.full(2, np.nan),
+                                  {0: "boom"}, {})
+    assert batch.subset([0, 0, 1]).messages == {0: "boom", 1: "boom"}
+    # concatenate keeps fiducials given in another order, and warns when it drops them.
+    x = ff.FisherBatch([np.eye(2)], ["a", "b"], fiducials={"a": 1.0, "b": 2.0})
+    y = ff.FisherBatch([np.eye(2)], ["a", "b"], fiducials={"b": 2.0, "a": 1.0})
+    assert ff.FisherBatch.concatenate([x, y]).fiducials["a"].tolist() == [1.0, 1.0]
+    with pytest.warns(UserWarning, match="fiducials"):
+        assert ff.FisherBatch.concatenate([x, b]).fiducials is None
+    with pytest.raises(TypeError, match="real"):
+        ff.FisherBatch([[[1.0 + 1j]]], ["a"])
+    # fisher_batch argument checks.
+    fid = population(4)
+    for bad in (True, float("inf"), -1):
+        with pytest.raises(ValueError, match="memory_budget"):
+            ff.fisher_batch(EXP, fid, progress=False, memory_budget=bad)
+    assert len(ff.fisher_batch(EXP, fid, progress=False, memory_budget=np.int64(10**7))) == 4
+    with pytest.raises(TypeError, match="`out`"):
+        ff.fisher_batch(EXP, fid, progress=False, out=123)
+    with pytest.raises(TypeError, match="overwrite"):
+        ff.fisher_batch(EXP, fid, progress=False, overwrite="yes")
+
+
+def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
+    batch = ff.fisher_batch(EXP, population(20), chunk_size=8, progress=False)
+    codes = batch.reason_codes.copy()
+    codes[16:] = _batch.NOT_COMPUTED
+    part = ff.FisherBatch._build(batch.matrices, batch.names, batch.fiducials, codes,
+                                 batch.condition_number, {}, batch.metadata)
+    part.save(tmp_path / "p.h5")
+    with pytest.raises(ValueError, match="incomplete"):
+        ff.FisherBatch.load(tmp_path / "p.h5")
+    back = ff.FisherBatch.load(tmp_path / "p.h5", allow_partial=True)
+    assert back.reason_codes.tolist() == codes.tolist()
