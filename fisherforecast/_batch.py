@@ -510,8 +510,12 @@ def _bytes_per_item(out_shapes, P):
 
 
 def _auto_chunk_size(bytes_per_item, budget, B, n_devices):
-    size = int(max(1, min(budget // max(bytes_per_item, 1), MAX_CHUNK)))
-    size = min(size, B)
+    """The largest chunk the budget allows (at most ``MAX_CHUNK``), then evened out over the
+    chunks needed, so the padded last chunk wastes little (10⁴ items with a cap of 8192:
+    two chunks of 5000, not 8192 + 1808 padded to 8192)."""
+    cap = int(max(1, min(budget // max(bytes_per_item, 1), MAX_CHUNK)))
+    n_chunks = math.ceil(max(B, 1) / cap)
+    size = math.ceil(max(B, 1) / n_chunks)
     return _round_up(size, n_devices)
 
 

@@ -471,6 +471,13 @@ def test_automatic_chunk_size_follows_memory_budget():
     assert batch.metadata["chunk_size"] == 10 and batch.metadata["n_chunks"] == 4
     small = ff.fisher_batch(EXP, population(3), progress=False)
     assert small.metadata["chunk_size"] == 3  # never larger than the batch
+    # Chunks are evened out: 41 items with room for 10 per chunk -> 5 chunks of 9, not
+    # 4 of 10 plus one of 1 padded to 10.
+    even = ff.fisher_batch(EXP, population(41), memory_budget=per_item * 10 + 7,
+                           progress=False)
+    assert even.metadata["chunk_size"] == 9 and even.metadata["n_chunks"] == 5
+    assert _batch._auto_chunk_size(1, 8192, 10_000, 1) == 5000
+    assert _batch._auto_chunk_size(1, 8192, 10_000, 3) == 5001  # a multiple of the devices
 
 
 def test_explicit_single_device_and_progress_bar(capsys):
