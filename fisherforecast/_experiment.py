@@ -87,17 +87,48 @@ class Experiment:
                f"name={self.name!r})"
 
 
+class _StaticModel:
+    """The model as static pytree data, i.e. part of JAX's compilation-cache key.
+
+    Two keys match when the models are the same object or compare equal; a model whose
+    ``==`` does not give a plain bool (a dataclass holding arrays) matches only itself, and
+    an unhashable one hashes by identity. (JAX would otherwise fail with an obscure error
+    on the second instance of such a model.)
+    """
+
+    __slots__ = ("model",)
+
+    def __init__(self, model):
+        self.model = model
+
+    def __eq__(self, other):
+        if not isinstance(other, _StaticModel):
+            return NotImplemented
+        if self.model is other.model:
+            return True
+        try:
+            return bool(self.model == other.model)
+        except Exception:  # arrays compared element-wise, and the like: not the same model
+            return False
+
+    def __hash__(self):
+        try:
+            return hash(self.model)
+        except TypeError:
+            return id(self.model)
+
+
 def register_experiment_class(cls):
     """Register an Experiment (sub)class as a pytree: noise and design are the leaves."""
 
     def flatten(exp):
-        return (exp.noise, exp.design), (exp.model, exp.name)
+        return (exp.noise, exp.design), (_StaticModel(exp.model), exp.name)
 
     def unflatten(aux, children):
         obj = object.__new__(cls)  # no __post_init__: leaves may be tracers
         object.__setattr__(obj, "noise", children[0])
         object.__setattr__(obj, "design", children[1])
-        object.__setattr__(obj, "model", aux[0])
+        object.__setattr__(obj, "model", aux[0].model)
         object.__setattr__(obj, "name", aux[1])
         return obj
 

@@ -168,7 +168,8 @@ class Contributions:
 
     Attributes:
         names: parameter names.
-        alone: dict experiment label -> dict name -> σ (``inf`` where unconstrained alone).
+        alone: dict experiment label -> dict name -> σ (``inf`` where unconstrained alone);
+            one entry per experiment, repeated names made unique as ``A``, ``A#2``, ...
         combined: dict name -> σ of the combination.
         improvement: dict name -> (best σ alone) / (combined σ).
     """
@@ -199,8 +200,48 @@ class Contributions:
         """Bar chart of σ per parameter for each experiment and the combination."""
         from .plot import sigma_bars
 
-        return sigma_bars({**self.alone, "combined": self.combined}, names=list(self.names),
+        key = _unique_labels([*self.alone, "combined"])[-1]  # never hides an experiment
+        return sigma_bars({**self.alone, key: self.combined}, names=list(self.names),
                           **kwargs)
+
+
+def _unique_labels(raw):
+    """Make labels unique, keeping the first occurrence: ``A, A, A`` -> ``A, A#2, A#3``.
+
+    A generated label never takes a label that appears verbatim elsewhere in `raw`.
+    """
+    taken = set(raw)
+    used = set()
+    out = []
+    for label in raw:
+        new, k = label, 2
+        while new in used or (new != label and new in taken):
+            new = f"{label}#{k}"
+            k += 1
+        used.add(new)
+        out.append(new)
+    return out
+
+
+def _labelled_items(experiments):
+    """(label, item) pairs with unique labels; checks the `experiments` argument."""
+    what = ("contributions `experiments` must be a list of ff.Experiment / ff.FisherMatrix "
+            "or a dict label -> ff.Experiment / ff.FisherMatrix")
+    if isinstance(experiments, Mapping):
+        for label, item in experiments.items():
+            if not isinstance(label, str) or not label:
+                raise TypeError(f"{what}, with non-empty string labels; received the key "
+                                f"{quote(label)}.")
+            if not isinstance(item, Experiment | FisherMatrix):
+                raise TypeError(f"{what}; received {quote(item)} under the key {label!r}.")
+        return list(experiments.items())
+    if not isinstance(experiments, list | tuple):
+        raise TypeError(f"{what}; received {quote(experiments)}.")
+    for k, item in enumerate(experiments):
+        if not isinstance(item, Experiment | FisherMatrix):
+            raise TypeError(f"{what}; received {quote(item)} at position {k}.")
+    raw = [e.name or f"exp{k}" for k, e in enumerate(experiments)]
+    return list(zip(_unique_labels(raw), experiments, strict=True))
 
 
 def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Contributions:
@@ -208,10 +249,16 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
 
     **Arguments:**
 
-    - `experiments`: a list of experiments, or a dict label -> Experiment or FisherMatrix.
+    - `experiments`: a list of experiments (or Fisher matrices), or a dict label ->
+      Experiment or FisherMatrix. A list item is labelled by its ``name`` (``exp{k}``, its
+      position, when it has none); items that share a name are all kept and the repeats get
+      ``#2``, ``#3``, ... (``[A, A.replace(...)]`` -> ``"A"``, ``"A#2"``). Pass a dict to
+      choose the labels.
     - `fiducial`: the fiducial dict (not needed when every item is a FisherMatrix).
     - `params`: the parameters to vary (as in :func:`ff.fisher`).
-    - `prior`: an optional FisherMatrix added to every case (e.g. a CMB prior).
+    - `prior`: an optional FisherMatrix added to every case (e.g. a CMB prior). Parameters
+      that only the prior constrains are marginalised over, alone and combined, but not
+      reported.
 
     **Returns:** :class:`Contributions`; ``.summary()`` prints the table.
 
@@ -225,10 +272,11 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
     inf
     ```
     """
-    items = experiments.items() if isinstance(experiments, Mapping) else [
-        (getattr(e, "name", None) or f"exp{k}", e) for k, e in enumerate(experiments)]
+    if prior is not None and not isinstance(prior, FisherMatrix):
+        raise TypeError(f"contributions `prior` must be an ff.FisherMatrix or None; received "
+                        f"{quote(prior)}.")
     fishers = {}
-    for label, item in items:
+    for label, item in _labelled_items(experiments):
         if isinstance(item, FisherMatrix):
             fishers[label] = item
         else:
@@ -238,20 +286,22 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
             fid = check_fiducial(fiducial)
             names = check_names(params, fid)
             fishers[label] = fisher(item, fid, params=names)
-    if len(fishers) < 1:
-        raise ValueError("contributions needs at least one experiment.")
+    if not fishers:
+        raise ValueError("contributions needs at least one experiment; received an empty "
+                         f"{type(experiments).__name__}.")
     total = sum(fishers.values())
     names = total.names
-    # Embed each matrix into the full parameter set so that σ is comparable.
+    # Embed each matrix into the full parameter set so that σ is comparable. σ comes from
+    # the whole matrix (prior included): every parameter not reported is marginalised over,
+    # exactly as in the combined case, never fixed.
     zero = FisherMatrix(np.zeros((len(names), len(names))), names)
     alone = {}
     for label, F in fishers.items():
         G = F + zero
         if prior is not None:
             G = G + prior
-        order = [G.names.index(n) for n in names]
-        G = FisherMatrix(G.matrix[np.ix_(order, order)], names)
-        alone[label] = marginal_sigma_or_inf(G)
+        sigma = marginal_sigma_or_inf(G)
+        alone[label] = {n: sigma[n] for n in names}
     combined_F = total + prior if prior is not None else total
     combined = marginal_sigma_or_inf(combined_F)
     improvement = {}

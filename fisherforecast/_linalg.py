@@ -131,7 +131,10 @@ def describe_direction(vector, names, fiducial=None, involved=None) -> tuple[dic
     return coefficients, text
 
 
-def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, what):
+def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, what,
+                    always=()):
+    """Raise `SingularFisherError` describing the null directions. Parameters in `always`
+    are named whenever they take part at all (not only above 5 % of the largest entry)."""
     null = np.nonzero(eigenvalues <= tol)[0]
     directions, texts, spaces = [], [], []
     for k in null[:3]:
@@ -139,6 +142,8 @@ def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, 
         # parameters take part is decided on v, which does not depend on their units.
         v = eigenvectors[:, k]
         involved = np.abs(v) > 0.05 * np.max(np.abs(v))
+        for i in always:
+            involved[i] |= bool(np.abs(v[i]) > 1e-6)
         coeffs, text = describe_direction(v / d, names, fiducial, involved=involved)
         spaces.append("ln" if _log_space(names, involved, fiducial) else "linear")
         directions.append(coeffs)
@@ -310,7 +315,7 @@ def schur_marginal(F, keep_idx, drop_idx, names, fiducial=None):
         kept = [names[i] for i in keep_idx]
         _singular_error(S, d, tuple(names), fiducial, w, V, tol,
                         f"The marginal of {kept} is undefined: a degenerate direction "
-                        "involves them, and the full Fisher matrix")
+                        "involves them, and the full Fisher matrix", always=keep_idx)
     Sdd = S[np.ix_(drop_idx, drop_idx)]
     wd, Vd = np.linalg.eigh(Sdd)
     rng = wd > tol

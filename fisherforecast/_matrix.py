@@ -364,9 +364,13 @@ class FisherMatrix:
 
                 old0 = np.asarray(old_of(x0))
                 J = np.asarray(jax.jacfwd(old_of)(x0), dtype=np.float64)
+            _check_transform_finite(old0, J)
             if self._fiducial is not None:
                 ref = np.array([self._fiducial[n] for n in self._names])
-                if not np.allclose(old0, ref, rtol=1e-6, atol=1e-12):
+                # Each parameter's own scale: its value, or its conditional 1σ near zero.
+                diag = np.diag(self._matrix)
+                scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 0.0)
+                if not np.all(np.abs(old0 - ref) <= 1e-6 * (np.abs(ref) + scale)):
                     raise ValueError(
                         "transform(fiducial) does not reproduce this matrix's fiducial: got "
                         f"{dict(zip(self._names, old0.tolist(), strict=True))}, expected "
@@ -386,6 +390,7 @@ class FisherMatrix:
 
                 new0 = np.asarray(new_of(x0))
                 J = np.asarray(jax.jacfwd(new_of)(x0), dtype=np.float64)
+            _check_transform_finite(new0, J)
             if J.shape[0] != J.shape[1]:
                 raise ValueError(
                     f"transform returned {len(new_names)} parameters {list(new_names)} for "
@@ -418,17 +423,19 @@ class FisherMatrix:
         """
         names = _subset(names, self._names, "figure_of_merit")
         try:
-            cov = self.covariance()
-        except SingularFisherError as exc:
+            # det(Cov_sub)^(-1/2) = det(F_marg)^(1/2); the marginal is rank-aware, so a
+            # degeneracy among the marginalised parameters alone does not matter.
+            M = self.marginalize(names).matrix
+        except SingularFisherError:
             # A degeneracy that involves the FoM parameters leaves their area unbounded.
-            if any(n in d for d in exc.directions for n in names):
-                return 0.0
-            raise
-        idx = self._index(names)
-        sign, logdet = np.linalg.slogdet(cov[np.ix_(idx, idx)])
+            return 0.0
+        d = np.sqrt(np.diag(M))
+        if not np.all(d > 0):
+            return 0.0
+        sign, logdet = np.linalg.slogdet(M / np.outer(d, d))
         if sign <= 0:
             return 0.0
-        return float(math.exp(-0.5 * logdet))
+        return float(math.exp(0.5 * logdet + np.sum(np.log(d))))
 
     def ellipse(self, a: str, b: str, level: float = 0.6827) -> Ellipse:
         """The 2-D joint confidence ellipse of (`a`, `b`), marginalised over the rest.
@@ -437,9 +444,9 @@ class FisherMatrix:
         the square roots of the covariance eigenvalues), 0.9545 uses Δχ² = 6.18.
         """
         _subset([a, b], self._names, "ellipse")
-        cov = self.covariance()
-        i, j = self._index([a, b])
-        sub = cov[np.ix_([i, j], [i, j])]
+        # The covariance of (a, b) with the rest marginalised; rank-aware, so a degeneracy
+        # among the other parameters alone does not matter.
+        sub = self.marginalize([a, b]).covariance()
         w, V = np.linalg.eigh(sub)
         dchi2 = delta_chi2_2d(level)
         major = V[:, 1]
@@ -499,10 +506,24 @@ class FisherMatrix:
             idx = [names.index(n) for n in F._names]
             M[np.ix_(idx, idx)] += F._matrix
         fid = _merge_fiducials(self._fiducial, other._fiducial, names)
+        # Parameters held fixed in one matrix must sit at the other's value too.
+        values = [{**(F._metadata.get("fixed") or {}), **(F._fiducial or {})}
+                  for F in (self, other)]
+        for k in sorted(set(values[0]) & set(values[1])):
+            a, b = values[0][k], values[1][k]
+            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300):
+                raise ValueError(
+                    f"cannot combine Fisher matrices evaluated at different fiducials: {k!r} "
+                    f"is {a!r} in one and {b!r} in the other (held fixed in at least one).")
         labels = {**other._labels, **self._labels}
         label = "+".join(n for n in (self._name, other._name) if n) or None
-        return FisherMatrix(M, names, fiducial=fid, labels=labels, name=label,
-                            metadata={**other._metadata, **self._metadata})
+        meta = {**other._metadata, **self._metadata}
+        fixed = {k: v for F in (other, self) for k, v in (F._metadata.get("fixed") or {}).items()
+                 if k not in names}
+        meta.pop("fixed", None)
+        if fixed:
+            meta["fixed"] = fixed
+        return FisherMatrix(M, names, fiducial=fid, labels=labels, name=label, metadata=meta)
 
     __radd__ = __add__
 
@@ -586,6 +607,13 @@ def _merge_fiducials(a, b, names):
     if any(n not in merged for n in names):
         return None
     return merged
+
+
+def _check_transform_finite(values, J):
+    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(J))):
+        raise ValueError(
+            "transform gives NaN/inf values or derivatives at the fiducial (values "
+            f"{values.tolist()}); it must be smooth and finite there.")
 
 
 def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:

@@ -282,8 +282,14 @@ class Gaussian(NoiseModel):
             return {"sigma returned by the callable must be positive and finite": s}
         if self.cov_fn is not None:
             C, _ = self._cov_and_chol(params, design, mean.size)
+            raw = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
+            root = jnp.sqrt(jnp.abs(jnp.diag(raw)))
+            asym = jnp.max(jnp.abs(raw - raw.T) / jnp.maximum(jnp.outer(root, root), 1e-300))
             return {"cov returned by the callable must be positive definite and finite "
-                    "(values quoted are its eigenvalues)": jnp.linalg.eigvalsh(C)}
+                    "(values quoted are its eigenvalues)": jnp.linalg.eigvalsh(C),
+                    "cov returned by the callable must be symmetric (value quoted: 1e-10 "
+                    "minus its largest |C_ij - C_ji| / sqrt(C_ii C_jj))":
+                        jnp.reshape(1e-10 - asym, (1,))}
         return {}
 
     def log_likelihood(self, data, mean, params, design):
@@ -336,12 +342,18 @@ def _check_cov(cov):
         raise ValueError(f"cov must be a square matrix; received shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"cov contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5]}.")
-    scale = np.max(np.abs(arr))
-    asym = np.max(np.abs(arr - arr.T)) / scale if scale > 0 else 0.0
+    # Asymmetry relative to sqrt(C_ii C_jj), so that small-variance blocks count too.
+    root = np.sqrt(np.abs(np.diag(arr)))
+    scale = np.outer(root, root)
+    scale = np.where(scale > 0, scale, np.max(np.abs(arr), initial=0.0) or 1.0)
+    rel = np.abs(arr - arr.T) / scale
+    asym = float(np.max(rel, initial=0.0))
     if asym > 1e-10:
+        i, j = np.unravel_index(np.argmax(rel), arr.shape)
         raise ValueError(
-            f"cov is not symmetric (max |C - Cᵀ| / max |C| = {asym:.2e}). Pass (C + C.T) / 2 "
-            "if the asymmetry is round-off."
+            f"cov is not symmetric: entry [{i},{j}] = {float(arr[i, j])!r} but [{j},{i}] = "
+            f"{float(arr[j, i])!r} (relative to sqrt(C_ii C_jj): {asym:.2e}). Pass "
+            "(C + C.T) / 2 if the asymmetry is round-off."
         )
     arr = 0.5 * (arr + arr.T)
     try:

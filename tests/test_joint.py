@@ -133,3 +133,90 @@ def test_operations_on_combined_matrix(experiments):
     Cn = Jm @ C @ Jm.T
     assert G.sigma()["u"] == pytest.approx(math.sqrt(Cn[0, 0]), rel=1e-9)
     assert G.sigma()["v"] == pytest.approx(math.sqrt(Cn[1, 1]), rel=1e-9)
+
+
+def _embed(F, names):
+    """F's matrix placed in the rows/columns `names` (zeros elsewhere), by hand."""
+    M = np.zeros((len(names), len(names)))
+    idx = [names.index(n) for n in F.names]
+    M[np.ix_(idx, idx)] = F.matrix
+    return M
+
+
+def test_contributions_keeps_experiments_that_share_a_name():
+    t = np.linspace(0.0, 1.0, 10)
+    e1 = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=0.1), t, "A")
+    e2 = e1.replace(noise=ff.Gaussian(sigma=0.03))  # .replace keeps the name "A"
+    fid = {"a": 1.0, "b": 2.0}
+    c = ff.contributions([e1, e2], fid)
+    assert list(c.alone) == ["A", "A#2"]
+    # closed form: straight line, J = [1, t]; F = J^T J / σ², each alone and summed
+    J = np.stack([np.ones_like(t), t], axis=1)
+    F1, F2 = J.T @ J / 0.1**2, J.T @ J / 0.03**2
+    for label, M in (("A", F1), ("A#2", F2)):
+        cov = np.linalg.inv(M)
+        for k, n in enumerate(("a", "b")):
+            assert c.alone[label][n] == pytest.approx(math.sqrt(cov[k, k]), rel=1e-9)
+    cov = np.linalg.inv(F1 + F2)
+    for k, n in enumerate(("a", "b")):
+        assert c.combined[n] == pytest.approx(math.sqrt(cov[k, k]), rel=1e-9)
+        assert c.combined[n] < c.alone["A#2"][n]  # the first experiment is not dropped
+    table = c.summary()
+    assert " A#2 " in table and "combined" in table
+    # three copies, and a name that already looks generated, keep distinct labels
+    e3 = e1.replace(name="A#2")
+    assert list(ff.contributions([e1, e2, e3, e1], fid).alone) == ["A", "A#3", "A#2", "A#4"]
+
+
+def test_contributions_labels_unnamed_items_and_matrices():
+    Fa = ff.FisherMatrix([[2.0, 0.3], [0.3, 1.0]], ["a", "b"])
+    Fb = ff.FisherMatrix([[1.0, 0.1], [0.1, 4.0]], ["a", "b"], name="B")
+    c = ff.contributions([Fa, Fb, Fa, Fb])
+    assert list(c.alone) == ["exp0", "B", "exp2", "B#2"]
+    cov = np.linalg.inv(2 * Fa.matrix + 2 * Fb.matrix)
+    assert c.combined["a"] == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-12)
+    # a dict chooses the labels; an experiment may be named "combined" and still be plotted
+    d = ff.contributions({"combined": Fa, "other": Fb})
+    assert list(d.alone) == ["combined", "other"]
+    pytest.importorskip("matplotlib").use("Agg")
+    fig = d.plot()
+    assert len(fig.axes[0].containers) == 3
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "combined", "other", "combined#2"]
+
+
+def test_contributions_rejects_bad_arguments():
+    F = ff.FisherMatrix([[1.0]], ["a"])
+    with pytest.raises(TypeError, match=r"`experiments`.*received FisherMatrix"):
+        ff.contributions(F)
+    with pytest.raises(TypeError, match=r"string labels; received the key 1"):
+        ff.contributions({1: F})
+    with pytest.raises(TypeError, match=r"received 'F' at position 1"):
+        ff.contributions([F, "F"])
+    with pytest.raises(ValueError, match="empty list"):
+        ff.contributions([])
+    with pytest.raises(TypeError, match=r"`prior`.*received \{'a': 1.0\}"):
+        ff.contributions([F], prior={"a": 1.0})
+
+
+def test_contributions_marginalises_parameters_only_the_prior_constrains():
+    FA = ff.FisherMatrix([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]], ["a", "b", "c"])
+    FB = ff.FisherMatrix([[1.0, 0.5], [0.5, 1.0]], ["a", "c"])
+    prior = ff.FisherMatrix([[1.0, 0.9], [0.9, 1.0]], ["c", "d"], {"c": 0.5, "d": 3.0})
+    c = ff.contributions({"A": FA, "B": FB}, prior=prior)
+    full = ["a", "b", "c", "d"]
+    P = _embed(prior, full)
+    # B alone leaves b unconstrained; a and c are orthogonal to that direction
+    MB = np.delete(np.delete(_embed(FB, full) + P, 1, 0), 1, 1)   # rows/cols a, c, d
+    covB = np.linalg.inv(MB)
+    assert math.isinf(c.alone["B"]["b"])
+    assert c.alone["B"]["a"] == pytest.approx(math.sqrt(covB[0, 0]), rel=1e-9)
+    assert c.alone["B"]["c"] == pytest.approx(math.sqrt(covB[1, 1]), rel=1e-9)
+    covA = np.linalg.inv(_embed(FA, full) + P)
+    covAB = np.linalg.inv(_embed(FA, full) + _embed(FB, full) + P)
+    for k, n in enumerate(("a", "b", "c")):
+        assert c.alone["A"][n] == pytest.approx(math.sqrt(covA[k, k]), rel=1e-9)
+        assert c.combined[n] == pytest.approx(math.sqrt(covAB[k, k]), rel=1e-9)
+        assert c.improvement[n] >= 1 - 1e-12   # adding an experiment never hurts
+    assert c.names == ("a", "b", "c")  # the prior-only d is marginalised, not reported
+    assert set(c.alone["A"]) == {"a", "b", "c"}
