@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import jax
@@ -62,6 +63,7 @@ class Experiment:
             )
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"Experiment `name` must be a string; received {quote(self.name)}.")
+        _check_model_signature(self.model, with_design=self.design is not None)
         if self.design is not None and not _has_tracer(self.design):
             object.__setattr__(self, "design", as_float64_tree(self.design))
 
@@ -85,6 +87,28 @@ class Experiment:
         design = jax.tree_util.tree_map(lambda x: getattr(x, "shape", x), self.design)
         return f"Experiment(model={model}, noise={self.noise!r}, design={design}, " \
                f"name={self.name!r})"
+
+
+def _check_model_signature(model, with_design):
+    """The model is called as ``model(params, design)``, or ``model(params)`` without a
+    design: say so now rather than with a TypeError from deep inside tracing. (A model
+    taking ``(params, design)`` with no design yet is fine: design tools supply one.)"""
+    try:
+        sig = inspect.signature(model)
+    except (TypeError, ValueError):  # builtins, some C extensions: cannot tell
+        return
+    ps = list(sig.parameters.values())
+    positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in ps)
+    name = getattr(model, "__name__", "model")
+    if len(required) > 2:
+        raise TypeError(f"Experiment `model` must take (params, design) or (params); its "
+                        f"signature is {name}{sig}.")
+    if with_design and len(positional) < 2 and not varargs:
+        raise TypeError(
+            f"Experiment `model` is called as model(params, design), but its signature is "
+            f"{name}{sig}. Make the model take (params, design), or leave design=None.")
 
 
 class _StaticModel:

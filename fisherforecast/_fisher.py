@@ -223,6 +223,15 @@ def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forwa
     bad = ~np.isfinite(mean)
     if np.any(bad):
         idx = [tuple(int(i) for i in ix) for ix in np.argwhere(bad)[:5]]
+        check_times = getattr(experiment.model, "check_times", None)
+        if callable(check_times) and experiment.design is not None:
+            try:  # an ff.ode_model: name observation times it cannot solve for
+                check_times(experiment.design)
+            except ValueError as exc:
+                raise NonFiniteError(f"The model of {label} returned NaN/inf at the "
+                                     f"fiducial: {exc}") from None
+            except TypeError:  # a design the model cannot check (e.g. not plain times)
+                pass
         raise NonFiniteError(
             f"The model of {label} returned NaN/inf at the fiducial: {int(bad.sum())} of "
             f"{mean.size} outputs, first at output index {idx}. Check the model at these "

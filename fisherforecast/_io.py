@@ -2,7 +2,9 @@
 
 Writes are atomic: the file is written under a temporary name in the target folder, flushed
 and synced, then moved into place. An interrupted write never leaves a broken file at the
-target, and an existing file is replaced only with ``overwrite=True``.
+target, and an existing file is replaced only with ``overwrite=True``. The text format's
+two files (matrix and ``.paramnames``) are moved into place together: if either move fails,
+the previous pair (or nothing) is left.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,12 @@ from ._matrix import FisherMatrix
 FORMAT_TAG = "fisherforecast.FisherMatrix"
 FORMAT_VERSION = 1
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Text format: the matrix file carries a '# fisherforecast: {json}' header line recording how
+# the '.paramnames' sidecar is laid out, so that reading it back is unambiguous.
+TEXT_FORMAT_VERSION = 2
+_TEXT_RECORD = "fisherforecast:"
+_SEP = "    "  # between the columns of a '.paramnames' line written here
 
 
 def _version():
@@ -37,38 +47,66 @@ def _format_of(path, format):
     return "hdf5" if Path(path).suffix.lower() in _HDF5_SUFFIXES else "text"
 
 
-@contextlib.contextmanager
-def atomic_path(path, overwrite: bool):
-    """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
+def _check_overwrite(overwrite):
     if not isinstance(overwrite, bool | np.bool_):
         raise TypeError(f"`overwrite` must be True or False; received {overwrite!r}.")
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} already exists; pass overwrite=True to replace it."
-        )
+
+
+def _exists_error(path):
+    return FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
+
+
+def _folder_of(path):
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {str(folder)!r} for {str(path)!r} does not exist.")
+    return folder
+
+
+def _new_tmp(folder, name, kind="tmp"):
+    """Create an empty file beside the target, named so that it is hidden and unique."""
     # Created by hand rather than with mkstemp so that the user's umask applies (mkstemp
     # files are 0600, which would hide forecasts from collaborators on a shared cluster).
-    tmp = str(folder / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    tmp = str(Path(folder) / f".{name}.{secrets.token_hex(8)}.{kind}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return tmp
+
+
+def _fsync(tmp):
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _move_into_place(tmp, path, overwrite):
+    """Move the finished file `tmp` to `path`; without `overwrite`, never replace a file."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if the target appeared meanwhile: never clobber
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError:
+        if os.path.lexists(path):
+            raise _exists_error(path) from None
+        os.replace(tmp, path)  # filesystem without hard links
+    else:
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path, overwrite: bool):
+    """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
+    _check_overwrite(overwrite)
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise _exists_error(path)
+    folder = _folder_of(path)
+    tmp = _new_tmp(folder, path.name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the target appeared meanwhile: never clobber
-            except FileExistsError:
-                raise FileExistsError(
-                    f"{str(path)!r} already exists; pass overwrite=True to replace it."
-                ) from None
-            except OSError:
-                os.replace(tmp, path)  # filesystem without hard links
+        _fsync(tmp)
+        _move_into_place(tmp, path, overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -87,15 +125,7 @@ def save(F: FisherMatrix, path, *, overwrite=False, metadata=None, format=None):
         with atomic_path(path, overwrite) as tmp:
             _write_hdf5(F, tmp, meta_json)
     else:
-        names_path = Path(str(path) + ".paramnames") if not str(path).endswith(
-            ".paramnames") else None
-        if names_path is not None and names_path.exists() and not overwrite:
-            raise FileExistsError(
-                f"{str(names_path)!r} already exists; pass overwrite=True to replace it.")
-        with atomic_path(path, overwrite) as tmp:
-            _write_text(F, tmp, meta_json)
-        with atomic_path(names_path, True) as tmp:
-            _write_paramnames(F, tmp)
+        _save_text(F, path, overwrite, meta_json)
 
 
 def _write_hdf5(F, tmp, meta_json):
@@ -136,9 +166,18 @@ def load(path, format=None) -> FisherMatrix:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no Fisher matrix file at {str(path)!r}.")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a folder, not a Fisher matrix file.")
+    if format is None and _has_hdf5_signature(path):
+        return _read_hdf5(path)  # whatever the suffix
     if _format_of(path, format) == "hdf5":
         return _read_hdf5(path)
     return _read_text(path)
+
+
+def _has_hdf5_signature(path):
+    with open(path, "rb") as fh:
+        return fh.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
 
 
 def _read_hdf5(path):
@@ -181,10 +220,118 @@ def _read_hdf5(path):
                         metadata=meta)
 
 
+def _check_text_names(F):
+    """Refuse what the text format cannot store unambiguously, before writing anything."""
+    hint = "save as HDF5 (a '.h5' path) or give the parameter another name"
+    for n in F.names:
+        if any(c.isspace() for c in n) or n.startswith("#") or n.endswith("*"):
+            raise ValueError(
+                f"parameter name {n!r} cannot be saved as text: names in the text format "
+                "must not contain whitespace or line breaks, start with '#' or end with '*' "
+                f"(getdist's mark of a derived parameter); {hint}.")
+    for n in F.names:
+        label = F.labels[n]
+        if label and label.splitlines() != [label]:
+            raise ValueError(
+                f"the label of parameter {n!r}, {label!r}, contains a line break and cannot "
+                "be saved in a '.paramnames' file; save as HDF5 (a '.h5' path) or change "
+                "the label.")
+
+
+def _save_text(F, path, overwrite, meta_json):
+    """Write the matrix file and its '.paramnames' sidecar as one atomic pair.
+
+    Both are written to temporary files first and then moved into place; if anything fails,
+    files already moved are put back as they were (or removed if they are new).
+    """
+    _check_overwrite(overwrite)
+    path = Path(path)
+    if path.name.lower().endswith(".paramnames"):
+        raise ValueError(
+            f"`path` {str(path)!r} names a '.paramnames' file; pass the path of the matrix "
+            "file instead (e.g. 'F.txt'): its parameter names are written beside it, to "
+            "'F.txt.paramnames'.")
+    _check_text_names(F)
+    names_path = Path(str(path) + ".paramnames")
+    targets = (path, names_path)
+    if not overwrite:
+        for target in targets:
+            if os.path.lexists(target):
+                raise _exists_error(target)
+    folder = _folder_of(path)
+    tmps = []
+    try:
+        for target in targets:
+            tmps.append(_new_tmp(folder, target.name))
+        _write_text(F, tmps[0], meta_json)
+        _write_paramnames(F, tmps[1])
+        for tmp in tmps:
+            _fsync(tmp)
+        _commit_pair(list(zip(tmps, targets, strict=True)), folder, overwrite)
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _commit_pair(moves, folder, overwrite):
+    """Move each (tmp, target); on any failure restore every target already touched."""
+    done = []  # (target, backup of the file it replaced, or None if it was new)
+    backups = []
+    try:
+        for tmp, target in moves:
+            backup = None
+            if overwrite and os.path.lexists(target):
+                backup = _backup(target, folder)
+                backups.append(backup)
+            _move_into_place(tmp, target, overwrite)
+            done.append((target, backup))
+    except BaseException as exc:
+        for target, backup in reversed(done):
+            try:
+                if backup is None:
+                    os.unlink(target)
+                else:
+                    os.replace(backup, target)
+            except OSError as undo_exc:
+                if backup is not None:
+                    backups.remove(backup)  # keep it: it is the only copy of the old file
+                    exc.add_note(f"restoring {str(target)!r} failed ({undo_exc}); its "
+                                 f"previous contents are in {backup!r}.")
+                else:
+                    exc.add_note(f"removing the new {str(target)!r} failed ({undo_exc}).")
+        raise
+    finally:
+        for backup in backups:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup)
+
+
+def _backup(target, folder):
+    """Keep the file about to be replaced under a hidden name (a hard link if possible)."""
+    backup = str(Path(folder) / f".{target.name}.{secrets.token_hex(8)}.bak")
+    try:
+        os.link(target, backup, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # filesystem without hard links
+        shutil.copy2(target, backup, follow_symlinks=False)
+    return backup
+
+
 def _write_text(F, tmp, meta_json):
-    with open(tmp, "w", encoding="utf-8") as fh:
+    record = {
+        "format": FORMAT_TAG,
+        "text_format_version": TEXT_FORMAT_VERSION,
+        "library_version": _version(),
+        "experiment": F.name,
+        "parameters": len(F.names),
+        "paramnames_columns": 2 if F.fiducial is None else 3,
+        "fiducial_column": F.fiducial is not None,
+    }
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(f"# {' '.join(F.names)}\n")
-        fh.write(f"# fisherforecast {_version()}; experiment: {F.name or ''}\n")
+        fh.write(f"# {_TEXT_RECORD} {json.dumps(record)}\n")
         fh.write(f"# metadata: {meta_json}\n")
         for row in F.matrix:
             fh.write(" ".join(repr(float(x)) for x in row) + "\n")
@@ -192,16 +339,26 @@ def _write_text(F, tmp, meta_json):
 
 def _write_paramnames(F, tmp):
     fid = F.fiducial
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         for n in F.names:
-            line = f"{n}    {F.labels[n]}"
+            line = f"{n}{_SEP}{F.labels[n]}"
             if fid is not None:
-                line += f"    {fid[n]!r}"
+                line += f"{_SEP}{float(fid[n])!r}"
             fh.write(line + "\n")
 
 
+def _read_utf8(path):
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{str(path)!r} is neither an HDF5 file nor UTF-8 text (undecodable byte at "
+            f"offset {exc.start}); it is not a file written by FisherMatrix.save or a "
+            "CosmicFish/getdist text matrix.") from None
+
+
 def _read_text(path):
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = _read_utf8(path).splitlines()
     header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
     rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     try:
@@ -209,36 +366,45 @@ def _read_text(path):
     except ValueError as exc:
         raise ValueError(f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
                          "whitespace-separated row of numbers per parameter.") from None
-    names = labels = fiducial = name = None
+    names = labels = fiducial = name = record = None
+    legacy = False  # written by fisherforecast before the format record existed
     meta = {}
     for h in header:
-        if h.startswith("metadata:"):
-            meta = json.loads(h.split(":", 1)[1])
-        elif h.startswith("fisherforecast") and "; experiment:" in h:
-            name = h.split("; experiment:", 1)[1].strip() or None
+        try:
+            if h.startswith("metadata:"):
+                meta = json.loads(h.split(":", 1)[1])
+            elif h.startswith(_TEXT_RECORD):
+                record = json.loads(h[len(_TEXT_RECORD):])
+            elif h.startswith("fisherforecast") and "; experiment:" in h:
+                legacy = True
+                name = h.split("; experiment:", 1)[1].strip() or None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{str(path)!r}: cannot read the header line {'# ' + h!r} "
+                             f"({exc}); the file is corrupted.") from None
+    fid_column = False
+    if record is not None:
+        if not isinstance(record, dict) or record.get("paramnames_columns") not in (2, 3) \
+                or record.get("fiducial_column") != (record.get("paramnames_columns") == 3):
+            raise ValueError(f"{str(path)!r}: unreadable '# {_TEXT_RECORD}' header record "
+                             f"{record!r}; the file is corrupted.")
+        fid_column = record["fiducial_column"]
+        name = record.get("experiment") or None
+        legacy = False
     pn = Path(str(path) + ".paramnames")
     if not pn.exists():
         pn = Path(path).with_suffix(".paramnames")
+        record = None  # the record describes the sidecar written as 'path.paramnames' only
     if pn.exists():
-        entries = [ln.split(None, 2) for ln in pn.read_text(encoding="utf-8").splitlines()
+        entries = [ln for ln in _read_utf8(pn).splitlines()
                    if ln.strip() and not ln.startswith("#")]
-        names = [e[0].rstrip("*") for e in entries]
-        labels, fid_values = [], []
-        for e in entries:
-            rest = e[1:] if len(e) > 1 else []
-            parts = " ".join(rest).rsplit(None, 1)
-            value = None
-            if len(parts) == 2:
-                try:
-                    value = float(parts[1])
-                    rest_label = parts[0]
-                except ValueError:
-                    rest_label = " ".join(rest)
-            else:
-                rest_label = " ".join(rest)
-            labels.append(rest_label or e[0])
-            fid_values.append(value)
-        if all(v is not None for v in fid_values):
+        if record is not None:
+            names, labels, fid_values = _parse_own_paramnames(pn, entries, fid_column)
+            if len(names) != record.get("parameters", len(names)):
+                raise ValueError(f"{str(pn)!r} lists {len(names)} parameters but {str(path)!r}"
+                                 f" records {record['parameters']}; the pair is inconsistent.")
+        else:
+            names, labels, fid_values = _parse_foreign_paramnames(entries, legacy)
+        if fid_values is not None:
             fiducial = dict(zip(names, fid_values, strict=True))
     elif header:
         names = header[0].split()
@@ -250,3 +416,53 @@ def _read_text(path):
                          f"{len(names)} parameter names {names}.")
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
                         metadata=meta)
+
+
+def _parse_own_paramnames(pn, entries, fid_column):
+    """Read a sidecar written by `_write_paramnames`; labels come back exactly."""
+    names, labels, fid_values = [], [], []
+    for line in entries:
+        name, sep, rest = line.partition(_SEP)
+        if not sep or any(c.isspace() for c in name):  # hand-edited: other whitespace
+            name, rest = re.match(r"(\S+)\s*(.*)", line, re.DOTALL).groups()
+        if fid_column:
+            body = rest.rstrip()
+            token = body.rsplit(None, 1)[-1] if body.strip() else ""
+            try:
+                fid_values.append(float(token))
+            except ValueError:
+                raise ValueError(f"{str(pn)!r}: line {line!r} should end with the fiducial "
+                                 "value of the parameter; the file is corrupted.") from None
+            rest = body[: len(body) - len(token)]
+            rest = rest[: -len(_SEP)] if rest.endswith(_SEP) else rest.rstrip()
+        names.append(name.rstrip("*"))
+        labels.append(rest)
+    return names, labels, (fid_values if fid_column else None)
+
+
+_LEGACY_LINE = re.compile(r"(\S+)    (.*)    (\S+)", re.DOTALL)
+
+
+def _parse_foreign_paramnames(entries, legacy):
+    """A getdist/CosmicFish '.paramnames' file: name ('*' marks derived), then the label.
+
+    Only for a file written by an older fisherforecast (`legacy`) is a last column holding
+    a float's exact repr, on every line, read as the fiducial.
+    """
+    names, labels = [], []
+    for line in entries:
+        parts = line.split(None, 1)
+        names.append(parts[0].rstrip("*"))
+        labels.append(parts[1].strip() if len(parts) > 1 else parts[0].rstrip("*"))
+    if legacy:
+        matches = [_LEGACY_LINE.fullmatch(line) for line in entries]
+        if matches and all(m and _is_float_repr(m[3]) for m in matches):
+            return names, [m[2] for m in matches], [float(m[3]) for m in matches]
+    return names, labels, None
+
+
+def _is_float_repr(token):
+    try:
+        return repr(float(token)) == token
+    except ValueError:
+        return False

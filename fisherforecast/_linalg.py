@@ -191,6 +191,9 @@ def robust_inverse(matrix, names=None, fiducial=None, *, precision="float64", dp
     F = check_matrix(matrix, what)
     P = F.shape[0]
     names = tuple(names) if names is not None else tuple(f"p{i}" for i in range(P))
+    if len(names) != P:
+        raise ValueError(f"`names` has {len(names)} entries {list(names)} for a {P} x {P} "
+                         "matrix; give one name per row.")
     if P == 0:
         return Inverse(np.zeros((0, 0)), 1.0, 0.0, "cholesky")
     diag = np.diag(F)
@@ -218,6 +221,13 @@ def robust_inverse(matrix, names=None, fiducial=None, *, precision="float64", dp
         raise ValueError(f"precision must be 'float64' or 'mpmath'; received {precision!r}.")
     w, V = np.linalg.eigh(S)
     tol = RANK_RTOL * P * w[-1]
+    if w[0] < -PSD_RTOL * max(w[-1], 1.0):
+        raise SingularFisherError(
+            f"{what} is not positive semi-definite (smallest eigenvalue of the unit-diagonal "
+            f"matrix {w[0]:.3g}, largest {w[-1]:.3g}), so it is not a valid Fisher matrix. "
+            "Check how it was built (a sign error, or a difference of two matrices).",
+            names=names,
+        )
     if w[0] <= tol:
         _singular_error(S, d, names, fiducial, w, V, tol, what)
     cond = float(w[-1] / w[0])

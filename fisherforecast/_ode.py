@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._errors import ParameterError, quote
+
 __all__ = ["ODEModel", "check_solve", "ode_model"]
 
 _ADJOINTS = ("forward", "reverse", "direct")
@@ -60,6 +62,61 @@ def _as_array_if_number(x):
     return jnp.asarray(x) if isinstance(x, (int, float, np.number)) else x
 
 
+def _real_array(name, value, what):
+    """``value`` as a float64 NumPy array, or a TypeError naming ``name`` (bools, strings,
+    complex numbers and other non-real values are refused rather than coerced)."""
+    try:
+        arr = np.asarray(value)
+    except Exception:  # traced values, ragged sequences, ...
+        arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise TypeError(f"ode_model: `{name}` must be {what}; received {quote(value)}.")
+    return arr.astype(np.float64)
+
+
+def _check_tolerance(name, value, *, allow_zero):
+    """rtol (> 0) / atol (>= 0): finite real numbers, or arrays of them (one per state
+    component, element-wise); returned unchanged."""
+    if isinstance(value, jax.core.Tracer):  # built inside a trace: cannot be checked
+        return value
+    bound = ">= 0" if allow_zero else "> 0"
+    what = (f"a finite real number {bound} (or an array of them, one per state component)")
+    arr = _real_array(name, value, what)
+    ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
+    if arr.size == 0 or not ok.all():
+        raise ValueError(f"ode_model: `{name}` must be {what}; received {quote(value)}.")
+    return value
+
+
+def _check_dt0(dt0):
+    if dt0 is None or isinstance(dt0, jax.core.Tracer):
+        return dt0
+    what = "None (diffrax chooses) or a finite number > 0"
+    arr = _real_array("dt0", dt0, what)
+    if arr.shape != () or not (np.isfinite(arr) and arr > 0):
+        raise ValueError(f"ode_model: `dt0` must be {what}; received {quote(dt0)}.")
+    return float(arr)
+
+
+def _check_max_steps(max_steps) -> int:
+    what = "a positive integer"
+    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(
+        max_steps, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"ode_model: `max_steps` must be {what}; received {quote(max_steps)}.")
+    if not (np.isfinite(max_steps) and float(max_steps).is_integer() and max_steps >= 1):
+        raise ValueError(f"ode_model: `max_steps` must be {what}; received {quote(max_steps)}.")
+    return int(max_steps)
+
+
+def _check_t0(t0) -> float:
+    what = "a finite real number"
+    arr = _real_array("t0", t0, what)
+    if arr.shape != () or not np.isfinite(arr):
+        raise ValueError(f"ode_model: `t0` must be {what}; received {quote(t0)}.")
+    return float(arr)
+
+
 def _autodiff_modes(adjoint) -> tuple[str, ...]:
     """Which of jax.jacfwd ("forward") / jax.jacrev ("reverse") work through `adjoint`."""
     if isinstance(adjoint, diffrax.DirectAdjoint):
@@ -80,6 +137,11 @@ class ODEModel:
     ``autodiff_modes`` says which parameter derivatives work: ``("forward",)`` (the
     default, ``jax.jacfwd``), ``("reverse",)`` (``jax.jacrev``/``jax.grad``) or both;
     derivatives with respect to the times work in every mode.
+
+    Times before ``t0`` or not finite give NaN outputs (inside ``jax.jit``, e.g. within
+    ``ff.fisher``, the times are traced and cannot be checked up front);
+    :meth:`check_times` checks concrete times, e.g. an experiment's design, and says which
+    are inadmissible.
 
     Instances are immutable in practice, hash by identity and hold no arrays that change,
     so they can be closed over by ``jax.jit`` or passed as static arguments.
@@ -129,6 +191,41 @@ class ODEModel:
         # Integer initial conditions would make diffrax integrate in integers.
         return y0.astype(jnp.promote_types(y0.dtype, _default_float()))
 
+    def check_times(self, times) -> np.ndarray:
+        """Check concrete measurement times; return them as a 1-D float64 NumPy array.
+
+        Raises `ValueError` naming the offending times if any is not finite or lies
+        before ``t0`` (where the model returns NaN), or if ``times`` is not 1-D. Use it on
+        an experiment's design, ``model.check_times(experiment.design)``, when
+        ``ff.fisher`` reports NaN outputs; :func:`check_solve` calls it. Needs concrete
+        values: it cannot run on traced times inside ``jax.jit``.
+        """
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(times)):
+            raise TypeError(
+                "check_times needs concrete times; it cannot check traced values inside "
+                "jax.jit (there, inadmissible times give NaN outputs)."
+            )
+        arr = np.asarray(times)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"times must be real numbers; received {quote(times)}.")
+        arr = np.atleast_1d(arr.astype(np.float64))
+        if arr.ndim != 1:
+            raise ValueError(f"times must be a 1-D array, got shape {arr.shape}")
+        bad = ~(np.isfinite(arr) & (arr >= self.t0))
+        if bad.any():
+            early = arr[bad & np.isfinite(arr)]
+            parts = []
+            if early.size:
+                parts.append(f"{early.tolist()} before t0={self.t0}")
+            if (~np.isfinite(arr)).any():
+                parts.append(f"{arr[~np.isfinite(arr)].tolist()} not finite")
+            raise ValueError(
+                f"times must be finite and >= t0={self.t0}; offending times (at index "
+                f"{np.nonzero(bad)[0].tolist()}): {' and '.join(parts)}. The model returns "
+                "NaN there: drop those times, or build the model with an earlier t0."
+            )
+        return arr
+
     def _prepare_times(self, times):
         times = jnp.asarray(times)
         times = times.astype(jnp.promote_types(times.dtype, _default_float()))
@@ -146,6 +243,11 @@ class ODEModel:
     def _initial_ok(self, params, y0) -> jax.Array:
         """Whether ``y0`` and ``rhs(t0, y0)`` are finite (NaN parameters show up here)."""
         dy0 = jnp.asarray(self.rhs(jnp.asarray(self.t0, y0.dtype), y0, params))
+        if dy0.shape != y0.shape:  # static, also under jit/vmap: say so before diffrax does
+            raise ValueError(
+                f"ode_model: rhs returned shape {dy0.shape} but the state y0 has shape "
+                f"{y0.shape}; rhs(t, y, params) must return dy/dt with the shape of y."
+            )
         return jnp.all(jnp.isfinite(y0)) & jnp.all(jnp.isfinite(dy0))
 
     def _diffeqsolve(self, params, ts_sorted) -> tuple[diffrax.Solution, jax.Array]:
@@ -291,11 +393,13 @@ def ode_model(
       :class:`diffrax.Kvaerno5` when ``stiff=True``.
     - `stiff`: use the implicit ``Kvaerno5`` and a smoother PI controller (for stiff
       kinetics, e.g. widely separated rate constants).
-    - `rtol`, `atol`: tolerances of the :class:`diffrax.PIDController`. The defaults aim
-      at ~1e-8 relative accuracy and assume float64 (``jax.enable_x64(True)``); under
-      float32 use ``rtol >= 1e-6``.
-    - `max_steps`: maximum number of solver steps before the solve is declared failed.
-    - `dt0`: initial step; ``None`` lets diffrax choose.
+    - `rtol`, `atol`: tolerances of the :class:`diffrax.PIDController`: finite, ``rtol > 0``
+      and ``atol >= 0``, scalars or arrays with one value per state component. The
+      defaults aim at ~1e-8 relative accuracy and assume float64
+      (``jax.enable_x64(True)``); under float32 use ``rtol >= 1e-6``.
+    - `max_steps`: maximum number of solver steps before the solve is declared failed (a
+      positive integer).
+    - `dt0`: initial step, a finite number ``> 0``; ``None`` lets diffrax choose.
     - `stepsize_controller`: overrides the PID controller built from ``rtol``/``atol``.
     - `adjoint`: how derivatives go through the solver: ``"forward"`` (default;
       ``jax.jacfwd``/``jax.jvp``, the engine's default), ``"reverse"`` (``jax.grad``/
@@ -310,10 +414,13 @@ def ode_model(
 
     An :class:`ODEModel`; ``model(params, times)`` has shape ``(n_times,)`` for a scalar
     state/observable and ``(n_times, *obs_shape)`` otherwise. Times before ``t0`` or not
-    finite give NaN.
+    finite give NaN; ``model.check_times(times)`` names them.
 
     **Raises**
 
+    `TypeError` / `ValueError` at construction for a non-callable `rhs` or `observe` or an
+    invalid `t0`, `rtol`, `atol`, `max_steps` or `dt0` (the message names the argument);
+    `ValueError` when first called if ``rhs`` returns a shape other than that of ``y0``.
     With ``throw=True``, ``equinox.EquinoxRuntimeError`` (a ``RuntimeError``) at run time
     when the solve fails or a time is inadmissible. Use :func:`check_solve` to diagnose
     NaN outputs when ``throw=False``.
@@ -333,6 +440,20 @@ def ode_model(
 
     ```
     """
+    if not callable(rhs):
+        raise TypeError(
+            f"ode_model: `rhs` must be callable as rhs(t, y, params); received {quote(rhs)}."
+        )
+    if observe is not None and not callable(observe):
+        raise TypeError(
+            "ode_model: `observe` must be None or callable as observe(y, params); received "
+            f"{quote(observe)}."
+        )
+    t0 = _check_t0(t0)
+    rtol = _check_tolerance("rtol", rtol, allow_zero=False)
+    atol = _check_tolerance("atol", atol, allow_zero=True)
+    dt0 = _check_dt0(dt0)
+    max_steps = _check_max_steps(max_steps)
     if solver is None:
         solver = diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
     if stepsize_controller is None:
@@ -344,8 +465,6 @@ def ode_model(
             )
         else:
             stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
-    if max_steps is None or int(max_steps) < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     return ODEModel(
         rhs,
         y0,
@@ -391,7 +510,9 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
 
     **Raises**
 
-    - `ValueError`: a time is not finite or lies before ``t0``.
+    - `ValueError`: a time is not finite or lies before ``t0`` (see
+      :meth:`ODEModel.check_times`).
+    - `ParameterError`: the model asked for a parameter that `params` does not give.
     - `RuntimeError`: the solver failed (names the diffrax result: maximum number of steps
       reached, step size collapsed, ..., how far it got, and what to try), or it
       succeeded but the outputs are not finite (NaN produced by ``rhs``/``observe``).
@@ -412,15 +533,19 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
     if not isinstance(model, ODEModel):
         raise TypeError(f"check_solve needs a model made by ode_model, got {type(model)}")
     with jax.enable_x64(True):
-        times = jnp.atleast_1d(jnp.asarray(times, dtype=jnp.float64))
-        bad = ~(np.isfinite(np.asarray(times)) & (np.asarray(times) >= model.t0))
-        if bad.any():
-            raise ValueError(
-                f"times must be finite and >= t0={model.t0}; offending times: "
-                f"{np.asarray(times)[bad].tolist()}"
-            )
+        times = jnp.asarray(model.check_times(times))
         quiet = _quiet_jitted_evaluate(model)
-        out, sol, init_ok = quiet(params, times)
+        try:
+            out, sol, init_ok = quiet(params, times)
+        except KeyError as exc:
+            missing = exc.args[0] if exc.args else None
+            if isinstance(missing, str) and hasattr(params, "keys") and missing not in params:
+                raise ParameterError(
+                    f"check_solve: the model asked for parameter {missing!r}, which `params` "
+                    f"does not give. Given names: {sorted(params, key=str)}. Add {missing!r} "
+                    "to the params dict."
+                ) from None
+            raise
         out = np.asarray(out)
         if not bool(init_ok):
             y0 = np.asarray(model.initial_state(params)).tolist()

@@ -606,3 +606,30 @@ def test_new_shape_does_retrace_once():
     ff.fisher(exp, {"A": 1.5, "tau": 2.5, "c": 0.0})
     assert after_first > before
     assert TRACES["count"] == after_first
+
+
+def test_model_signature_is_checked_against_the_design():
+    with pytest.raises(TypeError, match=r"model\(params, design\), but its signature"):
+        ff.Experiment(lambda p: p["a"], ff.Gaussian(sigma=1.0), np.ones(3))
+    with pytest.raises(TypeError, match="must take"):
+        ff.Experiment(lambda p, t, u: p["a"], ff.Gaussian(sigma=1.0), np.ones(3))
+    # (params, design) without a design is fine: design tools supply the design later.
+    ff.Experiment(lambda p, t: p["a"] * t, ff.Gaussian(sigma=1.0))
+
+
+def test_model_objects_holding_arrays_are_told_apart():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Scaled:
+        z: np.ndarray
+
+        def __call__(self, p, t):
+            return p["a"] * self.z * t
+
+    t = np.linspace(1.0, 2.0, 3)
+    F1 = ff.fisher(ff.Experiment(Scaled(np.ones(3)), ff.Gaussian(sigma=1.0), t), {"a": 1.0})
+    F2 = ff.fisher(ff.Experiment(Scaled(2 * np.ones(3)), ff.Gaussian(sigma=1.0), t),
+                   {"a": 1.0})
+    np.testing.assert_allclose(F1.matrix, [[np.sum(t**2)]], rtol=1e-14)
+    np.testing.assert_allclose(F2.matrix, [[4 * np.sum(t**2)]], rtol=1e-14)

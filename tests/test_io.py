@@ -3,6 +3,7 @@ errors for foreign or corrupted files, and the CosmicFish/getdist text conventio
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -295,3 +296,189 @@ def test_load_text_rejects_malformed_rows_naming_the_file(tmp_path, body):
     with pytest.raises(ValueError) as info:
         ff.load(tmp_path / "bad.txt")
     assert "bad.txt" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------
+# Text: unambiguous layout, refusal of what text cannot hold, atomic pairs, sniffing
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("with_fiducial", [False, True], ids=["no-fiducial", "fiducial"])
+def test_text_labels_ending_in_numbers_round_trip_exactly(tmp_path, with_fiducial):
+    """A label's last word must never be taken for a fiducial the user did not save."""
+    labels = {"a": "A 2", "b": "B    7.5", "c": "", "d": "  padded  ", "e": r"\sigma_8 0.8"}
+    fiducial = {"a": 0.25, "b": -3.0, "c": 1e-300, "d": 2.0, "e": 0.8} if with_fiducial \
+        else None
+    F = ff.FisherMatrix(np.diag([1.0, 2.0, 3.0, 4.0, 5.0]), list(labels), fiducial=fiducial,
+                        labels=labels)
+    F.save(tmp_path / "H.txt")
+    G = ff.load(tmp_path / "H.txt")
+    _same(F, G)
+    assert G.fiducial == fiducial
+    assert G.labels == labels
+
+
+def test_text_header_records_the_paramnames_layout(F, tmp_path):
+    F.save(tmp_path / "F.txt")
+    ff.FisherMatrix(np.eye(2), ["a", "b"]).save(tmp_path / "G.txt")
+    for stem, columns in (("F", 3), ("G", 2)):
+        header = [ln for ln in (tmp_path / f"{stem}.txt").read_text().splitlines()
+                  if ln.startswith("# fisherforecast:")]
+        assert len(header) == 1
+        record = json.loads(header[0].split(":", 1)[1])
+        assert record["paramnames_columns"] == columns
+        assert record["fiducial_column"] is (columns == 3)
+
+
+def test_text_experiment_name_with_line_break_round_trips(tmp_path):
+    F = ff.FisherMatrix(np.eye(2), ["a", "b"], name="DESI\n1.0 2.0")
+    F.save(tmp_path / "F.txt")
+    G = ff.load(tmp_path / "F.txt")
+    assert G.name == "DESI\n1.0 2.0"
+    _same(F, G)
+
+
+@pytest.mark.parametrize("bad", ["a b", "a\tb", "a\nb", "a\u2028b", "#a", "a*"])
+def test_text_save_rejects_names_text_cannot_hold(tmp_path, bad):
+    F = ff.FisherMatrix(np.diag([1.0, 2.0]), [bad, "c"])
+    with pytest.raises(ValueError, match="HDF5") as info:
+        F.save(tmp_path / "K.txt")
+    assert repr(bad) in str(info.value)
+    assert _folder_listing(tmp_path) == []
+    F.save(tmp_path / "K.h5")  # HDF5 holds any name
+    assert ff.load(tmp_path / "K.h5").names == (bad, "c")
+
+
+@pytest.mark.parametrize("bad", ["x\ny", "x\r", "x\u2028y", "x\x0cy"])
+def test_text_save_rejects_labels_with_line_breaks(tmp_path, bad):
+    F = ff.FisherMatrix(np.diag([1.0, 2.0]), ["a", "c"], labels={"a": bad})
+    with pytest.raises(ValueError, match="line break") as info:
+        F.save(tmp_path / "K.txt")
+    assert repr(bad) in str(info.value) and "'a'" in str(info.value)
+    assert _folder_listing(tmp_path) == []
+
+
+def test_load_text_written_by_an_earlier_version(tmp_path):
+    """Files from before the layout record: a fiducial column is recognised only when every
+    line ends with a float's exact repr after the four-space separator."""
+    matrix = "# a b\n# fisherforecast 0.0.9; experiment: old\n# metadata: {}\n" \
+             "1.0 0.0\n0.0 2.0\n"
+    (tmp_path / "fid.txt").write_text(matrix, encoding="utf-8")
+    (tmp_path / "fid.txt.paramnames").write_text("a    A 2    0.5\nb    B    -1e-05\n",
+                                                 encoding="utf-8")
+    G = ff.load(tmp_path / "fid.txt")
+    assert G.name == "old"
+    assert G.fiducial == {"a": 0.5, "b": -1e-05}
+    assert G.labels == {"a": "A 2", "b": "B"}
+    (tmp_path / "nofid.txt").write_text(matrix, encoding="utf-8")
+    (tmp_path / "nofid.txt.paramnames").write_text("a    A 2\nb    B 7\n", encoding="utf-8")
+    G = ff.load(tmp_path / "nofid.txt")
+    assert G.fiducial is None
+    assert G.labels == {"a": "A 2", "b": "B 7"}
+
+
+def test_load_foreign_paramnames_never_guesses_a_fiducial(tmp_path):
+    (tmp_path / "c.dat").write_text("1.0 0.0\n0.0 2.0\n", encoding="utf-8")
+    (tmp_path / "c.paramnames").write_text("w0*  w_0   -1.0\nwa   w_a   0.0\n",
+                                           encoding="utf-8")
+    G = ff.load(tmp_path / "c.dat")
+    assert G.names == ("w0", "wa")
+    assert G.fiducial is None
+    assert G.labels == {"w0": "w_0   -1.0", "wa": "w_a   0.0"}
+
+
+def _fail_paramnames(F, tmp):
+    with open(tmp, "w") as fh:
+        fh.write("half")
+    raise RuntimeError("disk full (simulated)")
+
+
+def test_text_failed_paramnames_write_leaves_nothing_and_retry_works(F, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setattr(ffio, "_write_paramnames", _fail_paramnames)
+    with pytest.raises(RuntimeError, match="simulated"):
+        F.save(tmp_path / "F.txt")
+    assert _folder_listing(tmp_path) == []
+    monkeypatch.undo()
+    F.save(tmp_path / "F.txt")
+    _same(F, ff.load(tmp_path / "F.txt"))
+    # overwrite=False refuses before writing anything when either file of the pair exists.
+    (tmp_path / "G.txt").write_text("mine\n")
+    with pytest.raises(FileExistsError, match=r"G\.txt'.*overwrite=True"):
+        F.save(tmp_path / "G.txt")
+    assert (tmp_path / "G.txt").read_text() == "mine\n"
+    assert not (tmp_path / "G.txt.paramnames").exists()
+
+
+def test_text_failed_overwrite_keeps_the_old_pair(F, tmp_path, monkeypatch):
+    F.save(tmp_path / "F.txt")
+    before = _pair_bytes(tmp_path / "F.txt")
+    monkeypatch.setattr(ffio, "_write_paramnames", _fail_paramnames)
+    with pytest.raises(RuntimeError, match="simulated"):
+        (F * 2).save(tmp_path / "F.txt", overwrite=True)
+    assert _pair_bytes(tmp_path / "F.txt") == before
+    assert _folder_listing(tmp_path) == ["F.txt", "F.txt.paramnames"]
+
+
+def _pair_bytes(path):
+    return path.read_bytes(), Path(str(path) + ".paramnames").read_bytes()
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["links", "no-links"])
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_text_failure_while_moving_into_place_rolls_back(F, tmp_path, monkeypatch,
+                                                          overwrite, hard_links):
+    """The matrix file is already in place when moving the '.paramnames' fails: it must be
+    put back as it was (or removed when new), leaving no temporary or backup file."""
+    if not hard_links:
+        def no_link(*args, **kwargs):
+            raise OSError(1, "Operation not permitted (simulated)")
+        monkeypatch.setattr(os, "link", no_link)
+    if overwrite:
+        F.save(tmp_path / "F.txt")
+        before = _pair_bytes(tmp_path / "F.txt")
+    real_move = ffio._move_into_place
+
+    def failing_move(tmp, target, ow):
+        if str(target).endswith(".paramnames"):
+            raise OSError(28, "No space left on device (simulated)")
+        real_move(tmp, target, ow)
+
+    monkeypatch.setattr(ffio, "_move_into_place", failing_move)
+    with pytest.raises(OSError, match="simulated"):
+        (F * 2).save(tmp_path / "F.txt", overwrite=overwrite)
+    if overwrite:
+        assert _pair_bytes(tmp_path / "F.txt") == before
+        assert _folder_listing(tmp_path) == ["F.txt", "F.txt.paramnames"]
+    else:
+        assert _folder_listing(tmp_path) == []
+    monkeypatch.setattr(ffio, "_move_into_place", real_move)
+    (F * 2).save(tmp_path / "F.txt", overwrite=overwrite)
+    np.testing.assert_array_equal(ff.load(tmp_path / "F.txt").matrix, 2 * F.matrix)
+    assert _folder_listing(tmp_path) == ["F.txt", "F.txt.paramnames"]
+
+
+@pytest.mark.parametrize("name", ["x.paramnames", "F.txt.paramnames", "X.PARAMNAMES"])
+def test_text_save_to_a_paramnames_path_is_refused(F, tmp_path, name):
+    with pytest.raises(ValueError, match="`path`") as info:
+        F.save(tmp_path / name)
+    assert repr(str(tmp_path / name)) in str(info.value)
+    assert _folder_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".fisher", ".txt", ""])
+def test_load_sniffs_hdf5_whatever_the_suffix(F, tmp_path, suffix):
+    path = tmp_path / f"F{suffix}"
+    F.save(path, format="hdf5")
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    _same(F, ff.load(path))
+
+
+def test_load_binary_non_hdf5_file_names_it(tmp_path):
+    path = tmp_path / "image.dat"
+    path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)))
+    with pytest.raises(ValueError, match="neither an HDF5 file nor UTF-8 text") as info:
+        ff.load(path)
+    assert repr(str(path)) in str(info.value)
+    # An HDF5 file forced through the text reader gets the same clear error.
+    ff.FisherMatrix(np.eye(2), ["a", "b"]).save(tmp_path / "F.h5")
+    with pytest.raises(ValueError, match=r"F\.h5"):
+        ff.load(tmp_path / "F.h5", format="text")

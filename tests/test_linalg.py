@@ -231,3 +231,10 @@ def test_extreme_but_representable_scales_invert_without_overflow():
     inv = ff.robust_inverse(F)  # filterwarnings=error: an overflow warning fails here
     np.testing.assert_allclose(inv.covariance * np.outer(scale, scale), np.linalg.inv(S),
                                rtol=1e-12)
+
+
+def test_robust_inverse_names_an_indefinite_matrix_and_checks_names():
+    with pytest.raises(ff.SingularFisherError, match="not positive semi-definite"):
+        ff.robust_inverse(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match="`names` has 1 entries"):
+        ff.robust_inverse(np.eye(2), ["a"])

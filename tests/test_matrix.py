@@ -381,3 +381,45 @@ def test_pickle_and_deepcopy_round_trip_exactly():
         assert G.matrix.tobytes() == F.matrix.tobytes()
         assert (G.names, G.fiducial, G.labels, G.name, G.metadata) == (
             F.names, F.fiducial, F.labels, F.name, F.metadata)
+
+
+# ----- review fixes ---------------------------------------------------------------------
+def test_fom_and_ellipse_ignore_a_degeneracy_among_the_nuisances():
+    # w0, wa block [[4, 1], [1, 3]] coupled to two exactly degenerate nuisances n1, n2 that
+    # enter only as n1 + n2 (u = n1 + n2 with F_uu = 1, F_w0,u = 0.5). Reparametrised, the
+    # (w0, wa) marginal is [[4 - 0.25, 1], [1, 3]], so FoM = sqrt(3.75·3 - 1) = 3.2016.
+    F = np.array([[4.0, 1.0, 0.5, 0.5], [1.0, 3.0, 0.0, 0.0],
+                  [0.5, 0.0, 1.0, 1.0], [0.5, 0.0, 1.0, 1.0]])
+    M = ff.FisherMatrix(F, ["w0", "wa", "n1", "n2"])
+    np.testing.assert_allclose(M.figure_of_merit(["w0", "wa"]), np.sqrt(3.75 * 3 - 1),
+                               rtol=1e-13)
+    ell = M.ellipse("w0", "wa")
+    ref = ff.FisherMatrix([[3.75, 1.0], [1.0, 3.0]], ["w0", "wa"]).ellipse("w0", "wa")
+    np.testing.assert_allclose([ell.semi_major, ell.semi_minor, ell.angle],
+                               [ref.semi_major, ref.semi_minor, ref.angle], rtol=1e-12)
+    # A degeneracy that involves w0 leaves the area unbounded: FoM 0, ellipse refused.
+    G = ff.FisherMatrix([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]], ["w0", "wa", "n"])
+    assert G.figure_of_merit(["w0", "wa"]) == 0.0
+    with pytest.raises(ff.SingularFisherError):
+        G.ellipse("w0", "wa")
+
+
+def test_adding_matrices_checks_the_values_of_fixed_parameters():
+    t = np.linspace(0.0, 1.0, 5)
+    exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=0.1), t)
+    F1 = ff.fisher(exp, {"a": 1.0, "b": 2.0}, params=["a"])
+    with pytest.raises(ValueError, match=r"'b' is 2.0 in one and 3.0 in the other"):
+        F1 + ff.fisher(exp, {"a": 1.0, "b": 3.0})
+    both = F1 + ff.fisher(exp, {"a": 1.0, "b": 2.0})
+    assert "fixed" not in both.metadata  # b is varied in the sum
+
+
+def test_reparameterize_fiducial_check_is_relative_to_each_parameter():
+    F = ff.FisherMatrix([[1e40]], ["x"], {"x": 1e-20})
+    with pytest.raises(ValueError, match="does not reproduce"):
+        F.reparameterize(lambda q: {"x": q["y"] * 1e-20}, inverse=True, fiducial={"y": 5.0})
+    assert F.reparameterize(lambda q: {"x": q["y"] * 1e-20}, inverse=True,
+                            fiducial={"y": 1.0}).sigma()["y"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        ff.FisherMatrix([[1.0]], ["x"], {"x": 1.0}).reparameterize(
+            lambda p: {"y": jnp.log(p["x"] - 1.0)})

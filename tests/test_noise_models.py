@@ -390,3 +390,18 @@ def test_whiten_is_a_square_root_of_the_metric(kind):
                                        jnp.asarray(mean)))
     np.testing.assert_allclose(wa.T @ wb, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(inner, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_covariance_symmetry_is_checked_relative_to_the_variances():
+    # Correlation 0.9 above the diagonal, 0 below, in a tiny-variance block: asymmetric
+    # although max|C - Cᵀ| / max|C| is only 1e-12.
+    C = np.diag([1.0, 1e-24])
+    C[0, 1] = 0.9e-12
+    with pytest.raises(ValueError, match=r"cov is not symmetric: entry \[0,1\]"):
+        ff.Gaussian(cov=C)
+    t = np.linspace(0.0, 1.0, 5)
+    lin = ff.Experiment(lambda p, t: p["a"] + p["b"] * t,
+                        ff.Gaussian(cov=lambda p: p["a"] * (jnp.eye(5)
+                                                            + jnp.triu(jnp.ones((5, 5)), 1))), t)
+    with pytest.raises(ValueError, match="must be symmetric"):
+        ff.fisher(lin, {"a": 1.0, "b": 2.0})

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fisherforecast as ff
 from fisherforecast._ode import ODEModel, check_solve, ode_model
 
 TIMES = np.array([1.0, 0.0, 0.5, 3.0, 2.0])  # unsorted on purpose, includes t0 = 0
@@ -280,3 +281,54 @@ def test_bad_arguments():
         ode_model(decay_rhs, 1.0, max_steps=0)
     with pytest.raises(ValueError, match="1-D"):
         ode_model(decay_rhs, 1.0)({"k": 1.0}, jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rtol": -1.0}, r"`rtol`.*received -1\.0"),
+        ({"rtol": float("nan")}, r"`rtol`.*received nan"),
+        ({"atol": -1.0}, r"`atol`.*received -1\.0"),
+        ({"atol": [1e-10, -1e-10]}, r"`atol`.*received \[1e-10, -1e-10\]"),
+        ({"dt0": -0.1}, r"`dt0`.*received -0\.1"),
+        ({"dt0": 0}, r"`dt0`.*received 0"),
+        ({"max_steps": 2.5}, r"`max_steps`.*received 2\.5"),
+        ({"max_steps": True}, r"`max_steps`.*received True"),
+        ({"observe": "y"}, r"`observe`.*received 'y'"),
+    ],
+)
+def test_bad_solver_options_are_refused_at_construction(kwargs, match):
+    # Unchecked, these gave silently wrong values (negative tolerances), raw runtime
+    # errors (negative dt0) or a misleading "maximum number of steps" (dt0=0, rtol=nan).
+    with pytest.raises((TypeError, ValueError), match=match):
+        ode_model(decay_rhs, 1.0, **kwargs)
+
+
+def test_valid_options_are_kept():
+    with pytest.raises(TypeError, match=r"`rhs`.*received 1\.0"):
+        ode_model(1.0, 1.0)
+    model = ode_model(decay_rhs, jnp.ones(2), rtol=[1e-8, 1e-6], atol=0.0, max_steps=1e3,
+                      dt0=1e-3)
+    assert model.max_steps == 1000 and isinstance(model.max_steps, int)
+
+
+def test_rhs_shape_mismatch_names_both_shapes():
+    # Caught when tracing, before diffrax sees the rhs: no solve is compiled.
+    with pytest.raises(ValueError, match=r"rhs returned shape \(3,\) but the state y0 has "
+                                         r"shape \(2,\)"):
+        ode_model(lambda t, y, p: jnp.ones(3), jnp.ones(2))({}, [1.0])
+    with pytest.raises(ValueError, match=r"rhs returned shape \(\) but .* shape \(2,\)"):
+        check_solve(ode_model(lambda t, y, p: -p["k"] * y[0], jnp.ones(2)), {"k": 1.0}, [1.0])
+
+
+def test_check_solve_missing_parameter_and_check_times():
+    model = ode_model(lambda t, y, p: -p["c"] * y, 1.0)
+    with pytest.raises(ff.ParameterError, match=r"'c'.*Given names: \['k'\]"):
+        check_solve(model, {"k": 1.0}, [1.0])
+    # Inside ff.fisher the design is traced (NaN outputs only); check_times names the
+    # offending times of an experiment's (concrete) design.
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=jnp.array([-1.0, 1.0, jnp.nan]))
+    with pytest.raises(ValueError, match=r"index \[0, 2\]\): \[-1\.0\] before t0=0\.0 "
+                                         r"and \[nan\] not finite"):
+        model.check_times(exp.design)
+    np.testing.assert_array_equal(model.check_times(2.0), [2.0])
