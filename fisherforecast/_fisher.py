@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import NonFiniteError, ParameterError, quote
+from ._errors import FisherError, NonFiniteError, ParameterError, quote
 from ._experiment import Experiment
 from ._linalg import robust_inverse
 from ._matrix import FisherMatrix
@@ -41,6 +41,11 @@ def _call_model(experiment: Experiment, params):
                 f"{sorted(params)}. Add {missing!r} to the fiducial dict."
             ) from None
         raise
+    if isinstance(out, Mapping):
+        raise TypeError(
+            f"The model of {experiment.label} returned a dict (keys {list(out)[:5]}); it must "
+            "return an array (stack several observables with jnp.stack or "
+            "jnp.concatenate).")
     out = jnp.asarray(out)
     if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype,
                                                                         jnp.complexfloating)):
@@ -60,6 +65,16 @@ def _split(fiducial, names):
     return theta, to_params
 
 
+def _require_x64(what):
+    """Refuse to compute a silent float32 result (the pure functions cannot switch x64 on
+    themselves: they run inside the caller's jit/vmap/grad)."""
+    if jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
+        raise FisherError(
+            f"{what} computes in float64, but JAX is in float32 mode here. Call it inside "
+            "`with jax.enable_x64(True):` (around your jit/vmap/grad too), or use ff.fisher, "
+            "which does that itself.")
+
+
 def jacobian(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
              mode: str = "forward"):
     """Model output and its Jacobian at the fiducial. Pure; call under float64.
@@ -67,6 +82,7 @@ def jacobian(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
     Returns ``(mean, J)`` with ``mean`` in the model's output shape and ``J`` of shape
     ``(N, P)`` over the flattened output (complex when the output is complex).
     """
+    _require_x64("ff.jacobian")
     names = tuple(names)
     theta, to_params = _split(fiducial, names)
 
@@ -103,6 +119,7 @@ def fisher_information(experiment: Experiment, fiducial: Mapping, names: Sequenc
     This is the function that :func:`ff.fisher` compiles, and that batching and design
     optimisation transform with ``vmap`` and ``grad``.
     """
+    _require_x64("ff.fisher_information")
     return _fisher_parts(experiment, fiducial, tuple(names), mode)[0]
 
 
@@ -381,6 +398,10 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
                     f"`delta_data` has shape {delta.shape} but the model output of "
                     f"{exp.label} has shape {tuple(mean.shape)}."
                 )
+            if np.iscomplexobj(delta) and not jnp.iscomplexobj(mean):
+                raise ValueError(
+                    f"`delta_data` is complex but the model output of {exp.label} is real; "
+                    "give the real data shift (an imaginary part would be dropped).")
             _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             theta, to_params = _split(fid64, names)
             b = exp.noise.inner(J, jnp.asarray(delta).reshape(-1), to_params(theta),

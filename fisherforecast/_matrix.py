@@ -291,7 +291,11 @@ class FisherMatrix:
         _subset(list(sigmas), self._names, "with_prior(sigmas)")
         M = np.array(self._matrix)
         for n, s in sigmas.items():
-            s = float(s)
+            try:
+                s = float(s)
+            except (TypeError, ValueError):
+                raise TypeError(f"prior sigma for {n!r} must be a number; received "
+                                f"{s!r}.") from None
             if not s > 0 or math.isnan(s):
                 raise ValueError(f"prior sigma for {n!r} must be positive; received {s!r}.")
             i = self._names.index(n)
@@ -473,7 +477,9 @@ class FisherMatrix:
             sig = self.sigma()
             note = ""
         except FisherError as exc:
-            sig, note = None, f"\n(marginal errors unavailable: {str(exc).splitlines()[0]})"
+            # Keep the whole message: its later lines name the degenerate directions.
+            text = str(exc).split("What to do:")[0].rstrip()
+            sig, note = None, f"\n(marginal errors unavailable: {text})"
         cond = self.conditional_sigma()
         width = max([len(n) for n in self._names] + [9])
         head = f"{'parameter':<{width}}  {'fiducial':>12}  {'sigma':>12}  {'sigma/|fid|':>11}" \
@@ -528,8 +534,15 @@ class FisherMatrix:
     __radd__ = __add__
 
     def __mul__(self, factor) -> FisherMatrix:
-        if not isinstance(factor, int | float | np.floating | np.integer):
+        if isinstance(factor, bool | np.bool_) or isinstance(factor, str):
             return NotImplemented
+        try:
+            arr = np.asarray(factor)
+        except Exception:  # not something numpy can read: not a factor
+            return NotImplemented
+        if arr.shape != () or arr.dtype.kind not in "iuf":
+            return NotImplemented
+        factor = float(arr)
         if not (math.isfinite(factor) and factor > 0):
             raise ValueError(f"a Fisher matrix can be scaled by a positive finite number; "
                              f"received {factor!r}.")
@@ -570,7 +583,11 @@ def _check_fiducial_arg(fiducial, names):
         )
     out = {}
     for n in names:
-        v = float(fiducial[n])
+        try:
+            v = float(fiducial[n])
+        except (TypeError, ValueError):
+            raise TypeError(f"fiducial[{n!r}] must be a real number; received "
+                            f"{quote(fiducial[n])}.") from None
         if not math.isfinite(v):
             raise ValueError(f"fiducial[{n!r}] must be finite; received {fiducial[n]!r}.")
         out[n] = v

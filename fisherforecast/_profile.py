@@ -10,6 +10,14 @@ parameter and ``Δ = 3.84`` the 95 % one (Wilks). A profile that stays below the
 side is *open* (practically non-identifiable in the sense of Raue et al. 2009,
 Bioinformatics 25, 1923); one that stays flat is *structurally* non-identifiable.
 
+Without data (Asimov) the profiled quantity is the *expected* deviance under the fiducial,
+``E₀[−2 ln L(θ)]``: for noise that does not depend on the parameters (and for Poisson
+counts) that is ``−2 ln L`` of the noise-free data up to a constant; for a
+parameter-dependent Gaussian covariance it is
+``ln det C(θ) + tr(C(θ)⁻¹C₀) + (μ − μ₀)ᵀC(θ)⁻¹(μ − μ₀)``, minimised exactly at the fiducial,
+with half its Hessian the Fisher matrix including ``½ tr(C⁻¹∂C C⁻¹∂C)``. (Noise-free data
+themselves would drive the noise to zero.)
+
 The inner minimisation is ``optimistix.BFGS`` in coordinates scaled by the conditional
 Fisher errors ``1/sqrt(F_jj)`` (so that the problem is roughly isotropic), compiled once per
 model and grid length, and run along the grid with ``jax.lax.scan``: outwards from the best
@@ -21,8 +29,11 @@ solved with ``diffrax.ForwardMode`` require.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
 from functools import partial
+from statistics import NormalDist
 
 import jax
 import jax.numpy as jnp
@@ -46,31 +57,84 @@ from ._x64 import float64
 LEVELS = (1.0, 3.841458820694124)
 #: A profile whose largest Δ(−2 ln L) over the grid stays below this is called flat.
 FLAT_TOL = 1e-3
+#: An interval endpoint is grid-limited when Δ at the grid point beyond it exceeds this
+#: multiple of the level (``z = sqrt(Δ)`` more than doubles across the bracketing step).
+RESOLUTION_RATIO = 4.0
 
 
 # ---------------------------------------------------------------------------------------
 # Pure, jitted pieces
 # ---------------------------------------------------------------------------------------
-def _chi2_function(experiments, data, names, fixed):
-    """θ (vector over `names`) -> −2 ln L summed over the experiments."""
+def _expected_gaussian(noise) -> bool:
+    """Whether the Asimov profile of this noise model needs the expected-deviance formula."""
+    return isinstance(noise, Gaussian) and noise.parameter_dependent
 
-    def chi2(theta):
+
+def _gaussian_expected_deviance(noise, mean0, mean, params, params0, design):
+    """``E₀[−2 ln L(θ)]`` up to a constant for data ~ N(μ₀, C₀) and a model N(μ(θ), C(θ)):
+    ``ln det C + tr(C⁻¹C₀) + (μ − μ₀)ᵀC⁻¹(μ − μ₀)``."""
+    r = (mean - mean0).reshape(-1)
+    if noise.sigma_fn is not None:
+        s = noise._sigma_flat(params, design, mean.shape)
+        s0 = noise._sigma_flat(params0, design, mean.shape)
+        return jnp.sum(2.0 * jnp.log(s) + (s0 / s) ** 2 + (r / s) ** 2)
+    n = r.size
+    _, L = noise._cov_and_chol(params, design, n)
+    _, L0 = noise._cov_and_chol(params0, design, n)
+    A = jax.scipy.linalg.solve_triangular(L, L0, lower=True)  # tr(C⁻¹C₀) = ‖L⁻¹L₀‖²_F
+    z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+    return 2.0 * jnp.sum(jnp.log(jnp.diag(L))) + jnp.sum(A**2) + jnp.sum(z**2)
+
+
+def _neg2_log_like(exp, d, mean, params, params0, expected):
+    """One experiment's −2 ln L (user data) or expected deviance (Asimov, `expected`)."""
+    if expected and _expected_gaussian(exp.noise):
+        return _gaussian_expected_deviance(exp.noise, jnp.asarray(d), mean, params, params0,
+                                           exp.design)
+    return -2.0 * exp.noise.log_likelihood(d, mean, params, exp.design)
+
+
+def _chi2_function(experiments, data, names, fixed, theta_ref, expected):
+    """θ (vector over `names`) -> −2 ln L summed over the experiments (for Asimov data,
+    `expected`, the expected deviance under the fiducial ``theta_ref``)."""
+
+    def to_params(theta):
         params = dict(fixed)
         params.update({n: theta[i] for i, n in enumerate(names)})
+        return params
+
+    params0 = to_params(theta_ref)
+
+    def chi2(theta):
+        params = to_params(theta)
         total = 0.0
         for exp, d in zip(experiments, data, strict=True):
             mean = _call_model(exp, params)
-            total = total + exp.noise.log_likelihood(d, mean, params, exp.design)
-        return -2.0 * total
+            total = total + _neg2_log_like(exp, d, mean, params, params0, expected)
+        return total
 
     return chi2
 
 
-@jax.jit
-def _chi2_at_data(experiments, data, fiducial):
-    """−2 ln L of data that equal the model (Asimov): no model evaluation needed."""
-    return -2.0 * sum(exp.noise.log_likelihood(d, jnp.asarray(d), fiducial, exp.design)
-                      for exp, d in zip(experiments, data, strict=True))
+@partial(jax.jit, static_argnames=("expected",))
+def _chi2_at_data(experiments, data, fiducial, *, expected):
+    """−2 ln L (or the expected deviance) at the fiducial for data that equal the model
+    there (Asimov): no model evaluation needed."""
+    return sum(_neg2_log_like(exp, d, jnp.asarray(d), fiducial, fiducial, expected)
+               for exp, d in zip(experiments, data, strict=True))
+
+
+@partial(jax.jit, static_argnames=("names",))
+def _noise_gradients(experiments, data, fixed, theta, *, names):
+    """∂ ln L/∂θ of each experiment's noise model with the mean held at the data: nonzero
+    where the noise depends on the parameters."""
+    def loglike(th, exp, d):
+        params = dict(fixed)
+        params.update({n: th[i] for i, n in enumerate(names)})
+        return exp.noise.log_likelihood(d, jnp.asarray(d), params, exp.design)
+
+    return tuple(jax.grad(loglike)(theta, exp, d)
+                 for exp, d in zip(experiments, data, strict=True))
 
 
 class _BFGS(optx.BFGS):
@@ -108,10 +172,11 @@ def _minimise(objective, x0, args, tol, max_steps, autodiff):
     return sol.value, value, sol.result == optx.RESULTS.successful, steps
 
 
-@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff"))
+
+@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
 def _global_fit(experiments, data, fixed, theta0, scales, *, names, tol, max_steps,
-                autodiff):
-    chi2 = _chi2_function(experiments, data, names, fixed)
+                autodiff, expected):
+    chi2 = _chi2_function(experiments, data, names, fixed, theta0, expected)
 
     def objective(x, _):
         return chi2(theta0 + scales * x)
@@ -121,12 +186,12 @@ def _global_fit(experiments, data, fixed, theta0, scales, *, names, tol, max_ste
     return theta0 + scales * x, value, success
 
 
-@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff"))
-def _profile_scan(experiments, data, fixed, theta_hat, scales, k, free_idx, grid, resets, *,
-                  names, tol, max_steps, autodiff):
+@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
+def _profile_scan(experiments, data, fixed, theta_hat, theta_ref, scales, k, free_idx, grid,
+                  resets, *, names, tol, max_steps, autodiff, expected):
     """−2 ln L profile of parameter `k` along `grid` (visited in the given order; `resets`
     marks the points that restart from the best fit instead of the previous point)."""
-    chi2 = _chi2_function(experiments, data, names, fixed)
+    chi2 = _chi2_function(experiments, data, names, fixed, theta_ref, expected)
     x_start = jnp.zeros(free_idx.shape, theta_hat.dtype)
 
     def theta_of(x, psi):
@@ -147,10 +212,12 @@ def _profile_scan(experiments, data, fixed, theta_hat, scales, k, free_idx, grid
     return out
 
 
-@partial(jax.jit, static_argnames=("names",))
-def _profile_direct(experiments, data, fixed, theta_hat, k, grid, *, names):
-    """The one-parameter case: nothing to re-optimise."""
-    chi2 = _chi2_function(experiments, data, names, fixed)
+@partial(jax.jit, static_argnames=("names", "expected"))
+def _profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, *, names,
+                    expected):
+    """−2 ln L along `grid` with the other parameters held at `theta_hat`: the profile of a
+    single parameter (nothing to re-optimise), and the finiteness probe of the default grid."""
+    chi2 = _chi2_function(experiments, data, names, fixed, theta_ref, expected)
     thetas = jax.vmap(lambda psi: theta_hat.at[k].set(psi))(grid)
     return jax.vmap(chi2)(thetas), thetas
 
@@ -158,44 +225,113 @@ def _profile_direct(experiments, data, fixed, theta_hat, k, grid, *, names):
 # ---------------------------------------------------------------------------------------
 # Intervals from a profile on a grid
 # ---------------------------------------------------------------------------------------
+def _monotone_root(coef, a, b, target):
+    """The root of ``p(x) = target`` in ``[a, b]`` if the polynomial `coef` is increasing on
+    ``[a, b]`` (as ``z = sign(x)·sqrt(Δ)`` is on both sides of the best fit); else ``None``
+    (the interpolant cannot be trusted there)."""
+    slope = np.polyder(coef)
+    tol = 1e-12 * max(abs(a), abs(b), b - a)
+    turning = [r.real for r in np.atleast_1d(np.roots(slope))
+               if abs(r.imag) <= 1e-12 * (1 + abs(r)) and a + tol < r.real < b - tol]
+    if turning or np.polyval(slope, 0.5 * (a + b)) <= 0:
+        return None
+    roots = [r.real for r in np.atleast_1d(np.roots(np.polysub(coef, [target])))
+             if abs(r.imag) <= 1e-9 * (1 + abs(r))]
+    inside = [r for r in roots if a - tol <= r <= b + tol]
+    if not inside:
+        return None
+    return min(max(min(inside, key=lambda r: abs(r - 0.5 * (a + b))), a), b)
+
+
 def _crossing(grid, delta, center, estimate, level, direction):
     """Where the profile first reaches `level` walking from `center` in `direction` (±1).
 
-    Returns ``(value, reason)``: the crossing, or ``(±inf, why it is open)``. Between the
-    bracketing grid points the signed root ``z = sign(ψ − ψ̂)·sqrt(Δ)`` is interpolated with a
-    cubic through up to four neighbours: ``z`` is linear in ψ for a Gaussian likelihood, so
-    the interval is then exact, and smooth otherwise.
+    Returns ``(value, reason, coarse)``: the crossing, or ``(±inf, why it is open, None)``;
+    `coarse` is the index of the grid point beyond the crossing when Δ there exceeds
+    ``RESOLUTION_RATIO``·level (the endpoint is then limited by the grid spacing), else
+    ``None``.
+
+    Between the bracketing grid points the signed root ``z = sign(ψ − ψ̂)·sqrt(Δ)`` is
+    interpolated with a cubic through up to four neighbours: ``z`` is linear in ψ for a
+    Gaussian likelihood, so the interval is then exact, and smooth otherwise. The cubic's
+    root is used only if the cubic increases monotonically across the bracket (a coarse grid
+    can make it turn over and cross the level at a spurious point); otherwise ``z`` is
+    interpolated linearly between the two bracketing points.
     """
     n = len(grid)
     i = center
     while True:
         j = i + direction
         if j < 0 or j >= n:
-            return direction * math.inf, "grid edge"
+            return direction * math.inf, "grid edge", None
         if not math.isfinite(delta[j]):
-            return direction * math.inf, f"model or fit failed at {grid[j]:.6g}"
+            return direction * math.inf, f"model or fit failed at {grid[j]:.6g}", None
         if delta[j] >= level:
             break
         i = j
     lo_pt, hi_pt = i, j
+    coarse = hi_pt if delta[hi_pt] > RESOLUTION_RATIO * level else None
+    target = direction * math.sqrt(level)
     idx = [m for m in range(min(lo_pt, hi_pt) - 1, max(lo_pt, hi_pt) + 2)
            if 0 <= m < n and math.isfinite(delta[m])
            and (grid[m] - estimate) * direction >= 0]
-    z = np.sign(grid[idx] - estimate) * np.sqrt(np.clip(delta[idx], 0.0, None))
-    target = direction * math.sqrt(level)
-    a, b = sorted((grid[lo_pt], grid[hi_pt]))
-    if len(idx) >= 2:
-        coef = np.polyfit(grid[idx] - estimate, z, min(3, len(idx) - 1))
-        roots = np.roots(np.polysub(coef, [target]))
-        roots = [r.real + estimate for r in roots if abs(r.imag) < 1e-12 * (1 + abs(r))]
-        inside = [r for r in roots if a - 1e-12 * abs(a) <= r <= b + 1e-12 * abs(b)]
-        if inside:
-            return float(min(inside, key=lambda r: abs(r - grid[lo_pt]))), ""
-    # Fallback: linear interpolation of z between the bracketing points.
+    if len(idx) >= 3:  # with two points the fit is the linear interpolation below
+        x = grid[idx] - estimate
+        z = np.sign(x) * np.sqrt(np.clip(delta[idx], 0.0, None))
+        coef = np.polyfit(x, z, min(3, len(idx) - 1))
+        a, b = sorted((grid[lo_pt] - estimate, grid[hi_pt] - estimate))
+        root = _monotone_root(coef, a, b, target)
+        if root is not None:
+            return float(root + estimate), "", coarse
+    # Linear interpolation of z between the bracketing points.
     z0 = math.copysign(math.sqrt(max(delta[lo_pt], 0.0)), direction)
     z1 = direction * math.sqrt(delta[hi_pt])
     t = (target - z0) / (z1 - z0) if z1 != z0 else 1.0
-    return float(grid[lo_pt] + t * (grid[hi_pt] - grid[lo_pt])), ""
+    return float(grid[lo_pt] + t * (grid[hi_pt] - grid[lo_pt])), "", coarse
+
+
+def _coarse_message(name, ends):
+    """One message for the grid-limited interval endpoints `ends`: (level, side, ψ, Δ)."""
+    parts = "; ".join(f"Δ={lv:.3g} {side} endpoint: Δ = {d:.3g} already at the next grid "
+                      f"point {x:.6g}" for lv, side, x, d in ends)
+    return (f"The interval of {name!r} is limited by the grid ({parts}; more than "
+            f"{RESOLUTION_RATIO:g}× the level): such an endpoint is only interpolated across "
+            "one coarse step. Pass a finer `grid` (or a smaller `span`) around it.")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def _probability_level(p):
+    """Δ(−2 ln L) of the two-sided one-parameter interval with probability `p`."""
+    return NormalDist().inv_cdf(0.5 * (1.0 + p)) ** 2
+
+
+def _check_levels(levels, label, stacklevel=3, probabilities=True):
+    """Positive finite Δ(−2 ln L) thresholds as a tuple of floats; refuses (or, below 0.5,
+    warns about) values that all look like probabilities, unless not `probabilities`."""
+    items = (levels,) if _is_real(levels) else levels
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if not items or not all(_is_real(v) and 0 < float(v) < math.inf for v in items):
+        raise ValueError(f"`{label}` must be positive, finite Δ(−2 ln L) values (1 for the "
+                         f"68.27 %, 3.84 for the 95 % interval); received {quote(levels)}.")
+    values = tuple(float(v) for v in items)
+    if probabilities and max(values) < 1.0:
+        hint = ", ".join(f"{_probability_level(p):.4g}" for p in values)
+        message = (f"`{label}` = {quote(levels)}: every value is below 1, as if they were "
+                   f"probabilities. `{label}` are Δ(−2 ln L) thresholds, not confidence "
+                   "levels: 1 gives the 68.27 % and 3.84 the 95 % interval of one parameter. "
+                   f"For the probabilities {', '.join(f'{v:g}' for v in values)} pass "
+                   f"{label}=({hint}).")
+        if min(values) >= 0.5:
+            raise ValueError(message)
+        warnings.warn(message + " Using them as Δ thresholds.", UserWarning,
+                      stacklevel=stacklevel)
+    return values
 
 
 class ProfileLikelihood:
@@ -210,9 +346,13 @@ class ProfileLikelihood:
     - `levels`; `intervals`: dict level -> (low, high), ``±inf`` where open;
       `open`: dict level -> (open below, open above).
     - `flat`: max Δ < ``FLAT_TOL`` over the grid (structurally non-identifiable);
-      `identifiable`: closed on both sides at the largest level; `verdict`: in words.
-    - `fisher_sigma`: marginal Fisher 1σ at the fiducial (``inf`` if not identifiable).
-    - `data`: ``"asimov"`` (noise-free data at the fiducial) or ``"user"``; `notes`.
+      `multimodal`: the profile falls below a level again beyond its interval, and
+      `other_minimum`: ``(location, Δ)`` of the lowest such point (else ``None``);
+      `identifiable`: closed on both sides at the largest level and not multimodal;
+      `verdict`: in words.
+    - `fisher_sigma`: marginal Fisher 1σ at the best fit (``inf`` if not identifiable).
+    - `data`: ``"asimov"`` (expected −2 ln L under the fiducial) or ``"user"``; `notes`
+      (grid clipping, grid-limited endpoints, fit problems).
     """
 
     def __init__(self, **fields):
@@ -229,15 +369,23 @@ class ProfileLikelihood:
 
     def interval(self, level: float = 1.0) -> tuple[float, float]:
         """Likelihood-ratio interval ``{ψ: Δ(ψ) < level}`` around the best fit; ``±inf`` on a
-        side where the profile does not reach `level` inside the grid."""
-        if not (isinstance(level, int | float) and level > 0):
-            raise ValueError(f"`level` must be a positive Δ(−2 ln L); received {level!r}.")
-        lo, _ = _crossing(self.grid, self.delta, self._center, self.estimate, level, -1)
-        hi, _ = _crossing(self.grid, self.delta, self._center, self.estimate, level, +1)
+        side where the profile does not reach `level` inside the grid. `level` is a
+        Δ(−2 ln L) threshold (1: 68.27 %, 3.84: 95 %), not a probability. Warns when an
+        endpoint is limited by the grid spacing."""
+        (level,) = _check_levels(level, "level")
+        lo, _, coarse_lo = _crossing(self.grid, self.delta, self._center, self.estimate,
+                                     level, -1)
+        hi, _, coarse_hi = _crossing(self.grid, self.delta, self._center, self.estimate,
+                                     level, +1)
+        ends = [(level, side, self.grid[j], self.delta[j])
+                for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper")) if j is not None]
+        if ends:
+            warnings.warn(_coarse_message(self.name, ends), UserWarning, stacklevel=2)
         return lo, hi
 
     def fisher_interval(self, level: float = 1.0) -> tuple[float, float]:
         """``ψ̂ ± sqrt(level)·σ_Fisher``: what the Fisher matrix predicts for `interval`."""
+        (level,) = _check_levels(level, "level", probabilities=False)
         half = math.sqrt(level) * self.fisher_sigma
         return self.estimate - half, self.estimate + half
 
@@ -262,6 +410,8 @@ class ProfileLikelihood:
             "fisher_intervals": {str(lv): [num(a) for a in self.fisher_interval(lv)]
                                  for lv in self.levels},
             "flat": self.flat, "multimodal": self.multimodal,
+            "other_minimum": None if self.other_minimum is None else
+            [num(v) for v in self.other_minimum],
             "identifiable": self.identifiable, "verdict": self.verdict, "data": self.data,
             "notes": list(self.notes),
         }
@@ -389,41 +539,73 @@ def _check_data(data, experiments, means):
     return tuple(out)
 
 
-def _default_grid(center, fiducial, sigma, n_grid, span, rel_span):
-    """ψ̂ ± span·σ (or ψ̂·(1 ± rel_span)), `n_grid` points with ψ̂ on the grid; returns the
-    grid and a note when it was clipped."""
+def _half_grid(lo, center, hi, n_grid):
+    half_n = (n_grid - 1) // 2
+    return np.concatenate([np.linspace(lo, center, half_n + 1)[:-1],
+                           np.linspace(center, hi, half_n + 1)])
+
+
+def _default_grid(center, fiducial, sigma, n_grid, span, rel_span, finite_at):
+    """ψ̂ ± span·σ (or ψ̂·(1 ± rel_span)), `n_grid` points with ψ̂ on the grid.
+
+    A grid that would take a parameter with a nonzero fiducial to (or past) zero is tried
+    first: ``finite_at(grid)`` says where −2 ln L, with the other parameters at the best
+    fit, is finite. Only if it is not finite somewhere beyond 1 % of ψ̂ (a rate or volume
+    that must stay positive, say) is the grid clipped there. Returns the grid and
+    ``None`` or ``(side, value, first failing ψ)`` for a clipped grid.
+    """
     if math.isfinite(sigma) and sigma > 0:
         half = span * sigma
     else:
         half = rel_span * (abs(center) if center != 0 else 1.0)
     lo, hi = center - half, center + half
-    # Stay on the fiducial's side of zero: rates, volumes and amounts are positive, and a
-    # model evaluated at the wrong sign fails. Pass `grid` to cross zero on purpose.
-    note = ""
-    if fiducial > 0 and center > 0 and lo < 0.01 * center:
-        lo, note = 0.01 * center, f"grid clipped below at {0.01 * center:.4g} (1 % of the best fit)"
-    elif fiducial < 0 and center < 0 and hi > 0.01 * center:
-        hi, note = 0.01 * center, f"grid clipped above at {0.01 * center:.4g} (1 % of the best fit)"
-    if note:
-        note += " to keep the sign of the fiducial; pass `grid` to go further."
-    half_n = (n_grid - 1) // 2
-    grid = np.concatenate([np.linspace(lo, center, half_n + 1)[:-1],
-                           np.linspace(center, hi, half_n + 1)])
-    return grid, note
+    grid = _half_grid(lo, center, hi, n_grid)
+    edge = 0.01 * center
+    if fiducial > 0 and center > 0 and lo < edge:
+        side, beyond = "below", grid < edge
+    elif fiducial < 0 and center < 0 and hi > edge:
+        side, beyond = "above", grid > edge
+    else:
+        return grid, None
+    ok = np.asarray(finite_at(grid), dtype=bool)
+    bad = np.flatnonzero(beyond & ~ok)
+    if not bad.size:
+        return grid, None
+    # The failing point nearest to the best fit, for the note.
+    first = grid[bad[-1]] if side == "below" else grid[bad[0]]
+    if side == "below":
+        lo = edge
+    else:
+        hi = edge
+    return _half_grid(lo, center, hi, n_grid), (side, edge, float(first))
 
 
-def _profile_one(name, *, experiments, data, fixed, names, theta_hat, ref, scales, sigma, grid,
-                 n_grid, span, rel_span, tol, max_steps, autodiff, levels, kind, notes,
-                 fiducial):
+def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref, ref, scales,
+                 sigma, grid, n_grid, span, rel_span, tol, max_steps, autodiff, levels, kind,
+                 expected, notes, fiducial):
     k = names.index(name)
     fiducial_value = fiducial[name]
     center_value = float(theta_hat[k])
     notes = list(notes)
+    clip = None
     if grid is None:
-        g, note = _default_grid(center_value, fiducial_value, sigma[name], n_grid, span,
-                                rel_span)
-        if note:
-            notes.append(note[0].upper() + note[1:])
+        def finite_at(points):
+            try:
+                values, _ = _profile_direct(experiments, data, fixed, theta_hat, theta_ref,
+                                            np.int32(k), points, names=names,
+                                            expected=expected)
+            except (RuntimeError, FloatingPointError, ValueError):
+                # e.g. an ff.ode_model with throw=True whose solve fails past zero: clip.
+                return np.zeros(points.shape, dtype=bool)
+            return np.isfinite(np.asarray(values))
+
+        g, clip = _default_grid(center_value, fiducial_value, sigma[name], n_grid, span,
+                                rel_span, finite_at)
+        if clip:
+            side, edge, first = clip
+            notes.append(f"Grid clipped {side} at {edge:.4g} (1 % of the best fit): −2 ln L "
+                         f"is not finite at {name} = {first:.4g} with the other parameters "
+                         "at the best fit; pass `grid` to go further.")
     else:
         try:
             g = np.asarray(grid, dtype=np.float64)
@@ -451,13 +633,15 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, ref, scale
     free = np.array([i for i in range(len(names)) if i != k], dtype=np.int32)
     if free.size:
         values, thetas, converged, steps = _profile_scan(
-            experiments, data, fixed, theta_hat, scales, np.int32(k), free, g[order], resets,
-            names=names, tol=tol, max_steps=max_steps, autodiff=autodiff)
+            experiments, data, fixed, theta_hat, theta_ref, scales, np.int32(k), free,
+            g[order], resets, names=names, tol=tol, max_steps=max_steps, autodiff=autodiff,
+            expected=expected)
         values, thetas = np.asarray(values), np.asarray(thetas)
         converged, steps = np.asarray(converged), np.asarray(steps)
     else:
-        values, thetas = _profile_direct(experiments, data, fixed, theta_hat, np.int32(k),
-                                         g[order], names=names)
+        values, thetas = _profile_direct(experiments, data, fixed, theta_hat, theta_ref,
+                                         np.int32(k), g[order], names=names,
+                                         expected=expected)
         values, thetas = np.asarray(values), np.asarray(thetas)
         converged, steps = np.isfinite(values), np.zeros(n, dtype=np.int64)
     inverse = np.empty_like(order)
@@ -483,42 +667,91 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, ref, scale
     center = int(np.nanargmin(np.where(finite, delta, np.nan)))
     if abs(g[center] - estimate) > abs(g[c] - estimate):
         center = c
-    intervals, open_, reasons = {}, {}, set()
-    multimodal = False
+    intervals, open_, reasons, edge_open = {}, {}, set(), {}
+    other = None  # (location, Δ) of the lowest point beyond an interval that is below it
+    coarse_ends = []  # (level, side, ψ, Δ) of the grid-limited endpoints
     for lv in levels:
-        lo, why_lo = _crossing(g, delta, center, estimate, lv, -1)
-        hi, why_hi = _crossing(g, delta, center, estimate, lv, +1)
+        lo, why_lo, coarse_lo = _crossing(g, delta, center, estimate, lv, -1)
+        hi, why_hi, coarse_hi = _crossing(g, delta, center, estimate, lv, +1)
         intervals[lv] = (lo, hi)
         open_[lv] = (not math.isfinite(lo), not math.isfinite(hi))
+        edge_open[lv] = (why_lo == "grid edge", why_hi == "grid edge")
         reasons.update(r for r in (why_lo, why_hi) if r and r != "grid edge")
+        coarse_ends += [(lv, side, g[j], delta[j])
+                        for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper"))
+                        if j is not None]
         for bound, side in ((lo, g < lo), (hi, g > hi)):
-            if math.isfinite(bound) and np.any(delta[side & finite] < lv):
-                multimodal = True
+            dip = side & finite & (delta < lv)
+            if math.isfinite(bound) and np.any(dip):
+                j = int(np.flatnonzero(dip)[np.argmin(delta[dip])])
+                if other is None or delta[j] < other[1]:
+                    other = (float(g[j]), float(delta[j]))
     notes += [f"Open side: {r}." for r in sorted(reasons)]
+    if coarse_ends:
+        notes.append(_coarse_message(name, coarse_ends))
+    multimodal = other is not None
     if multimodal:
-        notes.append("The profile falls below a level again beyond the interval: the "
-                     "likelihood is multimodal within the grid.")
+        notes.append(f"The profile falls below a level again beyond the interval (Δ = "
+                     f"{other[1]:.3g} at {name} = {other[0]:.6g}): the likelihood is "
+                     "multimodal within the grid, and the interval around the best fit is "
+                     "only part of the confidence set.")
     flat = bool(np.nanmax(delta) < FLAT_TOL)
     top = max(levels)
     closed = not any(open_[top])
+    sides = ("below", "above")
+    clipped_side = clip[0] if clip else None
+    # An open side that ends at a grid edge the default grid clipped says nothing about
+    # identifiability: the profile was not computed further.
+    by_clip = [s for s, o, e in zip(sides, open_[top], edge_open[top], strict=True)
+               if o and e and s == clipped_side]
+    really_open = [s for s, o in zip(sides, open_[top], strict=True) if o and s not in by_clip]
     if flat:
         verdict = "structurally non-identifiable (flat profile)"
-    elif closed:
-        verdict = "identifiable"
-    else:
-        sides = [s for s, o in zip(("below", "above"), open_[top], strict=True) if o]
-        verdict = (f"practically non-identifiable (open {' and '.join(sides)} at "
+    elif really_open:
+        verdict = (f"practically non-identifiable (open {' and '.join(really_open)} at "
                    f"Δ={top:.3g} within the grid)")
+    elif by_clip:
+        verdict = (f"undetermined {by_clip[0]} (Δ < {top:.3g} up to where the default grid "
+                   f"was clipped, {clip[1]:.4g}; pass `grid` to go further)")
+    else:
+        verdict = "identifiable"
+    if multimodal and not flat:
+        extra = (f"multimodal (another minimum, Δ = {other[1]:.3g}, at {name} = "
+                 f"{other[0]:.6g})")
+        verdict = extra if verdict == "identifiable" else f"{verdict}; {extra}"
     nuisance = {names[i]: thetas[:, i] for i in free}
     best = {nm: float(theta_hat[i]) for i, nm in enumerate(names)}
     best.update({kk: float(v) for kk, v in fixed.items()})
-    return ProfileLikelihood(
+    profile = ProfileLikelihood(
         name=name, grid=g, delta=delta, converged=converged.astype(bool), steps=steps,
         nuisance=nuisance, estimate=estimate, best_fit=best, levels=tuple(levels),
         intervals=intervals, open=open_, flat=flat, multimodal=multimodal,
-        identifiable=bool(closed and not flat), verdict=verdict,
-        fisher_sigma=float(sigma[name]), data=kind, notes=notes, _center=center,
+        other_minimum=other, identifiable=bool(closed and not flat and not multimodal),
+        verdict=verdict, fisher_sigma=float(sigma[name]), data=kind, notes=notes,
+        _center=center,
     )
+    if coarse_ends:
+        warnings.warn(_coarse_message(name, coarse_ends), UserWarning, stacklevel=3)
+    return profile
+
+
+def _noise_depends_on_parameters(experiments, data, fixed, theta0, names):
+    """Per experiment: does its noise model depend on the varied parameters?"""
+    out, unknown = [], []
+    for i, exp in enumerate(experiments):
+        flag = getattr(exp.noise, "parameter_dependent", None)
+        if isinstance(flag, bool | np.bool_):
+            out.append(bool(flag))
+        else:
+            out.append(None)
+            unknown.append(i)
+    if unknown:
+        grads = _noise_gradients(tuple(experiments[i] for i in unknown),
+                                 tuple(data[i] for i in unknown), fixed, theta0, names=names)
+        for i, grad in zip(unknown, grads, strict=True):
+            grad = np.asarray(grad)
+            out[i] = bool(np.any(grad != 0) or not np.all(np.isfinite(grad)))
+    return out
 
 
 def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=None,
@@ -529,32 +762,43 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
     For each grid value ψ of the parameter the other parameters in `params` are
     re-optimised (``optimistix.BFGS``, jitted, ``lax.scan`` along the grid with warm starts);
     ``Δ(ψ) = min −2 ln L(ψ, ·) − min −2 ln L``. ``−2 ln L`` is the noise model's own
-    ``log_likelihood``, summed over the experiments.
+    ``log_likelihood``, summed over the experiments; without `data` it is its expectation
+    under the fiducial (see `data`).
 
     **Arguments:**
 
     - `experiment`: an :class:`Experiment` or a list of independent experiments.
     - `fiducial`: dict name -> value: the truth for Asimov data, the start of the fit for
-      user data, the point where the Fisher matrix is evaluated.
+      user data.
     - `name_or_names`: one parameter name (returns a :class:`ProfileLikelihood`) or a list
       of names (returns a :class:`ProfileBatch`, a dict name -> profile).
     - `data`: observed data in the model's output shape (a list, one per experiment, for
-      several). Default ``None``: Asimov data, the model at the fiducial without noise, whose
-      best fit is the fiducial itself (for noise that does not depend on the parameters).
+      several). Default ``None``: Asimov, the expected −2 ln L for data drawn at the
+      fiducial, whose best fit is the fiducial itself. For noise that does not depend on the
+      parameters (and Poisson counts) that is −2 ln L of the noise-free model at the
+      fiducial; for a parameter-dependent Gaussian covariance it is
+      ``ln det C + tr(C⁻¹C₀) + (μ−μ₀)ᵀC⁻¹(μ−μ₀)``. Other parameter-dependent noise models
+      need `data`.
     - `grid`: the values of the parameter (1-D, increasing). Default: `n_grid` points on
       ψ̂ ± `span`·σ_Fisher, or ψ̂·(1 ± `rel_span`) when the Fisher matrix cannot bound the
-      parameter; never crossing zero (see the docs).
+      parameter; clipped at 1 % of ψ̂ where going on to zero or past it would make −2 ln L
+      non-finite (see the docs).
     - `params`: the parameters that vary (default: all of the fiducial); the rest are fixed.
-    - `levels`: Δ(−2 ln L) levels for the intervals (default 1 and 3.84: 68.27 % and 95 %).
-      The verdict uses the largest.
+    - `levels`: Δ(−2 ln L) thresholds for the intervals (default 1 and 3.84: 68.27 % and
+      95 %), not probabilities. The verdict uses the largest.
     - `tol`: BFGS relative/absolute tolerance; `max_steps`: BFGS steps per grid point.
     - `mode`: ``"forward"`` (forward-mode gradients, default; needed for diffrax
       ``ForwardMode`` ODE models) or ``"reverse"``.
 
+    The Fisher σ that the intervals are compared with, and that sets the default grid and
+    the optimiser's scales, is evaluated at the best fit (the fiducial for Asimov data).
+
     **Returns:** a :class:`ProfileLikelihood` or a :class:`ProfileBatch`.
 
-    **Raises:** `ParameterError` for unknown names, `ValueError` for bad data or grid,
-    `NonFiniteError` when the profile cannot be evaluated anywhere (single name).
+    **Raises:** `ParameterError` for unknown names, `ValueError` for bad data, grid, levels
+    or mode, or for Asimov profiles of a parameter-dependent noise model other than
+    `Gaussian`; `NonFiniteError` when the profile cannot be evaluated anywhere (single
+    name). Warns (`UserWarning`) when an interval endpoint is limited by the grid spacing.
 
     ```python
     >>> import jax.numpy as jnp, fisherforecast as ff
@@ -569,7 +813,7 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
     experiments = tuple(_as_experiments(experiment))
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode)
+    _check_mode(mode, experiments)
     single = isinstance(name_or_names, str)
     targets = [name_or_names] if single else list(name_or_names) \
         if isinstance(name_or_names, Sequence) else None
@@ -585,13 +829,9 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
     if n_grid % 2 == 0:
         n_grid += 1
     for label, value in (("span", span), ("rel_span", rel_span), ("tol", tol)):
-        if not (isinstance(value, int | float) and 0 < value < math.inf):
+        if not (_is_real(value) and 0 < value < math.inf):
             raise ValueError(f"`{label}` must be a positive number; received {value!r}.")
-    if isinstance(levels, int | float):
-        levels = (float(levels),)
-    levels = tuple(float(lv) for lv in levels)
-    if not levels or any(not lv > 0 for lv in levels):
-        raise ValueError(f"`levels` must be positive Δ(−2 ln L) values; received {levels!r}.")
+    levels = _check_levels(levels, "levels")
     autodiff = "fwd" if mode == "forward" else "bwd"
 
     notes = []
@@ -601,28 +841,41 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
         # The Fisher matrix at the fiducial and the Asimov data, from the same compiled
         # function as ff.identifiability (one Jacobian compilation for both analyses).
         F, means, _ = _fisher_parts_checked(experiments, fid64, names, mode)
-        sigma = _marginal_sigma_pinv(F, names, fid)
-        diag = np.diag(F)
         theta0 = np.array([fid[n] for n in names], dtype=np.float64)
-        scales = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
-                          np.where(theta0 != 0, np.abs(theta0), 1.0))
         if data is None:
             data_t = tuple(means)
             kind = "asimov"
+            # Gaussian noise (any covariance), Poisson and PSD: the expected deviance is
+            # known and minimal at the fiducial. Other noise models: the Asimov −2 ln L,
+            # valid only where the noise does not depend on the parameters (a global fit
+            # then confirms the minimum).
+            custom = [i for i, e in enumerate(experiments)
+                      if not isinstance(e.noise, Gaussian | Poisson | PSD)]
+            if custom:
+                depends = _noise_depends_on_parameters(
+                    [experiments[i] for i in custom], [data_t[i] for i in custom], fixed,
+                    theta0, names)
+                bad = [experiments[i] for i, d in zip(custom, depends, strict=True) if d]
+                if bad:
+                    raise ValueError(
+                        f"profile_likelihood without `data`: the noise model "
+                        f"{bad[0].noise!r} of {bad[0].label} depends on the parameters "
+                        f"{list(names)}, and its expected −2 ln L under the fiducial has no "
+                        "known formula; noise-free (Asimov) data would drive its noise to "
+                        "zero. Pass `data=` (e.g. data simulated with exp.noise.simulate), "
+                        "or hold the noise parameters fixed with `params=`.")
+            needs_fit = bool(custom)
         else:
             data_t = _check_data(data, experiments, means)
             kind = "user"
-        # Asimov data are the exact best fit when the noise does not depend on the
-        # parameters; otherwise (or for user data) fit first.
-        needs_fit = kind == "user" or not all(
-            isinstance(e.noise, Poisson | PSD)
-            or (isinstance(e.noise, Gaussian) and not e.noise.parameter_dependent)
-            for e in experiments)
+            needs_fit = True
+        expected = kind == "asimov"
+        sigma, scales = _sigma_and_scales(F, names, fid, theta0)
         theta_hat = theta0
         if needs_fit:
             th, value, ok = _global_fit(experiments, data_t, fixed, theta0, scales,
                                         names=names, tol=tol, max_steps=max_steps,
-                                        autodiff=autodiff)
+                                        autodiff=autodiff, expected=expected)
             th, ref = np.asarray(th), float(value)
             if np.all(np.isfinite(th)) and math.isfinite(ref):
                 theta_hat = th
@@ -633,12 +886,25 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
                 notes.append("The global fit failed; profiles start from the fiducial.")
                 ref = math.nan
         else:
-            ref = float(_chi2_at_data(experiments, data_t, fid64))
+            ref = float(_chi2_at_data(experiments, data_t, fid64, expected=expected))
+        if not np.array_equal(theta_hat, theta0):
+            # Compare with (and scale the grid and the optimiser by) the Fisher matrix at
+            # the best fit, not at the fiducial that only started the fit.
+            best64 = dict(fid64)
+            best64.update({n: np.float64(theta_hat[i]) for i, n in enumerate(names)})
+            try:
+                F_hat, _, _ = _fisher_parts_checked(experiments, best64, names, mode)
+            except (FisherError, FloatingPointError) as exc:
+                notes.append("The Fisher matrix could not be evaluated at the best fit "
+                             f"({str(exc).splitlines()[0]}); Fisher σ, the default grid "
+                             "and the optimiser scales use the fiducial's.")
+            else:
+                sigma, scales = _sigma_and_scales(F_hat, names, best64, theta_hat)
         common = dict(experiments=experiments, data=data_t, fixed=fixed, names=names,
-                      theta_hat=theta_hat, ref=ref, scales=scales, sigma=sigma, grid=grid,
-                      n_grid=n_grid, span=span, rel_span=rel_span, tol=tol,
-                      max_steps=max_steps, autodiff=autodiff, levels=levels, kind=kind,
-                      notes=notes, fiducial=fid)
+                      theta_hat=theta_hat, theta_ref=theta0, ref=ref, scales=scales,
+                      sigma=sigma, grid=grid, n_grid=n_grid, span=span, rel_span=rel_span,
+                      tol=tol, max_steps=max_steps, autodiff=autodiff, levels=levels,
+                      kind=kind, expected=expected, notes=notes, fiducial=fid)
         if single:
             return _profile_one(name_or_names, **common)
         profiles, errors = {}, {}
@@ -650,5 +916,13 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
         return ProfileBatch(profiles, errors)
 
 
-__all__ = ["LEVELS", "ProfileBatch", "ProfileLikelihood", "profile_likelihood"]
+def _sigma_and_scales(F, names, point, theta):
+    """Marginal Fisher σ per name and the optimiser's coordinate scales ``1/sqrt(F_jj)``."""
+    sigma = _marginal_sigma_pinv(F, names, {n: float(point[n]) for n in names})
+    diag = np.diag(F)
+    scales = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
+                      np.where(theta != 0, np.abs(theta), 1.0))
+    return sigma, scales
 
+
+__all__ = ["LEVELS", "ProfileBatch", "ProfileLikelihood", "profile_likelihood"]

@@ -69,10 +69,11 @@ def test_linear_profile_is_the_exact_parabola(quad_exp):
     assert prof.grid[0] == pytest.approx(2.0 - 3 * sig) and prof.grid[-1] == pytest.approx(
         2.0 + 3 * sig)
     assert 2.0 in prof.grid and len(prof.grid) == 21
-    # With the default span of 4σ the grid would cross zero: it is clipped, and says so.
-    clipped = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9)
-    assert clipped.grid[0] == pytest.approx(0.02)
-    assert any("clipped below" in n for n in clipped.notes)
+    # With the default span of 4σ the grid crosses zero; the model is finite there, so the
+    # grid is not clipped (see test_grid_is_clipped_only_where_the_model_fails).
+    wide = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9)
+    assert wide.grid[0] == pytest.approx(2.0 - 4 * sig) and wide.grid[0] < 0
+    assert not wide.notes
 
 
 def test_user_data_profile_is_centred_on_the_least_squares_fit(quad_exp):
@@ -204,7 +205,8 @@ def test_batch_isolates_failures_and_does_not_retrace():
     before = _profile_scan._cache_size()
     # The grid brackets a's best fit (1) but not c's (4): c's profile fails, a's does not.
     # Six grid points plus the inserted best fit make the same 7-point scan as above.
-    batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, 3.5, 6))
+    with pytest.warns(UserWarning, match="limited by the grid"):  # a coarse grid for a
+        batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, 3.5, 6))
     assert _profile_scan._cache_size() == before
     assert isinstance(batch, ff._profile.ProfileBatch)
     assert list(batch) == ["a"] and "c" in batch.errors
@@ -261,3 +263,224 @@ def test_user_grid_must_bracket_the_best_fit_and_gets_it_inserted():
     lo, hi = prof.intervals[1.0]
     # Asimov data, nearly linear model: the LR interval is close to the Fisher one.
     assert abs(lo - (2.0 - sigma)) < 0.2 * sigma and abs(hi - (2.0 + sigma)) < 0.2 * sigma
+
+
+# ---------------------------------------------------------------------------------------
+# Review fixes: each against an independent answer
+# ---------------------------------------------------------------------------------------
+def _bisect(f, a, b, iters=200):
+    """Root of a monotone f on [a, b] (f(a), f(b) of opposite signs)."""
+    fa = f(a)
+    for _ in range(iters):
+        m = 0.5 * (a + b)
+        if (f(m) > 0) == (fa > 0):
+            a, fa = m, f(m)
+        else:
+            b = m
+    return 0.5 * (a + b)
+
+
+@pytest.mark.parametrize("noise", ["sigma", "cov"])
+def test_asimov_with_parameter_dependent_noise_profiles_the_expected_deviance(noise):
+    # N data of mean m and noise s. The expected deviance under (m0, s0) is
+    # N [2 ln s + (s0² + (m − m0)²)/s²]: profiling s gives Δ(m) = N ln(1 + (m − m0)²/s0²),
+    # profiling m gives Δ(s) = N [2 ln(s/s0) + s0²/s² − 1]. (Noise-free data used as data
+    # would drive s to 0.)
+    n, m0, s0 = 20, 1.0, 0.5
+    gauss = (ff.Gaussian(sigma=lambda p, x: p["s"] * jnp.ones_like(x)) if noise == "sigma"
+             else ff.Gaussian(cov=lambda p: p["s"] ** 2 * jnp.eye(n)))
+    exp = ff.Experiment(lambda p, x: p["m"] + 0.0 * x, gauss, design=np.zeros(n))
+    batch = ff.profile_likelihood(exp, {"m": m0, "s": s0}, ["m", "s"], n_grid=9)
+    pm, ps = batch["m"], batch["s"]
+    for prof in (pm, ps):
+        assert prof.best_fit == {"m": m0, "s": s0} and prof.identifiable
+        assert not prof.notes and prof.converged.all()
+    np.testing.assert_allclose(pm.delta, n * np.log1p(((pm.grid - m0) / s0) ** 2), atol=1e-8)
+    np.testing.assert_allclose(ps.delta, n * (2 * np.log(ps.grid / s0) + (s0 / ps.grid) ** 2
+                                              - 1), atol=1e-8)
+    np.testing.assert_allclose(pm.nuisance["s"], np.hypot(s0, pm.grid - m0), rtol=1e-7)
+    # Fisher: 1/σ_m² = N/s0², 1/σ_s² = 2N/s0² (the ½ tr(C⁻¹∂C C⁻¹∂C) term).
+    assert pm.fisher_sigma == pytest.approx(s0 / math.sqrt(n), rel=1e-12)
+    assert ps.fisher_sigma == pytest.approx(s0 / math.sqrt(2 * n), rel=1e-12)
+    half = s0 * math.sqrt(math.expm1(1.0 / n))
+    lo, hi = pm.interval(1.0)
+    assert lo == pytest.approx(m0 - half, abs=2e-3 * pm.fisher_sigma)
+    assert hi == pytest.approx(m0 + half, abs=2e-3 * pm.fisher_sigma)
+
+
+def test_asimov_with_proportional_errors_is_centred_on_the_fiducial():
+    # μ = A e^{−t/τ}, σ = 0.1 μ. With u = μ0/μ = (A0/A)·w(τ), the expected deviance is
+    # Σ [−2 ln u + u² + 100 (1 − u)²] + const; for fixed τ the best r = A0/A solves
+    # 202 Σw² r² − 200 Σw r − 2N = 0. (Fitting the noise-free data instead biases A by 1 %.)
+    t = np.linspace(0.5, 5.0, 10)
+    fid = {"A": 2.0, "tau": 1.5}
+
+    def model(p, t):
+        return p["A"] * jnp.exp(-t / p["tau"])
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=lambda p, t: 0.1 * model(p, t)), design=t)
+    prof = ff.profile_likelihood(exp, fid, "tau", n_grid=9)
+
+    def deviance(tau):
+        w = np.exp(t * (1 / tau - 1 / fid["tau"]))
+        a, b = 202 * np.sum(w**2), 200 * np.sum(w)
+        r = (b + math.sqrt(b * b + 8 * a * t.size)) / (2 * a)
+        u = r * w
+        return np.sum(-2 * np.log(u) + u**2 + 100 * (1 - u) ** 2), fid["A"] / r
+
+    ref = np.array([deviance(x)[0] for x in prof.grid]) - deviance(fid["tau"])[0]
+    assert prof.best_fit == fid and prof.estimate == fid["tau"]
+    np.testing.assert_allclose(prof.delta, ref, atol=1e-8)
+    np.testing.assert_allclose(prof.nuisance["A"], [deviance(x)[1] for x in prof.grid],
+                               rtol=1e-7)
+
+
+def test_asimov_needs_data_for_other_parameter_dependent_noise():
+    class LogCosh(ff.NoiseModel):
+        """ln L = −Σ ln cosh(r/b) − N ln b, with b fixed or the parameter "b"."""
+
+        def __init__(self, b=None):
+            self.b = b
+
+        def _flatten(self):
+            return (), self.b
+
+        @classmethod
+        def _unflatten(cls, aux, children):
+            return cls(aux)
+
+        def inner(self, a, b, params, design, mean):  # curvature of ln cosh at r = 0
+            scale = params["b"] if self.b is None else self.b
+            return a.T @ b / scale**2
+
+        def log_likelihood(self, data, mean, params, design):
+            b = params["b"] if self.b is None else self.b
+            r = (jnp.asarray(data) - mean).reshape(-1)
+            return -jnp.sum(jnp.log(jnp.cosh(r / b))) - r.size * jnp.log(b)
+
+    x = np.array([0.5, 1.0, 2.0])
+    model = lambda p, x: p["a"] * x  # noqa: E731
+    varying = ff.Experiment(model, LogCosh(), design=x)
+    with pytest.raises(ValueError, match=r"depends on the parameters.*Pass `data=`"):
+        ff.profile_likelihood(varying, {"a": 1.0, "b": 0.5}, "a")
+    # Fixed noise: the noise-free data are still the best fit; Δ(a) = 2 Σ ln cosh(Δa·x/b).
+    fixed = ff.Experiment(model, LogCosh(0.5), design=x)
+    prof = ff.profile_likelihood(fixed, {"a": 1.0}, "a", n_grid=9)
+    ref = [2 * np.sum(np.log(np.cosh((g - 1.0) * x / 0.5))) for g in prof.grid]
+    assert prof.estimate == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_allclose(prof.delta, ref, atol=1e-9)
+
+
+def test_coarse_grid_gives_no_spurious_root_and_warns():
+    # Δ(a) = ((e^{5a} − e^5)/0.1)²: the Δ = 1 endpoints are ln(e^5 ± 0.1)/5.
+    exp = ff.Experiment(lambda p, x: jnp.exp(p["a"] * x), ff.Gaussian(sigma=0.1),
+                        design=np.array([5.0]))
+    true_lo, true_hi = math.log(math.exp(5) - 0.1) / 5, math.log(math.exp(5) + 0.1) / 5
+    with pytest.warns(UserWarning, match="limited by the grid"):
+        prof = ff.profile_likelihood(exp, {"a": 1.0}, "a", grid=np.array([0.7, 1.0, 1.3, 1.6]))
+    assert any("limited by the grid" in t for t in prof.notes)
+    with pytest.warns(UserWarning, match="finer `grid`"):
+        lo, hi = prof.interval(1.0)
+    # A cubic through 1.0, 1.3, 1.6 is not monotone on [1, 1.3] (its spurious root was
+    # 1.128): z = sqrt(Δ) is interpolated linearly instead, the best a grid this coarse can do.
+    z = 10 * (math.exp(5 * 1.3) - math.exp(5))
+    assert hi == pytest.approx(1.0 + 0.3 / z, rel=1e-12)
+    assert 1.0 < hi < true_hi and abs(hi - true_hi) < 0.6 * (true_hi - 1.0)
+    assert true_lo - 0.3 * (1 - true_lo) > lo > 0.7 and (1 - lo) < 2 * (1 - true_lo)
+    # The default grid (spacing 0.4 σ) resolves them, silently.
+    fine = ff.profile_likelihood(exp, {"a": 1.0}, "a")
+    lo, hi = fine.interval(1.0)
+    assert lo == pytest.approx(true_lo, abs=1e-3 * fine.fisher_sigma)
+    assert hi == pytest.approx(true_hi, abs=1e-3 * fine.fisher_sigma)
+    assert not fine.notes
+
+
+def test_user_data_compares_with_the_fisher_matrix_at_the_best_fit():
+    # Data e^{x} fitted with e^{a x} from a = 0.8: best fit a = 1, Fisher σ there
+    # 0.1/sqrt(Σ x² e^{2x}); Δ(a) = Σ ((e^{a x} − e^{x})/0.1)² exactly.
+    x = np.array([1.0, 2.0, 3.0])
+    exp = ff.Experiment(lambda p, x: jnp.exp(p["a"] * x), ff.Gaussian(sigma=0.1), design=x)
+    prof = ff.profile_likelihood(exp, {"a": 0.8}, "a", data=np.exp(x))
+    sig = 0.1 / math.sqrt(np.sum(x**2 * np.exp(2 * x)))
+    assert prof.estimate == pytest.approx(1.0, abs=1e-6 * sig)
+    assert prof.fisher_sigma == pytest.approx(sig, rel=1e-6)
+    assert prof.grid[0] == pytest.approx(prof.estimate - 4 * sig, rel=1e-9)
+    assert prof.grid[-1] == pytest.approx(prof.estimate + 4 * sig, rel=1e-9)
+
+    def delta(a):
+        return np.sum(((np.exp(a * x) - np.exp(x)) / 0.1) ** 2)
+
+    true = (_bisect(lambda a: delta(a) - 1, 1 - 2 * sig, 1.0),
+            _bisect(lambda a: delta(a) - 1, 1.0, 1 + 2 * sig))
+    lo, hi = prof.interval(1.0)
+    assert lo == pytest.approx(true[0], abs=1e-3 * sig)
+    assert hi == pytest.approx(true[1], abs=1e-3 * sig)
+    flo, fhi = prof.fisher_interval(1.0)   # nearly linear at this precision: close
+    assert abs(flo - lo) < 0.01 * sig and abs(fhi - hi) < 0.01 * sig
+
+
+def test_grid_is_clipped_only_where_the_model_fails(quad_exp):
+    # c = −0.5 with σ_c = 0.29: the 4σ grid crosses zero, the quadratic is finite there,
+    # and the 95 % interval is the Fisher one (linear Gaussian).
+    fid = {"a": 1.0, "b": 2.0, "c": -0.5}
+    prof = ff.profile_likelihood(quad_exp, fid, "c")
+    sig = quad_sigma()[2]
+    assert prof.grid[-1] == pytest.approx(-0.5 + 4 * sig) and not prof.notes
+    lo, hi = prof.intervals[3.841458820694124]
+    half = math.sqrt(3.841458820694124) * sig
+    assert (lo, hi) == (pytest.approx(-0.5 - half, abs=1e-6 * sig),
+                        pytest.approx(-0.5 + half, abs=1e-6 * sig))
+    assert prof.verdict == "identifiable"
+    # y = sqrt(b)·x is NaN for b < 0: the grid (1 ± 8) is clipped at 1 % of b̂. There
+    # Δ = (sqrt(0.01) − 1)² = 0.81 < 3.84, so the lower side is open only because of the clip.
+    exp = ff.Experiment(lambda p, x: jnp.sqrt(p["b"]) * x, ff.Gaussian(sigma=1.0),
+                        design=np.array([1.0]))
+    root = ff.profile_likelihood(exp, {"b": 1.0}, "b")
+    assert root.grid[0] == pytest.approx(0.01) and root.grid[-1] == pytest.approx(9.0)
+    np.testing.assert_allclose(root.delta, (np.sqrt(root.grid) - 1) ** 2, atol=1e-12)
+    assert any("clipped below at 0.01" in t for t in root.notes)
+    assert root.open[3.841458820694124] == (True, False)
+    assert root.verdict.startswith("undetermined below") and "clipped" in root.verdict
+    assert not root.identifiable
+
+
+def test_multimodal_profile_is_named_in_the_verdict():
+    # y = a² with σ = 0.5: Δ(a) = 4 (a² − 1)², minima at ±1; around a = 1 the Δ = L
+    # interval is sqrt(1 ± sqrt(L)/2) (z = 2(a² − 1) is quadratic: the cubic is exact).
+    exp = ff.Experiment(lambda p, x: p["a"] ** 2 * x, ff.Gaussian(sigma=0.5),
+                        design=np.array([1.0]))
+    prof = ff.profile_likelihood(exp, {"a": 1.0}, "a", grid=np.linspace(-1.5, 1.5, 31))
+    np.testing.assert_allclose(prof.delta, 4 * (prof.grid**2 - 1) ** 2, atol=1e-12)
+    assert prof.multimodal and not prof.identifiable
+    assert "multimodal" in prof.verdict and "a = -1" in prof.verdict
+    assert prof.other_minimum[0] == pytest.approx(-1.0) and prof.other_minimum[1] < 1e-12
+    for level in (1.0, 3.841458820694124):
+        lo, hi = prof.intervals[level]
+        assert lo == pytest.approx(math.sqrt(1 - math.sqrt(level) / 2), abs=1e-9)
+        assert hi == pytest.approx(math.sqrt(1 + math.sqrt(level) / 2), abs=1e-9)
+    json.dumps(prof.to_dict(), allow_nan=False)
+
+
+def test_levels_are_thresholds_and_numpy_scalars_are_accepted(quad_exp):
+    prof = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9)
+    sig = quad_sigma()[1]
+    lo, hi = prof.interval(np.float32(3.84))
+    half = math.sqrt(float(np.float32(3.84))) * sig
+    assert (lo, hi) == (pytest.approx(2.0 - half, abs=1e-6 * sig),
+                        pytest.approx(2.0 + half, abs=1e-6 * sig))
+    assert prof.interval(np.int64(1)) == prof.interval(1.0)
+    with pytest.raises(ValueError, match=r"thresholds, not confidence levels.*3\.841"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
+    with pytest.raises(ValueError, match="not confidence levels"):
+        prof.interval(0.95)
+    with pytest.raises(ValueError, match="`level`"):
+        prof.interval("1")
+    with pytest.warns(UserWarning, match="below 1"):
+        prof.interval(0.455)
+
+
+def test_reverse_mode_on_a_forward_only_ode_model_is_refused_clearly():
+    decay = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: 1.0)
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"mode='reverse'.*supports only \('forward',\)"):
+        ff.profile_likelihood(exp, {"k": 1.0}, "k", mode="reverse")
