@@ -633,3 +633,17 @@ def test_model_objects_holding_arrays_are_told_apart():
                    {"a": 1.0})
     np.testing.assert_allclose(F1.matrix, [[np.sum(t**2)]], rtol=1e-14)
     np.testing.assert_allclose(F2.matrix, [[4 * np.sum(t**2)]], rtol=1e-14)
+
+
+def test_pure_functions_refuse_float32_and_odd_outputs_are_named():
+    exp = ff.Experiment(lambda p, t: p["a"] * t, ff.Gaussian(sigma=1.0), np.ones(3))
+    for fn in (ff.fisher_information, ff.jacobian):
+        with pytest.raises(ff.FisherError, match="enable_x64"):
+            fn(exp, {"a": 1.0}, ["a"])
+    with jax.enable_x64(True):
+        assert ff.fisher_information(exp, {"a": 1.0}, ["a"]).dtype == jnp.float64
+    as_dict = ff.Experiment(lambda p, t: {"y": p["a"] * t}, ff.Gaussian(sigma=1.0), np.ones(3))
+    with pytest.raises(TypeError, match="returned a dict"):
+        ff.fisher(as_dict, {"a": 1.0})
+    with pytest.raises(ValueError, match="`delta_data` is complex"):
+        ff.bias(exp, {"a": 1.0}, np.ones(3) * (1 + 1j))

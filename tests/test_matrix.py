@@ -423,3 +423,16 @@ def test_reparameterize_fiducial_check_is_relative_to_each_parameter():
     with pytest.raises(ValueError, match="NaN/inf"):
         ff.FisherMatrix([[1.0]], ["x"], {"x": 1.0}).reparameterize(
             lambda p: {"y": jnp.log(p["x"] - 1.0)})
+
+
+def test_scaling_and_argument_types():
+    F = ff.FisherMatrix(np.eye(2), ["a", "b"])
+    assert (F * jnp.array(2.0)).matrix[0, 0] == 2.0 and (np.float32(3) * F).matrix[1, 1] == 3.0
+    with pytest.raises(TypeError):
+        F * True
+    with pytest.raises(TypeError, match="prior sigma for 'a' must be a number"):
+        F.with_prior({"a": "x"})
+    with pytest.raises(TypeError, match=r"fiducial\['a'\] must be a real number"):
+        ff.FisherMatrix(np.eye(1), ["a"], fiducial={"a": "x"})
+    singular = ff.FisherMatrix([[1.0, 1.0], [1.0, 1.0]], ["a", "b"])
+    assert "the direction" in singular.summary()  # the degenerate direction is named
