@@ -18,7 +18,11 @@ import scipy.integrate
 import scipy.special
 
 import fisherforecast as ff
-from fisherforecast._identifiability import _sensitivity_parts, describe_null_direction
+from fisherforecast._identifiability import (
+    _sensitivity_parts,
+    _sloppy_text,
+    describe_null_direction,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,6 +308,166 @@ def test_case12_large_valued_parameter_is_not_falsely_flagged():
     assert rep.relative_crb["tau"] < 0.05
 
 
+HILL_X = np.array([5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 70.0, 100.0])
+
+
+def hill(p, x):
+    return p["E0"] + p["Emax"] * x ** p["n"] / (p["EC50"] ** p["n"] + x ** p["n"])
+
+
+def hill_reference_fisher(Emax, sigma):
+    """Fisher matrix of the Hill model at E0 = 0 (order E0, Emax, EC50, n), complex step."""
+    theta = np.array([0.0, Emax, 26.8, 2.7], dtype=complex)
+    cols = []
+    for i in range(4):
+        th = theta.copy()
+        th[i] += 1e-30j
+        E0, Em, ec, n = th
+        cols.append((E0 + Em * HILL_X**n / (ec**n + HILL_X**n)).imag / 1e-30)
+    J = np.array(cols).T / sigma
+    return J.T @ J
+
+
+@pytest.fixture(scope="module")
+def hill_reports():
+    fid = {"E0": 0.0, "Emax": 1.0, "EC50": 26.8, "n": 2.7}
+    out = {}
+    for unit, factor in (("fraction", 1.0), ("percent", 100.0)):
+        exp = ff.Experiment(hill, ff.Gaussian(sigma=0.05 * factor), design=HILL_X)
+        f = {**fid, "Emax": factor}
+        out[unit] = ff.identifiability(exp, f)
+        out[unit, "scaled"] = ff.identifiability(exp, f, scales={"E0": 0.05 * factor})
+    return out
+
+
+UNIT_DEPENDENT = {"fiducial", "random_points", "absolute_crb", "notes", "scales"}
+
+
+def assert_same(a, b, where):
+    """Equal structures; floats to 1e-7 relative (1e-12 absolute, for exact zeros)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert b == pytest.approx(a, rel=1e-7, abs=1e-12), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_zero_fiducial_verdicts_do_not_depend_on_the_units(hill_reports):
+    # The response as a fraction (Emax = 1, σ = 0.05) or in % (Emax = 100, σ = 5), E0 = 0:
+    # the same experiment. Every verdict and unit-free number must agree.
+    for key in ("fraction", ("fraction", "scaled")):
+        other = "percent" if key == "fraction" else ("percent", "scaled")
+        a, b = hill_reports[key].to_dict(), hill_reports[other].to_dict()
+        # The words name E0's coordinate with its scale, which is in the units chosen.
+        b = json.loads(json.dumps(b).replace("d(E0/5)", "d(E0/0.05)"))
+        assert set(a) == set(b)
+        for field in sorted(set(a) - UNIT_DEPENDENT):
+            assert_same(a[field], b[field], field)
+    frac, pct = hill_reports["fraction"], hill_reports["percent"]
+    # E0 has no unit-free size: its practical verdict is n/a, not a unit-dependent yes/no.
+    assert frac.identifiable == pct.identifiable == {"E0": None, "Emax": True, "EC50": True,
+                                                     "n": True}
+    assert math.isnan(frac.relative_crb["E0"]) and math.isnan(pct.relative_crb["E0"])
+    assert "n/a" in frac.summary() and "scales=" in frac.summary()
+    assert "undetermined=['E0']" in repr(pct)
+
+
+def test_zero_fiducial_numbers_against_an_independent_fisher_matrix(hill_reports):
+    for unit, factor in (("fraction", 1.0), ("percent", 100.0)):
+        F = hill_reference_fisher(factor, 0.05 * factor)
+        cov = np.linalg.inv(F)
+        rep = hill_reports[unit]
+        # Absolute σ(E0) in the response's units; relative CRBs of the others.
+        assert rep.absolute_crb["E0"] == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-7)
+        for i, n in enumerate(["Emax", "EC50", "n"], start=1):
+            theta = [factor, 26.8, 2.7][i - 1]
+            assert rep.relative_crb[n] == pytest.approx(math.sqrt(cov[i, i]) / theta, rel=1e-7)
+        # The spectrum is that of the ln-parameters with E0 marginalised (Schur complement).
+        D = np.diag([factor, 26.8, 2.7])
+        marg = D @ np.linalg.inv(cov[1:, 1:]) @ D
+        np.testing.assert_allclose(rep.eigenvalues, np.linalg.eigvalsh(marg), rtol=1e-7)
+        ev = np.linalg.eigvalsh(marg)
+        assert rep.condition_number == pytest.approx(ev[-1] / ev[0], rel=1e-7)
+        # With a reference scale s for E0 the CRB is σ(E0)/s, judged like a relative one.
+        scaled = hill_reports[unit, "scaled"]
+        rel = math.sqrt(cov[0, 0]) / (0.05 * factor)
+        assert scaled.relative_crb["E0"] == pytest.approx(rel, rel=1e-7)
+        assert scaled.identifiable["E0"] is (rel <= 0.5)
+        Ds = np.diag([0.05 * factor, factor, 26.8, 2.7])
+        np.testing.assert_allclose(scaled.eigenvalues, np.linalg.eigvalsh(Ds @ F @ Ds),
+                                   rtol=1e-7)
+    # The weakest direction is printed in the units it was computed in.
+    text = hill_reports["fraction", "scaled"].summary()
+    weakest = next(line for line in text.splitlines() if line.startswith("Weakest"))
+    assert "d(E0/0.05)" in weakest and "ln E0" not in text
+
+
+def test_zoo_models_with_zero_fiducials():
+    from fisherforecast.models import biology as bio
+
+    rep = ff.identifiability(bio.hill_experiment(), bio.HILL_HEMOGLOBIN_FIDUCIAL, n_random=1)
+    assert rep.rank == 4 and rep.identifiable["E0"] is None
+    assert all(rep.identifiable[n] for n in ("Emax", "EC50", "n"))
+    json.dumps(rep.to_dict(), allow_nan=False)
+    assert ff.identifiability(bio.hill_experiment(), bio.HILL_HEMOGLOBIN_FIDUCIAL, n_random=0,
+                              scales={"E0": 0.01}).identifiable["E0"] in (True, False)
+
+
+@pytest.mark.parametrize("scales, error, match", [
+    ({"Emax": 1.0}, ValueError, "non-zero fiducial"),
+    ({"E0": -1.0}, ValueError, r"scales\['E0'\].*-1.0"),
+    ({"E0": True}, ValueError, "positive finite"),
+    ({"zz": 1.0}, ff.ParameterError, "zz"),
+    ([1.0], TypeError, r"`scales`.*\[1.0\]"),
+])
+def test_bad_scales_are_named(scales, error, match):
+    exp = ff.Experiment(hill, ff.Gaussian(sigma=0.05), design=HILL_X)
+    with pytest.raises(error, match=match):
+        ff.identifiability(exp, {"E0": 0.0, "Emax": 1.0, "EC50": 26.8, "n": 2.7},
+                           scales=scales, n_random=0)
+
+
+def test_nullspace_prior_and_penalty_with_a_scaled_linear_parameter():
+    # y = (a + c)·x, c = 0 with scale s = 0.5: c enters as c/s. The raw null direction
+    # w = (1, −1) (a + c fixed) is u ∝ D⁻¹w with D = diag(a, s), so the prior is
+    # λ·(uᵀD⁻¹v)² with unit u: wᵀMw = λ‖D⁻¹w‖², and M v = 0 for v = (1, 1/4)·... ⟂.
+    exp = ff.Experiment(lambda p, x: (p["a"] + p["c"]) * x, ff.Gaussian(sigma=0.1),
+                        design=np.linspace(0.1, 1.0, 5))
+    rep = ff.identifiability(exp, {"a": 2.0, "c": 0.0}, n_random=0, scales={"c": 0.5})
+    d = rep.null_directions[0]
+    np.testing.assert_allclose([d["a"], d["c"]], np.array([1.0, -4.0]) / math.sqrt(17),
+                               atol=1e-12)
+    assert "d(c/0.5)" in rep.null_descriptions[0]
+    M = ff.nullspace_prior(rep, lam=3.0).matrix
+    w = np.array([1.0, -1.0])
+    Dinv_w = np.array([1 / 2.0, -1 / 0.5])
+    assert w @ M @ w == pytest.approx(3.0 * Dinv_w @ Dinv_w, rel=1e-12)
+    np.testing.assert_allclose(M @ np.array([2.0, 0.125]), 0.0, atol=1e-12)
+    pen = ff.nullspace_penalty(rep, lam=3.0)
+    with jax.enable_x64(True):
+        hess = np.asarray(jax.hessian(lambda x: pen({"a": x[0], "c": x[1]}))(
+            jnp.array([2.0, 0.0])))
+    np.testing.assert_allclose(0.5 * hess, M, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ff.nullspace_prior(rep, lam=3.0, log=True).matrix,
+                               np.diag([1.0, 2.0]) @ (3.0 * np.outer([1, -4], [1, -4]) / 17)
+                               @ np.diag([1.0, 2.0]), atol=1e-12)
+
+
+def test_reverse_mode_on_a_forward_only_ode_model_is_a_clear_error():
+    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: p["a"])
+    exp = ff.Experiment(model, ff.Gaussian(sigma=1.0), design=np.linspace(0.5, 3.0, 4))
+    for call in (ff.identifiability, ff.collinearity_index):
+        with pytest.raises(ValueError, match=r"mode='reverse'.*supports only"):
+            call(exp, {"a": 2.0, "k": 0.5}, mode="reverse")
+
+
 # ---------------------------------------------------------------------------------------
 # Other known outcomes
 # ---------------------------------------------------------------------------------------
@@ -317,6 +481,51 @@ def test_fiducial_at_a_special_point_is_reported():
     assert any("special point" in n for n in rep.notes)
     assert rep.relative_crb["b"] == math.inf
     assert rep.null_directions == []
+    # b is generically identifiable: the degeneracy is local to b = 0 and reported apart.
+    assert rep.structurally_identifiable == {"a": True, "b": True}
+    assert rep.identifiable == {"a": True, "b": False}
+    assert rep.local_null_directions == [{"b": 1.0}]
+    assert "at this fiducial" in rep.local_null_descriptions[0]
+
+
+def test_special_fiducial_takes_the_structural_null_space_from_the_random_points():
+    # y = a·b·x + c²·x² at c = 0: the fiducial has two exact zeros (ln a − ln b, and c whose
+    # column vanishes), the generic rank is 2. Closed form: the generic null direction is
+    # (1, −1, 0)/√2 in (ln a, ln b, c); c is generically identifiable, only not at c = 0.
+    x = np.linspace(0.1, 2.0, 8)
+    exp = ff.Experiment(lambda p, x: p["a"] * p["b"] * x + p["c"] ** 2 * x**2,
+                        ff.Gaussian(sigma=0.1), design=x)
+    rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 0.0})
+    assert rep.rank == 2 and rep.rank_at_fiducial == 1
+    (d,) = rep.null_directions
+    assert set(d) == {"a", "b"}
+    np.testing.assert_allclose([d["a"], d["b"]], [2**-0.5, -(2**-0.5)], atol=1e-10)
+    assert rep.null_descriptions == ["ln a − ln b is not identifiable: only a·b is identifiable"]
+    assert rep.structurally_identifiable == {"a": False, "b": False, "c": True}
+    assert rep.local_null_directions == [{"c": 1.0}]
+    assert rep.identifiable == {"a": False, "b": False, "c": False}
+    assert rep.relative_crb["c"] == math.inf
+    # The structural prior acts on the generic direction only.
+    u = np.array([1.0, -1.0, 0.0]) / math.sqrt(2)
+    np.testing.assert_allclose(ff.nullspace_prior(rep, lam=9.0, log=True).matrix,
+                               9.0 * np.outer(u, u), atol=1e-10)
+
+
+def test_special_fiducial_with_a_null_direction_that_turns_with_the_point():
+    # y = (a + b)·x + c²·x² at c = 0: ∂y/∂ln a = a·x, ∂y/∂ln b = b·x, so the generic null
+    # direction at the fiducial is (b, −a, 0)/|·| in (ln a, ln b, c); at the random points it
+    # is (b', −a', 0): not the same vector, but the closest one inside the fiducial's null
+    # space is exactly the fiducial's generic one.
+    exp = ff.Experiment(lambda p, x: (p["a"] + p["b"]) * x + p["c"] ** 2 * x**2,
+                        ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 2.0, 8))
+    rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 0.0})
+    assert rep.rank == 2 and rep.rank_at_fiducial == 1
+    (d,) = rep.null_directions
+    np.testing.assert_allclose([d["a"], d["b"]], np.array([3.0, -2.0]) / math.sqrt(13),
+                               atol=1e-10)
+    assert "c" not in d
+    assert rep.structurally_identifiable == {"a": False, "b": False, "c": True}
+    assert rep.local_null_directions == [{"c": 1.0}]
 
 
 def test_parameter_without_effect():
@@ -532,6 +741,85 @@ def test_describe_null_direction_words():
         "only a^2·b is identifiable")
     text = describe_null_direction({"a": 0.577, "b": -0.577, "c": 0.577}, log)
     assert "only a·b and a/c are identifiable" in text
+
+
+def _exponents_orthogonal(exponents, direction):
+    return abs(sum(e * direction.get(n, 0.0) for n, e in exponents.items())) < 1e-9
+
+
+def test_two_null_directions_get_one_statement_for_the_whole_null_space():
+    # y = a·b/c·e^{−kt}: only a·b/c enters (two null directions among a, b, c). Each
+    # direction alone would suggest b/c or c/a, which are not identifiable.
+    exp = ff.Experiment(lambda p, t: p["a"] * p["b"] / p["c"] * jnp.exp(-p["k"] * t),
+                        ff.Gaussian(sigma=1.0), design=T8)
+    rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 1.5, "k": 0.5})
+    assert rep.rank == 2 and len(rep.null_directions) == 2
+    assert rep.null_descriptions == [
+        "ln a + ln c and ln b + ln c are not identifiable: only a·b/c is identifiable"]
+    # The named combination (exponents 1, 1, −1) is orthogonal to every null direction.
+    assert all(_exponents_orthogonal({"a": 1, "b": 1, "c": -1}, d) for d in rep.null_directions)
+    assert not _exponents_orthogonal({"b": 1, "c": -1}, rep.null_directions[0])
+    assert rep.identifiable == {"a": False, "b": False, "c": False, "k": True}
+    # Separate degeneracies get separate sentences: y = a·b·e^{−kt}·(1 + c·d·t).
+    exp2 = ff.Experiment(
+        lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t) * (1 + p["c"] * p["d"] * t),
+        ff.Gaussian(sigma=0.01), design=T8)
+    rep2 = ff.identifiability(exp2, {"a": 2.0, "b": 3.0, "c": 0.5, "d": 0.4, "k": 0.5},
+                              n_random=1)
+    assert rep2.null_descriptions == [
+        "ln a − ln b is not identifiable: only a·b is identifiable",
+        "ln c − ln d is not identifiable: only c·d is identifiable"]
+
+
+def test_sloppy_directions_name_only_combinations_that_are_better_determined():
+    # a·b·e^{−kt} with σ = 10: one null direction u and two sloppy ones. Reference: the
+    # closed-form log-FIM in numpy. The better-determined combination of the weakest sloppy
+    # direction v₁ must be ⟂ u and v₁ (so ∝ u × v₁); b/a (∥ u) must never be offered.
+    t = np.linspace(0.0, 5.0, 11)
+    exp = ff.Experiment(product_decay, ff.Gaussian(sigma=10.0), design=t)
+    rep = ff.identifiability(exp, FID8)
+    y = 6.0 * np.exp(-0.5 * t)
+    S = np.stack([y, y, -0.5 * t * y], axis=1) / 10.0
+    lam, V = np.linalg.eigh(S.T @ S)
+    u = np.array([1.0, -1.0, 0.0]) / math.sqrt(2)
+    assert abs(V[:, 0] @ u) == pytest.approx(1.0, abs=1e-12) and lam[1] ** -0.5 > 0.5
+    m = np.cross(u, V[:, 1])
+    m = m / m[np.argmax(np.abs(m))]
+    width = math.sqrt(sum((m @ V[:, j]) ** 2 / lam[j] for j in (1, 2)))
+    assert m[0] == pytest.approx(1.0) and m[1] == pytest.approx(1.0)
+    first, second = rep.sloppy_descriptions
+    v1 = V[:, 1] / V[2, 1]  # largest coefficient (ln k) scaled to 1
+    v2 = V[:, 2] / V[0, 2]
+    assert first.startswith(f"{v1[0]:.3g}·ln a + {v1[1]:.3g}·ln b + ln k is poorly determined "
+                            f"(1σ width {lam[1] ** -0.5:.3g} in ln-units)")
+    assert first.endswith(f": a·b/k^{-m[2]:.3g} (1σ width {width:.3g}) is better determined")
+    assert width < lam[1] ** -0.5
+    # Nothing ⟂ u is better determined than the stiffest direction when it is sloppy too.
+    assert second == (f"ln a + ln b − {-v2[2]:.3g}·ln k is poorly determined (1σ width "
+                      f"{lam[2] ** -0.5:.3g} in ln-units)")
+    assert not any("b/a" in text or "a/b" in text for text in rep.sloppy_descriptions)
+
+
+def test_sloppy_words_with_several_better_combinations():
+    # A synthetic log-FIM: v₀ = (1, 1, 1)/√3 with λ = 0.01, stiff v₁, v₂. The combinations ⟂ v₀
+    # are a/b and a/c; their widths from the covariance V diag(1/λ) Vᵀ.
+    V = np.array([[1, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=float).T
+    V = V / np.linalg.norm(V, axis=0)
+    lam = np.array([0.01, 100.0, 400.0])
+    cov = V @ np.diag(1 / lam) @ V.T
+    names = ["a", "b", "c"]
+    log = dict.fromkeys(names, True)
+    labels = {n: f"ln {n}" for n in names}
+    shown = dict(zip(names, V[:, 0], strict=True))
+    text = _sloppy_text(0, shown, names, log, labels, lam, V, 0)
+    w_ab = math.sqrt(np.array([1, -1, 0]) @ cov @ np.array([1, -1, 0]))
+    w_ac = math.sqrt(np.array([1, 0, -1]) @ cov @ np.array([1, 0, -1]))
+    assert text == (f"ln a + ln b + ln c is poorly determined (1σ width 10 in ln-units): a/b "
+                    f"(1σ width {w_ab:.3g}) and a/c (1σ width {w_ac:.3g}) are better "
+                    "determined")
+    # A single-parameter sloppy direction is poorly determined, not "without effect".
+    one = _sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
+    assert one == "ln a is poorly determined (1σ width 10 in ln-units)"
 
 
 @pytest.mark.parametrize("kwargs, match", [
