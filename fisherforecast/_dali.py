@@ -34,6 +34,7 @@ import numpy as np
 
 from ._crosscheck import (
     DEFAULT_BOUNDS_SIGMA,
+    TARGET_ACCEPT,
     _describe_prior,
     chain_statistics,
     check_sampler_settings,
@@ -163,7 +164,9 @@ class DALISamples:
 
     `samples` (name -> all chains concatenated), `chains` (name -> ``(chains, draws)``),
     `sigma`, `mean`, `skewness`, `asymmetry` (of the central 68.27 % interval, as in
-    :class:`CrossCheck`), `rhat`, `ess`, `divergences`, `priors`, `seconds`.
+    :class:`CrossCheck`), `rhat`, `ess`, `divergences`, `priors`, `seconds`. Any
+    divergence means NUTS missed part of the posterior and `sigma` is biased (usually low):
+    sample again with a higher `target_accept` (0.95) and more warm-up.
     """
 
     names: tuple
@@ -274,13 +277,15 @@ class DALI:
 
     def sample(self, *, prior=None, num_warmup=500, num_samples=1000, num_chains=1, seed=0,
                chain_method="sequential", bounds_sigma=DEFAULT_BOUNDS_SIGMA,
-               target_accept=0.8, dense_mass=False, max_tree_depth=10) -> DALISamples:
+               target_accept=TARGET_ACCEPT, dense_mass=False,
+               max_tree_depth=10) -> DALISamples:
         """Draw from the DALI posterior with numpyro NUTS (Fisher-whitened, as crosscheck).
 
         `prior` (default: the one given to :func:`dali`) maps names to ``(low, high)`` or
         numpyro distributions; parameters without one get a flat prior on fiducial ±
         `bounds_sigma` σ_Fisher and a warning (the DALI posterior may be improper without
-        bounds). Returns a :class:`DALISamples`.
+        bounds). The sampler settings are those of :func:`ff.crosscheck` (`target_accept`
+        0.9 by default). Returns a :class:`DALISamples`.
         """
         check_sampler_settings(num_warmup, num_samples, num_chains, chain_method,
                                target_accept, max_tree_depth)
@@ -409,8 +414,11 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     ```
     """
     experiments = _as_experiments(experiment)
-    if order not in (2, 3) or isinstance(order, bool):
-        raise ValueError(f"`order` must be 2 (doublet) or 3 (triplet); received {order!r}.")
+    if (isinstance(order, bool) or not isinstance(order, int | np.integer)
+            or order not in (2, 3)):
+        raise ValueError(f"`order` must be 2 (doublet) or 3 (triplet), as an int; received "
+                         f"{quote(order)} of type {type(order).__name__}.")
+    order = int(order)
     for exp in experiments:
         _check_supported(exp)
     fid = check_fiducial(fiducial)

@@ -262,6 +262,75 @@ def test_bad_input_is_named(kwargs, error, match):
         ff.crosscheck(LINE, LINE_FID, **kwargs)
 
 
+def test_sampler_defaults_to_target_accept_0_9():
+    import inspect
+
+    for fn in (ff.crosscheck, _crosscheck.run_nuts, ff.DALI.sample):
+        assert inspect.signature(fn).parameters["target_accept"].default == 0.9
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics on synthetic draws (no sampling)
+# ---------------------------------------------------------------------------------------
+def _synthetic_compare(draws, diverging=None, settings=None):
+    """_compare on given draws (chains, draws) of one parameter `a` with σ_Fisher = 1."""
+    theta = np.asarray(draws, dtype=np.float64)[..., None]
+    if diverging is None:
+        diverging = np.zeros(theta.shape[:2], dtype=bool)
+    run = _crosscheck.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
+    F = ff.FisherMatrix(np.eye(1), ["a"])
+    tol = dict(rtol=0.1, shift_tol=0.2, asym_tol=0.1, n_se=3.5, rhat_max=1.05, min_ess=100.0)
+    settings = settings or dict(num_warmup=500, num_samples=theta.shape[1],
+                                num_chains=theta.shape[0], target_accept=0.9)
+    return _crosscheck._compare(F, ("a",), {"a": 0.0}, run, (), np.zeros(1), None,
+                                {"a": 1.0}, tol, {}, (), "asimov", settings)
+
+
+def test_divergences_make_the_comparison_unresolved():
+    """On a banana, one divergence in 4000 draws came with σ(t2) 25 % low and a small error
+    bar: any divergence must block both "agrees" and "disagrees"."""
+    rng = np.random.default_rng(0)
+    gaussian = rng.normal(size=(1, 4000))
+    assert _synthetic_compare(gaussian).verdict == "agrees"
+    diverging = np.zeros((1, 4000), dtype=bool)
+    diverging[0, 123] = True
+    cc = _synthetic_compare(gaussian, diverging)
+    assert cc.divergences == 1 and cc.converged and cc.within_tolerance
+    assert not cc.resolved and not cc.agrees and cc.verdict == "inconclusive"
+    (reason,) = cc.reasons
+    assert "1 divergent transitions" in reason and "target_accept=0.95" in reason
+    assert "num_warmup=1000" in reason and "num_chains=4" in reason
+    assert "INCONCLUSIVE" in cc.summary()
+    # A "discrepancy" measured from divergent chains is not trusted either.
+    wide = 1.5 * gaussian
+    assert _synthetic_compare(wide).verdict == "disagrees"
+    cc = _synthetic_compare(wide, diverging, dict(num_warmup=2000, num_samples=4000,
+                                                  num_chains=4, target_accept=0.95))
+    assert cc.verdict == "inconclusive" and not cc.within_tolerance
+    assert "target_accept=0.99 (was 0.95)" in cc.reasons[-1]
+    assert "num_warmup=4000" in cc.reasons[-1] and "num_chains" not in cc.reasons[-1]
+
+
+def test_sigma_error_accounts_for_autocorrelation():
+    """AR(1) draws with φ = 0.9: SE(σ̂) must match the scatter of σ̂ over replicates, about
+    3 times the iid value σ/sqrt(2n)."""
+    rng = np.random.default_rng(1)
+    phi, n, reps = 0.9, 2000, 200
+    x = np.empty((reps, n))
+    x[:, 0] = rng.normal(size=reps)
+    noise = rng.normal(scale=math.sqrt(1 - phi**2), size=(reps, n))
+    for t in range(1, n):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    sig, se = [], []
+    for r in range(reps):
+        stats = _crosscheck.chain_statistics(x[r][None, :, None])
+        sig.append(stats["sigma"][0])
+        se.append(stats["se_sigma"][0])
+    # Scatter of σ̂ over 200 replicates is known to ±5 %.
+    assert np.mean(se) == pytest.approx(np.std(sig), rel=0.25)
+    assert np.mean(se) > 2.5 / math.sqrt(2 * n)
+
+
 def test_unconstrained_parameter_needs_a_prior():
     exp = ff.Experiment(lambda p, x: p["a"] * x + 0.0 * p["c"], ff.Gaussian(sigma=0.1),
                         design=X)
@@ -332,6 +401,35 @@ def test_coverage_bad_input():
         ff.coverage(LINE, LINE_FID, n_sims=1)
     with pytest.raises(ValueError, match="levels"):
         ff.coverage(LINE, LINE_FID, n_sims=10, levels=(1.5,))
+    with pytest.raises(ValueError, match=r"`levels` must be .* received '0\.68'"):
+        ff.coverage(LINE, LINE_FID, n_sims=10, levels="0.68")
+    with pytest.raises(ValueError, match=r"`levels` .* entry 'x' is not a number"):
+        ff.coverage(LINE, LINE_FID, n_sims=10, levels=(0.68, "x"))
+    for n_se in (-1, 0, True, float("nan"), "3"):
+        with pytest.raises(ValueError, match=r"`n_se` must be a positive.*received"):
+            ff.coverage(LINE, LINE_FID, n_sims=10, n_se=n_se)
+
+
+def test_joint_coverage_counts_towards_calibration():
+    """Marginals right, correlation of the wrong sign: only the joint coverage sees it."""
+    C = np.array([[1.0, 0.9], [0.9, 1.0]])
+    F = ff.FisherMatrix(np.linalg.inv(C), ["a", "b"])
+    est = np.random.default_rng(0).multivariate_normal([0, 0], [[1, -0.9], [-0.9, 1]], 2000)
+    levels = (0.6827, 0.9545)
+    cov = _crosscheck._coverage_stats(F, ("a", "b"), {"a": 0.0, "b": 0.0}, np.zeros(2),
+                                      np.ones(2), est, np.ones(2000, bool), levels, 3.0, 0.0,
+                                      None)
+    assert not cov.calibrated
+    assert cov.joint_coverage[0.6827] < 0.3
+    assert [r.split(" region")[0] for r in cov.reasons] == ["joint: the 68.27%",
+                                                           "joint: the 95.45%"]
+    assert "NOT CALIBRATED" in cov.summary()
+    # The same estimates drawn with the Fisher correlation are calibrated.
+    good = np.random.default_rng(0).multivariate_normal([0, 0], C, 2000)
+    cov = _crosscheck._coverage_stats(F, ("a", "b"), {"a": 0.0, "b": 0.0}, np.zeros(2),
+                                      np.ones(2), good, np.ones(2000, bool), levels, 3.0, 0.0,
+                                      None)
+    assert cov.calibrated and cov.reasons == (), cov.summary()
 
 
 def test_microlensing_example_runs_fast(tmp_path):

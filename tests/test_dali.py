@@ -145,6 +145,10 @@ def test_unsupported_noise_models_and_orders():
     exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
     with pytest.raises(ValueError, match="`order` must be 2"):
         ff.dali(exp, {"a": 1.0, "b": 2.0}, order=4)
+    for bad in (2.0, 3.0, True, "2", np.float64(2.0)):
+        with pytest.raises(ValueError, match=r"`order` must be 2 .*as an int; received"):
+            ff.dali(exp, {"a": 1.0, "b": 2.0}, order=bad)
+    assert ff.dali(exp, {"a": 1.0, "b": 2.0}, order=np.int64(3)).order == 3
     with pytest.raises(ValueError, match="not DALI parameters"):
         ff.dali(exp, {"a": 1.0, "b": 2.0}, prior={"c": (0, 1)})
 
