@@ -177,7 +177,6 @@ class DesignFisher:
         return f"DesignFisher(names={list(self.names)})"
 
 
-@functools.lru_cache(maxsize=256)
 def sigma_criterion(name: str) -> Callable:
     """A design criterion: the marginal 1σ error of one parameter, minimised.
 
@@ -203,9 +202,18 @@ def sigma_criterion(name: str) -> Callable:
 
     ```
     """
+    # Checked before the cache: an unhashable argument (a list) would otherwise fail inside
+    # lru_cache with "unhashable type" instead of this message.
     if not isinstance(name, str):
-        raise TypeError(f"sigma_criterion(name): `name` must be a string; received {name!r}.")
+        hint = (" (one parameter: sigma_criterion('a'); for several use fom_criterion)"
+                if isinstance(name, list | tuple) else "")
+        raise TypeError(f"sigma_criterion(name): `name` must be a string{hint}; received "
+                        f"{quote(name)}.")
+    return _sigma_criterion(name)
 
+
+@functools.lru_cache(maxsize=256)
+def _sigma_criterion(name):
     def criterion(F):
         return F.sigma(name)
 
@@ -235,14 +243,18 @@ def fom_criterion(names: Sequence[str]) -> Callable:
     """
     if isinstance(names, str):
         names = [names]
+    if not isinstance(names, Sequence) or not names:
+        raise TypeError(f"fom_criterion(names): `names` must be a non-empty list of "
+                        f"parameter names; received {quote(names)}.")
+    for n in names:  # before the cache: an unhashable entry would fail inside lru_cache
+        if not isinstance(n, str):
+            raise TypeError(f"fom_criterion(names): names must be strings; received "
+                            f"{quote(n)}.")
     return _fom_criterion(tuple(names))
 
 
 @functools.lru_cache(maxsize=256)
 def _fom_criterion(names):
-    for n in names:
-        if not isinstance(n, str):
-            raise TypeError(f"fom_criterion(names): names must be strings; received {n!r}.")
 
     def criterion(F):
         return F.figure_of_merit(names)
@@ -353,20 +365,48 @@ def _loss_from_matrix(F, crit: _Criterion, ridge=_RIDGE):
     return jnp.log(w[-1]) - jnp.log(w[0])  # ME: log of the condition number
 
 
+def _singular_jax(F):
+    """Traced twin of :func:`_singular_numpy`: the same rank test on the unit-diagonal F."""
+    diag = jnp.diag(F)
+    d = jnp.sqrt(jnp.where(diag > 0, diag, 1.0))
+    w = jnp.linalg.eigvalsh(F / jnp.outer(d, d))
+    return jnp.any(diag <= 0) | (w[0] <= RANK_RTOL * F.shape[0] * w[-1])
+
+
+def _singular_numpy(F) -> bool:
+    """Whether F is rank deficient, judged on the unit-diagonal matrix (unit-free)."""
+    diag = np.diag(F)
+    if np.any(diag <= 0):
+        return True
+    d = np.sqrt(diag)
+    w = np.linalg.eigvalsh(F / np.outer(d, d))
+    return bool(w[0] <= RANK_RTOL * F.shape[0] * w[-1])
+
+
 def _natural_from_matrix(F, crit: _Criterion):
-    """The criterion as defined (no ridge): log det F, -tr F⁻¹, λ_min, cond, user value."""
+    """The criterion as defined (no ridge): log det F, -tr F⁻¹, λ_min, cond, user value.
+
+    A rank-deficient F (the test of :func:`_singular_numpy`) gets the worst value in the
+    criterion's direction, exactly as :func:`_natural_numpy` gives it: ``-inf`` for "D"
+    and "A", ``0`` for "E" (its smallest eigenvalue, without the round-off), ``+inf`` for
+    "ME".
+    """
     kind = crit.kind
     if not isinstance(kind, str):
         return _user_value(F, crit)
+    singular = _singular_jax(F)
     if kind == "D":
         sign, logdet = jnp.linalg.slogdet(F)
-        return jnp.where(sign > 0, logdet, -jnp.inf)
+        return jnp.where(singular | (sign <= 0), -jnp.inf, logdet)
     if kind == "A":
-        return -jnp.trace(jnp.linalg.solve(F, jnp.eye(F.shape[0], dtype=F.dtype)))
+        # Solve with a regular matrix in the singular case, so no NaN enters the gradient.
+        safe = jnp.where(singular, jnp.eye(F.shape[0], dtype=F.dtype), F)
+        value = -jnp.trace(jnp.linalg.solve(safe, jnp.eye(F.shape[0], dtype=F.dtype)))
+        return jnp.where(singular, -jnp.inf, value)
     w = jnp.linalg.eigvalsh(F)
     if kind == "E":
-        return w[0]
-    return w[-1] / w[0]
+        return jnp.where(singular, 0.0, w[0])
+    return jnp.where(singular | (w[0] <= 0), jnp.inf, w[-1] / jnp.where(w[0] > 0, w[0], 1.0))
 
 
 def _natural_numpy(F, crit: _Criterion) -> float:
@@ -376,16 +416,16 @@ def _natural_numpy(F, crit: _Criterion) -> float:
     if not isinstance(kind, str):
         with float64():
             return float(_user_value(jnp.asarray(F), crit))
+    # Rank deficiency is judged on the unit-diagonal matrix (as in _natural_from_matrix),
+    # so that parameters of very different scales do not look singular; a singular F gets
+    # the worst value in the criterion's direction.
+    if _singular_numpy(F):
+        return {"D": -math.inf, "A": -math.inf, "E": 0.0, "ME": math.inf}[kind]
     if kind in ("D", "A"):
-        # On the unit-diagonal matrix, so that parameters of very different scales do not
-        # look singular: log det F = log det S + Σ log F_ii, F⁻¹ = D⁻¹ S⁻¹ D⁻¹.
+        # log det F = log det S + Σ log F_ii, F⁻¹ = D⁻¹ S⁻¹ D⁻¹.
         diag = np.diag(F)
-        if np.any(diag <= 0):
-            return -math.inf
         d = np.sqrt(diag)
         w, V = np.linalg.eigh(F / np.outer(d, d))
-        if w[0] <= RANK_RTOL * F.shape[0] * w[-1]:
-            return -math.inf
         if kind == "D":
             return float(np.sum(np.log(w)) + 2.0 * np.sum(np.log(d)))
         return float(-np.sum(((V**2) @ (1.0 / w)) / diag))
@@ -495,6 +535,10 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
     if fixed is None:
         fixed_leaves = [False] * len(leaves)
     else:
+        if (not joint and len(leaves) == 1 and isinstance(fixed, list | tuple)
+                and all(isinstance(v, bool | np.bool_) for v in fixed)):
+            # A plain list of booleans for a single design array is that array's mask.
+            fixed = np.asarray(fixed, dtype=bool)
         prefix = fixed if joint else [fixed]
         fixed_leaves = _per_leaf(prefix, designs, "fixed")
     masks = []
@@ -538,9 +582,17 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
             if not _is_pair(pair):
                 raise ValueError(f"`bounds` entries must be (low, high) pairs; received "
                                  f"{quote(pair)}.")
-            low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64), leaf.shape).reshape(-1)
-            high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64),
-                                   leaf.shape).reshape(-1)
+            try:
+                low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64),
+                                      leaf.shape).reshape(-1)
+                high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64),
+                                       leaf.shape).reshape(-1)
+            except ValueError:
+                raise ValueError(
+                    f"`bounds` (low, high) of shapes {np.shape(pair[0])} and "
+                    f"{np.shape(pair[1])} do not broadcast to the design array of shape "
+                    f"{leaf.shape}; received {quote(pair)}. Give scalars, or arrays with "
+                    "one entry per design entry.") from None
             low, high = low[free_here], high[free_here]
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
                 raise ValueError(f"`bounds` must be finite; received {quote(pair)}.")

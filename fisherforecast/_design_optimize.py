@@ -25,6 +25,7 @@ How :func:`optimize_design` works (see ``docs/design.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -35,6 +36,7 @@ from ._design import (
     _build_problem,
     _check_int,
     _common_setup,
+    _Criterion,
     _designs_from_x,
     _fmt_design,
     _loss_and_grad,
@@ -42,12 +44,11 @@ from ._design import (
     _natural_batch,
     _natural_numpy,
     _random_x,
+    _singular_numpy,
     _u_from_x,
-    _unit_diagonal,
 )
-from ._errors import FisherError, SingularFisherError
+from ._errors import FisherError, SingularFisherError, quote
 from ._fisher import fisher
-from ._linalg import RANK_RTOL
 from ._matrix import FisherMatrix
 from ._x64 import float64
 
@@ -81,7 +82,8 @@ class DesignResult:
             (``(det F_init / det F_opt)^(1/P)``) and "A" (``tr F_opt⁻¹ / tr F_init⁻¹``);
             ``None`` for other criteria.
         all_starts: the criterion value reached by every start of the batched multistart
-            (before polishing; NaN for a start that failed); start 0 is the initial design.
+            (before polishing; NaN for a start that failed); start 0 is the initial design
+            (with coinciding entries moved apart by a tiny jitter, see `n_starts`).
         converged: per start, whether BFGS met its tolerance.
         n_polished: how many distinct end points were polished.
     """
@@ -307,7 +309,9 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     - `prior`: an :class:`ff.FisherMatrix` from earlier data, added (by parameter name)
       before the criterion is evaluated; its parameters must be among the varied ones.
     - `n_starts`: number of starts in the batched multistart (the first is the initial
-      design); `seed`: seed of the random starts.
+      design, where coinciding free entries are first moved apart by 0.05-0.15 % of their
+      bound width: coinciding points are a stationary point no gradient separates);
+      `seed`: seed of the random starts.
     - `fixed`: booleans (a single one, or a pytree prefix of the design) marking entries
       held at their initial values.
     - `constraints`: ``None``, ``"ordered"`` or ``{"min_spacing": δ}``: every 1-D design
@@ -359,13 +363,15 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     max_steps = _check_int(max_steps, "max_steps", 1)
     if batch_size is not None:
         batch_size = _check_int(batch_size, "batch_size", 1)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
+    rtol = _check_rtol(rtol)
 
     with float64():
         spec, dyn, x_init = _build_problem(experiments, joint, fid, names, crit, prior,
                                            relative, mode, gradient, bounds, fixed,
                                            constraints)
-        x_start = np.clip(x_init, dyn["low"], dyn["high"])
+        x_start = _separate_ties(np.clip(x_init, dyn["low"], dyn["high"]), dyn["low"],
+                                 dyn["high"])
         starts = np.concatenate([x_start[None, :], _random_x(rng, n_starts - 1, dyn, spec)])
         u0s = np.stack([_u_from_x(x, dyn, spec) for x in starts])
         xs, losses, all_values, converged = _multistart(jnp.asarray(u0s), dyn, spec,
@@ -386,6 +392,7 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
             if all(np.max(np.abs(xs[i] - xs[j]) / span) > 1e-6 for j in chosen):
                 chosen.append(i)
         if not chosen:
+            _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit)
             raise FisherError(
                 "every start of the design optimisation failed (non-finite criterion). "
                 "Check that the model is finite and differentiable over the whole `bounds` "
@@ -411,7 +418,8 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     S2 = np.outer(dyn["scale"], dyn["scale"])
     total = FisherMatrix(F_opt.matrix + prior_m, names, fiducial=F_opt.fiducial,
                          name=F_opt.name)
-    _check_identified(total, crit)
+    if _singular_numpy(total.matrix):
+        _raise_singular(total, crit, xs, spec, dyn)
     best_value = _natural_numpy(total.matrix * S2, crit)
     try:
         F_init = fisher(experiments, fid, params=names, mode=mode)
@@ -452,17 +460,118 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     )
 
 
-def _check_identified(total, crit):
-    w = np.linalg.eigvalsh(_unit_diagonal(total.matrix))
-    if w[0] <= RANK_RTOL * len(w) * w[-1]:
+def _check_seed(seed):
+    ok = (seed is None or isinstance(seed, np.random.SeedSequence | np.random.Generator)
+          or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)))
+    if not ok:
+        raise TypeError(f"`seed` must be a non-negative integer, None or a numpy Generator; "
+                        f"received {quote(seed)}.")
+    if isinstance(seed, int | np.integer) and seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer; received {seed!r}.")
+    return seed
+
+
+def _check_rtol(rtol):
+    if isinstance(rtol, bool) or not isinstance(rtol, int | float | np.integer | np.floating):
+        raise TypeError(f"`rtol` must be a positive number (the BFGS tolerance); received "
+                        f"{quote(rtol)}.")
+    rtol = float(rtol)
+    if not (math.isfinite(rtol) and rtol > 0):
+        raise ValueError(f"`rtol` must be a positive, finite number (the BFGS tolerance); "
+                         f"received {rtol!r}.")
+    return rtol
+
+
+#: Size of the jitter that separates coinciding entries of start 0, as a fraction of each
+#: entry's bound width.
+_TIE_JITTER = 1e-3
+
+
+def _separate_ties(x, low, high):
+    """Start 0 with coinciding free entries nudged apart, deterministically and unevenly.
+
+    A design whose points coincide (``[3, 3]``) is a symmetric stationary point of most
+    criteria: the gradient cannot separate the points, and a local optimiser stays there.
+    Each tied entry moves by ``_TIE_JITTER × (bound width) × r_i`` towards the middle of its
+    bounds, with distinct ``r_i ∈ [0.5, 1.5)`` (multiples of the golden ratio mod 1), so the
+    nudged start stays inside the bounds and its entries are distinct.
+    """
+    n = x.size
+    if n < 2:
+        return x
+    span = np.where(np.isfinite(high - low), high - low, 1.0)
+    order = np.argsort(x, kind="stable")
+    close = np.diff(x[order]) <= 1e-9 * np.maximum(span[order][1:], span[order][:-1])
+    tied = np.zeros(n, dtype=bool)
+    tied[order[1:][close]] = True
+    tied[order[:-1][close]] = True
+    if not np.any(tied):
+        return x
+    r = 0.5 + ((np.arange(n) + 1) * 0.6180339887498949) % 1.0
+    middle = np.where(np.isfinite(low + high), 0.5 * (low + high), x + 1.0)
+    direction = np.where(x <= middle, 1.0, -1.0)
+    out = x.copy()
+    out[tied] = x[tied] + _TIE_JITTER * span[tied] * r[tied] * direction[tied]
+    return np.clip(out, low, high)
+
+
+def _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit):
+    """Every start failed: say so if the criterion, not the model, is NaN."""
+    try:
+        F = fisher(experiments, fid, params=names, mode=mode).matrix
+    except FisherError:
+        return
+    total = (np.asarray(F) + dyn["prior"]) * np.outer(dyn["scale"], dyn["scale"])
+    if not np.all(np.isfinite(total)):
+        return
+    try:
+        value = _natural_numpy(total, crit)
+    except (ValueError, TypeError, FloatingPointError):
+        return
+    if math.isnan(value):
+        raise FisherError(
+            f"the design criterion {crit.label!r} returned NaN at every start, although "
+            "the Fisher matrix is finite (at the initial design, for one). Check the "
+            "criterion, and whether the design can constrain every parameter it uses "
+            "(ff.repair_identifiability).")
+
+
+#: Random feasible designs probed, when the optimum is singular, to tell a model that no
+#: design identifies from starts that all stayed at singular designs.
+_N_PROBES = 16
+
+
+def _raise_singular(total, crit, xs, spec, dyn):
+    """The optimised design is singular: say whether other designs would not be."""
+    identifiable_elsewhere = False
+    with float64():
+        probe_spec = dataclasses.replace(spec, crit=_Criterion("D", True, spec.crit.names))
+        probes = np.concatenate([xs, _random_x(np.random.default_rng(20240607), _N_PROBES,
+                                               dyn, spec)])
         try:
-            total.inverse()
-        except SingularFisherError as exc:
-            raise SingularFisherError(
-                f"the optimised design ({crit.label}) still leaves the Fisher matrix singular: "
-                f"{exc}\nThe design cannot constrain every parameter; try "
-                "ff.repair_identifiability(...) to find measurements that do.",
-                directions=exc.directions, names=exc.names) from None
+            logdets = np.asarray(_natural_batch(jnp.asarray(probes), dyn, probe_spec))
+            identifiable_elsewhere = bool(np.any(np.isfinite(logdets)))
+        except (ValueError, TypeError, FloatingPointError):
+            pass
+    try:
+        total.inverse()
+        detail = "the Fisher matrix is numerically singular."
+        directions, names = (), total.names
+    except SingularFisherError as exc:
+        detail, directions, names = str(exc), exc.directions, exc.names
+    if identifiable_elsewhere:
+        detail = detail.split("\nWhat to do")[0]  # the remedy is the optimiser's, below
+        message = (
+            f"no start reached a non-singular design ({crit.label}): the returned design "
+            f"leaves the Fisher matrix singular: {detail}\nOther designs within the bounds "
+            "do constrain every parameter, so the optimiser, not the model, is stuck: "
+            "increase n_starts, or start from a design whose points are spread out.")
+    else:
+        message = (
+            f"the optimised design ({crit.label}) still leaves the Fisher matrix singular: "
+            f"{detail}\nThe design cannot constrain every parameter; try "
+            "ff.repair_identifiability(...) to find measurements that do.")
+    raise SingularFisherError(message, directions=directions, names=names)
 
 
 def _polish(x0, dyn, spec):

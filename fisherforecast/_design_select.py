@@ -29,14 +29,16 @@ from ._design import (
     _align_prior,
     _check_int,
     _common_setup,
+    _Criterion,
     _fmt_design,
     _loss_from_matrix,
     _natural_from_matrix,
     _natural_numpy,
     _scale_vector,
+    _singular_numpy,
     _unit_diagonal,
 )
-from ._errors import FisherError, quote
+from ._errors import FisherError, SingularFisherError, quote
 from ._experiment import Experiment
 from ._fisher import (
     ParameterError,
@@ -92,6 +94,10 @@ def _relaxed_loss_and_grad(w, Fc, base, crit, ridge):
 
 
 def _check_candidates(candidates):
+    if isinstance(candidates, list | tuple) and candidates and all(
+            isinstance(c, int | float | np.number) and not isinstance(c, bool)
+            for c in candidates):
+        candidates = np.asarray(candidates)  # a plain list of points is an array of them
     leaves = jax.tree_util.tree_leaves(candidates)
     if not leaves:
         raise ValueError(f"`candidates` is empty; received {quote(candidates)}.")
@@ -106,6 +112,9 @@ def _check_candidates(candidates):
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
             raise ValueError("`candidates` contains NaN or inf.")
     n = arrays[0].shape[0]
+    if n == 0:
+        raise ValueError(f"`candidates` holds no candidate points (length 0 along axis 0); "
+                         f"received {quote(candidates)}.")
     if any(a.shape[0] != n for a in arrays):
         raise ValueError("every leaf of `candidates` must have the same length along axis 0 "
                          f"(one entry per candidate); received lengths "
@@ -158,8 +167,11 @@ class Selection:
         criterion: description; method: ``"exchange"`` or ``"relaxation"``.
         bound: for "D", "A" and "E" with ``method="relaxation"``: the optimum of the convex
             relaxation, an upper bound on the criterion of *any* k-subset; else ``None``.
-        iterations: exchange iterations used; history: the criterion after greedy and
-            after each exchange.
+        iterations: exchange iterations used; history: the criterion at the start and
+            after each exchange, both of the winning start.
+        start: which start the returned selection came from (``"greedy"``,
+            ``"relaxation"`` or ``"random i"``); starts: dict start -> criterion value
+            after its exchange.
     """
 
     def __init__(self, **fields):
@@ -187,7 +199,8 @@ class Selection:
                                                  self.design),
                 "criterion": self.criterion, "criterion_value": self.criterion_value,
                 "bound": self.bound, "method": self.method, "iterations": self.iterations,
-                "history": list(self.history), "fisher": self.fisher.to_dict()}
+                "history": list(self.history), "start": self.start,
+                "starts": dict(self.starts), "fisher": self.fisher.to_dict()}
 
     def __repr__(self):
         return (f"Selection(indices={[int(i) for i in self.indices]}, criterion_value="
@@ -196,7 +209,8 @@ class Selection:
 
 def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, prior=None,
                         params=None, maximize=None, relative=False, method="exchange",
-                        allow_repeats=False, max_iter=200, mode="forward") -> Selection:
+                        allow_repeats=False, max_iter=200, n_random=3, seed=0,
+                        mode="forward") -> Selection:
     """Pick `k` of `N` candidate measurement points that optimise a design criterion.
 
     A *candidate* is one design point: ``candidates`` is an array (or a pytree of arrays)
@@ -207,8 +221,13 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
 
     Methods:
 
-    - ``"exchange"`` (default): greedy forward selection followed by Fedorov exchange (the
-      best single swap of a selected and an unselected candidate, until none improves).
+    - ``"exchange"`` (default): Fedorov exchange (the best single swap of a selected and an
+      unselected candidate, until none improves) from several starts, the best result
+      returned: greedy forward selection (maximising ``log det`` while the selection is
+      still rank deficient, where every other criterion is flat), the rounded convex
+      relaxation below (for up to 128 usable candidates; so the result is never worse than
+      ``method="relaxation"`` there) and `n_random` random selections. Several starts
+      matter for the non-smooth "E" and "ME", where a single exchange path often stalls.
     - ``"relaxation"``: solve the convex relaxation over weights ``0 ≤ w_i ≤ 1`` (``≤ k``
       with `allow_repeats`), ``Σ w_i = k``, round to the ``k`` largest weights and polish by
       exchange. For "D", "A" and "E" the relaxed optimum is an upper bound on every
@@ -222,11 +241,15 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
     - `candidates`: array/pytree of candidate design points (first axis: candidates).
     - `k`: how many to select.
     - `allow_repeats`: allow a candidate to be selected several times (replicates).
-    - `max_iter`: maximum number of exchange iterations.
+    - `max_iter`: maximum number of exchange iterations (per start).
+    - `n_random`: number of random starts of the exchange (``method="exchange"``);
+      `seed`: their seed.
 
     **Returns:** a :class:`Selection`.
 
-    **Raises:** `ValueError` for ``k`` out of range, non-additive candidates, bad input.
+    **Raises:** `ValueError` for ``k`` out of range, non-additive candidates, bad input;
+    `SingularFisherError` when even the best selection leaves a parameter unconstrained
+    (e.g. fewer points than parameters, without a prior).
 
     ```python
     >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
@@ -249,6 +272,9 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
         raise ValueError(f"`k`={k} exceeds the number of candidates ({n}); pass "
                          "allow_repeats=True to allow replicate measurements.")
     max_iter = _check_int(max_iter, "max_iter", 0)
+    n_random = _check_int(n_random, "n_random", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise TypeError(f"`seed` must be a non-negative integer; received {quote(seed)}.")
     Fc, bad = _per_candidate_fisher(experiment, fid, names, mode, candidates, n)
     s = _scale_vector(fid, names, relative)
     S2 = np.outer(s, s)
@@ -260,50 +286,127 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
                          f"cannot select {k}.")
     # A small ridge keeps the criterion finite while fewer than P points are selected.
     ridge = 1e-9
-
-    def losses(mats):
-        with float64():
-            return np.asarray(_losses_of_matrices(jnp.asarray(mats), crit, ridge),
-                              dtype=np.float64)
+    losses = _batched_losses(crit, ridge, n)
 
     bound = None
-    history = []
-    if method == "relaxation":
+    starts = []  # (label, selection) to run the exchange from
+    if method == "relaxation" or usable.size <= _RELAX_START_MAX:
         w = _relaxed_weights(Fc[usable], base, k, allow_repeats, crit, ridge)
-        if crit.kind in ("D", "A", "E"):
+        if method == "relaxation" and crit.kind in ("D", "A", "E"):
             with float64():
                 relaxed = base + np.einsum("n,nij->ij", w, Fc[usable])
                 bound = float(_natural_from_matrix(jnp.asarray(relaxed), crit))
-        if allow_repeats:
-            counts = np.floor(w).astype(int)
-            rest = k - counts.sum()
-            frac = w - counts
-            counts[np.argsort(-frac)[:rest]] += 1
-            selected = [int(usable[i]) for i in range(usable.size) for _ in range(counts[i])]
-        else:
-            selected = [int(usable[i]) for i in np.argsort(-w)[:k]]
-        current = base + Fc[selected].sum(axis=0)
-        history.append(current)
-    else:
-        selected = []
-        current = base.copy()
+        starts.append(("relaxation", _round_weights(w, usable, k, allow_repeats)))
+    if method == "exchange":
+        # Greedy forward selection; while the selection is rank deficient every matrix has
+        # λ_min = ridge and A, E, ME (and most user criteria) cannot tell the candidates
+        # apart, so those first picks maximise log det (the volume spanned) instead.
+        losses_d = losses if crit.kind == "D" else _batched_losses(
+            _Criterion("D", True, crit.names), ridge, n)
+        selected, current = [], base.copy()
         for _ in range(k):
             pool = usable if allow_repeats else np.setdiff1d(usable, selected)
-            trial = losses(current[None] + Fc[pool])
+            fn = losses_d if _singular_numpy(current) else losses
+            trial = fn(current[None] + Fc[pool])
             j = int(pool[int(np.argmin(np.where(np.isfinite(trial), trial, np.inf)))])
             selected.append(j)
             current = current + Fc[j]
-        history.append(current)
+        starts.insert(0, ("greedy", selected))
+        # A few random starts: the exchange of single swaps can stall on a non-smooth
+        # criterion (E, ME), and the best of several starts is far more reliable.
+        rng = np.random.default_rng(seed)
+        for r in range(n_random):
+            pick = rng.choice(usable, size=k, replace=bool(allow_repeats))
+            starts.append((f"random {r + 1}", [int(i) for i in pick]))
 
-    iterations = 0
+    runs = []
+    for label, selected in starts:
+        runs.append((label, *_exchange(selected, Fc, base, usable, allow_repeats, losses,
+                                       max_iter)))
+    # The lowest loss wins; ties go to the earlier start (greedy, then relaxation).
+    best = min(range(len(runs)), key=lambda i: (runs[i][3], i))
+    label, selected, _, _, iterations, history = runs[best]
+
+    idx = np.sort(np.asarray(selected))
+    design = _take(candidates, idx)
+    exp_sel = experiment.replace(design=design)
+    F_sel = fisher(exp_sel, fid, params=names, mode=mode)
+    prior_m = _align_prior(prior, names)
+    total = (F_sel.matrix + prior_m) * S2
+    if _singular_numpy(total):
+        _raise_singular_selection(F_sel, prior_m, k, n, crit)
+    value = _natural_numpy(total, crit)
+    hist = [_natural_numpy(M, crit) for M in history]
+    start_values = {lab: _natural_numpy(cur, crit) for lab, _, cur, _, _, _ in runs}
+    return Selection(indices=idx, design=design, experiment=exp_sel, fisher=F_sel,
+                     criterion_value=value, criterion=crit.label, method=method, bound=bound,
+                     iterations=iterations, history=hist, n_candidates=n, start=label,
+                     starts=start_values)
+
+
+#: The exchange method also starts from the rounded convex relaxation when there are at most
+#: this many usable candidates (SLSQP on N weights costs O(N³) per iteration).
+_RELAX_START_MAX = 128
+#: Criterion evaluations per compiled call are padded to a multiple of a fixed chunk (a
+#: power of two between these bounds, from the number of candidates), so that pools of any
+#: size (greedy: N, N-1, ...; exchange: k·(N-k)) reuse one compilation.
+_CHUNK_MIN, _CHUNK_MAX = 64, 4096
+
+
+def _batched_losses(crit, ridge, n_candidates=0):
+    """``losses(mats) -> (m,)`` numpy losses, in padded chunks of a fixed size."""
+    chunk = min(max(_CHUNK_MIN, 1 << max(int(n_candidates) - 1, 0).bit_length()),
+                _CHUNK_MAX)
+
+    def losses(mats):
+        mats = np.asarray(mats, dtype=np.float64)
+        m, P = mats.shape[0], mats.shape[-1]
+        out = np.empty(m)
+        with float64():
+            for lo in range(0, m, chunk):
+                part = mats[lo:lo + chunk]
+                size = part.shape[0]
+                if size < chunk:  # padded entries: identity matrices, dropped below
+                    pad = np.broadcast_to(np.eye(P), (chunk - size, P, P))
+                    part = np.concatenate([part, pad])
+                values = np.asarray(_losses_of_matrices(jnp.asarray(part), crit, ridge),
+                                    dtype=np.float64)
+                out[lo:lo + size] = values[:size]
+        return np.where(np.isfinite(out), out, np.inf)
+
+    return losses
+
+
+def _round_weights(w, usable, k, allow_repeats):
+    """The k candidates of the relaxed weights: the largest ones (rounded counts)."""
+    if allow_repeats:
+        counts = np.floor(w + 1e-9).astype(int)
+        while counts.sum() > k:  # round-off above an integer
+            counts[np.argmax(counts)] -= 1
+        rest = k - counts.sum()
+        frac = w - counts
+        counts[np.argsort(-frac, kind="stable")[:rest]] += 1
+        return [int(usable[i]) for i in range(usable.size) for _ in range(counts[i])]
+    return [int(usable[i]) for i in np.argsort(-w, kind="stable")[:k]]
+
+
+def _exchange(selected, Fc, base, usable, allow_repeats, losses, max_iter):
+    """Fedorov exchange: the best single swap, until none improves.
+
+    Returns ``(selected, current matrix, loss, iterations, history of matrices)``.
+    """
+    selected = [int(i) for i in selected]
+    current = base + Fc[np.asarray(selected)].sum(axis=0)
+    history = [current]
     current_loss = float(losses(current[None])[0])
+    iterations = 0
     while iterations < max_iter:
         pool = usable if allow_repeats else np.setdiff1d(usable, selected)
         if pool.size == 0:
             break
         removed = current[None] - Fc[np.asarray(selected)]  # (k, P, P)
         trial = losses((removed[:, None] + Fc[pool][None]).reshape(-1, *current.shape))
-        trial = np.where(np.isfinite(trial), trial, np.inf).reshape(len(selected), pool.size)
+        trial = trial.reshape(len(selected), pool.size)
         i, j = np.unravel_index(int(np.argmin(trial)), trial.shape)
         if not trial[i, j] < current_loss - 1e-12 * max(abs(current_loss), 1.0):
             break
@@ -312,17 +415,25 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
         current_loss = float(trial[i, j])
         history.append(current)
         iterations += 1
+    return selected, current, current_loss, iterations, history
 
-    idx = np.sort(np.asarray(selected))
-    design = _take(candidates, idx)
-    exp_sel = experiment.replace(design=design)
-    F_sel = fisher(exp_sel, fid, params=names, mode=mode)
-    total = (F_sel.matrix + _align_prior(prior, names)) * S2
-    value = _natural_numpy(total, crit)
-    hist = [_natural_numpy(M, crit) for M in history]
-    return Selection(indices=idx, design=design, experiment=exp_sel, fisher=F_sel,
-                     criterion_value=value, criterion=crit.label, method=method, bound=bound,
-                     iterations=iterations, history=hist, n_candidates=n)
+
+def _raise_singular_selection(F_sel, prior_m, k, n, crit):
+    P = len(F_sel.names)
+    total = FisherMatrix(F_sel.matrix + prior_m, F_sel.names, fiducial=F_sel.fiducial)
+    try:
+        total.inverse()
+        detail, directions = "the Fisher matrix is numerically singular.", ()
+    except SingularFisherError as exc:
+        detail, directions = str(exc), exc.directions
+    few = (f" {k} measurement(s) for {P} parameters: fewer points than parameters can only "
+           "work with a prior or with several outputs per point." if k < P else "")
+    raise SingularFisherError(
+        f"select_measurements ({crit.label}): the best {k} of the {n} candidates still leave "
+        f"the Fisher matrix singular:{few} {detail}\nSelect more points (larger `k`), add a "
+        "`prior`, or see ff.repair_identifiability(...) for candidates that constrain the "
+        "missing direction.", directions=directions, names=F_sel.names)
+
 
 
 def _relaxed_weights(Fc, base, k, allow_repeats, crit, ridge):
@@ -455,7 +566,14 @@ def required_samples(experiment, fiducial, target_sigma, *, params=None, prior=N
     names = check_names(params, fid)
     F1 = fisher(experiments, fid, params=names, mode=mode)
     prior_m = _align_prior(prior, names)
+    if not isinstance(marginal, bool | np.bool_):
+        raise TypeError(f"`marginal` must be True (marginal sigma) or False (conditional "
+                        f"sigma); received {quote(marginal)}.")
+    marginal = bool(marginal)
     if isinstance(target_sigma, Mapping):
+        if not target_sigma:
+            raise ValueError("`target_sigma` is an empty dict: give a number (one target "
+                             "for every parameter) or a dict name -> target.")
         unknown = [x for x in target_sigma if x not in names]
         if unknown:
             raise ParameterError(f"`target_sigma` names {unknown}, which are not varied "
@@ -465,11 +583,12 @@ def required_samples(experiment, fiducial, target_sigma, *, params=None, prior=N
         target = {x: target_sigma for x in names}
     checked = {}
     for x, t in target.items():
-        try:
-            t = float(t)
-        except (TypeError, ValueError):
+        dtype = np.asarray(t).dtype if np.ndim(t) == 0 else None
+        if (dtype is None or not np.issubdtype(dtype, np.number)
+                or isinstance(t, bool | np.bool_)):
             raise TypeError(f"`target_sigma` must be a number or a dict of numbers; received "
-                            f"{quote(target_sigma)}.") from None
+                            f"{quote(target_sigma)}.")
+        t = float(t)
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"`target_sigma` must be positive and finite; received {t!r} for "
                              f"{x!r}.")
@@ -523,9 +642,15 @@ class RepairResult:
     """The result of :func:`repair_identifiability`.
 
     Attributes:
-        added: indices of the candidates to add (the smallest set found).
+        added: indices of the candidates to add (the smallest set found); empty when no
+            set of at most ``max_add`` candidates repairs the model (then ``success`` is
+            ``False``: nothing worth adding was found).
         success: whether adding them makes every parameter identifiable (full rank and
             collinearity index below the threshold).
+        best_attempt: when unsuccessful, the closest (not repairing) set tried, as a dict
+            ``{"added", "rank", "collinearity"}``; ``None`` otherwise.
+        no_lift: whether no candidate adds information along the weak directions (every
+            lift is zero to round-off), so no number of them can repair the model.
         exhaustive: whether the smallest size was established by checking every subset
             (otherwise the last size was completed greedily).
         rank_before, rank_after, collinearity_before, collinearity_after: diagnostics of
@@ -556,6 +681,17 @@ class RepairResult:
             lines.append(f"    weak direction: {text}")
         if not self.added and self.success:
             lines.append("  already identifiable: nothing to add")
+        elif not self.success:
+            search = "exhaustive search" if self.exhaustive else "partly greedy search"
+            lines.append(f"  no set of <= {self.max_add} candidates repairs it ({search}); "
+                         + ("no candidate lifts the weak direction(s)" if self.no_lift else
+                            "nothing is added"))
+            attempt = self.best_attempt
+            if attempt is not None and attempt["added"] and not self.no_lift:
+                labels = [self.labels[i] for i in attempt["added"]]
+                lines.append(f"  closest attempt (not a repair): {labels} -> rank "
+                             f"{attempt['rank']}, collinearity index "
+                             f"{attempt['collinearity']:.4g}")
         else:
             labels = [self.labels[i] for i in self.added]
             lines.append(f"  add {len(self.added)} measurement(s): {labels} "
@@ -571,6 +707,7 @@ class RepairResult:
 
     def to_dict(self) -> dict:
         return {"added": list(self.added), "success": self.success,
+                "best_attempt": self.best_attempt, "no_lift": self.no_lift,
                 "exhaustive": self.exhaustive, "rank_before": self.rank_before,
                 "rank_after": self.rank_after,
                 "collinearity_before": self.collinearity_before,
@@ -655,6 +792,16 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
         raise ValueError(f"`threshold` must be > 1 (a collinearity index); received "
                          f"{threshold!r}.")
     max_add = _check_int(max_add, "max_add", 1)
+    max_subsets = _check_int(max_subsets, "max_subsets", 1)
+    if weak_rtol is not None:
+        if isinstance(weak_rtol, bool) or not isinstance(
+                weak_rtol, int | float | np.integer | np.floating):
+            raise TypeError(f"`weak_rtol` must be None or a number in (0, 1]; received "
+                            f"{quote(weak_rtol)}.")
+        if not 0 < weak_rtol <= 1:
+            raise ValueError(f"`weak_rtol` must be in (0, 1] (a fraction of the largest "
+                             f"eigenvalue); received {weak_rtol!r}.")
+        weak_rtol = float(weak_rtol)
     P = len(names)
     F0 = sum((np.asarray(fisher(e, fid, params=names, mode=mode).matrix) for e in experiments),
              np.zeros((P, P))) + _align_prior(prior, names)
@@ -692,6 +839,11 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
         null_texts.append(text)
     lift = np.einsum("vi,nij,vj->n", dirs, Fcs, dirs) if len(dirs) else np.zeros(n)
     lift = np.where(failed, np.nan, lift)
+    # No lift: every usable candidate's information along the weak directions is round-off
+    # relative to its total (unit-free) information.
+    total_info = np.trace(Fcs, axis1=1, axis2=2)
+    no_lift = bool(len(dirs)) and bool(np.all(failed | (np.abs(np.nan_to_num(lift))
+                                                       <= 1e-10 * np.abs(total_info))))
 
     alone_rank, alone_gamma = _rank_and_collinearity(F0s[None] + Fcs)
     ranking = []
@@ -704,6 +856,7 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
         return (rank == P) & (gamma < threshold)
 
     usable = [i for i in range(n) if not failed[i]]
+    best_attempt = None
     if ok(rank0, gamma0):
         added, success, exhaustive = [], True, True
     else:
@@ -736,7 +889,12 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
             j = int(np.lexsort((score, -rank))[0])
             best_prev = [int(i) for i in subsets[j]]
         if added is None:
-            added = best_prev
+            # Nothing repairs: report no additions, and the closest attempt separately.
+            added = []
+            if best_prev:
+                r, g = _rank_and_collinearity(F0s + Fcs[best_prev].sum(axis=0))
+                best_attempt = {"added": best_prev, "rank": int(r),
+                                "collinearity": float(g)}
     F_after = F0 + (Fc[added].sum(axis=0) if added else 0.0)
     rank1, gamma1 = _rank_and_collinearity(F_after * S2)
     return RepairResult(
@@ -746,7 +904,8 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
         null_directions=null_dirs, null_texts=null_texts, ranking=ranking,
         fisher_after=FisherMatrix(0.5 * (F_after + F_after.T), names,
                                   fiducial={x: fid[x] for x in names}),
-        threshold=threshold, n_params=P, labels=labels)
+        threshold=threshold, n_params=P, labels=labels, best_attempt=best_attempt,
+        no_lift=no_lift, max_add=max_add)
 
 
 def _repair_candidates(experiments, fid, names, mode, candidates):

@@ -19,7 +19,7 @@ import pytest
 import scipy.optimize
 
 import fisherforecast as ff
-from fisherforecast import _design
+from fisherforecast import _design, _design_optimize, _design_select
 from fisherforecast._design import design_criterion, fom_criterion, sigma_criterion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -537,3 +537,132 @@ def test_design_example_runs_fast(tmp_path):
     assert out["d_optimal"].criterion_value > out["selection"].criterion_value - 1e-9
     assert out["selection"].bound >= out["selection"].criterion_value - 1e-9
     assert jax.config.jax_enable_x64 is False
+
+
+# ---------------------------------------------------------------------------------------
+# Review fixes: E-optimal exchange, failed repairs, singular designs, stuck starts, inputs
+# ---------------------------------------------------------------------------------------
+def decay_offset(p, t):
+    return p["A"] * jnp.exp(-p["k"] * t) + p["c"]
+
+
+def decay_offset_fim(times, A=2.0, k=0.5, sigma=0.1):
+    """Hand-written Fisher matrix of A e^{-kt} + c (numpy), stacked over leading axes."""
+    t = np.asarray(times, dtype=float)
+    J = np.stack([np.exp(-k * t), -A * t * np.exp(-k * t), np.ones_like(t)], -1) / sigma
+    return np.einsum("...ni,...nj->...ij", J, J)
+
+
+def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
+    # With fewer than P points every greedy pick has λ_min = ridge, so a single
+    # greedy + exchange path stalled at 69.586 here; brute force over all 792 subsets.
+    exp = ff.Experiment(decay_offset, ff.Gaussian(sigma=0.1))
+    fid = {"A": 2.0, "k": 0.5, "c": 0.2}
+    grid = np.linspace(0.0, 20.0, 12)
+    combos = np.array(list(itertools.combinations(range(grid.size), 5)))
+    values = np.linalg.eigvalsh(decay_offset_fim(grid[combos]))[:, 0]
+    sel = ff.select_measurements(exp, fid, grid, 5, "E")
+    assert sel.criterion_value == pytest.approx(values.max(), rel=1e-10)
+    np.testing.assert_array_equal(sel.indices, combos[np.argmax(values)])
+    relaxed = ff.select_measurements(exp, fid, grid, 5, "E", method="relaxation")
+    assert sel.criterion_value >= relaxed.criterion_value - 1e-9
+    # Padded pools: a new k on the same candidates reuses the compiled criterion.
+    sizes = [f._cache_size() for f in (_design_select._losses_of_matrices,
+                                        _design_select._relaxed_loss_and_grad)]
+    for k in (3, 4):
+        other = ff.select_measurements(exp, fid, grid, k, "E")
+        best = np.linalg.eigvalsh(decay_offset_fim(
+            grid[np.array(list(itertools.combinations(range(grid.size), k)))]))[:, 0].max()
+        assert other.criterion_value == pytest.approx(best, rel=1e-10)
+    assert [f._cache_size() for f in (_design_select._losses_of_matrices,
+                                      _design_select._relaxed_loss_and_grad)] == sizes
+
+
+def test_failed_repair_adds_nothing_and_says_why():
+    # y = a·b e^{-kt}: ∂y/∂ln a = ∂y/∂ln b at every t, so more times lift the null
+    # direction (1, -1, 0)/√2 by exactly 0: no set of them repairs the model.
+    exp = ff.Experiment(lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t),
+                        ff.Gaussian(sigma=1.0), design=np.arange(0.0, 5.01, 0.5))
+    rep = ff.repair_identifiability(exp, {"a": 2.0, "b": 3.0, "k": 0.5},
+                                    np.array([1.0, 2.0, 3.0]))
+    assert rep.added == [] and not rep.success and rep.no_lift
+    assert rep.rank_after == rep.rank_before == 2
+    text = rep.summary()
+    assert "no set of <= 3 candidates repairs it" in text
+    assert "no candidate lifts the weak direction" in text and "add 3" not in text
+
+
+def test_design_criterion_of_a_singular_design_is_the_worst_value():
+    # All measurements at one time: J = [e^{-kt}, -A t e^{-kt}] repeated has rank 1, so F is
+    # singular (closed form). Round-off used to give A = NaN (t = 0) or > 0 (t = 2) and a
+    # finite condition number (t = 3).
+    fid = {"A": 2.0, "k": 0.5}
+    worst = {"D": -math.inf, "A": -math.inf, "E": 0.0, "ME": math.inf}
+    for t in ([3.0, 3.0], [0.0, 0.0], [2.0, 2.0, 2.0]):
+        t = np.array(t)
+        J = np.stack([np.exp(-0.5 * t), -2.0 * t * np.exp(-0.5 * t)], 1)
+        assert np.linalg.matrix_rank(J) == 1
+        exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=t)
+        for criterion, value in worst.items():
+            assert design_criterion(exp, fid, criterion=criterion) == value, (t, criterion)
+            crit = _design._check_criterion(criterion, None, ("A", "k"))
+            assert _design._natural_numpy(ff.fisher(exp, fid).matrix, crit) == value
+
+
+def test_coinciding_start_points_are_separated(monkeypatch):
+    # Start 0 = [3, 3] is a symmetric stationary point of log det; the nudged start reaches
+    # the closed-form optimum {0, 1/k} with a single local start.
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([3.0, 3.0]))
+    fid = {"A": 2.0, "k": 0.5}
+    res = ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=1)
+    np.testing.assert_allclose(np.sort(res.design), [0.0, 2.0], atol=1e-7)
+    # Without the nudge the start is stuck, and the error blames the optimiser, not the
+    # model (other designs are identifiable).
+    monkeypatch.setattr(_design_optimize, "_separate_ties", lambda x, low, high: x)
+    with pytest.raises(ff.SingularFisherError, match="no start reached a non-singular design"):
+        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=1)
+
+
+def test_more_bad_input_is_rejected_with_the_argument_named():
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([1.0, 3.0]))
+    fid = {"A": 2.0, "k": 0.5}
+    with pytest.raises(ValueError, match=r"`bounds`.*shape \(2,\)"):
+        ff.optimize_design(exp, fid, bounds=(np.zeros(3), 10.0))
+    with pytest.raises(TypeError, match=r"`seed`.*'x'"):
+        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), seed="x")
+    with pytest.raises(TypeError, match=r"`rtol`.*'x'"):
+        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), rtol="x")
+    with pytest.raises(ValueError, match=r"`rtol`.*-1"):
+        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), rtol=-1.0)
+    # A list of booleans is the mask of the design array. With t2 = 3 fixed, log det =
+    # const - 2k t1 + 2 log|t1 - 3| on [0, 10]: 2 log 3 at t1 = 0 beats the local maximum
+    # t1 = 3 + 1/k (value -2k·2 + 2 log 2, relative to the same constant).
+    res = ff.optimize_design(exp, fid, bounds=(0.0, 10.0), fixed=[False, True], n_starts=2)
+    assert res.design[1] == 3.0 and res.design[0] == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ff.FisherError, match=r"criterion.*returned NaN"):
+        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=2,
+                           criterion=lambda F: jnp.nan * F.matrix[0, 0])
+    # select_measurements: a list is an array of candidates; empty and too few points.
+    plain = ff.Experiment(decay, ff.Gaussian(sigma=0.1))
+    assert ff.select_measurements(plain, fid, [0.0, 1.0, 2.0, 3.0], 2).design.tolist() == [
+        0.0, 2.0]  # det ∝ e^{-k(t1+t2)}(t1 - t2)² on the grid
+    with pytest.raises(ValueError, match="`candidates`"):
+        ff.select_measurements(plain, fid, np.array([]), 2, allow_repeats=True)
+    with pytest.raises(ff.SingularFisherError, match=r"1 measurement.*2 parameters"):
+        ff.select_measurements(plain, fid, np.arange(4.0), 1)
+    # required_samples
+    for bad in ({}, "0.1", True):
+        with pytest.raises((TypeError, ValueError), match="`target_sigma`"):
+            ff.required_samples(exp, fid, bad)
+    with pytest.raises(TypeError, match=r"`marginal`.*'no'"):
+        ff.required_samples(exp, fid, 0.1, marginal="no")
+    # repair_identifiability
+    with pytest.raises(ValueError, match="`candidates`"):
+        ff.repair_identifiability(exp, fid, np.array([]))
+    for value in ("x", 0):
+        with pytest.raises(ValueError, match="`max_subsets`"):
+            ff.repair_identifiability(exp, fid, np.arange(3.0), max_subsets=value)
+    with pytest.raises(ValueError, match="`weak_rtol`"):
+        ff.repair_identifiability(exp, fid, np.arange(3.0), weak_rtol=-1)
+    with pytest.raises(TypeError, match=r"`name` must be a string.*\['a'\]"):
+        sigma_criterion(["a"])
