@@ -44,6 +44,7 @@ from ._design import (
     _natural_batch,
     _natural_numpy,
     _random_x,
+    _Record,
     _singular_numpy,
     _u_from_x,
 )
@@ -61,7 +62,7 @@ __all__ = [
 # =======================================================================================
 # Result
 # =======================================================================================
-class DesignResult:
+class DesignResult(_Record):
     """The result of :func:`optimize_design`.
 
     Attributes:
@@ -87,13 +88,6 @@ class DesignResult:
         converged: per start, whether BFGS met its tolerance.
         n_polished: how many distinct end points were polished.
     """
-
-    def __init__(self, **fields):
-        for k, v in fields.items():
-            object.__setattr__(self, k, v)
-
-    def __setattr__(self, key, value):
-        raise AttributeError("DesignResult is immutable.")
 
     @property
     def n_starts(self) -> int:

@@ -34,6 +34,7 @@ from ._design import (
     _loss_from_matrix,
     _natural_from_matrix,
     _natural_numpy,
+    _Record,
     _scale_vector,
     _singular_numpy,
     _unit_diagonal,
@@ -156,7 +157,7 @@ def _per_candidate_fisher(experiment, fid, names, mode, candidates, n):
     return Fc, bad
 
 
-class Selection:
+class Selection(_Record):
     """The result of :func:`select_measurements`.
 
     Attributes:
@@ -173,13 +174,6 @@ class Selection:
             ``"relaxation"`` or ``"random i"``); starts: dict start -> criterion value
             after its exchange.
     """
-
-    def __init__(self, **fields):
-        for k, v in fields.items():
-            object.__setattr__(self, k, v)
-
-    def __setattr__(self, key, value):
-        raise AttributeError("Selection is immutable.")
 
     def summary(self) -> str:
         lines = [f"Selected {len(self.indices)} of {self.n_candidates} candidates by "
@@ -638,7 +632,7 @@ def _bisect_repeats(F1, prior_m, name, target, marginal):
 # =======================================================================================
 # repair_identifiability
 # =======================================================================================
-class RepairResult:
+class RepairResult(_Record):
     """The result of :func:`repair_identifiability`.
 
     Attributes:
@@ -662,13 +656,6 @@ class RepairResult:
             parameters), with the rank and collinearity index the candidate gives alone.
         fisher_after: the Fisher matrix with the added measurements.
     """
-
-    def __init__(self, **fields):
-        for k, v in fields.items():
-            object.__setattr__(self, k, v)
-
-    def __setattr__(self, key, value):
-        raise AttributeError("RepairResult is immutable.")
 
     def summary(self) -> str:
         lines = [
