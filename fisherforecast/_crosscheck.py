@@ -52,6 +52,9 @@ TARGET_ACCEPT = 0.9
 #: A run is resolved when n_se standard errors of the σ ratio and of the mean shift stay
 #: below RESOLUTION × their tolerance: a discrepancy that large would have been detected.
 RESOLUTION = 3.0
+#: A discrepancy still counts ("disagrees") when at most this fraction of the draws
+#: diverged; agreement needs none.
+DIVERGENCE_LIMIT = 0.01
 #: Probabilities of the central 68.27 % interval used for the asymmetry of the errors.
 _P_LOW, _P_HIGH = 0.5 * (1 - math.erf(1 / math.sqrt(2))), 0.5 * (1 + math.erf(1 / math.sqrt(2)))
 
@@ -577,6 +580,7 @@ class CrossCheck:
     resolved: bool
     converged: bool
     agrees: bool
+    divergence_ok: bool
     reasons: tuple
     priors: dict
     defaulted_bounds: tuple
@@ -622,12 +626,13 @@ class CrossCheck:
     @property
     def verdict(self) -> str:
         """``"agrees"``; ``"disagrees"`` (a significant, relevant discrepancy in converged
-        chains without divergent transitions); or ``"inconclusive"`` (chains not converged,
-        divergent transitions, or Monte Carlo errors too large to resolve a discrepancy of
+        chains with at most ``DIVERGENCE_LIMIT`` (1 %) of the draws divergent); or
+        ``"inconclusive"`` (chains not converged, more divergences, any divergence when
+        the numbers agree, or Monte Carlo errors too large to resolve a discrepancy of
         3 × the tolerance)."""
         if self.agrees:
             return "agrees"
-        if self.converged and not self.within_tolerance and not self.divergences:
+        if self.converged and not self.within_tolerance and self.divergence_ok:
             return "disagrees"
         return "inconclusive"
 
@@ -696,12 +701,12 @@ def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
       1.05 and ESS ≥ `min_ess`) and the run is *resolved*: ``n_se·SE ≤ 3 × tolerance`` for
       the σ ratio and the shift, so that a discrepancy three times the tolerance would
       have been detected;
-    - ``disagrees`` when converged chains without divergent transitions show a
-      discrepancy;
-    - ``inconclusive`` otherwise (`.verdict`; `.agrees` is True only for ``agrees``). Any
-      divergent transition makes the run inconclusive: NUTS then misses part of the
-      posterior (on a banana it reports σ 25 % low with a small error bar), so neither
-      agreement nor a discrepancy can be trusted. `.reasons` gives the count and the
+    - ``disagrees`` when converged chains show a discrepancy and at most 1 % of the draws
+      diverged;
+    - ``inconclusive`` otherwise (`.verdict`; `.agrees` is True only for ``agrees``). A
+      divergent transition means NUTS missed part of the posterior (on a banana it reports
+      σ 25 % low with a small error bar), so any divergence rules out ``agrees``, and more
+      than 1 % of the draws rule out ``disagrees`` too. `.reasons` gives the count and the
       settings to rerun with (a higher `target_accept`, more warm-up, several chains).
 
     **Arguments:**
@@ -842,7 +847,7 @@ def _divergence_note(n_div, n_draws, settings) -> str:
     return (f"{n_div} divergent transitions ({n_div / n_draws:.2%} of {n_draws} draws): NUTS "
             "could not integrate part of the posterior (a curved ridge, funnel or sharp "
             "edge), so σ_hmc, the mean and the intervals are biased by an amount the Monte "
-            f"Carlo errors do not include; the comparison is unresolved. Rerun with {text}")
+            f"Carlo errors do not include; agreement cannot be certified. Rerun with {text}")
 
 
 def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, prior_text,
@@ -903,10 +908,13 @@ def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, 
     reasons = discrepancies + notes
     within = not discrepancies
     # Divergences mean NUTS skipped part of the posterior (typically a narrowing tail), so
-    # σ_hmc and the mean are biased by an amount the ESS-based errors cannot see: the
-    # comparison is not resolved, whichever way it points.
+    # σ_hmc and the mean are biased by an amount the ESS-based errors cannot see: agreement
+    # cannot be certified. A discrepancy still stands when divergences are rare (≤
+    # DIVERGENCE_LIMIT of the draws: a banana with one divergence in 4000 draws is flagged
+    # rightly); with more, the run is unresolved whichever way it points.
     resolved = not unresolved and not n_div
     agrees = within and converged and resolved
+    divergence_ok = n_div <= DIVERGENCE_LIMIT * run.diverging.size
     C, S, _ = theta.shape
 
     def d(arr):
@@ -924,6 +932,7 @@ def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, 
         rhat=d(stats["rhat"]),
         ess=d(stats["ess"]), divergences=n_div, tolerance=tol, within_tolerance=bool(within),
         resolved=bool(resolved), converged=converged, agrees=bool(agrees),
+        divergence_ok=bool(divergence_ok),
         reasons=tuple(reasons), priors=prior_text,
         defaulted_bounds=defaulted, data_kind=kind, seconds=float(run.seconds),
         num_steps=int(np.sum(run.num_steps)), settings=settings, data=tuple(datas))

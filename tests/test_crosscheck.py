@@ -288,7 +288,8 @@ def _synthetic_compare(draws, diverging=None, settings=None):
 
 def test_divergences_make_the_comparison_unresolved():
     """On a banana, one divergence in 4000 draws came with σ(t2) 25 % low and a small error
-    bar: any divergence must block both "agrees" and "disagrees"."""
+    bar: any divergence must block "agrees"; more than 1 % of the draws block "disagrees"
+    too, while a discrepancy with rare divergences still stands."""
     rng = np.random.default_rng(0)
     gaussian = rng.normal(size=(1, 4000))
     assert _synthetic_compare(gaussian).verdict == "agrees"
@@ -301,11 +302,15 @@ def test_divergences_make_the_comparison_unresolved():
     assert "1 divergent transitions" in reason and "target_accept=0.95" in reason
     assert "num_warmup=1000" in reason and "num_chains=4" in reason
     assert "INCONCLUSIVE" in cc.summary()
-    # A "discrepancy" measured from divergent chains is not trusted either.
+    # A discrepancy with one divergence in 4000 draws stands; with 2 % divergent draws a
+    # "discrepancy" measured from the chains is not trusted.
     wide = 1.5 * gaussian
     assert _synthetic_compare(wide).verdict == "disagrees"
-    cc = _synthetic_compare(wide, diverging, dict(num_warmup=2000, num_samples=4000,
-                                                  num_chains=4, target_accept=0.95))
+    assert _synthetic_compare(wide, diverging).verdict == "disagrees"
+    many = np.zeros((1, 4000), dtype=bool)
+    many[0, ::50] = True  # 80 of 4000
+    cc = _synthetic_compare(wide, many, dict(num_warmup=2000, num_samples=4000,
+                                             num_chains=4, target_accept=0.95))
     assert cc.verdict == "inconclusive" and not cc.within_tolerance
     assert "target_accept=0.99 (was 0.95)" in cc.reasons[-1]
     assert "num_warmup=4000" in cc.reasons[-1] and "num_chains" not in cc.reasons[-1]
