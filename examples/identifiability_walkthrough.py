@@ -48,7 +48,7 @@ def main(out: Path, fast: bool = False) -> dict:
                        design=np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0]), name="iv")
 
     # 1-2. The report: structural rank, the null combination, per-parameter verdicts.
-    print("=" * 78, "\n1. Oral data only\n" + "=" * 78)
+    print("=" * 78, "\n1-2. Oral data only: the report, and the combination it names\n" + "=" * 78)
     report = ff.identifiability(oral, FIDUCIAL, params=VARIED, n_random=n_random)
     print(report.summary())
     fig = report.plot()
