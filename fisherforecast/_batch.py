@@ -39,6 +39,7 @@ import numpy as np
 
 from ._errors import FisherError, SingularFisherError, quote
 from ._fisher import _as_experiments, _call_model, _check_mode, _fisher_parts, check_names
+from ._io import _check_overwrite
 from ._linalg import PSD_RTOL, RANK_RTOL, schur_marginal
 from ._matrix import FisherMatrix, _subset
 from ._x64 import float64
@@ -1551,7 +1552,6 @@ class FisherBatch:
         B = len(self)
         if B == 0:
             raise ValueError("cannot save an empty FisherBatch (0 items).")
-        _check_overwrite(overwrite)
         chunk = int(self._metadata.get("chunk_size") or min(B, 4096))
         n_chunks = math.ceil(B / chunk)
         # A chunk with items never computed (a partial load) is saved as unfinished.
@@ -1606,11 +1606,6 @@ def _merge_batch_fiducials(a, b, skip):
         else:
             merged[k] = v
     return merged
-
-
-def _check_overwrite(overwrite):
-    if not isinstance(overwrite, bool | np.bool_):
-        raise TypeError(f"`overwrite` must be True or False; received {quote(overwrite)}.")
 
 
 def _check_batch_names(names, P):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import FisherError, ParameterError, SingularFisherError, quote
-from ._linalg import RANK_RTOL, Inverse, check_matrix, robust_inverse, schur_marginal
+from ._linalg import PSD_RTOL, RANK_RTOL, Inverse, check_matrix, robust_inverse, schur_marginal
 from ._x64 import float64
 
 
@@ -134,7 +134,7 @@ class FisherMatrix:
         if M.size:
             d = np.sqrt(np.where(diag > 0, diag, 1.0))
             w = np.linalg.eigvalsh(M / np.outer(d, d))
-            if w[0] < -1e-8 * max(w[-1], 1.0):
+            if w[0] < -PSD_RTOL * max(w[-1], 1.0):
                 raise ValueError(
                     "FisherMatrix `matrix` is not positive semi-definite (smallest eigenvalue "
                     f"of the unit-diagonal matrix {w[0]:.3g}); it cannot be a Fisher matrix."

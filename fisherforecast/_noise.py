@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import quote
+from ._linalg import check_matrix
 from ._x64 import as_float64_tree
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -225,14 +226,19 @@ class Gaussian(NoiseModel):
             return _broadcast_flat(s, shape, "sigma (returned by the callable)")
         return _broadcast_flat(self.sigma, shape, "sigma")
 
+    def _raw_cov(self, params, design, n):
+        """The callable's covariance as returned (checked for shape, not symmetrised)."""
+        C = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
+        if C.shape != (n, n):
+            raise ValueError(
+                f"cov (returned by the callable) has shape {tuple(C.shape)}; expected "
+                f"({n}, {n}) for {n} model outputs."
+            )
+        return C
+
     def _cov_and_chol(self, params, design, n):
         if self.cov_fn is not None:
-            C = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
-            if C.shape != (n, n):
-                raise ValueError(
-                    f"cov (returned by the callable) has shape {tuple(C.shape)}; expected "
-                    f"({n}, {n}) for {n} model outputs."
-                )
+            C = self._raw_cov(params, design, n)
             C = 0.5 * (C + C.T)
             return C, jnp.linalg.cholesky(C)
         return jnp.asarray(self.cov), jnp.asarray(self.cov_cholesky)
@@ -281,12 +287,12 @@ class Gaussian(NoiseModel):
             s = self._sigma_flat(params, design, mean.shape)
             return {"sigma returned by the callable must be positive and finite": s}
         if self.cov_fn is not None:
-            C, _ = self._cov_and_chol(params, design, mean.size)
-            raw = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
+            raw = self._raw_cov(params, design, mean.size)
             root = jnp.sqrt(jnp.abs(jnp.diag(raw)))
             asym = jnp.max(jnp.abs(raw - raw.T) / jnp.maximum(jnp.outer(root, root), 1e-300))
             return {"cov returned by the callable must be positive definite and finite "
-                    "(values quoted are its eigenvalues)": jnp.linalg.eigvalsh(C),
+                    "(values quoted are its eigenvalues)":
+                        jnp.linalg.eigvalsh(0.5 * (raw + raw.T)),
                     "cov returned by the callable must be symmetric (value quoted: 1e-10 "
                     "minus its largest |C_ij - C_ji| / sqrt(C_ii C_jj))":
                         jnp.reshape(1e-10 - asym, (1,))}
@@ -342,20 +348,9 @@ def _check_cov(cov):
         raise ValueError(f"cov must be a square matrix; received shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"cov contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5]}.")
-    # Asymmetry relative to sqrt(C_ii C_jj), so that small-variance blocks count too.
-    root = np.sqrt(np.abs(np.diag(arr)))
-    scale = np.outer(root, root)
-    scale = np.where(scale > 0, scale, np.max(np.abs(arr), initial=0.0) or 1.0)
-    rel = np.abs(arr - arr.T) / scale
-    asym = float(np.max(rel, initial=0.0))
-    if asym > 1e-10:
-        i, j = np.unravel_index(np.argmax(rel), arr.shape)
-        raise ValueError(
-            f"cov is not symmetric: entry [{i},{j}] = {float(arr[i, j])!r} but [{j},{i}] = "
-            f"{float(arr[j, i])!r} (relative to sqrt(C_ii C_jj): {asym:.2e}). Pass "
-            "(C + C.T) / 2 if the asymmetry is round-off."
-        )
-    arr = 0.5 * (arr + arr.T)
+    # The foundation's check: asymmetry relative to sqrt(C_ii C_jj), so that small-variance
+    # blocks count too; returns the symmetrised matrix.
+    arr = check_matrix(arr, "cov")
     try:
         L = np.linalg.cholesky(arr)
     except np.linalg.LinAlgError:
