@@ -114,6 +114,7 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     mc = np.exp(fiducials["lnMc"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
@@ -124,6 +125,9 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
                         norm=matplotlib.colors.LogNorm())
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Label decades only: minor-tick labels overlap on a short log axis.
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("optimal SNR")
         ax.set_ylabel(label)
     axes[0].plot(grid, 1 / grid, "k--", lw=1, label="1/SNR")
