@@ -1345,7 +1345,15 @@ class FisherBatch:
 
     def __mul__(self, factor) -> FisherBatch:
         """Every matrix times a positive number, or item ``i`` times ``factor[i]`` for a
-        ``(B,)`` array (e.g. each source's observing time over the one simulated)."""
+        ``(B,)`` array (e.g. each source's observing time over the one simulated).
+
+        ```python
+        >>> import numpy as np, fisherforecast as ff
+        >>> batch = ff.FisherBatch([[[4.0]], [[4.0]]], ["a"])
+        >>> (batch * np.array([1.0, 4.0])).sigma()["a"].tolist()
+        [0.5, 0.25]
+        ```
+        """
         if isinstance(factor, bool | np.bool_) or isinstance(factor, str):
             return NotImplemented
         try:
@@ -1418,7 +1426,15 @@ class FisherBatch:
 
     def fix(self, names) -> FisherBatch:
         """Hold `names` fixed at their fiducial values in every item (delete their rows and
-        columns). Fixing one side of a degeneracy can turn singular items ok."""
+        columns). Fixing one side of a degeneracy can turn singular items ok.
+
+        ```python
+        >>> import fisherforecast as ff
+        >>> batch = ff.FisherBatch([[[1.0, 1.0], [1.0, 1.0]]], ["a", "b"])  # a + b only
+        >>> batch.ok.tolist(), batch.fix("b").ok.tolist()
+        ([False], [True])
+        ```
+        """
         names = _subset(names, self._names, "fix(names)")
         keep = [n for n in self._names if n not in names]
         if not keep:

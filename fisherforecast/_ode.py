@@ -199,6 +199,18 @@ class ODEModel:
         an experiment's design, ``model.check_times(experiment.design)``, when
         ``ff.fisher`` reports NaN outputs; :func:`check_solve` calls it. Needs concrete
         values: it cannot run on traced times inside ``jax.jit``.
+
+        ```python
+        >>> import fisherforecast as ff
+        >>> model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=1.0)
+        >>> model.check_times([0.5, 1.0]).tolist()
+        [0.5, 1.0]
+        >>> try:
+        ...     model.check_times([-1.0, 1.0])
+        ... except ValueError as err:
+        ...     print("before t0" in str(err))
+        True
+        ```
         """
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(times)):
             raise TypeError(
