@@ -35,8 +35,13 @@ def pspl(p, t):
 
 
 FIDUCIAL = {"t0": 0.0, "u0": 0.3, "tE": 20.0, "Fs": 1.0, "Fb": 0.5}
-PRIOR = {"t0": (-5.0, 5.0), "u0": (0.01, 2.0), "tE": (2.0, 80.0), "Fs": (0.05, 5.0),
-         "Fb": (-1.0, 2.0)}
+PRIOR = {
+    "t0": (-5.0, 5.0),
+    "u0": (0.01, 2.0),
+    "tE": (2.0, 80.0),
+    "Fs": (0.05, 5.0),
+    "Fb": (-1.0, 2.0),
+}
 
 
 def bench(event, label, **settings):
@@ -60,9 +65,12 @@ def bench(event, label, **settings):
         "steps_per_draw": second.num_steps / draws,
         "agrees": first.agrees and second.agrees,
     }
-    print(f"{label:<34} {draws:>6} {t_first:>8.2f} {row['compile_s']:>8.2f} "
-          f"{t_second:>9.2f} {ess:>8.0f} {row['ess_per_s']:>8.0f} {row['grad_per_s']:>9.0f} "
-          f"{row['steps_per_draw']:>6.1f} {row['agrees']!s:>6}", flush=True)
+    print(
+        f"{label:<34} {draws:>6} {t_first:>8.2f} {row['compile_s']:>8.2f} "
+        f"{t_second:>9.2f} {ess:>8.0f} {row['ess_per_s']:>8.0f} {row['grad_per_s']:>9.0f} "
+        f"{row['steps_per_draw']:>6.1f} {row['agrees']!s:>6}",
+        flush=True,
+    )
     return row
 
 
@@ -77,22 +85,42 @@ def main(argv=None):
     t_fisher = time.perf_counter() - start
     start = time.perf_counter()
     ff.fisher(event, FIDUCIAL)
-    print(f"fisherforecast {ff.__version__}, jax {jax.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"device {jax.devices()[0].platform}")
-    print(f"Fisher matrix: {t_fisher:.2f} s first call, "
-          f"{1e3 * (time.perf_counter() - start):.2f} ms cached\n")
-    print(f"{'config':<34} {'draws':>6} {'first':>8} {'compile':>8} {'sampling':>9} "
-          f"{'min ESS':>8} {'ESS/s':>8} {'grad/s':>9} {'steps':>6} {'agrees':>6}")
+    print(
+        f"fisherforecast {ff.__version__}, jax {jax.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"device {jax.devices()[0].platform}"
+    )
+    print(
+        f"Fisher matrix: {t_fisher:.2f} s first call, "
+        f"{1e3 * (time.perf_counter() - start):.2f} ms cached\n"
+    )
+    print(
+        f"{'config':<34} {'draws':>6} {'first':>8} {'compile':>8} {'sampling':>9} "
+        f"{'min ESS':>8} {'ESS/s':>8} {'grad/s':>9} {'steps':>6} {'agrees':>6}"
+    )
     rows = [
         bench(event, f"1 chain, {n // 2} warm-up + {n}", num_warmup=n // 2, num_samples=n),
-        bench(event, f"4 chains sequential, {n // 4}+{n // 2}", num_warmup=n // 4,
-              num_samples=n // 2, num_chains=4, chain_method="sequential"),
-        bench(event, f"4 chains vectorized, {n // 4}+{n // 2}", num_warmup=n // 4,
-              num_samples=n // 2, num_chains=4, chain_method="vectorized"),
+        bench(
+            event,
+            f"4 chains sequential, {n // 4}+{n // 2}",
+            num_warmup=n // 4,
+            num_samples=n // 2,
+            num_chains=4,
+            chain_method="sequential",
+        ),
+        bench(
+            event,
+            f"4 chains vectorized, {n // 4}+{n // 2}",
+            num_warmup=n // 4,
+            num_samples=n // 2,
+            num_chains=4,
+            chain_method="vectorized",
+        ),
     ]
-    print("\nfirst = compile + sampling (first call); sampling = second call, same shapes; "
-          "steps = leapfrog steps per draw")
+    print(
+        "\nfirst = compile + sampling (first call); sampling = second call, same shapes; "
+        "steps = leapfrog steps per draw"
+    )
     return rows
 
 

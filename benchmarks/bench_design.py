@@ -45,8 +45,9 @@ def make_experiment():
         return jnp.stack([-p["ka"] * y[0], p["ka"] * y[0] - p["ke"] * y[1]])
 
     model = ff.ode_model(rhs, y0=jnp.array([DOSE, 0.0]), observe=lambda y, p: y[1] / p["V"])
-    return ff.Experiment(model, ff.Gaussian(sigma=0.2),
-                         design=np.linspace(1.0, 23.0, N_TIMES), name="oral PK (ODE)")
+    return ff.Experiment(
+        model, ff.Gaussian(sigma=0.2), design=np.linspace(1.0, 23.0, N_TIMES), name="oral PK (ODE)"
+    )
 
 
 def machine_info() -> str:
@@ -66,11 +67,13 @@ def machine_info() -> str:
         load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     except OSError:
         load = ""
-    return (f"{platform.platform()}; {cpu}; {os.cpu_count()} logical CPUs{load}\n"
-            f"python {platform.python_version()}, jax {jax.__version__} "
-            f"({jax.default_backend()}: {jax.devices()[0].device_kind}), numpy "
-            f"{np.__version__}, diffrax {diffrax.__version__}, optimistix "
-            f"{optimistix.__version__}, fisherforecast {ff.__version__}")
+    return (
+        f"{platform.platform()}; {cpu}; {os.cpu_count()} logical CPUs{load}\n"
+        f"python {platform.python_version()}, jax {jax.__version__} "
+        f"({jax.default_backend()}: {jax.devices()[0].device_kind}), numpy "
+        f"{np.__version__}, diffrax {diffrax.__version__}, optimistix "
+        f"{optimistix.__version__}, fisherforecast {ff.__version__}"
+    )
 
 
 def timed(fn, repeats=1):
@@ -89,30 +92,38 @@ def main(n_starts=32, repeats=3):
     rng = np.random.default_rng(1)
 
     # 1. End to end.
-    t_cold, res = timed(lambda: ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW,
-                                                   n_starts=n_starts, seed=0))
-    t_warm, res = timed(lambda: ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW,
-                                                   n_starts=n_starts, seed=1), repeats)
+    t_cold, res = timed(
+        lambda: ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW, n_starts=n_starts, seed=0)
+    )
+    t_warm, res = timed(
+        lambda: ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW, n_starts=n_starts, seed=1), repeats
+    )
     print(f"\n10-point D-optimal design, {n_starts} starts + polish of the best 3:")
     print(f"  cold (compile + run) {t_cold:8.2f} s")
     print(f"  warm                 {t_warm:8.2f} s")
-    print(f"  optimum log det F = {res.criterion_value:.6f} (initial {res.initial_value:.6f}); "
-          f"{res.n_at_best()} of {res.n_starts} starts reached it")
+    print(
+        f"  optimum log det F = {res.criterion_value:.6f} (initial {res.initial_value:.6f}); "
+        f"{res.n_at_best()} of {res.n_starts} starts reached it"
+    )
     print(f"  times: {np.round(np.sort(res.design), 3).tolist()}")
 
     # 2a. Public API: one batched call against sequential single-start calls (no polish).
     inits = rng.uniform(*WINDOW, size=(n_starts, N_TIMES))
-    ff.optimize_design(exp.replace(design=inits[0]), FIDUCIAL, bounds=WINDOW, n_starts=1,
-                       n_polish=0)  # compile the single-start path
+    ff.optimize_design(
+        exp.replace(design=inits[0]), FIDUCIAL, bounds=WINDOW, n_starts=1, n_polish=0
+    )  # compile the single-start path
     ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW, n_starts=n_starts, n_polish=0)
 
     def sequential():
-        return [ff.optimize_design(exp.replace(design=x), FIDUCIAL, bounds=WINDOW, n_starts=1,
-                                   n_polish=0).criterion_value for x in inits]
+        return [
+            ff.optimize_design(
+                exp.replace(design=x), FIDUCIAL, bounds=WINDOW, n_starts=1, n_polish=0
+            ).criterion_value
+            for x in inits
+        ]
 
     def batched():
-        return ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW, n_starts=n_starts,
-                                  n_polish=0)
+        return ff.optimize_design(exp, FIDUCIAL, bounds=WINDOW, n_starts=n_starts, n_polish=0)
 
     t_seq, _ = timed(sequential, 1)
     t_vec, _ = timed(batched, repeats)
@@ -129,11 +140,18 @@ def main(n_starts=32, repeats=3):
         base_wall, base_cpu = t["one start at a time"]
         print(f"  {label}:")
         for name, (wall, cpu) in t.items():
-            print(f"    {name:<24} {wall:8.3f} / {cpu:8.3f}   speedup x{base_wall / wall:5.2f} "
-                  f"(CPU x{base_cpu / cpu:5.2f})")
+            print(
+                f"    {name:<24} {wall:8.3f} / {cpu:8.3f}   speedup x{base_wall / wall:5.2f} "
+                f"(CPU x{base_cpu / cpu:5.2f})"
+            )
         speedups[label] = {k: base_wall / v[0] for k, v in t.items()}
-    return {"cold": t_cold, "warm": t_warm, "public_speedup": t_seq / t_vec,
-            "core_speedups": speedups, "result": res}
+    return {
+        "cold": t_cold,
+        "warm": t_warm,
+        "public_speedup": t_seq / t_vec,
+        "core_speedups": speedups,
+        "result": res,
+    }
 
 
 def make_closed_form():
@@ -153,14 +171,27 @@ def core_timings(exp, inits, repeats):
     with float64():
         names = tuple(FIDUCIAL)
         crit = _design._check_criterion("D", None, names)
-        spec, dyn, _ = _design._build_problem([exp], False, FIDUCIAL, names, crit, None, False,
-                                              "forward", "forward", WINDOW, None, None)
+        spec, dyn, _ = _design._build_problem(
+            [exp],
+            False,
+            FIDUCIAL,
+            names,
+            crit,
+            None,
+            False,
+            "forward",
+            "forward",
+            WINDOW,
+            None,
+            None,
+        )
         u0s = np.stack([_design._u_from_x(x, dyn, spec) for x in inits])
         args = (dyn, spec, 500, 1e-10)
 
         def run(lo, hi, batch_size=None):
-            return jax.block_until_ready(_design._multistart(jnp.asarray(u0s[lo:hi]), *args,
-                                                             batch_size))
+            return jax.block_until_ready(
+                _design._multistart(jnp.asarray(u0s[lo:hi]), *args, batch_size)
+            )
 
         variants = {
             "one start at a time": lambda: [run(i, i + 1) for i in range(n)],

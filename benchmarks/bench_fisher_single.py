@@ -114,8 +114,10 @@ def main():
     from fisherforecast._fisher import fisher_information
     from fisherforecast._x64 import float64
 
-    print("== Benchmark 1: single Fisher matrix, TaylorF2-like, "
-          f"{len(NAMES)} parameters, {args.bins} frequency bins ==")
+    print(
+        "== Benchmark 1: single Fisher matrix, TaylorF2-like, "
+        f"{len(NAMES)} parameters, {args.bins} frequency bins =="
+    )
     print(machine_info())
     exp, f, df = experiment(args.bins)
     p = snr_scaled_fiducial(f, df)
@@ -140,15 +142,18 @@ def main():
         kernel(exp, p64, NAMES).block_until_ready()
         model(p64, fgrid).block_until_ready()
         results["fisher kernel (jit, no checks)"] = timeit(
-            lambda: kernel(exp, p64, NAMES), min_time=min_time)
+            lambda: kernel(exp, p64, NAMES), min_time=min_time
+        )
         results["model evaluation (jit)"] = timeit(lambda: model(p64, fgrid), min_time=min_time)
-    results["model evaluation (numpy)"] = timeit(lambda: taylorf2_numpy(p, f),
-                                                 min_time=min_time)
+    results["model evaluation (numpy)"] = timeit(lambda: taylorf2_numpy(p, f), min_time=min_time)
     results["numpy central differences"] = timeit(
-        lambda: fisher_from_jacobian(central_differences(p, f), weights), min_time=min_time)
+        lambda: fisher_from_jacobian(central_differences(p, f), weights), min_time=min_time
+    )
     J_nd = {}
-    for label, base in (("numdifftools Jacobian (defaults)", None),
-                        ("numdifftools Jacobian (tuned step)", 1e-3)):
+    for label, base in (
+        ("numdifftools Jacobian (defaults)", None),
+        ("numdifftools Jacobian (tuned step)", 1e-3),
+    ):
         times = []
         for _ in range(1 if args.quick else 2):  # seconds per call: a loop is pointless
             t0 = time.perf_counter()
@@ -163,16 +168,18 @@ def main():
     acc = {
         "ff.fisher (full call)": accuracy(F_ff, F_ref),
         "numpy central differences": accuracy(
-            fisher_from_jacobian(central_differences(p, f), weights), F_ref),
+            fisher_from_jacobian(central_differences(p, f), weights), F_ref
+        ),
     }
     for label, J in J_nd.items():
         acc[label] = accuracy(fisher_from_jacobian(J, weights), F_ref)
     acc["fisher kernel (jit, no checks)"] = acc["ff.fisher (full call)"]
 
-    print(f"\nreference: complex-step Jacobian; unit-diagonal condition number of F = "
-          f"{cond:.3g}; SNR = {np.sqrt(F_ref[0, 0]):.2f}")
-    print(f"\n{'method':<36}{'best':>12}{'median':>12}{'max |dF|/√(FiiFjj)':>21}"
-          f"{'max |dσ/σ|':>13}")
+    print(
+        f"\nreference: complex-step Jacobian; unit-diagonal condition number of F = "
+        f"{cond:.3g}; SNR = {np.sqrt(F_ref[0, 0]):.2f}"
+    )
+    print(f"\n{'method':<36}{'best':>12}{'median':>12}{'max |dF|/√(FiiFjj)':>21}{'max |dσ/σ|':>13}")
     for name, (best, med) in results.items():
         a = acc.get(name)
         tail = f"{a[0]:>21.2e}{a[1]:>13.2e}" if a else ""
@@ -185,17 +192,23 @@ def main():
     t_nd_tuned = results["numdifftools Jacobian (tuned step)"][0]
     t_fd = results["numpy central differences"][0]
     print("\nratios (best times)")
-    print(f"  fisher kernel / one model evaluation   : {t_kernel / t_model:7.2f}   "
-          f"(goal <= P+1 = {P + 1})")
-    print(f"  ff.fisher full call / one model eval.  : {t_ff / t_model:7.2f}   "
-          "(includes input checks, NaN checks and FisherMatrix construction)")
+    print(
+        f"  fisher kernel / one model evaluation   : {t_kernel / t_model:7.2f}   "
+        f"(goal <= P+1 = {P + 1})"
+    )
+    print(
+        f"  ff.fisher full call / one model eval.  : {t_ff / t_model:7.2f}   "
+        "(includes input checks, NaN checks and FisherMatrix construction)"
+    )
     print(f"  numdifftools (defaults) / ff.fisher    : {t_nd / t_ff:7.1f}   (goal >= 30)")
     print(f"  numdifftools (tuned) / ff.fisher       : {t_nd_tuned / t_ff:7.1f}   (goal >= 30)")
     print(f"  numpy central differences / ff.fisher  : {t_fd / t_ff:7.2f}")
     print("\n== Benchmark 4: compile time ==")
     print(f"  import jax + fisherforecast            : {import_time:7.2f} s")
-    print(f"  first ff.fisher call (trace + compile) : {first_call:7.2f} s  "
-          f"(later calls {fmt_time(t_ff).strip()})")
+    print(
+        f"  first ff.fisher call (trace + compile) : {first_call:7.2f} s  "
+        f"(later calls {fmt_time(t_ff).strip()})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,17 @@ import numpy as np
 from common import fmt_time, machine_info, timeit
 
 NAMES = ("beta", "sigma", "gamma", "mu", "omega", "rho", "E0", "I0")
-FIDUCIAL = {"beta": 0.5, "sigma": 0.25, "gamma": 0.2, "mu": 0.01, "omega": 0.02,
-            "rho": 0.3, "E0": 20.0, "I0": 5.0, "N": 10_000.0}
+FIDUCIAL = {
+    "beta": 0.5,
+    "sigma": 0.25,
+    "gamma": 0.2,
+    "mu": 0.01,
+    "omega": 0.02,
+    "rho": 0.3,
+    "E0": 20.0,
+    "I0": 5.0,
+    "N": 10_000.0,
+}
 TIMES = np.linspace(1.0, 100.0, 50)
 
 
@@ -41,13 +50,15 @@ def seird_rhs(t, y, p):
 
     s, e, i, r, _ = y  # D only accumulates
     infection = p["beta"] * s * i / p["N"]
-    return jnp.stack([
-        -infection + p["omega"] * r,
-        infection - p["sigma"] * e,
-        p["sigma"] * e - (p["gamma"] + p["mu"]) * i,
-        p["gamma"] * i - p["omega"] * r,
-        p["mu"] * i,
-    ])
+    return jnp.stack(
+        [
+            -infection + p["omega"] * r,
+            infection - p["sigma"] * e,
+            p["sigma"] * e - (p["gamma"] + p["mu"]) * i,
+            p["gamma"] * i - p["omega"] * r,
+            p["mu"] * i,
+        ]
+    )
 
 
 def seird_y0(p):
@@ -76,12 +87,10 @@ def main():
     import fisherforecast as ff
     from fisherforecast._x64 import float64
 
-    print("== Identifiability report: SEIRD ODE, 5 states, 8 parameters, 50 times "
-          "(100 data) ==")
+    print("== Identifiability report: SEIRD ODE, 5 states, 8 parameters, 50 times (100 data) ==")
     print(machine_info())
     model = ff.ode_model(seird_rhs, y0=seird_y0, observe=observe, rtol=1e-8, atol=1e-8)
-    exp = ff.Experiment(model, ff.Gaussian(sigma=jnp.array([2.0, 1.0])), design=TIMES,
-                        name="SEIRD")
+    exp = ff.Experiment(model, ff.Gaussian(sigma=jnp.array([2.0, 1.0])), design=TIMES, name="SEIRD")
 
     # ---- first call: compile + run ------------------------------------------------------
     t0, c0 = time.perf_counter(), time.process_time()
@@ -89,8 +98,9 @@ def main():
     first_wall, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     # ---- later calls: new fiducial values, same shapes: no recompilation ----------------
     moved = {k: v * 1.01 for k, v in FIDUCIAL.items()}
-    run_best, run_median = timeit(lambda: ff.identifiability(exp, moved, params=NAMES),
-                                  min_time=min_time, repeats=3)
+    run_best, run_median = timeit(
+        lambda: ff.identifiability(exp, moved, params=NAMES), min_time=min_time, repeats=3
+    )
 
     with float64():
         p64 = {k: jnp.asarray(v, jnp.float64) for k, v in FIDUCIAL.items()}
@@ -113,8 +123,9 @@ def main():
             gen = None if step is None else nd.MaxStepGenerator(base_step=step)
             nd_jac = nd.Jacobian(flat, method="central", step=gen)
             J_nd = nd_jac(np.asarray(x0))
-            best, _ = timeit(lambda nd_jac=nd_jac: nd_jac(np.asarray(x0)),
-                             min_time=min_time, repeats=3)
+            best, _ = timeit(
+                lambda nd_jac=nd_jac: nd_jac(np.asarray(x0)), min_time=min_time, repeats=3
+            )
             nd_results[label] = (J_nd, best)
 
     J_ref = reference_jacobian()
@@ -126,19 +137,27 @@ def main():
     print()
     print(report.summary())
     print()
-    print(f"ff.identifiability, first call (compile + run): {first_wall:8.2f} s wall, "
-          f"{first_cpu:.2f} s CPU")
-    print(f"ff.identifiability, later calls (run only)    : {fmt_time(run_best)} best, "
-          f"{fmt_time(run_median)} median  (4 Jacobians: fiducial + 3 random points)")
+    print(
+        f"ff.identifiability, first call (compile + run): {first_wall:8.2f} s wall, "
+        f"{first_cpu:.2f} s CPU"
+    )
+    print(
+        f"ff.identifiability, later calls (run only)    : {fmt_time(run_best)} best, "
+        f"{fmt_time(run_median)} median  (4 Jacobians: fiducial + 3 random points)"
+    )
     print(f"  compile time ≈ first − run                  : {first_wall - run_best:8.2f} s")
     print(f"compiled Jacobian (jit(ff.jacobian))          : {fmt_time(jac_best)}")
     print(f"one forward solve (jit)                       : {fmt_time(fwd_best)}")
     for label, (_, best) in nd_results.items():
-        print(f"numdifftools Jacobian ({label:>14})      : {fmt_time(best)}  "
-              f"ratio to the exact Jacobian {best / jac_best:8.1f}×, to the full report "
-              f"(4 Jacobians) {4 * best / run_best:7.1f}×")
-    print("Accuracy: max |J − J_ref| / max|J_ref| per column; J_ref = 4th-order central "
-          "differences of a scipy DOP853 solve at rtol 1e-12:")
+        print(
+            f"numdifftools Jacobian ({label:>14})      : {fmt_time(best)}  "
+            f"ratio to the exact Jacobian {best / jac_best:8.1f}×, to the full report "
+            f"(4 Jacobians) {4 * best / run_best:7.1f}×"
+        )
+    print(
+        "Accuracy: max |J − J_ref| / max|J_ref| per column; J_ref = 4th-order central "
+        "differences of a scipy DOP853 solve at rtol 1e-12:"
+    )
     print(f"  fisherforecast (forward mode through diffrax, rtol 1e-8): {error(J_ad):.1e}")
     for label, (J_nd, _) in nd_results.items():
         print(f"  numdifftools ({label}){'':>{27 - len(label)}}: {error(J_nd):.1e}")
@@ -156,13 +175,18 @@ def reference_jacobian():
         def rhs(t, y):
             s, e, i, r, _ = y
             infection = p["beta"] * s * i / p["N"]
-            return [-infection + p["omega"] * r, infection - p["sigma"] * e,
-                    p["sigma"] * e - (p["gamma"] + p["mu"]) * i,
-                    p["gamma"] * i - p["omega"] * r, p["mu"] * i]
+            return [
+                -infection + p["omega"] * r,
+                infection - p["sigma"] * e,
+                p["sigma"] * e - (p["gamma"] + p["mu"]) * i,
+                p["gamma"] * i - p["omega"] * r,
+                p["mu"] * i,
+            ]
 
         y0 = [p["N"] - p["E0"] - p["I0"], p["E0"], p["I0"], 0.0, 0.0]
-        sol = scipy.integrate.solve_ivp(rhs, (0.0, TIMES[-1]), y0, t_eval=TIMES,
-                                        method="DOP853", rtol=1e-12, atol=1e-10)
+        sol = scipy.integrate.solve_ivp(
+            rhs, (0.0, TIMES[-1]), y0, t_eval=TIMES, method="DOP853", rtol=1e-12, atol=1e-10
+        )
         return np.stack([p["rho"] * sol.y[2], sol.y[4]], axis=1).reshape(-1)
 
     x0 = np.array([FIDUCIAL[n] for n in NAMES])

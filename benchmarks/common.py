@@ -23,8 +23,17 @@ EULER_GAMMA = 0.5772156649015329
 
 #: The 9 parameters of the TaylorF2-like model and a binary-neutron-star-like fiducial.
 NAMES = ("lnA", "lnMc", "eta", "tc", "phic", "beta", "sigma", "dphi6", "lam")
-FIDUCIAL = {"lnA": 0.0, "lnMc": np.log(1.2), "eta": 0.24, "tc": 0.0, "phic": 0.0,
-            "beta": 0.1, "sigma": 0.05, "dphi6": 0.0, "lam": 400.0}
+FIDUCIAL = {
+    "lnA": 0.0,
+    "lnMc": np.log(1.2),
+    "eta": 0.24,
+    "tc": 0.0,
+    "phic": 0.0,
+    "beta": 0.1,
+    "sigma": 0.05,
+    "dphi6": 0.0,
+    "lam": 400.0,
+}
 
 
 # ----- machine -----------------------------------------------------------------------------
@@ -62,8 +71,9 @@ def block(x):
     """Wait for JAX results (a pytree) to be ready; no-op for numpy values."""
     import jax
 
-    jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready")
-                           else a, x)
+    jax.tree_util.tree_map(
+        lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, x
+    )
     return x
 
 
@@ -99,8 +109,13 @@ def fmt_time(seconds: float) -> str:
 def psd_aligo_like(f):
     """Analytic fit of the Advanced LIGO design noise (Ajith 2011), in 1/Hz."""
     x = f / 245.4
-    return 1e-48 * (0.0152 * x**-4 + 0.2935 * x ** (9 / 4) + 2.7951 * x ** (3 / 2)
-                    - 6.5080 * x ** (3 / 4) + 17.7622)
+    return 1e-48 * (
+        0.0152 * x**-4
+        + 0.2935 * x ** (9 / 4)
+        + 2.7951 * x ** (3 / 2)
+        - 6.5080 * x ** (3 / 4)
+        + 17.7622
+    )
 
 
 def amplitude_and_phase(xp, p, f):
@@ -116,16 +131,28 @@ def amplitude_and_phase(xp, p, f):
     phi3 = -16 * np.pi + 4 * p["beta"]
     phi4 = 15293365 / 508032 + 27145 / 504 * eta + 3085 / 72 * eta**2 - 10 * p["sigma"]
     phi5 = np.pi * (38645 / 756 - 65 / 9 * eta) * (1 + 3 * xp.log(v / v_lso))
-    phi6 = (11583231236531 / 4694215680 - 640 / 3 * pi2 - 6848 / 21 * EULER_GAMMA
-            - 6848 / 21 * xp.log(4 * v)
-            + (-15737765635 / 3048192 + 2255 / 12 * pi2) * eta
-            + 76055 / 1728 * eta**2 - 127825 / 1296 * eta**3) * (1 + p["dphi6"])
+    phi6 = (
+        11583231236531 / 4694215680
+        - 640 / 3 * pi2
+        - 6848 / 21 * EULER_GAMMA
+        - 6848 / 21 * xp.log(4 * v)
+        + (-15737765635 / 3048192 + 2255 / 12 * pi2) * eta
+        + 76055 / 1728 * eta**2
+        - 127825 / 1296 * eta**3
+    ) * (1 + p["dphi6"])
     phi7 = np.pi * (77096675 / 254016 + 378515 / 1512 * eta - 74045 / 756 * eta**2)
     phi10 = -39 / 2 * p["lam"]
-    series = (1 + phi2 * v**2 + phi3 * v**3 + phi4 * v**4 + phi5 * v**5 + phi6 * v**6
-              + phi7 * v**7 + phi10 * v**10)
-    psi = (2 * np.pi * f * p["tc"] - p["phic"] - np.pi / 4
-           + 3 / (128 * eta * v**5) * series)
+    series = (
+        1
+        + phi2 * v**2
+        + phi3 * v**3
+        + phi4 * v**4
+        + phi5 * v**5
+        + phi6 * v**6
+        + phi7 * v**7
+        + phi10 * v**10
+    )
+    psi = 2 * np.pi * f * p["tc"] - p["phic"] - np.pi / 4 + 3 / (128 * eta * v**5) * series
     amp = xp.exp(p["lnA"]) * f ** (-7 / 6)
     return amp, psi
 
@@ -158,8 +185,13 @@ def experiment(n_bins=4096):
     import fisherforecast as ff
 
     f, df = frequency_grid(n_bins)
-    return ff.Experiment(taylorf2_jax, ff.PSD(psd_aligo_like(f), df), design=f,
-                         name=f"taylorf2-{n_bins}"), f, df
+    return (
+        ff.Experiment(
+            taylorf2_jax, ff.PSD(psd_aligo_like(f), df), design=f, name=f"taylorf2-{n_bins}"
+        ),
+        f,
+        df,
+    )
 
 
 def population(n, f, df, seed=0):

@@ -46,8 +46,15 @@ from fisherforecast.models import cosmology as cosmo
 import fisherforecast as ff
 
 H0_PRIOR_SIGMA = 100.0  # km/s/Mpc: removes the radiation-mediated artefact only (see above)
-LABELS = {"H0": r"H_0", "Om": r"\Omega_m", "w0": r"w_0", "wa": r"w_a", "M": r"M",
-          "rd": r"r_d\,[{\rm Mpc}]", "ombh2": r"\omega_b"}
+LABELS = {
+    "H0": r"H_0",
+    "Om": r"\Omega_m",
+    "w0": r"w_0",
+    "wa": r"w_a",
+    "M": r"M",
+    "rd": r"r_d\,[{\rm Mpc}]",
+    "ombh2": r"\omega_b",
+}
 PROBE_PARAMS = {
     "SN": ["H0", "Om", "w0", "wa", "M"],
     "BAO": ["H0", "Om", "w0", "wa", "rd"],
@@ -103,8 +110,10 @@ def combinations(fishers, prior):
 
 
 def print_table(rows):
-    head = (f"{'probes':<11} {'σ(w0)':>8} {'σ(wa)':>8} {'σ(Ωm)':>8} {'σ(H0)':>8} "
-            f"{'FoM':>8} {'FoM/FoM_all':>11}")
+    head = (
+        f"{'probes':<11} {'σ(w0)':>8} {'σ(wa)':>8} {'σ(Ωm)':>8} {'σ(H0)':>8} "
+        f"{'FoM':>8} {'FoM/FoM_all':>11}"
+    )
     print("Flat w0waCDM at the Planck 2018 best fit (w0 = -1, wa = 0); marginal 1σ errors")
     print(f"(every row includes the weak prior σ(H0) = {H0_PRIOR_SIGMA:g} km/s/Mpc)")
     print(head)
@@ -112,10 +121,14 @@ def print_table(rows):
     fom_all = rows["SN+BAO+CMB"]["fom"]
     for label, row in rows.items():
         s = row["sigma"]
-        print(f"{label:<11} {s['w0']:>8.3g} {s['wa']:>8.3g} {s['Om']:>8.3g} {s['H0']:>8.3g} "
-              f"{row['fom']:>8.3g} {row['fom'] / fom_all:>11.3f}")
-    print("inf / FoM 0: that probe alone leaves the parameter unconstrained (singular Fisher "
-          "matrix).\n")
+        print(
+            f"{label:<11} {s['w0']:>8.3g} {s['wa']:>8.3g} {s['Om']:>8.3g} {s['H0']:>8.3g} "
+            f"{row['fom']:>8.3g} {row['fom'] / fom_all:>11.3f}"
+        )
+    print(
+        "inf / FoM 0: that probe alone leaves the parameter unconstrained (singular Fisher "
+        "matrix).\n"
+    )
 
 
 def plot_corner(rows, path):
@@ -124,14 +137,25 @@ def plot_corner(rows, path):
     shown = ["SN", "BAO", "SN+CMB", "BAO+CMB", "SN+BAO+CMB"]
     fishers = {k: rows[k]["fisher"] for k in shown}
     ranges = {"w0": (-2.2, 0.2), "wa": (-6.0, 6.0), "Om": (0.1, 0.55)}
-    fig = ff.plot.corner(fishers, names=["w0", "wa", "Om"], legend=shown, ranges=ranges,
-                         colors=["C0", "C1", "C2", "C4", "k"])
-    fig.text(0.69, 0.66, "CMB alone: w0, wa unconstrained\n"
-             "(singular; no finite contour).\n\n"
-             "Contours: 68.27 % and 95.45 %\n"
-             "joint 2-D regions\n(Δχ² = 2.30 and 6.18).\n\n"
-             f"All rows: prior σ(H0) = {H0_PRIOR_SIGMA:g}\nkm/s/Mpc.",
-             fontsize=8.5, va="top", ha="left")
+    fig = ff.plot.corner(
+        fishers,
+        names=["w0", "wa", "Om"],
+        legend=shown,
+        ranges=ranges,
+        colors=["C0", "C1", "C2", "C4", "k"],
+    )
+    fig.text(
+        0.69,
+        0.66,
+        "CMB alone: w0, wa unconstrained\n"
+        "(singular; no finite contour).\n\n"
+        "Contours: 68.27 % and 95.45 %\n"
+        "joint 2-D regions\n(Δχ² = 2.30 and 6.18).\n\n"
+        f"All rows: prior σ(H0) = {H0_PRIOR_SIGMA:g}\nkm/s/Mpc.",
+        fontsize=8.5,
+        va="top",
+        ha="left",
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -147,8 +171,14 @@ def plot_fom(rows, path):
     for b, f in zip(bars, foms, strict=True):
         text = f"{f:.3g}" if f > 0 else "0 (singular)"
         y = f if f > 0 else 1.0
-        ax.annotate(text, (b.get_x() + b.get_width() / 2, y), xytext=(0, 3),
-                    textcoords="offset points", ha="center", fontsize=8)
+        ax.annotate(
+            text,
+            (b.get_x() + b.get_width() / 2, y),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
     ax.set_yscale("log")
     ax.set_ylim(0.8, 3 * foms.max())
     ax.set_xticks(np.arange(len(labels)))
@@ -173,27 +203,38 @@ def main(out_dir, fast: bool = False) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fid, fishers = probe_fishers(n_sn=200 if fast else 1000)
-    prior = ff.FisherMatrix([[1.0 / H0_PRIOR_SIGMA**2]], ["H0"], fiducial={"H0": fid["H0"]},
-                            labels={"H0": LABELS["H0"]})
+    prior = ff.FisherMatrix(
+        [[1.0 / H0_PRIOR_SIGMA**2]], ["H0"], fiducial={"H0": fid["H0"]}, labels={"H0": LABELS["H0"]}
+    )
     rows = combinations(fishers, prior)
     print_table(rows)
     contrib = ff.contributions(fishers, prior=prior)
     print(contrib.summary())
     print()
 
-    files = {"corner": out_dir / "cosmology_w0wa_corner.png",
-             "fom": out_dir / "cosmology_fom.png",
-             "fisher": out_dir / "cosmology_w0wa_fisher.h5"}
+    files = {
+        "corner": out_dir / "cosmology_w0wa_corner.png",
+        "fom": out_dir / "cosmology_fom.png",
+        "fisher": out_dir / "cosmology_w0wa_fisher.h5",
+    }
     plot_corner(rows, files["corner"])
     plot_fom(rows, files["fom"])
     # Each run regenerates the example output, so replacing last run's file is intended.
     rows["SN+BAO+CMB"]["fisher"].save(
-        files["fisher"], overwrite=True,
-        metadata={"example": "cosmology_w0wa", "H0_prior_sigma": H0_PRIOR_SIGMA})
+        files["fisher"],
+        overwrite=True,
+        metadata={"example": "cosmology_w0wa", "H0_prior_sigma": H0_PRIOR_SIGMA},
+    )
     for path in files.values():
         print(f"wrote {path}")
-    return {"fiducial": fid, "probes": fishers, "prior": prior, "rows": rows,
-            "contributions": contrib, "files": files}
+    return {
+        "fiducial": fid,
+        "probes": fishers,
+        "prior": prior,
+        "rows": rows,
+        "contributions": contrib,
+        "files": files,
+    }
 
 
 if __name__ == "__main__":

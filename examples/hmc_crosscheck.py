@@ -43,17 +43,30 @@ def pspl(p, t):
 
 LABELS = {"t0": "t_0", "u0": "u_0", "tE": "t_E", "Fs": "F_s", "Fb": "F_b"}
 # Physical ranges: a flat prior within them (u0, tE and Fs are positive).
-PRIOR = {"t0": (-5.0, 5.0), "u0": (0.01, 2.0), "tE": (2.0, 80.0), "Fs": (0.05, 5.0),
-         "Fb": (-1.0, 2.0)}
+PRIOR = {
+    "t0": (-5.0, 5.0),
+    "u0": (0.01, 2.0),
+    "tE": (2.0, 80.0),
+    "Fs": (0.05, 5.0),
+    "Fb": (-1.0, 2.0),
+}
 
 EVENTS = {
     # name: (fiducial, half-span of the observations in days, flux error, NUTS target
     # acceptance: small steps, so that no transition diverges; a divergence rules out
     # "agrees", and the curved degeneracy of the low-magnification event needs them most)
-    "high_magnification": ({"t0": 0.0, "u0": 0.3, "tE": 20.0, "Fs": 1.0, "Fb": 0.5}, 60.0,
-                           0.02, 0.95),
-    "low_magnification": ({"t0": 0.0, "u0": 0.6, "tE": 20.0, "Fs": 1.0, "Fb": 0.5}, 40.0,
-                          0.03, 0.95),
+    "high_magnification": (
+        {"t0": 0.0, "u0": 0.3, "tE": 20.0, "Fs": 1.0, "Fb": 0.5},
+        60.0,
+        0.02,
+        0.95,
+    ),
+    "low_magnification": (
+        {"t0": 0.0, "u0": 0.6, "tE": 20.0, "Fs": 1.0, "Fb": 0.5},
+        40.0,
+        0.03,
+        0.95,
+    ),
 }
 N_EPOCHS = 121  # the same for both events, so the compiled sampler is reused
 
@@ -64,22 +77,29 @@ def run(fast: bool, out_dir: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = (dict(num_warmup=300, num_samples=800) if fast else
-                dict(num_warmup=1000, num_samples=2000, num_chains=4))
+    settings = (
+        dict(num_warmup=300, num_samples=800)
+        if fast
+        else dict(num_warmup=1000, num_samples=2000, num_chains=4)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, (fiducial, span, flux_error, target_accept) in EVENTS.items():
         times = np.linspace(-span, span, N_EPOCHS)
         event = ff.Experiment(pspl, ff.Gaussian(sigma=flux_error), design=times, name=name)
         start = time.perf_counter()
-        check = ff.crosscheck(event, fiducial, prior=PRIOR, seed=1,
-                              target_accept=target_accept, **settings)
+        check = ff.crosscheck(
+            event, fiducial, prior=PRIOR, seed=1, target_accept=target_accept, **settings
+        )
         seconds = time.perf_counter() - start
         print(f"\n=== {name.replace('_', ' ')} event ({seconds:.1f} s) ===")
         print(check.summary())
         fig = check.plot(labels=LABELS)
-        verdict = {"agrees": "Fisher agrees with HMC", "disagrees": "Fisher DISAGREES with HMC",
-                   "inconclusive": "inconclusive (see the summary)"}[check.verdict]
+        verdict = {
+            "agrees": "Fisher agrees with HMC",
+            "disagrees": "Fisher DISAGREES with HMC",
+            "inconclusive": "inconclusive (see the summary)",
+        }[check.verdict]
         fig.suptitle(f"PSPL {name.replace('_', ' ')} event: {verdict}")
         path = out_dir / f"hmc_crosscheck_{name}.png"
         existed = path.exists()
@@ -93,8 +113,12 @@ def run(fast: bool, out_dir: Path) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="fewer samples, one chain")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "output",
-                        help="folder for the PNG files (default: examples/output)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "output",
+        help="folder for the PNG files (default: examples/output)",
+    )
     args = parser.parse_args(argv)
     run(args.fast, args.out)
 

@@ -41,11 +41,16 @@ def main(out: Path, fast: bool = False) -> dict:
     n_grid, n_random = (9, 1) if fast else (21, 3)
     start = time.perf_counter()
 
-    oral = ff.Experiment(bio.pk_oral_ode(rtol=1e-8, atol=1e-10), ff.Gaussian(sigma=0.2),
-                         design=TIMES, name="oral")
+    oral = ff.Experiment(
+        bio.pk_oral_ode(rtol=1e-8, atol=1e-10), ff.Gaussian(sigma=0.2), design=TIMES, name="oral"
+    )
     # The new measurement: an IV bolus in the same subjects, 6 samples (F does not enter).
-    iv = ff.Experiment(bio.pk_iv_bolus, ff.Gaussian(sigma=0.2),
-                       design=np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0]), name="iv")
+    iv = ff.Experiment(
+        bio.pk_iv_bolus,
+        ff.Gaussian(sigma=0.2),
+        design=np.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.0]),
+        name="iv",
+    )
 
     # 1-2. The report: structural rank, the null combination, per-parameter verdicts.
     print("=" * 78, "\n1-2. Oral data only: the report, and the combination it names\n" + "=" * 78)
@@ -62,8 +67,10 @@ def main(out: Path, fast: bool = False) -> dict:
     prof_oral = ff.profile_likelihood(oral, FIDUCIAL, "V", params=VARIED, n_grid=n_grid)
     print(prof_oral.summary())
     ratio = prof_oral.nuisance["F"] / prof_oral.grid
-    print(f"  re-fitted F/V along the profile: {ratio.min():.6g} … {ratio.max():.6g} "
-          f"(fiducial {FIDUCIAL['F'] / FIDUCIAL['V']:.6g})")
+    print(
+        f"  re-fitted F/V along the profile: {ratio.min():.6g} … {ratio.max():.6g} "
+        f"(fiducial {FIDUCIAL['F'] / FIDUCIAL['V']:.6g})"
+    )
 
     # 4a. A prior on the null direction only: σ(ka), σ(ke) are untouched, V and F become
     # bounded by the prior width 1/sqrt(λ) along ln F + ln V (here 10 %).
@@ -73,15 +80,16 @@ def main(out: Path, fast: bool = False) -> dict:
     regular = F_oral + prior
     sig = regular.sigma()
     print("σ with the null-space prior:", {n: f"{v:.4g}" for n, v in sig.items()})
-    print("σ(ka), σ(ke) with F fixed  :",
-          {n: f"{v:.4g}" for n, v in F_oral.fix(["F"]).sigma().items() if n in ("ka", "ke")})
+    print(
+        "σ(ka), σ(ke) with F fixed  :",
+        {n: f"{v:.4g}" for n, v in F_oral.fix(["F"]).sigma().items() if n in ("ka", "ke")},
+    )
 
     # 4b. A new measurement: oral + IV. Full rank; the profile of V closes.
     print("\n" + "=" * 78, "\n4b. Fix with a new measurement: add an IV bolus\n" + "=" * 78)
     joint = ff.identifiability([oral, iv], FIDUCIAL, params=VARIED, n_random=n_random)
     print(joint.summary())
-    prof_joint = ff.profile_likelihood([oral, iv], FIDUCIAL, "V", params=VARIED,
-                                       n_grid=n_grid)
+    prof_joint = ff.profile_likelihood([oral, iv], FIDUCIAL, "V", params=VARIED, n_grid=n_grid)
     print(prof_joint.summary())
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -92,10 +100,17 @@ def main(out: Path, fast: bool = False) -> dict:
     fig.tight_layout()
     fig.savefig(out / "identifiability_profiles.png", dpi=110)
     plt.close(fig)
-    print(f"\nsaved {out / 'identifiability_spectrum.png'} and "
-          f"{out / 'identifiability_profiles.png'} ({time.perf_counter() - start:.1f} s)")
-    return {"report": report, "profile_oral": prof_oral, "joint": joint,
-            "profile_joint": prof_joint, "regularised": regular}
+    print(
+        f"\nsaved {out / 'identifiability_spectrum.png'} and "
+        f"{out / 'identifiability_profiles.png'} ({time.perf_counter() - start:.1f} s)"
+    )
+    return {
+        "report": report,
+        "profile_oral": prof_oral,
+        "joint": joint,
+        "profile_joint": prof_joint,
+        "regularised": regular,
+    }
 
 
 if __name__ == "__main__":

@@ -45,9 +45,13 @@ YEAR_S = 365.25 * 86400.0
 T_OBS_YEARS = 4.0
 TIANQIN_ON_OFF_S = 0.25 * YEAR_S  # three months on, three months off
 PARAMS = ("lnA", "f0", "fdot", "phi0", "cos_iota")
-LABELS = {"lnA": r"\ln A", "df0": r"\delta f_0\,[{\rm nHz}]",
-          "fdot17": r"\dot f\,[10^{-17}\,{\rm Hz\,s^{-1}}]", "phi0": r"\phi_0",
-          "cos_iota": r"\cos\iota"}
+LABELS = {
+    "lnA": r"\ln A",
+    "df0": r"\delta f_0\,[{\rm nHz}]",
+    "fdot17": r"\dot f\,[10^{-17}\,{\rm Hz\,s^{-1}}]",
+    "phi0": r"\phi_0",
+    "cos_iota": r"\cos\iota",
+}
 
 
 def baseband(params, design):
@@ -76,8 +80,9 @@ def detector_experiment(detector, fiducial, n_times, t_obs_years=T_OBS_YEARS):
     else:
         raise ValueError(f"detector must be 'LISA' or 'TianQin'; received {detector!r}.")
     design = {"t": t, "f_ref": np.float64(f_ref)}
-    return ff.Experiment(baseband, ff.Gaussian(sigma=math.sqrt(s_n / dt)), design=design,
-                         name=detector)
+    return ff.Experiment(
+        baseband, ff.Gaussian(sigma=math.sqrt(s_n / dt)), design=design, name=detector
+    )
 
 
 def snr_of(F: ff.FisherMatrix) -> float:
@@ -95,8 +100,9 @@ def for_plotting(F: ff.FisherMatrix, f0_fid: float) -> ff.FisherMatrix:
     rename = {"f0": "df0", "fdot": "fdot17"}
     s = np.array([scale[n] for n in F.names])
     names = [rename.get(n, n) for n in F.names]
-    fid = {rename.get(n, n): (v - f0_fid if n == "f0" else v) * scale[n]
-           for n, v in F.fiducial.items()}
+    fid = {
+        rename.get(n, n): (v - f0_fid if n == "f0" else v) * scale[n] for n, v in F.fiducial.items()
+    }
     return ff.FisherMatrix(F.matrix / np.outer(s, s), names, fid, LABELS, name=F.name)
 
 
@@ -113,52 +119,78 @@ def joint_forecast(fid, n_times):
     scale = np.sqrt(np.outer(np.diag(F_sum.matrix), np.diag(F_sum.matrix)))
     mismatch = float(np.max(np.abs(F_joint.matrix - F_sum.matrix) / scale))
     contrib = ff.contributions({"LISA": F_lisa, "TianQin": F_tq})
-    return {"fisher": {"LISA": F_lisa, "TianQin": F_tq, "LISA+TianQin": F_joint},
-            "snr": {"LISA": snr_of(F_lisa), "TianQin": snr_of(F_tq),
-                    "LISA+TianQin": snr_of(F_joint)},
-            "joint_minus_sum": mismatch, "contributions": contrib,
-            "t_data_years": {"LISA": lisa.design["t"].size / n_times * T_OBS_YEARS,
-                             "TianQin": tianqin.design["t"].size / n_times * T_OBS_YEARS}}
+    return {
+        "fisher": {"LISA": F_lisa, "TianQin": F_tq, "LISA+TianQin": F_joint},
+        "snr": {"LISA": snr_of(F_lisa), "TianQin": snr_of(F_tq), "LISA+TianQin": snr_of(F_joint)},
+        "joint_minus_sum": mismatch,
+        "contributions": contrib,
+        "t_data_years": {
+            "LISA": lisa.design["t"].size / n_times * T_OBS_YEARS,
+            "TianQin": tianqin.design["t"].size / n_times * T_OBS_YEARS,
+        },
+    }
 
 
 def frequency_sweep(f0s, n_times, chirp_mass=0.3, d_kpc=1.0, cos_iota=0.4):
     """σ(ln A) and σ(ḟ)/ḟ for the same binary placed at several GW frequencies."""
     rows = []
     for f0 in f0s:
-        fid = {"lnA": math.log(dwd.amplitude_gr(chirp_mass, f0, d_kpc)), "f0": f0,
-               "fdot": dwd.fdot_gr(chirp_mass, f0), "phi0": 0.5, "cos_iota": cos_iota}
+        fid = {
+            "lnA": math.log(dwd.amplitude_gr(chirp_mass, f0, d_kpc)),
+            "f0": f0,
+            "fdot": dwd.fdot_gr(chirp_mass, f0),
+            "phi0": 0.5,
+            "cos_iota": cos_iota,
+        }
         exps = [detector_experiment(d, fid, n_times) for d in ("LISA", "TianQin")]
         fishers = {e.name: ff.fisher(e, fid) for e in exps}
         fishers["LISA+TianQin"] = fishers["LISA"] + fishers["TianQin"]
-        rows.append({"f0": f0, "fdot": fid["fdot"],
-                     "snr": {k: snr_of(F) for k, F in fishers.items()},
-                     "sigma": {k: F.sigma() for k, F in fishers.items()}})
+        rows.append(
+            {
+                "f0": f0,
+                "fdot": fid["fdot"],
+                "snr": {k: snr_of(F) for k, F in fishers.items()},
+                "sigma": {k: F.sigma() for k, F in fishers.items()},
+            }
+        )
     return rows
 
 
 def print_tables(res, fid, sweep):
     cols = ["LISA", "TianQin", "LISA+TianQin"]
-    print(f"DWD: Mc = 0.3 Msun at 1 kpc, f0 = {fid['f0'] * 1e3:g} mHz, "
-          f"fdot = {fid['fdot']:.3g} Hz/s, cos i = {fid['cos_iota']}; T = {T_OBS_YEARS:g} yr "
-          f"(TianQin: {res['t_data_years']['TianQin']:.1f} yr of data, 3 months on/off)")
+    print(
+        f"DWD: Mc = 0.3 Msun at 1 kpc, f0 = {fid['f0'] * 1e3:g} mHz, "
+        f"fdot = {fid['fdot']:.3g} Hz/s, cos i = {fid['cos_iota']}; T = {T_OBS_YEARS:g} yr "
+        f"(TianQin: {res['t_data_years']['TianQin']:.1f} yr of data, 3 months on/off)"
+    )
     head = f"{'parameter':<16} " + " ".join(f"{c:>13}" for c in cols) + f" {'gain':>6}"
     print(head)
     print("-" * len(head))
     rows = [("SNR", lambda c: res["snr"][c], "{:>13.1f}")]
     sig = {c: res["fisher"][c].sigma() for c in cols}
-    rows += [("σ(ln A)", lambda c: sig[c]["lnA"], "{:>13.3e}"),
-             ("σ(f0) [nHz]", lambda c: 1e9 * sig[c]["f0"], "{:>13.3e}"),
-             ("σ(fdot)/fdot", lambda c: sig[c]["fdot"] / fid["fdot"], "{:>13.3e}"),
-             ("σ(φ0) [rad]", lambda c: sig[c]["phi0"], "{:>13.3e}"),
-             ("σ(cos ι)", lambda c: sig[c]["cos_iota"], "{:>13.3e}")]
-    gains = {"SNR": None, "σ(ln A)": "lnA", "σ(f0) [nHz]": "f0", "σ(fdot)/fdot": "fdot",
-             "σ(φ0) [rad]": "phi0", "σ(cos ι)": "cos_iota"}
+    rows += [
+        ("σ(ln A)", lambda c: sig[c]["lnA"], "{:>13.3e}"),
+        ("σ(f0) [nHz]", lambda c: 1e9 * sig[c]["f0"], "{:>13.3e}"),
+        ("σ(fdot)/fdot", lambda c: sig[c]["fdot"] / fid["fdot"], "{:>13.3e}"),
+        ("σ(φ0) [rad]", lambda c: sig[c]["phi0"], "{:>13.3e}"),
+        ("σ(cos ι)", lambda c: sig[c]["cos_iota"], "{:>13.3e}"),
+    ]
+    gains = {
+        "SNR": None,
+        "σ(ln A)": "lnA",
+        "σ(f0) [nHz]": "f0",
+        "σ(fdot)/fdot": "fdot",
+        "σ(φ0) [rad]": "phi0",
+        "σ(cos ι)": "cos_iota",
+    }
     for label, get, fmt in rows:
         gain = gains[label]
         g = f"{res['contributions'].improvement[gain]:>6.2f}" if gain else ""
         print(f"{label:<16} " + " ".join(fmt.format(get(c)) for c in cols) + f" {g}")
-    print(f"JointExperiment(cross_cov=None) vs sum of Fisher matrices: max relative "
-          f"difference {res['joint_minus_sum']:.1e}\n")
+    print(
+        f"JointExperiment(cross_cov=None) vs sum of Fisher matrices: max relative "
+        f"difference {res['joint_minus_sum']:.1e}\n"
+    )
     print("Same binary at other frequencies (GR chirp), σ(fdot)/fdot:")
     print(f"{'f0 [mHz]':>9} {'SNR LISA':>9} {'SNR TQ':>8} " + " ".join(f"{c:>13}" for c in cols))
     for r in sweep:
@@ -176,23 +208,45 @@ def plot_corner(res, fid, path):
     # Joint ≈ LISA here, so draw the single detectors thick and the joint thin on top, on
     # common axis ranges (TianQin's, the widest).
     wide = fishers["TianQin"]
-    ranges = {n: (wide.fiducial[n] - 3.5 * s, wide.fiducial[n] + 3.5 * s)
-              for n, s in wide.sigma().items()}
-    fig = ff.plot.corner({k: fishers[k] for k in ("LISA", "TianQin")}, names=names,
-                         colors=["C0", "C3"], linewidth=3.5, ranges=ranges, legend=False)
-    fig = ff.plot.corner({"LISA+TianQin": fishers["LISA+TianQin"]}, names=names, colors=["k"],
-                         linewidth=1.2, ranges=ranges, legend=False, fig=fig)
-    handles = [Line2D([], [], color="C0", lw=3.5, label="LISA"),
-               Line2D([], [], color="C3", lw=3.5, label="TianQin"),
-               Line2D([], [], color="k", lw=1.2, label="LISA+TianQin")]
-    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.93, 0.95), frameon=False,
-               fontsize=10)
-    fig.text(0.5, 0.72, f"DWD at f0 = {fid['f0'] * 1e3:g} mHz, 1 kpc, T = {T_OBS_YEARS:g} yr\n"
-             f"SNR: LISA {res['snr']['LISA']:.0f}, TianQin {res['snr']['TianQin']:.0f}, "
-             f"joint {res['snr']['LISA+TianQin']:.0f}\n"
-             "Contours: 68.27 % (solid) and 95.45 % (dashed)\njoint 2-D regions; "
-             "the joint contour lies\njust inside LISA's (2 % gain at 3 mHz).",
-             fontsize=9, va="top")
+    ranges = {
+        n: (wide.fiducial[n] - 3.5 * s, wide.fiducial[n] + 3.5 * s) for n, s in wide.sigma().items()
+    }
+    fig = ff.plot.corner(
+        {k: fishers[k] for k in ("LISA", "TianQin")},
+        names=names,
+        colors=["C0", "C3"],
+        linewidth=3.5,
+        ranges=ranges,
+        legend=False,
+    )
+    fig = ff.plot.corner(
+        {"LISA+TianQin": fishers["LISA+TianQin"]},
+        names=names,
+        colors=["k"],
+        linewidth=1.2,
+        ranges=ranges,
+        legend=False,
+        fig=fig,
+    )
+    handles = [
+        Line2D([], [], color="C0", lw=3.5, label="LISA"),
+        Line2D([], [], color="C3", lw=3.5, label="TianQin"),
+        Line2D([], [], color="k", lw=1.2, label="LISA+TianQin"),
+    ]
+    fig.legend(
+        handles=handles, loc="upper right", bbox_to_anchor=(0.93, 0.95), frameon=False, fontsize=10
+    )
+    fig.text(
+        0.5,
+        0.72,
+        f"DWD at f0 = {fid['f0'] * 1e3:g} mHz, 1 kpc, T = {T_OBS_YEARS:g} yr\n"
+        f"SNR: LISA {res['snr']['LISA']:.0f}, TianQin {res['snr']['TianQin']:.0f}, "
+        f"joint {res['snr']['LISA+TianQin']:.0f}\n"
+        "Contours: 68.27 % (solid) and 95.45 % (dashed)\njoint 2-D regions; "
+        "the joint contour lies\njust inside LISA's (2 % gain at 3 mHz).",
+        fontsize=9,
+        va="top",
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -205,8 +259,15 @@ def plot_sweep(sweep, path):
     for c, color in zip(("LISA", "TianQin", "LISA+TianQin"), ("C0", "C3", "k"), strict=True):
         ls = "--" if c == "LISA+TianQin" else "-"
         ax1.loglog(f0, [r["snr"][c] for r in sweep], ls, color=color, marker="o", ms=3, label=c)
-        ax2.loglog(f0, [r["sigma"][c]["fdot"] / r["fdot"] for r in sweep], ls, color=color,
-                   marker="o", ms=3, label=c)
+        ax2.loglog(
+            f0,
+            [r["sigma"][c]["fdot"] / r["fdot"] for r in sweep],
+            ls,
+            color=color,
+            marker="o",
+            ms=3,
+            label=c,
+        )
     ax1.set_ylabel("optimal SNR")
     ax2.set_ylabel(r"$\sigma(\dot f)/\dot f$")
     from matplotlib.ticker import NullFormatter
@@ -218,8 +279,11 @@ def plot_sweep(sweep, path):
         ax.set_xlabel(r"GW frequency $f_0$ [mHz]")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(r"$\mathcal{M} = 0.3\,M_\odot$ DWD at 1 kpc, GR chirp, "
-                 f"T = {T_OBS_YEARS:g} yr", fontsize=10)
+    fig.suptitle(
+        r"$\mathcal{M} = 0.3\,M_\odot$ DWD at 1 kpc, GR chirp, "
+        f"T = {T_OBS_YEARS:g} yr",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -248,14 +312,19 @@ def main(out_dir, fast: bool = False) -> dict:
     print(res["contributions"].summary())
     print()
 
-    files = {"corner": out_dir / "dwd_corner.png", "sweep": out_dir / "dwd_sigma_vs_f0.png",
-             "fisher": out_dir / "dwd_joint_fisher.h5"}
+    files = {
+        "corner": out_dir / "dwd_corner.png",
+        "sweep": out_dir / "dwd_sigma_vs_f0.png",
+        "fisher": out_dir / "dwd_joint_fisher.h5",
+    }
     plot_corner(res, fid, files["corner"])
     plot_sweep(sweep, files["sweep"])
     # Each run regenerates the example output, so replacing last run's file is intended.
-    res["fisher"]["LISA+TianQin"].save(files["fisher"], overwrite=True,
-                                       metadata={"example": "lisa_tianqin_dwd",
-                                                 "t_obs_years": T_OBS_YEARS})
+    res["fisher"]["LISA+TianQin"].save(
+        files["fisher"],
+        overwrite=True,
+        metadata={"example": "lisa_tianqin_dwd", "t_obs_years": T_OBS_YEARS},
+    )
     for path in files.values():
         print(f"wrote {path}")
     return {"fiducial": fid, "joint": res, "sweep": sweep, "files": files}

@@ -43,8 +43,13 @@ import fisherforecast as ff
 GAIN, FLOOR = 2.0e4, 0.003
 PARAMS = ("t0", "u0", "tE", "Fs", "Fb")
 BLEND_FRACTIONS = (1.0, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05)
-LABELS = {"t0": r"t_0\,[{\rm d}]", "u0": r"u_0", "tE": r"t_E\,[{\rm d}]", "Fs": r"F_s",
-          "Fb": r"F_b"}
+LABELS = {
+    "t0": r"t_0\,[{\rm d}]",
+    "u0": r"u_0",
+    "tE": r"t_E\,[{\rm d}]",
+    "Fs": r"F_s",
+    "Fb": r"F_b",
+}
 
 
 def survey(cadence_days):
@@ -59,8 +64,9 @@ def blended(fid, source_fraction):
 
 
 def labelled(F, name):
-    return ff.FisherMatrix(F.matrix, F.names, F.fiducial, {n: LABELS[n] for n in F.names},
-                           name=name)
+    return ff.FisherMatrix(
+        F.matrix, F.names, F.fiducial, {n: LABELS[n] for n in F.names}, name=name
+    )
 
 
 def blending_scan(exp, fid, fractions):
@@ -74,17 +80,26 @@ def blending_scan(exp, fid, fractions):
         # σ of ln t_eff = ln u0 + ln tE, from the covariance (gradient (1/u0, 1/tE)).
         g = np.zeros(len(F.names))
         g[i], g[j] = 1.0 / point["u0"], 1.0 / point["tE"]
-        rows.append({"fs": fs, "fiducial": point, "fisher": F,
-                     "sigma": F.sigma(), "sigma_Fb_known": known.sigma(),
-                     "sigma_ln_teff": float(math.sqrt(g @ cov @ g)),
-                     "corr_u0_tE": float(F.correlation()[i, j])})
+        rows.append(
+            {
+                "fs": fs,
+                "fiducial": point,
+                "fisher": F,
+                "sigma": F.sigma(),
+                "sigma_Fb_known": known.sigma(),
+                "sigma_ln_teff": float(math.sqrt(g @ cov @ g)),
+                "corr_u0_tE": float(F.correlation()[i, j]),
+            }
+        )
     return rows
 
 
 def print_tables(F, fid, rows, n_epochs):
     sig = F.sigma()
-    print(f"PSPL event u0 = {fid['u0']}, tE = {fid['tE']} d, Fs = {fid['Fs']}, "
-          f"Fb = {fid['Fb']}; {n_epochs} epochs over ±60 d, σ² = F/{GAIN:g} + {FLOOR}²")
+    print(
+        f"PSPL event u0 = {fid['u0']}, tE = {fid['tE']} d, Fs = {fid['Fs']}, "
+        f"Fb = {fid['Fb']}; {n_epochs} epochs over ±60 d, σ² = F/{GAIN:g} + {FLOOR}²"
+    )
     print(f"{'parameter':<10} {'fiducial':>9} {'σ':>10} {'σ/|fid|':>9} {'σ, Fb known':>12}")
     known = F.fix(["Fb"]).sigma()
     for n in PARAMS:
@@ -93,15 +108,19 @@ def print_tables(F, fid, rows, n_epochs):
         print(f"{n:<10} {fid[n]:>9.3g} {sig[n]:>10.3e} {rel} {k}")
     print()
     print("Blending at fixed baseline flux (f_s = Fs / (Fs + Fb)):")
-    head = (f"{'f_s':>5} {'σ(tE)/tE':>10} {'Fb known':>10} {'ratio':>6} {'σ(u0)/u0':>9} "
-            f"{'σ(Fs)/Fs':>9} {'σ(ln teff)':>10} {'ρ(u0,tE)':>9}")
+    head = (
+        f"{'f_s':>5} {'σ(tE)/tE':>10} {'Fb known':>10} {'ratio':>6} {'σ(u0)/u0':>9} "
+        f"{'σ(Fs)/Fs':>9} {'σ(ln teff)':>10} {'ρ(u0,tE)':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         s, k, p = r["sigma"], r["sigma_Fb_known"], r["fiducial"]
-        print(f"{r['fs']:>5.2f} {s['tE'] / p['tE']:>10.3e} {k['tE'] / p['tE']:>10.3e} "
-              f"{s['tE'] / k['tE']:>6.2f} {s['u0'] / p['u0']:>9.3e} {s['Fs'] / p['Fs']:>9.3e} "
-              f"{r['sigma_ln_teff']:>10.3e} {r['corr_u0_tE']:>9.3f}")
+        print(
+            f"{r['fs']:>5.2f} {s['tE'] / p['tE']:>10.3e} {k['tE'] / p['tE']:>10.3e} "
+            f"{s['tE'] / k['tE']:>6.2f} {s['u0'] / p['u0']:>9.3e} {s['Fs'] / p['Fs']:>9.3e} "
+            f"{r['sigma_ln_teff']:>10.3e} {r['corr_u0_tE']:>9.3f}"
+        )
     print("t_eff = u0 tE stays well measured while u0, tE and Fs become degenerate.\n")
 
 
@@ -113,16 +132,16 @@ def plot_light_curve(fid, rows, t, path):
     sigma_fn = ml.flux_dependent_sigma(GAIN, FLOOR)
     for fs, color in ((1.0, "C0"), (0.5, "C1"), (0.2, "C3")):
         p = blended(fid, fs)
-        ax1.plot(t_fine, np.asarray(ml.light_curve(p, t_fine)), color=color,
-                 label=f"$f_s$ = {fs:g}")
+        ax1.plot(
+            t_fine, np.asarray(ml.light_curve(p, t_fine)), color=color, label=f"$f_s$ = {fs:g}"
+        )
         sel = slice(None, None, 4)  # every 4th epoch, so the error bars stay readable
         y = np.asarray(ml.light_curve(p, t))[sel]
         err = np.asarray(sigma_fn(p, t))[sel]
         ax1.errorbar(t[sel], y, yerr=err, fmt=".", ms=2, color=color, elinewidth=0.8)
     ax1.set_xlabel(r"$t - t_0$ [d]")
     ax1.set_ylabel(r"flux $F_s A(u) + F_b$ (baseline $F_s + F_b$ = 1.2)")
-    ax1.set_title(r"PSPL, $u_0 = 0.1$, $t_E$ = 20 d: same baseline, different blending",
-                  fontsize=9)
+    ax1.set_title(r"PSPL, $u_0 = 0.1$, $t_E$ = 20 d: same baseline, different blending", fontsize=9)
     ax1.legend(fontsize=8, frameon=False)
 
     fs = np.array([r["fs"] for r in rows])
@@ -155,8 +174,14 @@ def plot_corner(rows, path):
     F = labelled(row["fisher"], "Fb free")
     fishers = {r"$F_b$ free": F, r"$F_b$ known": labelled(row["fisher"].fix(["Fb"]), "Fb known")}
     fig = ff.plot.corner(fishers, names=["u0", "tE", "Fs"], colors=["C3", "C0"])
-    fig.text(0.69, 0.66, f"Blended event, $f_s$ = {row['fs']:g}\n(u0 = 0.1, tE = 20 d)\n\n"
-             "68.27 % and 95.45 %\njoint 2-D contours", fontsize=9, va="top")
+    fig.text(
+        0.69,
+        0.66,
+        f"Blended event, $f_s$ = {row['fs']:g}\n(u0 = 0.1, tE = 20 d)\n\n"
+        "68.27 % and 95.45 %\njoint 2-D contours",
+        fontsize=9,
+        va="top",
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -180,15 +205,24 @@ def main(out_dir, fast: bool = False) -> dict:
     rows = blending_scan(exp, fid, fractions)
     print_tables(F, fid, rows, t.size)
 
-    files = {"light_curve": out_dir / "microlensing_light_curve.png",
-             "corner": out_dir / "microlensing_corner.png",
-             "fisher": out_dir / "microlensing_fisher.h5"}
+    files = {
+        "light_curve": out_dir / "microlensing_light_curve.png",
+        "corner": out_dir / "microlensing_corner.png",
+        "fisher": out_dir / "microlensing_fisher.h5",
+    }
     plot_light_curve(fid, rows, t, files["light_curve"])
     plot_corner(rows, files["corner"])
     # Each run regenerates the example output, so replacing last run's file is intended.
-    F.save(files["fisher"], overwrite=True,
-           metadata={"example": "microlensing_pspl", "gain": GAIN, "floor": FLOOR,
-                     "n_epochs": int(t.size)})
+    F.save(
+        files["fisher"],
+        overwrite=True,
+        metadata={
+            "example": "microlensing_pspl",
+            "gain": GAIN,
+            "floor": FLOOR,
+            "n_epochs": int(t.size),
+        },
+    )
     for path in files.values():
         print(f"wrote {path}")
     return {"fiducial": fid, "fisher": F, "blending": rows, "times": t, "files": files}

@@ -31,8 +31,13 @@ F_LOW, F_HIGH, N_BINS = 20.0, 2048.0, 2048
 def aligo_like_psd(f):
     """An analytic fit of the Advanced LIGO design noise (Ajith 2011), in 1/Hz."""
     x = f / 245.4
-    return 1e-48 * (0.0152 * x**-4 + 0.2935 * x ** (9 / 4) + 2.7951 * x ** (3 / 2)
-                    - 6.5080 * x ** (3 / 4) + 17.7622)
+    return 1e-48 * (
+        0.0152 * x**-4
+        + 0.2935 * x ** (9 / 4)
+        + 2.7951 * x ** (3 / 2)
+        - 6.5080 * x ** (3 / 4)
+        + 17.7622
+    )
 
 
 def inspiral(p, f):
@@ -41,8 +46,12 @@ def inspiral(p, f):
     eta = p["eta"]
     m_total = mc * eta ** (-3 / 5)
     v = (jnp.pi * m_total * f) ** (1 / 3)
-    pn = (1 + (3715 / 756 + 55 / 9 * eta) * v**2 - 16 * jnp.pi * v**3
-          + (15293365 / 508032 + 27145 / 504 * eta + 3085 / 72 * eta**2) * v**4)
+    pn = (
+        1
+        + (3715 / 756 + 55 / 9 * eta) * v**2
+        - 16 * jnp.pi * v**3
+        + (15293365 / 508032 + 27145 / 504 * eta + 3085 / 72 * eta**2) * v**4
+    )
     psi = 2 * jnp.pi * f * p["tc"] - p["phic"] - jnp.pi / 4 + 3 / (128 * eta * v**5) * pn
     f_isco = 1 / (6**1.5 * jnp.pi * m_total)
     h = jnp.exp(p["lnA"]) * f ** (-7 / 6) * jnp.exp(-1j * psi)
@@ -64,8 +73,13 @@ def draw_population(n, seed):
     # Newtonian amplitude, orientation-averaged (factor 2/5): A = (2/5) √(5/24) π^(-2/3)
     # Mc^(5/6) / D in geometric units.
     amp = 0.4 * np.sqrt(5 / 24) * np.pi ** (-2 / 3) * (mc * MSUN_S) ** (5 / 6) / (dist * MPC_S)
-    return {"lnA": np.log(amp), "lnMc": np.log(mc), "eta": eta, "tc": np.zeros(n),
-            "phic": np.zeros(n)}, dist
+    return {
+        "lnA": np.log(amp),
+        "lnMc": np.log(mc),
+        "eta": eta,
+        "tc": np.zeros(n),
+        "phic": np.zeros(n),
+    }, dist
 
 
 def snr(fiducials, f):
@@ -76,8 +90,9 @@ def snr(fiducials, f):
     f_isco = 1 / (6**1.5 * np.pi * mtot)
     for i in range(out.size):
         band = f < f_isco[i]
-        out[i] = np.sqrt(4 * np.sum(np.exp(2 * fiducials["lnA"][i]) * f[band] ** (-7 / 3)
-                                    * df[band] / psd[band]))
+        out[i] = np.sqrt(
+            4 * np.sum(np.exp(2 * fiducials["lnA"][i]) * f[band] ** (-7 / 3) * df[band] / psd[band])
+        )
     return out
 
 
@@ -94,9 +109,11 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     sig = batch.sigma()
     ok = batch.ok
     print(batch.summary())
-    print(f"\n{ok.sum()} of {n} sources ok; median SNR {np.median(rho):.1f}; "
-          f"{batch.metadata['n_chunks']} chunks of {batch.metadata['chunk_size']} in "
-          f"{batch.metadata['wall_time_s']:.2f} s")
+    print(
+        f"\n{ok.sum()} of {n} sources ok; median SNR {np.median(rho):.1f}; "
+        f"{batch.metadata['n_chunks']} chunks of {batch.metadata['chunk_size']} in "
+        f"{batch.metadata['wall_time_s']:.2f} s"
+    )
     check = np.max(np.abs(sig["lnA"][ok] * rho[ok] - 1))
     print(f"max |σ(ln A)·SNR - 1| = {check:.2e}   (exactly 1 in theory)")
 
@@ -107,8 +124,10 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     sig_known = known.sigma()
     both = ok & known.ok
     gain = np.median(sig["lnMc"][both] / sig_known["lnMc"][both])
-    print(f"t_c, φ_c known and σ(η) prior 0.05: median σ(ln Mc) {gain:.1f}× smaller "
-          f"({known.ok.sum()} sources ok)")
+    print(
+        f"t_c, φ_c known and σ(η) prior 0.05: median σ(ln Mc) {gain:.1f}× smaller "
+        f"({known.ok.sum()} sources ok)"
+    )
 
     import matplotlib
 
@@ -119,10 +138,13 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     mc = np.exp(fiducials["lnMc"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     grid = np.geomspace(max(rho[ok].min(), 1e-2), rho[ok].max(), 50)
-    for ax, name, label in ((axes[0], "lnA", r"$\sigma(\ln A)$"),
-                            (axes[1], "lnMc", r"$\sigma(\ln \mathcal{M}_c)$")):
-        sc = ax.scatter(rho[ok], sig[name][ok], c=mc[ok], s=3, cmap="viridis",
-                        norm=matplotlib.colors.LogNorm())
+    for ax, name, label in (
+        (axes[0], "lnA", r"$\sigma(\ln A)$"),
+        (axes[1], "lnMc", r"$\sigma(\ln \mathcal{M}_c)$"),
+    ):
+        sc = ax.scatter(
+            rho[ok], sig[name][ok], c=mc[ok], s=3, cmap="viridis", norm=matplotlib.colors.LogNorm()
+        )
         ax.set_xscale("log")
         ax.set_yscale("log")
         # Label decades only: minor-tick labels overlap on a short log axis.
@@ -139,8 +161,7 @@ def main(n=10_000, out_dir=None, seed=42, progress=True):
     fig.savefig(png, dpi=110)
     plt.close(fig)
     print(f"wrote {path} and {png}")
-    return {"batch": batch, "known": known, "snr": rho, "distance": dist, "path": path,
-            "png": png}
+    return {"batch": batch, "known": known, "snr": rho, "distance": dist, "path": path, "png": png}
 
 
 if __name__ == "__main__":

@@ -32,10 +32,8 @@ def main(out: Path) -> ff.FisherMatrix:
     fiducial = {"A": 1.0, "tau": 2.0, "B": 0.1, "rate": 50.0, "bkg": 5.0}
     labels = {"A": "A", "tau": r"\tau", "B": "B", "rate": "R", "bkg": "b"}
 
-    lab = ff.Experiment(decay, ff.Gaussian(sigma=0.05), design=jnp.linspace(0, 10, 50),
-                        name="lab")
-    counter = ff.Experiment(counts, ff.Poisson(), design=jnp.linspace(0, 8, 40),
-                            name="counter")
+    lab = ff.Experiment(decay, ff.Gaussian(sigma=0.05), design=jnp.linspace(0, 10, 50), name="lab")
+    counter = ff.Experiment(counts, ff.Poisson(), design=jnp.linspace(0, 8, 40), name="counter")
 
     F_lab = ff.fisher(lab, fiducial, params=["A", "tau", "B"])
     F_counter = ff.fisher(counter, fiducial, params=["tau", "rate", "bkg"])
@@ -45,16 +43,20 @@ def main(out: Path) -> ff.FisherMatrix:
     print()
     print(ff.contributions({"lab": F_lab, "counter": F_counter}).summary())
 
-    F_both = ff.FisherMatrix(F_both.matrix, F_both.names, F_both.fiducial, labels,
-                             name="lab+counter")
+    F_both = ff.FisherMatrix(
+        F_both.matrix, F_both.names, F_both.fiducial, labels, name="lab+counter"
+    )
     path = out / "quickstart.h5"
     # Replacing the previous run's file is intended here, so we say so explicitly.
     F_both.save(path, overwrite=True, metadata={"example": "quickstart"})
     print(f"\nsaved {path}; reloaded σ(τ) = {ff.load(path).sigma()['tau']:.5f}")
 
     png = out / "quickstart.png"
-    fig = ff.plot.corner([F_lab, F_counter, F_both], names=["A", "tau", "rate"],
-                         legend=["lab", "counter", "combined"])
+    fig = ff.plot.corner(
+        [F_lab, F_counter, F_both],
+        names=["A", "tau", "rate"],
+        legend=["lab", "counter", "combined"],
+    )
     fig.savefig(png, dpi=110)
     print(f"saved {png}")
     return F_both

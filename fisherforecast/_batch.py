@@ -107,8 +107,9 @@ def _item(experiments, fiducial, names, mode):
         bad_jac = bad_jac | ~jnp.all(jnp.isfinite(J))
         for ok in checks.values():
             bad_noise = bad_noise | ~jnp.asarray(ok, dtype=bool)
-    code = jnp.where(bad_out, BAD_OUTPUT,
-                     jnp.where(bad_jac, BAD_JACOBIAN, jnp.where(bad_noise, BAD_NOISE, OK)))
+    code = jnp.where(
+        bad_out, BAD_OUTPUT, jnp.where(bad_jac, BAD_JACOBIAN, jnp.where(bad_noise, BAD_NOISE, OK))
+    )
     return total, code.astype(jnp.int32)
 
 
@@ -190,7 +191,7 @@ def _batched_covariance(matrices, ok, diagonal_only=False, block=8192):
     idx = np.nonzero(ok)[0]
     eye = np.eye(P)
     for start in range(0, idx.size, block):
-        sel = idx[start:start + block]
+        sel = idx[start : start + block]
         M = np.asarray(F[sel], dtype=np.float64)
         d = np.sqrt(np.diagonal(M, axis1=1, axis2=2))
         S = M / (d[:, :, None] * d[:, None, :])
@@ -226,7 +227,8 @@ def _take(experiments, fiducials, idx, design_batch, chunk_size):
     if design_batch:
         experiments = tuple(
             e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[pad], e.design))
-            for e in experiments)
+            for e in experiments
+        )
     return experiments, fids
 
 
@@ -250,14 +252,14 @@ def _placement(devices):
     def put(e, design_sharding):
         # Rebuild through the pytree (not Experiment(...)), which keeps device arrays as they
         # are instead of converting the design to numpy.
-        leaves = (jax.tree_util.tree_leaves(jax.device_put(e.noise, replicated))
-                  + jax.tree_util.tree_leaves(jax.device_put(e.design, design_sharding)))
+        leaves = jax.tree_util.tree_leaves(
+            jax.device_put(e.noise, replicated)
+        ) + jax.tree_util.tree_leaves(jax.device_put(e.design, design_sharding))
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(e), leaves)
 
     def place(experiments, fids, design_batch):
         sharding = batched if design_batch else replicated
-        return (tuple(put(e, sharding) for e in experiments),
-                jax.device_put(fids, batched))
+        return (tuple(put(e, sharding) for e in experiments), jax.device_put(fids, batched))
 
     return place
 
@@ -271,8 +273,9 @@ class _Chunk:
     host work of one chunk overlaps the device work of the next. Must run under float64.
     """
 
-    def __init__(self, experiments, fiducials, names, mode, design_batch, chunk_size,
-                 placement=None):
+    def __init__(
+        self, experiments, fiducials, names, mode, design_batch, chunk_size, placement=None
+    ):
         self.fiducials = {k: np.asarray(v, dtype=np.float64) for k, v in fiducials.items()}
         self.args = (experiments, names, mode, design_batch, chunk_size, placement)
         n = len(next(iter(self.fiducials.values())))
@@ -358,22 +361,27 @@ def _raise_if_out_of_memory(exc, chunk):
             f"The device ran out of memory on a chunk of {size} items ({text.splitlines()[0]}). "
             f"Pass a smaller chunk_size (e.g. {max(size // 4, 1)}) or memory_budget=... to "
             "fisher_batch. With `out`, finished chunks are kept; a smaller chunk size needs a "
-            "new file (or overwrite=True).") from exc
+            "new file (or overwrite=True)."
+        ) from exc
 
 
-def _compute_chunk(experiments, fiducials, names, mode, design_batch, chunk_size,
-                   placement=None):
+def _compute_chunk(experiments, fiducials, names, mode, design_batch, chunk_size, placement=None):
     """Evaluate one chunk synchronously (Dask tasks); see :class:`_Chunk`."""
-    return _finish_chunk(_Chunk(experiments, fiducials, names, mode, design_batch, chunk_size,
-                                placement))
+    return _finish_chunk(
+        _Chunk(experiments, fiducials, names, mode, design_batch, chunk_size, placement)
+    )
 
 
 def _error_message(exc):
     """The most informative line of a runtime error (the user's exception, if any)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    found = [ln for ln in lines
-             if re.match(r"^[\w.]*(Error|Exception)\w*: ", ln) and "CpuCallback" not in ln
-             and not ln.startswith("jax.errors.JaxRuntimeError")]
+    found = [
+        ln
+        for ln in lines
+        if re.match(r"^[\w.]*(Error|Exception)\w*: ", ln)
+        and "CpuCallback" not in ln
+        and not ln.startswith("jax.errors.JaxRuntimeError")
+    ]
     return found[-1] if found else (lines[0] if lines else type(exc).__name__)
 
 
@@ -394,19 +402,22 @@ def _design_batch_size(experiments):
             raise ValueError(
                 f"design_batch=True needs every experiment's design to be a pytree of arrays "
                 f"with a leading batch axis; experiment {e.name!r} has design "
-                f"{quote(e.design)}.")
+                f"{quote(e.design)}."
+            )
         for path, leaf in leaves:
             shape = np.shape(leaf)
             if len(shape) == 0:
                 raise ValueError(
                     f"design_batch=True: design leaf {jax.tree_util.keystr(path) or '<root>'} "
                     f"of experiment {e.name!r} is a scalar; every leaf needs a leading batch "
-                    "axis (one entry per design).")
+                    "axis (one entry per design)."
+                )
             sizes.add(shape[0])
     if len(sizes) != 1:
         raise ValueError(
             f"design_batch=True: the design leaves have different leading (batch) lengths "
-            f"{sorted(sizes)}; they must all equal the number of designs.")
+            f"{sorted(sizes)}; they must all equal the number of designs."
+        )
     return sizes.pop()
 
 
@@ -418,7 +429,8 @@ def _check_fiducials(fiducials, n_items=None, source=None):
     if not isinstance(fiducials, Mapping):
         raise TypeError(
             "`fiducials` must be a dict of parameter name -> array with one value per item; "
-            f"received {quote(fiducials)}.")
+            f"received {quote(fiducials)}."
+        )
     if not fiducials:
         raise ValueError("`fiducials` is empty: give at least one parameter.")
     arrays, lengths = {}, {}
@@ -426,14 +438,13 @@ def _check_fiducials(fiducials, n_items=None, source=None):
         if not isinstance(name, str):
             raise TypeError(f"`fiducials` keys must be strings; received key {name!r}.")
         arr = np.asarray(value)
-        if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number)
-                                        or arr.dtype == bool):
-            raise ValueError(
-                f"fiducials[{name!r}] must be real numbers; received {quote(value)}.")
+        if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"fiducials[{name!r}] must be real numbers; received {quote(value)}.")
         if arr.ndim > 1:
             raise ValueError(
                 f"fiducials[{name!r}] must be a scalar or a 1-D array with one value per item; "
-                f"received shape {arr.shape}. Split vector parameters into named scalars.")
+                f"received shape {arr.shape}. Split vector parameters into named scalars."
+            )
         arrays[name] = np.asarray(arr, dtype=np.float64)  # no copy yet: one below
         if arr.ndim == 1:
             lengths[name] = arr.shape[0]
@@ -441,12 +452,14 @@ def _check_fiducials(fiducials, n_items=None, source=None):
     if len(sizes) > 1:
         raise ValueError(
             f"`fiducials` arrays have different lengths {lengths}; every array needs one value "
-            "per item (scalars are broadcast).")
+            "per item (scalars are broadcast)."
+        )
     if n_items is not None:
         if sizes and sizes != {n_items}:
             raise ValueError(
                 f"{source} has {n_items} items but the `fiducials` arrays have length "
-                f"{sizes.pop()}; give one value per item, or scalars.")
+                f"{sizes.pop()}; give one value per item, or scalars."
+            )
         B = n_items
     else:
         B = sizes.pop() if sizes else 1
@@ -467,19 +480,23 @@ def _check_devices(devices):
         available = jax.local_devices()
         if not 1 <= devices <= len(available):
             raise ValueError(
-                f"`devices` = {devices}, but there are {len(available)} local devices "
-                f"{available}.")
+                f"`devices` = {devices}, but there are {len(available)} local devices {available}."
+            )
         return list(available[:devices])
     if isinstance(devices, jax.Device):
         return [devices]
-    if isinstance(devices, Sequence) and devices and all(
-            isinstance(d, jax.Device) for d in devices):
+    if (
+        isinstance(devices, Sequence)
+        and devices
+        and all(isinstance(d, jax.Device) for d in devices)
+    ):
         if len(set(devices)) != len(devices):
             raise ValueError(f"`devices` lists a device more than once: {list(devices)}.")
         return list(devices)
     raise TypeError(
         "`devices` must be None (all local devices), an int (the first n local devices), "
-        f"a jax.Device or a list of them; received {quote(devices)}.")
+        f"a jax.Device or a list of them; received {quote(devices)}."
+    )
 
 
 def _memory_budget(devices):
@@ -539,8 +556,10 @@ def _hash_arrays(tree):
 
 
 def _fingerprint(experiments, fiducials, names, mode, design_batch, B):
-    models = [f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
-              for e in experiments]
+    models = [
+        f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
+        for e in experiments
+    ]
     return {
         "names": json.dumps(list(names)),
         "fiducial_names": json.dumps(list(fiducials)),
@@ -567,8 +586,7 @@ def _early_dcpl():
     return dcpl
 
 
-def _create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, done=None,
-                 data=None):
+def _create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, done=None, data=None):
     """Write the full layout of a batch file to `tmp` (a fresh path)."""
     import h5py
 
@@ -597,22 +615,38 @@ def _create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, do
             "condition": ((B,), "f8", (c,), np.nan),
         }
         for key, (shape, dtype, chunks, fill) in specs.items():
-            h.create_dataset(key, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fill,
-                             dcpl=_early_dcpl())
+            h.create_dataset(
+                key, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fill, dcpl=_early_dcpl()
+            )
             if data is not None:
                 h[key][...] = data[key]
         g = h.create_group("fiducials")
         for k, v in fiducials.items():
             g.create_dataset(k, data=v, dtype="f8", chunks=(c,))
-        h.create_dataset("done", data=np.zeros(n_chunks, bool) if done is None else done,
-                         dtype="?", dcpl=_early_dcpl())
+        h.create_dataset(
+            "done",
+            data=np.zeros(n_chunks, bool) if done is None else done,
+            dtype="?",
+            dcpl=_early_dcpl(),
+        )
 
 
 class _H5Store:
     """The output file of a streaming run (see docs/batch.md for the layout)."""
 
-    def __init__(self, path, *, names, fiducials, B, chunk_size, chunk_size_given, fingerprint,
-                 label, overwrite):
+    def __init__(
+        self,
+        path,
+        *,
+        names,
+        fiducials,
+        B,
+        chunk_size,
+        chunk_size_given,
+        fingerprint,
+        label,
+        overwrite,
+    ):
         import h5py
 
         from ._io import atomic_path
@@ -625,7 +659,8 @@ class _H5Store:
                 if not overwrite:
                     raise FileExistsError(
                         f"`out` = {str(self.path)!r} exists and is not a fisherforecast batch "
-                        "file; pass overwrite=True to replace it, or choose another path.")
+                        "file; pass overwrite=True to replace it, or choose another path."
+                    )
             else:
                 attrs, done = state
                 diff = [k for k, v in fingerprint.items() if attrs.get(f"fp_{k}") != v]
@@ -644,16 +679,25 @@ class _H5Store:
                         raise FileExistsError(
                             f"`out` = {str(self.path)!r} holds a finished batch computed from "
                             f"different inputs (they differ in: {what}). Pass overwrite=True "
-                            "to replace it, or choose another path.")
+                            "to replace it, or choose another path."
+                        )
                     raise ValueError(
                         f"cannot resume into `out` = {str(self.path)!r}: it was started with "
                         f"different inputs (they differ in: {what}); {int(done.sum())} of "
                         f"{done.size} chunks are finished. Rerun with the original inputs to "
-                        "resume, pass overwrite=True to start again, or choose another path.")
+                        "resume, pass overwrite=True to start again, or choose another path."
+                    )
                 overwrite = True  # nothing finished in it
         with atomic_path(self.path, overwrite) as tmp:
-            _create_file(tmp, names=names, fiducials=fiducials, B=B,
-                         chunk_size=self.chunk_size, fingerprint=fingerprint, label=label)
+            _create_file(
+                tmp,
+                names=names,
+                fiducials=fiducials,
+                B=B,
+                chunk_size=self.chunk_size,
+                fingerprint=fingerprint,
+                label=label,
+            )
         self.h = h5py.File(self.path, "r+")
         self.done = np.zeros(math.ceil(B / self.chunk_size), dtype=bool)
 
@@ -688,8 +732,7 @@ def _inspect_existing(path):
         with h5py.File(path, "r") as h:
             if h.attrs.get("format") != FILE_FORMAT or "done" not in h:
                 return None
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v)
-                     for k, v in h.attrs.items()}
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h.attrs.items()}
             return attrs, np.asarray(h["done"][()], dtype=bool)
     except OSError:
         return None
@@ -709,7 +752,8 @@ def _read_file(path, allow_partial):
         if h.attrs.get("format") != FILE_FORMAT:
             raise ValueError(
                 f"{str(path)!r} is not a fisherforecast batch file (format attribute "
-                f"{h.attrs.get('format')!r}).")
+                f"{h.attrs.get('format')!r})."
+            )
         done = np.asarray(h["done"][()], dtype=bool)
         chunk_size = int(h.attrs["chunk_size"])
         if not done.all() and not allow_partial:
@@ -718,7 +762,8 @@ def _read_file(path, allow_partial):
                 f"{str(path)!r} is incomplete: {missing.size} of {done.size} chunks are not "
                 f"finished (first: {missing[:5].tolist()}). Rerun fisher_batch(..., "
                 f"out={str(path)!r}) with the same inputs to resume, or load with "
-                "allow_partial=True (unfinished items are flagged 'not computed').")
+                "allow_partial=True (unfinished items are flagged 'not computed')."
+            )
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in h["names"][()])
         matrices = h["matrices"][()]
         codes = np.asarray(h["reason"][()], dtype=np.int8)
@@ -738,16 +783,28 @@ def _read_file(path, allow_partial):
             "path": str(path),
         }
     for k in np.nonzero(~done)[0]:
-        codes[k * chunk_size:(k + 1) * chunk_size] = NOT_COMPUTED
+        codes[k * chunk_size : (k + 1) * chunk_size] = NOT_COMPUTED
     return FisherBatch._build(matrices, names, fiducials, codes, cond, {}, meta)
 
 
 # ---------------------------------------------------------------------------------------
 # Public entry point
 # ---------------------------------------------------------------------------------------
-def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices=None,
-                 progress=True, out=None, client=None, mode="forward", design_batch=False,
-                 overwrite=False, memory_budget=None) -> FisherBatch:
+def fisher_batch(
+    experiment,
+    fiducials,
+    *,
+    params=None,
+    chunk_size=None,
+    devices=None,
+    progress=True,
+    out=None,
+    client=None,
+    mode="forward",
+    design_batch=False,
+    overwrite=False,
+    memory_budget=None,
+) -> FisherBatch:
     """Fisher matrices for a whole population of fiducials (or designs) at once.
 
     Evaluation is ``jax.jit(jax.vmap(...))`` of the same per-item function that
@@ -809,33 +866,39 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
         raise TypeError(f"`design_batch` must be True or False; received {quote(design_batch)}.")
     if not isinstance(progress, bool):
         raise TypeError(f"`progress` must be True or False; received {quote(progress)}.")
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, int | np.integer)
-                                   or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
         raise ValueError(
-            f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}.")
+            f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}."
+        )
     _check_overwrite(overwrite)
     if out is not None and not isinstance(out, str | os.PathLike):
-        raise TypeError(f"`out` must be a file path (str or pathlib.Path) or None; received "
-                        f"{quote(out)}.")
+        raise TypeError(
+            f"`out` must be a file path (str or pathlib.Path) or None; received {quote(out)}."
+        )
     if memory_budget is not None and (
-            isinstance(memory_budget, bool | np.bool_)
-            or not isinstance(memory_budget, int | float | np.integer | np.floating)
-            or not (math.isfinite(memory_budget) and memory_budget > 0)):
+        isinstance(memory_budget, bool | np.bool_)
+        or not isinstance(memory_budget, int | float | np.integer | np.floating)
+        or not (math.isfinite(memory_budget) and memory_budget > 0)
+    ):
         raise ValueError(
             f"`memory_budget` must be a positive finite number of bytes; received "
-            f"{quote(memory_budget)}.")
+            f"{quote(memory_budget)}."
+        )
     devices = _check_devices(devices)
     if client is not None and devices is not None:
         raise ValueError(
             "give either `client` (Dask workers, each on its own default device) or "
-            "`devices` (local sharding), not both.")
+            "`devices` (local sharding), not both."
+        )
     if devices is None and client is None:
         local = jax.local_devices()
         devices = local if len(local) > 1 else None  # several: shard over all of them
     n_design = _design_batch_size(experiments) if design_batch else None
-    fids, B = _check_fiducials(fiducials, n_design,
-                               "design_batch=True: the design's batch axis")
+    fids, B = _check_fiducials(fiducials, n_design, "design_batch=True: the design's batch axis")
     names = check_names(params, fids)
     n_dev = len(devices) if devices else 1
     label = "+".join(e.name for e in experiments if e.name) or None
@@ -845,9 +908,14 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
         # `fiducials` lacks, a bad output shape) surface here as exceptions, before any work.
         finite = np.nonzero(np.all(np.stack([np.isfinite(v) for v in fids.values()]), 0))[0]
         i0 = int(finite[0]) if finite.size else 0
-        exps0 = tuple(e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[i0],
-                                                              e.design))
-                      for e in experiments) if design_batch else experiments
+        exps0 = (
+            tuple(
+                e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[i0], e.design))
+                for e in experiments
+            )
+            if design_batch
+            else experiments
+        )
         fid0 = {k: (v[i0] if np.isfinite(v[i0]) else np.float64(1.0)) for k, v in fids.items()}
         shapes = jax.eval_shape(_probe, exps0, fid0)
         if chunk_size is None:
@@ -867,9 +935,17 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
         store = None
         if out is not None:
             # An automatic chunk size may differ between runs: a resume adopts the file's.
-            store = _H5Store(out, names=names, fiducials=fids, B=B, chunk_size=chunk,
-                             chunk_size_given=chunk_size is not None, fingerprint=fingerprint,
-                             label=label, overwrite=overwrite)
+            store = _H5Store(
+                out,
+                names=names,
+                fiducials=fids,
+                B=B,
+                chunk_size=chunk,
+                chunk_size_given=chunk_size is not None,
+                fingerprint=fingerprint,
+                label=label,
+                overwrite=overwrite,
+            )
             chunk = store.chunk_size
         n_chunks = math.ceil(B / chunk)
         done = store.done.copy() if store is not None else np.zeros(n_chunks, bool)
@@ -888,8 +964,12 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
             fid_k = {n: v[sl] for n, v in fids.items()}
             exps_k = experiments
             if design_batch:
-                exps_k = tuple(e.replace(design=jax.tree_util.tree_map(
-                    lambda x, sl=sl: np.asarray(x)[sl], e.design)) for e in experiments)
+                exps_k = tuple(
+                    e.replace(
+                        design=jax.tree_util.tree_map(lambda x, sl=sl: np.asarray(x)[sl], e.design)
+                    )
+                    for e in experiments
+                )
             return exps_k, fid_k
 
         def record(k, result):
@@ -898,22 +978,24 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
             if store is not None:
                 store.write(k, F_k, codes_k, cond_k)
             else:
-                matrices[start:start + len(codes_k)] = F_k
-                codes[start:start + len(codes_k)] = codes_k
-                cond[start:start + len(codes_k)] = cond_k
+                matrices[start : start + len(codes_k)] = F_k
+                codes[start : start + len(codes_k)] = codes_k
+                cond[start : start + len(codes_k)] = cond_k
             messages.update({start + i: m for i, m in msg_k.items()})
 
         bar = None
         if progress and len(todo) > 1:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), unit="chunk", desc="fisher_batch",
-                       postfix={"items/chunk": chunk})
+            bar = tqdm(
+                total=len(todo), unit="chunk", desc="fisher_batch", postfix={"items/chunk": chunk}
+            )
         try:
             with _quiet_callback_errors():
                 if client is not None:
-                    _run_dask(client, todo, chunk_inputs, record, names, mode, design_batch,
-                              chunk, bar)
+                    _run_dask(
+                        client, todo, chunk_inputs, record, names, mode, design_batch, chunk, bar
+                    )
                 else:
                     placement = _placement(devices)
                     if placement is None and not design_batch:
@@ -923,8 +1005,10 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
                     for k in [*todo, None]:
                         if k is not None:
                             exps_k, fid_k = chunk_inputs(k)
-                            nxt = (k, _Chunk(exps_k, fid_k, names, mode, design_batch, chunk,
-                                             placement))
+                            nxt = (
+                                k,
+                                _Chunk(exps_k, fid_k, names, mode, design_batch, chunk, placement),
+                            )
                         if launched is not None:
                             record(launched[0], _finish_chunk(launched[1]))
                             if bar is not None:
@@ -952,8 +1036,9 @@ def fisher_batch(experiment, fiducials, *, params=None, chunk_size=None, devices
     if store is not None:
         result = _read_file(out, allow_partial=False)
         meta["created"] = result.metadata.get("created")
-        batch = FisherBatch._build(result._matrices, names, fids, result._codes,
-                                   result._condition, messages, meta)
+        batch = FisherBatch._build(
+            result._matrices, names, fids, result._codes, result._condition, messages, meta
+        )
     else:
         batch = FisherBatch._build(matrices, names, fids, codes, cond, messages, meta)
     return batch
@@ -963,8 +1048,9 @@ def _run_dask(client, todo, chunk_inputs, record, names, mode, design_batch, chu
     try:
         from distributed import as_completed
     except ImportError:  # pragma: no cover - the client exists, so distributed does
-        raise ImportError("`client` needs dask.distributed: pip install "
-                          "'fisherforecast[dask]'.") from None
+        raise ImportError(
+            "`client` needs dask.distributed: pip install 'fisherforecast[dask]'."
+        ) from None
     futures = {}
     shared = None
     try:
@@ -975,8 +1061,17 @@ def _run_dask(client, todo, chunk_inputs, record, names, mode, design_batch, chu
                     # fresh key (hash=False): an earlier run's copy may still be releasing
                     shared = client.scatter([exps_k], broadcast=True, hash=False)[0]
                 exps_k = shared
-            fut = client.submit(_dask_chunk, exps_k, fid_k, names, mode, design_batch, chunk,
-                                pure=False, key=f"fisher_batch-chunk-{k}-{os.urandom(4).hex()}")
+            fut = client.submit(
+                _dask_chunk,
+                exps_k,
+                fid_k,
+                names,
+                mode,
+                design_batch,
+                chunk,
+                pure=False,
+                key=f"fisher_batch-chunk-{k}-{os.urandom(4).hex()}",
+            )
             futures[fut] = k
         for fut in as_completed(list(futures)):
             record(futures[fut], fut.result())
@@ -1021,8 +1116,16 @@ class FisherBatch:
     ```
     """
 
-    __slots__ = ("_cache", "_codes", "_condition", "_fiducials", "_matrices", "_messages",
-                 "_metadata", "_names")
+    __slots__ = (
+        "_cache",
+        "_codes",
+        "_condition",
+        "_fiducials",
+        "_matrices",
+        "_messages",
+        "_metadata",
+        "_names",
+    )
 
     #: Code -> meaning of `reason_codes`.
     REASONS = REASONS
@@ -1033,8 +1136,7 @@ class FisherBatch:
             raise TypeError(f"`matrices` must be real; received dtype {raw.dtype}.")
         M = np.array(raw, dtype=np.float64)
         if M.ndim != 3 or M.shape[1] != M.shape[2]:
-            raise ValueError(
-                f"`matrices` must have shape (B, P, P); received shape {M.shape}.")
+            raise ValueError(f"`matrices` must have shape (B, P, P); received shape {M.shape}.")
         names = _check_batch_names(names, M.shape[1])
         M = 0.5 * (M + np.swapaxes(M, 1, 2))
         if fiducials is not None:
@@ -1047,9 +1149,15 @@ class FisherBatch:
     @classmethod
     def _build(cls, matrices, names, fiducials, codes, cond, messages, metadata):
         obj = object.__new__(cls)
-        obj._init(np.asarray(matrices, dtype=np.float64), tuple(names), fiducials,
-                  np.asarray(codes, dtype=np.int8), np.asarray(cond, dtype=np.float64),
-                  dict(messages), dict(metadata))
+        obj._init(
+            np.asarray(matrices, dtype=np.float64),
+            tuple(names),
+            fiducials,
+            np.asarray(codes, dtype=np.int8),
+            np.asarray(cond, dtype=np.float64),
+            dict(messages),
+            dict(metadata),
+        )
         return obj
 
     def _init(self, matrices, names, fiducials, codes, cond, messages, metadata):
@@ -1059,17 +1167,34 @@ class FisherBatch:
             fiducials = {k: np.asarray(v, dtype=np.float64) for k, v in fiducials.items()}
             for v in fiducials.values():
                 v.setflags(write=False)
-        for key, value in (("_matrices", matrices), ("_names", names),
-                           ("_fiducials", fiducials), ("_codes", codes), ("_condition", cond),
-                           ("_messages", messages), ("_metadata", metadata), ("_cache", {})):
+        for key, value in (
+            ("_matrices", matrices),
+            ("_names", names),
+            ("_fiducials", fiducials),
+            ("_codes", codes),
+            ("_condition", cond),
+            ("_messages", messages),
+            ("_metadata", metadata),
+            ("_cache", {}),
+        ):
             object.__setattr__(self, key, value)
 
     def __setattr__(self, key, value):
         raise AttributeError("FisherBatch is immutable.")
 
     def __reduce__(self):  # pickling (Dask, multiprocessing) without __setattr__
-        return (FisherBatch._build, (self._matrices, self._names, self._fiducials, self._codes,
-                                     self._condition, self._messages, self._metadata))
+        return (
+            FisherBatch._build,
+            (
+                self._matrices,
+                self._names,
+                self._fiducials,
+                self._codes,
+                self._condition,
+                self._messages,
+                self._metadata,
+            ),
+        )
 
     # ----- attributes ----------------------------------------------------------------
     @property
@@ -1123,8 +1248,10 @@ class FisherBatch:
         return self._matrices.shape[0]
 
     def __repr__(self):
-        return (f"FisherBatch({len(self)} items, names={list(self._names)}, "
-                f"ok={int(self.ok.sum())}/{len(self)})")
+        return (
+            f"FisherBatch({len(self)} items, names={list(self._names)}, "
+            f"ok={int(self.ok.sum())}/{len(self)})"
+        )
 
     # ----- inversion -----------------------------------------------------------------
     def covariance(self) -> np.ndarray:
@@ -1164,35 +1291,45 @@ class FisherBatch:
         code = int(self._codes[i])
         if not np.all(np.isfinite(self._matrices[i])):
             extra = f": {self._messages[i]}" if i in self._messages else ""
-            raise FisherError(
-                f"item {i} has no Fisher matrix: {REASONS[code]}{extra}.")
+            raise FisherError(f"item {i} has no Fisher matrix: {REASONS[code]}{extra}.")
         fid = fixed = None
         if self._fiducials is not None:
-            fid = {n: float(self._fiducials[n][i]) for n in self._names
-                   if n in self._fiducials}
+            fid = {n: float(self._fiducials[n][i]) for n in self._names if n in self._fiducials}
             fid = fid if len(fid) == len(self._names) else None
-            fixed = {k: float(v[i]) for k, v in self._fiducials.items()
-                     if k not in self._names}
+            fixed = {k: float(v[i]) for k, v in self._fiducials.items() if k not in self._names}
         meta = {"batch_index": i, "ok": code == OK, "reason": REASONS[code]}
         if fixed:
             meta["fixed"] = fixed
         try:
-            return FisherMatrix(self._matrices[i], self._names, fiducial=fid,
-                                name=self._metadata.get("experiment"), metadata=meta)
+            return FisherMatrix(
+                self._matrices[i],
+                self._names,
+                fiducial=fid,
+                name=self._metadata.get("experiment"),
+                metadata=meta,
+            )
         except ValueError as exc:  # e.g. not positive semi-definite
-            raise FisherError(f"item {i} is not a valid Fisher matrix ({REASONS[code]}): "
-                              f"{exc}") from None
+            raise FisherError(
+                f"item {i} is not a valid Fisher matrix ({REASONS[code]}): {exc}"
+            ) from None
 
     def subset(self, index) -> FisherBatch:
         """A new batch with the items `index` (boolean mask, integer array or slice)."""
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
-        fids = ({k: v[idx] for k, v in self._fiducials.items()}
-                if self._fiducials is not None else None)
-        msgs = {n: self._messages[int(j)] for n, j in enumerate(idx)
-                if int(j) in self._messages}
-        return FisherBatch._build(self._matrices[idx], self._names, fids, self._codes[idx],
-                                  self._condition[idx], msgs, self._metadata)
+        fids = (
+            {k: v[idx] for k, v in self._fiducials.items()} if self._fiducials is not None else None
+        )
+        msgs = {n: self._messages[int(j)] for n, j in enumerate(idx) if int(j) in self._messages}
+        return FisherBatch._build(
+            self._matrices[idx],
+            self._names,
+            fids,
+            self._codes[idx],
+            self._condition[idx],
+            msgs,
+            self._metadata,
+        )
 
     @classmethod
     def concatenate(cls, batches) -> FisherBatch:
@@ -1202,42 +1339,60 @@ class FisherBatch:
         """
         batches = list(batches)
         if not batches or not all(isinstance(b, FisherBatch) for b in batches):
-            raise TypeError("concatenate expects a non-empty list of FisherBatch; received "
-                            f"{quote(batches)}.")
+            raise TypeError(
+                f"concatenate expects a non-empty list of FisherBatch; received {quote(batches)}."
+            )
         names = batches[0].names
         bad = [b.names for b in batches if b.names != names]
         if bad:
-            raise ValueError(f"cannot concatenate batches with different parameters: "
-                             f"{list(names)} and {list(bad[0])}.")
+            raise ValueError(
+                f"cannot concatenate batches with different parameters: "
+                f"{list(names)} and {list(bad[0])}."
+            )
         keys = [set(b._fiducials) if b._fiducials is not None else None for b in batches]
         fids = None
         if keys[0] is not None and all(k == keys[0] for k in keys):
-            fids = {k: np.concatenate([b._fiducials[k] for b in batches])
-                    for k in batches[0]._fiducials}
+            fids = {
+                k: np.concatenate([b._fiducials[k] for b in batches]) for k in batches[0]._fiducials
+            }
         elif any(k is not None for k in keys):
-            warnings.warn("FisherBatch.concatenate: the batches do not all carry fiducials "
-                          "for the same names, so the result has none.", stacklevel=2)
+            warnings.warn(
+                "FisherBatch.concatenate: the batches do not all carry fiducials "
+                "for the same names, so the result has none.",
+                stacklevel=2,
+            )
         offsets = np.cumsum([0] + [len(b) for b in batches])
-        msgs = {int(o) + i: m for b, o in zip(batches, offsets, strict=False)
-                for i, m in b._messages.items()}
+        msgs = {
+            int(o) + i: m
+            for b, o in zip(batches, offsets, strict=False)
+            for i, m in b._messages.items()
+        }
         return FisherBatch._build(
-            np.concatenate([b._matrices for b in batches]), names, fids,
+            np.concatenate([b._matrices for b in batches]),
+            names,
+            fids,
             np.concatenate([b._codes for b in batches]),
-            np.concatenate([b._condition for b in batches]), msgs,
-            {"concatenated_from": len(batches),
-             "experiment": batches[0]._metadata.get("experiment")})
+            np.concatenate([b._condition for b in batches]),
+            msgs,
+            {
+                "concatenated_from": len(batches),
+                "experiment": batches[0]._metadata.get("experiment"),
+            },
+        )
 
     def failures(self) -> dict[str, np.ndarray]:
         """Reason -> indices of the items that failed for it."""
-        return {REASONS[c]: np.nonzero(self._codes == c)[0]
-                for c in np.unique(self._codes) if c != OK}
+        return {
+            REASONS[c]: np.nonzero(self._codes == c)[0] for c in np.unique(self._codes) if c != OK
+        }
 
     # ----- algebra: combine, priors, fix, marginalise ------------------------------------
     #: NumPy must not broadcast ``array * batch`` into an object array of batches.
     __array_ufunc__ = None
 
-    def _derive(self, matrices, names, fiducials, upstream, operation, messages=None,
-                metadata=None):
+    def _derive(
+        self, matrices, names, fiducials, upstream, operation, messages=None, metadata=None
+    ):
         """A new batch from new matrices; items that failed upstream keep their code.
 
         `matrices` must be a fresh array (it is modified in place). `upstream` is a ``(B,)``
@@ -1254,8 +1409,7 @@ class FisherBatch:
         msgs = self._messages if messages is None else messages
         if metadata is None:
             # Run details (file path, timings, chunks) describe the source, not the result.
-            metadata = {k: self._metadata[k] for k in ("experiment", "mode")
-                        if k in self._metadata}
+            metadata = {k: self._metadata[k] for k in ("experiment", "mode") if k in self._metadata}
             metadata["operations"] = [*self._metadata.get("operations", []), operation]
         return FisherBatch._build(M, names, fiducials, codes, cond, msgs, metadata)
 
@@ -1273,13 +1427,32 @@ class FisherBatch:
         parts = []
         for x in (first, second):
             if isinstance(x, FisherMatrix):
-                fid = ({k: np.full(B, v) for k, v in x.fiducial.items()}
-                       if x.fiducial is not None else None)
-                parts.append((np.broadcast_to(x.matrix, (B, *x.matrix.shape)), x.names, fid,
-                              np.zeros(B, np.int8), {}, x.name))
+                fid = (
+                    {k: np.full(B, v) for k, v in x.fiducial.items()}
+                    if x.fiducial is not None
+                    else None
+                )
+                parts.append(
+                    (
+                        np.broadcast_to(x.matrix, (B, *x.matrix.shape)),
+                        x.names,
+                        fid,
+                        np.zeros(B, np.int8),
+                        {},
+                        x.name,
+                    )
+                )
             else:
-                parts.append((x._matrices, x._names, x._fiducials, x._upstream(),
-                              x._messages, x._metadata.get("experiment")))
+                parts.append(
+                    (
+                        x._matrices,
+                        x._names,
+                        x._fiducials,
+                        x._upstream(),
+                        x._messages,
+                        x._metadata.get("experiment"),
+                    )
+                )
         names = parts[0][1] + tuple(n for n in parts[1][1] if n not in parts[0][1])
         P = len(names)
         M = np.zeros((B, P, P))
@@ -1299,8 +1472,7 @@ class FisherBatch:
         messages = {**parts[1][4], **parts[0][4]}
         label = "+".join(str(p[5]) for p in parts if p[5]) or None
         mode = self._metadata.get("mode")
-        meta = {"experiment": label, **({"mode": mode} if mode else {}),
-                "operations": ["sum"]}
+        meta = {"experiment": label, **({"mode": mode} if mode else {}), "operations": ["sum"]}
         return self._derive(M, names, fids, upstream, "sum", messages, meta)
 
     def __add__(self, other) -> FisherBatch:
@@ -1330,7 +1502,8 @@ class FisherBatch:
                 raise ValueError(
                     f"cannot add batches of different lengths: {len(self)} and {len(other)} "
                     "items. Item i of one must be the same source/design as item i of the "
-                    "other; use .subset(...) to align them first.")
+                    "other; use .subset(...) to align them first."
+                )
             return self._combine(self, other)
         if isinstance(other, FisherMatrix):
             return self._combine(self, other)
@@ -1364,15 +1537,17 @@ class FisherBatch:
             if f.dtype.kind in "iuf":
                 raise ValueError(
                     f"a FisherBatch can be scaled by a number or a ({len(self)},) array; "
-                    f"received shape {f.shape}.")
+                    f"received shape {f.shape}."
+                )
             return NotImplemented
         f = f.astype(np.float64)
         bad = ~(np.isfinite(f) & (f > 0))
         if bad.any():
             i = int(np.argmax(bad))
             shown = repr(float(f)) if f.ndim == 0 else f"{float(f[i])!r} (item {i})"
-            raise ValueError(f"a FisherBatch can be scaled by positive finite numbers; "
-                             f"received {shown}.")
+            raise ValueError(
+                f"a FisherBatch can be scaled by positive finite numbers; received {shown}."
+            )
         scale = f if f.ndim == 0 else f[:, None, None]
         with np.errstate(invalid="ignore"):
             M = self._matrices * scale
@@ -1397,8 +1572,7 @@ class FisherBatch:
         ```
         """
         if not isinstance(sigmas, Mapping):
-            raise TypeError(f"with_prior expects a dict name -> sigma; received "
-                            f"{quote(sigmas)}.")
+            raise TypeError(f"with_prior expects a dict name -> sigma; received {quote(sigmas)}.")
         _subset(list(sigmas), self._names, "with_prior(sigmas)")
         B = len(self)
         upstream = self._upstream()
@@ -1409,17 +1583,22 @@ class FisherBatch:
             if s.dtype.kind not in "iuf" or s.shape not in ((), (B,)):
                 raise ValueError(
                     f"prior sigma for {n!r} must be a positive number or a ({B},) array of "
-                    f"them; received {quote(value)}.")
+                    f"them; received {quote(value)}."
+                )
             s = np.broadcast_to(s.astype(np.float64), (B,))
             with np.errstate(divide="ignore", over="ignore"):
                 add = (1.0 / s) ** 2
             bad = live & ~((s > 0) & np.isfinite(add))
             if bad.any():
                 i = int(np.argmax(bad))
-                why = ("so small that 1/σ² overflows" if s[i] > 0
-                       else "must be positive (inf for no prior)")
-                raise ValueError(f"prior sigma for {n!r} {why}; received {float(s[i])!r} "
-                                 f"(item {i}).")
+                why = (
+                    "so small that 1/σ² overflows"
+                    if s[i] > 0
+                    else "must be positive (inf for no prior)"
+                )
+                raise ValueError(
+                    f"prior sigma for {n!r} {why}; received {float(s[i])!r} (item {i})."
+                )
             k = self._names.index(n)
             M[:, k, k] += np.where(live, add, 0.0)
         return self._derive(M, self._names, self._fiducials, upstream, "with_prior")
@@ -1480,8 +1659,7 @@ class FisherBatch:
             k_list, d_list = k.tolist(), d.tolist()
             for i in np.nonzero(~ok & (upstream == OK))[0]:
                 fid = None
-                if self._fiducials is not None and all(n in self._fiducials
-                                                       for n in self._names):
+                if self._fiducials is not None and all(n in self._fiducials for n in self._names):
                     fid = {n: float(self._fiducials[n][i]) for n in self._names}
                 try:
                     M[i] = schur_marginal(self._matrices[i], k_list, d_list, self._names, fid)
@@ -1497,20 +1675,25 @@ class FisherBatch:
         quant = {}
         for n in self._names:
             v = sig[n][np.isfinite(sig[n])]
-            quant[n] = ({q: float(np.quantile(v, q)) for q in (0.05, 0.5, 0.95)}
-                        if v.size else None)
-        return {"n_items": len(self), "n_ok": int(self.ok.sum()), "names": list(self._names),
-                "failures": {k: v.tolist() for k, v in self.failures().items()},
-                "sigma_quantiles": quant, "metadata": self.metadata}
+            quant[n] = {q: float(np.quantile(v, q)) for q in (0.05, 0.5, 0.95)} if v.size else None
+        return {
+            "n_items": len(self),
+            "n_ok": int(self.ok.sum()),
+            "names": list(self._names),
+            "failures": {k: v.tolist() for k, v in self.failures().items()},
+            "sigma_quantiles": quant,
+            "metadata": self.metadata,
+        }
 
     def summary(self) -> str:
         """A table of marginal-error quantiles over the ok items, and the failures."""
         d = self.to_dict()
         width = max([len(n) for n in self._names] + [9])
-        rows = [f"FisherBatch: {d['n_items']} items, {self.n_params} parameters, "
-                f"{d['n_ok']} ok",
-                f"{'parameter':<{width}}  {'sigma 5%':>12}  {'median':>12}  {'95%':>12}",
-                "-" * (width + 42)]
+        rows = [
+            f"FisherBatch: {d['n_items']} items, {self.n_params} parameters, {d['n_ok']} ok",
+            f"{'parameter':<{width}}  {'sigma 5%':>12}  {'median':>12}  {'95%':>12}",
+            "-" * (width + 42),
+        ]
         for n in self._names:
             q = d["sigma_quantiles"][n]
             if q is None:
@@ -1545,8 +1728,7 @@ class FisherBatch:
         else:
             xs, xlabel = np.asarray(x, dtype=float), "x"
             if xs.shape != (len(self),):
-                raise ValueError(f"plot: `x` must have shape ({len(self)},); received "
-                                 f"{xs.shape}.")
+                raise ValueError(f"plot: `x` must have shape ({len(self)},); received {xs.shape}.")
         if ax is None:
             _, ax = plt.subplots()
         ok = self.ok & np.isfinite(y)
@@ -1575,14 +1757,30 @@ class FisherBatch:
         pad[:B] = self._codes
         done = ~np.any(pad.reshape(n_chunks, chunk) == NOT_COMPUTED, axis=1)
         fids = self._fiducials or {}
-        fp = {"names": json.dumps(list(self._names)), "fiducial_names": json.dumps(list(fids)),
-              "batch_size": B, "mode": str(self._metadata.get("mode") or "")}
-        data = {"matrices": self._matrices, "ok": self.ok, "reason": self._codes,
-                "condition": self._condition}
+        fp = {
+            "names": json.dumps(list(self._names)),
+            "fiducial_names": json.dumps(list(fids)),
+            "batch_size": B,
+            "mode": str(self._metadata.get("mode") or ""),
+        }
+        data = {
+            "matrices": self._matrices,
+            "ok": self.ok,
+            "reason": self._codes,
+            "condition": self._condition,
+        }
         with atomic_path(path, overwrite) as tmp:
-            _create_file(tmp, names=self._names, fiducials=fids, B=B, chunk_size=chunk,
-                         fingerprint=fp, label=self._metadata.get("experiment"),
-                         done=done, data=data)
+            _create_file(
+                tmp,
+                names=self._names,
+                fiducials=fids,
+                B=B,
+                chunk_size=chunk,
+                fingerprint=fp,
+                label=self._metadata.get("experiment"),
+                done=done,
+                data=data,
+            )
 
     @classmethod
     def load(cls, path, allow_partial: bool = False) -> FisherBatch:
@@ -1618,7 +1816,8 @@ def _merge_batch_fiducials(a, b, skip):
                     f"cannot combine batches evaluated at different fiducials: {k!r} of item "
                     f"{i} is {float(merged[k][i])!r} in one and {float(v[i])!r} in the other. "
                     "Item i of each must be the same source; for a prior that does not share "
-                    "the fiducials, use .with_prior(...).")
+                    "the fiducials, use .with_prior(...)."
+                )
         else:
             merged[k] = v
     return merged

@@ -69,8 +69,11 @@ def _asymmetry_se_constant() -> float:
     z = (-1.0, 0.0, 1.0)
     f = [math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi) for v in z]
     w = (1.0, -2.0, 1.0)
-    var = sum(w[i] * w[j] * min(p[i], p[j]) * (1 - max(p[i], p[j])) / (f[i] * f[j])
-              for i in range(3) for j in range(3))
+    var = sum(
+        w[i] * w[j] * min(p[i], p[j]) * (1 - max(p[i], p[j])) / (f[i] * f[j])
+        for i in range(3)
+        for j in range(3)
+    )
     return math.sqrt(var) / 2.0
 
 
@@ -133,8 +136,9 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
         raise ValueError(
             f"`prior` names {unknown}, which are not sampled parameters {list(names)}."
         )
-    if not (isinstance(bounds_sigma, int | float) and bounds_sigma > 0
-            and math.isfinite(bounds_sigma)):
+    if not (
+        isinstance(bounds_sigma, int | float) and bounds_sigma > 0 and math.isfinite(bounds_sigma)
+    ):
         raise ValueError(f"`bounds_sigma` must be a positive number; received {bounds_sigma!r}.")
     dists, defaulted = [], []
     for n in names:
@@ -158,8 +162,13 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
                     f"batch_shape {spec.batch_shape} and event_shape {spec.event_shape}."
                 )
             d = jax.tree_util.tree_map(
-                lambda x: np.asarray(x, np.float64)
-                if np.issubdtype(np.asarray(x).dtype, np.floating) else x, spec)
+                lambda x: (
+                    np.asarray(x, np.float64)
+                    if np.issubdtype(np.asarray(x).dtype, np.floating)
+                    else x
+                ),
+                spec,
+            )
             lp = float(d.log_prob(jnp.float64(x0)))
             if not math.isfinite(lp):
                 raise ValueError(
@@ -207,9 +216,14 @@ def whitening(fisher_matrix, theta0, priors, names):
 
     P = len(names)
     precision = np.array(fisher_matrix, dtype=np.float64) + np.diag(
-        [_prior_precision(d) for d in priors])
-    cov = robust_inverse(precision, names, dict(zip(names, theta0.tolist(), strict=True)),
-                         what="Fisher matrix plus prior precision").covariance
+        [_prior_precision(d) for d in priors]
+    )
+    cov = robust_inverse(
+        precision,
+        names,
+        dict(zip(names, theta0.tolist(), strict=True)),
+        what="Fisher matrix plus prior precision",
+    ).covariance
     v0, dtheta_dv = np.empty(P), np.empty(P)
     for i, d in enumerate(priors):
         t = biject_to(d.support)
@@ -244,7 +258,8 @@ def _posterior_model(args, *, names, loglik_fn):
 
     v0, L, priors, like = args
     z = numpyro.sample(
-        "_whitened", dist.ImproperUniform(dist.constraints.real_vector, (), (len(names),)))
+        "_whitened", dist.ImproperUniform(dist.constraints.real_vector, (), (len(names),))
+    )
     v = v0 + L @ z
     theta, log_prior = _constrain(v, priors)
     numpyro.deterministic("_theta", theta)
@@ -252,11 +267,34 @@ def _posterior_model(args, *, names, loglik_fn):
     numpyro.factor("_log_likelihood", loglik_fn(theta, like, names))
 
 
-@partial(jax.jit, static_argnames=("names", "loglik_fn", "num_warmup", "num_samples",
-                                   "num_chains", "chain_method", "target_accept", "dense_mass",
-                                   "max_tree_depth"))
-def _nuts(args, rng_key, *, names, loglik_fn, num_warmup, num_samples, num_chains,
-          chain_method, target_accept, dense_mass, max_tree_depth):
+@partial(
+    jax.jit,
+    static_argnames=(
+        "names",
+        "loglik_fn",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "chain_method",
+        "target_accept",
+        "dense_mass",
+        "max_tree_depth",
+    ),
+)
+def _nuts(
+    args,
+    rng_key,
+    *,
+    names,
+    loglik_fn,
+    num_warmup,
+    num_samples,
+    num_chains,
+    chain_method,
+    target_accept,
+    dense_mass,
+    max_tree_depth,
+):
     """Warm-up and sampling of every chain in one compiled function.
 
     numpyro's functional NUTS (``hmc(potential_fn, algo="NUTS")``) on the potential energy of
@@ -278,10 +316,15 @@ def _nuts(args, rng_key, *, names, loglik_fn, num_warmup, num_samples, num_chain
     P = len(names)
 
     def chain(key):
-        state = init_kernel(jnp.zeros(P, dtype=v0.dtype), num_warmup,
-                            target_accept_prob=target_accept, dense_mass=dense_mass,
-                            max_tree_depth=max_tree_depth, trajectory_length=None,
-                            rng_key=key)
+        state = init_kernel(
+            jnp.zeros(P, dtype=v0.dtype),
+            num_warmup,
+            target_accept_prob=target_accept,
+            dense_mass=dense_mass,
+            max_tree_depth=max_tree_depth,
+            trajectory_length=None,
+            rng_key=key,
+        )
         state = jax.lax.fori_loop(0, num_warmup, lambda i, s: sample_kernel(s), state)
 
         def step(s, _):
@@ -298,11 +341,15 @@ def _nuts(args, rng_key, *, names, loglik_fn, num_warmup, num_samples, num_chain
     return jax.lax.map(chain, keys)
 
 
-def check_sampler_settings(num_warmup, num_samples, num_chains, chain_method, target_accept,
-                           max_tree_depth):
-    for name, value, least in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 4),
-                               ("num_chains", num_chains, 1),
-                               ("max_tree_depth", max_tree_depth, 1)):
+def check_sampler_settings(
+    num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
+):
+    for name, value, least in (
+        ("num_warmup", num_warmup, 0),
+        ("num_samples", num_samples, 4),
+        ("num_chains", num_chains, 1),
+        ("max_tree_depth", max_tree_depth, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
             raise ValueError(f"`{name}` must be an integer >= {least}; received {value!r}.")
     if chain_method not in CHAIN_METHODS:
@@ -311,18 +358,30 @@ def check_sampler_settings(num_warmup, num_samples, num_chains, chain_method, ta
             f"received {chain_method!r}."
         )
     if not (isinstance(target_accept, float) and 0 < target_accept < 1):
-        raise ValueError(f"`target_accept` must be a float in (0, 1); received "
-                         f"{target_accept!r}.")
+        raise ValueError(f"`target_accept` must be a float in (0, 1); received {target_accept!r}.")
 
 
 class NutsRun(collections.namedtuple("NutsRun", "theta diverging num_steps seconds")):
     """Draws ``theta (chains, draws, P)``, divergences and leapfrog steps per draw."""
 
 
-def run_nuts(loglik_fn, like, names, priors, v0, L, *, rng_key, num_warmup, num_samples,
-             num_chains, chain_method="sequential", target_accept=TARGET_ACCEPT,
-             dense_mass=False,
-             max_tree_depth=10) -> NutsRun:
+def run_nuts(
+    loglik_fn,
+    like,
+    names,
+    priors,
+    v0,
+    L,
+    *,
+    rng_key,
+    num_warmup,
+    num_samples,
+    num_chains,
+    chain_method="sequential",
+    target_accept=TARGET_ACCEPT,
+    dense_mass=False,
+    max_tree_depth=10,
+) -> NutsRun:
     """Sample the posterior ``exp(loglik_fn(θ, like, names)) · prior(θ)`` with NUTS.
 
     Call under float64. Every chain starts at the fiducial (``z = 0``).
@@ -330,13 +389,20 @@ def run_nuts(loglik_fn, like, names, priors, v0, L, *, rng_key, num_warmup, num_
     start = time.perf_counter()
     args = (jnp.asarray(v0, jnp.float64), jnp.asarray(L, jnp.float64), priors, like)
     theta, diverging, steps = _nuts(
-        args, rng_key, names=tuple(names), loglik_fn=loglik_fn, num_warmup=int(num_warmup),
-        num_samples=int(num_samples), num_chains=int(num_chains), chain_method=chain_method,
-        target_accept=float(target_accept), dense_mass=bool(dense_mass),
-        max_tree_depth=int(max_tree_depth))
+        args,
+        rng_key,
+        names=tuple(names),
+        loglik_fn=loglik_fn,
+        num_warmup=int(num_warmup),
+        num_samples=int(num_samples),
+        num_chains=int(num_chains),
+        chain_method=chain_method,
+        target_accept=float(target_accept),
+        dense_mass=bool(dense_mass),
+        max_tree_depth=int(max_tree_depth),
+    )
     theta = np.asarray(theta, dtype=np.float64)
-    out = NutsRun(theta, np.asarray(diverging), np.asarray(steps),
-                  time.perf_counter() - start)
+    out = NutsRun(theta, np.asarray(diverging), np.asarray(steps), time.perf_counter() - start)
     return out
 
 
@@ -351,26 +417,40 @@ def _negloglik_whitened(z, args, names, loglik_fn, bounded):
     return jnp.where(jnp.isfinite(value), value, jnp.inf)
 
 
-def _fit_one(like, v0, L, priors, offset, *, names, loglik_fn, bounded, rtol, atol,
-             max_steps):
+def _fit_one(like, v0, L, priors, offset, *, names, loglik_fn, bounded, rtol, atol, max_steps):
     import optimistix as optx
 
     fn = partial(_negloglik_whitened, names=names, loglik_fn=loglik_fn, bounded=bounded)
     solver = optx.BFGS(rtol=rtol, atol=atol)
-    sol = optx.minimise(fn, solver, jnp.zeros(len(names), jnp.float64),
-                        args=(like, v0, L, priors, offset), max_steps=max_steps, throw=False)
+    sol = optx.minimise(
+        fn,
+        solver,
+        jnp.zeros(len(names), jnp.float64),
+        args=(like, v0, L, priors, offset),
+        max_steps=max_steps,
+        throw=False,
+    )
     v = v0 + L @ sol.value
     theta = _constrain(v, priors)[0] if bounded else v
     ok = (sol.result == optx.RESULTS.successful) & jnp.all(jnp.isfinite(theta))
     return theta, ok, sol.stats["num_steps"]
 
 
-@partial(jax.jit, static_argnames=("names", "loglik_fn", "bounded", "rtol", "atol",
-                                   "max_steps"))
-def _fit_jit(like, v0, L, priors, offset, *, names, loglik_fn, bounded, rtol, atol,
-             max_steps):
-    return _fit_one(like, v0, L, priors, offset, names=names, loglik_fn=loglik_fn,
-                    bounded=bounded, rtol=rtol, atol=atol, max_steps=max_steps)
+@partial(jax.jit, static_argnames=("names", "loglik_fn", "bounded", "rtol", "atol", "max_steps"))
+def _fit_jit(like, v0, L, priors, offset, *, names, loglik_fn, bounded, rtol, atol, max_steps):
+    return _fit_one(
+        like,
+        v0,
+        L,
+        priors,
+        offset,
+        names=names,
+        loglik_fn=loglik_fn,
+        bounded=bounded,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
 
 
 @partial(jax.jit, static_argnames=("names", "rtol", "atol", "max_steps"))
@@ -380,9 +460,19 @@ def _fit_batch(experiments, datas, fixed, theta0, L, *, names, rtol, atol, max_s
     def one(data_tuple):
         like = (experiments, data_tuple, fixed)
         offset = experiments_loglik(theta0, like, names)
-        return _fit_one(like, theta0, L, None, offset, names=names,
-                        loglik_fn=experiments_loglik, bounded=False, rtol=rtol, atol=atol,
-                        max_steps=max_steps)
+        return _fit_one(
+            like,
+            theta0,
+            L,
+            None,
+            offset,
+            names=names,
+            loglik_fn=experiments_loglik,
+            bounded=False,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+        )
 
     return jax.vmap(one)(datas)
 
@@ -398,8 +488,10 @@ def _means(experiments, params):
 @jax.jit
 def _simulate(experiments, params, key):
     keys = jax.random.split(key, len(experiments))
-    return tuple(exp.noise.simulate(k, _call_model(exp, params), params, exp.design)
-                 for exp, k in zip(experiments, keys, strict=True))
+    return tuple(
+        exp.noise.simulate(k, _call_model(exp, params), params, exp.design)
+        for exp, k in zip(experiments, keys, strict=True)
+    )
 
 
 @partial(jax.jit, static_argnames=("n_sims",))
@@ -413,14 +505,16 @@ def _check_asimov(experiments, fid64, names, means):
 
     theta, to_params = _split(fid64, names)
     for exp, mean in zip(experiments, means, strict=True):
-        extra = exp.noise.covariance_information(theta, to_params, exp.design,
-                                                 np.shape(mean), "forward")
+        extra = exp.noise.covariance_information(
+            theta, to_params, exp.design, np.shape(mean), "forward"
+        )
         if extra is not None and np.any(np.asarray(extra) != 0):
             raise ValueError(
                 f"data='asimov' cannot test {exp.label}: its noise "
                 f"({exp.noise!r}) depends on the sampled parameters, and noise-free data "
                 "have zero scatter, so their likelihood peaks at zero noise instead of the "
-                "fiducial. Use data='simulate' (one noisy realisation) or real data.")
+                "fiducial. Use data='simulate' (one noisy realisation) or real data."
+            )
 
 
 def _check_data(data, means, experiments):
@@ -453,8 +547,9 @@ def _check_data(data, means, experiments):
         else:
             arr = arr.astype(np.float64)
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{what} contains NaN or inf at "
-                             f"{np.argwhere(~np.isfinite(arr))[:5].tolist()}.")
+            raise ValueError(
+                f"{what} contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5].tolist()}."
+            )
         out.append(arr)
     return tuple(out)
 
@@ -488,21 +583,36 @@ def chain_statistics(theta):
         skew = np.mean(dev**3, 0) / np.where(sigma > 0, sigma, np.nan) ** 3
         lo, mid, hi = np.quantile(flat, [_P_LOW, 0.5, _P_HIGH], axis=0)
         asym = (hi + lo - 2 * mid) / (hi - lo)
-    rhat = np.asarray(split_gelman_rubin(theta), dtype=np.float64) if S >= 4 else \
-        np.full(P, np.nan)
-    return {"mean": mean, "sigma": sigma, "se_mean": se_mean, "se_sigma": se_sigma,
-            "skewness": skew, "asymmetry": asym, "se_asymmetry": ASYMMETRY_SE / np.sqrt(ess),
-            "interval": (lo, mid, hi), "ess": ess, "ess_sq": ess_sq, "rhat": rhat}
+    rhat = np.asarray(split_gelman_rubin(theta), dtype=np.float64) if S >= 4 else np.full(P, np.nan)
+    return {
+        "mean": mean,
+        "sigma": sigma,
+        "se_mean": se_mean,
+        "se_sigma": se_sigma,
+        "skewness": skew,
+        "asymmetry": asym,
+        "se_asymmetry": ASYMMETRY_SE / np.sqrt(ess),
+        "interval": (lo, mid, hi),
+        "ess": ess,
+        "ess_sq": ess_sq,
+        "rhat": rhat,
+    }
 
 
 def _fmt_table(header, rows):
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    line = "  ".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, (h, w) in
-                     enumerate(zip(header, widths, strict=True)))
+    line = "  ".join(
+        f"{h:>{w}}" if i else f"{h:<{w}}"
+        for i, (h, w) in enumerate(zip(header, widths, strict=True))
+    )
     out = [line, "-" * len(line)]
     for r in rows:
-        out.append("  ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in
-                             enumerate(zip(r, widths, strict=True))))
+        out.append(
+            "  ".join(
+                f"{c:>{w}}" if i else f"{c:<{w}}"
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(out)
 
 
@@ -593,20 +703,37 @@ class CrossCheck:
     def summary(self) -> str:
         """A table: Fisher σ, HMC σ, their ratio and the mean shift per parameter."""
         tol = self.tolerance
-        head = ["parameter", "fiducial", "sigma_fisher", "sigma_hmc", "ratio",
-                "shift/sigma", "asymmetry", "r_hat", "ess"]
+        head = [
+            "parameter",
+            "fiducial",
+            "sigma_fisher",
+            "sigma_hmc",
+            "ratio",
+            "shift/sigma",
+            "asymmetry",
+            "r_hat",
+            "ess",
+        ]
         rows = []
         for n in self.names:
-            rows.append([n, f"{self.fiducial[n]:.5g}", f"{self.sigma_fisher[n]:.4g}",
-                         f"{self.sigma_hmc[n]:.4g}",
-                         f"{self.ratio[n]:.3f}±{self.ratio_error[n]:.3f}",
-                         f"{self.shift[n]:+.3f}±{self.shift_error[n]:.3f}",
-                         f"{self.asymmetry[n]:+.3f}±{self.asymmetry_error[n]:.3f}",
-                         f"{self.rhat[n]:.3f}",
-                         f"{self.ess[n]:.0f}"])
-        verdict = {"agrees": "Fisher AGREES with the posterior",
-                   "disagrees": "Fisher DISAGREES with the posterior",
-                   "inconclusive": "INCONCLUSIVE (see below)"}[self.verdict]
+            rows.append(
+                [
+                    n,
+                    f"{self.fiducial[n]:.5g}",
+                    f"{self.sigma_fisher[n]:.4g}",
+                    f"{self.sigma_hmc[n]:.4g}",
+                    f"{self.ratio[n]:.3f}±{self.ratio_error[n]:.3f}",
+                    f"{self.shift[n]:+.3f}±{self.shift_error[n]:.3f}",
+                    f"{self.asymmetry[n]:+.3f}±{self.asymmetry_error[n]:.3f}",
+                    f"{self.rhat[n]:.3f}",
+                    f"{self.ess[n]:.0f}",
+                ]
+            )
+        verdict = {
+            "agrees": "Fisher AGREES with the posterior",
+            "disagrees": "Fisher DISAGREES with the posterior",
+            "inconclusive": "INCONCLUSIVE (see below)",
+        }[self.verdict]
         lines = [
             f"HMC cross-check ({self.data_kind} data, {self.settings['num_chains']} chain(s) × "
             f"{self.settings['num_samples']} draws, {self.divergences} divergences, "
@@ -619,8 +746,10 @@ class CrossCheck:
         ]
         lines += [f"- {r}" for r in self.reasons]
         if self.defaulted_bounds:
-            lines.append(f"note: flat priors at fiducial ± {self.settings['bounds_sigma']:g} "
-                         f"σ_Fisher for {list(self.defaulted_bounds)} (no bounds given)")
+            lines.append(
+                f"note: flat priors at fiducial ± {self.settings['bounds_sigma']:g} "
+                f"σ_Fisher for {list(self.defaulted_bounds)} (no bounds given)"
+            )
         return "\n".join(lines)
 
     @property
@@ -640,9 +769,12 @@ class CrossCheck:
         """Plain-Python view (samples as lists)."""
 
         def data(v):
-            return [np.asarray(a).tolist() if not np.iscomplexobj(a) else
-                    {"real": np.asarray(a).real.tolist(), "imag": np.asarray(a).imag.tolist()}
-                    for a in v]
+            return [
+                np.asarray(a).tolist()
+                if not np.iscomplexobj(a)
+                else {"real": np.asarray(a).real.tolist(), "imag": np.asarray(a).imag.tolist()}
+                for a in v
+            ]
 
         samples = {k: np.asarray(a).tolist() for k, a in self.samples.items()}
         chains = {k: np.asarray(a).tolist() for k, a in self.chains.items()}
@@ -655,8 +787,10 @@ class CrossCheck:
         return plot.corner(self, **kwargs)
 
     def __repr__(self):
-        return (f"CrossCheck(names={list(self.names)}, agrees={self.agrees}, "
-                f"converged={self.converged})")
+        return (
+            f"CrossCheck(names={list(self.names)}, agrees={self.agrees}, "
+            f"converged={self.converged})"
+        )
 
 
 def _describe_prior(d) -> str:
@@ -667,12 +801,29 @@ def _describe_prior(d) -> str:
     return repr(d)
 
 
-def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
-               num_warmup=500, num_samples=1000, num_chains=1, seed=0,
-               chain_method="sequential", bounds_sigma=DEFAULT_BOUNDS_SIGMA, rtol=0.1,
-               shift_tol=0.2, asym_tol=0.1, n_se=3.5, min_ess=100.0,
-               target_accept=TARGET_ACCEPT,
-               dense_mass=False, max_tree_depth=10, mode="forward") -> CrossCheck:
+def crosscheck(
+    experiment,
+    fiducial,
+    *,
+    params=None,
+    prior=None,
+    data="asimov",
+    num_warmup=500,
+    num_samples=1000,
+    num_chains=1,
+    seed=0,
+    chain_method="sequential",
+    bounds_sigma=DEFAULT_BOUNDS_SIGMA,
+    rtol=0.1,
+    shift_tol=0.2,
+    asym_tol=0.1,
+    n_se=3.5,
+    min_ess=100.0,
+    target_accept=TARGET_ACCEPT,
+    dense_mass=False,
+    max_tree_depth=10,
+    mode="forward",
+) -> CrossCheck:
     """Check a Fisher forecast against the full posterior, sampled with NUTS.
 
     The likelihood is the experiment's own noise model (``noise.log_likelihood``), so every
@@ -753,15 +904,20 @@ def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
     experiments = _as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    check_sampler_settings(num_warmup, num_samples, num_chains, chain_method, target_accept,
-                           max_tree_depth)
-    for name, value in (("rtol", rtol), ("shift_tol", shift_tol), ("asym_tol", asym_tol),
-                        ("n_se", n_se), ("min_ess", min_ess)):
+    check_sampler_settings(
+        num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
+    )
+    for name, value in (
+        ("rtol", rtol),
+        ("shift_tol", shift_tol),
+        ("asym_tol", asym_tol),
+        ("n_se", n_se),
+        ("min_ess", min_ess),
+    ):
         if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
             raise ValueError(f"`{name}` must be a non-negative number; received {value!r}.")
     if isinstance(data, str) and data not in ("asimov", "simulate"):
-        raise ValueError(
-            f"`data` must be 'asimov', 'simulate' or an array; received {data!r}.")
+        raise ValueError(f"`data` must be 'asimov', 'simulate' or an array; received {data!r}.")
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"`seed` must be an integer; received {seed!r}.")
 
@@ -782,8 +938,10 @@ def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
             datas = tuple(np.asarray(m) for m in means)
             kind = "asimov"
         elif isinstance(data, str):
-            datas = tuple(np.asarray(d) for d in
-                          jax.device_get(_simulate(tuple(experiments), fid64, key_data)))
+            datas = tuple(
+                np.asarray(d)
+                for d in jax.device_get(_simulate(tuple(experiments), fid64, key_data))
+            )
             kind = "simulated"
         else:
             datas = _check_data(data, means, experiments)
@@ -794,7 +952,9 @@ def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
             warnings.warn(
                 f"crosscheck: no prior bounds for {defaulted}; using flat priors on fiducial ± "
                 f"{bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}} to set them.",
-                UserWarning, stacklevel=2)
+                UserWarning,
+                stacklevel=2,
+            )
         v0, L = whitening(F.matrix, theta0, priors, names)
 
         if kind == "asimov":
@@ -802,32 +962,78 @@ def crosscheck(experiment, fiducial, *, params=None, prior=None, data="asimov",
             ref_note = None
         else:
             offset = experiments_loglik(jnp.asarray(theta0), like, names)
-            ref, ok, _ = _fit_jit(like, jnp.asarray(v0), jnp.asarray(L), priors, offset,
-                                  names=names, loglik_fn=experiments_loglik, bounded=True,
-                                  rtol=1e-10, atol=1e-10, max_steps=512)
+            ref, ok, _ = _fit_jit(
+                like,
+                jnp.asarray(v0),
+                jnp.asarray(L),
+                priors,
+                offset,
+                names=names,
+                loglik_fn=experiments_loglik,
+                bounded=True,
+                rtol=1e-10,
+                atol=1e-10,
+                max_steps=512,
+            )
             if bool(ok):
                 reference, ref_note = np.asarray(ref, dtype=np.float64), None
             else:
                 reference = theta0.copy()
-                ref_note = ("the maximum-likelihood fit of the data failed; mean shifts are "
-                            "measured from the fiducial instead")
+                ref_note = (
+                    "the maximum-likelihood fit of the data failed; mean shifts are "
+                    "measured from the fiducial instead"
+                )
 
         run = run_nuts(
-            experiments_loglik, like, names, priors, v0, L, rng_key=key_mcmc,
-            num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-            chain_method=chain_method, target_accept=target_accept, dense_mass=dense_mass,
-            max_tree_depth=max_tree_depth)
+            experiments_loglik,
+            like,
+            names,
+            priors,
+            v0,
+            L,
+            rng_key=key_mcmc,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method=chain_method,
+            target_accept=target_accept,
+            dense_mass=dense_mass,
+            max_tree_depth=max_tree_depth,
+        )
         prior_text = {n: _describe_prior(d) for n, d in zip(names, priors, strict=True)}
 
-    return _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher,
-                    dict(rtol=float(rtol), shift_tol=float(shift_tol),
-                         asym_tol=float(asym_tol), n_se=float(n_se), rhat_max=RHAT_MAX,
-                         min_ess=float(min_ess)),
-                    prior_text, tuple(defaulted), kind,
-                    dict(num_warmup=num_warmup, num_samples=num_samples,
-                         num_chains=num_chains, chain_method=chain_method, seed=seed,
-                         bounds_sigma=float(bounds_sigma), target_accept=target_accept,
-                         dense_mass=dense_mass, max_tree_depth=max_tree_depth))
+    return _compare(
+        F,
+        names,
+        fid,
+        run,
+        datas,
+        reference,
+        ref_note,
+        sigma_fisher,
+        dict(
+            rtol=float(rtol),
+            shift_tol=float(shift_tol),
+            asym_tol=float(asym_tol),
+            n_se=float(n_se),
+            rhat_max=RHAT_MAX,
+            min_ess=float(min_ess),
+        ),
+        prior_text,
+        tuple(defaulted),
+        kind,
+        dict(
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method=chain_method,
+            seed=seed,
+            bounds_sigma=float(bounds_sigma),
+            target_accept=target_accept,
+            dense_mass=dense_mass,
+            max_tree_depth=max_tree_depth,
+        ),
+    )
 
 
 def _divergence_note(n_div, n_draws, settings) -> str:
@@ -844,14 +1050,29 @@ def _divergence_note(n_div, n_draws, settings) -> str:
     text = advice[0] if len(advice) == 1 else ", ".join(advice[:-1]) + " and " + advice[-1]
     if target >= 0.99:
         text += ", or reparametrise the model or narrow the prior around the problem region"
-    return (f"{n_div} divergent transitions ({n_div / n_draws:.2%} of {n_draws} draws): NUTS "
-            "could not integrate part of the posterior (a curved ridge, funnel or sharp "
-            "edge), so σ_hmc, the mean and the intervals are biased by an amount the Monte "
-            f"Carlo errors do not include; agreement cannot be certified. Rerun with {text}")
+    return (
+        f"{n_div} divergent transitions ({n_div / n_draws:.2%} of {n_draws} draws): NUTS "
+        "could not integrate part of the posterior (a curved ridge, funnel or sharp "
+        "edge), so σ_hmc, the mean and the intervals are biased by an amount the Monte "
+        f"Carlo errors do not include; agreement cannot be certified. Rerun with {text}"
+    )
 
 
-def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, prior_text,
-             defaulted, kind, settings) -> CrossCheck:
+def _compare(
+    F,
+    names,
+    fid,
+    run,
+    datas,
+    reference,
+    ref_note,
+    sigma_fisher,
+    tol,
+    prior_text,
+    defaulted,
+    kind,
+    settings,
+) -> CrossCheck:
     theta = run.theta
     stats = chain_statistics(theta)
     sf = np.array([sigma_fisher[n] for n in names])
@@ -867,41 +1088,53 @@ def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, 
     where = "fiducial" if kind == "asimov" else "best fit"
     for i, n in enumerate(names):
         if not math.isfinite(sf[i]):
-            discrepancies.append(f"{n}: the Fisher matrix does not constrain it "
-                                 "(σ_Fisher = inf)")
+            discrepancies.append(f"{n}: the Fisher matrix does not constrain it (σ_Fisher = inf)")
             continue
         bound = max(tol["rtol"], n_se * ratio_err[i])
         if not abs(ratio[i] - 1) <= bound:
-            discrepancies.append(f"{n}: σ_hmc/σ_fisher = {ratio[i]:.3f} ± {ratio_err[i]:.3f}, "
-                                 f"outside 1 ± {bound:.3f}")
+            discrepancies.append(
+                f"{n}: σ_hmc/σ_fisher = {ratio[i]:.3f} ± {ratio_err[i]:.3f}, "
+                f"outside 1 ± {bound:.3f}"
+            )
         bound = max(tol["shift_tol"], n_se * shift_err[i])
         if not abs(shift[i]) <= bound:
-            discrepancies.append(f"{n}: posterior mean is {shift[i]:+.3f} ± {shift_err[i]:.3f} "
-                                 f"σ_fisher from the {where} (allowed ±{bound:.3f})")
+            discrepancies.append(
+                f"{n}: posterior mean is {shift[i]:+.3f} ± {shift_err[i]:.3f} "
+                f"σ_fisher from the {where} (allowed ±{bound:.3f})"
+            )
         asym, asym_err = stats["asymmetry"][i], stats["se_asymmetry"][i]
         bound = max(tol["asym_tol"], n_se * asym_err)
         if not abs(asym) <= bound:
             lo, mid, hi = (v[i] for v in stats["interval"])
-            discrepancies.append(f"{n}: asymmetric errors +{hi - mid:.4g}/-{mid - lo:.4g} "
-                                 f"(asymmetry {asym:+.3f} ± {asym_err:.3f}, allowed "
-                                 f"±{bound:.3f}); the Fisher interval is symmetric")
-        if (n_se * ratio_err[i] > RESOLUTION * tol["rtol"]
-                or n_se * shift_err[i] > RESOLUTION * tol["shift_tol"]):
+            discrepancies.append(
+                f"{n}: asymmetric errors +{hi - mid:.4g}/-{mid - lo:.4g} "
+                f"(asymmetry {asym:+.3f} ± {asym_err:.3f}, allowed "
+                f"±{bound:.3f}); the Fisher interval is symmetric"
+            )
+        if (
+            n_se * ratio_err[i] > RESOLUTION * tol["rtol"]
+            or n_se * shift_err[i] > RESOLUTION * tol["shift_tol"]
+        ):
             unresolved.append(n)
     bad_rhat = [n for n, r in zip(names, stats["rhat"], strict=True) if not r < tol["rhat_max"]]
     low_ess = [n for n, e in zip(names, stats["ess"], strict=True) if not e >= tol["min_ess"]]
     converged = not bad_rhat and not low_ess
     notes = [ref_note] if ref_note else []
     if bad_rhat:
-        notes.append(f"not converged: split R-hat >= {tol['rhat_max']} for {bad_rhat} "
-                     "(run longer or more chains)")
+        notes.append(
+            f"not converged: split R-hat >= {tol['rhat_max']} for {bad_rhat} "
+            "(run longer or more chains)"
+        )
     if low_ess:
-        notes.append(f"not converged: ESS < {tol['min_ess']:g} for {low_ess} "
-                     "(increase num_samples)")
+        notes.append(
+            f"not converged: ESS < {tol['min_ess']:g} for {low_ess} (increase num_samples)"
+        )
     if unresolved and not discrepancies:
-        notes.append(f"Monte Carlo error too large for {unresolved}: a discrepancy of "
-                     f"{RESOLUTION:g} × the tolerance would go undetected (increase "
-                     "num_samples)")
+        notes.append(
+            f"Monte Carlo error too large for {unresolved}: a discrepancy of "
+            f"{RESOLUTION:g} × the tolerance would go undetected (increase "
+            "num_samples)"
+        )
     n_div = int(np.sum(run.diverging))
     if n_div:
         notes.append(_divergence_note(n_div, run.diverging.size, settings))
@@ -921,21 +1154,41 @@ def _compare(F, names, fid, run, datas, reference, ref_note, sigma_fisher, tol, 
         return {n: float(v) for n, v in zip(names, arr, strict=True)}
 
     return CrossCheck(
-        names=tuple(names), fisher=F, fiducial={n: fid[n] for n in names},
+        names=tuple(names),
+        fisher=F,
+        fiducial={n: fid[n] for n in names},
         samples={n: theta[:, :, i].reshape(C * S) for i, n in enumerate(names)},
         chains={n: theta[:, :, i] for i, n in enumerate(names)},
-        sigma_fisher=d(sf), sigma_hmc=d(stats["sigma"]), mean_hmc=d(stats["mean"]),
-        reference=d(reference), ratio=d(ratio), ratio_error=d(ratio_err), shift=d(shift),
-        shift_error=d(shift_err), skewness=d(stats["skewness"]),
-        asymmetry=d(stats["asymmetry"]), asymmetry_error=d(stats["se_asymmetry"]),
+        sigma_fisher=d(sf),
+        sigma_hmc=d(stats["sigma"]),
+        mean_hmc=d(stats["mean"]),
+        reference=d(reference),
+        ratio=d(ratio),
+        ratio_error=d(ratio_err),
+        shift=d(shift),
+        shift_error=d(shift_err),
+        skewness=d(stats["skewness"]),
+        asymmetry=d(stats["asymmetry"]),
+        asymmetry_error=d(stats["se_asymmetry"]),
         interval={n: tuple(float(v[i]) for v in stats["interval"]) for i, n in enumerate(names)},
         rhat=d(stats["rhat"]),
-        ess=d(stats["ess"]), divergences=n_div, tolerance=tol, within_tolerance=bool(within),
-        resolved=bool(resolved), converged=converged, agrees=bool(agrees),
+        ess=d(stats["ess"]),
+        divergences=n_div,
+        tolerance=tol,
+        within_tolerance=bool(within),
+        resolved=bool(resolved),
+        converged=converged,
+        agrees=bool(agrees),
         divergence_ok=bool(divergence_ok),
-        reasons=tuple(reasons), priors=prior_text,
-        defaulted_bounds=defaulted, data_kind=kind, seconds=float(run.seconds),
-        num_steps=int(np.sum(run.num_steps)), settings=settings, data=tuple(datas))
+        reasons=tuple(reasons),
+        priors=prior_text,
+        defaulted_bounds=defaulted,
+        data_kind=kind,
+        seconds=float(run.seconds),
+        num_steps=int(np.sum(run.num_steps)),
+        settings=settings,
+        data=tuple(datas),
+    )
 
 
 # =======================================================================================
@@ -985,22 +1238,39 @@ class Coverage:
 
     def summary(self) -> str:
         """A table of coverage per level and parameter, scatter against the CRB and bias."""
-        head = ["parameter"] + [f"cover {lv:.2%}" for lv in self.levels] + [
-            "std/sigma_F", "bias/sigma_F"]
+        head = (
+            ["parameter"]
+            + [f"cover {lv:.2%}" for lv in self.levels]
+            + ["std/sigma_F", "bias/sigma_F"]
+        )
         rows = []
         for n in self.names:
-            rows.append([n] + [f"{self.coverage[lv][n]:.3f}±{self.coverage_error[lv]:.3f}"
-                               for lv in self.levels]
-                        + [f"{self.scatter_ratio[n]:.3f}±{self.scatter_error:.3f}",
-                           f"{self.bias[n]:+.3f}±{self.bias_error:.3f}"])
-        rows.append(["(joint)"] + [
-            f"{self.joint_coverage[lv]:.3f}±{self.joint_coverage_error[lv]:.3f}"
-            for lv in self.levels] + ["", ""])
-        lines = [f"Coverage of Fisher intervals: {self.n_ok} of {self.n_sims} fits succeeded "
-                 f"({self.seconds:.1f} s); "
-                 f"{'CALIBRATED' if self.calibrated else 'NOT CALIBRATED'} within "
-                 f"{self.n_se:g} standard errors",
-                 _fmt_table(head, rows)]
+            rows.append(
+                [n]
+                + [
+                    f"{self.coverage[lv][n]:.3f}±{self.coverage_error[lv]:.3f}"
+                    for lv in self.levels
+                ]
+                + [
+                    f"{self.scatter_ratio[n]:.3f}±{self.scatter_error:.3f}",
+                    f"{self.bias[n]:+.3f}±{self.bias_error:.3f}",
+                ]
+            )
+        rows.append(
+            ["(joint)"]
+            + [
+                f"{self.joint_coverage[lv]:.3f}±{self.joint_coverage_error[lv]:.3f}"
+                for lv in self.levels
+            ]
+            + ["", ""]
+        )
+        lines = [
+            f"Coverage of Fisher intervals: {self.n_ok} of {self.n_sims} fits succeeded "
+            f"({self.seconds:.1f} s); "
+            f"{'CALIBRATED' if self.calibrated else 'NOT CALIBRATED'} within "
+            f"{self.n_se:g} standard errors",
+            _fmt_table(head, rows),
+        ]
         lines += [f"- {r}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -1022,8 +1292,15 @@ class Coverage:
         for i, n in enumerate(self.names):
             ax = axes[0, i]
             pull = (self.estimates[ok, i] - self.fiducial[n]) / self.fisher.sigma()[n]
-            ax.hist(pull, bins=bins, range=(-4, 4), density=True, histtype="step",
-                    color="C0", label="simulations")
+            ax.hist(
+                pull,
+                bins=bins,
+                range=(-4, 4),
+                density=True,
+                histtype="step",
+                color="C0",
+                label="simulations",
+            )
             ax.plot(x, norm.pdf(x), color="k", lw=1, label="N(0, 1)")
             ax.set_xlabel(f"({n} − {n}₀) / σ_Fisher")
             ax.set_title(f"1σ coverage {self.coverage[self.levels[0]][n]:.3f}")
@@ -1032,13 +1309,27 @@ class Coverage:
         return fig
 
     def __repr__(self):
-        return (f"Coverage(names={list(self.names)}, n_ok={self.n_ok}/{self.n_sims}, "
-                f"calibrated={self.calibrated})")
+        return (
+            f"Coverage(names={list(self.names)}, n_ok={self.n_ok}/{self.n_sims}, "
+            f"calibrated={self.calibrated})"
+        )
 
 
-def coverage(experiment, fiducial, n_sims=500, *, params=None, seed=0,
-             levels=(0.6827, 0.9545), n_se=3.0, rtol=1e-10, atol=1e-10, max_steps=256,
-             mode="forward", keep_data=False) -> Coverage:
+def coverage(
+    experiment,
+    fiducial,
+    n_sims=500,
+    *,
+    params=None,
+    seed=0,
+    levels=(0.6827, 0.9545),
+    n_se=3.0,
+    rtol=1e-10,
+    atol=1e-10,
+    max_steps=256,
+    mode="forward",
+    keep_data=False,
+) -> Coverage:
     """Frequentist calibration of the Fisher intervals with simulated data.
 
     1. Simulate `n_sims` datasets at the fiducial with the noise model's ``simulate``.
@@ -1079,10 +1370,14 @@ def coverage(experiment, fiducial, n_sims=500, *, params=None, seed=0,
     if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 2:
         raise ValueError(f"`n_sims` must be an integer >= 2; received {n_sims!r}.")
     levels = _check_levels(levels)
-    if (isinstance(n_se, bool) or not isinstance(n_se, int | float | np.integer | np.floating)
-            or not (math.isfinite(n_se) and n_se > 0)):
-        raise ValueError(f"`n_se` must be a positive, finite number of standard errors; "
-                         f"received {quote(n_se)}.")
+    if (
+        isinstance(n_se, bool)
+        or not isinstance(n_se, int | float | np.integer | np.floating)
+        or not (math.isfinite(n_se) and n_se > 0)
+    ):
+        raise ValueError(
+            f"`n_se` must be a positive, finite number of standard errors; received {quote(n_se)}."
+        )
     if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
         raise TypeError(f"`seed` must be an integer; received {seed!r}.")
     F = fisher(experiments, fid, params=names, mode=mode)
@@ -1091,7 +1386,8 @@ def coverage(experiment, fiducial, n_sims=500, *, params=None, seed=0,
     except SingularFisherError as exc:
         raise FisherError(
             "coverage needs an invertible Fisher matrix (the intervals are sqrt(diag F⁻¹)); "
-            f"{str(exc).splitlines()[0]}") from exc
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     sigma = np.sqrt(np.diag(cov))
     theta0 = np.array([fid[n] for n in names], dtype=np.float64)
     L = np.linalg.cholesky(cov)
@@ -1099,24 +1395,35 @@ def coverage(experiment, fiducial, n_sims=500, *, params=None, seed=0,
     with float64():
         fid64 = {k: jnp.float64(v) for k, v in fid.items()}
         fixed = {k: v for k, v in fid64.items() if k not in names}
-        datas = _simulate_batch(tuple(experiments), fid64, jax.random.PRNGKey(seed),
-                                int(n_sims))
-        est, ok, _ = _fit_batch(tuple(experiments), datas, fixed, jnp.asarray(theta0),
-                                jnp.asarray(L), names=names, rtol=float(rtol),
-                                atol=float(atol), max_steps=int(max_steps))
+        datas = _simulate_batch(tuple(experiments), fid64, jax.random.PRNGKey(seed), int(n_sims))
+        est, ok, _ = _fit_batch(
+            tuple(experiments),
+            datas,
+            fixed,
+            jnp.asarray(theta0),
+            jnp.asarray(L),
+            names=names,
+            rtol=float(rtol),
+            atol=float(atol),
+            max_steps=int(max_steps),
+        )
         est = np.asarray(est, dtype=np.float64)
         ok = np.asarray(ok, dtype=bool)
         kept = tuple(np.asarray(d) for d in jax.device_get(datas)) if keep_data else None
     seconds = time.perf_counter() - start
-    return _coverage_stats(F, names, fid, theta0, sigma, est, ok, levels, float(n_se),
-                           seconds, kept)
+    return _coverage_stats(
+        F, names, fid, theta0, sigma, est, ok, levels, float(n_se), seconds, kept
+    )
 
 
 def _check_levels(levels) -> tuple:
     """`levels` of :func:`coverage` as a tuple of floats in (0, 1), or a ValueError."""
+
     def bad(detail):
-        return ValueError(f"`levels` must be a probability in (0, 1) or a sequence of them; "
-                          f"received {quote(levels)}{detail}.")
+        return ValueError(
+            f"`levels` must be a probability in (0, 1) or a sequence of them; "
+            f"received {quote(levels)}{detail}."
+        )
 
     def is_number(v):
         return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
@@ -1127,8 +1434,7 @@ def _check_levels(levels) -> tuple:
         raise bad("")
     else:
         try:
-            items = levels.reshape(-1).tolist() if isinstance(levels, np.ndarray) \
-                else list(levels)
+            items = levels.reshape(-1).tolist() if isinstance(levels, np.ndarray) else list(levels)
         except TypeError:
             raise bad("") from None
     if not items:
@@ -1157,7 +1463,8 @@ def _coverage_stats(F, names, fid, theta0, sigma, est, ok, levels, n_se, seconds
     if n_ok < 2:
         raise FisherError(
             f"coverage: only {n_ok} of {n_sims} maximum-likelihood fits succeeded; the "
-            "model may be non-identifiable at the fiducial or the simulations invalid.")
+            "model may be non-identifiable at the fiducial or the simulations invalid."
+        )
     if n_ok < n_sims:
         reasons.append(f"{n_sims - n_ok} of {n_sims} fits failed and are left out")
     pulls = (good - theta0) / sigma
@@ -1174,36 +1481,55 @@ def _coverage_stats(F, names, fid, theta0, sigma, est, ok, levels, n_se, seconds
         joint_err[lv] = coverage_err[lv]
         for n, f in zip(names, frac, strict=True):
             if abs(f - lv) > n_se * coverage_err[lv]:
-                reasons.append(f"{n}: {lv:.2%} interval covers the truth in {f:.3f} of the "
-                               f"simulations (expected {lv:.4f} ± {coverage_err[lv]:.3f})")
+                reasons.append(
+                    f"{n}: {lv:.2%} interval covers the truth in {f:.3f} of the "
+                    f"simulations (expected {lv:.4f} ± {coverage_err[lv]:.3f})"
+                )
         if abs(joint[lv] - lv) > n_se * joint_err[lv]:
-            reasons.append(f"joint: the {lv:.2%} region Δθᵀ F Δθ ≤ χ²_{P} contains the truth "
-                           f"in {joint[lv]:.3f} of the simulations (expected {lv:.4f} ± "
-                           f"{joint_err[lv]:.3f}); wrong correlations, for one, do not "
-                           "show in the marginal intervals")
+            reasons.append(
+                f"joint: the {lv:.2%} region Δθᵀ F Δθ ≤ χ²_{P} contains the truth "
+                f"in {joint[lv]:.3f} of the simulations (expected {lv:.4f} ± "
+                f"{joint_err[lv]:.3f}); wrong correlations, for one, do not "
+                "show in the marginal intervals"
+            )
     scatter = good.std(axis=0, ddof=1) / sigma
     scatter_err = 1.0 / math.sqrt(2.0 * (n_ok - 1))
     bias = pulls.mean(axis=0)
     bias_err = 1.0 / math.sqrt(n_ok)
     for n, s in zip(names, scatter, strict=True):
         if abs(s - 1) > n_se * scatter_err:
-            reasons.append(f"{n}: scatter of the estimates is {s:.3f} × σ_Fisher (expected 1 "
-                           f"± {scatter_err:.3f} at the Cramér–Rao bound)")
+            reasons.append(
+                f"{n}: scatter of the estimates is {s:.3f} × σ_Fisher (expected 1 "
+                f"± {scatter_err:.3f} at the Cramér–Rao bound)"
+            )
     for n, b in zip(names, bias, strict=True):
         if abs(b) > n_se * bias_err:
-            reasons.append(f"{n}: estimates are biased by {b:+.3f} σ_Fisher "
-                           f"(± {bias_err:.3f})")
+            reasons.append(f"{n}: estimates are biased by {b:+.3f} σ_Fisher (± {bias_err:.3f})")
     calibrated = not any(not r.startswith(f"{n_sims - n_ok} of") for r in reasons)
 
     def d(arr):
         return {n: float(v) for n, v in zip(names, arr, strict=True)}
 
     return Coverage(
-        names=tuple(names), fisher=F, fiducial={n: fid[n] for n in names}, n_sims=n_sims,
-        n_ok=n_ok, failed=failed, estimates=est, levels=levels, coverage=coverage,
-        coverage_error=coverage_err, joint_coverage=joint, joint_coverage_error=joint_err,
-        scatter_ratio=d(scatter), scatter_error=scatter_err, bias=d(bias),
-        bias_error=bias_err, n_se=n_se, calibrated=bool(calibrated), reasons=tuple(reasons),
-        seconds=float(seconds), data=data)
-
-
+        names=tuple(names),
+        fisher=F,
+        fiducial={n: fid[n] for n in names},
+        n_sims=n_sims,
+        n_ok=n_ok,
+        failed=failed,
+        estimates=est,
+        levels=levels,
+        coverage=coverage,
+        coverage_error=coverage_err,
+        joint_coverage=joint,
+        joint_coverage_error=joint_err,
+        scatter_ratio=d(scatter),
+        scatter_error=scatter_err,
+        bias=d(bias),
+        bias_error=bias_err,
+        n_se=n_se,
+        calibrated=bool(calibrated),
+        reasons=tuple(reasons),
+        seconds=float(seconds),
+        data=data,
+    )

@@ -97,8 +97,12 @@ def dali_tensors(experiment, fiducial, names, order):
     out = (0.5 * (F + F.T), S, Q)
     if order == 3:
         T = jax.jacfwd(jax.jacfwd(jax.jacfwd(flat)))(theta).reshape(n, P**3)
-        out = (*out, inner(T, J).reshape((P,) * 4), inner(T, H).reshape((P,) * 5),
-               inner(T, T).reshape((P,) * 6))
+        out = (
+            *out,
+            inner(T, J).reshape((P,) * 4),
+            inner(T, H).reshape((P,) * 5),
+            inner(T, T).reshape((P,) * 6),
+        )
     return out, mean
 
 
@@ -110,14 +114,20 @@ def dali_loglik(theta, like, names):
     d2 = jnp.outer(d, d)
     ein = partial(jnp.einsum, precision=HIGHEST)
     F, S, Q = tensors[:3]
-    value = (0.5 * ein("ij,ij", F, d2) + 0.5 * ein("ijk,ij,k", S, d2, d)
-             + 0.125 * ein("ijkl,ij,kl", Q, d2, d2))
+    value = (
+        0.5 * ein("ij,ij", F, d2)
+        + 0.5 * ein("ijk,ij,k", S, d2, d)
+        + 0.125 * ein("ijkl,ij,kl", Q, d2, d2)
+    )
     if len(tensors) == 6:
         T31, T32, T33 = tensors[3:]
         d3 = jnp.einsum("ij,k->ijk", d2, d)
-        value = (value + ein("ijkl,ijk,l", T31, d3, d) / 6.0
-                 + ein("ijklm,ijk,lm", T32, d3, d2) / 12.0
-                 + ein("ijklmn,ijk,lmn", T33, d3, d3) / 72.0)
+        value = (
+            value
+            + ein("ijkl,ijk,l", T31, d3, d) / 6.0
+            + ein("ijklm,ijk,lm", T32, d3, d2) / 12.0
+            + ein("ijklmn,ijk,lmn", T33, d3, d3) / 72.0
+        )
     return 0.0 - value  # not -value: -0.0 at the fiducial would print oddly
 
 
@@ -148,8 +158,7 @@ def _given_priors(prior, names, fiducial):
         return (), ()
     unknown = [k for k in prior if k not in names]
     if unknown:
-        raise ValueError(f"`prior` names {unknown}, which are not DALI parameters "
-                         f"{list(names)}.")
+        raise ValueError(f"`prior` names {unknown}, which are not DALI parameters {list(names)}.")
     given = tuple(n for n in names if n in prior)
     dists, _ = resolve_priors(prior, given, fiducial, {}, DEFAULT_BOUNDS_SIGMA)
     return tuple(names.index(n) for n in given), dists
@@ -214,15 +223,17 @@ class DALI:
         if isinstance(theta, dict):
             missing = [n for n in self.names if n not in theta]
             if missing:
-                raise KeyError(f"theta is missing parameters {missing}; DALI parameters: "
-                               f"{list(self.names)}.")
+                raise KeyError(
+                    f"theta is missing parameters {missing}; DALI parameters: {list(self.names)}."
+                )
             return jnp.stack([jnp.asarray(theta[n]) for n in self.names], axis=-1)
         arr = jnp.asarray(theta)
         if arr.ndim == 0 or arr.shape[-1] != len(self.names):
             raise ValueError(
                 f"theta must be a dict name -> value or an array whose last axis has "
                 f"{len(self.names)} entries {list(self.names)}; received shape "
-                f"{tuple(arr.shape)}.")
+                f"{tuple(arr.shape)}."
+            )
         return arr
 
     def _tensor_tuple(self):
@@ -230,8 +241,9 @@ class DALI:
 
     def _evaluate(self, theta, with_prior):
         traced = isinstance(theta, jax.core.Tracer) or any(
-            isinstance(v, jax.core.Tracer) for v in
-            (theta.values() if isinstance(theta, dict) else []))
+            isinstance(v, jax.core.Tracer)
+            for v in (theta.values() if isinstance(theta, dict) else [])
+        )
 
         def compute():
             th = self._theta_array(theta)
@@ -275,10 +287,20 @@ class DALI:
         """
         return self._evaluate(theta, with_prior=True)
 
-    def sample(self, *, prior=None, num_warmup=500, num_samples=1000, num_chains=1, seed=0,
-               chain_method="sequential", bounds_sigma=DEFAULT_BOUNDS_SIGMA,
-               target_accept=TARGET_ACCEPT, dense_mass=False,
-               max_tree_depth=10) -> DALISamples:
+    def sample(
+        self,
+        *,
+        prior=None,
+        num_warmup=500,
+        num_samples=1000,
+        num_chains=1,
+        seed=0,
+        chain_method="sequential",
+        bounds_sigma=DEFAULT_BOUNDS_SIGMA,
+        target_accept=TARGET_ACCEPT,
+        dense_mass=False,
+        max_tree_depth=10,
+    ) -> DALISamples:
         """Draw from the DALI posterior with numpyro NUTS (Fisher-whitened, as crosscheck).
 
         `prior` (default: the one given to :func:`dali`) maps names to ``(low, high)`` or
@@ -287,8 +309,9 @@ class DALI:
         bounds). The sampler settings are those of :func:`ff.crosscheck` (`target_accept`
         0.9 by default). Returns a :class:`DALISamples`.
         """
-        check_sampler_settings(num_warmup, num_samples, num_chains, chain_method,
-                               target_accept, max_tree_depth)
+        check_sampler_settings(
+            num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
+        )
         if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
             raise TypeError(f"`seed` must be an integer; received {seed!r}.")
         prior = self.prior if prior is None else prior
@@ -298,22 +321,35 @@ class DALI:
             sigma = {n: math.inf for n in self.names}
         theta0 = np.array([self.fiducial[n] for n in self.names])
         with float64():
-            priors, defaulted = resolve_priors(prior, self.names, self.fiducial, sigma,
-                                               bounds_sigma)
+            priors, defaulted = resolve_priors(
+                prior, self.names, self.fiducial, sigma, bounds_sigma
+            )
             if defaulted:
                 warnings.warn(
                     f"DALI.sample: no prior bounds for {defaulted}; using flat priors on "
                     f"fiducial ± {bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}}.",
-                    UserWarning, stacklevel=2)
+                    UserWarning,
+                    stacklevel=2,
+                )
             v0, L = whitening(self.fisher.matrix, theta0, priors, self.names)
             like = (jnp.asarray(theta0), self._tensor_tuple())
-            run = run_nuts(dali_loglik, like, self.names, priors, v0, L,
-                           rng_key=jax.random.PRNGKey(seed), num_warmup=num_warmup,
-                           num_samples=num_samples, num_chains=num_chains,
-                           chain_method=chain_method, target_accept=target_accept,
-                           dense_mass=dense_mass, max_tree_depth=max_tree_depth)
-            prior_text = {n: _describe_prior(d) for n, d in zip(self.names, priors,
-                                                                strict=True)}
+            run = run_nuts(
+                dali_loglik,
+                like,
+                self.names,
+                priors,
+                v0,
+                L,
+                rng_key=jax.random.PRNGKey(seed),
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+                num_chains=num_chains,
+                chain_method=chain_method,
+                target_accept=target_accept,
+                dense_mass=dense_mass,
+                max_tree_depth=max_tree_depth,
+            )
+            prior_text = {n: _describe_prior(d) for n, d in zip(self.names, priors, strict=True)}
         stats = chain_statistics(run.theta)
         C, S, _ = run.theta.shape
 
@@ -324,11 +360,16 @@ class DALI:
             names=self.names,
             samples={n: run.theta[:, :, i].reshape(C * S) for i, n in enumerate(self.names)},
             chains={n: run.theta[:, :, i] for i, n in enumerate(self.names)},
-            sigma=d(stats["sigma"]), mean=d(stats["mean"]), skewness=d(stats["skewness"]),
+            sigma=d(stats["sigma"]),
+            mean=d(stats["mean"]),
+            skewness=d(stats["skewness"]),
             asymmetry=d(stats["asymmetry"]),
-            rhat=d(stats["rhat"]), ess=d(stats["ess"]),
-            divergences=int(np.sum(run.diverging)), priors=prior_text,
-            seconds=float(run.seconds))
+            rhat=d(stats["rhat"]),
+            ess=d(stats["ess"]),
+            divergences=int(np.sum(run.diverging)),
+            priors=prior_text,
+            seconds=float(run.seconds),
+        )
 
     def plot(self, samples=None, **kwargs):
         """Corner plot of DALI samples (drawn with defaults if not given) with the Fisher
@@ -346,10 +387,10 @@ class DALI:
             sig = self.fisher.sigma()
         except SingularFisherError:
             sig = {n: math.inf for n in self.names}
-        lines = [f"DALI {'doublet' if self.order == 2 else 'triplet'} around "
-                 f"{self.fiducial}",
-                 f"{'parameter':<12}{'sigma_fisher':>14}{'lnL(+1σ)':>12}{'lnL(-1σ)':>12}"
-                 f"{'Fisher':>10}"]
+        lines = [
+            f"DALI {'doublet' if self.order == 2 else 'triplet'} around {self.fiducial}",
+            f"{'parameter':<12}{'sigma_fisher':>14}{'lnL(+1σ)':>12}{'lnL(-1σ)':>12}{'Fisher':>10}",
+        ]
         for i, n in enumerate(self.names):
             if not math.isfinite(sig[n]):
                 lines.append(f"{n:<12}{'inf':>14}")
@@ -361,14 +402,20 @@ class DALI:
             down = self.log_likelihood(th0 - step)
             fisher_value = -0.5 * sig[n] ** 2 * self.tensors["F"][i, i]
             lines.append(f"{n:<12}{sig[n]:>14.5g}{up:>12.4f}{down:>12.4f}{fisher_value:>10.4f}")
-        lines.append("(log-likelihood when one parameter moves by its marginal σ, the others "
-                     "held fixed; unequal ±1σ values show the non-Gaussianity)")
+        lines.append(
+            "(log-likelihood when one parameter moves by its marginal σ, the others "
+            "held fixed; unequal ±1σ values show the non-Gaussianity)"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "fiducial": dict(self.fiducial),
-                "order": self.order, "fisher": self.fisher.to_dict(),
-                "tensors": {k: np.asarray(v).tolist() for k, v in self.tensors.items()}}
+        return {
+            "names": list(self.names),
+            "fiducial": dict(self.fiducial),
+            "order": self.order,
+            "fisher": self.fisher.to_dict(),
+            "tensors": {k: np.asarray(v).tolist() for k, v in self.tensors.items()},
+        }
 
     def __repr__(self):
         return f"DALI(names={list(self.names)}, order={self.order})"
@@ -414,10 +461,11 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     ```
     """
     experiments = _as_experiments(experiment)
-    if (isinstance(order, bool) or not isinstance(order, int | np.integer)
-            or order not in (2, 3)):
-        raise ValueError(f"`order` must be 2 (doublet) or 3 (triplet), as an int; received "
-                         f"{quote(order)} of type {type(order).__name__}.")
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or order not in (2, 3):
+        raise ValueError(
+            f"`order` must be 2 (doublet) or 3 (triplet), as an int; received "
+            f"{quote(order)} of type {type(order).__name__}."
+        )
     order = int(order)
     for exp in experiments:
         _check_supported(exp)
@@ -428,7 +476,8 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
         raise ValueError(
             f"a DALI {'doublet' if order == 2 else 'triplet'} with {P} parameters needs a "
             f"tensor of {P}^{2 * order} = {P ** (2 * order):.3g} entries; the limit is "
-            f"{MAX_TENSOR_ENTRIES:.3g}. Use fewer parameters (params=[...]) or order=2.")
+            f"{MAX_TENSOR_ENTRIES:.3g}. Use fewer parameters (params=[...]) or order=2."
+        )
     if prior is not None and not isinstance(prior, dict):
         raise TypeError(f"`prior` must be a dict; received {quote(prior)}.")
     totals = None
@@ -437,18 +486,29 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
         for exp in experiments:
             tensors, mean = dali_tensors(exp, fid64, names, order)
             tensors = [np.asarray(t, dtype=np.float64) for t in tensors]
-            bad = [k for k, t in zip(TENSORS[order], tensors, strict=True)
-                   if not np.all(np.isfinite(t))]
+            bad = [
+                k
+                for k, t in zip(TENSORS[order], tensors, strict=True)
+                if not np.all(np.isfinite(t))
+            ]
             if bad or not np.all(np.isfinite(np.asarray(mean))):
                 raise NonFiniteError(
                     f"DALI tensors {bad} of {exp.label} contain NaN/inf: the model "
-                    "or its higher derivatives are not finite at the fiducial.")
-            totals = tensors if totals is None else [a + b for a, b in
-                                                     zip(totals, tensors, strict=True)]
+                    "or its higher derivatives are not finite at the fiducial."
+                )
+            totals = (
+                tensors if totals is None else [a + b for a, b in zip(totals, tensors, strict=True)]
+            )
     label = "+".join(e.name for e in experiments if e.name) or None
     F = FisherMatrix(totals[0], names, fiducial={n: fid[n] for n in names}, name=label)
     with float64():
         prior_terms = _given_priors(prior, names, fid)  # validates names and bounds
-    return DALI(names=names, fiducial={n: fid[n] for n in names}, order=order, fisher=F,
-                tensors=dict(zip(TENSORS[order], totals, strict=True)), prior=prior,
-                prior_terms=prior_terms)
+    return DALI(
+        names=names,
+        fiducial={n: fid[n] for n in names},
+        order=order,
+        fisher=F,
+        tensors=dict(zip(TENSORS[order], totals, strict=True)),
+        prior=prior,
+        prior_terms=prior_terms,
+    )

@@ -28,7 +28,6 @@ modules (``_design_optimize`` and ``_design_select`` import from here, never the
 * :func:`design_criterion`: a criterion and its exact gradient at a given design.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -216,10 +215,14 @@ def sigma_criterion(name: str) -> Callable:
     # Checked before the cache: an unhashable argument (a list) would otherwise fail inside
     # lru_cache with "unhashable type" instead of this message.
     if not isinstance(name, str):
-        hint = (" (one parameter: sigma_criterion('a'); for several use fom_criterion)"
-                if isinstance(name, list | tuple) else "")
-        raise TypeError(f"sigma_criterion(name): `name` must be a string{hint}; received "
-                        f"{quote(name)}.")
+        hint = (
+            " (one parameter: sigma_criterion('a'); for several use fom_criterion)"
+            if isinstance(name, list | tuple)
+            else ""
+        )
+        raise TypeError(
+            f"sigma_criterion(name): `name` must be a string{hint}; received {quote(name)}."
+        )
     return _sigma_criterion(name)
 
 
@@ -255,12 +258,13 @@ def fom_criterion(names: Sequence[str]) -> Callable:
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, Sequence) or not names:
-        raise TypeError(f"fom_criterion(names): `names` must be a non-empty list of "
-                        f"parameter names; received {quote(names)}.")
+        raise TypeError(
+            f"fom_criterion(names): `names` must be a non-empty list of "
+            f"parameter names; received {quote(names)}."
+        )
     for n in names:  # before the cache: an unhashable entry would fail inside lru_cache
         if not isinstance(n, str):
-            raise TypeError(f"fom_criterion(names): names must be strings; received "
-                            f"{quote(n)}.")
+            raise TypeError(f"fom_criterion(names): names must be strings; received {quote(n)}.")
     return _fom_criterion(tuple(names))
 
 
@@ -505,8 +509,10 @@ class _Spec:
 def _is_pair(obj) -> bool:
     if not isinstance(obj, tuple | list) or len(obj) != 2:
         return False
-    return all(isinstance(v, int | float | np.number | np.ndarray | jax.Array)
-               and not isinstance(v, bool) for v in obj)
+    return all(
+        isinstance(v, int | float | np.number | np.ndarray | jax.Array) and not isinstance(v, bool)
+        for v in obj
+    )
 
 
 def _per_leaf(prefix, full, what, is_leaf=None):
@@ -531,8 +537,20 @@ def _is_float_leaf(leaf) -> bool:
     return np.issubdtype(np.asarray(leaf).dtype, np.floating)
 
 
-def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, gradient,
-                   bounds, fixed, constraints):
+def _build_problem(
+    experiments,
+    joint,
+    fid,
+    names,
+    crit,
+    prior,
+    relative,
+    mode,
+    gradient,
+    bounds,
+    fixed,
+    constraints,
+):
     designs = [e.design for e in experiments]
     leaves, treedef = jax.tree_util.tree_flatten(designs)
     if not leaves:
@@ -546,8 +564,12 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
     if fixed is None:
         fixed_leaves = [False] * len(leaves)
     else:
-        if (not joint and len(leaves) == 1 and isinstance(fixed, list | tuple)
-                and all(isinstance(v, bool | np.bool_) for v in fixed)):
+        if (
+            not joint
+            and len(leaves) == 1
+            and isinstance(fixed, list | tuple)
+            and all(isinstance(v, bool | np.bool_) for v in fixed)
+        ):
             # A plain list of booleans for a single design array is that array's mask.
             fixed = np.asarray(fixed, dtype=bool)
         prefix = fixed if joint else [fixed]
@@ -556,13 +578,13 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
     for leaf, f in zip(leaves, fixed_leaves, strict=True):
         f = np.asarray(f)
         if f.dtype != np.bool_:
-            raise TypeError(f"`fixed` must hold booleans (True = held fixed); received "
-                            f"{quote(f)}.")
+            raise TypeError(f"`fixed` must hold booleans (True = held fixed); received {quote(f)}.")
         try:
             masks.append(np.broadcast_to(f, leaf.shape))
         except ValueError:
-            raise ValueError(f"`fixed` has an entry of shape {f.shape} for a design leaf of "
-                             f"shape {leaf.shape}.") from None
+            raise ValueError(
+                f"`fixed` has an entry of shape {f.shape} for a design leaf of shape {leaf.shape}."
+            ) from None
 
     # ----- bounds ----------------------------------------------------------------------
     if bounds is None:
@@ -591,25 +613,28 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
         free_ranges.append((i, start, start + len(free_here), leaf, free_here))
         if len(free_here) and bounds is not None:
             if not _is_pair(pair):
-                raise ValueError(f"`bounds` entries must be (low, high) pairs; received "
-                                 f"{quote(pair)}.")
+                raise ValueError(
+                    f"`bounds` entries must be (low, high) pairs; received {quote(pair)}."
+                )
             try:
-                low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64),
-                                      leaf.shape).reshape(-1)
-                high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64),
-                                       leaf.shape).reshape(-1)
+                low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64), leaf.shape).reshape(-1)
+                high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64), leaf.shape).reshape(
+                    -1
+                )
             except ValueError:
                 raise ValueError(
                     f"`bounds` (low, high) of shapes {np.shape(pair[0])} and "
                     f"{np.shape(pair[1])} do not broadcast to the design array of shape "
                     f"{leaf.shape}; received {quote(pair)}. Give scalars, or arrays with "
-                    "one entry per design entry.") from None
+                    "one entry per design entry."
+                ) from None
             low, high = low[free_here], high[free_here]
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
                 raise ValueError(f"`bounds` must be finite; received {quote(pair)}.")
             if np.any(low >= high):
-                raise ValueError(f"`bounds` need low < high for every free design entry; "
-                                 f"received {quote(pair)}.")
+                raise ValueError(
+                    f"`bounds` need low < high for every free design entry; received {quote(pair)}."
+                )
             current = values[free_here]
             outside = (current < low) | (current > high)
             if np.any(outside):
@@ -619,7 +644,8 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
                     f"the initial `design` has entries outside `bounds` {quote(pair)}: "
                     f"{current[outside][:5].tolist()} at positions "
                     f"{free_here[outside][:5].tolist()}. Start from a design inside the "
-                    "bounds (e.g. exp.replace(design=...)), or widen `bounds`.")
+                    "bounds (e.g. exp.replace(design=...)), or widen `bounds`."
+                )
         else:
             low = np.full(len(free_here), -np.inf)
             high = np.full(len(free_here), np.inf)
@@ -628,8 +654,9 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
         offset += values.size
     free_idx = np.concatenate(free) if free else np.zeros(0, int)
     if free_idx.size == 0:
-        raise ValueError("every design entry is fixed (or not a float): nothing to optimise. "
-                         "Check `fixed`.")
+        raise ValueError(
+            "every design entry is fixed (or not a float): nothing to optimise. Check `fixed`."
+        )
     low = np.concatenate(lows)
     high = np.concatenate(highs)
 
@@ -641,25 +668,39 @@ def _build_problem(experiments, joint, fid, names, crit, prior, relative, mode, 
             if leaf.ndim != 1 or leaf.size < 2 or len(free_here) == 0:
                 continue
             if len(free_here) != leaf.size:
-                raise ValueError("`constraints` (ordering / min_spacing) need every entry of "
-                                 "a 1-D design array free; this one has fixed entries "
-                                 "(`fixed`). Split the fixed entries into their own leaf.")
+                raise ValueError(
+                    "`constraints` (ordering / min_spacing) need every entry of "
+                    "a 1-D design array free; this one has fixed entries "
+                    "(`fixed`). Split the fixed entries into their own leaf."
+                )
             lo, hi = low[start:stop], high[start:stop]
             if np.ptp(lo) > 0 or np.ptp(hi) > 0:
-                raise ValueError("`constraints` (ordering / min_spacing) need one (low, high) "
-                                 "pair for the whole 1-D design array.")
+                raise ValueError(
+                    "`constraints` (ordering / min_spacing) need one (low, high) "
+                    "pair for the whole 1-D design array."
+                )
             n = stop - start
             if (n - 1) * spacing >= hi[0] - lo[0]:
                 raise ValueError(
                     f"constraints min_spacing={spacing!r} cannot be met: {n} points need "
-                    f"{(n - 1) * spacing:g} but the bounds span only {hi[0] - lo[0]:g}.")
+                    f"{(n - 1) * spacing:g} but the bounds span only {hi[0] - lo[0]:g}."
+                )
             ordered.append((start, stop, float(spacing)))
         if not ordered:
-            raise ValueError("`constraints` apply to 1-D design arrays of two or more entries; "
-                             "the design has none.")
+            raise ValueError(
+                "`constraints` apply to 1-D design arrays of two or more entries; "
+                "the design has none."
+            )
 
-    spec = _Spec(crit=crit, treedef=treedef, leaves=tuple(info), n_flat=offset,
-                 ordered=tuple(ordered), mode=mode, gradient=gradient)
+    spec = _Spec(
+        crit=crit,
+        treedef=treedef,
+        leaves=tuple(info),
+        n_flat=offset,
+        ordered=tuple(ordered),
+        mode=mode,
+        gradient=gradient,
+    )
     dyn = {
         "experiments": tuple(experiments),
         "fid": {k: np.float64(v) for k, v in fid.items()},
@@ -682,23 +723,30 @@ def _check_constraints(constraints):
     if isinstance(constraints, str):
         if constraints == "ordered":
             return 0.0
-        raise ValueError(f"`constraints` must be None, 'ordered' or a dict with 'ordered' "
-                         f"and/or 'min_spacing'; received {constraints!r}.")
+        raise ValueError(
+            f"`constraints` must be None, 'ordered' or a dict with 'ordered' "
+            f"and/or 'min_spacing'; received {constraints!r}."
+        )
     if not isinstance(constraints, Mapping):
-        raise TypeError(f"`constraints` must be None, 'ordered' or a dict; received "
-                        f"{quote(constraints)}.")
+        raise TypeError(
+            f"`constraints` must be None, 'ordered' or a dict; received {quote(constraints)}."
+        )
     unknown = sorted(set(constraints) - {"ordered", "min_spacing"})
     if unknown:
-        raise ValueError(f"`constraints` has unknown keys {unknown}; supported: 'ordered' "
-                         "(sorted times) and 'min_spacing' (sorted, neighbours at least this "
-                         "far apart).")
+        raise ValueError(
+            f"`constraints` has unknown keys {unknown}; supported: 'ordered' "
+            "(sorted times) and 'min_spacing' (sorted, neighbours at least this "
+            "far apart)."
+        )
     spacing = constraints.get("min_spacing", None)
     if spacing is None:
         return 0.0 if constraints.get("ordered", False) else None
     spacing = float(spacing)
     if not (math.isfinite(spacing) and spacing >= 0):
-        raise ValueError(f"constraints['min_spacing'] must be a finite number >= 0; received "
-                         f"{constraints['min_spacing']!r}.")
+        raise ValueError(
+            f"constraints['min_spacing'] must be a finite number >= 0; received "
+            f"{constraints['min_spacing']!r}."
+        )
     return spacing
 
 
@@ -708,8 +756,9 @@ def _align_prior(prior, names):
     if prior is None:
         return M
     if not isinstance(prior, FisherMatrix):
-        raise TypeError(f"`prior` must be an ff.FisherMatrix (from earlier data); received "
-                        f"{quote(prior)}.")
+        raise TypeError(
+            f"`prior` must be an ff.FisherMatrix (from earlier data); received {quote(prior)}."
+        )
     unknown = [n for n in prior.names if n not in names]
     if unknown:
         raise ParameterError(
@@ -728,8 +777,10 @@ def _scale_vector(fid, names, relative):
     values = np.array([fid[n] for n in names], dtype=np.float64)
     if np.any(values == 0):
         zero = [n for n, v in zip(names, values, strict=True) if v == 0]
-        raise ValueError(f"relative=True scales by the fiducial values, but {zero} have "
-                         "fiducial 0; use relative=False or a non-zero fiducial.")
+        raise ValueError(
+            f"relative=True scales by the fiducial values, but {zero} have "
+            "fiducial 0; use relative=False or a non-zero fiducial."
+        )
     return np.abs(values)
 
 
@@ -743,7 +794,7 @@ def _designs_from_x(x, dyn, spec):
             leaves.append(next(nonfloat))
         else:
             size = int(np.prod(shape, dtype=int))
-            leaves.append(flat[offset:offset + size].reshape(shape))
+            leaves.append(flat[offset : offset + size].reshape(shape))
     return jax.tree_util.tree_unflatten(spec.treedef, leaves)
 
 
@@ -752,8 +803,9 @@ def _fisher_of_x(x, dyn, spec):
     designs = _designs_from_x(x, dyn, spec)
     F = jnp.asarray(dyn["prior"])
     for exp, design in zip(dyn["experiments"], designs, strict=True):
-        F = F + fisher_information(exp.replace(design=design), dyn["fid"], spec.crit.names,
-                                   spec.mode)
+        F = F + fisher_information(
+            exp.replace(design=design), dyn["fid"], spec.crit.names, spec.mode
+        )
     s = jnp.asarray(dyn["scale"])
     return F * jnp.outer(s, s)
 
@@ -858,12 +910,15 @@ def _multistart(u0s, dyn, spec, max_steps, rtol, batch_size=None):
         # learn the curvature from there.
         gmax = jnp.max(jnp.abs(jax.grad(objective)(u0, dyn)))
         scale = jnp.where(jnp.isfinite(gmax) & (gmax > 0), gmax / _FIRST_STEP, 1.0)
-        sol = optx.minimise(scaled, solver, u0, args=(dyn, scale), max_steps=max_steps,
-                            throw=False)
+        sol = optx.minimise(scaled, solver, u0, args=(dyn, scale), max_steps=max_steps, throw=False)
         x = _x_from_u(sol.value, dyn, spec)
         F = _fisher_of_x(x, dyn, spec)
-        return (x, _loss_from_matrix(F, spec.crit, spec.ridge),
-                _natural_from_matrix(F, spec.crit), sol.result == optx.RESULTS.successful)
+        return (
+            x,
+            _loss_from_matrix(F, spec.crit, spec.ridge),
+            _natural_from_matrix(F, spec.crit),
+            sol.result == optx.RESULTS.successful,
+        )
 
     if batch_size is None or batch_size >= u0s.shape[0]:
         return jax.vmap(one)(u0s)
@@ -891,9 +946,19 @@ def _natural_and_grad(x, dyn, spec):
 # =======================================================================================
 # design_criterion: value and gradient of a criterion at a given design
 # =======================================================================================
-def design_criterion(experiment, fiducial, *, criterion="D", prior=None, params=None,
-                     maximize=None, relative=False, mode="forward", gradient=False,
-                     gradient_mode="forward"):
+def design_criterion(
+    experiment,
+    fiducial,
+    *,
+    criterion="D",
+    prior=None,
+    params=None,
+    maximize=None,
+    relative=False,
+    mode="forward",
+    gradient=False,
+    gradient_mode="forward",
+):
     """A design criterion at the experiment's current design, and optionally its gradient.
 
     **Arguments:**
@@ -921,13 +986,27 @@ def design_criterion(experiment, fiducial, *, criterion="D", prior=None, params=
     ```
     """
     experiments, joint, fid, names, crit = _common_setup(
-        experiment, fiducial, params, criterion, maximize, prior, relative, mode)
+        experiment, fiducial, params, criterion, maximize, prior, relative, mode
+    )
     if gradient_mode not in ("forward", "reverse"):
-        raise ValueError(f"`gradient_mode` must be 'forward' or 'reverse'; received "
-                         f"{gradient_mode!r}.")
+        raise ValueError(
+            f"`gradient_mode` must be 'forward' or 'reverse'; received {gradient_mode!r}."
+        )
     with float64():
-        spec, dyn, x0 = _build_problem(experiments, joint, fid, names, crit, prior, relative,
-                                       mode, gradient_mode, None, None, None)
+        spec, dyn, x0 = _build_problem(
+            experiments,
+            joint,
+            fid,
+            names,
+            crit,
+            prior,
+            relative,
+            mode,
+            gradient_mode,
+            None,
+            None,
+            None,
+        )
         if not gradient:
             return float(_natural_batch(jnp.asarray(x0[None, :]), dyn, spec)[0])
         value, grad_x = _natural_and_grad(jnp.asarray(x0), dyn, spec)
@@ -942,6 +1021,6 @@ def design_criterion(experiment, fiducial, *, criterion="D", prior=None, params=
             leaves.append(None)
         else:
             size = int(np.prod(shape, dtype=int))
-            leaves.append(flat[offset:offset + size].reshape(shape))
+            leaves.append(flat[offset : offset + size].reshape(shape))
     grads = jax.tree_util.tree_unflatten(spec.treedef, leaves)
     return value, (grads if joint else grads[0])

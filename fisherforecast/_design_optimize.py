@@ -22,7 +22,6 @@ How :func:`optimize_design` works (see ``docs/design.md``):
    using the same JAX gradient; the best polished design is returned.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -105,8 +104,9 @@ class DesignResult(_Record):
     def sigma_table(self) -> dict:
         """Marginal σ before and after: ``{name: (initial, optimal)}`` (prior included)."""
         out = {}
-        before = (_safe_sigma(self.initial_total_fisher) if self.initial_total_fisher
-                  is not None else {})
+        before = (
+            _safe_sigma(self.initial_total_fisher) if self.initial_total_fisher is not None else {}
+        )
         after = _safe_sigma(self.total_fisher)
         for n in self.total_fisher.names:
             out[n] = (before.get(n, math.inf), after.get(n, math.inf))
@@ -133,8 +133,9 @@ class DesignResult(_Record):
             lines.append(f"    optimal: {_fmt_design(d1)}")
         table = self.sigma_table()
         width = max([len(n) for n in table] + [9])
-        lines.append(f"  {'parameter':<{width}}  {'sigma initial':>13}  {'sigma optimal':>13}"
-                     f"  {'ratio':>7}")
+        lines.append(
+            f"  {'parameter':<{width}}  {'sigma initial':>13}  {'sigma optimal':>13}  {'ratio':>7}"
+        )
         for n, (a, b) in table.items():
             ratio = b / a if a > 0 and math.isfinite(a) else math.nan
             lines.append(f"  {n:<{width}}  {a:>13.5g}  {b:>13.5g}  {ratio:>7.3f}")
@@ -142,14 +143,19 @@ class DesignResult(_Record):
 
     def to_dict(self) -> dict:
         """Plain-Python view of the result."""
+
         def tolist(tree):
             return jax.tree_util.tree_map(lambda v: np.asarray(v).tolist(), tree)
 
         return {
-            "criterion": self.criterion, "maximize": self.maximize,
-            "criterion_value": self.criterion_value, "initial_value": self.initial_value,
-            "gain": self.gain, "efficiency": self.efficiency,
-            "design": tolist(self.design), "initial_design": tolist(self.initial_design),
+            "criterion": self.criterion,
+            "maximize": self.maximize,
+            "criterion_value": self.criterion_value,
+            "initial_value": self.initial_value,
+            "gain": self.gain,
+            "efficiency": self.efficiency,
+            "design": tolist(self.design),
+            "initial_design": tolist(self.initial_design),
             "all_starts": np.asarray(self.all_starts).tolist(),
             "converged": np.asarray(self.converged).tolist(),
             "sigma": {n: list(v) for n, v in self.sigma_table().items()},
@@ -157,8 +163,10 @@ class DesignResult(_Record):
         }
 
     def __repr__(self):
-        return (f"DesignResult(criterion={self.criterion!r}, criterion_value="
-                f"{self.criterion_value:.6g}, gain={self.gain:+.4g}, starts={self.n_starts})")
+        return (
+            f"DesignResult(criterion={self.criterion!r}, criterion_value="
+            f"{self.criterion_value:.6g}, gain={self.gain:+.4g}, starts={self.n_starts})"
+        )
 
     def plot(self, n_grid: int = 200, max_curves: int = 6):
         """Plot the design.
@@ -174,8 +182,12 @@ class DesignResult(_Record):
         """
         import matplotlib.pyplot as plt
 
-        one_d = (not self.joint and isinstance(self.design, np.ndarray)
-                 and self.design.ndim == 1 and np.isfinite(self._plot["low"]).all())
+        one_d = (
+            not self.joint
+            and isinstance(self.design, np.ndarray)
+            and self.design.ndim == 1
+            and np.isfinite(self._plot["low"]).all()
+        )
         ncols = 3 if one_d else 1
         fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.8), squeeze=False)
         axes = axes[0]
@@ -186,8 +198,9 @@ class DesignResult(_Record):
         values = np.sort(np.asarray(self.all_starts, dtype=float))
         if self.maximize:
             values = values[::-1]
-        ax.plot(np.arange(1, values.size + 1), values, "o", ms=3, color="C0",
-                label="end of each start")
+        ax.plot(
+            np.arange(1, values.size + 1), values, "o", ms=3, color="C0", label="end of each start"
+        )
         ax.axhline(self.criterion_value, color="C3", lw=1, label="returned optimum")
         ax.axhline(self.initial_value, color="0.5", ls="--", lw=1, label="initial design")
         ax.set_xlabel("start (sorted)")
@@ -208,19 +221,33 @@ class DesignResult(_Record):
                 y0 = np.asarray(exp.model(fid, jnp.asarray(self.initial_design)))
                 y1 = np.asarray(exp.model(fid, jnp.asarray(self.design)))
         except Exception:  # a model that cannot take a grid: no curve panel
-            ax.text(0.5, 0.5, "model cannot be evaluated on a grid", ha="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, "model cannot be evaluated on a grid", ha="center", transform=ax.transAxes
+            )
             return
         curve = curve.reshape(n_grid, -1)
         y0 = y0.reshape(len(self.initial_design), -1)
         y1 = y1.reshape(len(self.design), -1)
         for j in range(curve.shape[1]):
-            ax.plot(grid, curve[:, j], color=f"C{j}", lw=1.2,
-                    label="model at fiducial" if j == 0 else None)
-            ax.plot(self.initial_design, y0[:, j], "s", mfc="none", color="0.4", ms=6,
-                    label="initial" if j == 0 else None)
-            ax.plot(self.design, y1[:, j], "o", color="C3", ms=5,
-                    label="optimal" if j == 0 else None)
+            ax.plot(
+                grid,
+                curve[:, j],
+                color=f"C{j}",
+                lw=1.2,
+                label="model at fiducial" if j == 0 else None,
+            )
+            ax.plot(
+                self.initial_design,
+                y0[:, j],
+                "s",
+                mfc="none",
+                color="0.4",
+                ms=6,
+                label="initial" if j == 0 else None,
+            )
+            ax.plot(
+                self.design, y1[:, j], "o", color="C3", ms=5, label="optimal" if j == 0 else None
+            )
         ax.set_xlabel("design variable (e.g. time)")
         ax.set_ylabel("model output")
         ax.set_title("measurement points")
@@ -238,7 +265,7 @@ class DesignResult(_Record):
         distinct = distinct[:max_curves]
         xs = np.repeat(x[None, :], n_grid * len(distinct), axis=0)
         for k, i in enumerate(distinct):
-            xs[k * n_grid:(k + 1) * n_grid, i] = grid
+            xs[k * n_grid : (k + 1) * n_grid, i] = grid
         with float64():
             values = np.asarray(_natural_batch(jnp.asarray(xs), p["dyn"], p["spec"]))
         values = values.reshape(len(distinct), n_grid)
@@ -267,10 +294,27 @@ def _safe_sigma(F):
 # =======================================================================================
 # optimize_design
 # =======================================================================================
-def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, n_starts=32,
-                    seed=0, fixed=None, constraints=None, params=None, maximize=None,
-                    relative=False, n_polish=3, max_steps=500, rtol=1e-10, mode="forward",
-                    gradient="forward", batch_size=None) -> DesignResult:
+def optimize_design(
+    experiment,
+    fiducial,
+    *,
+    bounds,
+    criterion="D",
+    prior=None,
+    n_starts=32,
+    seed=0,
+    fixed=None,
+    constraints=None,
+    params=None,
+    maximize=None,
+    relative=False,
+    n_polish=3,
+    max_steps=500,
+    rtol=1e-10,
+    mode="forward",
+    gradient="forward",
+    batch_size=None,
+) -> DesignResult:
     """Optimise the design of one or several experiments for a Fisher-matrix criterion.
 
     The objective is a criterion of ``F(design) + F_prior`` where ``F(design)`` is
@@ -346,10 +390,13 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     ```
     """
     experiments, joint, fid, names, crit = _common_setup(
-        experiment, fiducial, params, criterion, maximize, prior, relative, mode)
+        experiment, fiducial, params, criterion, maximize, prior, relative, mode
+    )
     if bounds is None:
-        raise ValueError("`bounds` is required: give (low, high) for every design entry, or "
-                         "a pytree of (low, high) pairs with the design's structure.")
+        raise ValueError(
+            "`bounds` is required: give (low, high) for every design entry, or "
+            "a pytree of (low, high) pairs with the design's structure."
+        )
     if gradient not in ("forward", "reverse"):
         raise ValueError(f"`gradient` must be 'forward' or 'reverse'; received {gradient!r}.")
     n_starts = _check_int(n_starts, "n_starts", 1)
@@ -361,15 +408,26 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
     rtol = _check_rtol(rtol)
 
     with float64():
-        spec, dyn, x_init = _build_problem(experiments, joint, fid, names, crit, prior,
-                                           relative, mode, gradient, bounds, fixed,
-                                           constraints)
-        x_start = _separate_ties(np.clip(x_init, dyn["low"], dyn["high"]), dyn["low"],
-                                 dyn["high"])
+        spec, dyn, x_init = _build_problem(
+            experiments,
+            joint,
+            fid,
+            names,
+            crit,
+            prior,
+            relative,
+            mode,
+            gradient,
+            bounds,
+            fixed,
+            constraints,
+        )
+        x_start = _separate_ties(np.clip(x_init, dyn["low"], dyn["high"]), dyn["low"], dyn["high"])
         starts = np.concatenate([x_start[None, :], _random_x(rng, n_starts - 1, dyn, spec)])
         u0s = np.stack([_u_from_x(x, dyn, spec) for x in starts])
-        xs, losses, all_values, converged = _multistart(jnp.asarray(u0s), dyn, spec,
-                                                        max_steps, float(rtol), batch_size)
+        xs, losses, all_values, converged = _multistart(
+            jnp.asarray(u0s), dyn, spec, max_steps, float(rtol), batch_size
+        )
         xs = np.asarray(xs, dtype=np.float64)
         losses = np.asarray(losses, dtype=np.float64)
         all_values = np.asarray(all_values, dtype=np.float64)
@@ -403,22 +461,23 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
                     best_x, best_loss = x_p, loss_p
         designs_opt = jax.tree_util.tree_map(
             lambda v: np.asarray(v, dtype=np.asarray(v).dtype),
-            _designs_from_x(jnp.asarray(best_x), dyn, spec))
+            _designs_from_x(jnp.asarray(best_x), dyn, spec),
+        )
 
     designs_opt = [jax.tree_util.tree_map(np.asarray, d) for d in designs_opt]
     exps_opt = [e.replace(design=d) for e, d in zip(experiments, designs_opt, strict=True)]
     F_opt = fisher(exps_opt, fid, params=names, mode=mode)
     prior_m = dyn["prior"]
     S2 = np.outer(dyn["scale"], dyn["scale"])
-    total = FisherMatrix(F_opt.matrix + prior_m, names, fiducial=F_opt.fiducial,
-                         name=F_opt.name)
+    total = FisherMatrix(F_opt.matrix + prior_m, names, fiducial=F_opt.fiducial, name=F_opt.name)
     if _singular_numpy(total.matrix):
         _raise_singular(total, crit, xs, spec, dyn)
     best_value = _natural_numpy(total.matrix * S2, crit)
     try:
         F_init = fisher(experiments, fid, params=names, mode=mode)
-        total_init = FisherMatrix(F_init.matrix + prior_m, names, fiducial=F_init.fiducial,
-                                  name=F_init.name)
+        total_init = FisherMatrix(
+            F_init.matrix + prior_m, names, fiducial=F_init.fiducial, name=F_init.name
+        )
         init_value = _natural_numpy(total_init.matrix * S2, crit)
     except FisherError:  # e.g. a model that is NaN at the initial design: nothing to compare
         F_init = total_init = None
@@ -449,17 +508,28 @@ def optimize_design(experiment, fiducial, *, bounds, criterion="D", prior=None, 
         n_polished=n_polished,
         joint=joint,
         _crit=crit,
-        _plot={"spec": spec, "dyn": dyn, "x": best_x, "low": dyn["low"],
-               "high": dyn["high"], "fid": fid},
+        _plot={
+            "spec": spec,
+            "dyn": dyn,
+            "x": best_x,
+            "low": dyn["low"],
+            "high": dyn["high"],
+            "fid": fid,
+        },
     )
 
 
 def _check_seed(seed):
-    ok = (seed is None or isinstance(seed, np.random.SeedSequence | np.random.Generator)
-          or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)))
+    ok = (
+        seed is None
+        or isinstance(seed, np.random.SeedSequence | np.random.Generator)
+        or (isinstance(seed, int | np.integer) and not isinstance(seed, bool))
+    )
     if not ok:
-        raise TypeError(f"`seed` must be a non-negative integer, None or a numpy Generator; "
-                        f"received {quote(seed)}.")
+        raise TypeError(
+            f"`seed` must be a non-negative integer, None or a numpy Generator; "
+            f"received {quote(seed)}."
+        )
     if isinstance(seed, int | np.integer) and seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer; received {seed!r}.")
     return seed
@@ -467,12 +537,14 @@ def _check_seed(seed):
 
 def _check_rtol(rtol):
     if isinstance(rtol, bool) or not isinstance(rtol, int | float | np.integer | np.floating):
-        raise TypeError(f"`rtol` must be a positive number (the BFGS tolerance); received "
-                        f"{quote(rtol)}.")
+        raise TypeError(
+            f"`rtol` must be a positive number (the BFGS tolerance); received {quote(rtol)}."
+        )
     rtol = float(rtol)
     if not (math.isfinite(rtol) and rtol > 0):
-        raise ValueError(f"`rtol` must be a positive, finite number (the BFGS tolerance); "
-                         f"received {rtol!r}.")
+        raise ValueError(
+            f"`rtol` must be a positive, finite number (the BFGS tolerance); received {rtol!r}."
+        )
     return rtol
 
 
@@ -527,7 +599,8 @@ def _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit):
             f"the design criterion {crit.label!r} returned NaN at every start, although "
             "the Fisher matrix is finite (at the initial design, for one). Check the "
             "criterion, and whether the design can constrain every parameter it uses "
-            "(ff.repair_identifiability).")
+            "(ff.repair_identifiability)."
+        )
 
 
 #: Random feasible designs probed, when the optimum is singular, to tell a model that no
@@ -540,8 +613,9 @@ def _raise_singular(total, crit, xs, spec, dyn):
     identifiable_elsewhere = False
     with float64():
         probe_spec = dataclasses.replace(spec, crit=_Criterion("D", True, spec.crit.names))
-        probes = np.concatenate([xs, _random_x(np.random.default_rng(20240607), _N_PROBES,
-                                               dyn, spec)])
+        probes = np.concatenate(
+            [xs, _random_x(np.random.default_rng(20240607), _N_PROBES, dyn, spec)]
+        )
         try:
             logdets = np.asarray(_natural_batch(jnp.asarray(probes), dyn, probe_spec))
             identifiable_elsewhere = bool(np.any(np.isfinite(logdets)))
@@ -559,12 +633,14 @@ def _raise_singular(total, crit, xs, spec, dyn):
             f"no start reached a non-singular design ({crit.label}): the returned design "
             f"leaves the Fisher matrix singular: {detail}\nOther designs within the bounds "
             "do constrain every parameter, so the optimiser, not the model, is stuck: "
-            "increase n_starts, or start from a design whose points are spread out.")
+            "increase n_starts, or start from a design whose points are spread out."
+        )
     else:
         message = (
             f"the optimised design ({crit.label}) still leaves the Fisher matrix singular: "
             f"{detail}\nThe design cannot constrain every parameter; try "
-            "ff.repair_identifiability(...) to find measurements that do.")
+            "ff.repair_identifiability(...) to find measurements that do."
+        )
     raise SingularFisherError(message, directions=directions, names=names)
 
 
@@ -593,16 +669,27 @@ def _polish(x0, dyn, spec):
                     rhs.append(spacing)
             A, b = np.array(rows), np.array(rhs)
             cons = [{"type": "ineq", "fun": lambda x: A @ x - b, "jac": lambda x: A}]
-            res = scipy.optimize.minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds,
-                                          constraints=cons,
-                                          options={"maxiter": 500, "ftol": 1e-14})
+            res = scipy.optimize.minimize(
+                fun,
+                x0,
+                jac=True,
+                method="SLSQP",
+                bounds=bounds,
+                constraints=cons,
+                options={"maxiter": 500, "ftol": 1e-14},
+            )
             x = np.clip(res.x, dyn["low"], dyn["high"])
             if np.any(A @ x - b < -1e-9 * (1 + np.abs(b))):
                 return x0, np.inf
         else:
-            res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                          options={"maxiter": 1000, "ftol": 1e-15,
-                                                   "gtol": 1e-12})
+            res = scipy.optimize.minimize(
+                fun,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12},
+            )
             x = np.clip(res.x, dyn["low"], dyn["high"])
     except (ValueError, FloatingPointError):
         return x0, np.inf

@@ -12,7 +12,6 @@ argument checks they share with :func:`~fisherforecast._design_optimize.optimize
 come from :mod:`fisherforecast._design`.
 """
 
-
 from __future__ import annotations
 
 import itertools
@@ -88,16 +87,21 @@ def _losses_of_matrices(Fs, crit, ridge):
 @partial(jax.jit, static_argnames=("crit",))
 def _relaxed_loss_and_grad(w, Fc, base, crit, ridge):
     def loss(w):
-        return _loss_from_matrix(base + jnp.einsum("n,nij->ij", w, Fc, precision=HIGHEST),
-                                 crit, ridge)
+        return _loss_from_matrix(
+            base + jnp.einsum("n,nij->ij", w, Fc, precision=HIGHEST), crit, ridge
+        )
 
     return jax.value_and_grad(loss)(w)
 
 
 def _check_candidates(candidates):
-    if isinstance(candidates, list | tuple) and candidates and all(
-            isinstance(c, int | float | np.number) and not isinstance(c, bool)
-            for c in candidates):
+    if (
+        isinstance(candidates, list | tuple)
+        and candidates
+        and all(
+            isinstance(c, int | float | np.number) and not isinstance(c, bool) for c in candidates
+        )
+    ):
         candidates = np.asarray(candidates)  # a plain list of points is an array of them
     leaves = jax.tree_util.tree_leaves(candidates)
     if not leaves:
@@ -107,23 +111,32 @@ def _check_candidates(candidates):
         if a.ndim == 0:
             raise ValueError(
                 "`candidates` must be an array (or pytree of arrays) whose first axis runs "
-                f"over the candidate points; received a scalar {quote(candidates)}.")
+                f"over the candidate points; received a scalar {quote(candidates)}."
+            )
         if not np.issubdtype(a.dtype, np.number):
             raise TypeError(f"`candidates` must be numeric; received dtype {a.dtype}.")
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
             raise ValueError("`candidates` contains NaN or inf.")
     n = arrays[0].shape[0]
     if n == 0:
-        raise ValueError(f"`candidates` holds no candidate points (length 0 along axis 0); "
-                         f"received {quote(candidates)}.")
+        raise ValueError(
+            f"`candidates` holds no candidate points (length 0 along axis 0); "
+            f"received {quote(candidates)}."
+        )
     if any(a.shape[0] != n for a in arrays):
-        raise ValueError("every leaf of `candidates` must have the same length along axis 0 "
-                         f"(one entry per candidate); received lengths "
-                         f"{[a.shape[0] for a in arrays]}.")
+        raise ValueError(
+            "every leaf of `candidates` must have the same length along axis 0 "
+            f"(one entry per candidate); received lengths "
+            f"{[a.shape[0] for a in arrays]}."
+        )
     cands = jax.tree_util.tree_map(
-        lambda a: np.asarray(a, dtype=np.float64) if np.issubdtype(np.asarray(a).dtype,
-                                                                   np.floating)
-        else np.asarray(a), candidates)
+        lambda a: (
+            np.asarray(a, dtype=np.float64)
+            if np.issubdtype(np.asarray(a).dtype, np.floating)
+            else np.asarray(a)
+        ),
+        candidates,
+    )
     return cands, n
 
 
@@ -132,17 +145,21 @@ def _per_candidate_fisher(experiment, fid, names, mode, candidates, n):
     try:
         with float64():
             fid64 = {k: np.float64(v) for k, v in fid.items()}
-            Fc = np.asarray(_candidate_fishers(experiment, fid64, names, mode, candidates),
-                            dtype=np.float64)
-            F_all = np.asarray(fisher_information(experiment.replace(design=candidates),
-                                                  fid64, names, mode), dtype=np.float64)
+            Fc = np.asarray(
+                _candidate_fishers(experiment, fid64, names, mode, candidates), dtype=np.float64
+            )
+            F_all = np.asarray(
+                fisher_information(experiment.replace(design=candidates), fid64, names, mode),
+                dtype=np.float64,
+            )
     except (ValueError, TypeError) as exc:
         raise ValueError(
             "could not evaluate the Fisher matrix of single candidate points: the candidates "
             "are used as designs (candidates[i:i+1] for one point, candidates[S] for a "
             "subset S), so the model and the noise must accept designs of any length (a "
             "scalar sigma, or a callable sigma(params, design)). Original error: "
-            f"{exc}") from None
+            f"{exc}"
+        ) from None
     bad = ~np.all(np.isfinite(Fc.reshape(n, -1)), axis=1)
     if not np.any(bad) and np.all(np.isfinite(F_all)):
         total = Fc.sum(axis=0)
@@ -153,7 +170,8 @@ def _per_candidate_fisher(experiment, fid, names, mode, candidates, n):
                 "Fisher matrix of all candidates together differs from the sum over single "
                 "candidates (correlated noise between design points, or a model whose "
                 "output at one point depends on the others). select_measurements and "
-                "repair_identifiability need independent measurements.")
+                "repair_identifiability need independent measurements."
+            )
     return Fc, bad
 
 
@@ -176,35 +194,61 @@ class Selection(_Record):
     """
 
     def summary(self) -> str:
-        lines = [f"Selected {len(self.indices)} of {self.n_candidates} candidates by "
-                 f"{self.method}: {self.criterion}",
-                 f"  indices: {list(map(int, self.indices))}",
-                 f"  design:  {_fmt_design(self.design)}",
-                 f"  criterion: {self.criterion_value:.6g}"]
+        lines = [
+            f"Selected {len(self.indices)} of {self.n_candidates} candidates by "
+            f"{self.method}: {self.criterion}",
+            f"  indices: {list(map(int, self.indices))}",
+            f"  design:  {_fmt_design(self.design)}",
+            f"  criterion: {self.criterion_value:.6g}",
+        ]
         if self.bound is not None:
-            lines.append(f"  relaxation bound: {self.bound:.6g} (gap "
-                         f"{self.bound - self.criterion_value:.3g})")
+            lines.append(
+                f"  relaxation bound: {self.bound:.6g} (gap "
+                f"{self.bound - self.criterion_value:.3g})"
+            )
         lines.append(self.fisher.summary())
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"indices": [int(i) for i in self.indices],
-                "design": jax.tree_util.tree_map(lambda v: np.asarray(v).tolist(),
-                                                 self.design),
-                "criterion": self.criterion, "criterion_value": self.criterion_value,
-                "bound": self.bound, "method": self.method, "iterations": self.iterations,
-                "history": list(self.history), "start": self.start,
-                "starts": dict(self.starts), "fisher": self.fisher.to_dict()}
+        return {
+            "indices": [int(i) for i in self.indices],
+            "design": jax.tree_util.tree_map(lambda v: np.asarray(v).tolist(), self.design),
+            "criterion": self.criterion,
+            "criterion_value": self.criterion_value,
+            "bound": self.bound,
+            "method": self.method,
+            "iterations": self.iterations,
+            "history": list(self.history),
+            "start": self.start,
+            "starts": dict(self.starts),
+            "fisher": self.fisher.to_dict(),
+        }
 
     def __repr__(self):
-        return (f"Selection(indices={[int(i) for i in self.indices]}, criterion_value="
-                f"{self.criterion_value:.6g})")
+        return (
+            f"Selection(indices={[int(i) for i in self.indices]}, criterion_value="
+            f"{self.criterion_value:.6g})"
+        )
 
 
-def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, prior=None,
-                        params=None, maximize=None, relative=False, method="exchange",
-                        allow_repeats=False, max_iter=200, n_random=3, seed=0,
-                        mode="forward") -> Selection:
+def select_measurements(
+    experiment,
+    fiducial,
+    candidates,
+    k,
+    criterion="D",
+    *,
+    prior=None,
+    params=None,
+    maximize=None,
+    relative=False,
+    method="exchange",
+    allow_repeats=False,
+    max_iter=200,
+    n_random=3,
+    seed=0,
+    mode="forward",
+) -> Selection:
     """Pick `k` of `N` candidate measurement points that optimise a design criterion.
 
     A *candidate* is one design point: ``candidates`` is an array (or a pytree of arrays)
@@ -257,14 +301,17 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
     if not isinstance(experiment, Experiment):
         raise TypeError(f"`experiment` must be an ff.Experiment; received {quote(experiment)}.")
     _, _, fid, names, crit = _common_setup(
-        experiment, fiducial, params, criterion, maximize, prior, relative, mode)
+        experiment, fiducial, params, criterion, maximize, prior, relative, mode
+    )
     if method not in ("exchange", "relaxation"):
         raise ValueError(f"`method` must be 'exchange' or 'relaxation'; received {method!r}.")
     candidates, n = _check_candidates(candidates)
     k = _check_int(k, "k", 1)
     if not allow_repeats and k > n:
-        raise ValueError(f"`k`={k} exceeds the number of candidates ({n}); pass "
-                         "allow_repeats=True to allow replicate measurements.")
+        raise ValueError(
+            f"`k`={k} exceeds the number of candidates ({n}); pass "
+            "allow_repeats=True to allow replicate measurements."
+        )
     max_iter = _check_int(max_iter, "max_iter", 0)
     n_random = _check_int(n_random, "n_random", 0)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -276,8 +323,9 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
     base = _align_prior(prior, names) * S2
     usable = np.nonzero(~bad)[0]
     if (not allow_repeats and usable.size < k) or usable.size == 0:
-        raise ValueError(f"only {usable.size} of {n} candidates give a finite Fisher matrix; "
-                         f"cannot select {k}.")
+        raise ValueError(
+            f"only {usable.size} of {n} candidates give a finite Fisher matrix; cannot select {k}."
+        )
     # A small ridge keeps the criterion finite while fewer than P points are selected.
     ridge = 1e-9
     losses = _batched_losses(crit, ridge, n)
@@ -295,8 +343,11 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
         # Greedy forward selection; while the selection is rank deficient every matrix has
         # λ_min = ridge and A, E, ME (and most user criteria) cannot tell the candidates
         # apart, so those first picks maximise log det (the volume spanned) instead.
-        losses_d = losses if crit.kind == "D" else _batched_losses(
-            _Criterion("D", True, crit.names), ridge, n)
+        losses_d = (
+            losses
+            if crit.kind == "D"
+            else _batched_losses(_Criterion("D", True, crit.names), ridge, n)
+        )
         selected, current = [], base.copy()
         for _ in range(k):
             pool = usable if allow_repeats else np.setdiff1d(usable, selected)
@@ -315,8 +366,9 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
 
     runs = []
     for label, selected in starts:
-        runs.append((label, *_exchange(selected, Fc, base, usable, allow_repeats, losses,
-                                       max_iter)))
+        runs.append(
+            (label, *_exchange(selected, Fc, base, usable, allow_repeats, losses, max_iter))
+        )
     # The lowest loss wins; ties go to the earlier start (greedy, then relaxation).
     best = min(range(len(runs)), key=lambda i: (runs[i][3], i))
     label, selected, _, _, iterations, history = runs[best]
@@ -332,10 +384,21 @@ def select_measurements(experiment, fiducial, candidates, k, criterion="D", *, p
     value = _natural_numpy(total, crit)
     hist = [_natural_numpy(M, crit) for M in history]
     start_values = {lab: _natural_numpy(cur, crit) for lab, _, cur, _, _, _ in runs}
-    return Selection(indices=idx, design=design, experiment=exp_sel, fisher=F_sel,
-                     criterion_value=value, criterion=crit.label, method=method, bound=bound,
-                     iterations=iterations, history=hist, n_candidates=n, start=label,
-                     starts=start_values)
+    return Selection(
+        indices=idx,
+        design=design,
+        experiment=exp_sel,
+        fisher=F_sel,
+        criterion_value=value,
+        criterion=crit.label,
+        method=method,
+        bound=bound,
+        iterations=iterations,
+        history=hist,
+        n_candidates=n,
+        start=label,
+        starts=start_values,
+    )
 
 
 #: The exchange method also starts from the rounded convex relaxation when there are at most
@@ -349,8 +412,7 @@ _CHUNK_MIN, _CHUNK_MAX = 64, 4096
 
 def _batched_losses(crit, ridge, n_candidates=0):
     """``losses(mats) -> (m,)`` numpy losses, in padded chunks of a fixed size."""
-    chunk = min(max(_CHUNK_MIN, 1 << max(int(n_candidates) - 1, 0).bit_length()),
-                _CHUNK_MAX)
+    chunk = min(max(_CHUNK_MIN, 1 << max(int(n_candidates) - 1, 0).bit_length()), _CHUNK_MAX)
 
     def losses(mats):
         mats = np.asarray(mats, dtype=np.float64)
@@ -358,14 +420,15 @@ def _batched_losses(crit, ridge, n_candidates=0):
         out = np.empty(m)
         with float64():
             for lo in range(0, m, chunk):
-                part = mats[lo:lo + chunk]
+                part = mats[lo : lo + chunk]
                 size = part.shape[0]
                 if size < chunk:  # padded entries: identity matrices, dropped below
                     pad = np.broadcast_to(np.eye(P), (chunk - size, P, P))
                     part = np.concatenate([part, pad])
-                values = np.asarray(_losses_of_matrices(jnp.asarray(part), crit, ridge),
-                                    dtype=np.float64)
-                out[lo:lo + size] = values[:size]
+                values = np.asarray(
+                    _losses_of_matrices(jnp.asarray(part), crit, ridge), dtype=np.float64
+                )
+                out[lo : lo + size] = values[:size]
         return np.where(np.isfinite(out), out, np.inf)
 
     return losses
@@ -420,14 +483,20 @@ def _raise_singular_selection(F_sel, prior_m, k, n, crit):
         detail, directions = "the Fisher matrix is numerically singular.", ()
     except SingularFisherError as exc:
         detail, directions = str(exc), exc.directions
-    few = (f" {k} measurement(s) for {P} parameters: fewer points than parameters can only "
-           "work with a prior or with several outputs per point." if k < P else "")
+    few = (
+        f" {k} measurement(s) for {P} parameters: fewer points than parameters can only "
+        "work with a prior or with several outputs per point."
+        if k < P
+        else ""
+    )
     raise SingularFisherError(
         f"select_measurements ({crit.label}): the best {k} of the {n} candidates still leave "
         f"the Fisher matrix singular:{few} {detail}\nSelect more points (larger `k`), add a "
         "`prior`, or see ff.repair_identifiability(...) for candidates that constrain the "
-        "missing direction.", directions=directions, names=F_sel.names)
-
+        "missing direction.",
+        directions=directions,
+        names=F_sel.names,
+    )
 
 
 def _relaxed_weights(Fc, base, k, allow_repeats, crit, ridge):
@@ -446,10 +515,16 @@ def _relaxed_weights(Fc, base, k, allow_repeats, crit, ridge):
 
         w0 = np.full(n, k / n)
         res = scipy.optimize.minimize(
-            fun, w0, jac=True, method="SLSQP", bounds=[(0.0, cap)] * n,
-            constraints=[{"type": "eq", "fun": lambda w: np.sum(w) - k,
-                          "jac": lambda w: np.ones_like(w)}],
-            options={"maxiter": 500, "ftol": 1e-12})
+            fun,
+            w0,
+            jac=True,
+            method="SLSQP",
+            bounds=[(0.0, cap)] * n,
+            constraints=[
+                {"type": "eq", "fun": lambda w: np.sum(w) - k, "jac": lambda w: np.ones_like(w)}
+            ],
+            options={"maxiter": 500, "ftol": 1e-12},
+        )
     return np.clip(res.x, 0.0, cap)
 
 
@@ -468,8 +543,9 @@ class RequiredSamples:
         target: dict name -> target σ.
     """
 
-    def __init__(self, per_parameter, overall, sigma_single, target, fisher_single, prior,
-                 marginal):
+    def __init__(
+        self, per_parameter, overall, sigma_single, target, fisher_single, prior, marginal
+    ):
         self.per_parameter = per_parameter
         self.overall = overall
         self.sigma_single = sigma_single
@@ -486,20 +562,31 @@ class RequiredSamples:
         names = list(self.target)
         width = max([len(x) for x in names] + [9])
         kind = "marginal" if self._marginal else "conditional"
-        lines = [f"Required repeats of the experiment ({kind} sigma; information scales "
-                 "linearly with repeats)",
-                 f"  {'parameter':<{width}}  {'sigma(1)':>11}  {'target':>11}  {'repeats':>9}"]
+        lines = [
+            f"Required repeats of the experiment ({kind} sigma; information scales "
+            "linearly with repeats)",
+            f"  {'parameter':<{width}}  {'sigma(1)':>11}  {'target':>11}  {'repeats':>9}",
+        ]
         for name in names:
             n = self.per_parameter[name]
-            lines.append(f"  {name:<{width}}  {self.sigma_single[name]:>11.4g}  "
-                         f"{self.target[name]:>11.4g}  {n if math.isfinite(n) else 'never':>9}")
-        lines.append(f"  all targets met with {self.overall} repeats" if math.isfinite(
-            self.overall) else "  some targets can never be met by repeating this experiment")
+            lines.append(
+                f"  {name:<{width}}  {self.sigma_single[name]:>11.4g}  "
+                f"{self.target[name]:>11.4g}  {n if math.isfinite(n) else 'never':>9}"
+            )
+        lines.append(
+            f"  all targets met with {self.overall} repeats"
+            if math.isfinite(self.overall)
+            else "  some targets can never be met by repeating this experiment"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"per_parameter": dict(self.per_parameter), "overall": self.overall,
-                "sigma_single": dict(self.sigma_single), "target": dict(self.target)}
+        return {
+            "per_parameter": dict(self.per_parameter),
+            "overall": self.overall,
+            "sigma_single": dict(self.sigma_single),
+            "target": dict(self.target),
+        }
 
     def __repr__(self):
         return f"RequiredSamples(overall={self.overall}, per_parameter={self.per_parameter})"
@@ -514,12 +601,20 @@ def _sigma_repeats(F1, prior, n, marginal):
             return {x: math.inf for x in names}
         cov = np.linalg.inv(M)
         return {x: float(math.sqrt(cov[i, i])) for i, x in enumerate(names)}
-    return {x: (1.0 / math.sqrt(M[i, i]) if M[i, i] > 0 else math.inf)
-            for i, x in enumerate(names)}
+    return {x: (1.0 / math.sqrt(M[i, i]) if M[i, i] > 0 else math.inf) for i, x in enumerate(names)}
 
 
-def required_samples(experiment, fiducial, target_sigma, *, params=None, prior=None,
-                     relative=False, marginal=True, mode="forward") -> RequiredSamples:
+def required_samples(
+    experiment,
+    fiducial,
+    target_sigma,
+    *,
+    params=None,
+    prior=None,
+    relative=False,
+    marginal=True,
+    mode="forward",
+) -> RequiredSamples:
     """How many repeats of an experiment (or how much observing time) reach a target σ.
 
     Independent repeats add Fisher information: ``F(n) = n F₁ (+ F_prior)``. Without a
@@ -561,31 +656,38 @@ def required_samples(experiment, fiducial, target_sigma, *, params=None, prior=N
     F1 = fisher(experiments, fid, params=names, mode=mode)
     prior_m = _align_prior(prior, names)
     if not isinstance(marginal, bool | np.bool_):
-        raise TypeError(f"`marginal` must be True (marginal sigma) or False (conditional "
-                        f"sigma); received {quote(marginal)}.")
+        raise TypeError(
+            f"`marginal` must be True (marginal sigma) or False (conditional "
+            f"sigma); received {quote(marginal)}."
+        )
     marginal = bool(marginal)
     if isinstance(target_sigma, Mapping):
         if not target_sigma:
-            raise ValueError("`target_sigma` is an empty dict: give a number (one target "
-                             "for every parameter) or a dict name -> target.")
+            raise ValueError(
+                "`target_sigma` is an empty dict: give a number (one target "
+                "for every parameter) or a dict name -> target."
+            )
         unknown = [x for x in target_sigma if x not in names]
         if unknown:
-            raise ParameterError(f"`target_sigma` names {unknown}, which are not varied "
-                                 f"parameters {list(names)}.")
+            raise ParameterError(
+                f"`target_sigma` names {unknown}, which are not varied parameters {list(names)}."
+            )
         target = {x: target_sigma[x] for x in target_sigma}
     else:
         target = {x: target_sigma for x in names}
     checked = {}
     for x, t in target.items():
         dtype = np.asarray(t).dtype if np.ndim(t) == 0 else None
-        if (dtype is None or not np.issubdtype(dtype, np.number)
-                or isinstance(t, bool | np.bool_)):
-            raise TypeError(f"`target_sigma` must be a number or a dict of numbers; received "
-                            f"{quote(target_sigma)}.")
+        if dtype is None or not np.issubdtype(dtype, np.number) or isinstance(t, bool | np.bool_):
+            raise TypeError(
+                f"`target_sigma` must be a number or a dict of numbers; received "
+                f"{quote(target_sigma)}."
+            )
         t = float(t)
         if not (math.isfinite(t) and t > 0):
-            raise ValueError(f"`target_sigma` must be positive and finite; received {t!r} for "
-                             f"{x!r}.")
+            raise ValueError(
+                f"`target_sigma` must be positive and finite; received {t!r} for {x!r}."
+            )
         if relative:
             if fid[x] == 0:
                 raise ValueError(f"relative=True but the fiducial of {x!r} is 0.")
@@ -661,8 +763,7 @@ class RepairResult(_Record):
         lines = [
             f"Identifiability repair ({self.n_params} parameters, collinearity threshold "
             f"{self.threshold:g})",
-            f"  before: rank {self.rank_before}, collinearity index "
-            f"{self.collinearity_before:.4g}",
+            f"  before: rank {self.rank_before}, collinearity index {self.collinearity_before:.4g}",
         ]
         for text in self.null_texts:
             lines.append(f"    weak direction: {text}")
@@ -670,41 +771,62 @@ class RepairResult(_Record):
             lines.append("  already identifiable: nothing to add")
         elif not self.success:
             search = "exhaustive search" if self.exhaustive else "partly greedy search"
-            lines.append(f"  no set of <= {self.max_add} candidates repairs it ({search}); "
-                         + ("no candidate lifts the weak direction(s)" if self.no_lift else
-                            "nothing is added"))
+            lines.append(
+                f"  no set of <= {self.max_add} candidates repairs it ({search}); "
+                + (
+                    "no candidate lifts the weak direction(s)"
+                    if self.no_lift
+                    else "nothing is added"
+                )
+            )
             attempt = self.best_attempt
             if attempt is not None and attempt["added"] and not self.no_lift:
                 labels = [self.labels[i] for i in attempt["added"]]
-                lines.append(f"  closest attempt (not a repair): {labels} -> rank "
-                             f"{attempt['rank']}, collinearity index "
-                             f"{attempt['collinearity']:.4g}")
+                lines.append(
+                    f"  closest attempt (not a repair): {labels} -> rank "
+                    f"{attempt['rank']}, collinearity index "
+                    f"{attempt['collinearity']:.4g}"
+                )
         else:
             labels = [self.labels[i] for i in self.added]
-            lines.append(f"  add {len(self.added)} measurement(s): {labels} "
-                         f"({'smallest set, exhaustive search' if self.exhaustive else 'greedy'})")
-            lines.append(f"  after: rank {self.rank_after}, collinearity index "
-                         f"{self.collinearity_after:.4g} -> "
-                         f"{'identifiable' if self.success else 'NOT identifiable'}")
+            lines.append(
+                f"  add {len(self.added)} measurement(s): {labels} "
+                f"({'smallest set, exhaustive search' if self.exhaustive else 'greedy'})"
+            )
+            lines.append(
+                f"  after: rank {self.rank_after}, collinearity index "
+                f"{self.collinearity_after:.4g} -> "
+                f"{'identifiable' if self.success else 'NOT identifiable'}"
+            )
         lines.append("  candidates ranked by information along the weak directions:")
         for row in self.ranking[:10]:
-            lines.append(f"    {row['label']:<24} lift {row['lift']:>10.4g}  alone: rank "
-                         f"{row['rank']}, collinearity {row['collinearity']:.4g}")
+            lines.append(
+                f"    {row['label']:<24} lift {row['lift']:>10.4g}  alone: rank "
+                f"{row['rank']}, collinearity {row['collinearity']:.4g}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"added": list(self.added), "success": self.success,
-                "best_attempt": self.best_attempt, "no_lift": self.no_lift,
-                "exhaustive": self.exhaustive, "rank_before": self.rank_before,
-                "rank_after": self.rank_after,
-                "collinearity_before": self.collinearity_before,
-                "collinearity_after": self.collinearity_after,
-                "null_directions": self.null_directions, "ranking": self.ranking,
-                "threshold": self.threshold}
+        return {
+            "added": list(self.added),
+            "success": self.success,
+            "best_attempt": self.best_attempt,
+            "no_lift": self.no_lift,
+            "exhaustive": self.exhaustive,
+            "rank_before": self.rank_before,
+            "rank_after": self.rank_after,
+            "collinearity_before": self.collinearity_before,
+            "collinearity_after": self.collinearity_after,
+            "null_directions": self.null_directions,
+            "ranking": self.ranking,
+            "threshold": self.threshold,
+        }
 
     def __repr__(self):
-        return (f"RepairResult(added={list(self.added)}, success={self.success}, "
-                f"collinearity_after={self.collinearity_after:.4g})")
+        return (
+            f"RepairResult(added={list(self.added)}, success={self.success}, "
+            f"collinearity_after={self.collinearity_after:.4g})"
+        )
 
 
 def _rank_and_collinearity(M):
@@ -723,9 +845,20 @@ def _rank_and_collinearity(M):
     return rank, gamma
 
 
-def repair_identifiability(experiment, fiducial, candidates, *, params=None, prior=None,
-                           threshold=20.0, max_add=3, max_subsets=20000, labels=None,
-                           weak_rtol=None, mode="forward") -> RepairResult:
+def repair_identifiability(
+    experiment,
+    fiducial,
+    candidates,
+    *,
+    params=None,
+    prior=None,
+    threshold=20.0,
+    max_add=3,
+    max_subsets=20000,
+    labels=None,
+    weak_rtol=None,
+    mode="forward",
+) -> RepairResult:
     """The smallest set of added measurements that makes every parameter identifiable.
 
     "Identifiable" means: the Fisher matrix (existing experiment(s) + prior + additions) has
@@ -776,22 +909,27 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
     _check_mode(mode)
     threshold = float(threshold)
     if not threshold > 1:
-        raise ValueError(f"`threshold` must be > 1 (a collinearity index); received "
-                         f"{threshold!r}.")
+        raise ValueError(f"`threshold` must be > 1 (a collinearity index); received {threshold!r}.")
     max_add = _check_int(max_add, "max_add", 1)
     max_subsets = _check_int(max_subsets, "max_subsets", 1)
     if weak_rtol is not None:
         if isinstance(weak_rtol, bool) or not isinstance(
-                weak_rtol, int | float | np.integer | np.floating):
-            raise TypeError(f"`weak_rtol` must be None or a number in (0, 1]; received "
-                            f"{quote(weak_rtol)}.")
+            weak_rtol, int | float | np.integer | np.floating
+        ):
+            raise TypeError(
+                f"`weak_rtol` must be None or a number in (0, 1]; received {quote(weak_rtol)}."
+            )
         if not 0 < weak_rtol <= 1:
-            raise ValueError(f"`weak_rtol` must be in (0, 1] (a fraction of the largest "
-                             f"eigenvalue); received {weak_rtol!r}.")
+            raise ValueError(
+                f"`weak_rtol` must be in (0, 1] (a fraction of the largest "
+                f"eigenvalue); received {weak_rtol!r}."
+            )
         weak_rtol = float(weak_rtol)
     P = len(names)
-    F0 = sum((np.asarray(fisher(e, fid, params=names, mode=mode).matrix) for e in experiments),
-             np.zeros((P, P))) + _align_prior(prior, names)
+    F0 = sum(
+        (np.asarray(fisher(e, fid, params=names, mode=mode).matrix) for e in experiments),
+        np.zeros((P, P)),
+    ) + _align_prior(prior, names)
 
     Fc, failed, default_labels = _repair_candidates(experiments, fid, names, mode, candidates)
     n = Fc.shape[0]
@@ -829,15 +967,23 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
     # No lift: every usable candidate's information along the weak directions is round-off
     # relative to its total (unit-free) information.
     total_info = np.trace(Fcs, axis1=1, axis2=2)
-    no_lift = bool(len(dirs)) and bool(np.all(failed | (np.abs(np.nan_to_num(lift))
-                                                       <= 1e-10 * np.abs(total_info))))
+    no_lift = bool(len(dirs)) and bool(
+        np.all(failed | (np.abs(np.nan_to_num(lift)) <= 1e-10 * np.abs(total_info)))
+    )
 
     alone_rank, alone_gamma = _rank_and_collinearity(F0s[None] + Fcs)
     ranking = []
     for i in np.argsort(-np.nan_to_num(lift, nan=-np.inf), kind="stable"):
-        ranking.append({"index": int(i), "label": labels[i], "lift": float(lift[i]),
-                        "rank": int(alone_rank[i]), "collinearity": float(alone_gamma[i]),
-                        "failed": bool(failed[i])})
+        ranking.append(
+            {
+                "index": int(i),
+                "label": labels[i],
+                "lift": float(lift[i]),
+                "rank": int(alone_rank[i]),
+                "collinearity": float(alone_gamma[i]),
+                "failed": bool(failed[i]),
+            }
+        )
 
     def ok(rank, gamma):
         return (rank == P) & (gamma < threshold)
@@ -880,25 +1026,39 @@ def repair_identifiability(experiment, fiducial, candidates, *, params=None, pri
             added = []
             if best_prev:
                 r, g = _rank_and_collinearity(F0s + Fcs[best_prev].sum(axis=0))
-                best_attempt = {"added": best_prev, "rank": int(r),
-                                "collinearity": float(g)}
+                best_attempt = {"added": best_prev, "rank": int(r), "collinearity": float(g)}
     F_after = F0 + (Fc[added].sum(axis=0) if added else 0.0)
     rank1, gamma1 = _rank_and_collinearity(F_after * S2)
     return RepairResult(
-        added=added, success=bool(success), exhaustive=bool(exhaustive),
-        rank_before=int(rank0), rank_after=int(rank1),
-        collinearity_before=float(gamma0), collinearity_after=float(gamma1),
-        null_directions=null_dirs, null_texts=null_texts, ranking=ranking,
-        fisher_after=FisherMatrix(0.5 * (F_after + F_after.T), names,
-                                  fiducial={x: fid[x] for x in names}),
-        threshold=threshold, n_params=P, labels=labels, best_attempt=best_attempt,
-        no_lift=no_lift, max_add=max_add)
+        added=added,
+        success=bool(success),
+        exhaustive=bool(exhaustive),
+        rank_before=int(rank0),
+        rank_after=int(rank1),
+        collinearity_before=float(gamma0),
+        collinearity_after=float(gamma1),
+        null_directions=null_dirs,
+        null_texts=null_texts,
+        ranking=ranking,
+        fisher_after=FisherMatrix(
+            0.5 * (F_after + F_after.T), names, fiducial={x: fid[x] for x in names}
+        ),
+        threshold=threshold,
+        n_params=P,
+        labels=labels,
+        best_attempt=best_attempt,
+        no_lift=no_lift,
+        max_add=max_add,
+    )
 
 
 def _repair_candidates(experiments, fid, names, mode, candidates):
     P = len(names)
-    if isinstance(candidates, list | tuple) and candidates and all(
-            isinstance(c, Experiment) for c in candidates):
+    if (
+        isinstance(candidates, list | tuple)
+        and candidates
+        and all(isinstance(c, Experiment) for c in candidates)
+    ):
         mats, failed, labels = [], [], []
         for i, cand in enumerate(candidates):
             labels.append(cand.name or f"experiment {i}")
@@ -911,9 +1071,11 @@ def _repair_candidates(experiments, fid, names, mode, candidates):
                 failed.append(True)
         return np.array(mats), np.array(failed), labels
     if len(experiments) != 1:
-        raise ValueError("candidate design points need a single `experiment` to apply to; "
-                         "for several experiments give the candidates as a list of "
-                         "ff.Experiment.")
+        raise ValueError(
+            "candidate design points need a single `experiment` to apply to; "
+            "for several experiments give the candidates as a list of "
+            "ff.Experiment."
+        )
     cands, n = _check_candidates(candidates)
     Fc, bad = _per_candidate_fisher(experiments[0], fid, names, mode, cands, n)
     Fc = np.where(bad[:, None, None], 0.0, Fc)

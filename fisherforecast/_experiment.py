@@ -85,8 +85,9 @@ class Experiment:
     def __repr__(self):
         model = getattr(self.model, "__name__", type(self.model).__name__)
         design = jax.tree_util.tree_map(lambda x: getattr(x, "shape", x), self.design)
-        return f"Experiment(model={model}, noise={self.noise!r}, design={design}, " \
-               f"name={self.name!r})"
+        return (
+            f"Experiment(model={model}, noise={self.noise!r}, design={design}, name={self.name!r})"
+        )
 
 
 def _check_model_signature(model, with_design):
@@ -103,12 +104,15 @@ def _check_model_signature(model, with_design):
     varargs = any(p.kind == p.VAR_POSITIONAL for p in ps)
     name = getattr(model, "__name__", "model")
     if len(required) > 2:
-        raise TypeError(f"Experiment `model` must take (params, design) or (params); its "
-                        f"signature is {name}{sig}.")
+        raise TypeError(
+            f"Experiment `model` must take (params, design) or (params); its "
+            f"signature is {name}{sig}."
+        )
     if with_design and len(positional) < 2 and not varargs:
         raise TypeError(
             f"Experiment `model` is called as model(params, design), but its signature is "
-            f"{name}{sig}. Make the model take (params, design), or leave design=None.")
+            f"{name}{sig}. Make the model take (params, design), or leave design=None."
+        )
 
 
 class _StaticModel:

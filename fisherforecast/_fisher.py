@@ -45,10 +45,12 @@ def _call_model(experiment: Experiment, params):
         raise TypeError(
             f"The model of {experiment.label} returned a dict (keys {list(out)[:5]}); it must "
             "return an array (stack several observables with jnp.stack or "
-            "jnp.concatenate).")
+            "jnp.concatenate)."
+        )
     out = jnp.asarray(out)
-    if not (jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype,
-                                                                        jnp.complexfloating)):
+    if not (
+        jnp.issubdtype(out.dtype, jnp.floating) or jnp.issubdtype(out.dtype, jnp.complexfloating)
+    ):
         out = out.astype(jnp.float64)
     return out
 
@@ -72,11 +74,13 @@ def _require_x64(what):
         raise FisherError(
             f"{what} computes in float64, but JAX is in float32 mode here. Call it inside "
             "`with jax.enable_x64(True):` (around your jit/vmap/grad too), or use ff.fisher, "
-            "which does that itself.")
+            "which does that itself."
+        )
 
 
-def jacobian(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
-             mode: str = "forward"):
+def jacobian(
+    experiment: Experiment, fiducial: Mapping, names: Sequence[str], mode: str = "forward"
+):
     """Model output and its Jacobian at the fiducial. Pure; call under float64.
 
     Returns ``(mean, J)`` with ``mean`` in the model's output shape and ``J`` of shape
@@ -112,8 +116,9 @@ def jacobian(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
     return mean, J
 
 
-def fisher_information(experiment: Experiment, fiducial: Mapping, names: Sequence[str],
-                       mode: str = "forward"):
+def fisher_information(
+    experiment: Experiment, fiducial: Mapping, names: Sequence[str], mode: str = "forward"
+):
     """The Fisher matrix as a JAX array, shape ``(P, P)``. Pure; call under float64.
 
     This is the function that :func:`ff.fisher` compiles, and that batching and design
@@ -245,8 +250,9 @@ def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forwa
             try:  # an ff.ode_model: name observation times it cannot solve for
                 check_times(experiment.design)
             except ValueError as exc:
-                raise NonFiniteError(f"The model of {label} returned NaN/inf at the "
-                                     f"fiducial: {exc}") from None
+                raise NonFiniteError(
+                    f"The model of {label} returned NaN/inf at the fiducial: {exc}"
+                ) from None
             except TypeError:  # a design the model cannot check (e.g. not plain times)
                 pass
         raise NonFiniteError(
@@ -281,13 +287,15 @@ def _check_finite(experiment, mean, J, checks, names, fiducial=None, mode="forwa
             if fiducial is not None:
                 with float64():
                     theta, to_params = _split(fiducial, tuple(names))
-                    values = experiment.noise.check_values(to_params(theta), experiment.design,
-                                                           jnp.asarray(mean))
+                    values = experiment.noise.check_values(
+                        to_params(theta), experiment.design, jnp.asarray(mean)
+                    )
                 v = np.asarray(values.get(message, [])).reshape(-1)
                 bad = np.nonzero(~(np.isfinite(v) & (v > 0)))[0][:5]
                 if bad.size:
-                    detail = (f"; received {[float(v[i]) for i in bad]} at flattened index "
-                              f"{bad.tolist()}")
+                    detail = (
+                        f"; received {[float(v[i]) for i in bad]} at flattened index {bad.tolist()}"
+                    )
             raise ValueError(f"Noise model of {label}: {message}, at the fiducial{detail}.")
 
 
@@ -340,12 +348,20 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
             F = np.asarray(F, dtype=np.float64)
             total = F if total is None else total + F
     if not np.all(np.isfinite(total)):
-        raise NonFiniteError("The Fisher matrix has NaN/inf entries although the model and "
-                             "its derivatives are finite: the noise weights overflowed.")
+        raise NonFiniteError(
+            "The Fisher matrix has NaN/inf entries although the model and "
+            "its derivatives are finite: the noise weights overflowed."
+        )
     label = "+".join(e.name for e in experiments if e.name) or None
-    return FisherMatrix(total, names, fiducial={n: fid[n] for n in names}, name=label,
-                        metadata={"fixed": {k: v for k, v in fid.items() if k not in names}}
-                        if len(names) < len(fid) else None)
+    return FisherMatrix(
+        total,
+        names,
+        fiducial={n: fid[n] for n in names},
+        name=label,
+        metadata={"fixed": {k: v for k, v in fid.items() if k not in names}}
+        if len(names) < len(fid)
+        else None,
+    )
 
 
 def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> dict:
@@ -401,11 +417,13 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
             if np.iscomplexobj(delta) and not jnp.iscomplexobj(mean):
                 raise ValueError(
                     f"`delta_data` is complex but the model output of {exp.label} is real; "
-                    "give the real data shift (an imaginary part would be dropped).")
+                    "give the real data shift (an imaginary part would be dropped)."
+                )
             _check_finite(exp, mean, J, jax.device_get(checks), names, fid64, mode)
             theta, to_params = _split(fid64, names)
-            b = exp.noise.inner(J, jnp.asarray(delta).reshape(-1), to_params(theta),
-                                exp.design, mean)
+            b = exp.noise.inner(
+                J, jnp.asarray(delta).reshape(-1), to_params(theta), exp.design, mean
+            )
             F_total = F_total + np.asarray(F, dtype=np.float64)
             b_total = b_total + np.asarray(b, dtype=np.float64)
     inv = robust_inverse(F_total, names, fid)

@@ -139,8 +139,10 @@ def _fisher_parts_checked(experiments, fid64, names, mode):
         means.append(np.asarray(mean))
         blocks.append(None if S is None else np.asarray(S, dtype=np.float64))
     if not np.all(np.isfinite(F_total)):
-        raise FisherError("The Fisher matrix has NaN/inf entries although the model and its "
-                          "derivatives are finite: the noise weights overflowed.")
+        raise FisherError(
+            "The Fisher matrix has NaN/inf entries although the model and its "
+            "derivatives are finite: the noise weights overflowed."
+        )
     return F_total, means, blocks
 
 
@@ -227,7 +229,7 @@ def _rref(rows, tol=1e-9):
             if m != k:
                 A[m] -= A[m, j] * A[k]
         pivots.append(j)
-    return A[:len(pivots)], pivots
+    return A[: len(pivots)], pivots
 
 
 def _unit_direction(vec, first_positive=False):
@@ -256,8 +258,10 @@ def _format_power(name, exponent):
 def _integer_exponents(exponents):
     """Scale simple rational exponents to integers: {a: 1, b: 1/2} -> {a: 2, b: 1}."""
     fracs = {n: Fraction(e).limit_denominator(6) for n, e in exponents.items()}
-    if any(abs(float(f) - e) > 1e-3 * max(1.0, abs(e)) for f, e in
-           zip(fracs.values(), exponents.values(), strict=True)):
+    if any(
+        abs(float(f) - e) > 1e-3 * max(1.0, abs(e))
+        for f, e in zip(fracs.values(), exponents.values(), strict=True)
+    ):
         return exponents
     lcm = math.lcm(*(f.denominator for f in fracs.values()))
     return {n: float(f * lcm) for n, f in fracs.items()}
@@ -342,8 +346,10 @@ def _null_group_text(rows, log, labels):
         return f"{head}: no combination of {', '.join(params)} is identifiable"
     if len(combos) == 1:
         return f"{head}: only {_monomial(combos[0])} is identifiable"
-    return (f"{head}: among {', '.join(params)} only "
-            f"{_join(_monomial(c) for c in combos)} are identifiable")
+    return (
+        f"{head}: among {', '.join(params)} only "
+        f"{_join(_monomial(c) for c in combos)} are identifiable"
+    )
 
 
 def _null_space_texts(directions, log, labels):
@@ -351,17 +357,19 @@ def _null_space_texts(directions, log, labels):
     groups = []  # (set of names, list of directions)
     for d in directions:
         hit = [g for g in groups if g[0] & set(d)]
-        merged = (set(d).union(*(g[0] for g in hit)),
-                  [r for g in hit for r in g[1]] + [d])
+        merged = (set(d).union(*(g[0] for g in hit)), [r for g in hit for r in g[1]] + [d])
         groups = [g for g in groups if g not in hit] + [merged]
     order = {id(d): i for i, d in enumerate(directions)}
     groups.sort(key=lambda g: min(order[id(r)] for r in g[1]))
-    return [_null_group_text(sorted(rows, key=lambda r: order[id(r)]), log, labels)
-            for _, rows in groups]
+    return [
+        _null_group_text(sorted(rows, key=lambda r: order[id(r)]), log, labels)
+        for _, rows in groups
+    ]
 
 
-def describe_null_direction(coefficients: Mapping[str, float], log: Mapping[str, bool],
-                            width: float | None = None) -> str:
+def describe_null_direction(
+    coefficients: Mapping[str, float], log: Mapping[str, bool], width: float | None = None
+) -> str:
     """Words for a null direction ``{name: coefficient}`` in ln-parameters.
 
     Moving along the direction ``t·v`` (``ln θᵢ += t vᵢ``) leaves the model output unchanged,
@@ -377,8 +385,10 @@ def describe_null_direction(coefficients: Mapping[str, float], log: Mapping[str,
     """
     labels = {n: _coordinate_label(n, log[n]) for n in coefficients}
     if width is not None:
-        return (f"{_direction_text(coefficients, labels)} is poorly determined (1σ width "
-                f"{width:.3g} in ln-units)")
+        return (
+            f"{_direction_text(coefficients, labels)} is poorly determined (1σ width "
+            f"{width:.3g} in ln-units)"
+        )
     return _null_group_text([dict(coefficients)], log, labels)
 
 
@@ -391,13 +401,14 @@ def _sloppy_text(k, shown, names, log, labels, eigenvalues, eigenvectors, n_zero
     1σ width (from the covariance), and only when that is smaller than the direction's.
     """
     width = float(eigenvalues[k]) ** -0.5
-    head = (f"{_direction_text(shown, labels)} is poorly determined (1σ width {width:.3g} "
-            "in ln-units)")
+    head = (
+        f"{_direction_text(shown, labels)} is poorly determined (1σ width {width:.3g} in ln-units)"
+    )
     group = [n for n in names if n in shown]
     if not all(log[n] for n in group):
         return head
     idx = [names.index(n) for n in group]
-    constraints = eigenvectors[idx, :k + 1].T
+    constraints = eigenvectors[idx, : k + 1].T
     _, sv, vt = np.linalg.svd(constraints, full_matrices=False)
     basis = vt[: int(np.sum(sv > 1e-8 * sv[0]))] if sv.size and sv[0] > 0 else vt[:0]
     if basis.shape[0] >= len(group):
@@ -515,8 +526,10 @@ class IdentifiabilityReport:
         bad = [n for n, ok in self.identifiable.items() if ok is False]
         unknown = [n for n, ok in self.identifiable.items() if ok is None]
         more = f", undetermined={unknown}" if unknown else ""
-        return (f"IdentifiabilityReport(rank={self.rank}/{self.n_params}, "
-                f"condition_number={self.condition_number:.3g}, not_identifiable={bad}{more})")
+        return (
+            f"IdentifiabilityReport(rank={self.rank}/{self.n_params}, "
+            f"condition_number={self.condition_number:.3g}, not_identifiable={bad}{more})"
+        )
 
     # ----- queries --------------------------------------------------------------------
     def collinearity_index(self, names=None) -> float:
@@ -545,15 +558,21 @@ class IdentifiabilityReport:
     def to_dict(self) -> dict:
         """Plain-Python view of the report (``inf`` written as the string ``"inf"``, NaN as
         ``None``)."""
+
         def fmap(d):
             return {k: _finite_or_str(v) for k, v in d.items()}
 
         return {
-            "names": list(self.names), "n_params": self.n_params, "source": self.source,
-            "fiducial": dict(self.fiducial), "parameterisation": dict(self.parameterisation),
+            "names": list(self.names),
+            "n_params": self.n_params,
+            "source": self.source,
+            "fiducial": dict(self.fiducial),
+            "parameterisation": dict(self.parameterisation),
             "scales": dict(self.scales),
-            "rank": self.rank, "rank_at_fiducial": self.rank_at_fiducial,
-            "ranks": list(self.ranks), "random_points": [dict(p) for p in self.random_points],
+            "rank": self.rank,
+            "rank_at_fiducial": self.rank_at_fiducial,
+            "ranks": list(self.ranks),
+            "random_points": [dict(p) for p in self.random_points],
             "rtol": self.rtol,
             "singular_values": self.singular_values.tolist(),
             "null_directions": [dict(d) for d in self.null_directions],
@@ -570,38 +589,48 @@ class IdentifiabilityReport:
             "weakest_direction": dict(self.weakest_direction),
             "sloppy_directions": [dict(d) for d in self.sloppy_directions],
             "sloppy_descriptions": list(self.sloppy_descriptions),
-            "relative_crb": fmap(self.relative_crb), "absolute_crb": fmap(self.absolute_crb),
+            "relative_crb": fmap(self.relative_crb),
+            "absolute_crb": fmap(self.absolute_crb),
             "crb_threshold": self.crb_threshold,
             "coordinate_identifiability": dict(self.coordinate_identifiability),
             "collinearity": _finite_or_str(self.collinearity),
             "collinearity_threshold": self.collinearity_threshold,
-            "identifiable_subsets": [{"names": list(n), "collinearity": g}
-                                     for n, g in self.identifiable_subsets],
+            "identifiable_subsets": [
+                {"names": list(n), "collinearity": g} for n, g in self.identifiable_subsets
+            ],
             "subset_search": self.subset_search,
-            "method": self.method, "notes": list(self.notes),
+            "method": self.method,
+            "notes": list(self.notes),
         }
 
     def summary(self) -> str:
         """A readable report: verdicts, spectrum, collinearity and a per-parameter table."""
         P = self.n_params
-        kind = ("structural + practical" if self.source == "experiment"
-                else "practical only: a FisherMatrix carries no model")
+        kind = (
+            "structural + practical"
+            if self.source == "experiment"
+            else "practical only: a FisherMatrix carries no model"
+        )
         lines = [f"Identifiability report: {P} parameters ({kind})"]
         if self.source == "experiment":
             pts = ", ".join(str(r) for r in self.ranks)
-            lines.append(f"Structural (local) rank: {self.rank} of {P}  [fiducial and "
-                         f"{len(self.ranks) - 1} random points: {pts}; rtol {self.rtol:.0e}]")
+            lines.append(
+                f"Structural (local) rank: {self.rank} of {P}  [fiducial and "
+                f"{len(self.ranks) - 1} random points: {pts}; rtol {self.rtol:.0e}]"
+            )
         else:
-            lines.append(f"Numerical rank of the Fisher matrix: {self.rank} of {P}  "
-                         f"[rtol {self.rtol:.0e}]")
+            lines.append(
+                f"Numerical rank of the Fisher matrix: {self.rank} of {P}  [rtol {self.rtol:.0e}]"
+            )
         if self.null_descriptions:
             lines.append("Not identifiable (null directions of the sensitivity matrix):")
             lines += [f"  - {t}" for t in self.null_descriptions]
         else:
             lines.append("No structural degeneracy: every parameter is locally identifiable.")
         if self.local_null_descriptions:
-            lines.append(f"Extra degeneracy at this fiducial only (rank {self.rank_at_fiducial} "
-                         "here):")
+            lines.append(
+                f"Extra degeneracy at this fiducial only (rank {self.rank_at_fiducial} here):"
+            )
             lines += [f"  - {t}" for t in self.local_null_descriptions]
         ev = self.eigenvalues
         out = [n for n, ok in self.practically_identifiable.items() if ok is None]
@@ -609,31 +638,46 @@ class IdentifiabilityReport:
         if ev.size:
             lines.append(
                 f"Log-parameter FIM{aside}: eigenvalues {ev[-1]:.3g} … {ev[0]:.3g}; condition "
-                f"number {self.condition_number:.3g}; spans {self.sloppiness:.3g} decades")
+                f"number {self.condition_number:.3g}; spans {self.sloppiness:.3g} decades"
+            )
         else:
-            lines.append("Log-parameter FIM: no parameter has a scale (every fiducial is 0; "
-                         "give scales=...)")
+            lines.append(
+                "Log-parameter FIM: no parameter has a scale (every fiducial is 0; give scales=...)"
+            )
         if self.sloppy_descriptions:
-            lines.append(f"Poorly determined directions (1σ width in ln θ > "
-                         f"{self.crb_threshold:g}):")
+            lines.append(
+                f"Poorly determined directions (1σ width in ln θ > {self.crb_threshold:g}):"
+            )
             lines += [f"  - {t}" for t in self.sloppy_descriptions]
-        weak = ", ".join(f"{c:+.2f}·{self._labels[n]}"
-                         for n, c in self.weakest_direction.items() if abs(c) >= 0.05)
+        weak = ", ".join(
+            f"{c:+.2f}·{self._labels[n]}"
+            for n, c in self.weakest_direction.items()
+            if abs(c) >= 0.05
+        )
         if weak:
             lines.append(f"Weakest direction: {weak}")
-        lines.append(f"Collinearity index (all parameters): {self.collinearity:.3g} "
-                     f"(identifiable subsets need < {self.collinearity_threshold:g})")
+        lines.append(
+            f"Collinearity index (all parameters): {self.collinearity:.3g} "
+            f"(identifiable subsets need < {self.collinearity_threshold:g})"
+        )
         if self.identifiable_subsets:
             size = len(self.identifiable_subsets[0][0])
-            shown = "; ".join("{" + ", ".join(n) + f"}} γ={g:.3g}"
-                              for n, g in self.identifiable_subsets[:5])
-            more = (f" (+{len(self.identifiable_subsets) - 5} more)"
-                    if len(self.identifiable_subsets) > 5 else "")
-            lines.append(f"Largest identifiable subsets ({size} of {P}, "
-                         f"{self.subset_search}): {shown}{more}")
+            shown = "; ".join(
+                "{" + ", ".join(n) + f"}} γ={g:.3g}" for n, g in self.identifiable_subsets[:5]
+            )
+            more = (
+                f" (+{len(self.identifiable_subsets) - 5} more)"
+                if len(self.identifiable_subsets) > 5
+                else ""
+            )
+            lines.append(
+                f"Largest identifiable subsets ({size} of {P}, {self.subset_search}): {shown}{more}"
+            )
         width = max([len(n) for n in self.names] + [9])
-        head = (f"{'parameter':<{width}}  {'fiducial':>10}  {'rel. CRB':>9}  "
-                f"{'coord. id.':>10}  {'structural':>10}  {'practical':>9}")
+        head = (
+            f"{'parameter':<{width}}  {'fiducial':>10}  {'rel. CRB':>9}  "
+            f"{'coord. id.':>10}  {'structural':>10}  {'practical':>9}"
+        )
         lines += ["", head, "-" * len(head)]
         verdict = {True: "yes", False: "NO", None: "n/a"}
         for n in self.names:
@@ -643,9 +687,12 @@ class IdentifiabilityReport:
                 f"{n:<{width}}  {self.fiducial[n]:>10.4g}  {crb:>9}  "
                 f"{self.coordinate_identifiability[n]:>10.3g}  "
                 f"{verdict[self.structurally_identifiable[n]]:>10}  "
-                f"{verdict[self.practically_identifiable[n]]:>9}")
-        lines.append(f"(practical: structural and relative CRB ≤ {self.crb_threshold:g}; a "
-                     "parameter with fiducial 0 needs scales= for a relative CRB)")
+                f"{verdict[self.practically_identifiable[n]]:>9}"
+            )
+        lines.append(
+            f"(practical: structural and relative CRB ≤ {self.crb_threshold:g}; a "
+            "parameter with fiducial 0 needs scales= for a relative CRB)"
+        )
         lines += [f"Note: {t}" for t in self.notes]
         return "\n".join(lines)
 
@@ -677,8 +724,10 @@ class IdentifiabilityReport:
         ax_spec.set_xticks([])
         ax_spec.set_ylabel("eigenvalue of the log-parameter FIM")
         if null and positive.size > 1 and positive[0] > 0:
-            title = (f"{null} zero eigenvalue{'s' if null > 1 else ''}; the rest spans "
-                     f"{math.log10(positive[-1] / positive[0]):.3g} decades")
+            title = (
+                f"{null} zero eigenvalue{'s' if null > 1 else ''}; the rest spans "
+                f"{math.log10(positive[-1] / positive[0]):.3g} decades"
+            )
         elif null:
             title = f"{null} zero eigenvalue{'s' if null > 1 else ''}"
         else:
@@ -692,8 +741,9 @@ class IdentifiabilityReport:
                 continue  # marginalised out of the spectrum
             ax_comp.bar(x, V[i], bottom=bottom, label=self._labels[n], color=f"C{i % 10}")
             bottom += V[i]
-        ax_comp.set_xticks(x, ["0 (null)" if k < null else f"{v:.2g}" for k, v in enumerate(ev)],
-                           rotation=45)
+        ax_comp.set_xticks(
+            x, ["0 (null)" if k < null else f"{v:.2g}" for k, v in enumerate(ev)], rotation=45
+        )
         ax_comp.set_xlabel("eigenvalue (eigen-direction, weakest first)")
         ax_comp.set_ylabel("share of each parameter (v²)")
         ax_comp.set_ylim(0, 1)
@@ -709,14 +759,15 @@ class IdentifiabilityReport:
 def _check_options(n_random, rtol, crb_threshold, collinearity_threshold, spread):
     if isinstance(n_random, bool) or not isinstance(n_random, int | np.integer) or n_random < 0:
         raise ValueError(f"`n_random` must be a non-negative integer; received {n_random!r}.")
-    for label, value, lo, hi in (("rtol", rtol, 0.0, 1.0), ("spread", spread, 0.0, math.inf),
-                                 ("crb_threshold", crb_threshold, 0.0, math.inf),
-                                 ("collinearity_threshold", collinearity_threshold, 1.0,
-                                  math.inf)):
+    for label, value, lo, hi in (
+        ("rtol", rtol, 0.0, 1.0),
+        ("spread", spread, 0.0, math.inf),
+        ("crb_threshold", crb_threshold, 0.0, math.inf),
+        ("collinearity_threshold", collinearity_threshold, 1.0, math.inf),
+    ):
         ok = isinstance(value, int | float | np.floating) and lo < float(value) < hi
         if not ok:
-            raise ValueError(f"`{label}` must be a number in ({lo:g}, {hi:g}); received "
-                             f"{value!r}.")
+            raise ValueError(f"`{label}` must be a number in ({lo:g}, {hi:g}); received {value!r}.")
 
 
 def _orthonormal(B):
@@ -762,18 +813,23 @@ def _directions(U, names):
     R, _ = _rref(U.T)
     for row in R:
         vec = _unit_direction(row, first_positive=True)
-        out.append({n: float(c) for n, c in zip(names, vec, strict=True)
-                    if abs(c) >= NULL_COMPONENT_TOL})
+        out.append(
+            {n: float(c) for n, c in zip(names, vec, strict=True) if abs(c) >= NULL_COMPONENT_TOL}
+        )
     return out
 
 
 def _local_text(direction, labels):
     if len(direction) == 1:
         (n,) = direction
-        return (f"{n} has no effect on the output at this fiducial (it does at the random "
-                "points): not identifiable here, a local degeneracy")
-    return (f"{_direction_text(direction, labels)} is not identifiable at this fiducial (it "
-            "is at the random points): a local degeneracy")
+        return (
+            f"{n} has no effect on the output at this fiducial (it does at the random "
+            "points): not identifiable here, a local degeneracy"
+        )
+    return (
+        f"{_direction_text(direction, labels)} is not identifiable at this fiducial (it "
+        "is at the random points): a local degeneracy"
+    )
 
 
 def _spectrum(Rn, norms, scaled, s0, rank_fid, rtol):
@@ -806,8 +862,23 @@ def _spectrum(Rn, norms, scaled, s0, rank_fid, rtol):
     return eigenvalues, eigenvectors, n_zero
 
 
-def _analyse(*, names, fiducial, scale, scales, factor, ranks, rank, random_points,
-             random_nulls, rtol, crb_threshold, collinearity_threshold, source, notes):
+def _analyse(
+    *,
+    names,
+    fiducial,
+    scale,
+    scales,
+    factor,
+    ranks,
+    rank,
+    random_points,
+    random_nulls,
+    rtol,
+    crb_threshold,
+    collinearity_threshold,
+    source,
+    notes,
+):
     Rn, norms = factor.Rn, factor.norms
     names = list(names)
     P = len(names)
@@ -835,7 +906,8 @@ def _analyse(*, names, fiducial, scale, scales, factor, ranks, rank, random_poin
 
     # Spectrum of the log-FIM (eigenvalues ascending, eigenvectors as columns).
     eigenvalues, eigenvectors, n_zero = _spectrum(
-        Rn, norms, [scaled[n] for n in names], s[0] if s.size else 0.0, rank_fid, rtol)
+        Rn, norms, [scaled[n] for n in names], s[0] if s.size else 0.0, rank_fid, rtol
+    )
     m = eigenvalues.size
     if m == 0:
         condition = math.nan
@@ -844,25 +916,33 @@ def _analyse(*, names, fiducial, scale, scales, factor, ranks, rank, random_poin
     else:
         condition = float(eigenvalues[-1] / eigenvalues[0])
     sloppiness = math.log10(condition) if 0 < condition < math.inf else condition
-    weakest = ({n: float(c) for n, c in zip(names, eigenvectors[:, 0], strict=True)
-                if scaled[n]} if m else {})
+    weakest = (
+        {n: float(c) for n, c in zip(names, eigenvectors[:, 0], strict=True) if scaled[n]}
+        if m
+        else {}
+    )
     sloppy, sloppy_texts = [], []
     for k in range(n_zero, m):
         if not (eigenvalues[k] > 0 and eigenvalues[k] ** -0.5 > crb_threshold):
             continue
-        coeffs = {n: float(c) for n, c in zip(names, eigenvectors[:, k], strict=True)
-                  if abs(c) >= NULL_COMPONENT_TOL}
+        coeffs = {
+            n: float(c)
+            for n, c in zip(names, eigenvectors[:, k], strict=True)
+            if abs(c) >= NULL_COMPONENT_TOL
+        }
         sloppy.append(coeffs)
         # Drop coefficients below 5 % for the words (the dict keeps 1e-3 and up).
         shown = {n: c for n, c in coeffs.items() if abs(c) >= 0.05}
-        sloppy_texts.append(_sloppy_text(k, shown, names, log, labels, eigenvalues,
-                                         eigenvectors, n_zero))
+        sloppy_texts.append(
+            _sloppy_text(k, shown, names, log, labels, eigenvalues, eigenvectors, n_zero)
+        )
 
     # Cramér–Rao bounds from the pseudo-inverse of the unit-diagonal log-FIM over the
     # non-zero singular values at the fiducial; a parameter in a null direction (structural
     # or local to the fiducial) has an infinite bound.
-    inv_diag = (np.sum((Vt[:rank_fid] / s[:rank_fid, None]) ** 2, axis=0) if rank_fid
-                else np.zeros(P))
+    inv_diag = (
+        np.sum((Vt[:rank_fid] / s[:rank_fid, None]) ** 2, axis=0) if rank_fid else np.zeros(P)
+    )
     rel_crb, abs_crb, practical = {}, {}, {}
     for i, n in enumerate(names):
         if n in involved or n in local_involved or norms[i] == 0:
@@ -886,21 +966,31 @@ def _analyse(*, names, fiducial, scale, scales, factor, ranks, rank, random_poin
             f"The rank at the fiducial ({rank_fid}) is lower than at nearby random points "
             f"({rank}): the fiducial is a special point with an extra local degeneracy "
             "(local_null_directions). The structural null directions are those of the random "
-            "points; the practical numbers below are computed at the fiducial and show it.")
+            "points; the practical numbers below are computed at the fiducial and show it."
+        )
         if alignment is not None and alignment < 0.5:
             notes.append(
                 f"The null spaces at the random points lie poorly inside the fiducial's (best "
                 f"cos² {alignment:.2g}): the structural null directions shown are the closest "
-                "ones at the fiducial; try a smaller `spread`.")
+                "ones at the fiducial; try a smaller `spread`."
+            )
     if not math.isfinite(gamma_all) and n_null == 0:
-        notes.append("The full-set collinearity index is infinite although the generic rank "
-                     "is full: the degeneracy is local to the fiducial.")
+        notes.append(
+            "The full-set collinearity index is infinite although the generic rank "
+            "is full: the degeneracy is local to the fiducial."
+        )
     linear = [n for n in names if not log[n]]
     if linear:
         given = {n: scales[n] for n in linear if n in scales}
-        notes.append(f"Parameters with fiducial 0 are analysed in linear units: {linear}"
-                     + (f"; with the reference scales {given}, their CRB is relative to "
-                        "the scale" if given else "") + ".")
+        notes.append(
+            f"Parameters with fiducial 0 are analysed in linear units: {linear}"
+            + (
+                f"; with the reference scales {given}, their CRB is relative to the scale"
+                if given
+                else ""
+            )
+            + "."
+        )
     undetermined = [n for n in names if practical[n] is None]
     if undetermined:
         sig = ", ".join(f"{n} {abs_crb[n]:.3g}" for n in undetermined)
@@ -910,31 +1000,58 @@ def _analyse(*, names, fiducial, scale, scales, factor, ranks, rank, random_poin
             f"scales={{{', '.join(repr(n) + ': ...' for n in undetermined)}}} (a reference "
             "magnitude in the parameter's units). They are marginalised out of the log-FIM "
             "spectrum (eigenvalues, condition number, sloppy directions), which would "
-            "otherwise depend on their units.")
+            "otherwise depend on their units."
+        )
     if factor.method != "whitened sensitivities":
-        notes.append("Computed from a square root of the Fisher matrix (numerical floor "
-                     "~1e-8 in relative singular values instead of ~1e-16).")
+        notes.append(
+            "Computed from a square root of the Fisher matrix (numerical floor "
+            "~1e-8 in relative singular values instead of ~1e-16)."
+        )
 
     fisher = FisherMatrix(factor.fisher, names, fiducial={n: fiducial[n] for n in names})
     return IdentifiabilityReport(
-        names=tuple(names), n_params=P, source=source,
-        fiducial={n: fiducial[n] for n in names}, parameterisation=parameterisation,
+        names=tuple(names),
+        n_params=P,
+        source=source,
+        fiducial={n: fiducial[n] for n in names},
+        parameterisation=parameterisation,
         scales={n: scales[n] for n in names if n in scales},
-        rank=rank, rank_at_fiducial=rank_fid, ranks=list(ranks), random_points=random_points,
-        singular_values=s, rtol=float(rtol),
-        null_directions=null_dirs, null_descriptions=texts,
-        local_null_directions=local_dirs, local_null_descriptions=local_texts,
-        structurally_identifiable=structural, practically_identifiable=practical,
+        rank=rank,
+        rank_at_fiducial=rank_fid,
+        ranks=list(ranks),
+        random_points=random_points,
+        singular_values=s,
+        rtol=float(rtol),
+        null_directions=null_dirs,
+        null_descriptions=texts,
+        local_null_directions=local_dirs,
+        local_null_descriptions=local_texts,
+        structurally_identifiable=structural,
+        practically_identifiable=practical,
         identifiable=dict(practical),
-        eigenvalues=eigenvalues, eigenvectors=eigenvectors, condition_number=condition,
-        sloppiness=sloppiness, weakest_direction=weakest, sloppy_directions=sloppy,
+        eigenvalues=eigenvalues,
+        eigenvectors=eigenvectors,
+        condition_number=condition,
+        sloppiness=sloppiness,
+        weakest_direction=weakest,
+        sloppy_directions=sloppy,
         sloppy_descriptions=sloppy_texts,
-        relative_crb=rel_crb, absolute_crb=abs_crb, crb_threshold=float(crb_threshold),
+        relative_crb=rel_crb,
+        absolute_crb=abs_crb,
+        crb_threshold=float(crb_threshold),
         coordinate_identifiability=coord,
-        collinearity=gamma_all, collinearity_threshold=float(collinearity_threshold),
-        identifiable_subsets=subsets, subset_search=search,
-        fisher=fisher, method=factor.method, notes=notes,
-        _Rn=Rn, _norms=norms, _scale=scale, _null_basis=U_null, _n_zero=n_zero,
+        collinearity=gamma_all,
+        collinearity_threshold=float(collinearity_threshold),
+        identifiable_subsets=subsets,
+        subset_search=search,
+        fisher=fisher,
+        method=factor.method,
+        notes=notes,
+        _Rn=Rn,
+        _norms=norms,
+        _scale=scale,
+        _null_basis=U_null,
+        _n_zero=n_zero,
         _labels=labels,
     )
 
@@ -949,29 +1066,39 @@ def _check_scales(scales, names, fid):
     if scales is None:
         return {}
     if not isinstance(scales, Mapping):
-        raise TypeError("`scales` must be a dict name -> reference scale (for parameters "
-                        f"whose fiducial is 0); received {quote(scales)}.")
+        raise TypeError(
+            "`scales` must be a dict name -> reference scale (for parameters "
+            f"whose fiducial is 0); received {quote(scales)}."
+        )
     unknown = [n for n in scales if n not in names]
     if unknown:
-        raise ParameterError(f"`scales` names {unknown}, which are not analysed; the "
-                             f"parameters are {list(names)}.")
+        raise ParameterError(
+            f"`scales` names {unknown}, which are not analysed; the parameters are {list(names)}."
+        )
     out = {}
     for n, v in scales.items():
-        if (isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating)
-                or not 0 < float(v) < math.inf):
-            raise ValueError(f"`scales[{n!r}]` must be a positive finite number; received "
-                             f"{quote(v)}.")
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float | np.integer | np.floating)
+            or not 0 < float(v) < math.inf
+        ):
+            raise ValueError(
+                f"`scales[{n!r}]` must be a positive finite number; received {quote(v)}."
+            )
         if fid[n] != 0:
-            raise ValueError(f"`scales[{n!r}]`: {n!r} has the non-zero fiducial {fid[n]!r}, "
-                             "which already sets its scale; `scales` is only for parameters "
-                             "whose fiducial is 0.")
+            raise ValueError(
+                f"`scales[{n!r}]`: {n!r} has the non-zero fiducial {fid[n]!r}, "
+                "which already sets its scale; `scales` is only for parameters "
+                "whose fiducial is 0."
+            )
         out[n] = float(v)
     return out
 
 
 def _scale_vector(names, fid, scales):
-    return np.array([abs(float(fid[n])) if fid[n] != 0 else scales.get(n, 1.0)
-                     for n in names], dtype=np.float64)
+    return np.array(
+        [abs(float(fid[n])) if fid[n] != 0 else scales.get(n, 1.0) for n in names], dtype=np.float64
+    )
 
 
 def _null_basis_at(factor, scale_at, scale_fid, is_log, rtol):
@@ -989,10 +1116,20 @@ def _null_basis_at(factor, scale_at, scale_fid, is_log, rtol):
     return r, _orthonormal(B)
 
 
-def identifiability(experiment_or_fisher, fiducial=None, *, params=None, n_random=3,
-                    spread=0.1, rtol=RANK_RTOL, crb_threshold=CRB_THRESHOLD,
-                    collinearity_threshold=COLLINEARITY_THRESHOLD, seed=0,
-                    mode="forward", scales=None) -> IdentifiabilityReport:
+def identifiability(
+    experiment_or_fisher,
+    fiducial=None,
+    *,
+    params=None,
+    n_random=3,
+    spread=0.1,
+    rtol=RANK_RTOL,
+    crb_threshold=CRB_THRESHOLD,
+    collinearity_threshold=COLLINEARITY_THRESHOLD,
+    seed=0,
+    mode="forward",
+    scales=None,
+) -> IdentifiabilityReport:
     """Which parameters, and which combinations of them, can an experiment determine?
 
     The report is built on the log-parameter sensitivity matrix ``S = L⁻¹ J diag(θ)``
@@ -1045,20 +1182,25 @@ def identifiability(experiment_or_fisher, fiducial=None, *, params=None, n_rando
     _check_mode(mode)
     notes = []
     if isinstance(experiment_or_fisher, IdentifiabilityReport):
-        raise TypeError("identifiability() received a report; pass the experiment or the "
-                        "FisherMatrix it was made from.")
+        raise TypeError(
+            "identifiability() received a report; pass the experiment or the "
+            "FisherMatrix it was made from."
+        )
     if isinstance(experiment_or_fisher, FisherMatrix):
         F = experiment_or_fisher
         fid = fiducial if fiducial is not None else F.fiducial
         if fid is None:
-            raise ValueError("identifiability(FisherMatrix) needs the fiducial values (for the "
-                             "log-parameters and relative CRBs): the matrix has none, so pass "
-                             "`fiducial`.")
+            raise ValueError(
+                "identifiability(FisherMatrix) needs the fiducial values (for the "
+                "log-parameters and relative CRBs): the matrix has none, so pass "
+                "`fiducial`."
+            )
         fid = check_fiducial(fid)
         missing = [n for n in F.names if n not in fid]
         if missing:
-            raise ParameterError(f"`fiducial` has no value for {missing}; the matrix has "
-                                 f"parameters {list(F.names)}.")
+            raise ParameterError(
+                f"`fiducial` has no value for {missing}; the matrix has parameters {list(F.names)}."
+            )
         names = check_names(params, {n: fid[n] for n in F.names})
         scales = _check_scales(scales, names, fid)
         # Parameters not in `params` are held fixed: keep only their rows and columns.
@@ -1068,18 +1210,34 @@ def identifiability(experiment_or_fisher, fiducial=None, *, params=None, n_rando
         factor = _factor_from_fisher(np.asarray(M, dtype=np.float64), scale)
         s = np.linalg.svd(factor.Rn, compute_uv=False)
         rank = _rank(s, rtol)
-        return _analyse(names=names, fiducial=fid, scale=scale, scales=scales, factor=factor,
-                        ranks=[rank], rank=rank, random_points=[], random_nulls=[], rtol=rtol,
-                        crb_threshold=crb_threshold,
-                        collinearity_threshold=collinearity_threshold, source="fisher",
-                        notes=[*notes, "From a FisherMatrix: no structural analysis (no model, "
-                                       "no random points); the rank is numerical."])
+        return _analyse(
+            names=names,
+            fiducial=fid,
+            scale=scale,
+            scales=scales,
+            factor=factor,
+            ranks=[rank],
+            rank=rank,
+            random_points=[],
+            random_nulls=[],
+            rtol=rtol,
+            crb_threshold=crb_threshold,
+            collinearity_threshold=collinearity_threshold,
+            source="fisher",
+            notes=[
+                *notes,
+                "From a FisherMatrix: no structural analysis (no model, "
+                "no random points); the rank is numerical.",
+            ],
+        )
 
     experiments = _as_experiments(experiment_or_fisher)
     _check_mode(mode, experiments)
     if fiducial is None:
-        raise ValueError("identifiability(experiment) needs `fiducial`, the parameter values "
-                         "at which to analyse the model.")
+        raise ValueError(
+            "identifiability(experiment) needs `fiducial`, the parameter values "
+            "at which to analyse the model."
+        )
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     scales = _check_scales(scales, names, fid)
@@ -1102,23 +1260,34 @@ def identifiability(experiment_or_fisher, fiducial=None, *, params=None, n_rando
             try:
                 other = _factor_at(experiments, point, names, mode, scale_at)
             except (FisherError, ValueError, np.linalg.LinAlgError) as exc:
-                notes.append(f"Random point {len(points) + 1} skipped: "
-                             f"{str(exc).splitlines()[0]}")
+                notes.append(f"Random point {len(points) + 1} skipped: {str(exc).splitlines()[0]}")
                 continue
             points.append({n: float(point[n]) for n in names})
             r, B = _null_basis_at(other, scale_at, scale, is_log, rtol)
             ranks.append(r)
             nulls.append((r, B))
     rank = max(ranks)
-    return _analyse(names=names, fiducial=fid, scale=scale, scales=scales, factor=factor,
-                    ranks=ranks, rank=rank, random_points=points,
-                    random_nulls=[B for r, B in nulls if r == rank], rtol=rtol,
-                    crb_threshold=crb_threshold, collinearity_threshold=collinearity_threshold,
-                    source="experiment", notes=notes)
+    return _analyse(
+        names=names,
+        fiducial=fid,
+        scale=scale,
+        scales=scales,
+        factor=factor,
+        ranks=ranks,
+        rank=rank,
+        random_points=points,
+        random_nulls=[B for r, B in nulls if r == rank],
+        rtol=rtol,
+        crb_threshold=crb_threshold,
+        collinearity_threshold=collinearity_threshold,
+        source="experiment",
+        notes=notes,
+    )
 
 
-def collinearity_index(experiment_or_fisher, fiducial=None, names=None, *, params=None,
-                       rtol=RANK_RTOL, mode="forward") -> float:
+def collinearity_index(
+    experiment_or_fisher, fiducial=None, names=None, *, params=None, rtol=RANK_RTOL, mode="forward"
+) -> float:
     """Brun–Reichert–Künsch collinearity index γ of a parameter subset.
 
     ``γ_K = 1/sqrt(λ_min(S̃_Kᵀ S̃_K))``, where ``S̃`` holds the noise-whitened sensitivity
@@ -1149,8 +1318,9 @@ def collinearity_index(experiment_or_fisher, fiducial=None, names=None, *, param
     if isinstance(experiment_or_fisher, IdentifiabilityReport):
         return experiment_or_fisher.collinearity_index(names)
     if isinstance(experiment_or_fisher, FisherMatrix):
-        report = identifiability(experiment_or_fisher, fiducial, params=params, n_random=0,
-                                 rtol=rtol)
+        report = identifiability(
+            experiment_or_fisher, fiducial, params=params, n_random=0, rtol=rtol
+        )
         return report.collinearity_index(names)
     experiments = _as_experiments(experiment_or_fisher)
     _check_mode(mode, experiments)
@@ -1161,8 +1331,9 @@ def collinearity_index(experiment_or_fisher, fiducial=None, names=None, *, param
     subset = varied if names is None else check_names(names, {n: 0 for n in varied})
     scale = _scale_of([fid[n] for n in varied])
     with float64():
-        factor = _factor_at(experiments, {k: np.float64(v) for k, v in fid.items()}, varied,
-                            mode, scale)
+        factor = _factor_at(
+            experiments, {k: np.float64(v) for k, v in fid.items()}, varied, mode, scale
+        )
     return _gamma(factor.Rn, [varied.index(n) for n in subset], rtol)
 
 
@@ -1178,27 +1349,34 @@ def _report_and_center(report_or_experiment, fiducial, params, which, kwargs):
     if isinstance(report_or_experiment, IdentifiabilityReport):
         report = report_or_experiment
         if kwargs:
-            raise TypeError(f"options {sorted(kwargs)} apply only when an experiment is "
-                            "passed; the report is already computed.")
+            raise TypeError(
+                f"options {sorted(kwargs)} apply only when an experiment is "
+                "passed; the report is already computed."
+            )
     elif isinstance(report_or_experiment, Experiment | list | tuple | FisherMatrix):
         report = identifiability(report_or_experiment, fiducial, params=params, **kwargs)
     else:
-        raise TypeError("Expected an IdentifiabilityReport, an ff.Experiment (or a list of "
-                        f"them) or a FisherMatrix; received {quote(report_or_experiment)}.")
+        raise TypeError(
+            "Expected an IdentifiabilityReport, an ff.Experiment (or a list of "
+            f"them) or a FisherMatrix; received {quote(report_or_experiment)}."
+        )
     center = dict(report.fiducial)
     if fiducial is not None:
         fid = check_fiducial(fiducial)
         missing = [n for n in report.names if n not in fid]
         if missing:
-            raise ParameterError(f"`fiducial` has no value for {missing}; the report analyses "
-                                 f"{list(report.names)}.")
+            raise ParameterError(
+                f"`fiducial` has no value for {missing}; the report analyses {list(report.names)}."
+            )
         for n in report.names:
             if (report.parameterisation[n] == "ln") != (fid[n] != 0) or (
-                    fid[n] * report.fiducial[n] < 0):
+                fid[n] * report.fiducial[n] < 0
+            ):
                 raise ValueError(
                     f"fiducial[{n!r}] = {fid[n]!r} cannot centre the prior: the report treats "
                     f"{n!r} as {report.parameterisation[n]} around {report.fiducial[n]!r}; the "
-                    "centre must have the same sign (and be non-zero for ln-parameters).")
+                    "centre must have the same sign (and be non-zero for ln-parameters)."
+                )
             center[n] = fid[n]
     if which == "structural":
         U = np.asarray(report._null_basis)
@@ -1210,14 +1388,25 @@ def _report_and_center(report_or_experiment, fiducial, params, which, kwargs):
 
 
 def _check_lam(lam):
-    if (isinstance(lam, bool) or not isinstance(lam, int | float | np.integer | np.floating)
-            or not 0 < float(lam) < math.inf):
+    if (
+        isinstance(lam, bool)
+        or not isinstance(lam, int | float | np.integer | np.floating)
+        or not 0 < float(lam) < math.inf
+    ):
         raise ValueError(f"`lam` must be a positive finite number; received {lam!r}.")
     return float(lam)
 
 
-def nullspace_prior(report_or_experiment, fiducial=None, lam=1.0, *, params=None,
-                    which="structural", log=False, **identifiability_options) -> FisherMatrix:
+def nullspace_prior(
+    report_or_experiment,
+    fiducial=None,
+    lam=1.0,
+    *,
+    params=None,
+    which="structural",
+    log=False,
+    **identifiability_options,
+) -> FisherMatrix:
     """A Gaussian prior that acts only on the non-identifiable subspace (Wang & Hao 2025).
 
     With ``U`` an orthonormal basis of the non-identifiable directions in **ln-parameters**
@@ -1253,28 +1442,48 @@ def nullspace_prior(report_or_experiment, fiducial=None, lam=1.0, *, params=None
     ```
     """
     lam = _check_lam(lam)
-    report, center, U = _report_and_center(report_or_experiment, fiducial, params, which,
-                                           identifiability_options)
+    report, center, U = _report_and_center(
+        report_or_experiment, fiducial, params, which, identifiability_options
+    )
     names = report.names
     M = lam * (U @ U.T) if U.size else np.zeros((len(names), len(names)))
-    meta = {"lam": lam, "which": which, "space": "ln",
-            "null_directions": [dict(d) for d in report.null_directions]}
+    meta = {
+        "lam": lam,
+        "which": which,
+        "space": "ln",
+        "null_directions": [dict(d) for d in report.null_directions],
+    }
     is_log = [report.parameterisation[n] == "ln" for n in names]
     # U is in the report's coordinates: ln|θ|, and θ/scale for linear parameters.
     lin_scale = np.where(is_log, 1.0, np.asarray(report._scale, dtype=np.float64))
     if log:
         new = tuple(f"ln_{n}" if report.parameterisation[n] == "ln" else n for n in names)
-        fid = {m: (math.log(abs(center[n])) if report.parameterisation[n] == "ln"
-                   else center[n]) for n, m in zip(names, new, strict=True)}
-        return FisherMatrix(M / np.outer(lin_scale, lin_scale), new, fiducial=fid,
-                            name="nullspace prior", metadata=meta)
+        fid = {
+            m: (math.log(abs(center[n])) if report.parameterisation[n] == "ln" else center[n])
+            for n, m in zip(names, new, strict=True)
+        }
+        return FisherMatrix(
+            M / np.outer(lin_scale, lin_scale),
+            new,
+            fiducial=fid,
+            name="nullspace prior",
+            metadata=meta,
+        )
     d = np.where(is_log, _scale_of([center[n] for n in names]), lin_scale)
-    return FisherMatrix(M / np.outer(d, d), names, fiducial=center, name="nullspace prior",
-                        metadata=meta)
+    return FisherMatrix(
+        M / np.outer(d, d), names, fiducial=center, name="nullspace prior", metadata=meta
+    )
 
 
-def nullspace_penalty(report_or_experiment, fiducial=None, lam=1.0, *, params=None,
-                      which="structural", **identifiability_options):
+def nullspace_penalty(
+    report_or_experiment,
+    fiducial=None,
+    lam=1.0,
+    *,
+    params=None,
+    which="structural",
+    **identifiability_options,
+):
     """A pure JAX penalty ``λ ‖Uᵀ(ln θ − ln θ*)‖²`` on the non-identifiable subspace.
 
     `U` is the same basis as in :func:`nullspace_prior` (ln-parameters; parameters whose
@@ -1298,8 +1507,9 @@ def nullspace_penalty(report_or_experiment, fiducial=None, lam=1.0, *, params=No
     ```
     """
     lam = _check_lam(lam)
-    report, center, U = _report_and_center(report_or_experiment, fiducial, params, which,
-                                           identifiability_options)
+    report, center, U = _report_and_center(
+        report_or_experiment, fiducial, params, which, identifiability_options
+    )
     names = report.names
     is_log = np.array([report.parameterisation[n] == "ln" for n in names])
     ref = np.array([center[n] for n in names], dtype=np.float64)
@@ -1313,13 +1523,17 @@ def nullspace_penalty(report_or_experiment, fiducial=None, lam=1.0, *, params=No
     def penalty(params):
         missing = [n for n in names if n not in params]
         if missing:
-            raise ParameterError(f"nullspace penalty: `params` has no value for {missing}; "
-                                 f"it needs {list(names)}.")
+            raise ParameterError(
+                f"nullspace penalty: `params` has no value for {missing}; it needs {list(names)}."
+            )
         theta = jnp.stack([jnp.asarray(params[n]) for n in names])
         dtype = jnp.result_type(theta.dtype, jnp.float32)
         log_mask = jnp.asarray(is_log)
-        delta = jnp.where(log_mask, jnp.log(jnp.where(log_mask, theta / ratio_ref, 1.0)),
-                          (theta - ref) / lin_scale).astype(dtype)
+        delta = jnp.where(
+            log_mask,
+            jnp.log(jnp.where(log_mask, theta / ratio_ref, 1.0)),
+            (theta - ref) / lin_scale,
+        ).astype(dtype)
         if U.shape[1] == 0:
             return jnp.zeros((), dtype)
         proj = jnp.asarray(U, dtype).T @ delta
@@ -1341,8 +1555,7 @@ def _marginal_sigma_pinv(F, names, fiducial, rtol=RANK_RTOL):
     null = (Vt[keep:] / safe).T
     if null.size:
         null, _ = np.linalg.qr(null)
-    in_null = np.linalg.norm(null, axis=1) >= NULL_COMPONENT_TOL if null.size else np.zeros(
-        P, bool)
+    in_null = np.linalg.norm(null, axis=1) >= NULL_COMPONENT_TOL if null.size else np.zeros(P, bool)
     inv_diag = np.sum((Vt[:keep] / s[:keep, None]) ** 2, axis=0) if keep else np.zeros(P)
     out = {}
     for i, n in enumerate(names):
@@ -1360,4 +1573,3 @@ __all__ = [
     "nullspace_penalty",
     "nullspace_prior",
 ]
-

@@ -141,11 +141,13 @@ def _write_hdf5(F, tmp, meta_json):
         h.create_dataset("matrix", data=F.matrix, dtype="f8")
         str_dt = h5py.string_dtype()
         h.create_dataset("names", data=np.array(F.names, dtype=object), dtype=str_dt)
-        h.create_dataset("labels", data=np.array([F.labels[n] for n in F.names],
-                                                 dtype=object), dtype=str_dt)
+        h.create_dataset(
+            "labels", data=np.array([F.labels[n] for n in F.names], dtype=object), dtype=str_dt
+        )
         if F.fiducial is not None:
-            h.create_dataset("fiducial", data=np.array([F.fiducial[n] for n in F.names],
-                                                       dtype=np.float64))
+            h.create_dataset(
+                "fiducial", data=np.array([F.fiducial[n] for n in F.names], dtype=np.float64)
+            )
 
 
 def load(path, format=None) -> FisherMatrix:
@@ -186,8 +188,10 @@ def _read_hdf5(path):
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
-        raise OSError(f"{str(path)!r} is not a readable HDF5 file ({exc}): it may be "
-                      "truncated, or not a file written by FisherMatrix.save.") from None
+        raise OSError(
+            f"{str(path)!r} is not a readable HDF5 file ({exc}): it may be "
+            "truncated, or not a file written by FisherMatrix.save."
+        ) from None
     with h5 as h:
         tag = h.attrs.get("format")
         if tag != FORMAT_TAG:
@@ -201,23 +205,28 @@ def _read_hdf5(path):
         if matrix.dtype != np.float64:
             raise ValueError(f"{str(path)!r}: matrix has dtype {matrix.dtype}, expected f8.")
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in h["names"][()]]
-        labels = ([n.decode() if isinstance(n, bytes) else str(n) for n in h["labels"][()]]
-                  if "labels" in h else None)
+        labels = (
+            [n.decode() if isinstance(n, bytes) else str(n) for n in h["labels"][()]]
+            if "labels" in h
+            else None
+        )
         fid = h["fiducial"][()] if "fiducial" in h else None
         name = h.attrs.get("experiment") or None
         meta = json.loads(h.attrs.get("metadata", "{}"))
         meta.setdefault("library_version", h.attrs.get("library_version"))
         meta.setdefault("created", h.attrs.get("created"))
     if matrix.shape != (len(names), len(names)):
-        raise ValueError(f"{str(path)!r}: matrix shape {matrix.shape} does not match "
-                         f"{len(names)} names.")
+        raise ValueError(
+            f"{str(path)!r}: matrix shape {matrix.shape} does not match {len(names)} names."
+        )
     for key, values in (("labels", labels), ("fiducial", fid)):
         if values is not None and len(values) != len(names):
-            raise ValueError(f"{str(path)!r}: the {key!r} dataset has {len(values)} entries "
-                             f"for {len(names)} parameter names; the file is corrupted.")
+            raise ValueError(
+                f"{str(path)!r}: the {key!r} dataset has {len(values)} entries "
+                f"for {len(names)} parameter names; the file is corrupted."
+            )
     fiducial = dict(zip(names, fid.tolist(), strict=True)) if fid is not None else None
-    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
-                        metadata=meta)
+    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
 
 
 def _check_text_names(F):
@@ -228,14 +237,16 @@ def _check_text_names(F):
             raise ValueError(
                 f"parameter name {n!r} cannot be saved as text: names in the text format "
                 "must not contain whitespace or line breaks, start with '#' or end with '*' "
-                f"(getdist's mark of a derived parameter); {hint}.")
+                f"(getdist's mark of a derived parameter); {hint}."
+            )
     for n in F.names:
         label = F.labels[n]
         if label and label.splitlines() != [label]:
             raise ValueError(
                 f"the label of parameter {n!r}, {label!r}, contains a line break and cannot "
                 "be saved in a '.paramnames' file; save as HDF5 (a '.h5' path) or change "
-                "the label.")
+                "the label."
+            )
 
 
 def _save_text(F, path, overwrite, meta_json):
@@ -250,7 +261,8 @@ def _save_text(F, path, overwrite, meta_json):
         raise ValueError(
             f"`path` {str(path)!r} names a '.paramnames' file; pass the path of the matrix "
             "file instead (e.g. 'F.txt'): its parameter names are written beside it, to "
-            "'F.txt.paramnames'.")
+            "'F.txt.paramnames'."
+        )
     _check_text_names(F)
     names_path = Path(str(path) + ".paramnames")
     targets = (path, names_path)
@@ -296,8 +308,10 @@ def _commit_pair(moves, folder, overwrite):
             except OSError as undo_exc:
                 if backup is not None:
                     backups.remove(backup)  # keep it: it is the only copy of the old file
-                    exc.add_note(f"restoring {str(target)!r} failed ({undo_exc}); its "
-                                 f"previous contents are in {backup!r}.")
+                    exc.add_note(
+                        f"restoring {str(target)!r} failed ({undo_exc}); its "
+                        f"previous contents are in {backup!r}."
+                    )
                 else:
                     exc.add_note(f"removing the new {str(target)!r} failed ({undo_exc}).")
         raise
@@ -354,7 +368,8 @@ def _read_utf8(path):
         raise ValueError(
             f"{str(path)!r} is neither an HDF5 file nor UTF-8 text (undecodable byte at "
             f"offset {exc.start}); it is not a file written by FisherMatrix.save or a "
-            "CosmicFish/getdist text matrix.") from None
+            "CosmicFish/getdist text matrix."
+        ) from None
 
 
 def _read_text(path):
@@ -364,8 +379,10 @@ def _read_text(path):
     try:
         matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
-                         "whitespace-separated row of numbers per parameter.") from None
+        raise ValueError(
+            f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
+            "whitespace-separated row of numbers per parameter."
+        ) from None
     names = labels = fiducial = name = record = None
     legacy = False  # written by fisherforecast before the format record existed
     meta = {}
@@ -374,19 +391,26 @@ def _read_text(path):
             if h.startswith("metadata:"):
                 meta = json.loads(h.split(":", 1)[1])
             elif h.startswith(_TEXT_RECORD):
-                record = json.loads(h[len(_TEXT_RECORD):])
+                record = json.loads(h[len(_TEXT_RECORD) :])
             elif h.startswith("fisherforecast") and "; experiment:" in h:
                 legacy = True
                 name = h.split("; experiment:", 1)[1].strip() or None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{str(path)!r}: cannot read the header line {'# ' + h!r} "
-                             f"({exc}); the file is corrupted.") from None
+            raise ValueError(
+                f"{str(path)!r}: cannot read the header line {'# ' + h!r} "
+                f"({exc}); the file is corrupted."
+            ) from None
     fid_column = False
     if record is not None:
-        if not isinstance(record, dict) or record.get("paramnames_columns") not in (2, 3) \
-                or record.get("fiducial_column") != (record.get("paramnames_columns") == 3):
-            raise ValueError(f"{str(path)!r}: unreadable '# {_TEXT_RECORD}' header record "
-                             f"{record!r}; the file is corrupted.")
+        if (
+            not isinstance(record, dict)
+            or record.get("paramnames_columns") not in (2, 3)
+            or record.get("fiducial_column") != (record.get("paramnames_columns") == 3)
+        ):
+            raise ValueError(
+                f"{str(path)!r}: unreadable '# {_TEXT_RECORD}' header record "
+                f"{record!r}; the file is corrupted."
+            )
         fid_column = record["fiducial_column"]
         name = record.get("experiment") or None
         legacy = False
@@ -395,13 +419,16 @@ def _read_text(path):
         pn = Path(path).with_suffix(".paramnames")
         record = None  # the record describes the sidecar written as 'path.paramnames' only
     if pn.exists():
-        entries = [ln for ln in _read_utf8(pn).splitlines()
-                   if ln.strip() and not ln.startswith("#")]
+        entries = [
+            ln for ln in _read_utf8(pn).splitlines() if ln.strip() and not ln.startswith("#")
+        ]
         if record is not None:
             names, labels, fid_values = _parse_own_paramnames(pn, entries, fid_column)
             if len(names) != record.get("parameters", len(names)):
-                raise ValueError(f"{str(pn)!r} lists {len(names)} parameters but {str(path)!r}"
-                                 f" records {record['parameters']}; the pair is inconsistent.")
+                raise ValueError(
+                    f"{str(pn)!r} lists {len(names)} parameters but {str(path)!r}"
+                    f" records {record['parameters']}; the pair is inconsistent."
+                )
         else:
             names, labels, fid_values = _parse_foreign_paramnames(entries, legacy)
         if fid_values is not None:
@@ -409,13 +436,16 @@ def _read_text(path):
     elif header:
         names = header[0].split()
     if names is None:
-        raise ValueError(f"{str(path)!r} has no parameter names: expected a '# name1 name2 ...' "
-                         "header line or a .paramnames file beside it.")
+        raise ValueError(
+            f"{str(path)!r} has no parameter names: expected a '# name1 name2 ...' "
+            "header line or a .paramnames file beside it."
+        )
     if matrix.ndim != 2 or matrix.shape != (len(names), len(names)):
-        raise ValueError(f"{str(path)!r}: matrix of shape {matrix.shape} does not match "
-                         f"{len(names)} parameter names {names}.")
-    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
-                        metadata=meta)
+        raise ValueError(
+            f"{str(path)!r}: matrix of shape {matrix.shape} does not match "
+            f"{len(names)} parameter names {names}."
+        )
+    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
 
 
 def _parse_own_paramnames(pn, entries, fid_column):
@@ -431,8 +461,10 @@ def _parse_own_paramnames(pn, entries, fid_column):
             try:
                 fid_values.append(float(token))
             except ValueError:
-                raise ValueError(f"{str(pn)!r}: line {line!r} should end with the fiducial "
-                                 "value of the parameter; the file is corrupted.") from None
+                raise ValueError(
+                    f"{str(pn)!r}: line {line!r} should end with the fiducial "
+                    "value of the parameter; the file is corrupted."
+                ) from None
             rest = body[: len(body) - len(token)]
             rest = rest[: -len(_SEP)] if rest.endswith(_SEP) else rest.rstrip()
         names.append(name.rstrip("*"))

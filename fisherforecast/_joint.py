@@ -104,12 +104,14 @@ class JointExperiment(Experiment):
         if isinstance(experiments, Experiment) or not isinstance(experiments, list | tuple):
             raise TypeError(
                 "JointExperiment `experiments` must be a list of at least two ff.Experiment; "
-                f"received {quote(experiments)}.")
+                f"received {quote(experiments)}."
+            )
         experiments = _as_experiments(list(experiments))
         if len(experiments) < 2:
             raise ValueError(
                 "JointExperiment `experiments` must be a list of at least two ff.Experiment; "
-                f"received a list of {len(experiments)}.")
+                f"received a list of {len(experiments)}."
+            )
         shapes, dtypes = zip(*(_output_shape(e) for e in experiments), strict=True)
         if any(jnp.issubdtype(d, jnp.complexfloating) for d in dtypes):
             raise TypeError("JointExperiment supports real-valued outputs only.")
@@ -118,7 +120,7 @@ class JointExperiment(Experiment):
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         C = np.zeros((offsets[-1], offsets[-1]))
         for k, B in enumerate(blocks):
-            C[offsets[k]:offsets[k + 1], offsets[k]:offsets[k + 1]] = B
+            C[offsets[k] : offsets[k + 1], offsets[k] : offsets[k + 1]] = B
         for (i, j), X in _cross_blocks(cross_cov, len(experiments)).items():
             X = np.asarray(X, dtype=np.float64)
             if X.shape != (sizes[i], sizes[j]):
@@ -127,15 +129,19 @@ class JointExperiment(Experiment):
                     f"have {sizes[i]} and {sizes[j]} outputs, so it must be "
                     f"({sizes[i]}, {sizes[j]})."
                 )
-            C[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = X
-            C[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = X.T
+            C[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] = X
+            C[offsets[j] : offsets[j + 1], offsets[i] : offsets[i + 1]] = X.T
         try:
             noise = Gaussian(cov=C)
         except ValueError as exc:
-            raise ValueError(f"the joint covariance built from cross_cov is invalid: {exc}"
-                             ) from None
-        model = _JointModel(tuple(e.model for e in experiments),
-                            tuple(e.design is not None for e in experiments), False)
+            raise ValueError(
+                f"the joint covariance built from cross_cov is invalid: {exc}"
+            ) from None
+        model = _JointModel(
+            tuple(e.model for e in experiments),
+            tuple(e.design is not None for e in experiments),
+            False,
+        )
         label = name or "×".join(e.name or f"exp{k}" for k, e in enumerate(experiments))
         super().__init__(model, noise, tuple(e.design for e in experiments), label)
 
@@ -150,12 +156,15 @@ def _cross_blocks(cross_cov, n):
     if isinstance(cross_cov, Mapping):
         for key in cross_cov:
             if not (isinstance(key, tuple) and len(key) == 2 and 0 <= key[0] < key[1] < n):
-                raise ValueError(f"cross_cov keys must be pairs (i, j) with 0 <= i < j < {n}; "
-                                 f"received {key!r}.")
+                raise ValueError(
+                    f"cross_cov keys must be pairs (i, j) with 0 <= i < j < {n}; received {key!r}."
+                )
         return dict(cross_cov)
     if n != 2:
-        raise ValueError(f"for {n} experiments give cross_cov as a dict {{(i, j): array}}; "
-                         f"received {quote(cross_cov)}.")
+        raise ValueError(
+            f"for {n} experiments give cross_cov as a dict {{(i, j): array}}; "
+            f"received {quote(cross_cov)}."
+        )
     return {(0, 1): cross_cov}
 
 
@@ -183,14 +192,13 @@ class Contributions:
         labels = list(self.alone)
         width = max([len(n) for n in self.names] + [9])
         cols = [f"{lab[:12]:>12}" for lab in labels]
-        head = f"{'parameter':<{width}}  " + "  ".join(cols) + f"  {'combined':>12}  " \
-               f"{'gain':>8}"
-        rows = ["marginal 1σ errors, each experiment alone and combined", head,
-                "-" * len(head)]
+        head = f"{'parameter':<{width}}  " + "  ".join(cols) + f"  {'combined':>12}  {'gain':>8}"
+        rows = ["marginal 1σ errors, each experiment alone and combined", head, "-" * len(head)]
         for n in self.names:
             vals = "  ".join(f"{self.alone[lab][n]:>12.4g}" for lab in labels)
-            rows.append(f"{n:<{width}}  {vals}  {self.combined[n]:>12.4g}  "
-                        f"{self.improvement[n]:>8.3g}")
+            rows.append(
+                f"{n:<{width}}  {vals}  {self.combined[n]:>12.4g}  {self.improvement[n]:>8.3g}"
+            )
         return "\n".join(rows)
 
     def to_dict(self) -> dict:
@@ -201,8 +209,7 @@ class Contributions:
         from .plot import sigma_bars
 
         key = _unique_labels([*self.alone, "combined"])[-1]  # never hides an experiment
-        return sigma_bars({**self.alone, key: self.combined}, names=list(self.names),
-                          **kwargs)
+        return sigma_bars({**self.alone, key: self.combined}, names=list(self.names), **kwargs)
 
 
 def _unique_labels(raw):
@@ -225,13 +232,16 @@ def _unique_labels(raw):
 
 def _labelled_items(experiments):
     """(label, item) pairs with unique labels; checks the `experiments` argument."""
-    what = ("contributions `experiments` must be a list of ff.Experiment / ff.FisherMatrix "
-            "or a dict label -> ff.Experiment / ff.FisherMatrix")
+    what = (
+        "contributions `experiments` must be a list of ff.Experiment / ff.FisherMatrix "
+        "or a dict label -> ff.Experiment / ff.FisherMatrix"
+    )
     if isinstance(experiments, Mapping):
         for label, item in experiments.items():
             if not isinstance(label, str) or not label:
-                raise TypeError(f"{what}, with non-empty string labels; received the key "
-                                f"{quote(label)}.")
+                raise TypeError(
+                    f"{what}, with non-empty string labels; received the key {quote(label)}."
+                )
             if not isinstance(item, Experiment | FisherMatrix):
                 raise TypeError(f"{what}; received {quote(item)} under the key {label!r}.")
         return list(experiments.items())
@@ -273,22 +283,27 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
     ```
     """
     if prior is not None and not isinstance(prior, FisherMatrix):
-        raise TypeError(f"contributions `prior` must be an ff.FisherMatrix or None; received "
-                        f"{quote(prior)}.")
+        raise TypeError(
+            f"contributions `prior` must be an ff.FisherMatrix or None; received {quote(prior)}."
+        )
     fishers = {}
     for label, item in _labelled_items(experiments):
         if isinstance(item, FisherMatrix):
             fishers[label] = item
         else:
             if fiducial is None:
-                raise ValueError("contributions needs `fiducial` to compute the Fisher matrix "
-                                 f"of experiment {label!r}.")
+                raise ValueError(
+                    "contributions needs `fiducial` to compute the Fisher matrix "
+                    f"of experiment {label!r}."
+                )
             fid = check_fiducial(fiducial)
             names = check_names(params, fid)
             fishers[label] = fisher(item, fid, params=names)
     if not fishers:
-        raise ValueError("contributions needs at least one experiment; received an empty "
-                         f"{type(experiments).__name__}.")
+        raise ValueError(
+            "contributions needs at least one experiment; received an empty "
+            f"{type(experiments).__name__}."
+        )
     total = sum(fishers.values())
     names = total.names
     # Embed each matrix into the full parameter set so that σ is comparable. σ comes from
@@ -309,5 +324,3 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
         best = min(alone[lab][n] for lab in alone)
         improvement[n] = best / combined[n] if math.isfinite(combined[n]) else math.nan
     return Contributions(tuple(names), alone, {n: combined[n] for n in names}, improvement)
-
-

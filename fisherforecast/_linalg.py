@@ -111,8 +111,9 @@ def describe_direction(vector, names, fiducial=None, involved=None) -> tuple[dic
     keep = involved
     coefficients = {n: float(c) for n, c, k in zip(names, vec, keep, strict=True) if k}
     prefix = "ln " if use_log else "d"
-    terms = " ".join(f"{'+' if c >= 0 else '-'}{abs(c):.3g}·{prefix}{n}" for n, c in
-                     coefficients.items())
+    terms = " ".join(
+        f"{'+' if c >= 0 else '-'}{abs(c):.3g}·{prefix}{n}" for n, c in coefficients.items()
+    )
     text = f"the direction {terms.lstrip('+')}"
     if use_log and len(coefficients) == 2:
         (a, ca), (b, cb) = coefficients.items()
@@ -126,13 +127,12 @@ def describe_direction(vector, names, fiducial=None, involved=None) -> tuple[dic
         else:
             text += f" (only {a}^{cb:.3g}·{b}^{-ca:.3g} is constrained)"
     elif len(coefficients) == 1:
-        (a, _), = coefficients.items()
+        ((a, _),) = coefficients.items()
         text = f"the parameter {a} alone (the data carry almost no information on it)"
     return coefficients, text
 
 
-def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, what,
-                    always=()):
+def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, what, always=()):
     """Raise `SingularFisherError` describing the null directions. Parameters in `always`
     are named whenever they take part at all (not only above 5 % of the largest entry)."""
     null = np.nonzero(eigenvalues <= tol)[0]
@@ -165,8 +165,9 @@ def _singular_error(scaled, d, names, fiducial, eigenvalues, eigenvectors, tol, 
     )
 
 
-def robust_inverse(matrix, names=None, fiducial=None, *, precision="float64", dps=50,
-                   what="Fisher matrix") -> Inverse:
+def robust_inverse(
+    matrix, names=None, fiducial=None, *, precision="float64", dps=50, what="Fisher matrix"
+) -> Inverse:
     """Invert a symmetric positive-definite matrix robustly; see the module docstring.
 
     **Arguments:**
@@ -192,8 +193,10 @@ def robust_inverse(matrix, names=None, fiducial=None, *, precision="float64", dp
     P = F.shape[0]
     names = tuple(names) if names is not None else tuple(f"p{i}" for i in range(P))
     if len(names) != P:
-        raise ValueError(f"`names` has {len(names)} entries {list(names)} for a {P} x {P} "
-                         "matrix; give one name per row.")
+        raise ValueError(
+            f"`names` has {len(names)} entries {list(names)} for a {P} x {P} "
+            "matrix; give one name per row."
+        )
     if P == 0:
         return Inverse(np.zeros((0, 0)), 1.0, 0.0, "cholesky")
     diag = np.diag(F)
@@ -260,17 +263,16 @@ def _mpmath_inverse(F, d, dps):
         try:
             S_inv = S**-1
         except ZeroDivisionError as exc:
-            raise SingularFisherError(
-                f"matrix is exactly singular even at {dps} digits.") from exc
+            raise SingularFisherError(f"matrix is exactly singular even at {dps} digits.") from exc
         eig = mpmath.eigsy(S)[0]
         lo, hi = min(eig), max(eig)
         if lo <= 0:
             raise SingularFisherError(
                 f"matrix is not positive definite at {dps} digits (smallest eigenvalue of "
-                f"the scaled matrix {mpmath.nstr(lo, 5)}).")
+                f"the scaled matrix {mpmath.nstr(lo, 5)})."
+            )
         cond = float(hi / lo)
-        cov = np.array([[float(S_inv[i, j] / (Dm[i] * Dm[j])) for j in range(P)]
-                        for i in range(P)])
+        cov = np.array([[float(S_inv[i, j] / (Dm[i] * Dm[j])) for j in range(P)] for i in range(P)])
         R = S * S_inv - mpmath.eye(P)
         residual = float(max(abs(R[i, j]) for i in range(P) for j in range(P)))
     del d
@@ -315,17 +317,30 @@ def schur_marginal(F, keep_idx, drop_idx, names, fiducial=None):
     null = w <= tol
     if not null.any():
         Fkd = F[np.ix_(keep_idx, drop_idx)]
-        inv = robust_inverse(F[np.ix_(drop_idx, drop_idx)], [names[i] for i in drop_idx],
-                             fiducial, what="Fisher block of the marginalised parameters")
+        inv = robust_inverse(
+            F[np.ix_(drop_idx, drop_idx)],
+            [names[i] for i in drop_idx],
+            fiducial,
+            what="Fisher block of the marginalised parameters",
+        )
         out = Fkk - Fkd @ inv.covariance @ Fkd.T
         return 0.5 * (out + out.T)
     # Null directions in unit-diagonal coordinates; do they touch a kept parameter?
     involved = np.max(np.abs(V[np.ix_(keep_idx, np.nonzero(null)[0])]), initial=0.0)
     if involved > 1e-6:
         kept = [names[i] for i in keep_idx]
-        _singular_error(S, d, tuple(names), fiducial, w, V, tol,
-                        f"The marginal of {kept} is undefined: a degenerate direction "
-                        "involves them, and the full Fisher matrix", always=keep_idx)
+        _singular_error(
+            S,
+            d,
+            tuple(names),
+            fiducial,
+            w,
+            V,
+            tol,
+            f"The marginal of {kept} is undefined: a degenerate direction "
+            "involves them, and the full Fisher matrix",
+            always=keep_idx,
+        )
     Sdd = S[np.ix_(drop_idx, drop_idx)]
     wd, Vd = np.linalg.eigh(Sdd)
     rng = wd > tol

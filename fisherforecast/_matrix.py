@@ -84,8 +84,9 @@ def _subset(requested, names, what):
     requested = list(requested)
     unknown = [n for n in requested if n not in names]
     if unknown:
-        raise ParameterError(f"{what} names {unknown}, which are not in this matrix. "
-                             f"Parameters: {list(names)}.")
+        raise ParameterError(
+            f"{what} names {unknown}, which are not in this matrix. Parameters: {list(names)}."
+        )
     dup = sorted({n for n in requested if requested.count(n) > 1})
     if dup:
         raise ValueError(f"{what} lists {dup} more than once.")
@@ -155,8 +156,17 @@ class FisherMatrix:
         raise AttributeError("FisherMatrix is immutable; operations return a new matrix.")
 
     def __reduce__(self):  # pickling (Dask, multiprocessing) goes through the constructor
-        return (_rebuild, (np.array(self._matrix), self._names, self._fiducial, self._labels,
-                           self._name, self._metadata))
+        return (
+            _rebuild,
+            (
+                np.array(self._matrix),
+                self._names,
+                self._fiducial,
+                self._labels,
+                self._name,
+                self._metadata,
+            ),
+        )
 
     # ----- attributes ----------------------------------------------------------------
     @property
@@ -212,9 +222,12 @@ class FisherMatrix:
         if labels is None:
             labels = {n: self._labels[n] for n in names if n in self._labels}
         return FisherMatrix(
-            self._matrix if matrix is None else matrix, names,
-            fiducial=fiducial or None, labels=labels,
-            name=kw.get("name", self._name), metadata=kw.get("metadata", self._metadata),
+            self._matrix if matrix is None else matrix,
+            names,
+            fiducial=fiducial or None,
+            labels=labels,
+            name=kw.get("name", self._name),
+            metadata=kw.get("metadata", self._metadata),
         )
 
     def _index(self, names):
@@ -227,8 +240,9 @@ class FisherMatrix:
         `precision="mpmath"` inverts with `dps` decimal digits (for exactly known, extremely
         ill-conditioned matrices).
         """
-        return robust_inverse(self._matrix, self._names, self._fiducial,
-                              precision=precision, dps=dps)
+        return robust_inverse(
+            self._matrix, self._names, self._fiducial, precision=precision, dps=dps
+        )
 
     def covariance(self, precision: str = "float64", dps: int = 50) -> np.ndarray:
         """The covariance ``F⁻¹`` (Cramér–Rao bound), robustly inverted."""
@@ -241,8 +255,10 @@ class FisherMatrix:
 
     def conditional_sigma(self) -> dict[str, float]:
         """1σ errors with all other parameters fixed, ``1/sqrt(F_ii)``."""
-        return {n: (1.0 / math.sqrt(v) if v > 0 else math.inf)
-                for n, v in zip(self._names, np.diag(self._matrix), strict=True)}
+        return {
+            n: (1.0 / math.sqrt(v) if v > 0 else math.inf)
+            for n, v in zip(self._names, np.diag(self._matrix), strict=True)
+        }
 
     def correlation(self) -> np.ndarray:
         """The correlation matrix of the parameters."""
@@ -265,8 +281,9 @@ class FisherMatrix:
         """
         keep = _subset(keep, self._names, "marginalize(keep)")
         drop = [n for n in self._names if n not in keep]
-        M = schur_marginal(self._matrix, self._index(keep), self._index(drop), self._names,
-                           self._fiducial)
+        M = schur_marginal(
+            self._matrix, self._index(keep), self._index(drop), self._names, self._fiducial
+        )
         return self._replace(matrix=M, names=tuple(keep))
 
     def fix(self, names) -> FisherMatrix:
@@ -294,8 +311,9 @@ class FisherMatrix:
             try:
                 s = float(s)
             except (TypeError, ValueError):
-                raise TypeError(f"prior sigma for {n!r} must be a number; received "
-                                f"{s!r}.") from None
+                raise TypeError(
+                    f"prior sigma for {n!r} must be a number; received {s!r}."
+                ) from None
             if not s > 0 or math.isnan(s):
                 raise ValueError(f"prior sigma for {n!r} must be positive; received {s!r}.")
             i = self._names.index(n)
@@ -319,15 +337,24 @@ class FisherMatrix:
         scale = np.array([self._fiducial[n] if n in names else 1.0 for n in self._names])
         M = self._matrix * np.outer(scale, scale)
         new = tuple(f"ln_{n}" if n in names else n for n in self._names)
-        fid = {m: (math.log(self._fiducial[n]) if n in names else self._fiducial[n])
-               for n, m in zip(self._names, new, strict=True)}
-        labels = {m: (rf"\ln {self._labels[n]}" if n in names else self._labels[n])
-                  for n, m in zip(self._names, new, strict=True)}
+        fid = {
+            m: (math.log(self._fiducial[n]) if n in names else self._fiducial[n])
+            for n, m in zip(self._names, new, strict=True)
+        }
+        labels = {
+            m: (rf"\ln {self._labels[n]}" if n in names else self._labels[n])
+            for n, m in zip(self._names, new, strict=True)
+        }
         return self._replace(matrix=M, names=new, fiducial=fid, labels=labels)
 
-    def reparameterize(self, transform: Callable, *, inverse: bool = False,
-                       fiducial: Mapping | None = None, labels: Mapping | None = None
-                       ) -> FisherMatrix:
+    def reparameterize(
+        self,
+        transform: Callable,
+        *,
+        inverse: bool = False,
+        fiducial: Mapping | None = None,
+        labels: Mapping | None = None,
+    ) -> FisherMatrix:
         """Change parameters with a Jacobian computed by JAX.
 
         Two directions are supported:
@@ -350,8 +377,10 @@ class FisherMatrix:
         """
         if inverse:
             if fiducial is None:
-                raise ValueError("reparameterize(inverse=True) needs `fiducial`, the values "
-                                 "of the new parameters.")
+                raise ValueError(
+                    "reparameterize(inverse=True) needs `fiducial`, the values "
+                    "of the new parameters."
+                )
             new_fid = {k: float(v) for k, v in fiducial.items()}
             new_names = tuple(new_fid)
             with float64():
@@ -363,7 +392,8 @@ class FisherMatrix:
                     if missing:
                         raise KeyError(
                             f"transform must return every parameter of the matrix; missing "
-                            f"{missing} (returned {list(out)}).")
+                            f"{missing} (returned {list(out)})."
+                        )
                     return jnp.stack([jnp.asarray(out[n], jnp.float64) for n in self._names])
 
                 old0 = np.asarray(old_of(x0))
@@ -378,7 +408,8 @@ class FisherMatrix:
                     raise ValueError(
                         "transform(fiducial) does not reproduce this matrix's fiducial: got "
                         f"{dict(zip(self._names, old0.tolist(), strict=True))}, expected "
-                        f"{self._fiducial}.")
+                        f"{self._fiducial}."
+                    )
             M = J.T @ self._matrix @ J
         else:
             if self._fiducial is None:
@@ -400,7 +431,8 @@ class FisherMatrix:
                     f"transform returned {len(new_names)} parameters {list(new_names)} for "
                     f"{self.n_params} parameters {list(self._names)}; a forward "
                     "reparameterization must be one-to-one (return unchanged parameters "
-                    "too), or use inverse=True.")
+                    "too), or use inverse=True."
+                )
             # Judge invertibility on the row- and column-normalised Jacobian, so that a change
             # of units (a diagonal J with entries 1e9 and 1e-9) is not mistaken for singular.
             rows = np.linalg.norm(J, axis=1, keepdims=True)
@@ -409,8 +441,10 @@ class FisherMatrix:
             Jn = Jn / np.where(cols > 0, cols, 1.0)
             s = np.linalg.svd(Jn, compute_uv=False)
             if not (rows > 0).all() or s[-1] <= 1e-12 * s[0]:
-                raise ValueError("the Jacobian of transform is singular at the fiducial: the "
-                                 "new parameters are not a valid change of variables there.")
+                raise ValueError(
+                    "the Jacobian of transform is singular at the fiducial: the "
+                    "new parameters are not a valid change of variables there."
+                )
             A = np.linalg.solve(J.T, self._matrix)  # J⁻ᵀ F
             M = np.linalg.solve(J.T, A.T).T  # J⁻ᵀ F J⁻¹
             new_fid = dict(zip(new_names, new0.tolist(), strict=True))
@@ -455,10 +489,16 @@ class FisherMatrix:
         dchi2 = delta_chi2_2d(level)
         major = V[:, 1]
         angle = float(np.arctan2(major[1], major[0]))
-        center = ((self._fiducial[a], self._fiducial[b]) if self._fiducial is not None
-                  else (0.0, 0.0))
-        return Ellipse(center, float(math.sqrt(dchi2 * w[1])),
-                       float(math.sqrt(dchi2 * max(w[0], 0.0))), angle, dchi2)
+        center = (
+            (self._fiducial[a], self._fiducial[b]) if self._fiducial is not None else (0.0, 0.0)
+        )
+        return Ellipse(
+            center,
+            float(math.sqrt(dchi2 * w[1])),
+            float(math.sqrt(dchi2 * max(w[0], 0.0))),
+            angle,
+            dchi2,
+        )
 
     def to_dict(self) -> dict:
         """Plain-Python view: names, matrix (nested lists), fiducial, labels, sigma."""
@@ -466,10 +506,16 @@ class FisherMatrix:
             sig = self.sigma()
         except FisherError:
             sig = None
-        return {"names": list(self._names), "matrix": self._matrix.tolist(),
-                "fiducial": self.fiducial, "labels": self.labels, "name": self._name,
-                "sigma": sig, "condition_number": self.condition_number,
-                "metadata": self.metadata}
+        return {
+            "names": list(self._names),
+            "matrix": self._matrix.tolist(),
+            "fiducial": self.fiducial,
+            "labels": self.labels,
+            "name": self._name,
+            "sigma": sig,
+            "condition_number": self.condition_number,
+            "metadata": self.metadata,
+        }
 
     def summary(self) -> str:
         """A table of fiducial, marginal σ, relative σ and conditional σ."""
@@ -482,22 +528,28 @@ class FisherMatrix:
             sig, note = None, f"\n(marginal errors unavailable: {text})"
         cond = self.conditional_sigma()
         width = max([len(n) for n in self._names] + [9])
-        head = f"{'parameter':<{width}}  {'fiducial':>12}  {'sigma':>12}  {'sigma/|fid|':>11}" \
-               f"  {'cond. sigma':>12}"
-        rows = [f"FisherMatrix{' ' + repr(self._name) if self._name else ''}: "
-                f"{self.n_params} parameters, condition number {self.condition_number:.3g}",
-                head, "-" * len(head)]
+        head = (
+            f"{'parameter':<{width}}  {'fiducial':>12}  {'sigma':>12}  {'sigma/|fid|':>11}"
+            f"  {'cond. sigma':>12}"
+        )
+        rows = [
+            f"FisherMatrix{' ' + repr(self._name) if self._name else ''}: "
+            f"{self.n_params} parameters, condition number {self.condition_number:.3g}",
+            head,
+            "-" * len(head),
+        ]
         for n in self._names:
             fid = self._fiducial[n] if self._fiducial is not None else float("nan")
             s = sig[n] if sig else float("nan")
             rel = s / abs(fid) if fid not in (0.0,) and not math.isnan(fid) else float("nan")
-            rows.append(f"{n:<{width}}  {fid:>12.5g}  {s:>12.5g}  {rel:>11.3g}  "
-                        f"{cond[n]:>12.5g}")
+            rows.append(f"{n:<{width}}  {fid:>12.5g}  {s:>12.5g}  {rel:>11.3g}  {cond[n]:>12.5g}")
         return "\n".join(rows) + note
 
     def __repr__(self):
-        return (f"FisherMatrix(names={list(self._names)}, name={self._name!r}, "
-                f"condition_number={self.condition_number:.3g})")
+        return (
+            f"FisherMatrix(names={list(self._names)}, name={self._name!r}, "
+            f"condition_number={self.condition_number:.3g})"
+        )
 
     # ----- algebra ---------------------------------------------------------------------
     def __add__(self, other) -> FisherMatrix:
@@ -513,19 +565,25 @@ class FisherMatrix:
             M[np.ix_(idx, idx)] += F._matrix
         fid = _merge_fiducials(self._fiducial, other._fiducial, names)
         # Parameters held fixed in one matrix must sit at the other's value too.
-        values = [{**(F._metadata.get("fixed") or {}), **(F._fiducial or {})}
-                  for F in (self, other)]
+        values = [
+            {**(F._metadata.get("fixed") or {}), **(F._fiducial or {})} for F in (self, other)
+        ]
         for k in sorted(set(values[0]) & set(values[1])):
             a, b = values[0][k], values[1][k]
             if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300):
                 raise ValueError(
                     f"cannot combine Fisher matrices evaluated at different fiducials: {k!r} "
-                    f"is {a!r} in one and {b!r} in the other (held fixed in at least one).")
+                    f"is {a!r} in one and {b!r} in the other (held fixed in at least one)."
+                )
         labels = {**other._labels, **self._labels}
         label = "+".join(n for n in (self._name, other._name) if n) or None
         meta = {**other._metadata, **self._metadata}
-        fixed = {k: v for F in (other, self) for k, v in (F._metadata.get("fixed") or {}).items()
-                 if k not in names}
+        fixed = {
+            k: v
+            for F in (other, self)
+            for k, v in (F._metadata.get("fixed") or {}).items()
+            if k not in names
+        }
         meta.pop("fixed", None)
         if fixed:
             meta["fixed"] = fixed
@@ -544,15 +602,21 @@ class FisherMatrix:
             return NotImplemented
         factor = float(arr)
         if not (math.isfinite(factor) and factor > 0):
-            raise ValueError(f"a Fisher matrix can be scaled by a positive finite number; "
-                             f"received {factor!r}.")
+            raise ValueError(
+                f"a Fisher matrix can be scaled by a positive finite number; received {factor!r}."
+            )
         return self._replace(matrix=self._matrix * float(factor))
 
     __rmul__ = __mul__
 
     # ----- I/O -------------------------------------------------------------------------
-    def save(self, path, overwrite: bool = False, metadata: Mapping | None = None,
-             format: str | None = None) -> None:
+    def save(
+        self,
+        path,
+        overwrite: bool = False,
+        metadata: Mapping | None = None,
+        format: str | None = None,
+    ) -> None:
         """Save atomically; HDF5 for ``.h5``/``.hdf5``, plain text otherwise.
 
         The text format writes the matrix with a ``#`` header of names, and a
@@ -565,8 +629,9 @@ class FisherMatrix:
 
 
 def _rebuild(matrix, names, fiducial, labels, name, metadata):
-    return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name,
-                        metadata=metadata)
+    return FisherMatrix(
+        matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=metadata
+    )
 
 
 def _check_fiducial_arg(fiducial, names):
@@ -586,8 +651,9 @@ def _check_fiducial_arg(fiducial, names):
         try:
             v = float(fiducial[n])
         except (TypeError, ValueError):
-            raise TypeError(f"fiducial[{n!r}] must be a real number; received "
-                            f"{quote(fiducial[n])}.") from None
+            raise TypeError(
+                f"fiducial[{n!r}] must be a real number; received {quote(fiducial[n])}."
+            ) from None
         if not math.isfinite(v):
             raise ValueError(f"fiducial[{n!r}] must be finite; received {fiducial[n]!r}.")
         out[n] = v
@@ -630,7 +696,8 @@ def _check_transform_finite(values, J):
     if not (np.all(np.isfinite(values)) and np.all(np.isfinite(J))):
         raise ValueError(
             "transform gives NaN/inf values or derivatives at the fiducial (values "
-            f"{values.tolist()}); it must be smooth and finite there.")
+            f"{values.tolist()}); it must be smooth and finite there."
+        )
 
 
 def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:

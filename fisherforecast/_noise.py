@@ -40,7 +40,8 @@ def _call_arity(fn, what):
     except (TypeError, ValueError):
         return 2
     params = [
-        p for p in sig.parameters.values()
+        p
+        for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
     ]
     if any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
@@ -110,8 +111,10 @@ class NoiseModel:
 
     def checks(self, params, design, mean):
         """Traced validity flags, dict message -> bool scalar (True is good)."""
-        return {message: jnp.all(jnp.isfinite(v) & (v > 0))
-                for message, v in self.check_values(params, design, mean).items()}
+        return {
+            message: jnp.all(jnp.isfinite(v) & (v > 0))
+            for message, v in self.check_values(params, design, mean).items()
+        }
 
     def check_values(self, params, design, mean):
         """Values that must be positive and finite, dict message -> flat array.
@@ -125,7 +128,6 @@ class NoiseModel:
 
     def simulate(self, key, mean, params, design):
         raise NotImplementedError
-
 
 
 def _register(cls):
@@ -264,8 +266,10 @@ class Gaussian(NoiseModel):
             return None
         jac = jax.jacfwd if mode == "forward" else jax.jacrev
         if self.sigma_fn is not None:
+
             def sig(th):
                 return self._sigma_flat(to_params(th), design, shape)
+
             s = sig(theta)
             ds = jac(sig)(theta)  # (N, P)
             # C = diag(σ²): ½ tr(C⁻¹∂ᵢC C⁻¹∂ⱼC) = 2 Σ_k ∂ᵢσ_k ∂ⱼσ_k / σ_k².
@@ -290,12 +294,14 @@ class Gaussian(NoiseModel):
             raw = self._raw_cov(params, design, mean.size)
             root = jnp.sqrt(jnp.abs(jnp.diag(raw)))
             asym = jnp.max(jnp.abs(raw - raw.T) / jnp.maximum(jnp.outer(root, root), 1e-300))
-            return {"cov returned by the callable must be positive definite and finite "
-                    "(values quoted are its eigenvalues)":
-                        jnp.linalg.eigvalsh(0.5 * (raw + raw.T)),
-                    "cov returned by the callable must be symmetric (value quoted: 1e-10 "
-                    "minus its largest |C_ij - C_ji| / sqrt(C_ii C_jj))":
-                        jnp.reshape(1e-10 - asym, (1,))}
+            return {
+                "cov returned by the callable must be positive definite and finite "
+                "(values quoted are its eigenvalues)": jnp.linalg.eigvalsh(0.5 * (raw + raw.T)),
+                "cov returned by the callable must be symmetric (value quoted: 1e-10 "
+                "minus its largest |C_ij - C_ji| / sqrt(C_ii C_jj))": jnp.reshape(
+                    1e-10 - asym, (1,)
+                ),
+            }
         return {}
 
     def log_likelihood(self, data, mean, params, design):
@@ -303,12 +309,18 @@ class Gaussian(NoiseModel):
         flat_mean = mean.reshape(-1)
         if self.cov is None and self.cov_fn is None:
             s = self._sigma_flat(params, design, mean.shape)
-            return -0.5 * jnp.sum((r / s) ** 2) - jnp.sum(jnp.log(s)) - 0.5 * r.size * jnp.log(
-                2 * jnp.pi)
+            return (
+                -0.5 * jnp.sum((r / s) ** 2)
+                - jnp.sum(jnp.log(s))
+                - 0.5 * r.size * jnp.log(2 * jnp.pi)
+            )
         _, L = self._cov_and_chol(params, design, flat_mean.size)
         z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
-        return (-0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(jnp.diag(L)))
-                - 0.5 * r.size * jnp.log(2 * jnp.pi))
+        return (
+            -0.5 * jnp.sum(z**2)
+            - jnp.sum(jnp.log(jnp.diag(L)))
+            - 0.5 * r.size * jnp.log(2 * jnp.pi)
+        )
 
     def simulate(self, key, mean, params, design):
         z = jax.random.normal(key, (mean.size,), dtype=mean.dtype)
@@ -396,8 +408,7 @@ class Poisson(NoiseModel):
         return jnp.matmul(wa.T, b, precision=HIGHEST)
 
     def check_values(self, params, design, mean):
-        return {"expected counts must be positive and finite (Poisson noise)":
-                mean.reshape(-1)}
+        return {"expected counts must be positive and finite (Poisson noise)": mean.reshape(-1)}
 
     def log_likelihood(self, data, mean, params, design):
         d = jnp.asarray(data)
@@ -509,7 +520,6 @@ def _check_positive(value, what):
     if np.any(bad):
         where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
         raise ValueError(
-            f"{what} must be positive and finite; received {quote(value)} (bad entries at "
-            f"{where})."
+            f"{what} must be positive and finite; received {quote(value)} (bad entries at {where})."
         )
     return arr

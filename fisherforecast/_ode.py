@@ -80,7 +80,7 @@ def _check_tolerance(name, value, *, allow_zero):
     if isinstance(value, jax.core.Tracer):  # built inside a trace: cannot be checked
         return value
     bound = ">= 0" if allow_zero else "> 0"
-    what = (f"a finite real number {bound} (or an array of them, one per state component)")
+    what = f"a finite real number {bound} (or an array of them, one per state component)"
     arr = _real_array(name, value, what)
     ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
     if arr.size == 0 or not ok.all():

@@ -89,8 +89,9 @@ def _gaussian_expected_deviance(noise, mean0, mean, params, params0, design):
 def _neg2_log_like(exp, d, mean, params, params0, expected):
     """One experiment's −2 ln L (user data) or expected deviance (Asimov, `expected`)."""
     if expected and _expected_gaussian(exp.noise):
-        return _gaussian_expected_deviance(exp.noise, jnp.asarray(d), mean, params, params0,
-                                           exp.design)
+        return _gaussian_expected_deviance(
+            exp.noise, jnp.asarray(d), mean, params, params0, exp.design
+        )
     return -2.0 * exp.noise.log_likelihood(d, mean, params, exp.design)
 
 
@@ -120,21 +121,23 @@ def _chi2_function(experiments, data, names, fixed, theta_ref, expected):
 def _chi2_at_data(experiments, data, fiducial, *, expected):
     """−2 ln L (or the expected deviance) at the fiducial for data that equal the model
     there (Asimov): no model evaluation needed."""
-    return sum(_neg2_log_like(exp, d, jnp.asarray(d), fiducial, fiducial, expected)
-               for exp, d in zip(experiments, data, strict=True))
+    return sum(
+        _neg2_log_like(exp, d, jnp.asarray(d), fiducial, fiducial, expected)
+        for exp, d in zip(experiments, data, strict=True)
+    )
 
 
 @partial(jax.jit, static_argnames=("names",))
 def _noise_gradients(experiments, data, fixed, theta, *, names):
     """∂ ln L/∂θ of each experiment's noise model with the mean held at the data: nonzero
     where the noise depends on the parameters."""
+
     def loglike(th, exp, d):
         params = dict(fixed)
         params.update({n: th[i] for i, n in enumerate(names)})
         return exp.noise.log_likelihood(d, jnp.asarray(d), params, exp.design)
 
-    return tuple(jax.grad(loglike)(theta, exp, d)
-                 for exp, d in zip(experiments, data, strict=True))
+    return tuple(jax.grad(loglike)(theta, exp, d) for exp, d in zip(experiments, data, strict=True))
 
 
 class _BFGS(optx.BFGS):
@@ -159,9 +162,15 @@ class _BFGS(optx.BFGS):
 
 def _minimise(objective, x0, args, tol, max_steps, autodiff):
     """BFGS from `x0`; returns the minimiser, the objective there, success and steps."""
-    sol = optx.minimise(objective, _BFGS(rtol=tol, atol=tol), x0, args=args,
-                        max_steps=max_steps, throw=False,
-                        options={"autodiff_mode": autodiff})
+    sol = optx.minimise(
+        objective,
+        _BFGS(rtol=tol, atol=tol),
+        x0,
+        args=args,
+        max_steps=max_steps,
+        throw=False,
+        options={"autodiff_mode": autodiff},
+    )
     # The solver state holds the objective at the returned point; reading it saves one
     # more (for ODE models: expensive to compile) evaluation of the model.
     f_info = getattr(sol.state, "f_info", None)
@@ -172,23 +181,40 @@ def _minimise(objective, x0, args, tol, max_steps, autodiff):
     return sol.value, value, sol.result == optx.RESULTS.successful, steps
 
 
-
 @partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
-def _global_fit(experiments, data, fixed, theta0, scales, *, names, tol, max_steps,
-                autodiff, expected):
+def _global_fit(
+    experiments, data, fixed, theta0, scales, *, names, tol, max_steps, autodiff, expected
+):
     chi2 = _chi2_function(experiments, data, names, fixed, theta0, expected)
 
     def objective(x, _):
         return chi2(theta0 + scales * x)
 
-    x, value, success, _ = _minimise(objective, jnp.zeros_like(theta0), None, tol,
-                                     max_steps, autodiff)
+    x, value, success, _ = _minimise(
+        objective, jnp.zeros_like(theta0), None, tol, max_steps, autodiff
+    )
     return theta0 + scales * x, value, success
 
 
 @partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
-def _profile_scan(experiments, data, fixed, theta_hat, theta_ref, scales, k, free_idx, grid,
-                  resets, *, names, tol, max_steps, autodiff, expected):
+def _profile_scan(
+    experiments,
+    data,
+    fixed,
+    theta_hat,
+    theta_ref,
+    scales,
+    k,
+    free_idx,
+    grid,
+    resets,
+    *,
+    names,
+    tol,
+    max_steps,
+    autodiff,
+    expected,
+):
     """−2 ln L profile of parameter `k` along `grid` (visited in the given order; `resets`
     marks the points that restart from the best fit instead of the previous point)."""
     chi2 = _chi2_function(experiments, data, names, fixed, theta_ref, expected)
@@ -213,8 +239,7 @@ def _profile_scan(experiments, data, fixed, theta_hat, theta_ref, scales, k, fre
 
 
 @partial(jax.jit, static_argnames=("names", "expected"))
-def _profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, *, names,
-                    expected):
+def _profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, *, names, expected):
     """−2 ln L along `grid` with the other parameters held at `theta_hat`: the profile of a
     single parameter (nothing to re-optimise), and the finiteness probe of the default grid."""
     chi2 = _chi2_function(experiments, data, names, fixed, theta_ref, expected)
@@ -231,12 +256,18 @@ def _monotone_root(coef, a, b, target):
     (the interpolant cannot be trusted there)."""
     slope = np.polyder(coef)
     tol = 1e-12 * max(abs(a), abs(b), b - a)
-    turning = [r.real for r in np.atleast_1d(np.roots(slope))
-               if abs(r.imag) <= 1e-12 * (1 + abs(r)) and a + tol < r.real < b - tol]
+    turning = [
+        r.real
+        for r in np.atleast_1d(np.roots(slope))
+        if abs(r.imag) <= 1e-12 * (1 + abs(r)) and a + tol < r.real < b - tol
+    ]
     if turning or np.polyval(slope, 0.5 * (a + b)) <= 0:
         return None
-    roots = [r.real for r in np.atleast_1d(np.roots(np.polysub(coef, [target])))
-             if abs(r.imag) <= 1e-9 * (1 + abs(r))]
+    roots = [
+        r.real
+        for r in np.atleast_1d(np.roots(np.polysub(coef, [target])))
+        if abs(r.imag) <= 1e-9 * (1 + abs(r))
+    ]
     inside = [r for r in roots if a - tol <= r <= b + tol]
     if not inside:
         return None
@@ -272,9 +303,11 @@ def _crossing(grid, delta, center, estimate, level, direction):
     lo_pt, hi_pt = i, j
     coarse = hi_pt if delta[hi_pt] > RESOLUTION_RATIO * level else None
     target = direction * math.sqrt(level)
-    idx = [m for m in range(min(lo_pt, hi_pt) - 1, max(lo_pt, hi_pt) + 2)
-           if 0 <= m < n and math.isfinite(delta[m])
-           and (grid[m] - estimate) * direction >= 0]
+    idx = [
+        m
+        for m in range(min(lo_pt, hi_pt) - 1, max(lo_pt, hi_pt) + 2)
+        if 0 <= m < n and math.isfinite(delta[m]) and (grid[m] - estimate) * direction >= 0
+    ]
     if len(idx) >= 3:  # with two points the fit is the linear interpolation below
         x = grid[idx] - estimate
         z = np.sign(x) * np.sqrt(np.clip(delta[idx], 0.0, None))
@@ -292,11 +325,15 @@ def _crossing(grid, delta, center, estimate, level, direction):
 
 def _coarse_message(name, ends):
     """One message for the grid-limited interval endpoints `ends`: (level, side, ψ, Δ)."""
-    parts = "; ".join(f"Δ={lv:.3g} {side} endpoint: Δ = {d:.3g} already at the next grid "
-                      f"point {x:.6g}" for lv, side, x, d in ends)
-    return (f"The interval of {name!r} is limited by the grid ({parts}; more than "
-            f"{RESOLUTION_RATIO:g}× the level): such an endpoint is only interpolated across "
-            "one coarse step. Pass a finer `grid` (or a smaller `span`) around it.")
+    parts = "; ".join(
+        f"Δ={lv:.3g} {side} endpoint: Δ = {d:.3g} already at the next grid point {x:.6g}"
+        for lv, side, x, d in ends
+    )
+    return (
+        f"The interval of {name!r} is limited by the grid ({parts}; more than "
+        f"{RESOLUTION_RATIO:g}× the level): such an endpoint is only interpolated across "
+        "one coarse step. Pass a finer `grid` (or a smaller `span`) around it."
+    )
 
 
 def _is_real(value) -> bool:
@@ -317,20 +354,23 @@ def _check_levels(levels, label, stacklevel=3, probabilities=True):
     except TypeError:
         items = ()
     if not items or not all(_is_real(v) and 0 < float(v) < math.inf for v in items):
-        raise ValueError(f"`{label}` must be positive, finite Δ(−2 ln L) values (1 for the "
-                         f"68.27 %, 3.84 for the 95 % interval); received {quote(levels)}.")
+        raise ValueError(
+            f"`{label}` must be positive, finite Δ(−2 ln L) values (1 for the "
+            f"68.27 %, 3.84 for the 95 % interval); received {quote(levels)}."
+        )
     values = tuple(float(v) for v in items)
     if probabilities and max(values) < 1.0:
         hint = ", ".join(f"{_probability_level(p):.4g}" for p in values)
-        message = (f"`{label}` = {quote(levels)}: every value is below 1, as if they were "
-                   f"probabilities. `{label}` are Δ(−2 ln L) thresholds, not confidence "
-                   "levels: 1 gives the 68.27 % and 3.84 the 95 % interval of one parameter. "
-                   f"For the probabilities {', '.join(f'{v:g}' for v in values)} pass "
-                   f"{label}=({hint}).")
+        message = (
+            f"`{label}` = {quote(levels)}: every value is below 1, as if they were "
+            f"probabilities. `{label}` are Δ(−2 ln L) thresholds, not confidence "
+            "levels: 1 gives the 68.27 % and 3.84 the 95 % interval of one parameter. "
+            f"For the probabilities {', '.join(f'{v:g}' for v in values)} pass "
+            f"{label}=({hint})."
+        )
         if min(values) >= 0.5:
             raise ValueError(message)
-        warnings.warn(message + " Using them as Δ thresholds.", UserWarning,
-                      stacklevel=stacklevel)
+        warnings.warn(message + " Using them as Δ thresholds.", UserWarning, stacklevel=stacklevel)
     return values
 
 
@@ -364,8 +404,10 @@ class ProfileLikelihood:
 
     def __repr__(self):
         lo, hi = self.intervals[self.levels[0]]
-        return (f"ProfileLikelihood({self.name!r}, estimate={self.estimate:.6g}, "
-                f"interval(Δ={self.levels[0]:g})=({lo:.6g}, {hi:.6g}), verdict={self.verdict!r})")
+        return (
+            f"ProfileLikelihood({self.name!r}, estimate={self.estimate:.6g}, "
+            f"interval(Δ={self.levels[0]:g})=({lo:.6g}, {hi:.6g}), verdict={self.verdict!r})"
+        )
 
     def interval(self, level: float = 1.0) -> tuple[float, float]:
         """Likelihood-ratio interval ``{ψ: Δ(ψ) < level}`` around the best fit; ``±inf`` on a
@@ -373,12 +415,13 @@ class ProfileLikelihood:
         Δ(−2 ln L) threshold (1: 68.27 %, 3.84: 95 %), not a probability. Warns when an
         endpoint is limited by the grid spacing."""
         (level,) = _check_levels(level, "level")
-        lo, _, coarse_lo = _crossing(self.grid, self.delta, self._center, self.estimate,
-                                     level, -1)
-        hi, _, coarse_hi = _crossing(self.grid, self.delta, self._center, self.estimate,
-                                     level, +1)
-        ends = [(level, side, self.grid[j], self.delta[j])
-                for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper")) if j is not None]
+        lo, _, coarse_lo = _crossing(self.grid, self.delta, self._center, self.estimate, level, -1)
+        hi, _, coarse_hi = _crossing(self.grid, self.delta, self._center, self.estimate, level, +1)
+        ends = [
+            (level, side, self.grid[j], self.delta[j])
+            for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper"))
+            if j is not None
+        ]
         if ends:
             warnings.warn(_coarse_message(self.name, ends), UserWarning, stacklevel=2)
         return lo, hi
@@ -391,6 +434,7 @@ class ProfileLikelihood:
 
     def to_dict(self) -> dict:
         """Plain-Python view (``inf`` written as the string ``"inf"``, NaN as ``None``)."""
+
         def num(x):
             x = float(x)
             if math.isnan(x):
@@ -398,34 +442,45 @@ class ProfileLikelihood:
             return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
         return {
-            "name": self.name, "grid": [num(g) for g in self.grid],
-            "delta": [num(d) for d in self.delta], "converged": self.converged.tolist(),
+            "name": self.name,
+            "grid": [num(g) for g in self.grid],
+            "delta": [num(d) for d in self.delta],
+            "converged": self.converged.tolist(),
             "nuisance": {k: [num(v) for v in vals] for k, vals in self.nuisance.items()},
-            "estimate": num(self.estimate), "best_fit": {k: num(v) for k, v in
-                                                         self.best_fit.items()},
+            "estimate": num(self.estimate),
+            "best_fit": {k: num(v) for k, v in self.best_fit.items()},
             "levels": list(self.levels),
             "intervals": {str(lv): [num(a), num(b)] for lv, (a, b) in self.intervals.items()},
             "open": {str(lv): list(o) for lv, o in self.open.items()},
             "fisher_sigma": num(self.fisher_sigma),
-            "fisher_intervals": {str(lv): [num(a) for a in self.fisher_interval(lv)]
-                                 for lv in self.levels},
-            "flat": self.flat, "multimodal": self.multimodal,
-            "other_minimum": None if self.other_minimum is None else
-            [num(v) for v in self.other_minimum],
-            "identifiable": self.identifiable, "verdict": self.verdict, "data": self.data,
+            "fisher_intervals": {
+                str(lv): [num(a) for a in self.fisher_interval(lv)] for lv in self.levels
+            },
+            "flat": self.flat,
+            "multimodal": self.multimodal,
+            "other_minimum": None
+            if self.other_minimum is None
+            else [num(v) for v in self.other_minimum],
+            "identifiable": self.identifiable,
+            "verdict": self.verdict,
+            "data": self.data,
             "notes": list(self.notes),
         }
 
     def summary(self) -> str:
         """A few lines: estimate, LR and Fisher intervals per level, verdict."""
-        lines = [f"Profile likelihood of {self.name} ({self.data} data, {len(self.grid)} grid "
-                 f"points {self.grid[0]:.4g} … {self.grid[-1]:.4g}): {self.verdict}",
-                 f"  best fit {self.estimate:.6g}; Fisher σ {self.fisher_sigma:.4g}"]
+        lines = [
+            f"Profile likelihood of {self.name} ({self.data} data, {len(self.grid)} grid "
+            f"points {self.grid[0]:.4g} … {self.grid[-1]:.4g}): {self.verdict}",
+            f"  best fit {self.estimate:.6g}; Fisher σ {self.fisher_sigma:.4g}",
+        ]
         for lv in self.levels:
             lo, hi = self.intervals[lv]
             flo, fhi = self.fisher_interval(lv)
-            lines.append(f"  Δ(−2 ln L) = {lv:.3g}: LR interval [{lo:.6g}, {hi:.6g}]   "
-                         f"Fisher [{flo:.6g}, {fhi:.6g}]")
+            lines.append(
+                f"  Δ(−2 ln L) = {lv:.3g}: LR interval [{lo:.6g}, {hi:.6g}]   "
+                f"Fisher [{flo:.6g}, {fhi:.6g}]"
+            )
         bad = int(np.sum(~self.converged))
         if bad:
             lines.append(f"  {bad} of {len(self.grid)} grid points did not converge fully.")
@@ -442,19 +497,31 @@ class ProfileLikelihood:
         ax.plot(self.grid, self.delta, "o-", color="C0", ms=3, label="profile likelihood")
         if math.isfinite(self.fisher_sigma) and self.fisher_sigma > 0:
             fine = np.linspace(self.grid[0], self.grid[-1], 200)
-            ax.plot(fine, ((fine - self.estimate) / self.fisher_sigma) ** 2, "--", color="C1",
-                    label="Fisher (quadratic)")
+            ax.plot(
+                fine,
+                ((fine - self.estimate) / self.fisher_sigma) ** 2,
+                "--",
+                color="C1",
+                label="Fisher (quadratic)",
+            )
         for k, lv in enumerate(self.levels):
             ax.axhline(lv, color="0.5", lw=0.8, ls=":")
             for bound in self.intervals[lv]:
                 if math.isfinite(bound):
-                    ax.axvline(bound, color=f"C{2 + k}", lw=0.8,
-                               label=f"LR interval Δ={lv:.3g}" if bound ==
-                               self.intervals[lv][0] or not math.isfinite(
-                                   self.intervals[lv][0]) else None)
+                    ax.axvline(
+                        bound,
+                        color=f"C{2 + k}",
+                        lw=0.8,
+                        label=f"LR interval Δ={lv:.3g}"
+                        if bound == self.intervals[lv][0]
+                        or not math.isfinite(self.intervals[lv][0])
+                        else None,
+                    )
         finite = self.delta[np.isfinite(self.delta)]
-        top = max(1.5 * max(self.levels), float(min(np.max(finite), 4 * max(self.levels)))
-                  if finite.size else 0.0)
+        top = max(
+            1.5 * max(self.levels),
+            float(min(np.max(finite), 4 * max(self.levels))) if finite.size else 0.0,
+        )
         ax.set_ylim(-0.05 * top, top)
         ax.set_xlabel(self.name)
         ax.set_ylabel("Δ(−2 ln L)")
@@ -477,22 +544,25 @@ class ProfileBatch(dict):
     def summary(self) -> str:
         """One line per parameter: best fit, 68 % LR and Fisher intervals, verdict."""
         width = max([len(n) for n in list(self) + list(self.errors)] + [9])
-        head = (f"{'parameter':<{width}}  {'best fit':>10}  {'LR 68% interval':>25}  "
-                f"{'Fisher 68% interval':>25}  verdict")
+        head = (
+            f"{'parameter':<{width}}  {'best fit':>10}  {'LR 68% interval':>25}  "
+            f"{'Fisher 68% interval':>25}  verdict"
+        )
         lines = [head, "-" * len(head)]
         for n, p in self.items():
             lo, hi = p.intervals[p.levels[0]]
             flo, fhi = p.fisher_interval(p.levels[0])
-            lines.append(f"{n:<{width}}  {p.estimate:>10.4g}  "
-                         f"{f'[{lo:.4g}, {hi:.4g}]':>25}  {f'[{flo:.4g}, {fhi:.4g}]':>25}  "
-                         f"{p.verdict}")
+            lines.append(
+                f"{n:<{width}}  {p.estimate:>10.4g}  "
+                f"{f'[{lo:.4g}, {hi:.4g}]':>25}  {f'[{flo:.4g}, {fhi:.4g}]':>25}  "
+                f"{p.verdict}"
+            )
         for n, msg in self.errors.items():
             lines.append(f"{n:<{width}}  failed: {msg.splitlines()[0]}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"profiles": {n: p.to_dict() for n, p in self.items()},
-                "errors": dict(self.errors)}
+        return {"profiles": {n: p.to_dict() for n, p in self.items()}, "errors": dict(self.errors)}
 
     def plot(self, fig=None):
         """One panel per profiled parameter. Returns the Figure."""
@@ -506,7 +576,7 @@ class ProfileBatch(dict):
         axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
         for ax, p in zip(axes, self.values(), strict=False):
             p.plot(ax=ax)
-        for ax in axes[len(self):]:
+        for ax in axes[len(self) :]:
             ax.set_visible(False)
         fig.tight_layout()
         return fig
@@ -521,18 +591,21 @@ def _check_data(data, experiments, means):
     elif len(experiments) == 1:
         items = [data]
     else:
-        raise ValueError(f"`data` must be a list with one array per experiment "
-                         f"({len(experiments)} experiments); received {quote(data)}.")
+        raise ValueError(
+            f"`data` must be a list with one array per experiment "
+            f"({len(experiments)} experiments); received {quote(data)}."
+        )
     if len(items) != len(experiments):
-        raise ValueError(f"`data` gives {len(items)} arrays for {len(experiments)} "
-                         "experiments.")
+        raise ValueError(f"`data` gives {len(items)} arrays for {len(experiments)} experiments.")
     out = []
     for k, (d, mean) in enumerate(zip(items, means, strict=True)):
         arr = np.asarray(d)
         arr = arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64)
         if arr.shape != mean.shape:
-            raise ValueError(f"`data` for experiment {k} has shape {arr.shape}, but the model "
-                             f"output has shape {tuple(mean.shape)}.")
+            raise ValueError(
+                f"`data` for experiment {k} has shape {arr.shape}, but the model "
+                f"output has shape {tuple(mean.shape)}."
+            )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"`data` for experiment {k} contains NaN or inf.")
         out.append(arr)
@@ -541,8 +614,9 @@ def _check_data(data, experiments, means):
 
 def _half_grid(lo, center, hi, n_grid):
     half_n = (n_grid - 1) // 2
-    return np.concatenate([np.linspace(lo, center, half_n + 1)[:-1],
-                           np.linspace(center, hi, half_n + 1)])
+    return np.concatenate(
+        [np.linspace(lo, center, half_n + 1)[:-1], np.linspace(center, hi, half_n + 1)]
+    )
 
 
 def _default_grid(center, fiducial, sigma, n_grid, span, rel_span, finite_at):
@@ -580,46 +654,83 @@ def _default_grid(center, fiducial, sigma, n_grid, span, rel_span, finite_at):
     return _half_grid(lo, center, hi, n_grid), (side, edge, float(first))
 
 
-def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref, ref, scales,
-                 sigma, grid, n_grid, span, rel_span, tol, max_steps, autodiff, levels, kind,
-                 expected, notes, fiducial):
+def _profile_one(
+    name,
+    *,
+    experiments,
+    data,
+    fixed,
+    names,
+    theta_hat,
+    theta_ref,
+    ref,
+    scales,
+    sigma,
+    grid,
+    n_grid,
+    span,
+    rel_span,
+    tol,
+    max_steps,
+    autodiff,
+    levels,
+    kind,
+    expected,
+    notes,
+    fiducial,
+):
     k = names.index(name)
     fiducial_value = fiducial[name]
     center_value = float(theta_hat[k])
     notes = list(notes)
     clip = None
     if grid is None:
+
         def finite_at(points):
             try:
-                values, _ = _profile_direct(experiments, data, fixed, theta_hat, theta_ref,
-                                            np.int32(k), points, names=names,
-                                            expected=expected)
+                values, _ = _profile_direct(
+                    experiments,
+                    data,
+                    fixed,
+                    theta_hat,
+                    theta_ref,
+                    np.int32(k),
+                    points,
+                    names=names,
+                    expected=expected,
+                )
             except (RuntimeError, FloatingPointError, ValueError):
                 # e.g. an ff.ode_model with throw=True whose solve fails past zero: clip.
                 return np.zeros(points.shape, dtype=bool)
             return np.isfinite(np.asarray(values))
 
-        g, clip = _default_grid(center_value, fiducial_value, sigma[name], n_grid, span,
-                                rel_span, finite_at)
+        g, clip = _default_grid(
+            center_value, fiducial_value, sigma[name], n_grid, span, rel_span, finite_at
+        )
         if clip:
             side, edge, first = clip
-            notes.append(f"Grid clipped {side} at {edge:.4g} (1 % of the best fit): −2 ln L "
-                         f"is not finite at {name} = {first:.4g} with the other parameters "
-                         "at the best fit; pass `grid` to go further.")
+            notes.append(
+                f"Grid clipped {side} at {edge:.4g} (1 % of the best fit): −2 ln L "
+                f"is not finite at {name} = {first:.4g} with the other parameters "
+                "at the best fit; pass `grid` to go further."
+            )
     else:
         try:
             g = np.asarray(grid, dtype=np.float64)
         except (TypeError, ValueError):
             g = np.empty(0)
         if g.ndim != 1 or g.size < 3 or not np.all(np.isfinite(g)) or np.any(np.diff(g) <= 0):
-            raise ValueError(f"`grid` must be a 1-D, strictly increasing, finite array of at "
-                             f"least 3 values; received {quote(grid)}.")
+            raise ValueError(
+                f"`grid` must be a 1-D, strictly increasing, finite array of at "
+                f"least 3 values; received {quote(grid)}."
+            )
         if not g[0] < center_value < g[-1]:
             raise ValueError(
                 f"`grid` for {name!r} spans [{g[0]:.6g}, {g[-1]:.6g}] but the best fit is "
                 f"{name} = {center_value:.6g}: a profile needs grid points on both sides of "
                 "the best fit to bound an interval. Widen the grid, or leave grid=None for "
-                "the default (best fit ± several Fisher σ).")
+                "the default (best fit ± several Fisher σ)."
+            )
         if not np.any(np.isclose(g, center_value, rtol=1e-12, atol=0.0)):
             # The profile's minimum belongs on the grid: intervals are interpolated from it.
             g = np.sort(np.append(g, center_value))
@@ -633,15 +744,36 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref,
     free = np.array([i for i in range(len(names)) if i != k], dtype=np.int32)
     if free.size:
         values, thetas, converged, steps = _profile_scan(
-            experiments, data, fixed, theta_hat, theta_ref, scales, np.int32(k), free,
-            g[order], resets, names=names, tol=tol, max_steps=max_steps, autodiff=autodiff,
-            expected=expected)
+            experiments,
+            data,
+            fixed,
+            theta_hat,
+            theta_ref,
+            scales,
+            np.int32(k),
+            free,
+            g[order],
+            resets,
+            names=names,
+            tol=tol,
+            max_steps=max_steps,
+            autodiff=autodiff,
+            expected=expected,
+        )
         values, thetas = np.asarray(values), np.asarray(thetas)
         converged, steps = np.asarray(converged), np.asarray(steps)
     else:
-        values, thetas = _profile_direct(experiments, data, fixed, theta_hat, theta_ref,
-                                         np.int32(k), g[order], names=names,
-                                         expected=expected)
+        values, thetas = _profile_direct(
+            experiments,
+            data,
+            fixed,
+            theta_hat,
+            theta_ref,
+            np.int32(k),
+            g[order],
+            names=names,
+            expected=expected,
+        )
         values, thetas = np.asarray(values), np.asarray(thetas)
         converged, steps = np.isfinite(values), np.zeros(n, dtype=np.int64)
     inverse = np.empty_like(order)
@@ -654,14 +786,18 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref,
 
     finite = np.isfinite(values)
     if not np.any(finite):
-        raise NonFiniteError(f"The profile of {name!r} is NaN at every grid point: the model "
-                             "or the fit failed. Check the model on the grid "
-                             f"{g[0]:.6g} … {g[-1]:.6g}, or pass a narrower `grid`.")
+        raise NonFiniteError(
+            f"The profile of {name!r} is NaN at every grid point: the model "
+            "or the fit failed. Check the model on the grid "
+            f"{g[0]:.6g} … {g[-1]:.6g}, or pass a narrower `grid`."
+        )
     floor = min(0.0, float(np.min(values[finite])))
     estimate = center_value
     if floor < -1e-6:
-        notes.append(f"The profile goes {-floor:.3g} below the best fit: the global fit had "
-                     "not fully converged; Δ is measured from the lowest profile point.")
+        notes.append(
+            f"The profile goes {-floor:.3g} below the best fit: the global fit had "
+            "not fully converged; Δ is measured from the lowest profile point."
+        )
         estimate = float(g[np.nanargmin(np.where(finite, values, np.nan))])
     delta = values - floor
     center = int(np.nanargmin(np.where(finite, delta, np.nan)))
@@ -677,9 +813,11 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref,
         open_[lv] = (not math.isfinite(lo), not math.isfinite(hi))
         edge_open[lv] = (why_lo == "grid edge", why_hi == "grid edge")
         reasons.update(r for r in (why_lo, why_hi) if r and r != "grid edge")
-        coarse_ends += [(lv, side, g[j], delta[j])
-                        for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper"))
-                        if j is not None]
+        coarse_ends += [
+            (lv, side, g[j], delta[j])
+            for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper"))
+            if j is not None
+        ]
         for bound, side in ((lo, g < lo), (hi, g > hi)):
             dip = side & finite & (delta < lv)
             if math.isfinite(bound) and np.any(dip):
@@ -691,10 +829,12 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref,
         notes.append(_coarse_message(name, coarse_ends))
     multimodal = other is not None
     if multimodal:
-        notes.append(f"The profile falls below a level again beyond the interval (Δ = "
-                     f"{other[1]:.3g} at {name} = {other[0]:.6g}): the likelihood is "
-                     "multimodal within the grid, and the interval around the best fit is "
-                     "only part of the confidence set.")
+        notes.append(
+            f"The profile falls below a level again beyond the interval (Δ = "
+            f"{other[1]:.3g} at {name} = {other[0]:.6g}): the likelihood is "
+            "multimodal within the grid, and the interval around the best fit is "
+            "only part of the confidence set."
+        )
     flat = bool(np.nanmax(delta) < FLAT_TOL)
     top = max(levels)
     closed = not any(open_[top])
@@ -702,32 +842,52 @@ def _profile_one(name, *, experiments, data, fixed, names, theta_hat, theta_ref,
     clipped_side = clip[0] if clip else None
     # An open side that ends at a grid edge the default grid clipped says nothing about
     # identifiability: the profile was not computed further.
-    by_clip = [s for s, o, e in zip(sides, open_[top], edge_open[top], strict=True)
-               if o and e and s == clipped_side]
+    by_clip = [
+        s
+        for s, o, e in zip(sides, open_[top], edge_open[top], strict=True)
+        if o and e and s == clipped_side
+    ]
     really_open = [s for s, o in zip(sides, open_[top], strict=True) if o and s not in by_clip]
     if flat:
         verdict = "structurally non-identifiable (flat profile)"
     elif really_open:
-        verdict = (f"practically non-identifiable (open {' and '.join(really_open)} at "
-                   f"Δ={top:.3g} within the grid)")
+        verdict = (
+            f"practically non-identifiable (open {' and '.join(really_open)} at "
+            f"Δ={top:.3g} within the grid)"
+        )
     elif by_clip:
-        verdict = (f"undetermined {by_clip[0]} (Δ < {top:.3g} up to where the default grid "
-                   f"was clipped, {clip[1]:.4g}; pass `grid` to go further)")
+        verdict = (
+            f"undetermined {by_clip[0]} (Δ < {top:.3g} up to where the default grid "
+            f"was clipped, {clip[1]:.4g}; pass `grid` to go further)"
+        )
     else:
         verdict = "identifiable"
     if multimodal and not flat:
-        extra = (f"multimodal (another minimum, Δ = {other[1]:.3g}, at {name} = "
-                 f"{other[0]:.6g})")
+        extra = f"multimodal (another minimum, Δ = {other[1]:.3g}, at {name} = {other[0]:.6g})"
         verdict = extra if verdict == "identifiable" else f"{verdict}; {extra}"
     nuisance = {names[i]: thetas[:, i] for i in free}
     best = {nm: float(theta_hat[i]) for i, nm in enumerate(names)}
     best.update({kk: float(v) for kk, v in fixed.items()})
     profile = ProfileLikelihood(
-        name=name, grid=g, delta=delta, converged=converged.astype(bool), steps=steps,
-        nuisance=nuisance, estimate=estimate, best_fit=best, levels=tuple(levels),
-        intervals=intervals, open=open_, flat=flat, multimodal=multimodal,
-        other_minimum=other, identifiable=bool(closed and not flat and not multimodal),
-        verdict=verdict, fisher_sigma=float(sigma[name]), data=kind, notes=notes,
+        name=name,
+        grid=g,
+        delta=delta,
+        converged=converged.astype(bool),
+        steps=steps,
+        nuisance=nuisance,
+        estimate=estimate,
+        best_fit=best,
+        levels=tuple(levels),
+        intervals=intervals,
+        open=open_,
+        flat=flat,
+        multimodal=multimodal,
+        other_minimum=other,
+        identifiable=bool(closed and not flat and not multimodal),
+        verdict=verdict,
+        fisher_sigma=float(sigma[name]),
+        data=kind,
+        notes=notes,
         _center=center,
     )
     if coarse_ends:
@@ -746,17 +906,35 @@ def _noise_depends_on_parameters(experiments, data, fixed, theta0, names):
             out.append(None)
             unknown.append(i)
     if unknown:
-        grads = _noise_gradients(tuple(experiments[i] for i in unknown),
-                                 tuple(data[i] for i in unknown), fixed, theta0, names=names)
+        grads = _noise_gradients(
+            tuple(experiments[i] for i in unknown),
+            tuple(data[i] for i in unknown),
+            fixed,
+            theta0,
+            names=names,
+        )
         for i, grad in zip(unknown, grads, strict=True):
             grad = np.asarray(grad)
             out[i] = bool(np.any(grad != 0) or not np.all(np.isfinite(grad)))
     return out
 
 
-def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=None,
-                       n_grid=21, span=4.0, rel_span=0.5, params=None, levels=LEVELS,
-                       tol=1e-6, max_steps=256, mode="forward"):
+def profile_likelihood(
+    experiment,
+    fiducial,
+    name_or_names,
+    *,
+    data=None,
+    grid=None,
+    n_grid=21,
+    span=4.0,
+    rel_span=0.5,
+    params=None,
+    levels=LEVELS,
+    tol=1e-6,
+    max_steps=256,
+    mode="forward",
+):
     """Profile likelihood of one or several parameters, with LR and Fisher intervals.
 
     For each grid value ψ of the parameter the other parameters in `params` are
@@ -815,15 +993,23 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
     names = check_names(params, fid)
     _check_mode(mode, experiments)
     single = isinstance(name_or_names, str)
-    targets = [name_or_names] if single else list(name_or_names) \
-        if isinstance(name_or_names, Sequence) else None
+    targets = (
+        [name_or_names]
+        if single
+        else list(name_or_names)
+        if isinstance(name_or_names, Sequence)
+        else None
+    )
     if not targets or not all(isinstance(t, str) for t in targets):
-        raise TypeError(f"`name_or_names` must be a parameter name or a list of names; "
-                        f"received {quote(name_or_names)}.")
+        raise TypeError(
+            f"`name_or_names` must be a parameter name or a list of names; "
+            f"received {quote(name_or_names)}."
+        )
     unknown = [t for t in targets if t not in names]
     if unknown:
-        raise ParameterError(f"cannot profile {unknown}: not among the varied parameters "
-                             f"{list(names)}.")
+        raise ParameterError(
+            f"cannot profile {unknown}: not among the varied parameters {list(names)}."
+        )
     if not (isinstance(n_grid, int) and n_grid >= 5):
         raise ValueError(f"`n_grid` must be an integer >= 5; received {n_grid!r}.")
     if n_grid % 2 == 0:
@@ -849,12 +1035,19 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
             # known and minimal at the fiducial. Other noise models: the Asimov −2 ln L,
             # valid only where the noise does not depend on the parameters (a global fit
             # then confirms the minimum).
-            custom = [i for i, e in enumerate(experiments)
-                      if not isinstance(e.noise, Gaussian | Poisson | PSD)]
+            custom = [
+                i
+                for i, e in enumerate(experiments)
+                if not isinstance(e.noise, Gaussian | Poisson | PSD)
+            ]
             if custom:
                 depends = _noise_depends_on_parameters(
-                    [experiments[i] for i in custom], [data_t[i] for i in custom], fixed,
-                    theta0, names)
+                    [experiments[i] for i in custom],
+                    [data_t[i] for i in custom],
+                    fixed,
+                    theta0,
+                    names,
+                )
                 bad = [experiments[i] for i, d in zip(custom, depends, strict=True) if d]
                 if bad:
                     raise ValueError(
@@ -863,7 +1056,8 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
                         f"{list(names)}, and its expected −2 ln L under the fiducial has no "
                         "known formula; noise-free (Asimov) data would drive its noise to "
                         "zero. Pass `data=` (e.g. data simulated with exp.noise.simulate), "
-                        "or hold the noise parameters fixed with `params=`.")
+                        "or hold the noise parameters fixed with `params=`."
+                    )
             needs_fit = bool(custom)
         else:
             data_t = _check_data(data, experiments, means)
@@ -873,15 +1067,26 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
         sigma, scales = _sigma_and_scales(F, names, fid, theta0)
         theta_hat = theta0
         if needs_fit:
-            th, value, ok = _global_fit(experiments, data_t, fixed, theta0, scales,
-                                        names=names, tol=tol, max_steps=max_steps,
-                                        autodiff=autodiff, expected=expected)
+            th, value, ok = _global_fit(
+                experiments,
+                data_t,
+                fixed,
+                theta0,
+                scales,
+                names=names,
+                tol=tol,
+                max_steps=max_steps,
+                autodiff=autodiff,
+                expected=expected,
+            )
             th, ref = np.asarray(th), float(value)
             if np.all(np.isfinite(th)) and math.isfinite(ref):
                 theta_hat = th
                 if not bool(ok):
-                    notes.append("The global fit stopped before its tolerance; the profile "
-                                 "minimum is used as the reference if it is lower.")
+                    notes.append(
+                        "The global fit stopped before its tolerance; the profile "
+                        "minimum is used as the reference if it is lower."
+                    )
             else:
                 notes.append("The global fit failed; profiles start from the fiducial.")
                 ref = math.nan
@@ -895,16 +1100,36 @@ def profile_likelihood(experiment, fiducial, name_or_names, *, data=None, grid=N
             try:
                 F_hat, _, _ = _fisher_parts_checked(experiments, best64, names, mode)
             except (FisherError, FloatingPointError) as exc:
-                notes.append("The Fisher matrix could not be evaluated at the best fit "
-                             f"({str(exc).splitlines()[0]}); Fisher σ, the default grid "
-                             "and the optimiser scales use the fiducial's.")
+                notes.append(
+                    "The Fisher matrix could not be evaluated at the best fit "
+                    f"({str(exc).splitlines()[0]}); Fisher σ, the default grid "
+                    "and the optimiser scales use the fiducial's."
+                )
             else:
                 sigma, scales = _sigma_and_scales(F_hat, names, best64, theta_hat)
-        common = dict(experiments=experiments, data=data_t, fixed=fixed, names=names,
-                      theta_hat=theta_hat, theta_ref=theta0, ref=ref, scales=scales,
-                      sigma=sigma, grid=grid, n_grid=n_grid, span=span, rel_span=rel_span,
-                      tol=tol, max_steps=max_steps, autodiff=autodiff, levels=levels,
-                      kind=kind, expected=expected, notes=notes, fiducial=fid)
+        common = dict(
+            experiments=experiments,
+            data=data_t,
+            fixed=fixed,
+            names=names,
+            theta_hat=theta_hat,
+            theta_ref=theta0,
+            ref=ref,
+            scales=scales,
+            sigma=sigma,
+            grid=grid,
+            n_grid=n_grid,
+            span=span,
+            rel_span=rel_span,
+            tol=tol,
+            max_steps=max_steps,
+            autodiff=autodiff,
+            levels=levels,
+            kind=kind,
+            expected=expected,
+            notes=notes,
+            fiducial=fid,
+        )
         if single:
             return _profile_one(name_or_names, **common)
         profiles, errors = {}, {}
@@ -920,8 +1145,11 @@ def _sigma_and_scales(F, names, point, theta):
     """Marginal Fisher σ per name and the optimiser's coordinate scales ``1/sqrt(F_jj)``."""
     sigma = _marginal_sigma_pinv(F, names, {n: float(point[n]) for n in names})
     diag = np.diag(F)
-    scales = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
-                      np.where(theta != 0, np.abs(theta), 1.0))
+    scales = np.where(
+        diag > 0,
+        1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
+        np.where(theta != 0, np.abs(theta), 1.0),
+    )
     return sigma, scales
 
 

@@ -46,8 +46,9 @@ def _check_levels(levels):
         levels = (levels,)
     levels = tuple(float(lv) for lv in levels)
     if not levels or not all(0 < lv < 1 for lv in levels):
-        raise ValueError(f"`levels` must be probabilities in (0, 1), e.g. (0.6827, 0.9545); "
-                         f"received {levels!r}.")
+        raise ValueError(
+            f"`levels` must be probabilities in (0, 1), e.g. (0.6827, 0.9545); received {levels!r}."
+        )
     return tuple(sorted(levels))
 
 
@@ -57,8 +58,13 @@ def _check_levels(levels):
 def _is_sample_dict(obj) -> bool:
     if not isinstance(obj, Mapping) or not obj:
         return False
-    return all(isinstance(k, str) and not isinstance(v, Mapping | FisherMatrix)
-               and not hasattr(v, "samples") and np.ndim(v) == 1 for k, v in obj.items())
+    return all(
+        isinstance(k, str)
+        and not isinstance(v, Mapping | FisherMatrix)
+        and not hasattr(v, "samples")
+        and np.ndim(v) == 1
+        for k, v in obj.items()
+    )
 
 
 def _items(obj, label=None):
@@ -69,15 +75,17 @@ def _items(obj, label=None):
         return [(label or obj.name or "Fisher", "fisher", obj)]
     if isinstance(obj, CrossCheck):
         F = obj.fisher
-        centred = FisherMatrix(F.matrix, F.names, fiducial=dict(obj.reference),
-                               labels=F.labels, name=F.name)
+        centred = FisherMatrix(
+            F.matrix, F.names, fiducial=dict(obj.reference), labels=F.labels, name=F.name
+        )
         prefix = f"{label}: " if label else ""
         return [(f"{prefix}HMC", "samples", obj.samples), (f"{prefix}Fisher", "fisher", centred)]
     if _is_sample_dict(obj):
         return [(label or "samples", "samples", obj)]
     if hasattr(obj, "samples") and _is_sample_dict(obj.samples):
-        return [(label or type(obj).__name__.replace("Samples", " samples"), "samples",
-                 obj.samples)]
+        return [
+            (label or type(obj).__name__.replace("Samples", " samples"), "samples", obj.samples)
+        ]
     raise TypeError(
         "ff.plot.corner expects FisherMatrix objects, sample dicts (name -> 1-D array), "
         "CrossCheck results, or a list / dict label -> of these; received "
@@ -153,8 +161,15 @@ def _whitened_contours(ax, x, y, levels, color, bins, smooth, linewidth, fill):
     if fill:
         bounds = [thresholds[k] for k in order] + [H.max() * 1.0001]
         ax.contourf(X, Y, H, levels=bounds, colors=[color], alpha=0.25)
-    cs = ax.contour(X, Y, H, levels=[thresholds[k] for k in order], colors=[color],
-                    linewidths=linewidth, linestyles=styles)
+    cs = ax.contour(
+        X,
+        Y,
+        H,
+        levels=[thresholds[k] for k in order],
+        colors=[color],
+        linewidths=linewidth,
+        linestyles=styles,
+    )
     cs.set_gid("sample-contour")
     return cs
 
@@ -162,9 +177,23 @@ def _whitened_contours(ax, x, y, levels, color, bins, smooth, linewidth, fill):
 # ---------------------------------------------------------------------------------------
 # corner
 # ---------------------------------------------------------------------------------------
-def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.9545),
-           colors=None, legend=None, fig=None, bins=30, smooth=1.0, contours="whitened",
-           ranges=None, range_sigma=3.5, linewidth=1.5, fill=False):
+def corner(
+    fishers_or_samples,
+    *,
+    names=None,
+    labels=None,
+    levels=(0.6827, 0.9545),
+    colors=None,
+    legend=None,
+    fig=None,
+    bins=30,
+    smooth=1.0,
+    contours="whitened",
+    ranges=None,
+    range_sigma=3.5,
+    linewidth=1.5,
+    fill=False,
+):
     """Corner plot of Fisher forecasts (analytic contours) and posterior samples.
 
     Each :class:`FisherMatrix` is drawn analytically: 2-D joint ellipses from
@@ -240,8 +269,7 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
             known.update(_names_of(kind, payload))
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise KeyError(f"`names` lists {unknown}, which no input has; known: "
-                           f"{sorted(known)}.")
+            raise KeyError(f"`names` lists {unknown}, which no input has; known: {sorted(known)}.")
     K = len(names)
     if K == 0:
         raise ValueError("nothing to plot: no parameter names.")
@@ -249,8 +277,10 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
         if kind == "samples":
             missing = [n for n in names if n not in payload]
             if missing:
-                raise KeyError(f"sample set {label!r} has no samples of {missing}; pass "
-                               f"names=[...] to plot a subset.")
+                raise KeyError(
+                    f"sample set {label!r} has no samples of {missing}; pass "
+                    f"names=[...] to plot a subset."
+                )
     axis_labels = {n: n for n in names}
     for _, kind, payload in items:
         if kind == "fisher":
@@ -263,8 +293,9 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
         else:
             labels = list(labels)
             if len(labels) != K:
-                raise ValueError(f"`labels` has {len(labels)} entries for {K} parameters "
-                                 f"{list(names)}.")
+                raise ValueError(
+                    f"`labels` has {len(labels)} entries for {K} parameters {list(names)}."
+                )
             axis_labels = dict(zip(names, map(str, labels), strict=True))
 
     if colors is None:
@@ -272,8 +303,10 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
     else:
         colors = [colors] if isinstance(colors, str) else list(colors)
         if len(colors) < len(items):
-            raise ValueError(f"`colors` has {len(colors)} entries for {len(items)} items "
-                             f"{[lab for lab, _, _ in items]}.")
+            raise ValueError(
+                f"`colors` has {len(colors)} entries for {len(items)} items "
+                f"{[lab for lab, _, _ in items]}."
+            )
 
     # Ranges.
     lo = {n: math.inf for n in names}
@@ -317,8 +350,10 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
     if not overplot:
         fig.subplots(K, K, squeeze=False)
     if len(fig.axes) != K * K:
-        raise ValueError(f"`fig` has {len(fig.axes)} axes; a corner plot of {K} parameters "
-                         f"needs {K * K} (or pass an empty figure).")
+        raise ValueError(
+            f"`fig` has {len(fig.axes)} axes; a corner plot of {K} parameters "
+            f"needs {K * K} (or pass an empty figure)."
+        )
     axes = np.array(fig.axes).reshape(K, K)
     diag_max = np.zeros(K)
     if overplot and not ranges:  # keep what an earlier call drew in view
@@ -347,16 +382,35 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
         data = data[np.all(np.isfinite(data), axis=1)]
         own = contours == "whitened"
         corner_pkg.corner(
-            data, fig=fig, range=rng, bins=bins, levels=levels, color=color,
-            smooth=smooth, plot_datapoints=False, plot_density=False, plot_contours=not own,
-            fill_contours=fill and not own, no_fill_contours=True,
+            data,
+            fig=fig,
+            range=rng,
+            bins=bins,
+            levels=levels,
+            color=color,
+            smooth=smooth,
+            plot_datapoints=False,
+            plot_density=False,
+            plot_contours=not own,
+            fill_contours=fill and not own,
+            no_fill_contours=True,
             hist_kwargs={"density": True, "color": color},
-            contour_kwargs={"linewidths": linewidth})
+            contour_kwargs={"linewidths": linewidth},
+        )
         if own:
             for i in range(K):
                 for j in range(i):
-                    _whitened_contours(axes[i, j], data[:, j], data[:, i], levels, color,
-                                       bins, smooth, linewidth, fill)
+                    _whitened_contours(
+                        axes[i, j],
+                        data[:, j],
+                        data[:, i],
+                        levels,
+                        color,
+                        bins,
+                        smooth,
+                        linewidth,
+                        fill,
+                    )
         for i in range(K):
             counts, _ = np.histogram(data[:, i], bins=bins, range=rng[i], density=True)
             diag_max[i] = max(diag_max[i], counts.max(initial=0.0))
@@ -368,8 +422,19 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
             continue
         color = colors[idx]
         if idx in singular:
-            handles.append((idx, Line2D([], [], color=color, lw=linewidth, ls=":",
-                                        label=f"{label} (singular: not drawn)")))
+            handles.append(
+                (
+                    idx,
+                    Line2D(
+                        [],
+                        [],
+                        color=color,
+                        lw=linewidth,
+                        ls=":",
+                        label=f"{label} (singular: not drawn)",
+                    ),
+                )
+            )
             continue
         sig = sigmas[idx]
         fid = payload.fiducial or {n: 0.0 for n in payload.names}
@@ -389,8 +454,13 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
                 ax = axes[i, j]
                 for k, level in enumerate(levels):
                     verts = payload.ellipse(xn, yn, level).vertices(201)
-                    (line,) = ax.plot(verts[:, 0], verts[:, 1], color=color, lw=linewidth,
-                                      ls=_LINESTYLES[k % len(_LINESTYLES)])
+                    (line,) = ax.plot(
+                        verts[:, 0],
+                        verts[:, 1],
+                        color=color,
+                        lw=linewidth,
+                        ls=_LINESTYLES[k % len(_LINESTYLES)],
+                    )
                     line.set_gid("fisher-ellipse")
         handles.append((idx, Line2D([], [], color=color, lw=linewidth, label=label)))
     handles = [h for _, h in sorted(handles, key=lambda pair: pair[0])]
@@ -438,17 +508,22 @@ def corner(fishers_or_samples, *, names=None, labels=None, levels=(0.6827, 0.954
                 raise ValueError(f"`legend` has {len(show)} labels for {len(handles)} items.")
             for h, text in zip(handles, show, strict=True):
                 h.set_label(str(text))
-        fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(tr, tr),
-                   frameon=False, title=f"contours: {', '.join(f'{lv:.4g}' for lv in levels)}"
-                   " (2-D)" if K > 1 else None)
+        fig.legend(
+            handles=handles,
+            loc="upper right",
+            bbox_to_anchor=(tr, tr),
+            frameon=False,
+            title=f"contours: {', '.join(f'{lv:.4g}' for lv in levels)} (2-D)" if K > 1 else None,
+        )
     return fig
 
 
 # ---------------------------------------------------------------------------------------
 # Single ellipse, σ bars, spectrum
 # ---------------------------------------------------------------------------------------
-def ellipse(F, a, b, ax=None, *, levels=(0.6827, 0.9545), color=None, label=None,
-            fill=False, linewidth=1.5):
+def ellipse(
+    F, a, b, ax=None, *, levels=(0.6827, 0.9545), color=None, label=None, fill=False, linewidth=1.5
+):
     """The 2-D joint confidence ellipses of parameters `a` and `b` (others marginalised).
 
     Contours are joint 2-D regions: ``0.6827`` → ``Δχ² = 2.30`` (semi-axes 1.515 ×
@@ -482,13 +557,17 @@ def ellipse(F, a, b, ax=None, *, levels=(0.6827, 0.9545), color=None, label=None
     for k, level in enumerate(levels):
         e = F.ellipse(a, b, level)
         verts = e.vertices(201)
-        (line,) = ax.plot(verts[:, 0], verts[:, 1], color=color, lw=linewidth,
-                          ls=_LINESTYLES[k % len(_LINESTYLES)],
-                          label=f"{label} ({level:.4g}, Δχ² = {e.delta_chi2:.2f})")
+        (line,) = ax.plot(
+            verts[:, 0],
+            verts[:, 1],
+            color=color,
+            lw=linewidth,
+            ls=_LINESTYLES[k % len(_LINESTYLES)],
+            label=f"{label} ({level:.4g}, Δχ² = {e.delta_chi2:.2f})",
+        )
         line.set_gid("fisher-ellipse")
         if fill:
-            ax.add_patch(Polygon(verts, closed=True, color=color,
-                                 alpha=0.35 / (k + 1), lw=0))
+            ax.add_patch(Polygon(verts, closed=True, color=color, alpha=0.35 / (k + 1), lw=0))
     e = F.ellipse(a, b, levels[0])
     (center,) = ax.plot(*e.center, marker="+", color=color, ls="none")
     center.set_gid("fisher-center")
@@ -532,22 +611,25 @@ def sigma_bars(fishers, names=None, *, relative=False, log=False, ax=None, color
     if isinstance(fishers, Mapping):
         entries = [(str(k), v) for k, v in fishers.items()]
     elif isinstance(fishers, Sequence) and not isinstance(fishers, str):
-        entries = [(F.name if isinstance(F, FisherMatrix) and F.name else f"experiment {i + 1}",
-                    F) for i, F in enumerate(fishers)]
+        entries = [
+            (F.name if isinstance(F, FisherMatrix) and F.name else f"experiment {i + 1}", F)
+            for i, F in enumerate(fishers)
+        ]
     else:
-        raise TypeError(f"sigma_bars expects a dict label -> FisherMatrix or a list; "
-                        f"received {quote(fishers)}.")
+        raise TypeError(
+            f"sigma_bars expects a dict label -> FisherMatrix or a list; received {quote(fishers)}."
+        )
     if not entries:
         raise ValueError("sigma_bars received no Fisher matrices.")
     for lab, F in entries:
         if not isinstance(F, FisherMatrix | Mapping):
-            raise TypeError(f"sigma_bars: {lab!r} is not a FisherMatrix or a dict name -> σ "
-                            f"({quote(F)}).")
+            raise TypeError(
+                f"sigma_bars: {lab!r} is not a FisherMatrix or a dict name -> σ ({quote(F)})."
+            )
     if names is None:
         names = []
         for _, F in entries:
-            names += [n for n in (F.names if isinstance(F, FisherMatrix) else F)
-                      if n not in names]
+            names += [n for n in (F.names if isinstance(F, FisherMatrix) else F) if n not in names]
     names = list(names)
     if ax is None:
         size = (max(4.0, 1.0 + 0.9 * len(names) * len(entries) ** 0.5), 3.5)
@@ -574,11 +656,17 @@ def sigma_bars(fishers, names=None, *, relative=False, log=False, ax=None, color
         pos = x - 0.4 + width * (k + 0.5)
         ax.bar(pos, heights, width=width, color=color, label=lab)
         for i in where_inf:
-            ax.annotate("∞", (pos[i], 0), xytext=(0, 3), textcoords="offset points",
-                        ha="center", color=color)
+            ax.annotate(
+                "∞",
+                (pos[i], 0),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                color=color,
+            )
     labels = {}
     for _, F in entries:
-        for n, lab in (F.labels.items() if isinstance(F, FisherMatrix) else ()):
+        for n, lab in F.labels.items() if isinstance(F, FisherMatrix) else ():
             labels.setdefault(n, lab)
     ax.set_xticks(x)
     ax.set_xticklabels([_tex(labels.get(n, n)) for n in names])
@@ -621,8 +709,9 @@ def spectrum(F, *, ax=None):
     w, V = np.linalg.eigh(M / np.outer(d, d))
     P = len(w)
     if ax is None:
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(4 + 0.6 * P, 3.5),
-                                      gridspec_kw={"width_ratios": [1, 1]})
+        fig, (ax, ax2) = plt.subplots(
+            1, 2, figsize=(4 + 0.6 * P, 3.5), gridspec_kw={"width_ratios": [1, 1]}
+        )
     else:
         fig, ax2 = ax.figure, None
     floor = RANK_RTOL * P * max(w[-1], 0.0)

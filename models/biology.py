@@ -229,9 +229,7 @@ def michaelis_menten_experiment(times=None, sigma=0.1, name="Michaelis-Menten su
     """``ff.Experiment`` for :func:`michaelis_menten`; default 16 times over 0–150 s and
     sigma = 0.1 µM (*illustrative*)."""
     times = np.linspace(0.0, 150.0, 16) if times is None else times
-    return ff.Experiment(
-        michaelis_menten, noise=ff.Gaussian(sigma=sigma), design=times, name=name
-    )
+    return ff.Experiment(michaelis_menten, noise=ff.Gaussian(sigma=sigma), design=times, name=name)
 
 
 #: *Illustrative* elementary rate constants in µM and s: kf = 1 µM⁻¹s⁻¹ (10⁶ M⁻¹s⁻¹),
@@ -283,8 +281,9 @@ def enzyme_mass_action(observable="P", **ode_kwargs):
     return ff.ode_model(_enzyme_rhs, y0=y0, observe=observe, **ode_kwargs)
 
 
-def enzyme_mass_action_experiment(times=None, sigma=0.1, observable="P",
-                                  name="enzyme mass action", **ode_kwargs):
+def enzyme_mass_action_experiment(
+    times=None, sigma=0.1, observable="P", name="enzyme mass action", **ode_kwargs
+):
     """``ff.Experiment`` for :func:`enzyme_mass_action`; default 16 times over 0–150 s and
     sigma = 0.1 µM (*illustrative*)."""
     times = np.linspace(0.0, 150.0, 16) if times is None else times
@@ -345,7 +344,12 @@ SIR_BOARDING_SCHOOL_FIDUCIAL = {"beta": 1.66, "gamma": 0.44, "rho": 1.0, "N": 76
 #: data (Li et al. 2020, NEJM 382, 1199), so σ = 1/5.2 day⁻¹; γ = 0.2 day⁻¹ (*illustrative*)
 #: and β = R0 γ = 0.44 day⁻¹; N = 10⁶, I0 = 10, E0 = 0, ρ = 0.1 (*illustrative*).
 SEIR_FIDUCIAL = {
-    "beta": 0.44, "sigma": 1.0 / 5.2, "gamma": 0.2, "rho": 0.1, "N": 1.0e6, "I0": 10.0,
+    "beta": 0.44,
+    "sigma": 1.0 / 5.2,
+    "gamma": 0.2,
+    "rho": 0.1,
+    "N": 1.0e6,
+    "I0": 10.0,
     "E0": 0.0,
 }
 
@@ -442,8 +446,9 @@ def seir(observable="incidence", **ode_kwargs):
     )
 
 
-def sir_experiment(times=None, sigma=10.0, observable="prevalence",
-                   name="SIR (boarding school)", **ode_kwargs):
+def sir_experiment(
+    times=None, sigma=10.0, observable="prevalence", name="SIR (boarding school)", **ode_kwargs
+):
     """``ff.Experiment`` for :func:`sir`; default daily data on days 0–14 (as in the 1978
     boarding-school record) and sigma = 10 persons (*illustrative*)."""
     times = np.arange(0.0, 15.0) if times is None else times
@@ -451,8 +456,7 @@ def sir_experiment(times=None, sigma=10.0, observable="prevalence",
     return ff.Experiment(model, noise=ff.Gaussian(sigma=sigma), design=times, name=name)
 
 
-def seir_experiment(times=None, sigma=50.0, observable="incidence", name="SEIR",
-                    **ode_kwargs):
+def seir_experiment(times=None, sigma=50.0, observable="incidence", name="SEIR", **ode_kwargs):
     """``ff.Experiment`` for :func:`seir`; default weekly data over 20 weeks and sigma = 50
     reported cases/day (*illustrative*)."""
     times = np.arange(7.0, 141.0, 7.0) if times is None else times
@@ -521,8 +525,14 @@ def pk_oral(params, times):
     ka, ke = params["ka"], params["ke"]
     k_lo, k_hi = jnp.minimum(ka, ke), jnp.maximum(ka, ke)
     tp = jnp.maximum(t, 0.0)
-    c = f * params["D"] * ka / params["V"] * tp * jnp.exp(-k_lo * tp) * _exprel_neg(
-        (k_hi - k_lo) * tp
+    c = (
+        f
+        * params["D"]
+        * ka
+        / params["V"]
+        * tp
+        * jnp.exp(-k_lo * tp)
+        * _exprel_neg((k_hi - k_lo) * tp)
     )
     return jnp.where(t < 0, 0.0, c)
 
@@ -586,22 +596,26 @@ def pk_two_compartment(route="iv", **ode_kwargs):
     """
     _check_choice("route", route, ("iv", "oral"))
     if route == "iv":
+
         def y0(p):
             return jnp.stack([p["D"], 0.0 * p["D"]])
 
-        return ff.ode_model(_two_comp_iv_rhs, y0=y0, observe=lambda y, p: y[0] / p["V1"],
-                            **ode_kwargs)
+        return ff.ode_model(
+            _two_comp_iv_rhs, y0=y0, observe=lambda y, p: y[0] / p["V1"], **ode_kwargs
+        )
 
     def y0_oral(p):
         zero = 0.0 * p["D"]
         return jnp.stack([p.get("F", 1.0) * p["D"], zero, zero])
 
-    return ff.ode_model(_two_comp_oral_rhs, y0=y0_oral, observe=lambda y, p: y[1] / p["V1"],
-                        **ode_kwargs)
+    return ff.ode_model(
+        _two_comp_oral_rhs, y0=y0_oral, observe=lambda y, p: y[1] / p["V1"], **ode_kwargs
+    )
 
 
-def pk_two_compartment_experiment(times=None, sigma=0.1, route="iv",
-                                  name="two-compartment PK", **ode_kwargs):
+def pk_two_compartment_experiment(
+    times=None, sigma=0.1, route="iv", name="two-compartment PK", **ode_kwargs
+):
     """``ff.Experiment`` for :func:`pk_two_compartment`; default 10 samples over 0.25–24 h,
     sigma = 0.1 mg/L (*illustrative*)."""
     if times is None:
@@ -642,8 +656,9 @@ def fitzhugh_nagumo(observable="both", **ode_kwargs):
     return ff.ode_model(_fhn_rhs, y0=y0, observe=observe, **ode_kwargs)
 
 
-def fitzhugh_nagumo_experiment(times=None, sigma=0.5, observable="both",
-                               name="FitzHugh-Nagumo", **ode_kwargs):
+def fitzhugh_nagumo_experiment(
+    times=None, sigma=0.5, observable="both", name="FitzHugh-Nagumo", **ode_kwargs
+):
     """``ff.Experiment`` for :func:`fitzhugh_nagumo`; default 41 times over 0–20 and sigma
     = 0.5 (*illustrative*)."""
     times = np.linspace(0.0, 20.0, 41) if times is None else times
@@ -659,16 +674,24 @@ def fitzhugh_nagumo_experiment(times=None, sigma=0.5, observable="both",
 #: in years: posterior means of Carpenter (2018, "Predator-prey population dynamics: the
 #: Lotka-Volterra model in Stan", Stan case study): α = 0.55, β = 0.028, γ = 0.80,
 #: δ = 0.024, initial (prey, predator) = (33.9, 5.9).
-LOTKA_VOLTERRA_FIDUCIAL = {"alpha": 0.55, "beta": 0.028, "gamma": 0.80, "delta": 0.024,
-                           "prey0": 33.9, "predator0": 5.9}
+LOTKA_VOLTERRA_FIDUCIAL = {
+    "alpha": 0.55,
+    "beta": 0.028,
+    "gamma": 0.80,
+    "delta": 0.024,
+    "prey0": 33.9,
+    "predator0": 5.9,
+}
 
 
 def _lv_rhs(t, y, p):
     prey, pred = y
-    return jnp.stack([
-        (p["alpha"] - p["beta"] * pred) * prey,
-        (p["delta"] * prey - p["gamma"]) * pred,
-    ])
+    return jnp.stack(
+        [
+            (p["alpha"] - p["beta"] * pred) * prey,
+            (p["delta"] * prey - p["gamma"]) * pred,
+        ]
+    )
 
 
 def lotka_volterra(observable="both", **ode_kwargs):
@@ -689,8 +712,9 @@ def lotka_volterra(observable="both", **ode_kwargs):
     return ff.ode_model(_lv_rhs, y0=y0, observe=observe, **ode_kwargs)
 
 
-def lotka_volterra_experiment(times=None, sigma=2.0, observable="both",
-                              name="Lotka-Volterra (hare-lynx)", **ode_kwargs):
+def lotka_volterra_experiment(
+    times=None, sigma=2.0, observable="both", name="Lotka-Volterra (hare-lynx)", **ode_kwargs
+):
     """``ff.Experiment`` for :func:`lotka_volterra`; default yearly data over 20 years and
     sigma = 2 thousand pelts (*illustrative*)."""
     times = np.arange(0.0, 21.0) if times is None else times

@@ -103,11 +103,13 @@ PLANCK2018_LCDM = {
 #: Chen, Huang & Wang (2019, JCAP 02, 028), Planck 2018 TT,TE,EE+lowE, ΛCDM:
 #: mean of (R, l_A, omega_b) and its inverse covariance.
 PLANCK2018_DISTANCE_PRIOR_MEAN = np.array([1.750235, 301.4707, 0.02235976])
-PLANCK2018_DISTANCE_PRIOR_INVCOV = np.array([
-    [94392.3971, -1360.4913, 1664517.2916],
-    [-1360.4913, 161.4349, 3671.6180],
-    [1664517.2916, 3671.6180, 79719182.5162],
-])
+PLANCK2018_DISTANCE_PRIOR_INVCOV = np.array(
+    [
+        [94392.3971, -1360.4913, 1664517.2916],
+        [-1360.4913, 161.4349, 3671.6180],
+        [1664517.2916, 3671.6180, 79719182.5162],
+    ]
+)
 PLANCK2018_DISTANCE_PRIOR_COV = np.linalg.inv(PLANCK2018_DISTANCE_PRIOR_INVCOV)
 
 #: BAO redshifts and fractional 1-sigma errors approximately those of DESI DR1 (DESI

@@ -231,11 +231,7 @@ def pn_phase_coefficients(eta, chi1=0.0, chi2=0.0):
     phi0 = jnp.ones_like(eta)
     phi1 = jnp.zeros_like(eta)
     phi2 = 3715.0 / 756.0 + 55.0 / 9.0 * eta
-    phi3 = (
-        -16.0 * pi
-        + 113.0 / 3.0 * delta * chi_a
-        + (113.0 / 3.0 - 76.0 / 3.0 * eta) * chi_s
-    )
+    phi3 = -16.0 * pi + 113.0 / 3.0 * delta * chi_a + (113.0 / 3.0 - 76.0 / 3.0 * eta) * chi_s
     phi4 = (
         15293365.0 / 508032.0
         + 27145.0 / 504.0 * eta
@@ -424,14 +420,18 @@ _ET_ALPHA = math.radians(70.0)  # arbitrary orientation of the placeholder trian
 #: Named sites.  H1/L1/V1 from LALSuite ``LALDetectors.h`` (vertex and arm azimuths);
 #: ET1-3 and CE are placeholders (see module docstring).
 DETECTORS: dict[str, Detector] = {
-    "H1": Detector("H1", 0.81079526383, -2.08405676917, 5.65487724844, 4.08408092164,
-                   142.554, "aLIGO", 10.0),
-    "L1": Detector("L1", 0.53342313506, -1.58430937078, 4.40317772346, 2.83238139666,
-                   -6.574, "aLIGO", 10.0),
-    "V1": Detector("V1", 0.76151183984, 0.18333805213, 0.33916285222, 5.05155183261,
-                   51.884, "aLIGO", 10.0),
-    "CE": Detector("CE", 0.81079526383, -2.08405676917, 5.65487724844, 4.08408092164,
-                   142.554, "CE", 5.0),
+    "H1": Detector(
+        "H1", 0.81079526383, -2.08405676917, 5.65487724844, 4.08408092164, 142.554, "aLIGO", 10.0
+    ),
+    "L1": Detector(
+        "L1", 0.53342313506, -1.58430937078, 4.40317772346, 2.83238139666, -6.574, "aLIGO", 10.0
+    ),
+    "V1": Detector(
+        "V1", 0.76151183984, 0.18333805213, 0.33916285222, 5.05155183261, 51.884, "aLIGO", 10.0
+    ),
+    "CE": Detector(
+        "CE", 0.81079526383, -2.08405676917, 5.65487724844, 4.08408092164, 142.554, "CE", 5.0
+    ),
 }
 for _k in range(3):
     # Triangle vertices k = 0, 1, 2: arms at alpha - 120 k and alpha - 120 k - 60 degrees.
@@ -448,8 +448,7 @@ def _get_detector(detector) -> Detector:
         return DETECTORS[detector]
     except KeyError:
         raise ValueError(
-            f"unknown detector {detector!r}; choose from {sorted(DETECTORS)} "
-            "or pass a gw.Detector"
+            f"unknown detector {detector!r}; choose from {sorted(DETECTORS)} or pass a gw.Detector"
         ) from None
 
 
@@ -503,11 +502,13 @@ def detector_vertex(detector):
     sl, cl = math.sin(det.latitude), math.cos(det.latitude)
     prime_vertical = WGS84_A_M / math.sqrt(1.0 - WGS84_E2 * sl * sl)
     r = prime_vertical + det.elevation
-    return np.array([
-        r * cl * math.cos(det.longitude),
-        r * cl * math.sin(det.longitude),
-        (prime_vertical * (1.0 - WGS84_E2) + det.elevation) * sl,
-    ])
+    return np.array(
+        [
+            r * cl * math.cos(det.longitude),
+            r * cl * math.sin(det.longitude),
+            (prime_vertical * (1.0 - WGS84_E2) + det.elevation) * sl,
+        ]
+    )
 
 
 def _polarisation_basis(ra, dec, psi, gmst):
@@ -613,9 +614,9 @@ def psd_et_b(f):
     6.34
     """
     x = _xp(f).asarray(f) / 100.0
-    return 1e-50 * (
-        2.39e-27 * x**-15.64 + 0.349 * x**-2.145 + 1.76 * x**-0.12 + 0.409 * x**1.10
-    ) ** 2
+    return (
+        1e-50 * (2.39e-27 * x**-15.64 + 0.349 * x**-2.145 + 1.76 * x**-0.12 + 0.409 * x**1.10) ** 2
+    )
 
 
 def psd_ce_wideband(f):

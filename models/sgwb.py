@@ -145,8 +145,16 @@ def hellings_downs(zeta):
     return 1.5 * x * np.log(x) - 0.25 * x + 0.5
 
 
-def omega_noise(detector, f, *, n_pulsars=50, cadence_days=14.0, sigma_timing_ns=100.0,
-                overlap=1.0, h0_km_s_mpc=DEFAULT_H0_KM_S_MPC):
+def omega_noise(
+    detector,
+    f,
+    *,
+    n_pulsars=50,
+    cadence_days=14.0,
+    sigma_timing_ns=100.0,
+    overlap=1.0,
+    h0_km_s_mpc=DEFAULT_H0_KM_S_MPC,
+):
     """Toy noise / effective sensitivity in Omega units for "LISA", "ground" or "PTA".
 
     See the module docstring for the three definitions.  ``n_pulsars``, ``cadence_days``
@@ -175,8 +183,9 @@ def omega_noise(detector, f, *, n_pulsars=50, cadence_days=14.0, sigma_timing_ns
     raise ValueError("detector must be 'LISA', 'ground' or 'PTA'")
 
 
-def power_law_integrated_sensitivity(f, omega_eff, t_obs_s, *, snr=1.0, df=None,
-                                     alphas=None, f_ref=None, cross=True):
+def power_law_integrated_sensitivity(
+    f, omega_eff, t_obs_s, *, snr=1.0, df=None, alphas=None, f_ref=None, cross=True
+):
     """Power-law-integrated sensitivity curve (Thrane & Romano 2013), numpy.
 
     For each slope beta, the amplitude giving ``snr`` is
@@ -216,8 +225,17 @@ def _bins(detector, f_bins, t_obs_s):
     return frequency_grid(fmin, fmax, n)
 
 
-def experiment(detector="LISA", spectrum="power_law", *, t_obs_years=None, f_bins=None,
-               f_ref=None, correlation=None, name=None, **noise_kwargs):
+def experiment(
+    detector="LISA",
+    spectrum="power_law",
+    *,
+    t_obs_years=None,
+    f_bins=None,
+    f_ref=None,
+    correlation=None,
+    name=None,
+    **noise_kwargs,
+):
     """``ff.Experiment`` for the binned Omega_gw estimator with Gaussian errors.
 
     Parameters
@@ -258,9 +276,7 @@ def experiment(detector="LISA", spectrum="power_law", *, t_obs_years=None, f_bin
     if correlation == "cross":
         sigma = omega_n / np.sqrt(2.0 * t_obs_s * df)
     elif correlation == "auto":
-        sigma = functools.partial(
-            _auto_sigma, model=model, omega_n=omega_n, n_modes=t_obs_s * df
-        )
+        sigma = functools.partial(_auto_sigma, model=model, omega_n=omega_n, n_modes=t_obs_s * df)
     else:
         raise ValueError("correlation must be 'auto' or 'cross'")
     return ff.Experiment(model, ff.Gaussian(sigma=sigma), design=f, name=name or detector)

@@ -70,16 +70,51 @@ PUBLIC_API = [
 ]
 
 ENGINE_NAMES = [
-    "Ellipse", "Experiment", "FisherError", "FisherMatrix", "Gaussian", "Inverse", "NoiseModel",
-    "NonFiniteError", "PSD", "ParameterError", "Poisson", "SingularFisherError", "bias",
-    "delta_chi2_2d", "fisher", "fisher_information", "jacobian", "load", "robust_inverse",
+    "Ellipse",
+    "Experiment",
+    "FisherError",
+    "FisherMatrix",
+    "Gaussian",
+    "Inverse",
+    "NoiseModel",
+    "NonFiniteError",
+    "PSD",
+    "ParameterError",
+    "Poisson",
+    "SingularFisherError",
+    "bias",
+    "delta_chi2_2d",
+    "fisher",
+    "fisher_information",
+    "jacobian",
+    "load",
+    "robust_inverse",
 ]
 
-ENGINE_MODULES = ["_experiment", "_noise", "_fisher", "_matrix", "_linalg", "_io", "_errors",
-                  "_x64", "_joint"]
+ENGINE_MODULES = [
+    "_experiment",
+    "_noise",
+    "_fisher",
+    "_matrix",
+    "_linalg",
+    "_io",
+    "_errors",
+    "_x64",
+    "_joint",
+]
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
-ANALYSIS_MODULES = ["_ode", "_identifiability", "_profile", "_crosscheck", "_dali", "plot",
-                    "_batch", "_design", "_design_optimize", "_design_select"]
+ANALYSIS_MODULES = [
+    "_ode",
+    "_identifiability",
+    "_profile",
+    "_crosscheck",
+    "_dali",
+    "plot",
+    "_batch",
+    "_design",
+    "_design_optimize",
+    "_design_select",
+]
 
 
 def test_public_api_is_pinned():
@@ -103,15 +138,25 @@ def test_version():
 
 def test_import_is_light_and_leaves_jax_config_alone():
     """`import fisherforecast` must not load optional heavy packages nor switch on x64."""
-    heavy = ["matplotlib", "numpyro", "diffrax", "optimistix", "equinox", "corner", "tqdm",
-             "dask", "h5py"]
+    heavy = [
+        "matplotlib",
+        "numpyro",
+        "diffrax",
+        "optimistix",
+        "equinox",
+        "corner",
+        "tqdm",
+        "dask",
+        "h5py",
+    ]
     code = (
         "import sys, jax, fisherforecast\n"
         f"loaded = [m for m in {heavy!r} if m in sys.modules]\n"
         "print(loaded, jax.config.jax_enable_x64)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip() == "[] False", out.stdout + out.stderr
 
 
@@ -131,7 +176,8 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"fisherforecast.{module}")
     finder = doctest.DocTestFinder(parser=MarkdownDocTestParser())
     runner = doctest.DocTestRunner(
-        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+    )
     tests = [t for t in finder.find(mod, mod.__name__) if t.examples]
     for test in tests:
         runner.run(test)

@@ -38,8 +38,15 @@ def two_exponentials(p, t):
 
 def two_exponentials_fisher(a, b, k, m, t=T):
     """Closed form: F = Jᵀ J / σ² with the analytic Jacobian (a, b, k, m columns)."""
-    J = np.stack([np.exp(-k * t), np.exp(-m * t) / (2 * np.sqrt(b)),
-                  -a * t * np.exp(-k * t), -np.sqrt(b) * t * np.exp(-m * t)], axis=1)
+    J = np.stack(
+        [
+            np.exp(-k * t),
+            np.exp(-m * t) / (2 * np.sqrt(b)),
+            -a * t * np.exp(-k * t),
+            -np.sqrt(b) * t * np.exp(-m * t),
+        ],
+        axis=1,
+    )
     return J.T @ J / SIGMA**2
 
 
@@ -49,8 +56,12 @@ NAMES = ("a", "b", "k", "m")
 
 def population(B, seed=0):
     rng = np.random.default_rng(seed)
-    return {"a": rng.uniform(0.5, 2.0, B), "b": rng.uniform(0.5, 2.0, B),
-            "k": rng.uniform(0.2, 0.6, B), "m": rng.uniform(1.0, 3.0, B)}
+    return {
+        "a": rng.uniform(0.5, 2.0, B),
+        "b": rng.uniform(0.5, 2.0, B),
+        "k": rng.uniform(0.2, 0.6, B),
+        "m": rng.uniform(1.0, 3.0, B),
+    }
 
 
 def item(fid, i):
@@ -75,13 +86,17 @@ def test_batch_equals_single_calls_and_closed_form():
     for i in range(23):
         single = ff.fisher(EXP, item(fid, i))
         assert_matrix_close(batch.matrices[i], single.matrix)
-        assert_matrix_close(batch.matrices[i], two_exponentials_fisher(
-            *(item(fid, i)[n] for n in NAMES)), rtol=1e-11)
+        assert_matrix_close(
+            batch.matrices[i],
+            two_exponentials_fisher(*(item(fid, i)[n] for n in NAMES)),
+            rtol=1e-11,
+        )
         ref_sigma = single.sigma()
         for n in NAMES:
             assert sig[n][i] == pytest.approx(ref_sigma[n], rel=1e-10)
-        np.testing.assert_allclose(cov[i], ff.robust_inverse(single.matrix).covariance,
-                                   rtol=1e-9, atol=0)
+        np.testing.assert_allclose(
+            cov[i], ff.robust_inverse(single.matrix).covariance, rtol=1e-9, atol=0
+        )
         assert batch.condition_number[i] == pytest.approx(single.condition_number, rel=1e-8)
     # select() gives the FisherMatrix of one item with its fiducial attached.
     F5 = batch.select(5)
@@ -94,10 +109,10 @@ def test_batch_equals_single_calls_and_closed_form():
 def test_subset_of_params_lists_and_scalar_broadcast():
     fid = population(10, seed=1)
     fid["m"] = 2.0  # a scalar is broadcast to every item
-    poisson = ff.Experiment(lambda p, t: 50.0 * p["a"] * jnp.exp(-p["k"] * t), ff.Poisson(),
-                            design=T, name="counts")
-    batch = ff.fisher_batch([EXP, poisson], fid, params=["a", "k"], chunk_size=4,
-                            progress=False)
+    poisson = ff.Experiment(
+        lambda p, t: 50.0 * p["a"] * jnp.exp(-p["k"] * t), ff.Poisson(), design=T, name="counts"
+    )
+    batch = ff.fisher_batch([EXP, poisson], fid, params=["a", "k"], chunk_size=4, progress=False)
     assert batch.names == ("a", "k")
     assert batch.fiducials["m"].shape == (10,) and np.all(batch.fiducials["m"] == 2.0)
     for i in range(10):
@@ -118,14 +133,19 @@ def test_psd_amplitude_identity_in_batch():
     psd = 1e-2 * (1 + (50.0 / f) ** 4 + (f / 150.0) ** 2)
 
     def chirp(p, f):
-        psi = (2 * jnp.pi * f * p["tc"] - p["phi"]
-               + 3e2 * p["mc"] ** (-5 / 3) * (f / 100) ** (-5 / 3))
+        psi = (
+            2 * jnp.pi * f * p["tc"] - p["phi"] + 3e2 * p["mc"] ** (-5 / 3) * (f / 100) ** (-5 / 3)
+        )
         return jnp.exp(p["lnA"]) * f ** (-7 / 6) * jnp.exp(-1j * psi)
 
     exp = ff.Experiment(chirp, ff.PSD(psd, f[1] - f[0]), design=f)
     rng = np.random.default_rng(2)
-    fid = {"lnA": rng.uniform(0, 3, 7), "tc": rng.uniform(-0.01, 0.01, 7),
-           "phi": rng.uniform(0, 6, 7), "mc": rng.uniform(1.0, 2.0, 7)}
+    fid = {
+        "lnA": rng.uniform(0, 3, 7),
+        "tc": rng.uniform(-0.01, 0.01, 7),
+        "phi": rng.uniform(0, 6, 7),
+        "mc": rng.uniform(1.0, 2.0, 7),
+    }
     batch = ff.fisher_batch(exp, fid, chunk_size=7, progress=False)
     for i in range(7):
         snr2 = 4 * (f[1] - f[0]) * np.sum(np.exp(2 * fid["lnA"][i]) * f ** (-7 / 3) / psd)
@@ -138,14 +158,18 @@ def test_psd_amplitude_identity_in_batch():
 # ----- failure isolation -------------------------------------------------------------------
 def test_failure_isolation():
     fid = population(12, seed=3)
-    fid["b"][2] = -1.0              # sqrt of a negative number: NaN output
-    fid["m"][4] = fid["k"][4]       # collinear columns: singular
-    fid["a"][6] = 0.0               # no information about k
-    fid["k"][9] = np.nan            # bad input value
+    fid["b"][2] = -1.0  # sqrt of a negative number: NaN output
+    fid["m"][4] = fid["k"][4]  # collinear columns: singular
+    fid["a"][6] = 0.0  # no information about k
+    fid["k"][9] = np.nan  # bad input value
     clean = population(12, seed=3)
     batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
-    expected = {2: _batch.BAD_OUTPUT, 4: _batch.SINGULAR, 6: _batch.NO_INFORMATION,
-                9: _batch.BAD_FIDUCIAL}
+    expected = {
+        2: _batch.BAD_OUTPUT,
+        4: _batch.SINGULAR,
+        6: _batch.NO_INFORMATION,
+        9: _batch.BAD_FIDUCIAL,
+    }
     for i in range(12):
         assert batch.reason_codes[i] == expected.get(i, _batch.OK), (i, batch.reason[i])
         assert batch.ok[i] == (i not in expected)
@@ -153,8 +177,7 @@ def test_failure_isolation():
     assert set(batch.failures()) == {ff.FisherBatch.REASONS[c] for c in expected.values()}
     # The good items are untouched by their bad neighbours.
     good = [i for i in range(12) if i not in expected]
-    ref = ff.fisher_batch(EXP, {k: v[good] for k, v in clean.items()}, chunk_size=8,
-                          progress=False)
+    ref = ff.fisher_batch(EXP, {k: v[good] for k, v in clean.items()}, chunk_size=8, progress=False)
     np.testing.assert_array_equal(batch.matrices[good], ref.matrices)
     sig = batch.sigma()
     for n in NAMES:
@@ -196,8 +219,9 @@ def test_out_of_memory_stops_instead_of_bisecting(monkeypatch):
 
     def exhausted(self, idx):
         calls.append(len(idx))
-        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to "
-                                         "allocate 123456789 bytes.")
+        raise jax.errors.JaxRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123456789 bytes."
+        )
 
     monkeypatch.setattr(_batch._Chunk, "dispatch", exhausted)
     with pytest.raises(MemoryError, match=r"chunk of 8 items.*smaller chunk_size \(e.g. 2\)"):
@@ -221,17 +245,26 @@ def test_no_retracing_across_chunks():
     many_model, many_calls = _counting_model()
     noise = ff.Gaussian(sigma=0.1)
     fid = {"a": np.linspace(1, 2, 53), "k": np.linspace(0.1, 1, 53)}
-    ff.fisher_batch(ff.Experiment(one_model, noise, design=T),
-                    {k: v[:8] for k, v in fid.items()}, chunk_size=8, progress=False)
+    ff.fisher_batch(
+        ff.Experiment(one_model, noise, design=T),
+        {k: v[:8] for k, v in fid.items()},
+        chunk_size=8,
+        progress=False,
+    )
     # 7 chunks, the last one padded from 5 to 8 items: the same traces as a single chunk.
-    batch = ff.fisher_batch(ff.Experiment(many_model, noise, design=T), fid, chunk_size=8,
-                            progress=False)
+    batch = ff.fisher_batch(
+        ff.Experiment(many_model, noise, design=T), fid, chunk_size=8, progress=False
+    )
     assert batch.metadata["n_chunks"] == 7
     assert many_calls["n"] == one_calls["n"] > 0
     # A second run with the same shapes compiles nothing and traces nothing.
     before = many_calls["n"]
-    ff.fisher_batch(ff.Experiment(many_model, noise, design=T),
-                    {k: v[::-1] for k, v in fid.items()}, chunk_size=8, progress=False)
+    ff.fisher_batch(
+        ff.Experiment(many_model, noise, design=T),
+        {k: v[::-1] for k, v in fid.items()},
+        chunk_size=8,
+        progress=False,
+    )
     assert many_calls["n"] == before
 
 
@@ -322,8 +355,13 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
         ff.fisher_batch(EXP, population(37, seed=5), chunk_size=8, progress=False,
                         out=sys.argv[1])
     """)
-    run = subprocess.run([sys.executable, "-c", script, str(path), str(Path(__file__).parent)],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == -9, run.stderr[-2000:]
     partial = ff.FisherBatch.load(path, allow_partial=True)
     assert partial.metadata["chunks_done"] == 2 and partial.ok[:16].all()
@@ -334,8 +372,9 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
         child_exp = importlib.import_module("test_batch").EXP
     finally:
         sys.path.pop(0)
-    resumed = ff.fisher_batch(child_exp, population(37, seed=5), chunk_size=8, progress=False,
-                              out=path)
+    resumed = ff.fisher_batch(
+        child_exp, population(37, seed=5), chunk_size=8, progress=False, out=path
+    )
     assert resumed.metadata["chunks_computed"] == 3
     ref = ff.fisher_batch(EXP, population(37, seed=5), chunk_size=8, progress=False)
     np.testing.assert_array_equal(resumed.matrices, ref.matrices)
@@ -368,8 +407,7 @@ def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
     # A finished file made from other inputs is never silently replaced.
     with pytest.raises(FileExistsError, match=r"different inputs.*overwrite=True"):
         ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path)
-    replaced = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path,
-                               overwrite=True)
+    replaced = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path, overwrite=True)
     np.testing.assert_array_equal(ff.FisherBatch.load(path).matrices, replaced.matrices)
     # A file in which no chunk finished holds nothing to lose: other inputs replace it.
     empty = tmp_path / "empty.h5"
@@ -395,12 +433,16 @@ def test_dask_local_cluster_equals_local_run(tmp_path):
     fid = population(30, seed=7)
     fid["b"][3] = -1.0
     local = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         remote = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, client=client)
-        streamed = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, client=client,
-                                   out=tmp_path / "dask.h5")
+        streamed = ff.fisher_batch(
+            EXP, fid, chunk_size=8, progress=False, client=client, out=tmp_path / "dask.h5"
+        )
     for result in (remote, streamed):
         np.testing.assert_array_equal(result.matrices, local.matrices)
         np.testing.assert_array_equal(result.reason_codes, local.reason_codes)
@@ -418,18 +460,27 @@ def test_design_batch():
     for d in range(5):
         single = ff.fisher(exp.replace(design=grid[d]), fid)
         assert_matrix_close(batch.matrices[d], single.matrix)
-        assert_matrix_close(batch.matrices[d], two_exponentials_fisher(
-            *(fid[n] for n in NAMES), t=grid[d]), rtol=1e-11)
+        assert_matrix_close(
+            batch.matrices[d],
+            two_exponentials_fisher(*(fid[n] for n in NAMES), t=grid[d]),
+            rtol=1e-11,
+        )
     # Per-design fiducials are allowed too, one per design.
-    per = ff.fisher_batch(exp, {**fid, "k": np.linspace(0.3, 0.5, 5)}, chunk_size=2,
-                          progress=False, design_batch=True)
-    assert_matrix_close(per.matrices[4], ff.fisher(exp.replace(design=grid[4]),
-                                                   {**fid, "k": 0.5}).matrix)
+    per = ff.fisher_batch(
+        exp, {**fid, "k": np.linspace(0.3, 0.5, 5)}, chunk_size=2, progress=False, design_batch=True
+    )
+    assert_matrix_close(
+        per.matrices[4], ff.fisher(exp.replace(design=grid[4]), {**fid, "k": 0.5}).matrix
+    )
     with pytest.raises(ValueError, match=r"design's batch axis has 5 items.*length 3"):
         ff.fisher_batch(exp, {**fid, "k": np.ones(3)}, design_batch=True, progress=False)
     with pytest.raises(ValueError, match="leading batch axis"):
-        ff.fisher_batch(ff.Experiment(lambda p: p["a"] * jnp.ones(3), ff.Gaussian(sigma=1.0)),
-                        {"a": 1.0}, design_batch=True, progress=False)
+        ff.fisher_batch(
+            ff.Experiment(lambda p: p["a"] * jnp.ones(3), ff.Gaussian(sigma=1.0)),
+            {"a": 1.0},
+            design_batch=True,
+            progress=False,
+        )
 
 
 # ----- input validation --------------------------------------------------------------------
@@ -458,23 +509,20 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="Experiment"):
         ff.fisher_batch(two_exponentials, fid, progress=False)
     with pytest.raises(ValueError, match="empty"):
-        ff.fisher_batch(EXP, {"a": np.array([]), "b": 1.0, "k": 1.0, "m": 1.0},
-                        progress=False)
+        ff.fisher_batch(EXP, {"a": np.array([]), "b": 1.0, "k": 1.0, "m": 1.0}, progress=False)
 
 
 # ----- chunking, devices, progress ---------------------------------------------------------
 def test_automatic_chunk_size_follows_memory_budget():
     # Output of 25 reals, P = 4: (25 × 5 × 8 + 4² × 8) × BYTES_FACTOR bytes per item.
     per_item = (25 * 5 * 8 + 16 * 8) * _batch.BYTES_FACTOR
-    batch = ff.fisher_batch(EXP, population(40), memory_budget=per_item * 10 + 7,
-                            progress=False)
+    batch = ff.fisher_batch(EXP, population(40), memory_budget=per_item * 10 + 7, progress=False)
     assert batch.metadata["chunk_size"] == 10 and batch.metadata["n_chunks"] == 4
     small = ff.fisher_batch(EXP, population(3), progress=False)
     assert small.metadata["chunk_size"] == 3  # never larger than the batch
     # Chunks are evened out: 41 items with room for 10 per chunk -> 5 chunks of 9, not
     # 4 of 10 plus one of 1 padded to 10.
-    even = ff.fisher_batch(EXP, population(41), memory_budget=per_item * 10 + 7,
-                           progress=False)
+    even = ff.fisher_batch(EXP, population(41), memory_budget=per_item * 10 + 7, progress=False)
     assert even.metadata["chunk_size"] == 9 and even.metadata["n_chunks"] == 5
     assert _batch._auto_chunk_size(1, 8192, 10_000, 1) == 5000
     assert _batch._auto_chunk_size(1, 8192, 10_000, 3) == 5001  # a multiple of the devices
@@ -519,10 +567,19 @@ def test_sharding_over_several_cpu_devices(tmp_path):
             np.testing.assert_allclose(d.matrices[i], F, rtol=1e-12)
         print("OK")
     """)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0 and "OK" in run.stdout, run.stderr[-3000:]
 
 
@@ -530,8 +587,12 @@ def test_sharding_over_several_cpu_devices(tmp_path):
 def test_fisher_batch_container_against_closed_forms(tmp_path):
     # VALIDATION case 1 (F = [[2, 2], [2, 5]], σ = (0.912871, 0.577350)), a diagonal matrix,
     # a singular one and a NaN one.
-    mats = [[[2.0, 2.0], [2.0, 5.0]], [[4.0, 0.0], [0.0, 0.25]], [[1.0, 2.0], [2.0, 4.0]],
-            [[np.nan, 0.0], [0.0, 1.0]]]
+    mats = [
+        [[2.0, 2.0], [2.0, 5.0]],
+        [[4.0, 0.0], [0.0, 0.25]],
+        [[1.0, 2.0], [2.0, 4.0]],
+        [[np.nan, 0.0], [0.0, 1.0]],
+    ]
     batch = ff.FisherBatch(mats, ["a", "b"], {"a": [1.0, 2.0, 3.0, 4.0], "b": 0.5})
     assert batch.ok.tolist() == [True, True, False, False]
     assert batch.reason[2].startswith("singular") and batch.reason[3] == "Fisher matrix is NaN/inf"
@@ -539,8 +600,7 @@ def test_fisher_batch_container_against_closed_forms(tmp_path):
     np.testing.assert_allclose(sig["a"][:2], [0.912871, 0.5], rtol=1e-6)
     np.testing.assert_allclose(sig["b"][:2], [0.577350, 2.0], rtol=1e-6)
     assert np.isnan(sig["a"][2:]).all()
-    np.testing.assert_allclose(batch.covariance()[0], np.linalg.inv(np.array(mats[0])),
-                               rtol=1e-14)
+    np.testing.assert_allclose(batch.covariance()[0], np.linalg.inv(np.array(mats[0])), rtol=1e-14)
     assert batch.condition_number[1] == pytest.approx(1.0)
     assert batch.fiducials["b"].tolist() == [0.5] * 4
     d = batch.to_dict()
@@ -583,14 +643,11 @@ def test_batched_inversion_blocks_fallback_and_concatenate():
         var = _batch._batched_covariance(mats, ok, diagonal_only=True, block=block)
         for i in range(7):
             if ok[i]:
-                np.testing.assert_allclose(cov[i], np.linalg.inv(mats[i]), rtol=1e-10,
-                                           atol=1e-12)
-                np.testing.assert_allclose(var[i], np.diag(np.linalg.inv(mats[i])),
-                                           rtol=1e-10)
+                np.testing.assert_allclose(cov[i], np.linalg.inv(mats[i]), rtol=1e-10, atol=1e-12)
+                np.testing.assert_allclose(var[i], np.diag(np.linalg.inv(mats[i])), rtol=1e-10)
         assert np.isnan(cov[5]).all() and np.isnan(var[5]).all()
     a = ff.FisherBatch(mats[:3], ["x", "y", "z"], {"x": np.arange(3.0), "y": 0.0, "z": 1.0})
-    b = ff.FisherBatch(mats[3:], ["x", "y", "z"], {"x": np.arange(3.0, 7.0), "y": 0.0,
-                                                    "z": 1.0})
+    b = ff.FisherBatch(mats[3:], ["x", "y", "z"], {"x": np.arange(3.0, 7.0), "y": 0.0, "z": 1.0})
     joined = ff.FisherBatch.concatenate([a, b])
     np.testing.assert_array_equal(joined.matrices, 0.5 * (mats + np.swapaxes(mats, 1, 2)))
     assert joined.fiducials["x"].tolist() == list(range(7))
@@ -605,8 +662,11 @@ def test_plot_structure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    batch = ff.FisherBatch([np.diag([1.0, 4.0]) * s for s in (1.0, 4.0, 16.0)], ["a", "b"],
-                           {"a": [1.0, 2.0, 4.0], "b": 1.0})
+    batch = ff.FisherBatch(
+        [np.diag([1.0, 4.0]) * s for s in (1.0, 4.0, 16.0)],
+        ["a", "b"],
+        {"a": [1.0, 2.0, 4.0], "b": 1.0},
+    )
     ax = batch.plot("b", "a")
     offsets = ax.collections[0].get_offsets()
     np.testing.assert_allclose(offsets, [[1.0, 0.5], [2.0, 0.25], [4.0, 0.125]])
@@ -617,7 +677,8 @@ def test_plot_structure():
 
 def test_population_example_runs_fast(tmp_path):
     spec = importlib.util.spec_from_file_location(
-        "population_forecast", ROOT / "examples" / "population_forecast.py")
+        "population_forecast", ROOT / "examples" / "population_forecast.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(n=40, out_dir=tmp_path, seed=1, progress=False)
@@ -631,8 +692,7 @@ def test_population_example_runs_fast(tmp_path):
     # can only shrink σ(ln Mc).
     known = result["known"]
     both = ok & known.ok
-    np.testing.assert_allclose(known.sigma()["lnA"][both] * result["snr"][both], 1.0,
-                               rtol=1e-8)
+    np.testing.assert_allclose(known.sigma()["lnA"][both] * result["snr"][both], 1.0, rtol=1e-8)
     assert np.all(known.sigma()["lnMc"][both] <= batch.sigma()["lnMc"][both] * (1 + 1e-12))
     assert known.names == ("lnA", "lnMc", "eta")
 
@@ -650,8 +710,8 @@ def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
     # Two "detectors" observe the same 12 sources over different time windows; their sum
     # is the Fisher matrix of the joint data set, i.e. of the concatenated time grid.
     fid = population(12, seed=5)
-    fid["m"][4] = fid["k"][4]       # collinear within one window: singular alone
-    fid["b"][2] = -1.0              # NaN output in every window
+    fid["m"][4] = fid["k"][4]  # collinear within one window: singular alone
+    fid["b"][2] = -1.0  # NaN output in every window
     t_late = np.linspace(4.5, 8.0, 20)
     late = EXP.replace(design=t_late, name="late")
     early_b = ff.fisher_batch(EXP, fid, progress=False)
@@ -661,8 +721,9 @@ def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
         if i == 2:
             continue
         p = item(fid, i)
-        closed = two_exponentials_fisher(p["a"], p["b"], p["k"], p["m"],
-                                         t=np.concatenate([T, t_late]))
+        closed = two_exponentials_fisher(
+            p["a"], p["b"], p["k"], p["m"], t=np.concatenate([T, t_late])
+        )
         assert_matrix_close(both.matrices[i], closed, rtol=1e-10)
     # Failed evaluations stay failed with their reason; the sum is classified afresh.
     assert both.reason_codes[2] == _batch.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
@@ -671,19 +732,28 @@ def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
     assert sum([early_b, late_b]).matrices[0].tolist() == both.matrices[0].tolist()
     # Same as summing the per-item FisherMatrix objects (parameter alignment by name).
     reordered = ff.FisherBatch(late_b.matrices[:, ::-1, ::-1], NAMES[::-1], late_b.fiducials)
-    np.testing.assert_allclose((early_b + reordered).matrices[0],
-                               (early_b.select(0) + late_b.select(0)).matrix, rtol=1e-14)
+    np.testing.assert_allclose(
+        (early_b + reordered).matrices[0], (early_b.select(0) + late_b.select(0)).matrix, rtol=1e-14
+    )
     # Scaling: twice the data is twice the information.
-    np.testing.assert_allclose((2 * early_b).sigma()["k"], early_b.sigma()["k"] / np.sqrt(2),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        (2 * early_b).sigma()["k"], early_b.sigma()["k"] / np.sqrt(2), rtol=1e-12
+    )
 
 
 def test_batch_priors_fix_and_marginalize_closed_forms():
     # Item 0: F = [[2, 1], [1, 1]] -> cov = [[1, -1], [-1, 2]].  Item 1: rank one, a + b
     # constrained, a − b not.  Item 2: failed evaluation (NaN matrix, code "model output").
     M = np.array([[[2.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]], np.full((2, 2), np.nan)])
-    batch = ff.FisherBatch._build(M, ("a", "b"), None, np.array([0, 7, _batch.BAD_OUTPUT]),
-                                  np.array([9.0, np.inf, np.nan]), {}, {})
+    batch = ff.FisherBatch._build(
+        M,
+        ("a", "b"),
+        None,
+        np.array([0, 7, _batch.BAD_OUTPUT]),
+        np.array([9.0, np.inf, np.nan]),
+        {},
+        {},
+    )
     assert batch.ok.tolist() == [True, False, False]
     # A prior on b breaks the degeneracy of item 1: F = [[1, 1], [1, 1 + 1/σ²]].
     pri = batch.with_prior({"b": 0.5})
@@ -705,8 +775,9 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     np.testing.assert_allclose(marg.matrices[0], [[1.0]], rtol=1e-14)
     assert marg.reason_codes.tolist() == [_batch.OK, _batch.SINGULAR, _batch.BAD_OUTPUT]
     assert np.isnan(marg.matrices[1]).all()
-    np.testing.assert_allclose(marg.matrices[0], batch.select(0).marginalize(["a"]).matrix,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        marg.matrices[0], batch.select(0).marginalize(["a"]).matrix, rtol=1e-14
+    )
     # A FisherMatrix adds to every item (an external constraint), names aligned.
     ext = batch + ff.FisherMatrix([[4.0]], ["b"])
     np.testing.assert_allclose(ext.matrices[1], pri.matrices[1], rtol=1e-15)
@@ -724,8 +795,9 @@ def test_batch_marginalize_matches_covariance_block_on_a_population():
 
 
 def test_batch_algebra_bad_inputs():
-    a = ff.FisherBatch(np.tile(np.eye(2), (3, 1, 1)), ["a", "b"],
-                       fiducials={"a": [1.0, 2.0, 3.0], "b": 0.0})
+    a = ff.FisherBatch(
+        np.tile(np.eye(2), (3, 1, 1)), ["a", "b"], fiducials={"a": [1.0, 2.0, 3.0], "b": 0.0}
+    )
     with pytest.raises(ValueError, match="different lengths: 3 and 2"):
         a + ff.FisherBatch(np.tile(np.eye(2), (2, 1, 1)), ["a", "b"])
     other = ff.FisherBatch(np.tile(np.eye(1), (3, 1, 1)), ["a"], fiducials={"a": [1.0, 2.5, 3.0]})
@@ -778,25 +850,26 @@ def test_batch_marginalize_rank_checks_every_item():
     assert marg.ok.all()
     for i in range(5):
         assert_matrix_close(marg.matrices[i], closed[i], rtol=1e-9)
-        np.testing.assert_allclose(marg.matrices[i],
-                                   ff.FisherMatrix(items[i], pair.names)
-                                   .marginalize(["x", "y"]).matrix, rtol=1e-12)
+        np.testing.assert_allclose(
+            marg.matrices[i],
+            ff.FisherMatrix(items[i], pair.names).marginalize(["x", "y"]).matrix,
+            rtol=1e-12,
+        )
 
 
 def test_batch_algebra_with_failed_items_and_per_item_inputs():
     fid = population(6, seed=2)
-    fid["k"][1] = np.nan                       # failed item with a NaN fiducial
+    fid["k"][1] = np.nan  # failed item with a NaN fiducial
     b1 = ff.fisher_batch(EXP, fid, progress=False)
     b2 = ff.fisher_batch(EXP.replace(design=T + 5.0), fid, progress=False)
-    both = b1 + b2                             # the NaN fiducial does not abort the sum
+    both = b1 + b2  # the NaN fiducial does not abort the sum
     assert both.reason_codes[1] == _batch.BAD_FIDUCIAL and both.ok.sum() == 5
     assert sum([b1, b2]).ok.tolist() == both.ok.tolist()
     # A prior that scales with the source, NaN on the failed item, is fine; inf adds 0.
     pri = b1.with_prior({"k": 0.1 * np.abs(b1.fiducials["k"])})
     assert pri.ok.sum() == 5
     sig = np.full(6, np.inf)
-    np.testing.assert_array_equal(b1.with_prior({"a": sig}).matrices[b1.ok],
-                                  b1.matrices[b1.ok])
+    np.testing.assert_array_equal(b1.with_prior({"a": sig}).matrices[b1.ok], b1.matrices[b1.ok])
     with pytest.raises(ValueError, match="overflows; received 1e-200"):
         b1.with_prior({"a": 1e-200})
     with pytest.raises(ValueError, match=r"received None"):
@@ -805,8 +878,9 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
     T_obs = np.arange(1.0, 7.0)
     scaled = b1 * T_obs
     assert isinstance(scaled, ff.FisherBatch)
-    np.testing.assert_allclose(scaled.sigma()["a"][b1.ok],
-                               (b1.sigma()["a"] / np.sqrt(T_obs))[b1.ok], rtol=1e-12)
+    np.testing.assert_allclose(
+        scaled.sigma()["a"][b1.ok], (b1.sigma()["a"] / np.sqrt(T_obs))[b1.ok], rtol=1e-12
+    )
     assert isinstance(T_obs * b1, ff.FisherBatch) and isinstance(2 * b1, ff.FisherBatch)
     with pytest.raises(TypeError):
         np.zeros(6) + b1
@@ -825,8 +899,7 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
 
 def test_batch_edge_cases_found_in_review(tmp_path):
     # Non-PSD input is its own failure, and stays failed through algebra.
-    b = ff.FisherBatch([[[1.0, 0.0], [0.0, -1.0]], [[1.0, 2.0], [2.0, 1.0]], np.eye(2)],
-                       ["a", "b"])
+    b = ff.FisherBatch([[[1.0, 0.0], [0.0, -1.0]], [[1.0, 2.0], [2.0, 1.0]], np.eye(2)], ["a", "b"])
     assert b.reason_codes.tolist() == [_batch.NOT_PSD, _batch.NOT_PSD, _batch.OK]
     assert not b.with_prior({"a": 0.01, "b": 0.01}).ok[:2].any()
     with pytest.raises(ff.FisherError, match="item 1 is not a valid Fisher matrix"):
@@ -846,9 +919,15 @@ def test_batch_edge_cases_found_in_review(tmp_path):
     # No fiducials stays None through a file.
     assert ff.FisherBatch.load(tmp_path / "b.h5").fiducials is None
     # Repeated indices keep each item's error message.
-    batch = ff.FisherBatch._build(np.full((2, 1, 1), np.nan), ("a",), None,
-                                  np.array([_batch.ERROR, _batch.OK]), np.full(2, np.nan),
-                                  {0: "boom"}, {})
+    batch = ff.FisherBatch._build(
+        np.full((2, 1, 1), np.nan),
+        ("a",),
+        None,
+        np.array([_batch.ERROR, _batch.OK]),
+        np.full(2, np.nan),
+        {0: "boom"},
+        {},
+    )
     assert batch.subset([0, 0, 1]).messages == {0: "boom", 1: "boom"}
     # concatenate keeps fiducials given in another order, and warns when it drops them.
     x = ff.FisherBatch([np.eye(2)], ["a", "b"], fiducials={"a": 1.0, "b": 2.0})
@@ -874,8 +953,15 @@ def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
     batch = ff.fisher_batch(EXP, population(20), chunk_size=8, progress=False)
     codes = batch.reason_codes.copy()
     codes[16:] = _batch.NOT_COMPUTED
-    part = ff.FisherBatch._build(batch.matrices, batch.names, batch.fiducials, codes,
-                                 batch.condition_number, {}, batch.metadata)
+    part = ff.FisherBatch._build(
+        batch.matrices,
+        batch.names,
+        batch.fiducials,
+        codes,
+        batch.condition_number,
+        {},
+        batch.metadata,
+    )
     part.save(tmp_path / "p.h5")
     with pytest.raises(ValueError, match="incomplete"):
         ff.FisherBatch.load(tmp_path / "p.h5")

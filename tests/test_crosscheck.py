@@ -82,8 +82,7 @@ def test_crosscheck_plot(linear_check):
         assert axes[1, 0].get_xlabel() == "a" and axes[1, 0].get_ylabel() == "b"
         ellipses = [ln for ln in axes[1, 0].get_lines() if ln.get_gid() == "fisher-ellipse"]
         assert len(ellipses) == 2
-        np.testing.assert_allclose(ellipses[0].get_xydata().mean(axis=0), [1.0, 2.0],
-                                   atol=1e-3)
+        np.testing.assert_allclose(ellipses[0].get_xydata().mean(axis=0), [1.0, 2.0], atol=1e-3)
         assert any(hasattr(c, "levels") for c in axes[1, 0].collections)
     finally:
         plt.close(fig)
@@ -98,8 +97,7 @@ def test_monte_carlo_errors_are_calibrated_and_nothing_recompiles(linear_check):
     z_ratio, z_shift, z_asym = [], [], []
     for seed in range(1, 21):
         fid = {"a": 1.0 + 0.01 * seed, "b": 2.0}
-        cc = ff.crosscheck(LINE, fid, prior=LINE_PRIOR, num_warmup=300, num_samples=1000,
-                           seed=seed)
+        cc = ff.crosscheck(LINE, fid, prior=LINE_PRIOR, num_warmup=300, num_samples=1000, seed=seed)
         z_ratio += [(cc.ratio[n] - 1) / cc.ratio_error[n] for n in cc.names]
         z_shift += [cc.shift[n] / cc.shift_error[n] for n in cc.names]
         z_asym += [cc.asymmetry[n] / cc.asymmetry_error[n] for n in cc.names]
@@ -137,8 +135,9 @@ def test_user_data_and_simulated_data_use_the_best_fit_as_reference():
     np.testing.assert_allclose([cc.reference["a"], cc.reference["b"]], best, rtol=1e-7)
     assert cc.agrees, cc.summary()
     assert "flat on" in cc.priors["a"]
-    sim = ff.crosscheck(LINE, LINE_FID, prior=LINE_PRIOR, data="simulate", seed=4,
-                        num_warmup=300, num_samples=1000)
+    sim = ff.crosscheck(
+        LINE, LINE_FID, prior=LINE_PRIOR, data="simulate", seed=4, num_warmup=300, num_samples=1000
+    )
     assert sim.data_kind == "simulated"
     best = np.linalg.lstsq(A, sim.data[0], rcond=None)[0]
     assert np.std(sim.data[0] - (1.0 + 2.0 * X)) == pytest.approx(SIGMA, rel=0.4)
@@ -163,8 +162,9 @@ def test_skewed_posterior_is_flagged_and_well_constrained_one_is_not():
     # Four data of exp(θ) with σ = 1: σ_Fisher(θ) = 0.5, but the likelihood stays at
     # exp(-2) of its peak for every θ → -∞: a long left tail up to the prior bound.
     weak = ff.Experiment(exp_theta, ff.Gaussian(sigma=1.0))
-    cc = ff.crosscheck(weak, {"theta": 0.0}, prior={"theta": (-4.0, 4.0)}, num_warmup=500,
-                       num_samples=2000, seed=0)
+    cc = ff.crosscheck(
+        weak, {"theta": 0.0}, prior={"theta": (-4.0, 4.0)}, num_warmup=500, num_samples=2000, seed=0
+    )
     mean, sigma = _exact_posterior_moments(1.0, -4.0, 4.0)
     assert cc.sigma_fisher["theta"] == pytest.approx(0.5, rel=1e-10)
     assert sigma / 0.5 > 2.2  # the quadrature: Fisher underestimates σ by a factor 2.3
@@ -178,8 +178,14 @@ def test_skewed_posterior_is_flagged_and_well_constrained_one_is_not():
     assert "DISAGREES" in cc.summary()
     # Same model, 50 times less noise: σ_Fisher = 0.01 and the posterior is Gaussian.
     strong = ff.Experiment(exp_theta, ff.Gaussian(sigma=0.02))
-    ok = ff.crosscheck(strong, {"theta": 0.0}, prior={"theta": (-0.2, 0.2)},
-                       num_warmup=500, num_samples=2000, seed=0)
+    ok = ff.crosscheck(
+        strong,
+        {"theta": 0.0},
+        prior={"theta": (-0.2, 0.2)},
+        num_warmup=500,
+        num_samples=2000,
+        seed=0,
+    )
     assert ok.agrees, ok.summary()
 
 
@@ -199,8 +205,9 @@ def test_parameter_dependent_noise():
     prior = {"mu": (0.5, 1.5), "s": (0.2, 0.8)}
     with pytest.raises(ValueError, match="noise-free data have zero scatter"):
         ff.crosscheck(exp, fid, prior=prior)
-    cc = ff.crosscheck(exp, fid, prior=prior, data="simulate", seed=2, num_warmup=300,
-                       num_samples=1000)
+    cc = ff.crosscheck(
+        exp, fid, prior=prior, data="simulate", seed=2, num_warmup=300, num_samples=1000
+    )
     assert cc.sigma_fisher["mu"] == pytest.approx(0.5 / math.sqrt(N), rel=1e-8)
     assert cc.sigma_fisher["s"] == pytest.approx(0.5 / math.sqrt(2 * N), rel=1e-8)
     d = cc.data[0]
@@ -226,10 +233,14 @@ def chirp(p, f):
 @pytest.mark.slow
 def test_poisson_and_psd_noise():
     """Well-measured Poisson counts and a complex PSD signal: the posterior is Gaussian."""
-    poisson = (ff.Experiment(decay, ff.Poisson(), design=np.linspace(0.0, 4.0, 25)),
-               {"A": 300.0, "k": 0.5})
-    psd = (ff.Experiment(chirp, ff.PSD(psd=1e-4, df=1.0), design=np.linspace(20.0, 60.0, 41)),
-           {"A": 1.0, "tau": 0.01})
+    poisson = (
+        ff.Experiment(decay, ff.Poisson(), design=np.linspace(0.0, 4.0, 25)),
+        {"A": 300.0, "k": 0.5},
+    )
+    psd = (
+        ff.Experiment(chirp, ff.PSD(psd=1e-4, df=1.0), design=np.linspace(20.0, 60.0, 41)),
+        {"A": 1.0, "tau": 0.01},
+    )
     for exp, fid in (poisson, psd):
         s = ff.fisher(exp, fid).sigma()
         prior = {n: (fid[n] - 8 * s[n], fid[n] + 8 * s[n]) for n in fid}
@@ -280,10 +291,24 @@ def _synthetic_compare(draws, diverging=None, settings=None):
     run = _crosscheck.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
     F = ff.FisherMatrix(np.eye(1), ["a"])
     tol = dict(rtol=0.1, shift_tol=0.2, asym_tol=0.1, n_se=3.5, rhat_max=1.05, min_ess=100.0)
-    settings = settings or dict(num_warmup=500, num_samples=theta.shape[1],
-                                num_chains=theta.shape[0], target_accept=0.9)
-    return _crosscheck._compare(F, ("a",), {"a": 0.0}, run, (), np.zeros(1), None,
-                                {"a": 1.0}, tol, {}, (), "asimov", settings)
+    settings = settings or dict(
+        num_warmup=500, num_samples=theta.shape[1], num_chains=theta.shape[0], target_accept=0.9
+    )
+    return _crosscheck._compare(
+        F,
+        ("a",),
+        {"a": 0.0},
+        run,
+        (),
+        np.zeros(1),
+        None,
+        {"a": 1.0},
+        tol,
+        {},
+        (),
+        "asimov",
+        settings,
+    )
 
 
 def test_divergences_make_the_comparison_unresolved():
@@ -309,8 +334,9 @@ def test_divergences_make_the_comparison_unresolved():
     assert _synthetic_compare(wide, diverging).verdict == "disagrees"
     many = np.zeros((1, 4000), dtype=bool)
     many[0, ::50] = True  # 80 of 4000
-    cc = _synthetic_compare(wide, many, dict(num_warmup=2000, num_samples=4000,
-                                             num_chains=4, target_accept=0.95))
+    cc = _synthetic_compare(
+        wide, many, dict(num_warmup=2000, num_samples=4000, num_chains=4, target_accept=0.95)
+    )
     assert cc.verdict == "inconclusive" and not cc.within_tolerance
     assert "target_accept=0.99 (was 0.95)" in cc.reasons[-1]
     assert "num_warmup=4000" in cc.reasons[-1] and "num_chains" not in cc.reasons[-1]
@@ -337,8 +363,7 @@ def test_sigma_error_accounts_for_autocorrelation():
 
 
 def test_unconstrained_parameter_needs_a_prior():
-    exp = ff.Experiment(lambda p, x: p["a"] * x + 0.0 * p["c"], ff.Gaussian(sigma=0.1),
-                        design=X)
+    exp = ff.Experiment(lambda p, x: p["a"] * x + 0.0 * p["c"], ff.Gaussian(sigma=0.1), design=X)
     with pytest.raises(ValueError, match="not constrained by the Fisher matrix"):
         ff.crosscheck(exp, {"a": 1.0, "c": 0.0})
 
@@ -421,19 +446,41 @@ def test_joint_coverage_counts_towards_calibration():
     F = ff.FisherMatrix(np.linalg.inv(C), ["a", "b"])
     est = np.random.default_rng(0).multivariate_normal([0, 0], [[1, -0.9], [-0.9, 1]], 2000)
     levels = (0.6827, 0.9545)
-    cov = _crosscheck._coverage_stats(F, ("a", "b"), {"a": 0.0, "b": 0.0}, np.zeros(2),
-                                      np.ones(2), est, np.ones(2000, bool), levels, 3.0, 0.0,
-                                      None)
+    cov = _crosscheck._coverage_stats(
+        F,
+        ("a", "b"),
+        {"a": 0.0, "b": 0.0},
+        np.zeros(2),
+        np.ones(2),
+        est,
+        np.ones(2000, bool),
+        levels,
+        3.0,
+        0.0,
+        None,
+    )
     assert not cov.calibrated
     assert cov.joint_coverage[0.6827] < 0.3
-    assert [r.split(" region")[0] for r in cov.reasons] == ["joint: the 68.27%",
-                                                           "joint: the 95.45%"]
+    assert [r.split(" region")[0] for r in cov.reasons] == [
+        "joint: the 68.27%",
+        "joint: the 95.45%",
+    ]
     assert "NOT CALIBRATED" in cov.summary()
     # The same estimates drawn with the Fisher correlation are calibrated.
     good = np.random.default_rng(0).multivariate_normal([0, 0], C, 2000)
-    cov = _crosscheck._coverage_stats(F, ("a", "b"), {"a": 0.0, "b": 0.0}, np.zeros(2),
-                                      np.ones(2), good, np.ones(2000, bool), levels, 3.0, 0.0,
-                                      None)
+    cov = _crosscheck._coverage_stats(
+        F,
+        ("a", "b"),
+        {"a": 0.0, "b": 0.0},
+        np.zeros(2),
+        np.ones(2),
+        good,
+        np.ones(2000, bool),
+        levels,
+        3.0,
+        0.0,
+        None,
+    )
     assert cov.calibrated and cov.reasons == (), cov.summary()
 
 

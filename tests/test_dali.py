@@ -43,8 +43,9 @@ def test_linear_model_dali_is_fisher():
         rng = np.random.default_rng(0)
         delta = rng.normal(size=(6, 2)) * 3
         expected = -0.5 * np.einsum("ki,ij,kj->k", delta, F, delta)
-        np.testing.assert_allclose(D.log_posterior(np.array([1.0, 2.0]) + delta), expected,
-                                   rtol=1e-13)
+        np.testing.assert_allclose(
+            D.log_posterior(np.array([1.0, 2.0]) + delta), expected, rtol=1e-13
+        )
         assert D.fisher.sigma() == pytest.approx({"a": 0.912871, "b": 0.577350}, abs=1e-6)
 
 
@@ -73,8 +74,9 @@ def _np_cubic(a, b):
     return _np_quadratic(a, b) + 0.4 * a**3 * X - 0.2 * a * b**2
 
 
-@pytest.mark.parametrize(("model", "np_model", "exact_order"),
-                         [(quadratic, _np_quadratic, 2), (cubic, _np_cubic, 3)])
+@pytest.mark.parametrize(
+    ("model", "np_model", "exact_order"), [(quadratic, _np_quadratic, 2), (cubic, _np_cubic, 3)]
+)
 def test_dali_is_exact_for_polynomial_models(model, np_model, exact_order):
     """With a full covariance: the order-n DALI of a degree-n model is its likelihood."""
     exp = ff.Experiment(model, ff.Gaussian(cov=COV), design=X)
@@ -94,8 +96,9 @@ def test_dali_is_exact_for_polynomial_models(model, np_model, exact_order):
 def test_tensors_from_analytic_derivatives():
     """μ = e^a x + b² with unit noise; derivatives written out by hand."""
     x = np.linspace(0.0, 1.0, 5)
-    exp = ff.Experiment(lambda p, x: jnp.exp(p["a"]) * x + p["b"] ** 2, ff.Gaussian(sigma=1.0),
-                        design=x)
+    exp = ff.Experiment(
+        lambda p, x: jnp.exp(p["a"]) * x + p["b"] ** 2, ff.Gaussian(sigma=1.0), design=x
+    )
     a, b = 0.3, 0.7
     D = ff.dali(exp, {"a": a, "b": b})
     J = np.column_stack([np.exp(a) * x, np.full_like(x, 2 * b)])
@@ -229,5 +232,3 @@ def test_dali_plot(banana_runs):
 
     plt.close(fig)
     assert math.isfinite(draws.ess["t2"])
-
-

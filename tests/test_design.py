@@ -45,8 +45,12 @@ def rb_logdet(times, a=15.0, b=0.5, sigma=RB_SIGMA):
     t = np.asarray(times, dtype=float)
     g1 = 1.0 - np.exp(-b * t)  # ∂y/∂a
     g2 = a * t * np.exp(-b * t)  # ∂y/∂b
-    F = np.stack([[np.sum(g1 * g1, -1), np.sum(g1 * g2, -1)],
-                  [np.sum(g1 * g2, -1), np.sum(g2 * g2, -1)]]) / sigma**2
+    F = (
+        np.stack(
+            [[np.sum(g1 * g1, -1), np.sum(g1 * g2, -1)], [np.sum(g1 * g2, -1), np.sum(g2 * g2, -1)]]
+        )
+        / sigma**2
+    )
     det = F[0, 0] * F[1, 1] - F[0, 1] ** 2
     with np.errstate(divide="ignore", invalid="ignore"):  # t = 0 carries no information
         return np.where(det > 0, np.log(det), -np.inf)
@@ -65,8 +69,9 @@ def test_rooney_biegler_fim_at_one_point_matches_validation():
     exp = ff.Experiment(rooney_biegler, ff.Gaussian(sigma=RB_SIGMA), design=np.array([5.0]))
     F = ff.fisher(exp, RB_FID)
     np.testing.assert_allclose(F.matrix, [[84.26, 565.10], [565.10, 3790.10]], rtol=2e-4)
-    np.testing.assert_allclose(F.to_log().matrix, [[18957.78, 4238.27], [4238.27, 947.52]],
-                               rtol=2e-5)
+    np.testing.assert_allclose(
+        F.to_log().matrix, [[18957.78, 4238.27], [4238.27, 947.52]], rtol=2e-5
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,8 +97,12 @@ def test_rooney_biegler_two_point_design(rb_two_point):
     assert t[1] == pytest.approx(10.0, abs=1e-9)
     assert t[0] == pytest.approx(1.932, abs=5e-4)
     # ... and an independent 1-D maximisation of the hand-written determinant with t2 = 10.
-    ref = scipy.optimize.minimize_scalar(lambda s: -rb_logdet([s, 10.0]), bounds=(0.5, 5.0),
-                                         method="bounded", options={"xatol": 1e-10})
+    ref = scipy.optimize.minimize_scalar(
+        lambda s: -rb_logdet([s, 10.0]),
+        bounds=(0.5, 5.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     assert t[0] == pytest.approx(ref.x, abs=1e-6)
     assert res.criterion_value == pytest.approx(rb_logdet(t), rel=1e-12)
     # Every start reached the same optimum (the problem is benign) and the summary says so.
@@ -110,10 +119,12 @@ def test_d_optimal_design_beats_random_designs(rb_two_point):
 
 
 def test_min_spacing_design_is_feasible_and_beats_random_feasible_designs():
-    exp = ff.Experiment(rooney_biegler, ff.Gaussian(sigma=RB_SIGMA),
-                        design=np.linspace(1.0, 9.0, 6))
-    res = ff.optimize_design(exp, RB_FID, bounds=(0.0, 10.0), n_starts=24,
-                             constraints={"min_spacing": 0.3})
+    exp = ff.Experiment(
+        rooney_biegler, ff.Gaussian(sigma=RB_SIGMA), design=np.linspace(1.0, 9.0, 6)
+    )
+    res = ff.optimize_design(
+        exp, RB_FID, bounds=(0.0, 10.0), n_starts=24, constraints={"min_spacing": 0.3}
+    )
     t = res.design
     assert np.all(np.diff(t) >= 0.3 - 1e-9) and t[0] >= 0 and t[-1] <= 10.0
     # No feasible random design does better (uniform draws on the feasible set).
@@ -128,41 +139,52 @@ def test_min_spacing_design_is_feasible_and_beats_random_feasible_designs():
 
 def test_fixed_entries_stay_put_and_the_rest_is_optimal():
     exp = ff.Experiment(rooney_biegler, ff.Gaussian(sigma=RB_SIGMA), design=np.array([5.0, 8.0]))
-    res = ff.optimize_design(exp, RB_FID, bounds=(0.0, 10.0), fixed=np.array([False, True]),
-                             n_starts=8)
+    res = ff.optimize_design(
+        exp, RB_FID, bounds=(0.0, 10.0), fixed=np.array([False, True]), n_starts=8
+    )
     assert res.design[1] == 8.0
-    ref = scipy.optimize.minimize_scalar(lambda s: -rb_logdet([s, 8.0]), bounds=(0.0, 7.0),
-                                         method="bounded", options={"xatol": 1e-10})
+    ref = scipy.optimize.minimize_scalar(
+        lambda s: -rb_logdet([s, 8.0]),
+        bounds=(0.0, 7.0),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     assert res.design[0] == pytest.approx(ref.x, abs=1e-6)
 
 
-@pytest.mark.parametrize("criterion,value", [("D", math.log(4.0)), ("A", -1.0), ("E", 2.0),
-                                             ("ME", 1.0)])
+@pytest.mark.parametrize(
+    "criterion,value", [("D", math.log(4.0)), ("A", -1.0), ("E", 2.0), ("ME", 1.0)]
+)
 def test_straight_line_optimal_designs_for_every_criterion(criterion, value):
     # y = a + b t on [-1, 1] with σ = 1: {-1, 1} is D-, A-, E- and ME-optimal, F = 2 I.
-    exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0),
-                        design=np.array([-0.2, 0.3]))
-    res = ff.optimize_design(exp, {"a": 1.0, "b": 2.0}, bounds=(-1.0, 1.0), criterion=criterion,
-                             n_starts=6)
+    exp = ff.Experiment(
+        lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0), design=np.array([-0.2, 0.3])
+    )
+    res = ff.optimize_design(
+        exp, {"a": 1.0, "b": 2.0}, bounds=(-1.0, 1.0), criterion=criterion, n_starts=6
+    )
     np.testing.assert_allclose(np.sort(res.design), [-1.0, 1.0], atol=1e-6)
     assert res.criterion_value == pytest.approx(value, rel=1e-6)
     assert res.maximize == (criterion != "ME")
 
 
 def test_user_criteria_sigma_and_a_plain_callable():
-    exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0),
-                        design=np.array([-0.2, 0.3]))
+    exp = ff.Experiment(
+        lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0), design=np.array([-0.2, 0.3])
+    )
     fid = {"a": 1.0, "b": 2.0}
     # σ_b² = σ²/Σ(t - t̄)²: minimised by the two ends, σ_b = 1/√2.
-    res = ff.optimize_design(exp, fid, bounds=(-1.0, 1.0), criterion=sigma_criterion("b"),
-                             n_starts=6)
+    res = ff.optimize_design(
+        exp, fid, bounds=(-1.0, 1.0), criterion=sigma_criterion("b"), n_starts=6
+    )
     assert not res.maximize
     assert res.criterion_value == pytest.approx(1.0 / math.sqrt(2.0), rel=1e-8)
     np.testing.assert_allclose(np.sort(res.design), [-1.0, 1.0], atol=1e-6)
     # A plain lambda on the DesignFisher, minimised through `maximize=False`: σ_a² =
     # σ² Σt² / (n Σt² - (Σt)²) is smallest, 1/2, when both points sit at ±1.
-    plain = ff.optimize_design(exp, fid, bounds=(-1.0, 1.0), maximize=False, n_starts=6,
-                               criterion=lambda F: F.sigma("a"))
+    plain = ff.optimize_design(
+        exp, fid, bounds=(-1.0, 1.0), maximize=False, n_starts=6, criterion=lambda F: F.sigma("a")
+    )
     assert plain.criterion_value == pytest.approx(1.0 / math.sqrt(2.0), rel=1e-8)
     assert "minimised" in plain.criterion
 
@@ -176,12 +198,17 @@ def test_design_fisher_methods_match_fisher_matrix():
         F = _design.DesignFisher(jnp.asarray(M), names)
         np.testing.assert_allclose(np.asarray(F.covariance()), ref.covariance(), rtol=1e-12)
         assert float(F.sigma("wa")) == pytest.approx(ref.sigma()["wa"], rel=1e-12)
-        np.testing.assert_allclose(np.asarray(F.marginalize(["w0", "wa"]).matrix),
-                                   ref.marginalize(["w0", "wa"]).matrix, rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(F.marginalize(["w0", "wa"]).matrix),
+            ref.marginalize(["w0", "wa"]).matrix,
+            rtol=1e-12,
+        )
         assert float(F.figure_of_merit(["w0", "wa"])) == pytest.approx(
-            ref.figure_of_merit(["w0", "wa"]), rel=1e-12)
+            ref.figure_of_merit(["w0", "wa"]), rel=1e-12
+        )
         assert float(fom_criterion(["w0", "wa"])(F)) == pytest.approx(
-            ref.figure_of_merit(["w0", "wa"]), rel=1e-12)
+            ref.figure_of_merit(["w0", "wa"]), rel=1e-12
+        )
         assert float(F.logdet()) == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-12)
         assert float(F.conditional_sigma("h")) == pytest.approx(1 / math.sqrt(2.0), rel=1e-12)
         with pytest.raises(ff.ParameterError, match="'q'"):
@@ -193,13 +220,13 @@ def test_prior_is_added_by_name():
     # With any prior on A, det(F_point + prior) = prior_AA · (∂y/∂k)²/σ², maximised at t = 1/k.
     exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([5.0]))
     prior = ff.FisherMatrix([[4.0]], ["A"])
-    res = ff.optimize_design(exp, {"A": 2.0, "k": 0.5}, bounds=(0.0, 10.0), prior=prior,
-                             n_starts=4)
+    res = ff.optimize_design(exp, {"A": 2.0, "k": 0.5}, bounds=(0.0, 10.0), prior=prior, n_starts=4)
     h = 2.0 * 2.0 * math.exp(-1.0) / 0.1  # ∂y/∂k / σ at t = 1/k
     assert res.criterion_value == pytest.approx(math.log(4.0 * h**2), rel=1e-12)
     assert res.design[0] == pytest.approx(2.0, abs=1e-7)
-    np.testing.assert_allclose(res.total_fisher.matrix - res.fisher.matrix, [[4.0, 0], [0, 0]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        res.total_fisher.matrix - res.fisher.matrix, [[4.0, 0], [0, 0]], atol=1e-9
+    )
 
 
 def test_joint_design_of_two_experiments():
@@ -207,8 +234,9 @@ def test_joint_design_of_two_experiments():
     # optimum is {0, 1/k}; per-experiment bounds put the early point in the first.
     early = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([0.5]), name="early")
     late = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([5.0]), name="late")
-    res = ff.optimize_design([early, late], {"A": 2.0, "k": 0.5},
-                             bounds=[(0.0, 1.0), (1.0, 10.0)], n_starts=8)
+    res = ff.optimize_design(
+        [early, late], {"A": 2.0, "k": 0.5}, bounds=[(0.0, 1.0), (1.0, 10.0)], n_starts=8
+    )
     assert isinstance(res.design, list) and len(res.experiment) == 2
     assert res.design[0][0] == pytest.approx(0.0, abs=1e-9)
     assert res.design[1][0] == pytest.approx(2.0, abs=1e-7)
@@ -224,8 +252,11 @@ def test_multistart_finds_the_global_optimum_where_a_local_start_fails():
     # y = A e^{-t/10} sin t, one measurement: F ∝ g(t)², with a local maximum in every hump
     # at tan t = 10. The largest is the first, t* = arctan 10; a start at t = 8 climbs the
     # third hump to arctan 10 + 2π instead.
-    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-0.1 * t) * jnp.sin(t),
-                        ff.Gaussian(sigma=0.1), design=np.array([8.0]))
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-0.1 * t) * jnp.sin(t),
+        ff.Gaussian(sigma=0.1),
+        design=np.array([8.0]),
+    )
     fid = {"A": 1.0}
     local = ff.optimize_design(exp, fid, bounds=(0.0, 12.0), n_starts=1)
     assert local.design[0] == pytest.approx(math.atan(10.0) + 2 * math.pi, abs=1e-6)
@@ -247,10 +278,13 @@ def test_design_gradient_has_the_closed_form_for_decay():
     exp = ff.Experiment(decay, ff.Gaussian(sigma=0.3), design=t)
     value, grad = design_criterion(exp, {"A": 1.7, "k": 0.4}, gradient=True)
     k = 0.4
-    np.testing.assert_allclose(grad, [-2 * k + 2 / (t[0] - t[1]), -2 * k - 2 / (t[0] - t[1])],
-                               rtol=1e-10)
-    assert value == pytest.approx(2 * math.log(1.7) - 2 * k * t.sum()
-                                  + 2 * math.log(t[1] - t[0]) - 4 * math.log(0.3), rel=1e-12)
+    np.testing.assert_allclose(
+        grad, [-2 * k + 2 / (t[0] - t[1]), -2 * k - 2 / (t[0] - t[1])], rtol=1e-10
+    )
+    assert value == pytest.approx(
+        2 * math.log(1.7) - 2 * k * t.sum() + 2 * math.log(t[1] - t[0]) - 4 * math.log(0.3),
+        rel=1e-12,
+    )
 
 
 @pytest.mark.parametrize("criterion", ["D", "A", "E", "ME", "sigma_b"])
@@ -271,8 +305,9 @@ def test_design_gradient_matches_finite_differences(criterion):
     scale = np.max(np.abs(fd))
     np.testing.assert_allclose(grad, fd, atol=1e-6 * scale, rtol=1e-6)
     if criterion in ("D", "sigma_b"):  # reverse mode gives the same exact gradient
-        _, grad_rev = design_criterion(exp, RB_FID, criterion=crit, gradient=True,
-                                       gradient_mode="reverse")
+        _, grad_rev = design_criterion(
+            exp, RB_FID, criterion=crit, gradient=True, gradient_mode="reverse"
+        )
         np.testing.assert_allclose(grad_rev, grad, rtol=1e-10, atol=1e-12 * scale)
 
 
@@ -294,12 +329,21 @@ def test_repeated_designs_do_not_recompile():
     exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([3.0, 4.0]))
     fid = {"A": 2.0, "k": 0.5}
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
-    sizes = [f._cache_size() for f in (_design._multistart, _design._loss_and_grad,
-                                        _design._natural_batch)]
-    ff.optimize_design(exp.replace(design=np.array([0.1, 7.5])), {"A": 1.0, "k": 0.3},
-                       bounds=(0.0, 8.0), n_starts=8, seed=5)
-    assert [f._cache_size() for f in (_design._multistart, _design._loss_and_grad,
-                                      _design._natural_batch)] == sizes
+    sizes = [
+        f._cache_size()
+        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+    ]
+    ff.optimize_design(
+        exp.replace(design=np.array([0.1, 7.5])),
+        {"A": 1.0, "k": 0.3},
+        bounds=(0.0, 8.0),
+        n_starts=8,
+        seed=5,
+    )
+    assert [
+        f._cache_size()
+        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+    ] == sizes
 
 
 def test_bad_input_is_rejected_with_the_argument_named():
@@ -328,12 +372,12 @@ def test_bad_input_is_rejected_with_the_argument_named():
     with pytest.raises(ValueError, match="n_starts"):
         ff.optimize_design(exp, fid, bounds=(0.0, 1.0), n_starts=0)
     with pytest.raises(ValueError, match="no design"):
-        ff.optimize_design(ff.Experiment(lambda p: p["A"], ff.Gaussian(sigma=1.0)), fid,
-                           bounds=(0.0, 1.0))
+        ff.optimize_design(
+            ff.Experiment(lambda p: p["A"], ff.Gaussian(sigma=1.0)), fid, bounds=(0.0, 1.0)
+        )
     with pytest.raises(ff.SingularFisherError, match="repair_identifiability"):
         # One point cannot determine two parameters, however it is placed.
-        ff.optimize_design(exp.replace(design=np.array([1.0])), fid, bounds=(0.0, 1.0),
-                           n_starts=4)
+        ff.optimize_design(exp.replace(design=np.array([1.0])), fid, bounds=(0.0, 1.0), n_starts=4)
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,7 +391,8 @@ def test_result_summary_dict_and_plot(rb_two_point):
     assert d["criterion_value"] == res.criterion_value and len(d["all_starts"]) == 16
     assert set(d["sigma"]) == {"a", "b"}
     assert res.efficiency == pytest.approx(
-        math.exp((rb_logdet([5.0, 6.0]) - rb_logdet(np.sort(res.design))) / 2), rel=1e-9)
+        math.exp((rb_logdet([5.0, 6.0]) - rb_logdet(np.sort(res.design))) / 2), rel=1e-9
+    )
     fig = res.plot(n_grid=50)
     axes = fig.axes
     assert len(axes) == 3
@@ -370,8 +415,9 @@ def test_select_measurements_recovers_the_known_optimum_on_a_grid():
     grid = np.arange(0.0, 10.01, 0.25)
     sel = ff.select_measurements(exp, {"A": 2.0, "k": 0.5}, grid, 2)
     np.testing.assert_array_equal(sel.design, [0.0, 2.0])
-    relaxed = ff.select_measurements(exp, {"A": 2.0, "k": 0.5}, grid, 4, method="relaxation",
-                                     allow_repeats=True)
+    relaxed = ff.select_measurements(
+        exp, {"A": 2.0, "k": 0.5}, grid, 4, method="relaxation", allow_repeats=True
+    )
     np.testing.assert_array_equal(relaxed.design, [0.0, 0.0, 2.0, 2.0])
     # The relaxation optimum bounds every exact design; here the design attains it.
     assert relaxed.bound >= relaxed.criterion_value - 1e-9
@@ -395,8 +441,9 @@ def test_select_measurements_rejects_non_additive_candidates():
     grid = np.linspace(0.5, 5.0, 10)
     fid = {"A": 2.0, "k": 0.5}
     # Output at one time depends on all times: the information of points does not add.
-    coupled = ff.Experiment(lambda p, t: p["A"] * t / jnp.sum(t) * jnp.exp(-p["k"] * t),
-                            ff.Gaussian(sigma=0.1))
+    coupled = ff.Experiment(
+        lambda p, t: p["A"] * t / jnp.sum(t) * jnp.exp(-p["k"] * t), ff.Gaussian(sigma=0.1)
+    )
     with pytest.raises(ValueError, match="does not add up"):
         ff.select_measurements(coupled, fid, grid, 2)
     fixed_cov = ff.Experiment(decay, ff.Gaussian(cov=np.eye(10) * 0.01))
@@ -433,8 +480,9 @@ def test_required_samples_with_a_prior_and_an_unreachable_target():
     # y = a·b e^{-kt}: only a·b is identified; a prior on a fixes b up to σ_b/b = σ_a/a, so
     # no number of repeats gets σ_b below b·σ_a/a.
     t = np.arange(0.0, 5.01, 0.5)
-    exp = ff.Experiment(lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t),
-                        ff.Gaussian(sigma=1.0), design=t)
+    exp = ff.Experiment(
+        lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t), ff.Gaussian(sigma=1.0), design=t
+    )
     fid = {"a": 2.0, "b": 3.0, "k": 0.5}
     prior = ff.FisherMatrix([[1.0 / 0.1**2]], ["a"])
     floor = 3.0 * 0.1 / 2.0
@@ -445,8 +493,7 @@ def test_required_samples_with_a_prior_and_an_unreachable_target():
     P = np.zeros((3, 3))
     P[0, 0] = 100.0
     target = floor * 1.05
-    n_ref = next(n for n in range(1, 10**6)
-                 if math.sqrt(np.linalg.inv(n * F1 + P)[1, 1]) <= target)
+    n_ref = next(n for n in range(1, 10**6) if math.sqrt(np.linalg.inv(n * F1 + P)[1, 1]) <= target)
     assert ff.required_samples(exp, fid, {"b": target}, prior=prior).per_parameter["b"] == n_ref
     with pytest.raises(ff.SingularFisherError):
         ff.required_samples(exp, fid, 0.1)
@@ -469,12 +516,15 @@ def test_repair_product_model_with_another_observable():
     product = lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t)  # noqa: E731
     exp = ff.Experiment(product, ff.Gaussian(sigma=1.0), design=t)
     fid = {"a": 2.0, "b": 3.0, "k": 0.5}
-    later = ff.Experiment(product, ff.Gaussian(sigma=1.0), design=np.array([6.0]),
-                          name="later time")
-    direct_a = ff.Experiment(lambda p: jnp.atleast_1d(p["a"]), ff.Gaussian(sigma=1.0),
-                             name="assay of a")
-    broken = ff.Experiment(lambda p: jnp.atleast_1d(jnp.log(-p["a"])), ff.Gaussian(sigma=1.0),
-                           name="broken")
+    later = ff.Experiment(
+        product, ff.Gaussian(sigma=1.0), design=np.array([6.0]), name="later time"
+    )
+    direct_a = ff.Experiment(
+        lambda p: jnp.atleast_1d(p["a"]), ff.Gaussian(sigma=1.0), name="assay of a"
+    )
+    broken = ff.Experiment(
+        lambda p: jnp.atleast_1d(jnp.log(-p["a"])), ff.Gaussian(sigma=1.0), name="broken"
+    )
     rep = ff.repair_identifiability(exp, fid, [later, broken, direct_a])
     assert rep.rank_before == 2 and rep.collinearity_before == math.inf
     (direction,) = rep.null_directions
@@ -506,6 +556,7 @@ def test_repair_with_candidate_times_ranks_by_lift_along_the_null_direction():
     got = np.array([next(r["lift"] for r in rep.ranking if r["index"] == i) for i in range(5)])
     np.testing.assert_allclose(got, lift, rtol=1e-10, atol=1e-12)
     assert [r["index"] for r in rep.ranking] == list(np.argsort(-lift, kind="stable"))
+
     # The smallest repair is one point; of those, the largest smallest eigenvalue of the
     # ln-parameter Fisher matrix (computed here by hand) wins.
     def log_fim(times):
@@ -517,8 +568,9 @@ def test_repair_with_candidate_times_ranks_by_lift_along_the_null_direction():
     assert rep.added == [1 + int(np.argmax(floors))]
     assert rep.success and rep.rank_before == 1
     # Already identifiable: nothing to add.
-    ok = ff.repair_identifiability(exp.replace(design=np.array([0.0, 2.0])), {"A": A, "k": k},
-                                   cands)
+    ok = ff.repair_identifiability(
+        exp.replace(design=np.array([0.0, 2.0])), {"A": A, "k": k}, cands
+    )
     assert ok.added == [] and ok.success
 
 
@@ -528,7 +580,8 @@ def test_repair_with_candidate_times_ranks_by_lift_along_the_null_direction():
 @pytest.mark.slow
 def test_design_example_runs_fast(tmp_path):
     spec = importlib.util.spec_from_file_location(
-        "design_sampling_times", ROOT / "examples" / "design_sampling_times.py")
+        "design_sampling_times", ROOT / "examples" / "design_sampling_times.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = module.main(fast=True, out_dir=tmp_path)
@@ -567,24 +620,31 @@ def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
     relaxed = ff.select_measurements(exp, fid, grid, 5, "E", method="relaxation")
     assert sel.criterion_value >= relaxed.criterion_value - 1e-9
     # Padded pools: a new k on the same candidates reuses the compiled criterion.
-    sizes = [f._cache_size() for f in (_design_select._losses_of_matrices,
-                                        _design_select._relaxed_loss_and_grad)]
+    sizes = [
+        f._cache_size()
+        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+    ]
     for k in (3, 4):
         other = ff.select_measurements(exp, fid, grid, k, "E")
-        best = np.linalg.eigvalsh(decay_offset_fim(
-            grid[np.array(list(itertools.combinations(range(grid.size), k)))]))[:, 0].max()
+        best = np.linalg.eigvalsh(
+            decay_offset_fim(grid[np.array(list(itertools.combinations(range(grid.size), k)))])
+        )[:, 0].max()
         assert other.criterion_value == pytest.approx(best, rel=1e-10)
-    assert [f._cache_size() for f in (_design_select._losses_of_matrices,
-                                      _design_select._relaxed_loss_and_grad)] == sizes
+    assert [
+        f._cache_size()
+        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+    ] == sizes
 
 
 def test_failed_repair_adds_nothing_and_says_why():
     # y = a·b e^{-kt}: ∂y/∂ln a = ∂y/∂ln b at every t, so more times lift the null
     # direction (1, -1, 0)/√2 by exactly 0: no set of them repairs the model.
-    exp = ff.Experiment(lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t),
-                        ff.Gaussian(sigma=1.0), design=np.arange(0.0, 5.01, 0.5))
-    rep = ff.repair_identifiability(exp, {"a": 2.0, "b": 3.0, "k": 0.5},
-                                    np.array([1.0, 2.0, 3.0]))
+    exp = ff.Experiment(
+        lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t),
+        ff.Gaussian(sigma=1.0),
+        design=np.arange(0.0, 5.01, 0.5),
+    )
+    rep = ff.repair_identifiability(exp, {"a": 2.0, "b": 3.0, "k": 0.5}, np.array([1.0, 2.0, 3.0]))
     assert rep.added == [] and not rep.success and rep.no_lift
     assert rep.rank_after == rep.rank_before == 2
     text = rep.summary()
@@ -640,12 +700,15 @@ def test_more_bad_input_is_rejected_with_the_argument_named():
     res = ff.optimize_design(exp, fid, bounds=(0.0, 10.0), fixed=[False, True], n_starts=2)
     assert res.design[1] == 3.0 and res.design[0] == pytest.approx(0.0, abs=1e-7)
     with pytest.raises(ff.FisherError, match=r"criterion.*returned NaN"):
-        ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=2,
-                           criterion=lambda F: jnp.nan * F.matrix[0, 0])
+        ff.optimize_design(
+            exp, fid, bounds=(0.0, 10.0), n_starts=2, criterion=lambda F: jnp.nan * F.matrix[0, 0]
+        )
     # select_measurements: a list is an array of candidates; empty and too few points.
     plain = ff.Experiment(decay, ff.Gaussian(sigma=0.1))
     assert ff.select_measurements(plain, fid, [0.0, 1.0, 2.0, 3.0], 2).design.tolist() == [
-        0.0, 2.0]  # det ∝ e^{-k(t1+t2)}(t1 - t2)² on the grid
+        0.0,
+        2.0,
+    ]  # det ∝ e^{-k(t1+t2)}(t1 - t2)² on the grid
     with pytest.raises(ValueError, match="`candidates`"):
         ff.select_measurements(plain, fid, np.array([]), 2, allow_repeats=True)
     with pytest.raises(ff.SingularFisherError, match=r"1 measurement.*2 parameters"):

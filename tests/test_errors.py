@@ -31,8 +31,9 @@ def message_of(excinfo):
 # Parameter names
 # ---------------------------------------------------------------------------------------
 def test_model_asks_for_a_parameter_the_fiducial_lacks():
-    exp = ff.Experiment(lambda p, t: p["a"] + p["slope"] * t, ff.Gaussian(sigma=0.1),
-                        design=T, name="lab")
+    exp = ff.Experiment(
+        lambda p, t: p["a"] + p["slope"] * t, ff.Gaussian(sigma=0.1), design=T, name="lab"
+    )
     with pytest.raises(ff.ParameterError) as info:
         ff.fisher(exp, FID)
     msg = message_of(info)
@@ -59,16 +60,19 @@ def test_params_empty():
         ff.fisher(good_experiment(), FID, params=[])
 
 
-@pytest.mark.parametrize(("fiducial", "exc", "quoted"), [
-    ([1.0, 2.0], TypeError, "[1.0, 2.0]"),
-    ({}, ValueError, "empty"),
-    ({"a": np.ones(2), "b": 2.0}, ValueError, "(2,)"),
-    ({"a": float("nan"), "b": 2.0}, ValueError, "nan"),
-    ({"a": float("inf"), "b": 2.0}, ValueError, "inf"),
-    ({"a": 1 + 2j, "b": 2.0}, ValueError, "(1+2j)"),
-    ({"a": "one", "b": 2.0}, ValueError, "'one'"),
-    ({1: 1.0, "b": 2.0}, TypeError, "1"),
-])
+@pytest.mark.parametrize(
+    ("fiducial", "exc", "quoted"),
+    [
+        ([1.0, 2.0], TypeError, "[1.0, 2.0]"),
+        ({}, ValueError, "empty"),
+        ({"a": np.ones(2), "b": 2.0}, ValueError, "(2,)"),
+        ({"a": float("nan"), "b": 2.0}, ValueError, "nan"),
+        ({"a": float("inf"), "b": 2.0}, ValueError, "inf"),
+        ({"a": 1 + 2j, "b": 2.0}, ValueError, "(1+2j)"),
+        ({"a": "one", "b": 2.0}, ValueError, "'one'"),
+        ({1: 1.0, "b": 2.0}, TypeError, "1"),
+    ],
+)
 def test_bad_fiducial(fiducial, exc, quoted):
     with pytest.raises(exc) as info:
         ff.fisher(good_experiment(), fiducial)
@@ -92,8 +96,9 @@ def test_bad_mode_and_experiment_argument():
 # ---------------------------------------------------------------------------------------
 def test_nan_model_output_lists_output_indices():
     t = np.array([0.0, 0.5, 2.0, 3.0])
-    exp = ff.Experiment(lambda p, t: p["a"] * jnp.log(t - 1.0), ff.Gaussian(sigma=1.0),
-                        design=t, name="logs")
+    exp = ff.Experiment(
+        lambda p, t: p["a"] * jnp.log(t - 1.0), ff.Gaussian(sigma=1.0), design=t, name="logs"
+    )
     with pytest.raises(ff.NonFiniteError) as info:
         ff.fisher(exp, {"a": 1.0})
     msg = message_of(info)
@@ -101,8 +106,9 @@ def test_nan_model_output_lists_output_indices():
 
 
 def test_inf_model_output_in_two_dimensional_output():
-    exp = ff.Experiment(lambda p: jnp.array([[1.0, 1.0], [1.0, jnp.inf]]) * p["a"],
-                        ff.Gaussian(sigma=1.0))
+    exp = ff.Experiment(
+        lambda p: jnp.array([[1.0, 1.0], [1.0, jnp.inf]]) * p["a"], ff.Gaussian(sigma=1.0)
+    )
     with pytest.raises(ff.NonFiniteError, match=r"\(1, 1\)"):
         ff.fisher(exp, {"a": 1.0})
 
@@ -111,8 +117,9 @@ def test_inf_model_output_in_two_dimensional_output():
 def test_nan_jacobian_names_parameters_and_outputs(mode):
     """y = b·t + sqrt(a)·t at a = 0: ∂y/∂a = inf, ∂y/∂b = t is finite. Only a is to blame
     (forward mode alone would also smear 0·inf into the b column)."""
-    exp = ff.Experiment(lambda p, t: p["b"] * t + jnp.sqrt(p["a"]) * t, ff.Gaussian(sigma=1.0),
-                        design=T)
+    exp = ff.Experiment(
+        lambda p, t: p["b"] * t + jnp.sqrt(p["a"]) * t, ff.Gaussian(sigma=1.0), design=T
+    )
     with pytest.raises(ff.NonFiniteError) as info:
         ff.fisher(exp, {"a": 0.0, "b": 1.0}, mode=mode)
     msg = message_of(info)
@@ -123,10 +130,17 @@ def test_nan_jacobian_names_parameters_and_outputs(mode):
 # ---------------------------------------------------------------------------------------
 # Noise settings
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("sigma", "quoted"), [
-    (0.0, "0.0"), (-1.5, "-1.5"), (float("nan"), "nan"), (float("inf"), "inf"),
-    (np.array([1.0, -2.0, 1.0]), "-2."), (np.array([0.1, 0.2, 0.0]), "0. "),
-])
+@pytest.mark.parametrize(
+    ("sigma", "quoted"),
+    [
+        (0.0, "0.0"),
+        (-1.5, "-1.5"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (np.array([1.0, -2.0, 1.0]), "-2."),
+        (np.array([0.1, 0.2, 0.0]), "0. "),
+    ],
+)
 def test_sigma_not_positive(sigma, quoted):
     with pytest.raises(ValueError) as info:
         ff.Gaussian(sigma=sigma)
@@ -153,8 +167,11 @@ def test_callable_sigma_returning_negative_values_is_quoted():
 
 def test_callable_cov_not_positive_definite_is_quoted():
     """C = s·diag(1, 1, −1, 1, 1): the message quotes the negative eigenvalue."""
-    exp = ff.Experiment(line, ff.Gaussian(cov=lambda p: p["s"] * jnp.diag(
-        jnp.array([1.0, 1.0, -1.0, 1.0, 1.0]))), design=T)
+    exp = ff.Experiment(
+        line,
+        ff.Gaussian(cov=lambda p: p["s"] * jnp.diag(jnp.array([1.0, 1.0, -1.0, 1.0, 1.0]))),
+        design=T,
+    )
     with pytest.raises(ValueError) as info:
         ff.fisher(exp, {**FID, "s": 0.2})
     msg = message_of(info)
@@ -178,11 +195,15 @@ def test_cov_not_positive_definite():
     assert "cov is not positive definite" in msg and "-1" in msg  # eigenvalues are -1, 3
 
 
-@pytest.mark.parametrize(("cov", "quoted"), [
-    (np.ones(3), "(3,)"), (np.ones((2, 3)), "(2, 3)"), (np.array([[1.0, np.nan], [np.nan, 1]]),
-                                                        "NaN"),
-    (np.eye(2) * (1 + 1j), "complex"),
-])
+@pytest.mark.parametrize(
+    ("cov", "quoted"),
+    [
+        (np.ones(3), "(3,)"),
+        (np.ones((2, 3)), "(2, 3)"),
+        (np.array([[1.0, np.nan], [np.nan, 1]]), "NaN"),
+        (np.eye(2) * (1 + 1j), "complex"),
+    ],
+)
 def test_cov_bad_shape_or_values(cov, quoted):
     with pytest.raises(ValueError) as info:
         ff.Gaussian(cov=cov)
@@ -203,11 +224,15 @@ def test_callable_with_wrong_signature():
     assert "sigma" in message_of(info) and "(a, b, c)" in message_of(info)
 
 
-@pytest.mark.parametrize(("kw", "name", "quoted"), [
-    ({"psd": 0.0, "df": 1.0}, "psd", "0.0"), ({"psd": np.array([1.0, -1.0]), "df": 1.0}, "psd",
-                                              "-1."),
-    ({"psd": 1.0, "df": -0.25}, "df", "-0.25"), ({"psd": 1.0, "df": float("nan")}, "df", "nan"),
-])
+@pytest.mark.parametrize(
+    ("kw", "name", "quoted"),
+    [
+        ({"psd": 0.0, "df": 1.0}, "psd", "0.0"),
+        ({"psd": np.array([1.0, -1.0]), "df": 1.0}, "psd", "-1."),
+        ({"psd": 1.0, "df": -0.25}, "df", "-0.25"),
+        ({"psd": 1.0, "df": float("nan")}, "df", "nan"),
+    ],
+)
 def test_psd_settings_not_positive(kw, name, quoted):
     with pytest.raises(ValueError) as info:
         ff.PSD(**kw)
@@ -251,8 +276,11 @@ def test_psd_of_wrong_length():
     assert "psd" in message_of(info) and "(3,)" in message_of(info)
 
 
-@pytest.mark.parametrize("noise", [ff.Gaussian(sigma=1.0), ff.Gaussian(cov=np.eye(5)),
-                                   ff.Poisson()], ids=["sigma", "cov", "poisson"])
+@pytest.mark.parametrize(
+    "noise",
+    [ff.Gaussian(sigma=1.0), ff.Gaussian(cov=np.eye(5)), ff.Poisson()],
+    ids=["sigma", "cov", "poisson"],
+)
 def test_complex_output_with_real_noise(noise):
     exp = ff.Experiment(lambda p, t: p["a"] * jnp.exp(1j * t) + 2.0, noise, design=T)
     with pytest.raises(ValueError) as info:
@@ -327,14 +355,17 @@ def test_fisher_matrix_not_symmetric():
     assert "`matrix`" in msg and "not symmetric" in msg and "1.0" in msg and "1.5" in msg
 
 
-@pytest.mark.parametrize(("matrix", "names", "quoted"), [
-    (np.eye(2), ["a", "b", "c"], "['a', 'b', 'c']"),
-    (np.ones((2, 3)), ["a", "b"], "(2, 3)"),
-    ([[-1.0, 0.0], [0.0, 1.0]], ["a", "b"], "['a']"),
-    ([[1.0, 2.0], [2.0, 1.0]], ["a", "b"], "-1"),
-    (np.eye(2) * 1j, ["a", "b"], "complex"),
-    (np.eye(2), ["a", ""], "''"),
-])
+@pytest.mark.parametrize(
+    ("matrix", "names", "quoted"),
+    [
+        (np.eye(2), ["a", "b", "c"], "['a', 'b', 'c']"),
+        (np.ones((2, 3)), ["a", "b"], "(2, 3)"),
+        ([[-1.0, 0.0], [0.0, 1.0]], ["a", "b"], "['a']"),
+        ([[1.0, 2.0], [2.0, 1.0]], ["a", "b"], "-1"),
+        (np.eye(2) * 1j, ["a", "b"], "complex"),
+        (np.eye(2), ["a", ""], "''"),
+    ],
+)
 def test_fisher_matrix_bad_construction(matrix, names, quoted):
     with pytest.raises((ValueError, TypeError)) as info:
         ff.FisherMatrix(matrix, names)
@@ -372,9 +403,14 @@ def F():
 
 
 def test_operations_with_unknown_names(F):
-    for call in (lambda: F.marginalize(["a", "zz"]), lambda: F.fix(["zz"]),
-                 lambda: F.with_prior({"zz": 1.0}), lambda: F.ellipse("a", "zz"),
-                 lambda: F.to_log(["zz"]), lambda: F.figure_of_merit(["a", "zz"])):
+    for call in (
+        lambda: F.marginalize(["a", "zz"]),
+        lambda: F.fix(["zz"]),
+        lambda: F.with_prior({"zz": 1.0}),
+        lambda: F.ellipse("a", "zz"),
+        lambda: F.to_log(["zz"]),
+        lambda: F.figure_of_merit(["a", "zz"]),
+    ):
         with pytest.raises(KeyError) as info:
             call()
         assert "['zz']" in message_of(info) and "['a', 'b']" in message_of(info)
@@ -408,8 +444,9 @@ def test_reparameterize_errors(F):
         F.reparameterize(lambda p: {"a": p["x"]}, inverse=True, fiducial={"x": 1.0})
     assert "['b']" in message_of(info)
     with pytest.raises(ValueError, match="does not reproduce"):
-        F.reparameterize(lambda p: {"a": p["x"], "b": p["y"]}, inverse=True,
-                         fiducial={"x": 1.0, "y": 5.0})
+        F.reparameterize(
+            lambda p: {"a": p["x"], "b": p["y"]}, inverse=True, fiducial={"x": 1.0, "y": 5.0}
+        )
     with pytest.raises(ValueError, match="one-to-one") as info:
         F.reparameterize(lambda p: {"s": p["a"] + p["b"]})
     assert "['s']" in message_of(info)

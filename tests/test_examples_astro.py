@@ -69,7 +69,8 @@ def test_gw_network_never_worse_than_any_subset(gw_result):
     # Network SNR² is the sum of the detectors' SNR².
     snr = gw_result["network"]["snr"]
     assert snr["H1+L1+V1"] ** 2 == pytest.approx(
-        snr["H1"] ** 2 + snr["L1"] ** 2 + snr["V1"] ** 2, rel=1e-10)
+        snr["H1"] ** 2 + snr["L1"] ** 2 + snr["V1"] ** 2, rel=1e-10
+    )
     area = gw_result["network"]["sky_area_90_deg2"]
     assert 0 < area["H1+L1+V1"] < 100 and math.isinf(area["H1+L1"])
 
@@ -102,8 +103,9 @@ def test_gw_snr_against_independent_quadrature(gw_result):
 
     def psd(f):  # Ajith (2011) fit to the aLIGO zero-detuned high-power curve
         x = f / 245.4
-        return 1e-48 * (0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5
-                        - 6.5080 * x**0.75 + 17.7622)
+        return 1e-48 * (
+            0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5 - 6.5080 * x**0.75 + 17.7622
+        )
 
     val, _ = integrate.quad(lambda f: f ** (-7 / 3) / psd(f), 10.0, f_isco, limit=200)
     assert math.sqrt(4 * amp**2 * val) == pytest.approx(row["snr"], rel=2e-4)
@@ -153,7 +155,8 @@ def test_cosmology_singular_probe_reported_cleanly(cosmo_result):
     # H0, Ωm, w0, wa can absorb any shift of R and ℓ_A, so ω_b keeps exactly its marginal
     # Planck error: sqrt of the (ω_b, ω_b) element of the inverse of Chen et al.'s Table I.
     assert cmb["sigma"]["ombh2"] == pytest.approx(
-        math.sqrt(np.linalg.inv(cosmo.PLANCK2018_DISTANCE_PRIOR_INVCOV)[2, 2]), rel=1e-6)
+        math.sqrt(np.linalg.inv(cosmo.PLANCK2018_DISTANCE_PRIOR_INVCOV)[2, 2]), rel=1e-6
+    )
     for label in ("SN", "BAO"):
         assert cosmo_result["rows"][label]["fom"] > 0
 
@@ -172,7 +175,8 @@ def test_cosmology_fom_matches_definition_and_prior_is_harmless(cosmo_result):
 def test_cosmology_hdf5_round_trip(cosmo_result):
     F = ff.load(cosmo_result["files"]["fisher"])
     assert F.figure_of_merit(["w0", "wa"]) == pytest.approx(
-        cosmo_result["rows"]["SN+BAO+CMB"]["fom"], rel=1e-12)
+        cosmo_result["rows"]["SN+BAO+CMB"]["fom"], rel=1e-12
+    )
 
 
 # =========================================================================================
@@ -191,7 +195,8 @@ def test_dwd_joint_beats_each_detector(dwd_result):
     # JointExperiment with zero cross-covariance is the sum of the Fisher matrices.
     assert joint["joint_minus_sum"] < 1e-12
     assert joint["snr"]["LISA+TianQin"] ** 2 == pytest.approx(
-        joint["snr"]["LISA"] ** 2 + joint["snr"]["TianQin"] ** 2, rel=1e-10)
+        joint["snr"]["LISA"] ** 2 + joint["snr"]["TianQin"] ** 2, rel=1e-10
+    )
 
 
 def test_dwd_snr_and_phase_errors_closed_forms(dwd_result):
@@ -205,7 +210,8 @@ def test_dwd_snr_and_phase_errors_closed_forms(dwd_result):
     rho = math.sqrt(amp**2 * t_obs * geometry / s_lisa)
     assert joint["snr"]["LISA"] == pytest.approx(rho, rel=1e-9)
     assert joint["snr"]["TianQin"] == pytest.approx(
-        math.sqrt(amp**2 * 0.5 * t_obs * geometry / s_tq), rel=1e-9)
+        math.sqrt(amp**2 * 0.5 * t_obs * geometry / s_tq), rel=1e-9
+    )
     # Continuous data: inverse Hilbert matrix of (1, 2πt, πt²) on [0, T].
     sig = joint["fisher"]["LISA"].sigma()
     assert sig["phi0"] == pytest.approx(3.0 / rho, rel=2e-3)
@@ -227,8 +233,9 @@ def test_dwd_tianqin_gains_ground_at_high_frequency(dwd_result):
     assert all(b > a for a, b in itertools.pairwise(ratio))
     assert ratio[0] < 0.5 and ratio[-1] > 1.0  # LISA wins at 2 mHz, TianQin at 50 mHz
     for r in sweep:
-        assert r["sigma"]["LISA+TianQin"]["fdot"] <= min(r["sigma"]["LISA"]["fdot"],
-                                                        r["sigma"]["TianQin"]["fdot"])
+        assert r["sigma"]["LISA+TianQin"]["fdot"] <= min(
+            r["sigma"]["LISA"]["fdot"], r["sigma"]["TianQin"]["fdot"]
+        )
 
 
 # =========================================================================================
@@ -275,8 +282,12 @@ def test_microlensing_fisher_against_numpy_finite_differences(ml_result):
     var = flux(fid) / gain + floor**2
     dmu = {n: deriv(flux, n, steps[n]) for n in names}
     dvar = {n: dmu[n] / gain for n in names}
-    F = np.array([[np.sum(dmu[a] * dmu[b] / var + 0.5 * dvar[a] * dvar[b] / var**2)
-                   for b in names] for a in names])
+    F = np.array(
+        [
+            [np.sum(dmu[a] * dmu[b] / var + 0.5 * dvar[a] * dvar[b] / var**2) for b in names]
+            for a in names
+        ]
+    )
     # Compare on the scale of the diagonal: t0's cross terms vanish by symmetry (t0 = 0 at
     # the centre of symmetric sampling) and are round-off in both.
     ours = ml_result["fisher"].matrix

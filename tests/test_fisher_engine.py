@@ -133,12 +133,15 @@ def test_gaussian_mean_and_width_validation_case_2(kind, mode):
     elif kind == "cov":
         exp = ff.Experiment(constant_mean, ff.Gaussian(cov=cov_of_params))
     else:
-        exp = ff.Experiment(lambda p, x: p["mu"] * jnp.ones_like(x),
-                            ff.Gaussian(sigma=sigma_of_params_and_design),
-                            design=np.zeros(N_DRAWS))
+        exp = ff.Experiment(
+            lambda p, x: p["mu"] * jnp.ones_like(x),
+            ff.Gaussian(sigma=sigma_of_params_and_design),
+            design=np.zeros(N_DRAWS),
+        )
     F = ff.fisher(exp, {"mu": 1.3, "s": s}, mode=mode)
-    np.testing.assert_allclose(F.matrix, np.diag([N_DRAWS / s**2, 2 * N_DRAWS / s**2]),
-                               rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(
+        F.matrix, np.diag([N_DRAWS / s**2, 2 * N_DRAWS / s**2]), rtol=1e-13, atol=1e-12
+    )
 
 
 def ar1_mean(p, x):
@@ -173,8 +176,7 @@ def test_parameter_dependent_full_covariance_trace_term(mode):
     x = np.linspace(0.5, 2.0, 12)
     exp = ff.Experiment(ar1_mean, ff.Gaussian(cov=ar1_cov), design=x)
     F = ff.fisher(exp, {"m": 1.5, "s": 0.3, "rho": 0.6}, mode=mode)
-    np.testing.assert_allclose(F.matrix, ar1_reference(1.5, 0.3, 0.6, x), rtol=1e-11,
-                               atol=1e-12)
+    np.testing.assert_allclose(F.matrix, ar1_reference(1.5, 0.3, 0.6, x), rtol=1e-11, atol=1e-12)
 
 
 def test_parameter_dependent_sigma_per_datum():
@@ -286,8 +288,14 @@ def test_bias_matches_maximum_likelihood_shift_nonlinear():
     exp = ff.Experiment(model, ff.Gaussian(sigma=sigma), design=t)
     shift = ff.bias(exp, dict(zip(("A", "tau", "c"), theta0, strict=True)), delta)
     data = model_np(theta0) + delta
-    fit = scipy.optimize.least_squares(lambda th: (model_np(th) - data) / sigma, theta0,
-                                       xtol=1e-15, ftol=1e-15, gtol=1e-15, method="lm")
+    fit = scipy.optimize.least_squares(
+        lambda th: (model_np(th) - data) / sigma,
+        theta0,
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+        method="lm",
+    )
     ml_shift = fit.x - theta0
     np.testing.assert_allclose([shift["A"], shift["tau"], shift["c"]], ml_shift, rtol=1e-3)
 
@@ -363,8 +371,7 @@ def richardson_derivative(fn, theta, i, h):
             th[i] += k * step
             return fn(th)
 
-        return (-at(-3) + 9 * at(-2) - 45 * at(-1) + 45 * at(1) - 9 * at(2) + at(3)) / (
-            60 * step)
+        return (-at(-3) + 9 * at(-2) - 45 * at(-1) + 45 * at(1) - 9 * at(2) + at(3)) / (60 * step)
 
     coarse, fine = d7(h), d7(h / 2)
     return (2**6 * fine - coarse) / (2**6 - 1)
@@ -391,8 +398,9 @@ def test_forward_reverse_and_finite_differences_agree_nonlinear_real():
     Fr = ff.fisher(exp, NL_FID, mode="reverse").matrix
     theta = np.array([NL_FID[n] for n in NL_NAMES])
     steps = [0.05, 0.05, 0.01, 0.05, 0.05]  # ω·t reaches 17 rad: a smaller step for ω
-    J = np.stack([richardson_derivative(damped_oscillation_np, theta, i, steps[i])
-                  for i in range(5)], 1)
+    J = np.stack(
+        [richardson_derivative(damped_oscillation_np, theta, i, steps[i]) for i in range(5)], 1
+    )
     Ffd = J.T @ (J / SIGMA_NL[:, None] ** 2)
     assert scaled_close(Ff, Fr, rtol=1e-13)
     assert scaled_close(Ff, Ffd, rtol=1e-11)
@@ -405,8 +413,7 @@ def test_forward_reverse_and_finite_differences_agree_complex_psd():
     Fr = ff.fisher(exp, GW_FID, mode="reverse").matrix
     theta = np.array([GW_FID[n] for n in names])
     steps = [0.05, 2e-5, 0.05, 5.0]  # each moves the phase by <~0.1 rad at 512 Hz
-    J = np.stack([richardson_derivative(gw_waveform_np, theta, i, steps[i]) for i in range(4)],
-                 1)
+    J = np.stack([richardson_derivative(gw_waveform_np, theta, i, steps[i]) for i in range(4)], 1)
     w = 4 * GW_DF / GW_PSD
     Ffd = np.real(J.conj().T @ (w[:, None] * J))
     assert scaled_close(Ff, Fr, rtol=1e-13)
@@ -417,11 +424,16 @@ def test_forward_reverse_and_finite_differences_agree_complex_psd():
 def test_forward_and_reverse_agree_every_noise_path(case):
     x = np.linspace(0.5, 2.0, 12)
     if case == "cov_fn":
-        exp, fid = ff.Experiment(ar1_mean, ff.Gaussian(cov=ar1_cov), design=x), {
-            "m": 1.5, "s": 0.3, "rho": 0.6}
+        exp, fid = (
+            ff.Experiment(ar1_mean, ff.Gaussian(cov=ar1_cov), design=x),
+            {"m": 1.5, "s": 0.3, "rho": 0.6},
+        )
     elif case == "sigma_fn":
-        exp = ff.Experiment(lambda p, x: p["m"] * jnp.sin(p["w"] * x),
-                            ff.Gaussian(sigma=lambda p, x: p["s"] * (1 + x**2)), design=x)
+        exp = ff.Experiment(
+            lambda p, x: p["m"] * jnp.sin(p["w"] * x),
+            ff.Gaussian(sigma=lambda p, x: p["s"] * (1 + x**2)),
+            design=x,
+        )
         fid = {"m": 1.5, "w": 2.0, "s": 0.3}
     else:
         exp = ff.Experiment(lambda p, x: p["m"] * jnp.exp(p["w"] * x), ff.Poisson(), design=x)
@@ -437,10 +449,12 @@ def test_forward_and_reverse_agree_every_noise_path(case):
 def test_list_of_experiments_adds_and_nuisance_rows():
     """Independent experiments add; a nuisance of one experiment only gets its own rows."""
     x1, x2 = np.linspace(0, 1, 6), np.linspace(1, 3, 5)
-    e1 = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.1), design=x1,
-                       name="one")
-    e2 = ff.Experiment(lambda p, x: p["b"] * x**2 + p["n2"], ff.Gaussian(sigma=0.3),
-                       design=x2, name="two")
+    e1 = ff.Experiment(
+        lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.1), design=x1, name="one"
+    )
+    e2 = ff.Experiment(
+        lambda p, x: p["b"] * x**2 + p["n2"], ff.Gaussian(sigma=0.3), design=x2, name="two"
+    )
     fid = {"a": 1.0, "b": 2.0, "n2": 0.0}
     F = ff.fisher([e1, e2], fid)
     J1 = np.stack([np.ones(6), x1, np.zeros(6)], 1)
@@ -476,9 +490,9 @@ def test_fisher_information_is_jittable_and_vmappable_over_fiducials():
     exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=t)
     taus = np.array([0.5, 1.0, 2.0, 4.0])
     with float64():
-        batch = jax.jit(jax.vmap(
-            lambda tau: ff.fisher_information(exp, {"A": 1.0, "tau": tau}, ("A", "tau"))))(
-            taus)
+        batch = jax.jit(
+            jax.vmap(lambda tau: ff.fisher_information(exp, {"A": 1.0, "tau": tau}, ("A", "tau")))
+        )(taus)
         batch = np.asarray(batch)
     assert batch.dtype == np.float64 and batch.shape == (4, 2, 2)
     for k, tau in enumerate(taus):
@@ -522,8 +536,7 @@ def test_model_without_design_and_integer_fiducial():
 def test_float64_results_under_float32_default():
     assert jnp.ones(1).dtype == jnp.float32  # the suite runs with the default config
     t = 1.0 + 1e-6 * np.arange(50)  # float32 cannot even store these times
-    exp = ff.Experiment(lambda p, t: p["a"] * t + p["b"] * t**2, ff.Gaussian(sigma=1e-3),
-                        design=t)
+    exp = ff.Experiment(lambda p, t: p["a"] * t + p["b"] * t**2, ff.Gaussian(sigma=1e-3), design=t)
     F = ff.fisher(exp, {"a": 1.0, "b": 1.0})
     J = np.stack([t, t**2], 1)
     assert F.matrix.dtype == np.float64
@@ -629,8 +642,7 @@ def test_model_objects_holding_arrays_are_told_apart():
 
     t = np.linspace(1.0, 2.0, 3)
     F1 = ff.fisher(ff.Experiment(Scaled(np.ones(3)), ff.Gaussian(sigma=1.0), t), {"a": 1.0})
-    F2 = ff.fisher(ff.Experiment(Scaled(2 * np.ones(3)), ff.Gaussian(sigma=1.0), t),
-                   {"a": 1.0})
+    F2 = ff.fisher(ff.Experiment(Scaled(2 * np.ones(3)), ff.Gaussian(sigma=1.0), t), {"a": 1.0})
     np.testing.assert_allclose(F1.matrix, [[np.sum(t**2)]], rtol=1e-14)
     np.testing.assert_allclose(F2.matrix, [[4 * np.sum(t**2)]], rtol=1e-14)
 

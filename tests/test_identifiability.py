@@ -79,8 +79,7 @@ FHN_T = np.linspace(0.0, 20.0, 41)
 
 
 def fhn_experiment(observe):
-    model = ff.ode_model(fhn_rhs, y0=jnp.array([-1.0, 1.0]), observe=observe, rtol=1e-9,
-                         atol=1e-11)
+    model = ff.ode_model(fhn_rhs, y0=jnp.array([-1.0, 1.0]), observe=observe, rtol=1e-9, atol=1e-11)
     return ff.Experiment(model, ff.Gaussian(sigma=0.2), design=FHN_T)
 
 
@@ -116,15 +115,15 @@ def test_case8_numbers_against_closed_form(report8):
     # Coordinate identifiability of k: residual of its column off span{y}, relative.
     col = Sn[:, 2]
     resid = col - Sn[:, 0] * (Sn[:, 0] @ col)
-    assert report8.coordinate_identifiability["k"] == pytest.approx(np.linalg.norm(resid),
-                                                                    rel=1e-12)
+    assert report8.coordinate_identifiability["k"] == pytest.approx(
+        np.linalg.norm(resid), rel=1e-12
+    )
     assert report8.coordinate_identifiability["a"] < 1e-12
     assert report8.coordinate_identifiability["b"] < 1e-12
     # The relative CRB of k is finite even though the matrix is singular: it is the
     # conditional error of ln k given the identifiable product (a pseudo-inverse).
     F2 = S[:, [0, 2]].T @ S[:, [0, 2]]
-    assert report8.relative_crb["k"] == pytest.approx(math.sqrt(np.linalg.inv(F2)[1, 1]),
-                                                      rel=1e-10)
+    assert report8.relative_crb["k"] == pytest.approx(math.sqrt(np.linalg.inv(F2)[1, 1]), rel=1e-10)
     assert report8.relative_crb["a"] == math.inf
     subsets = {frozenset(names) for names, _ in report8.identifiable_subsets}
     assert subsets == {frozenset({"a", "k"}), frozenset({"b", "k"})}
@@ -136,8 +135,9 @@ def test_case8_numbers_against_closed_form(report8):
 
 def test_case8_through_an_ode_model():
     # y' = −k y, y(0) = a·b: the same degeneracy, now inside diffrax (forward mode).
-    model = ff.ode_model(lambda t, y, p: -p["k"] * y, y0=lambda p: p["a"] * p["b"],
-                         rtol=1e-10, atol=1e-12)
+    model = ff.ode_model(
+        lambda t, y, p: -p["k"] * y, y0=lambda p: p["a"] * p["b"], rtol=1e-10, atol=1e-12
+    )
     rep = ff.identifiability(ff.Experiment(model, ff.Gaussian(sigma=1.0), design=T8), FID8)
     assert rep.rank == 2
     d = rep.null_directions[0]
@@ -165,8 +165,12 @@ def test_case8_from_a_fisher_matrix_is_practical_only(report8):
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mm_reports():
-    return {S0: ff.identifiability(mm_experiment(S0), {"V": 1.0, "K": 10.0, "S0": S0},
-                                   params=["V", "K"]) for S0 in (1.0, 100.0)}
+    return {
+        S0: ff.identifiability(
+            mm_experiment(S0), {"V": 1.0, "K": 10.0, "S0": S0}, params=["V", "K"]
+        )
+        for S0 in (1.0, 100.0)
+    }
 
 
 def test_case9_validation_numbers(mm_reports):
@@ -226,8 +230,10 @@ def test_case10_log_fim_against_scipy_finite_differences(fhn_reports):
     def states(a, b, c):
         def f(t, y):
             return [c * (y[0] - y[0] ** 3 / 3 + y[1]), -(y[0] - a + b * y[1]) / c]
-        return scipy.integrate.solve_ivp(f, (0, 20), [-1.0, 1.0], t_eval=FHN_T, rtol=1e-12,
-                                         atol=1e-12, method="DOP853").y
+
+        return scipy.integrate.solve_ivp(
+            f, (0, 20), [-1.0, 1.0], t_eval=FHN_T, rtol=1e-12, atol=1e-12, method="DOP853"
+        ).y
 
     p0, h = np.array([0.2, 0.2, 3.0]), 1e-5
     cols = []
@@ -236,8 +242,7 @@ def test_case10_log_fim_against_scipy_finite_differences(fhn_reports):
         e[i] = h
         cols.append(((states(*(p0 * np.exp(e))) - states(*(p0 * np.exp(-e)))) / (2 * h))[0])
     J = np.array(cols).T / 0.2
-    np.testing.assert_allclose(fhn_reports["V"].eigenvalues, np.linalg.eigvalsh(J.T @ J),
-                               rtol=1e-5)
+    np.testing.assert_allclose(fhn_reports["V"].eigenvalues, np.linalg.eigvalsh(J.T @ J), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,11 +250,16 @@ def test_case10_log_fim_against_scipy_finite_differences(fhn_reports):
 # ---------------------------------------------------------------------------------------
 def test_case11_collinearity_invariant_to_units(mm_reports):
     # The same Michaelis-Menten model with K given in µM (K_uM = 1000 K) and V in per-minute.
-    model = ff.ode_model(lambda t, s, p: -(p["V_min"] / 60.0) * s / (p["K_uM"] / 1000.0 + s),
-                         y0=lambda p: p["S0"], rtol=1e-10, atol=1e-12)
+    model = ff.ode_model(
+        lambda t, s, p: -(p["V_min"] / 60.0) * s / (p["K_uM"] / 1000.0 + s),
+        y0=lambda p: p["S0"],
+        rtol=1e-10,
+        atol=1e-12,
+    )
     exp = ff.Experiment(model, ff.Gaussian(sigma=0.01), design=np.arange(1, 11) * 3.3)
-    rep = ff.identifiability(exp, {"V_min": 60.0, "K_uM": 1e4, "S0": 1.0},
-                             params=["V_min", "K_uM"], n_random=0)
+    rep = ff.identifiability(
+        exp, {"V_min": 60.0, "K_uM": 1e4, "S0": 1.0}, params=["V_min", "K_uM"], n_random=0
+    )
     ref = mm_reports[1.0]
     assert rep.collinearity == pytest.approx(ref.collinearity, rel=1e-8)
     assert rep.condition_number == pytest.approx(ref.condition_number, rel=1e-8)
@@ -257,23 +267,25 @@ def test_case11_collinearity_invariant_to_units(mm_reports):
     # The raw Fisher matrices differ by orders of magnitude: the invariance is not trivial.
     assert rep.fisher.matrix[1, 1] / ref.fisher.matrix[1, 1] < 1e-5
     # And a standalone call agrees, for a subset too.
-    assert ff.collinearity_index(exp, {"V_min": 60.0, "K_uM": 1e4, "S0": 1.0},
-                                 params=["V_min", "K_uM"]) == pytest.approx(ref.collinearity,
-                                                                            rel=1e-8)
+    assert ff.collinearity_index(
+        exp, {"V_min": 60.0, "K_uM": 1e4, "S0": 1.0}, params=["V_min", "K_uM"]
+    ) == pytest.approx(ref.collinearity, rel=1e-8)
     assert ff.collinearity_index(rep, names=["K_uM"]) == pytest.approx(1.0)
 
 
 def test_collinearity_index_of_a_known_design():
     # y = a + b x on x = (−1, 1): orthogonal columns, γ = 1; on x = (1, 1.1): γ from the
     # 2×2 correlation matrix, γ = 1/sqrt(1 − |ρ|).
-    exp = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.3),
-                        design=np.array([-1.0, 1.0]))
+    exp = ff.Experiment(
+        lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.3), design=np.array([-1.0, 1.0])
+    )
     assert ff.collinearity_index(exp, {"a": 1.0, "b": 2.0}) == pytest.approx(1.0, abs=1e-12)
     x = np.array([1.0, 1.1])
     exp2 = exp.replace(design=x)
     rho = (x @ np.ones(2)) / (np.linalg.norm(x) * math.sqrt(2))
     assert ff.collinearity_index(exp2, {"a": 1.0, "b": 2.0}) == pytest.approx(
-        (1 - rho) ** -0.5, rel=1e-9)
+        (1 - rho) ** -0.5, rel=1e-9
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,8 +294,9 @@ def test_collinearity_index_of_a_known_design():
 def test_case12_tiny_parameter_is_not_hidden():
     # y = a·c·e^{−kt} with a = 1e6 and c = 1e-6: only a·c is identifiable.
     fid = {"a": 1e6, "c": 1e-6, "k": 0.5}
-    exp = ff.Experiment(lambda p, t: p["a"] * p["c"] * jnp.exp(-p["k"] * t),
-                        ff.Gaussian(sigma=0.01), design=T8)
+    exp = ff.Experiment(
+        lambda p, t: p["a"] * p["c"] * jnp.exp(-p["k"] * t), ff.Gaussian(sigma=0.01), design=T8
+    )
     rep = ff.identifiability(exp, fid)
     assert rep.identifiable == {"a": False, "c": False, "k": True}
     d = rep.null_directions[0]
@@ -300,8 +313,9 @@ def test_case12_large_valued_parameter_is_not_falsely_flagged():
     # eigenvalue ~1e-9), but the relative error is a few per cent.
     fid = {"A": 1.0, "tau": 1e6}
     t = np.linspace(0.0, 3e6, 30)
-    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.05),
-                        design=t)
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.05), design=t
+    )
     rep = ff.identifiability(exp, fid)
     assert np.linalg.eigvalsh(ff.fisher(exp, fid).matrix)[0] < 1e-8
     assert rep.identifiable == {"A": True, "tau": True}
@@ -372,8 +386,9 @@ def test_zero_fiducial_verdicts_do_not_depend_on_the_units(hill_reports):
             assert_same(a[field], b[field], field)
     frac, pct = hill_reports["fraction"], hill_reports["percent"]
     # E0 has no unit-free size: its practical verdict is n/a, not a unit-dependent yes/no.
-    assert frac.identifiable == pct.identifiable == {"E0": None, "Emax": True, "EC50": True,
-                                                     "n": True}
+    assert (
+        frac.identifiable == pct.identifiable == {"E0": None, "Emax": True, "EC50": True, "n": True}
+    )
     assert math.isnan(frac.relative_crb["E0"]) and math.isnan(pct.relative_crb["E0"])
     assert "n/a" in frac.summary() and "scales=" in frac.summary()
     assert "undetermined=['E0']" in repr(pct)
@@ -401,8 +416,7 @@ def test_zero_fiducial_numbers_against_an_independent_fisher_matrix(hill_reports
         assert scaled.relative_crb["E0"] == pytest.approx(rel, rel=1e-7)
         assert scaled.identifiable["E0"] is (rel <= 0.5)
         Ds = np.diag([0.05 * factor, factor, 26.8, 2.7])
-        np.testing.assert_allclose(scaled.eigenvalues, np.linalg.eigvalsh(Ds @ F @ Ds),
-                                   rtol=1e-7)
+        np.testing.assert_allclose(scaled.eigenvalues, np.linalg.eigvalsh(Ds @ F @ Ds), rtol=1e-7)
     # The weakest direction is printed in the units it was computed in.
     text = hill_reports["fraction", "scaled"].summary()
     weakest = next(line for line in text.splitlines() if line.startswith("Weakest"))
@@ -416,34 +430,39 @@ def test_zoo_models_with_zero_fiducials():
     assert rep.rank == 4 and rep.identifiable["E0"] is None
     assert all(rep.identifiable[n] for n in ("Emax", "EC50", "n"))
     json.dumps(rep.to_dict(), allow_nan=False)
-    assert ff.identifiability(bio.hill_experiment(), bio.HILL_HEMOGLOBIN_FIDUCIAL, n_random=0,
-                              scales={"E0": 0.01}).identifiable["E0"] in (True, False)
+    assert ff.identifiability(
+        bio.hill_experiment(), bio.HILL_HEMOGLOBIN_FIDUCIAL, n_random=0, scales={"E0": 0.01}
+    ).identifiable["E0"] in (True, False)
 
 
-@pytest.mark.parametrize("scales, error, match", [
-    ({"Emax": 1.0}, ValueError, "non-zero fiducial"),
-    ({"E0": -1.0}, ValueError, r"scales\['E0'\].*-1.0"),
-    ({"E0": True}, ValueError, "positive finite"),
-    ({"zz": 1.0}, ff.ParameterError, "zz"),
-    ([1.0], TypeError, r"`scales`.*\[1.0\]"),
-])
+@pytest.mark.parametrize(
+    "scales, error, match",
+    [
+        ({"Emax": 1.0}, ValueError, "non-zero fiducial"),
+        ({"E0": -1.0}, ValueError, r"scales\['E0'\].*-1.0"),
+        ({"E0": True}, ValueError, "positive finite"),
+        ({"zz": 1.0}, ff.ParameterError, "zz"),
+        ([1.0], TypeError, r"`scales`.*\[1.0\]"),
+    ],
+)
 def test_bad_scales_are_named(scales, error, match):
     exp = ff.Experiment(hill, ff.Gaussian(sigma=0.05), design=HILL_X)
     with pytest.raises(error, match=match):
-        ff.identifiability(exp, {"E0": 0.0, "Emax": 1.0, "EC50": 26.8, "n": 2.7},
-                           scales=scales, n_random=0)
+        ff.identifiability(
+            exp, {"E0": 0.0, "Emax": 1.0, "EC50": 26.8, "n": 2.7}, scales=scales, n_random=0
+        )
 
 
 def test_nullspace_prior_and_penalty_with_a_scaled_linear_parameter():
     # y = (a + c)·x, c = 0 with scale s = 0.5: c enters as c/s. The raw null direction
     # w = (1, −1) (a + c fixed) is u ∝ D⁻¹w with D = diag(a, s), so the prior is
     # λ·(uᵀD⁻¹v)² with unit u: wᵀMw = λ‖D⁻¹w‖², and M v = 0 for v = (1, 1/4)·... ⟂.
-    exp = ff.Experiment(lambda p, x: (p["a"] + p["c"]) * x, ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.1, 1.0, 5))
+    exp = ff.Experiment(
+        lambda p, x: (p["a"] + p["c"]) * x, ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 1.0, 5)
+    )
     rep = ff.identifiability(exp, {"a": 2.0, "c": 0.0}, n_random=0, scales={"c": 0.5})
     d = rep.null_directions[0]
-    np.testing.assert_allclose([d["a"], d["c"]], np.array([1.0, -4.0]) / math.sqrt(17),
-                               atol=1e-12)
+    np.testing.assert_allclose([d["a"], d["c"]], np.array([1.0, -4.0]) / math.sqrt(17), atol=1e-12)
     assert "d(c/0.5)" in rep.null_descriptions[0]
     M = ff.nullspace_prior(rep, lam=3.0).matrix
     w = np.array([1.0, -1.0])
@@ -452,12 +471,13 @@ def test_nullspace_prior_and_penalty_with_a_scaled_linear_parameter():
     np.testing.assert_allclose(M @ np.array([2.0, 0.125]), 0.0, atol=1e-12)
     pen = ff.nullspace_penalty(rep, lam=3.0)
     with jax.enable_x64(True):
-        hess = np.asarray(jax.hessian(lambda x: pen({"a": x[0], "c": x[1]}))(
-            jnp.array([2.0, 0.0])))
+        hess = np.asarray(jax.hessian(lambda x: pen({"a": x[0], "c": x[1]}))(jnp.array([2.0, 0.0])))
     np.testing.assert_allclose(0.5 * hess, M, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(ff.nullspace_prior(rep, lam=3.0, log=True).matrix,
-                               np.diag([1.0, 2.0]) @ (3.0 * np.outer([1, -4], [1, -4]) / 17)
-                               @ np.diag([1.0, 2.0]), atol=1e-12)
+    np.testing.assert_allclose(
+        ff.nullspace_prior(rep, lam=3.0, log=True).matrix,
+        np.diag([1.0, 2.0]) @ (3.0 * np.outer([1, -4], [1, -4]) / 17) @ np.diag([1.0, 2.0]),
+        atol=1e-12,
+    )
 
 
 def test_reverse_mode_on_a_forward_only_ode_model_is_a_clear_error():
@@ -473,8 +493,11 @@ def test_reverse_mode_on_a_forward_only_ode_model_is_a_clear_error():
 # ---------------------------------------------------------------------------------------
 def test_fiducial_at_a_special_point_is_reported():
     # y = a x + b² x²: at b = 0 the b-column vanishes, but the generic rank is 2.
-    exp = ff.Experiment(lambda p, x: p["a"] * x + p["b"] ** 2 * x**2, ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.1, 1.0, 8))
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * x + p["b"] ** 2 * x**2,
+        ff.Gaussian(sigma=0.1),
+        design=np.linspace(0.1, 1.0, 8),
+    )
     rep = ff.identifiability(exp, {"a": 1.0, "b": 0.0})
     assert rep.rank_at_fiducial == 1 and rep.rank == 2
     assert rep.parameterisation == {"a": "ln", "b": "linear"}
@@ -493,8 +516,9 @@ def test_special_fiducial_takes_the_structural_null_space_from_the_random_points
     # column vanishes), the generic rank is 2. Closed form: the generic null direction is
     # (1, −1, 0)/√2 in (ln a, ln b, c); c is generically identifiable, only not at c = 0.
     x = np.linspace(0.1, 2.0, 8)
-    exp = ff.Experiment(lambda p, x: p["a"] * p["b"] * x + p["c"] ** 2 * x**2,
-                        ff.Gaussian(sigma=0.1), design=x)
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * p["b"] * x + p["c"] ** 2 * x**2, ff.Gaussian(sigma=0.1), design=x
+    )
     rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 0.0})
     assert rep.rank == 2 and rep.rank_at_fiducial == 1
     (d,) = rep.null_directions
@@ -507,8 +531,9 @@ def test_special_fiducial_takes_the_structural_null_space_from_the_random_points
     assert rep.relative_crb["c"] == math.inf
     # The structural prior acts on the generic direction only.
     u = np.array([1.0, -1.0, 0.0]) / math.sqrt(2)
-    np.testing.assert_allclose(ff.nullspace_prior(rep, lam=9.0, log=True).matrix,
-                               9.0 * np.outer(u, u), atol=1e-10)
+    np.testing.assert_allclose(
+        ff.nullspace_prior(rep, lam=9.0, log=True).matrix, 9.0 * np.outer(u, u), atol=1e-10
+    )
 
 
 def test_special_fiducial_with_a_null_direction_that_turns_with_the_point():
@@ -516,21 +541,26 @@ def test_special_fiducial_with_a_null_direction_that_turns_with_the_point():
     # direction at the fiducial is (b, −a, 0)/|·| in (ln a, ln b, c); at the random points it
     # is (b', −a', 0): not the same vector, but the closest one inside the fiducial's null
     # space is exactly the fiducial's generic one.
-    exp = ff.Experiment(lambda p, x: (p["a"] + p["b"]) * x + p["c"] ** 2 * x**2,
-                        ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 2.0, 8))
+    exp = ff.Experiment(
+        lambda p, x: (p["a"] + p["b"]) * x + p["c"] ** 2 * x**2,
+        ff.Gaussian(sigma=0.1),
+        design=np.linspace(0.1, 2.0, 8),
+    )
     rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 0.0})
     assert rep.rank == 2 and rep.rank_at_fiducial == 1
     (d,) = rep.null_directions
-    np.testing.assert_allclose([d["a"], d["b"]], np.array([3.0, -2.0]) / math.sqrt(13),
-                               atol=1e-10)
+    np.testing.assert_allclose([d["a"], d["b"]], np.array([3.0, -2.0]) / math.sqrt(13), atol=1e-10)
     assert "c" not in d
     assert rep.structurally_identifiable == {"a": False, "b": False, "c": True}
     assert rep.local_null_directions == [{"c": 1.0}]
 
 
 def test_parameter_without_effect():
-    exp = ff.Experiment(lambda p, x: p["a"] * x + 0.0 * p["unused"], ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.1, 1.0, 5))
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * x + 0.0 * p["unused"],
+        ff.Gaussian(sigma=0.1),
+        design=np.linspace(0.1, 1.0, 5),
+    )
     rep = ff.identifiability(exp, {"a": 1.0, "unused": 3.0})
     assert rep.null_directions == [{"unused": 1.0}]
     assert "has no effect" in rep.null_descriptions[0]
@@ -545,7 +575,8 @@ def test_coordinate_identifiability_and_crb_match_inverse_fisher(fhn_reports):
     for i, n in enumerate(rep.names):
         # ρᵢ² = 1 / (F_ii (F⁻¹)_ii): the Schur complement over the column norm.
         assert rep.coordinate_identifiability[n] == pytest.approx(
-            1 / math.sqrt(F_log[i, i] * cov[i, i]), rel=1e-8)
+            1 / math.sqrt(F_log[i, i] * cov[i, i]), rel=1e-8
+        )
         assert rep.relative_crb[n] == pytest.approx(math.sqrt(cov[i, i]), rel=1e-8)
     assert rep.identifiable == {"a": True, "b": True, "c": True}
     assert fhn_reports["V"].identifiable == {"a": True, "b": False, "c": True}
@@ -563,21 +594,26 @@ def test_subset_search_exhaustive_and_greedy():
     cols = Q[:, :4].copy()
     cols[:, 1] = math.cos(0.02) * Q[:, 0] + math.sin(0.02) * Q[:, 1]
     fid = {f"p{i}": 1.0 for i in range(4)}
-    rep = ff.identifiability(ff.Experiment(linear_model(cols), ff.Gaussian(sigma=1.0)), fid,
-                             n_random=0)
+    rep = ff.identifiability(
+        ff.Experiment(linear_model(cols), ff.Gaussian(sigma=1.0)), fid, n_random=0
+    )
     assert rep.collinearity_index(["p0", "p1"]) == pytest.approx(
-        (1 - math.cos(0.02)) ** -0.5, rel=1e-8)
+        (1 - math.cos(0.02)) ** -0.5, rel=1e-8
+    )
     assert rep.rank == 4 and rep.collinearity > 20
     assert {frozenset(n) for n, _ in rep.identifiable_subsets} == {
-        frozenset({"p0", "p2", "p3"}), frozenset({"p1", "p2", "p3"})}
+        frozenset({"p0", "p2", "p3"}),
+        frozenset({"p1", "p2", "p3"}),
+    }
     # 14 parameters (greedy): p13 duplicates p0 exactly; dropping either leaves γ = 1.
     cols = Q.copy()
     cols[:, 13] = Q[:, 0]
     fid = {f"p{i}": 1.0 for i in range(14)}
-    rep = ff.identifiability(ff.Experiment(linear_model(cols), ff.Gaussian(sigma=1.0)), fid,
-                             n_random=0)
+    rep = ff.identifiability(
+        ff.Experiment(linear_model(cols), ff.Gaussian(sigma=1.0)), fid, n_random=0
+    )
     assert rep.subset_search == "greedy" and rep.rank == 13
-    (names, gamma), = rep.identifiable_subsets
+    ((names, gamma),) = rep.identifiable_subsets
     assert len(names) == 13 and ("p0" in names) != ("p13" in names)
     assert gamma == pytest.approx(1.0, rel=1e-9)
 
@@ -591,8 +627,9 @@ def test_noise_models_poisson_and_parameter_dependent_sigma():
     lam = 50.0 * np.exp(-x / 1.5)
     S = np.stack([lam, lam * x / 1.5], axis=1) / np.sqrt(lam)[:, None]
     Sn = S / np.linalg.norm(S, axis=0)
-    assert pois.collinearity == pytest.approx(np.linalg.svd(Sn, compute_uv=False)[-1] ** -1,
-                                              rel=1e-10)
+    assert pois.collinearity == pytest.approx(
+        np.linalg.svd(Sn, compute_uv=False)[-1] ** -1, rel=1e-10
+    )
     # σ ∝ A (10 % errors): the covariance carries information, so the report falls back on
     # the square root of the engine's Fisher matrix (with the ½ tr term) and says so.
     dep = ff.Experiment(model, ff.Gaussian(sigma=lambda p: 0.1 * p["A"]), design=x)
@@ -601,7 +638,8 @@ def test_noise_models_poisson_and_parameter_dependent_sigma():
     F_log = ff.fisher(dep, fid).to_log().matrix
     d = np.sqrt(np.diag(F_log))
     assert rep.collinearity == pytest.approx(
-        np.linalg.eigvalsh(F_log / np.outer(d, d))[0] ** -0.5, rel=1e-8)
+        np.linalg.eigvalsh(F_log / np.outer(d, d))[0] ** -0.5, rel=1e-8
+    )
 
 
 def test_float64_under_float32_default(report8):
@@ -643,8 +681,9 @@ def test_nullspace_prior_fixes_only_the_null_direction(report8):
     assert math.sqrt(u @ cov_log @ u) == pytest.approx(1 / 5.0, rel=1e-9)
     # In linear parameters the same prior is D⁻¹ λ u uᵀ D⁻¹, and k's error is untouched.
     D = np.diag([2.0, 3.0, 0.5])
-    np.testing.assert_allclose(prior.matrix, np.linalg.inv(D) @ prior_log.matrix
-                               @ np.linalg.inv(D), atol=1e-12)
+    np.testing.assert_allclose(
+        prior.matrix, np.linalg.inv(D) @ prior_log.matrix @ np.linalg.inv(D), atol=1e-12
+    )
     assert G.sigma()["k"] == pytest.approx(F.fix(["a"]).sigma()["k"], rel=1e-9)
 
 
@@ -653,6 +692,7 @@ def test_nullspace_penalty_matches_prior_and_vanishes_off_the_null_space(report8
     prior = ff.nullspace_prior(report8, lam=4.0)
     names = report8.names
     with jax.enable_x64(True):
+
         def as_vector_fn(x):
             return pen(dict(zip(names, x, strict=True)))
 
@@ -675,18 +715,19 @@ def test_nullspace_penalty_matches_prior_and_vanishes_off_the_null_space(report8
 def test_nullspace_penalty_with_a_linear_parameter():
     # y = (a + c)·x with c = 0 at the fiducial: c is analysed in linear units, the null
     # direction mixes ln a and c, and the penalty stays differentiable at c = 0.
-    exp = ff.Experiment(lambda p, x: (p["a"] + p["c"]) * x, ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.1, 1.0, 5))
+    exp = ff.Experiment(
+        lambda p, x: (p["a"] + p["c"]) * x, ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 1.0, 5)
+    )
     fid = {"a": 2.0, "c": 0.0}
     rep = ff.identifiability(exp, fid, n_random=0)
     assert rep.parameterisation == {"a": "ln", "c": "linear"}
     d = rep.null_directions[0]
     # ∂y/∂ln a = a x, ∂y/∂c = x: null direction ∝ (1, −a) in (ln a, c).
-    np.testing.assert_allclose([d["a"], d["c"]], np.array([1.0, -2.0]) / math.sqrt(5),
-                               atol=1e-12)
+    np.testing.assert_allclose([d["a"], d["c"]], np.array([1.0, -2.0]) / math.sqrt(5), atol=1e-12)
     assert "dc" in rep.null_descriptions[0]
     pen = ff.nullspace_penalty(rep, lam=3.0)
     with jax.enable_x64(True):
+
         def vec(x):
             return pen({"a": x[0], "c": x[1]})
 
@@ -694,8 +735,7 @@ def test_nullspace_penalty_with_a_linear_parameter():
         grad = np.asarray(jax.jit(jax.grad(vec))(x0))
         hess = np.asarray(jax.jit(jax.hessian(vec))(x0))
     assert np.all(np.isfinite(grad)) and np.all(grad == 0)
-    np.testing.assert_allclose(0.5 * hess, ff.nullspace_prior(rep, lam=3.0).matrix,
-                               atol=1e-12)
+    np.testing.assert_allclose(0.5 * hess, ff.nullspace_prior(rep, lam=3.0).matrix, atol=1e-12)
 
 
 def test_nullspace_prior_from_an_experiment_and_practical_directions(mm_reports):
@@ -730,15 +770,15 @@ def test_summary_to_dict_and_plot(report8):
     assert len(ax_comp.patches) == 9  # 3 eigenvectors × 3 parameters
     heights = np.array([p.get_height() for p in ax_comp.patches]).reshape(3, 3)
     np.testing.assert_allclose(heights.sum(axis=0), 1.0, rtol=1e-12)  # unit vectors
-    assert [t.get_text() for t in ax_comp.get_legend().get_texts()] == ["ln a", "ln b",
-                                                                         "ln k"]
+    assert [t.get_text() for t in ax_comp.get_legend().get_texts()] == ["ln a", "ln b", "ln k"]
 
 
 def test_describe_null_direction_words():
     log = dict.fromkeys("abcV", True)
     assert describe_null_direction({"a": 0.7, "b": 0.7}, log).endswith("only a/b is identifiable")
     assert describe_null_direction({"a": 0.4472, "b": -0.8944}, log).endswith(
-        "only a^2·b is identifiable")
+        "only a^2·b is identifiable"
+    )
     text = describe_null_direction({"a": 0.577, "b": -0.577, "c": 0.577}, log)
     assert "only a·b and a/c are identifiable" in text
 
@@ -750,12 +790,16 @@ def _exponents_orthogonal(exponents, direction):
 def test_two_null_directions_get_one_statement_for_the_whole_null_space():
     # y = a·b/c·e^{−kt}: only a·b/c enters (two null directions among a, b, c). Each
     # direction alone would suggest b/c or c/a, which are not identifiable.
-    exp = ff.Experiment(lambda p, t: p["a"] * p["b"] / p["c"] * jnp.exp(-p["k"] * t),
-                        ff.Gaussian(sigma=1.0), design=T8)
+    exp = ff.Experiment(
+        lambda p, t: p["a"] * p["b"] / p["c"] * jnp.exp(-p["k"] * t),
+        ff.Gaussian(sigma=1.0),
+        design=T8,
+    )
     rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "c": 1.5, "k": 0.5})
     assert rep.rank == 2 and len(rep.null_directions) == 2
     assert rep.null_descriptions == [
-        "ln a + ln c and ln b + ln c are not identifiable: only a·b/c is identifiable"]
+        "ln a + ln c and ln b + ln c are not identifiable: only a·b/c is identifiable"
+    ]
     # The named combination (exponents 1, 1, −1) is orthogonal to every null direction.
     assert all(_exponents_orthogonal({"a": 1, "b": 1, "c": -1}, d) for d in rep.null_directions)
     assert not _exponents_orthogonal({"b": 1, "c": -1}, rep.null_directions[0])
@@ -763,12 +807,14 @@ def test_two_null_directions_get_one_statement_for_the_whole_null_space():
     # Separate degeneracies get separate sentences: y = a·b·e^{−kt}·(1 + c·d·t).
     exp2 = ff.Experiment(
         lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t) * (1 + p["c"] * p["d"] * t),
-        ff.Gaussian(sigma=0.01), design=T8)
-    rep2 = ff.identifiability(exp2, {"a": 2.0, "b": 3.0, "c": 0.5, "d": 0.4, "k": 0.5},
-                              n_random=1)
+        ff.Gaussian(sigma=0.01),
+        design=T8,
+    )
+    rep2 = ff.identifiability(exp2, {"a": 2.0, "b": 3.0, "c": 0.5, "d": 0.4, "k": 0.5}, n_random=1)
     assert rep2.null_descriptions == [
         "ln a − ln b is not identifiable: only a·b is identifiable",
-        "ln c − ln d is not identifiable: only c·d is identifiable"]
+        "ln c − ln d is not identifiable: only c·d is identifiable",
+    ]
 
 
 def test_sloppy_directions_name_only_combinations_that_are_better_determined():
@@ -790,13 +836,17 @@ def test_sloppy_directions_name_only_combinations_that_are_better_determined():
     first, second = rep.sloppy_descriptions
     v1 = V[:, 1] / V[2, 1]  # largest coefficient (ln k) scaled to 1
     v2 = V[:, 2] / V[0, 2]
-    assert first.startswith(f"{v1[0]:.3g}·ln a + {v1[1]:.3g}·ln b + ln k is poorly determined "
-                            f"(1σ width {lam[1] ** -0.5:.3g} in ln-units)")
+    assert first.startswith(
+        f"{v1[0]:.3g}·ln a + {v1[1]:.3g}·ln b + ln k is poorly determined "
+        f"(1σ width {lam[1] ** -0.5:.3g} in ln-units)"
+    )
     assert first.endswith(f": a·b/k^{-m[2]:.3g} (1σ width {width:.3g}) is better determined")
     assert width < lam[1] ** -0.5
     # Nothing ⟂ u is better determined than the stiffest direction when it is sloppy too.
-    assert second == (f"ln a + ln b − {-v2[2]:.3g}·ln k is poorly determined (1σ width "
-                      f"{lam[2] ** -0.5:.3g} in ln-units)")
+    assert second == (
+        f"ln a + ln b − {-v2[2]:.3g}·ln k is poorly determined (1σ width "
+        f"{lam[2] ** -0.5:.3g} in ln-units)"
+    )
     assert not any("b/a" in text or "a/b" in text for text in rep.sloppy_descriptions)
 
 
@@ -814,20 +864,27 @@ def test_sloppy_words_with_several_better_combinations():
     text = _sloppy_text(0, shown, names, log, labels, lam, V, 0)
     w_ab = math.sqrt(np.array([1, -1, 0]) @ cov @ np.array([1, -1, 0]))
     w_ac = math.sqrt(np.array([1, 0, -1]) @ cov @ np.array([1, 0, -1]))
-    assert text == (f"ln a + ln b + ln c is poorly determined (1σ width 10 in ln-units): a/b "
-                    f"(1σ width {w_ab:.3g}) and a/c (1σ width {w_ac:.3g}) are better "
-                    "determined")
+    assert text == (
+        f"ln a + ln b + ln c is poorly determined (1σ width 10 in ln-units): a/b "
+        f"(1σ width {w_ab:.3g}) and a/c (1σ width {w_ac:.3g}) are better "
+        "determined"
+    )
     # A single-parameter sloppy direction is poorly determined, not "without effect".
     one = _sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
     assert one == "ln a is poorly determined (1σ width 10 in ln-units)"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_random": -1}, "n_random"), ({"rtol": 2.0}, "rtol"),
-    ({"crb_threshold": 0}, "crb_threshold"), ({"collinearity_threshold": 0.5},
-                                              "collinearity_threshold"),
-    ({"params": ["zz"]}, "zz"), ({"mode": "sideways"}, "mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_random": -1}, "n_random"),
+        ({"rtol": 2.0}, "rtol"),
+        ({"crb_threshold": 0}, "crb_threshold"),
+        ({"collinearity_threshold": 0.5}, "collinearity_threshold"),
+        ({"params": ["zz"]}, "zz"),
+        ({"mode": "sideways"}, "mode"),
+    ],
+)
 def test_bad_options_name_the_argument(kwargs, match):
     exp = ff.Experiment(product_decay, ff.Gaussian(sigma=1.0), design=T8)
     with pytest.raises((ValueError, KeyError), match=match):
@@ -842,8 +899,7 @@ def test_input_errors():
         ff.identifiability(ff.FisherMatrix(np.eye(2), ["a", "b"]))
     with pytest.raises(TypeError, match="Experiment"):
         ff.identifiability("not an experiment", FID8)
-    bad = ff.Experiment(lambda p, t: jnp.log(p["a"] - 3.0) * t, ff.Gaussian(sigma=1.0),
-                        design=T8)
+    bad = ff.Experiment(lambda p, t: jnp.log(p["a"] - 3.0) * t, ff.Gaussian(sigma=1.0), design=T8)
     with pytest.raises(ff.NonFiniteError, match="NaN"):
         ff.identifiability(bad, {"a": 2.0})
     with pytest.raises(ValueError, match="lam"):

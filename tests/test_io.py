@@ -14,8 +14,7 @@ import pytest
 import fisherforecast as ff
 import fisherforecast._io as ffio
 
-LABELS = {"Om": r"\Omega_{\rm m}", "s8": r"\sigma_8", "w0": r"w_0 \, (\mathrm{DE})",
-          "tiny": "τ"}
+LABELS = {"Om": r"\Omega_{\rm m}", "s8": r"\sigma_8", "w0": r"w_0 \, (\mathrm{DE})", "tiny": "τ"}
 
 
 def awkward_matrix():
@@ -30,11 +29,18 @@ def awkward_matrix():
 @pytest.fixture
 def F():
     return ff.FisherMatrix(
-        awkward_matrix(), ["Om", "s8", "w0", "tiny"],
+        awkward_matrix(),
+        ["Om", "s8", "w0", "tiny"],
         fiducial={"Om": 0.1 + 0.2, "s8": -1e-300, "w0": 1.0 / 3.0, "tiny": 5e-324},
-        labels=LABELS, name="survey+cmb",
-        metadata={"n_bins": 10, "z": [0.1, 0.30000000000000004], "note": "ünïcode",
-                  "nested": {"a": None, "b": True}})
+        labels=LABELS,
+        name="survey+cmb",
+        metadata={
+            "n_bins": 10,
+            "z": [0.1, 0.30000000000000004],
+            "note": "ünïcode",
+            "nested": {"a": None, "b": True},
+        },
+    )
 
 
 def _same(a: ff.FisherMatrix, b: ff.FisherMatrix):
@@ -140,8 +146,9 @@ def test_load_rejects_a_foreign_hdf5_file(tmp_path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as h:
         h.create_dataset("matrix", data=np.eye(2))
-        h.create_dataset("names", data=np.array(["a", "b"], dtype=object),
-                         dtype=h5py.string_dtype())
+        h.create_dataset(
+            "names", data=np.array(["a", "b"], dtype=object), dtype=h5py.string_dtype()
+        )
     with pytest.raises(ValueError, match="not a fisherforecast file") as info:
         ff.load(path)
     assert str(path) in str(info.value)
@@ -158,9 +165,11 @@ def _corrupt(path, dataset, values):
 def test_load_rejects_corrupted_datasets_naming_file_and_dataset(F, tmp_path, dataset):
     path = tmp_path / "F.h5"
     F.save(path)
-    short = {"names": np.array(["Om", "s8"], dtype=object),
-             "labels": np.array(["a", "b"], dtype=object),
-             "fiducial": np.array([0.3, 0.8])}[dataset]
+    short = {
+        "names": np.array(["Om", "s8"], dtype=object),
+        "labels": np.array(["a", "b"], dtype=object),
+        "fiducial": np.array([0.3, 0.8]),
+    }[dataset]
     _corrupt(path, dataset, short)
     with pytest.raises(ValueError) as info:
         ff.load(path)
@@ -259,17 +268,19 @@ def test_load_hand_written_getdist_style_files(tmp_path):
         "# fisher matrix from some other code\n"
         "  1.5e+04   -2.0e+02  0.0\n"
         " -2.0e+02    3.0e+01  1.0\n"
-        "  0.0        1.0      4.0\n", encoding="utf-8")
+        "  0.0        1.0      4.0\n",
+        encoding="utf-8",
+    )
     (tmp_path / "cosmo.paramnames").write_text(
-        "omegabh2    \\Omega_b h^2\n"
-        "ns          n_{\\rm s}\n"
-        "H0*         H_0\n", encoding="utf-8")
+        "omegabh2    \\Omega_b h^2\nns          n_{\\rm s}\nH0*         H_0\n", encoding="utf-8"
+    )
     G = ff.load(tmp_path / "cosmo.dat")
     assert G.names == ("omegabh2", "ns", "H0")
     assert G.labels == {"omegabh2": r"\Omega_b h^2", "ns": r"n_{\rm s}", "H0": "H_0"}
     assert G.fiducial is None
-    np.testing.assert_array_equal(G.matrix, [[1.5e4, -2e2, 0.0], [-2e2, 30.0, 1.0],
-                                             [0.0, 1.0, 4.0]])
+    np.testing.assert_array_equal(
+        G.matrix, [[1.5e4, -2e2, 0.0], [-2e2, 30.0, 1.0], [0.0, 1.0, 4.0]]
+    )
 
 
 def test_load_text_with_header_names_only(tmp_path):
@@ -289,8 +300,9 @@ def test_load_text_rejects_missing_names_and_shape_mismatch(tmp_path):
     assert "n.txt" in str(info.value) and "['a', 'b', 'c']" in str(info.value)
 
 
-@pytest.mark.parametrize("body", ["1.0 0.0\n0.0\n", "1.0 x\n0.0 1.0\n"],
-                         ids=["ragged", "not-a-number"])
+@pytest.mark.parametrize(
+    "body", ["1.0 0.0\n0.0\n", "1.0 x\n0.0 1.0\n"], ids=["ragged", "not-a-number"]
+)
 def test_load_text_rejects_malformed_rows_naming_the_file(tmp_path, body):
     (tmp_path / "bad.txt").write_text("# a b\n" + body, encoding="utf-8")
     with pytest.raises(ValueError) as info:
@@ -305,10 +317,10 @@ def test_load_text_rejects_malformed_rows_naming_the_file(tmp_path, body):
 def test_text_labels_ending_in_numbers_round_trip_exactly(tmp_path, with_fiducial):
     """A label's last word must never be taken for a fiducial the user did not save."""
     labels = {"a": "A 2", "b": "B    7.5", "c": "", "d": "  padded  ", "e": r"\sigma_8 0.8"}
-    fiducial = {"a": 0.25, "b": -3.0, "c": 1e-300, "d": 2.0, "e": 0.8} if with_fiducial \
-        else None
-    F = ff.FisherMatrix(np.diag([1.0, 2.0, 3.0, 4.0, 5.0]), list(labels), fiducial=fiducial,
-                        labels=labels)
+    fiducial = {"a": 0.25, "b": -3.0, "c": 1e-300, "d": 2.0, "e": 0.8} if with_fiducial else None
+    F = ff.FisherMatrix(
+        np.diag([1.0, 2.0, 3.0, 4.0, 5.0]), list(labels), fiducial=fiducial, labels=labels
+    )
     F.save(tmp_path / "H.txt")
     G = ff.load(tmp_path / "H.txt")
     _same(F, G)
@@ -320,8 +332,11 @@ def test_text_header_records_the_paramnames_layout(F, tmp_path):
     F.save(tmp_path / "F.txt")
     ff.FisherMatrix(np.eye(2), ["a", "b"]).save(tmp_path / "G.txt")
     for stem, columns in (("F", 3), ("G", 2)):
-        header = [ln for ln in (tmp_path / f"{stem}.txt").read_text().splitlines()
-                  if ln.startswith("# fisherforecast:")]
+        header = [
+            ln
+            for ln in (tmp_path / f"{stem}.txt").read_text().splitlines()
+            if ln.startswith("# fisherforecast:")
+        ]
         assert len(header) == 1
         record = json.loads(header[0].split(":", 1)[1])
         assert record["paramnames_columns"] == columns
@@ -359,11 +374,11 @@ def test_text_save_rejects_labels_with_line_breaks(tmp_path, bad):
 def test_load_text_written_by_an_earlier_version(tmp_path):
     """Files from before the layout record: a fiducial column is recognised only when every
     line ends with a float's exact repr after the four-space separator."""
-    matrix = "# a b\n# fisherforecast 0.0.9; experiment: old\n# metadata: {}\n" \
-             "1.0 0.0\n0.0 2.0\n"
+    matrix = "# a b\n# fisherforecast 0.0.9; experiment: old\n# metadata: {}\n1.0 0.0\n0.0 2.0\n"
     (tmp_path / "fid.txt").write_text(matrix, encoding="utf-8")
-    (tmp_path / "fid.txt.paramnames").write_text("a    A 2    0.5\nb    B    -1e-05\n",
-                                                 encoding="utf-8")
+    (tmp_path / "fid.txt.paramnames").write_text(
+        "a    A 2    0.5\nb    B    -1e-05\n", encoding="utf-8"
+    )
     G = ff.load(tmp_path / "fid.txt")
     assert G.name == "old"
     assert G.fiducial == {"a": 0.5, "b": -1e-05}
@@ -377,8 +392,7 @@ def test_load_text_written_by_an_earlier_version(tmp_path):
 
 def test_load_foreign_paramnames_never_guesses_a_fiducial(tmp_path):
     (tmp_path / "c.dat").write_text("1.0 0.0\n0.0 2.0\n", encoding="utf-8")
-    (tmp_path / "c.paramnames").write_text("w0*  w_0   -1.0\nwa   w_a   0.0\n",
-                                           encoding="utf-8")
+    (tmp_path / "c.paramnames").write_text("w0*  w_0   -1.0\nwa   w_a   0.0\n", encoding="utf-8")
     G = ff.load(tmp_path / "c.dat")
     assert G.names == ("w0", "wa")
     assert G.fiducial is None
@@ -391,8 +405,7 @@ def _fail_paramnames(F, tmp):
     raise RuntimeError("disk full (simulated)")
 
 
-def test_text_failed_paramnames_write_leaves_nothing_and_retry_works(F, tmp_path,
-                                                                      monkeypatch):
+def test_text_failed_paramnames_write_leaves_nothing_and_retry_works(F, tmp_path, monkeypatch):
     monkeypatch.setattr(ffio, "_write_paramnames", _fail_paramnames)
     with pytest.raises(RuntimeError, match="simulated"):
         F.save(tmp_path / "F.txt")
@@ -424,13 +437,16 @@ def _pair_bytes(path):
 
 @pytest.mark.parametrize("hard_links", [True, False], ids=["links", "no-links"])
 @pytest.mark.parametrize("overwrite", [True, False])
-def test_text_failure_while_moving_into_place_rolls_back(F, tmp_path, monkeypatch,
-                                                          overwrite, hard_links):
+def test_text_failure_while_moving_into_place_rolls_back(
+    F, tmp_path, monkeypatch, overwrite, hard_links
+):
     """The matrix file is already in place when moving the '.paramnames' fails: it must be
     put back as it was (or removed when new), leaving no temporary or backup file."""
     if not hard_links:
+
         def no_link(*args, **kwargs):
             raise OSError(1, "Operation not permitted (simulated)")
+
         monkeypatch.setattr(os, "link", no_link)
     if overwrite:
         F.save(tmp_path / "F.txt")

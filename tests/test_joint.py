@@ -53,8 +53,9 @@ def test_joint_with_zero_cross_cov_equals_sum(experiments):
     F_sum = ff.fisher([e1, e2], FID)
     np.testing.assert_allclose(F_joint.matrix, F_sum.matrix, rtol=1e-12)
     # and equal to adding the two matrices by name
-    F_add = ff.fisher(e1, FID, params=["a", "b", "n1"]) + ff.fisher(e2, FID,
-                                                                    params=["n2", "b", "a"])
+    F_add = ff.fisher(e1, FID, params=["a", "b", "n1"]) + ff.fisher(
+        e2, FID, params=["n2", "b", "a"]
+    )
     order = [F_add.names.index(n) for n in F_sum.names]
     np.testing.assert_allclose(F_add.matrix[np.ix_(order, order)], F_sum.matrix, rtol=1e-12)
 
@@ -123,8 +124,9 @@ def test_operations_on_combined_matrix(experiments):
     fom = np.linalg.det(cov[np.ix_(idx, idx)]) ** -0.5
     assert F.figure_of_merit(["a", "b"]) == pytest.approx(fom, rel=1e-10)
     # reparameterise (a, b) -> (u = a·b, v = a/b): σ from the covariance transformed by hand
-    G = F.reparameterize(lambda p: {"u": p["a"] * p["b"], "v": p["a"] / p["b"],
-                                    "n1": p["n1"], "n2": p["n2"]})
+    G = F.reparameterize(
+        lambda p: {"u": p["a"] * p["b"], "v": p["a"] / p["b"], "n1": p["n1"], "n2": p["n2"]}
+    )
     a, b = FID["a"], FID["b"]
     Jm = np.eye(4)
     order = [F.names.index(n) for n in ("a", "b", "n1", "n2")]
@@ -182,7 +184,10 @@ def test_contributions_labels_unnamed_items_and_matrices():
     fig = d.plot()
     assert len(fig.axes[0].containers) == 3
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "combined", "other", "combined#2"]
+        "combined",
+        "other",
+        "combined#2",
+    ]
 
 
 def test_contributions_rejects_bad_arguments():
@@ -207,7 +212,7 @@ def test_contributions_marginalises_parameters_only_the_prior_constrains():
     full = ["a", "b", "c", "d"]
     P = _embed(prior, full)
     # B alone leaves b unconstrained; a and c are orthogonal to that direction
-    MB = np.delete(np.delete(_embed(FB, full) + P, 1, 0), 1, 1)   # rows/cols a, c, d
+    MB = np.delete(np.delete(_embed(FB, full) + P, 1, 0), 1, 1)  # rows/cols a, c, d
     covB = np.linalg.inv(MB)
     assert math.isinf(c.alone["B"]["b"])
     assert c.alone["B"]["a"] == pytest.approx(math.sqrt(covB[0, 0]), rel=1e-9)
@@ -217,6 +222,6 @@ def test_contributions_marginalises_parameters_only_the_prior_constrains():
     for k, n in enumerate(("a", "b", "c")):
         assert c.alone["A"][n] == pytest.approx(math.sqrt(covA[k, k]), rel=1e-9)
         assert c.combined[n] == pytest.approx(math.sqrt(covAB[k, k]), rel=1e-9)
-        assert c.improvement[n] >= 1 - 1e-12   # adding an experiment never hurts
+        assert c.improvement[n] >= 1 - 1e-12  # adding an experiment never hurts
     assert c.names == ("a", "b", "c")  # the prior-only d is marginalised, not reported
     assert set(c.alone["A"]) == {"a", "b", "c"}

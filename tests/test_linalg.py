@@ -26,8 +26,17 @@ def mpmath_inverse(F, dps=50):
 def exact_hilbert_inverse(n):
     """(H⁻¹)_ij = (−1)^(i+j) (i+j+1) C(n+i, n−j−1) C(n+j, n−i−1) C(i+j, i)², 0-based."""
     c = math.comb
-    return [[(-1) ** (i + j) * (i + j + 1) * c(n + i, n - j - 1) * c(n + j, n - i - 1)
-             * c(i + j, i) ** 2 for j in range(n)] for i in range(n)]
+    return [
+        [
+            (-1) ** (i + j)
+            * (i + j + 1)
+            * c(n + i, n - j - 1)
+            * c(n + j, n - i - 1)
+            * c(i + j, i) ** 2
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
 
 
 def badly_scaled_matrix():
@@ -50,8 +59,7 @@ def test_badly_scaled_matrix_matches_50_digit_inverse():
     np.testing.assert_allclose(inv.covariance, ref, rtol=1e-12, atol=0)
     # Reported diagnostics are the scale-free ones: cond of the unit-diagonal matrix.
     ds = np.sqrt(np.diag(S))
-    assert inv.condition_number == pytest.approx(np.linalg.cond(S / np.outer(ds, ds)),
-                                                 rel=1e-6)
+    assert inv.condition_number == pytest.approx(np.linalg.cond(S / np.outer(ds, ds)), rel=1e-6)
     assert inv.residual < 1e-13
     # FisherMatrix goes through the same path.
     Fm = ff.FisherMatrix(F, [f"p{i}" for i in range(8)])
@@ -99,8 +107,10 @@ def test_hilbert_12_is_singular_in_float64_but_exact_with_mpmath():
         F.covariance()
     exact = exact_hilbert_inverse(n)
     expected = np.array([[float(Fraction(exact[i][j], L)) for j in range(n)] for i in range(n)])
-    for got in (ff.robust_inverse(H, names, precision="mpmath").covariance,
-                F.covariance(precision="mpmath")):
+    for got in (
+        ff.robust_inverse(H, names, precision="mpmath").covariance,
+        F.covariance(precision="mpmath"),
+    ):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
     sig = F.sigma(precision="mpmath")
     assert sig["h0"] == pytest.approx(math.sqrt(exact[0][0] / L), rel=1e-12)
@@ -149,8 +159,11 @@ def test_product_degeneracy_is_named():
     assert abs(abs(vec @ np.array([1.0, -1.0, 0.0]) / math.sqrt(2)) - 1) < 1e-6
     assert err.names == ("a", "b", "k")
     # The ratio case reads the other way round: y = (a/b)·e^(−kt).
-    exp2 = ff.Experiment(lambda p, t: p["a"] / p["b"] * jnp.exp(-p["k"] * t),
-                         ff.Gaussian(sigma=0.1), design=T_PRODUCT)
+    exp2 = ff.Experiment(
+        lambda p, t: p["a"] / p["b"] * jnp.exp(-p["k"] * t),
+        ff.Gaussian(sigma=0.1),
+        design=T_PRODUCT,
+    )
     with pytest.raises(ff.SingularFisherError, match="a/b is constrained"):
         ff.fisher(exp2, fid).covariance()
 
@@ -167,8 +180,9 @@ def test_ignored_parameter_is_named_as_having_no_information():
 
 def test_linear_degeneracy_with_negative_fiducial_and_multiple_null_directions():
     """y = (a + b + c)·t: rank 1 of 3; both null directions are orthogonal to (1, 1, 1)."""
-    exp = ff.Experiment(lambda p, t: (p["a"] + p["b"] + p["c"]) * t, ff.Gaussian(sigma=0.1),
-                        design=T_PRODUCT)
+    exp = ff.Experiment(
+        lambda p, t: (p["a"] + p["b"] + p["c"]) * t, ff.Gaussian(sigma=0.1), design=T_PRODUCT
+    )
     F = ff.fisher(exp, {"a": -1.0, "b": 2.0, "c": 0.5})
     with pytest.raises(ff.SingularFisherError) as info:
         F.covariance()
@@ -188,8 +202,11 @@ def test_marginalizing_over_a_degenerate_block():
     # y and z enter only as y + z: the degeneracy y - z lies inside the marginalised block,
     # so the marginal of x is still defined. Reparametrised by u = y + z the matrix is
     # [[2, 0.1], [0.1, 1]], whose x marginal is 2 - 0.1²/1 = 1.99.
-    F = ff.FisherMatrix([[2.0, 0.1, 0.1], [0.1, 1.0, 1.0], [0.1, 1.0, 1.0]], ["x", "y", "z"],
-                        fiducial={"x": 1.0, "y": 2.0, "z": 2.0})
+    F = ff.FisherMatrix(
+        [[2.0, 0.1, 0.1], [0.1, 1.0, 1.0], [0.1, 1.0, 1.0]],
+        ["x", "y", "z"],
+        fiducial={"x": 1.0, "y": 2.0, "z": 2.0},
+    )
     np.testing.assert_allclose(F.marginalize(["x"]).matrix, [[1.99]], rtol=1e-14)
     # Keeping y, which takes part in the degeneracy, is refused with the combination named.
     with pytest.raises(ff.SingularFisherError, match=r"marginal of \['y'\] is undefined") as info:
@@ -229,8 +246,9 @@ def test_extreme_but_representable_scales_invert_without_overflow():
     scale = np.array([1e-100, 1.0, 1e100])  # F_ii up to ~1e200: representable
     F = S * np.outer(scale, scale)
     inv = ff.robust_inverse(F)  # filterwarnings=error: an overflow warning fails here
-    np.testing.assert_allclose(inv.covariance * np.outer(scale, scale), np.linalg.inv(S),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        inv.covariance * np.outer(scale, scale), np.linalg.inv(S), rtol=1e-12
+    )
 
 
 def test_robust_inverse_names_an_indefinite_matrix_and_checks_names():

@@ -25,9 +25,14 @@ def _spd(n, seed):
 
 @pytest.fixture
 def F5():
-    return ff.FisherMatrix(_spd(5, seed=0), NAMES, fiducial=FID,
-                           labels={"a": r"\alpha", "b": r"\beta"}, name="five",
-                           metadata={"survey": "toy"})
+    return ff.FisherMatrix(
+        _spd(5, seed=0),
+        NAMES,
+        fiducial=FID,
+        labels={"a": r"\alpha", "b": r"\beta"},
+        name="five",
+        metadata={"survey": "toy"},
+    )
 
 
 def sub(M, rows, cols=None):
@@ -46,8 +51,7 @@ def test_covariance_sigma_and_correlation(F5):
     np.testing.assert_allclose([sig[n] for n in NAMES], np.sqrt(np.diag(cov)), rtol=1e-13)
     R = F5.correlation()
     np.testing.assert_allclose(np.diag(R), 1.0, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(R, cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))),
-                               rtol=1e-12)
+    np.testing.assert_allclose(R, cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))), rtol=1e-12)
     np.testing.assert_allclose(R, R.T, rtol=0, atol=0)
 
 
@@ -144,8 +148,7 @@ def test_addition_aligns_by_name():
     assert S.fiducial == {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
     # Permuting the names (and matrix) of one operand gives the same sum.
     perm = [2, 0, 1]  # d, c, a
-    Bp = ff.FisherMatrix(sub(B.matrix, perm), [B.names[i] for i in perm],
-                         fiducial=B.fiducial)
+    Bp = ff.FisherMatrix(sub(B.matrix, perm), [B.names[i] for i in perm], fiducial=B.fiducial)
     Sp = A + Bp
     idx = [Sp.names.index(n) for n in S.names]
     np.testing.assert_allclose(sub(Sp.matrix, idx), S.matrix, rtol=1e-15)
@@ -169,8 +172,9 @@ def test_scalar_multiplication(F5):
     for G in (F5 * 3, 3 * F5, F5 * np.float64(3.0)):
         np.testing.assert_array_equal(G.matrix, 3 * F5.matrix)
         assert G.names == F5.names
-    np.testing.assert_allclose([(F5 * 4).sigma()[n] for n in NAMES],
-                               [F5.sigma()[n] / 2 for n in NAMES], rtol=1e-13)
+    np.testing.assert_allclose(
+        [(F5 * 4).sigma()[n] for n in NAMES], [F5.sigma()[n] / 2 for n in NAMES], rtol=1e-13
+    )
     with pytest.raises(ValueError, match="-1"):
         F5 * -1
 
@@ -212,10 +216,12 @@ def test_reparameterize_masses_round_trip_and_hand_jacobian():
     assert G.fiducial["Mc"] == pytest.approx(Mc, rel=1e-14)
     assert G.fiducial["eta"] == pytest.approx(eta, rel=1e-14)
     # Hand-derived J = ∂(Mc, η)/∂(m1, m2); F_new = J⁻ᵀ F J⁻¹.
-    J = np.array([
-        [Mc * (0.6 / m1 - 0.2 / M), Mc * (0.6 / m2 - 0.2 / M)],
-        [eta * (1 / m1 - 2 / M), eta * (1 / m2 - 2 / M)],
-    ])
+    J = np.array(
+        [
+            [Mc * (0.6 / m1 - 0.2 / M), Mc * (0.6 / m2 - 0.2 / M)],
+            [eta * (1 / m1 - 2 / M), eta * (1 / m2 - 2 / M)],
+        ]
+    )
     Jinv = np.linalg.inv(J)
     np.testing.assert_allclose(G.matrix, Jinv.T @ F.matrix @ Jinv, rtol=1e-10)
     # Forward then inverse returns the original matrix.
@@ -230,11 +236,15 @@ def test_reparameterize_masses_round_trip_and_hand_jacobian():
 
 def test_reparameterize_linear_transform(F5):
     """old = A·new + b (inverse=True): F_new = Aᵀ F A; new = B·old (forward): B⁻ᵀ F B⁻¹."""
-    A = np.array([[1.0, 2.0, 0.0, 0.0, 0.5],
-                  [0.0, 1.0, 0.0, 1.0, 0.0],
-                  [0.3, 0.0, 1.0, 0.0, 0.0],
-                  [0.0, 0.0, 0.0, 1.0, -1.0],
-                  [0.0, 0.0, 2.0, 0.0, 1.0]])
+    A = np.array(
+        [
+            [1.0, 2.0, 0.0, 0.0, 0.5],
+            [0.0, 1.0, 0.0, 1.0, 0.0],
+            [0.3, 0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, -1.0],
+            [0.0, 0.0, 2.0, 0.0, 1.0],
+        ]
+    )
     x_old = np.array([FID[n] for n in NAMES])
     new_names = ["u", "v", "w", "x", "y"]
     x_new = np.linalg.solve(A, x_old)
@@ -243,8 +253,9 @@ def test_reparameterize_linear_transform(F5):
         vec = jnp.stack([p[n] for n in new_names])
         return dict(zip(NAMES, A @ vec, strict=True))
 
-    G = F5.reparameterize(old_of_new, inverse=True, fiducial=dict(zip(new_names, x_new,
-                                                                     strict=True)))
+    G = F5.reparameterize(
+        old_of_new, inverse=True, fiducial=dict(zip(new_names, x_new, strict=True))
+    )
     np.testing.assert_allclose(G.matrix, A.T @ F5.matrix @ A, rtol=1e-12)
 
     def new_of_old(p):
@@ -260,14 +271,16 @@ def test_reparameterize_linear_transform(F5):
 def test_reparameterize_inverse_may_reduce_dimension():
     """inverse=True: a = s + t, b = s − t gives Aᵀ F A; it need not be one-to-one."""
     F = ff.FisherMatrix([[2.0, 0.5], [0.5, 1.0]], ["a", "b"], fiducial={"a": 3.0, "b": 1.0})
-    G = F.reparameterize(lambda p: {"a": p["s"] + p["t"], "b": p["s"] - p["t"]}, inverse=True,
-                         fiducial={"s": 2.0, "t": 1.0})
+    G = F.reparameterize(
+        lambda p: {"a": p["s"] + p["t"], "b": p["s"] - p["t"]},
+        inverse=True,
+        fiducial={"s": 2.0, "t": 1.0},
+    )
     A = np.array([[1.0, 1.0], [1.0, -1.0]])
     np.testing.assert_allclose(G.matrix, A.T @ F.matrix @ A, rtol=1e-14)
     # Fewer new parameters than old: a = b = s, F_s = (1, 1) F (1, 1)ᵀ.
     F1 = ff.FisherMatrix(F.matrix, ["a", "b"], fiducial={"a": 3.0, "b": 3.0})
-    K = F1.reparameterize(lambda p: {"a": p["s"], "b": p["s"]}, inverse=True,
-                          fiducial={"s": 3.0})
+    K = F1.reparameterize(lambda p: {"a": p["s"], "b": p["s"]}, inverse=True, fiducial={"s": 3.0})
     assert K.names == ("s",)
     assert K.matrix[0, 0] == pytest.approx(2.0 + 2 * 0.5 + 1.0, rel=1e-15)
 
@@ -275,8 +288,10 @@ def test_reparameterize_inverse_may_reduce_dimension():
 # ---------------------------------------------------------------------------------------
 # 2-D contours (VALIDATION case 6) and the DETF figure of merit (case 7)
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("level", "dchi2", "alpha"),
-                         [(0.6827, 2.30, 1.515), (0.9545, 6.18, 2.486), (0.9973, 11.83, 3.439)])
+@pytest.mark.parametrize(
+    ("level", "dchi2", "alpha"),
+    [(0.6827, 2.30, 1.515), (0.9545, 6.18, 2.486), (0.9973, 11.83, 3.439)],
+)
 def test_ellipse_semi_axes_and_vertices(F5, level, dchi2, alpha):
     E = F5.ellipse("b", "d", level=level)
     cov = np.linalg.inv(F5.matrix)
@@ -325,11 +340,13 @@ def test_detf_figure_of_merit():
 def test_eigen_and_condition_number(F5):
     E = F5.eigen()
     assert np.all(np.diff(E.values) >= 0)
-    np.testing.assert_allclose(F5.matrix @ E.vectors, E.vectors * E.values, rtol=0,
-                               atol=1e-12 * E.values[-1])
+    np.testing.assert_allclose(
+        F5.matrix @ E.vectors, E.vectors * E.values, rtol=0, atol=1e-12 * E.values[-1]
+    )
     d = np.sqrt(np.diag(F5.matrix))
-    assert F5.condition_number == pytest.approx(np.linalg.cond(F5.matrix / np.outer(d, d)),
-                                                rel=1e-10)
+    assert F5.condition_number == pytest.approx(
+        np.linalg.cond(F5.matrix / np.outer(d, d)), rel=1e-10
+    )
     # Units do not change the scaled condition number.
     D = np.diag([1e-6, 1.0, 1e4, 1e8, 3.0])
     G = ff.FisherMatrix(D @ F5.matrix @ D, NAMES)
@@ -375,12 +392,23 @@ def test_pickle_and_deepcopy_round_trip_exactly():
     import copy
     import pickle
 
-    F = ff.FisherMatrix([[2.0, 1.0], [1.0, 3.0]], ["a", "b"], fiducial={"a": 1.0, "b": 2.0},
-                        labels={"a": r"\alpha"}, name="exp", metadata={"k": [1, 2]})
+    F = ff.FisherMatrix(
+        [[2.0, 1.0], [1.0, 3.0]],
+        ["a", "b"],
+        fiducial={"a": 1.0, "b": 2.0},
+        labels={"a": r"\alpha"},
+        name="exp",
+        metadata={"k": [1, 2]},
+    )
     for G in (pickle.loads(pickle.dumps(F)), copy.deepcopy(F)):
         assert G.matrix.tobytes() == F.matrix.tobytes()
         assert (G.names, G.fiducial, G.labels, G.name, G.metadata) == (
-            F.names, F.fiducial, F.labels, F.name, F.metadata)
+            F.names,
+            F.fiducial,
+            F.labels,
+            F.name,
+            F.metadata,
+        )
 
 
 # ----- review fixes ---------------------------------------------------------------------
@@ -388,15 +416,18 @@ def test_fom_and_ellipse_ignore_a_degeneracy_among_the_nuisances():
     # w0, wa block [[4, 1], [1, 3]] coupled to two exactly degenerate nuisances n1, n2 that
     # enter only as n1 + n2 (u = n1 + n2 with F_uu = 1, F_w0,u = 0.5). Reparametrised, the
     # (w0, wa) marginal is [[4 - 0.25, 1], [1, 3]], so FoM = sqrt(3.75·3 - 1) = 3.2016.
-    F = np.array([[4.0, 1.0, 0.5, 0.5], [1.0, 3.0, 0.0, 0.0],
-                  [0.5, 0.0, 1.0, 1.0], [0.5, 0.0, 1.0, 1.0]])
+    F = np.array(
+        [[4.0, 1.0, 0.5, 0.5], [1.0, 3.0, 0.0, 0.0], [0.5, 0.0, 1.0, 1.0], [0.5, 0.0, 1.0, 1.0]]
+    )
     M = ff.FisherMatrix(F, ["w0", "wa", "n1", "n2"])
-    np.testing.assert_allclose(M.figure_of_merit(["w0", "wa"]), np.sqrt(3.75 * 3 - 1),
-                               rtol=1e-13)
+    np.testing.assert_allclose(M.figure_of_merit(["w0", "wa"]), np.sqrt(3.75 * 3 - 1), rtol=1e-13)
     ell = M.ellipse("w0", "wa")
     ref = ff.FisherMatrix([[3.75, 1.0], [1.0, 3.0]], ["w0", "wa"]).ellipse("w0", "wa")
-    np.testing.assert_allclose([ell.semi_major, ell.semi_minor, ell.angle],
-                               [ref.semi_major, ref.semi_minor, ref.angle], rtol=1e-12)
+    np.testing.assert_allclose(
+        [ell.semi_major, ell.semi_minor, ell.angle],
+        [ref.semi_major, ref.semi_minor, ref.angle],
+        rtol=1e-12,
+    )
     # A degeneracy that involves w0 leaves the area unbounded: FoM 0, ellipse refused.
     G = ff.FisherMatrix([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]], ["w0", "wa", "n"])
     assert G.figure_of_merit(["w0", "wa"]) == 0.0
@@ -418,11 +449,13 @@ def test_reparameterize_fiducial_check_is_relative_to_each_parameter():
     F = ff.FisherMatrix([[1e40]], ["x"], {"x": 1e-20})
     with pytest.raises(ValueError, match="does not reproduce"):
         F.reparameterize(lambda q: {"x": q["y"] * 1e-20}, inverse=True, fiducial={"y": 5.0})
-    assert F.reparameterize(lambda q: {"x": q["y"] * 1e-20}, inverse=True,
-                            fiducial={"y": 1.0}).sigma()["y"] == pytest.approx(1.0)
+    assert F.reparameterize(
+        lambda q: {"x": q["y"] * 1e-20}, inverse=True, fiducial={"y": 1.0}
+    ).sigma()["y"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="NaN/inf"):
         ff.FisherMatrix([[1.0]], ["x"], {"x": 1.0}).reparameterize(
-            lambda p: {"y": jnp.log(p["x"] - 1.0)})
+            lambda p: {"y": jnp.log(p["x"] - 1.0)}
+        )
 
 
 def test_scaling_and_argument_types():

@@ -42,8 +42,7 @@ def nonlinear(p, x):
 
 
 def chirp(p, f):
-    return jnp.exp(p["lnA"]) * f ** (-7 / 6) * jnp.exp(1j * (2 * jnp.pi * f * p["tc"]
-                                                             - p["phi"]))
+    return jnp.exp(p["lnA"]) * f ** (-7 / 6) * jnp.exp(1j * (2 * jnp.pi * f * p["tc"] - p["phi"]))
 
 
 def ar1_cov(p, x):
@@ -54,27 +53,34 @@ def ar1_cov(p, x):
 CASES = {
     "gaussian_sigma": (
         ff.Experiment(nonlinear, ff.Gaussian(sigma=0.05 * (1 + X)), design=X),
-        {"A": 2.0, "k": 0.7, "c": 0.3}),
+        {"A": 2.0, "k": 0.7, "c": 0.3},
+    ),
     "gaussian_cov": (
         ff.Experiment(nonlinear, ff.Gaussian(cov=0.01 * _spd(10, seed=3)), design=X),
-        {"A": 2.0, "k": 0.7, "c": 0.3}),
+        {"A": 2.0, "k": 0.7, "c": 0.3},
+    ),
     "poisson": (
-        ff.Experiment(lambda p, x: p["A"] * jnp.exp(-p["k"] * x) + p["B"], ff.Poisson(),
-                      design=X),
-        {"A": 40.0, "k": 0.7, "B": 5.0}),
+        ff.Experiment(lambda p, x: p["A"] * jnp.exp(-p["k"] * x) + p["B"], ff.Poisson(), design=X),
+        {"A": 40.0, "k": 0.7, "B": 5.0},
+    ),
     "psd": (
         ff.Experiment(chirp, ff.PSD(PSD_VALUES, 0.5), design=FREQ),
-        {"lnA": 0.0, "tc": 0.003, "phi": 0.2}),
+        {"lnA": 0.0, "tc": 0.003, "phi": 0.2},
+    ),
     "psd_real": (
-        ff.Experiment(lambda p, f: p["a"] * jnp.sin(p["w"] * f / 100.0), ff.PSD(PSD_VALUES, 0.5),
-                      design=FREQ),
-        {"a": 0.5, "w": 3.0}),
+        ff.Experiment(
+            lambda p, f: p["a"] * jnp.sin(p["w"] * f / 100.0), ff.PSD(PSD_VALUES, 0.5), design=FREQ
+        ),
+        {"a": 0.5, "w": 3.0},
+    ),
     "gaussian_sigma_fn": (
         ff.Experiment(nonlinear, ff.Gaussian(sigma=lambda p, x: p["s"] * (1 + x)), design=X),
-        {"A": 2.0, "k": 0.7, "c": 0.3, "s": 0.1}),
+        {"A": 2.0, "k": 0.7, "c": 0.3, "s": 0.1},
+    ),
     "gaussian_cov_fn": (
         ff.Experiment(lambda p, x: p["m"] * x, ff.Gaussian(cov=ar1_cov), design=X),
-        {"m": 1.5, "s": 0.3, "rho": 0.6}),
+        {"m": 1.5, "s": 0.3, "rho": 0.6},
+    ),
 }
 FIXED_NOISE = ["gaussian_sigma", "gaussian_cov", "poisson", "psd"]
 
@@ -137,8 +143,7 @@ def test_expected_negative_hessian_parameter_dependent_noise(case):
         else:
             C = np.diag(np.asarray(exp.noise.sigma_fn(params, exp.design)) ** 2)
         data = mean + _sigma_points(C)
-        H = jax.jit(jax.vmap(jax.hessian(loglike), in_axes=(None, 0)))(theta0,
-                                                                      jnp.asarray(data))
+        H = jax.jit(jax.vmap(jax.hessian(loglike), in_axes=(None, 0)))(theta0, jnp.asarray(data))
         H = np.asarray(H, dtype=np.float64).mean(axis=0)
     assert scaled_close(-H, F.matrix, rtol=1e-11)
 
@@ -153,8 +158,7 @@ def test_expected_negative_hessian_mean_and_width_analytic():
         _, loglike = _log_likelihood_fn(exp, fid)
         theta0 = _theta0(fid)
         data = mu + s * np.concatenate([np.sqrt(n) * np.eye(n), -np.sqrt(n) * np.eye(n)])
-        H = jax.jit(jax.vmap(jax.hessian(loglike), in_axes=(None, 0)))(theta0,
-                                                                      jnp.asarray(data))
+        H = jax.jit(jax.vmap(jax.hessian(loglike), in_axes=(None, 0)))(theta0, jnp.asarray(data))
         H = np.asarray(H).mean(axis=0)
     expected = np.diag([n / s**2, 2 * n / s**2])
     np.testing.assert_allclose(-H, expected, rtol=1e-12, atol=1e-12)
@@ -182,8 +186,9 @@ def test_information_identity_with_simulated_data(case):
         keys = jax.random.split(jax.random.key(20240601), m)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # incl. JAX deprecations, which become errors
-            data = jax.jit(jax.vmap(lambda k: exp.noise.simulate(k, mean, params,
-                                                                 exp.design)))(keys)
+            data = jax.jit(jax.vmap(lambda k: exp.noise.simulate(k, mean, params, exp.design)))(
+                keys
+            )
         assert data.shape == (m, *mean.shape) and data.dtype == mean.dtype
         scores = jax.jit(jax.vmap(jax.grad(loglike), in_axes=(None, 0)))(theta0, data)
         scores = np.asarray(scores)
@@ -206,12 +211,14 @@ def test_simulate_gaussian_covariance_and_psd_noise_power():
         keys = jax.random.split(jax.random.key(7), m)
         params = {k: jnp.float64(v) for k, v in gfid.items()}
         mean = gexp(params)
-        r = np.asarray(jax.jit(jax.vmap(lambda k: gexp.noise.simulate(k, mean, params, X)))(
-            keys) - mean)
+        r = np.asarray(
+            jax.jit(jax.vmap(lambda k: gexp.noise.simulate(k, mean, params, X)))(keys) - mean
+        )
         pparams = {k: jnp.float64(v) for k, v in pfid.items()}
         pmean = pexp(pparams)
-        n = np.asarray(jax.jit(jax.vmap(
-            lambda k: pexp.noise.simulate(k, pmean, pparams, FREQ)))(keys) - pmean)
+        n = np.asarray(
+            jax.jit(jax.vmap(lambda k: pexp.noise.simulate(k, pmean, pparams, FREQ)))(keys) - pmean
+        )
     sample = r.T @ r / m
     d = np.sqrt(np.diag(C))
     # Sampling error of a covariance entry ~ sqrt((C_ii C_jj + C_ij²)/m) <= d_i d_j sqrt(2/m).
@@ -234,8 +241,7 @@ def test_gaussian_log_likelihoods_match_scipy():
     with float64():
         full = float(ff.Gaussian(cov=C).log_likelihood(data, jnp.asarray(mean), {}, None))
         diag = float(ff.Gaussian(sigma=sigma).log_likelihood(data, jnp.asarray(mean), {}, None))
-    assert full == pytest.approx(scipy.stats.multivariate_normal(mean, C).logpdf(data),
-                                 rel=1e-13)
+    assert full == pytest.approx(scipy.stats.multivariate_normal(mean, C).logpdf(data), rel=1e-13)
     assert diag == pytest.approx(scipy.stats.norm(mean, sigma).logpdf(data).sum(), rel=1e-13)
 
 
@@ -262,8 +268,9 @@ def test_psd_log_likelihood_is_whittle_up_to_a_constant():
     def inner(a, b):
         return 4 * df * np.real(np.sum(np.conj(a) * b / S))
 
-    assert l1 - l2 == pytest.approx(-0.5 * inner(d1 - h, d1 - h) + 0.5 * inner(d2 - h, d2 - h),
-                                    rel=1e-12)
+    assert l1 - l2 == pytest.approx(
+        -0.5 * inner(d1 - h, d1 - h) + 0.5 * inner(d2 - h, d2 - h), rel=1e-12
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,8 +295,12 @@ def test_inner_products_match_numpy():
 
 
 def test_fixed_noise_has_no_covariance_information():
-    for noise in (ff.Gaussian(sigma=1.0), ff.Gaussian(cov=np.eye(2)), ff.Poisson(),
-                  ff.PSD(1.0, 1.0)):
+    for noise in (
+        ff.Gaussian(sigma=1.0),
+        ff.Gaussian(cov=np.eye(2)),
+        ff.Poisson(),
+        ff.PSD(1.0, 1.0),
+    ):
         assert noise.covariance_information(None, None, None, (2,), "forward") is None
 
 
@@ -305,8 +316,12 @@ def test_psd_two_detectors_add():
 
     F = ff.fisher(ff.Experiment(network, ff.PSD(S, 0.5), design=f), fid).matrix
     F1 = ff.fisher(ff.Experiment(chirp, ff.PSD(S[0], 0.5), design=f), fid).matrix
-    F2 = ff.fisher(ff.Experiment(lambda p, f: 0.5 * chirp(p, f) * jnp.exp(1j * 0.7),
-                                 ff.PSD(S[1], 0.5), design=f), fid).matrix
+    F2 = ff.fisher(
+        ff.Experiment(
+            lambda p, f: 0.5 * chirp(p, f) * jnp.exp(1j * 0.7), ff.PSD(S[1], 0.5), design=f
+        ),
+        fid,
+    ).matrix
     assert scaled_close(F, F1 + F2, rtol=1e-13)
 
 
@@ -315,16 +330,16 @@ def test_psd_callable_and_per_bin_df():
     df = np.full_like(f, 0.5)
     fid = {"lnA": 0.0, "tc": 0.003, "phi": 0.2}
     F_arr = ff.fisher(ff.Experiment(chirp, ff.PSD(PSD_VALUES, 0.5), design=f), fid).matrix
-    F_fn = ff.fisher(ff.Experiment(chirp, ff.PSD(lambda f: 1e-3 * (1 + (f / 60.0) ** 2), df),
-                                   design=f), fid).matrix
+    F_fn = ff.fisher(
+        ff.Experiment(chirp, ff.PSD(lambda f: 1e-3 * (1 + (f / 60.0) ** 2), df), design=f), fid
+    ).matrix
     assert scaled_close(F_fn, F_arr, rtol=1e-13)
 
 
 def test_real_output_with_psd_noise():
     """PSD noise also accepts real output: (a|b) = 4Δf Σ a b / S."""
     f = np.linspace(1.0, 2.0, 5)
-    F = ff.fisher(ff.Experiment(lambda p, f: p["a"] * f, ff.PSD(2.0, 0.5), design=f),
-                  {"a": 1.0})
+    F = ff.fisher(ff.Experiment(lambda p, f: p["a"] * f, ff.PSD(2.0, 0.5), design=f), {"a": 1.0})
     assert F.matrix[0, 0] == pytest.approx(4 * 0.5 * np.sum(f**2) / 2.0, rel=1e-14)
 
 
@@ -386,8 +401,7 @@ def test_whiten_is_a_square_root_of_the_metric(kind):
     with float64():
         wa = np.asarray(noise.whiten(jnp.asarray(a), {}, None, jnp.asarray(mean)))
         wb = np.asarray(noise.whiten(jnp.asarray(b), {}, None, jnp.asarray(mean)))
-        inner = np.asarray(noise.inner(jnp.asarray(a), jnp.asarray(b), {}, None,
-                                       jnp.asarray(mean)))
+        inner = np.asarray(noise.inner(jnp.asarray(a), jnp.asarray(b), {}, None, jnp.asarray(mean)))
     np.testing.assert_allclose(wa.T @ wb, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(inner, expected, rtol=1e-12, atol=1e-12)
 
@@ -400,8 +414,10 @@ def test_covariance_symmetry_is_checked_relative_to_the_variances():
     with pytest.raises(ValueError, match=r"cov is not symmetric: entry \[0,1\]"):
         ff.Gaussian(cov=C)
     t = np.linspace(0.0, 1.0, 5)
-    lin = ff.Experiment(lambda p, t: p["a"] + p["b"] * t,
-                        ff.Gaussian(cov=lambda p: p["a"] * (jnp.eye(5)
-                                                            + jnp.triu(jnp.ones((5, 5)), 1))), t)
+    lin = ff.Experiment(
+        lambda p, t: p["a"] + p["b"] * t,
+        ff.Gaussian(cov=lambda p: p["a"] * (jnp.eye(5) + jnp.triu(jnp.ones((5, 5)), 1))),
+        t,
+    )
     with pytest.raises(ValueError, match="must be symmetric"):
         ff.fisher(lin, {"a": 1.0, "b": 2.0})

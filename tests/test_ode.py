@@ -91,7 +91,7 @@ def test_logistic_matches_closed_form():
 def test_vector_state_with_scalar_observable():
     # Harmonic oscillator x'' = -w^2 x, x(0) = x0, x'(0) = 0: x = x0 cos(w t).
     def rhs(t, y, p):
-        return jnp.stack([y[1], -p["w"] ** 2 * y[0]])
+        return jnp.stack([y[1], -(p["w"] ** 2) * y[0]])
 
     def y0(p):
         return jnp.stack([p["x0"], 0.0 * p["x0"]])
@@ -258,8 +258,7 @@ def test_check_solve_explains_failures():
     # And returns the float64 values when all is well.
     out = check_solve(model, {"k": K, "y0": 4.0}, np.array([0.0, 2.0]))
     assert out.dtype == np.float64
-    np.testing.assert_allclose(out, np.sqrt(decay_exact(np.array([0.0, 2.0]), a=4.0)),
-                               rtol=1e-7)
+    np.testing.assert_allclose(out, np.sqrt(decay_exact(np.array([0.0, 2.0]), a=4.0)), rtol=1e-7)
 
 
 def test_throw_true_raises():
@@ -307,15 +306,17 @@ def test_bad_solver_options_are_refused_at_construction(kwargs, match):
 def test_valid_options_are_kept():
     with pytest.raises(TypeError, match=r"`rhs`.*received 1\.0"):
         ode_model(1.0, 1.0)
-    model = ode_model(decay_rhs, jnp.ones(2), rtol=[1e-8, 1e-6], atol=0.0, max_steps=1e3,
-                      dt0=1e-3)
+    model = ode_model(decay_rhs, jnp.ones(2), rtol=[1e-8, 1e-6], atol=0.0, max_steps=1e3, dt0=1e-3)
     assert model.max_steps == 1000 and isinstance(model.max_steps, int)
 
 
 def test_rhs_shape_mismatch_names_both_shapes():
     # Caught when tracing, before diffrax sees the rhs: no solve is compiled.
-    with pytest.raises(ValueError, match=r"rhs returned shape \(3,\) but the state y0 has "
-                                         r"shape \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"rhs returned shape \(3,\) but the state y0 has "
+        r"shape \(2,\)",
+    ):
         ode_model(lambda t, y, p: jnp.ones(3), jnp.ones(2))({}, [1.0])
     with pytest.raises(ValueError, match=r"rhs returned shape \(\) but .* shape \(2,\)"):
         check_solve(ode_model(lambda t, y, p: -p["k"] * y[0], jnp.ones(2)), {"k": 1.0}, [1.0])
@@ -328,7 +329,10 @@ def test_check_solve_missing_parameter_and_check_times():
     # Inside ff.fisher the design is traced (NaN outputs only); check_times names the
     # offending times of an experiment's (concrete) design.
     exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=jnp.array([-1.0, 1.0, jnp.nan]))
-    with pytest.raises(ValueError, match=r"index \[0, 2\]\): \[-1\.0\] before t0=0\.0 "
-                                         r"and \[nan\] not finite"):
+    with pytest.raises(
+        ValueError,
+        match=r"index \[0, 2\]\): \[-1\.0\] before t0=0\.0 "
+        r"and \[nan\] not finite",
+    ):
         model.check_times(exp.design)
     np.testing.assert_array_equal(model.check_times(2.0), [2.0])

@@ -71,8 +71,13 @@ def test_corner_fisher_structure_and_ellipse_vertices():
 
 def test_corner_overlays_matrices_with_legend_and_custom_levels():
     G = F.with_prior({"a": 0.3})
-    fig = ff.plot.corner({"CMB": F, "CMB + prior": G}, names=["a", "b"], levels=(0.9545,),
-                         labels={"b": "$b_0$"}, colors=["k", "r"])
+    fig = ff.plot.corner(
+        {"CMB": F, "CMB + prior": G},
+        names=["a", "b"],
+        levels=(0.9545,),
+        labels={"b": "$b_0$"},
+        colors=["k", "r"],
+    )
     axes = np.array(fig.axes).reshape(2, 2)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["CMB", "CMB + prior"]
     lines = _ellipse_lines(axes[1, 0])
@@ -161,10 +166,10 @@ def test_sigma_bars_heights_and_singular_matrix():
     fig = ff.plot.sigma_bars({"alone": F, "with prior": G, "broken": singular})
     ax = fig.axes[0]
     assert len(ax.containers) == 3
-    np.testing.assert_allclose([r.get_height() for r in ax.containers[0]],
-                               np.sqrt(np.diag(COV)), rtol=1e-12)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["alone", "with prior",
-                                                                   "broken"]
+    np.testing.assert_allclose(
+        [r.get_height() for r in ax.containers[0]], np.sqrt(np.diag(COV)), rtol=1e-12
+    )
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["alone", "with prior", "broken"]
     assert [t.get_text() for t in ax.get_xticklabels()] == [r"$\alpha$", "b", "c"]
     assert sum(t.get_text() == "∞" for t in ax.texts) == 2
     fig = ff.plot.sigma_bars([F], relative=True, log=True)
@@ -183,10 +188,9 @@ def test_spectrum():
 
 
 def test_plot_module_imports_matplotlib_lazily():
-    code = ("import sys, fisherforecast as ff; ff.plot; "
-            "print('matplotlib' in sys.modules, 'corner' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, fisherforecast as ff; ff.plot; "
+        "print('matplotlib' in sys.modules, 'corner' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-

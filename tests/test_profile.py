@@ -54,20 +54,21 @@ def test_linear_profile_is_the_exact_parabola(quad_exp):
         assert hi == pytest.approx(2.0 + half, abs=1e-6 * sig)
         assert prof.intervals[level] == (lo, hi)
         flo, fhi = prof.fisher_interval(level)
-        assert (flo, fhi) == (pytest.approx(2.0 - half, rel=1e-12),
-                              pytest.approx(2.0 + half, rel=1e-12))
+        assert (flo, fhi) == (
+            pytest.approx(2.0 - half, rel=1e-12),
+            pytest.approx(2.0 + half, rel=1e-12),
+        )
     assert prof.identifiable and prof.verdict == "identifiable" and not prof.flat
     # The nuisance path is the conditional mean: a, c move linearly with b.
     J = np.stack([np.ones_like(X), X, X**2], axis=1)
     F = J.T @ J
     slope = -np.linalg.solve(F[np.ix_([0, 2], [0, 2])], F[[0, 2], 1])
-    np.testing.assert_allclose(prof.nuisance["a"], 1.0 + slope[0] * (prof.grid - 2.0),
-                               atol=1e-7)
-    np.testing.assert_allclose(prof.nuisance["c"], 0.5 + slope[1] * (prof.grid - 2.0),
-                               atol=1e-7)
+    np.testing.assert_allclose(prof.nuisance["a"], 1.0 + slope[0] * (prof.grid - 2.0), atol=1e-7)
+    np.testing.assert_allclose(prof.nuisance["c"], 0.5 + slope[1] * (prof.grid - 2.0), atol=1e-7)
     # Default grid: ψ̂ ± span·σ with the best fit exactly on it.
     assert prof.grid[0] == pytest.approx(2.0 - 3 * sig) and prof.grid[-1] == pytest.approx(
-        2.0 + 3 * sig)
+        2.0 + 3 * sig
+    )
     assert 2.0 in prof.grid and len(prof.grid) == 21
     # With the default span of 4σ the grid crosses zero; the model is finite there, so the
     # grid is not clipped (see test_grid_is_clipped_only_where_the_model_fails).
@@ -103,8 +104,9 @@ def test_single_parameter_needs_no_reoptimisation():
 # Non-identifiable: flat profile
 # ---------------------------------------------------------------------------------------
 def test_product_model_profile_is_flat():
-    exp = ff.Experiment(lambda p, x: p["a"] * p["b"] * x, ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.1, 1.0, 6))
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * p["b"] * x, ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 1.0, 6)
+    )
     prof = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "a")
     assert prof.flat and not prof.identifiable
     assert prof.verdict.startswith("structurally non-identifiable")
@@ -125,8 +127,7 @@ def test_poisson_profile_against_closed_form():
     x = np.linspace(0.0, 4.0, 9)
     counts = np.array([101.0, 60.0, 37.0, 30.0, 14.0, 9.0, 8.0, 3.0, 2.0])
     exp = ff.Experiment(lambda p, x: p["A"] * jnp.exp(-x / p["tau"]), ff.Poisson(), design=x)
-    prof = ff.profile_likelihood(exp, {"A": 100.0, "tau": 1.0}, "tau", data=counts,
-                                 n_grid=15)
+    prof = ff.profile_likelihood(exp, {"A": 100.0, "tau": 1.0}, "tau", data=counts, n_grid=15)
 
     def neg2logl(tau):
         e = np.exp(-x / tau)
@@ -139,8 +140,9 @@ def test_poisson_profile_against_closed_form():
     best = min(neg2logl(t) for t in tau_grid)
     np.testing.assert_allclose(prof.delta, ref - best, atol=1e-4)  # best: grid-limited
     np.testing.assert_allclose(prof.delta - prof.delta.min(), ref - ref.min(), atol=1e-8)
-    np.testing.assert_allclose(prof.nuisance["A"], [counts.sum() / np.exp(-x / t).sum()
-                                                    for t in prof.grid], rtol=1e-7)
+    np.testing.assert_allclose(
+        prof.nuisance["A"], [counts.sum() / np.exp(-x / t).sum() for t in prof.grid], rtol=1e-7
+    )
 
 
 def test_gaussian_with_unknown_variance_against_closed_form():
@@ -160,8 +162,9 @@ def test_gaussian_with_unknown_variance_against_closed_form():
     # comes from the cubic interpolation between grid points 0.4σ apart: ~1e-4 σ.
     half = math.sqrt(s2 * math.expm1(1 / n))
     lo, hi = prof.interval(1.0)
-    assert lo == pytest.approx(mu_hat - half, abs=1e-4) and hi == pytest.approx(mu_hat + half,
-                                                                                abs=1e-4)
+    assert lo == pytest.approx(mu_hat - half, abs=1e-4) and hi == pytest.approx(
+        mu_hat + half, abs=1e-4
+    )
     # The fiducial μ = 0 is not positive, so the grid is not clipped at zero.
     assert prof.grid[0] < 0 and not prof.notes
 
@@ -171,14 +174,16 @@ def test_gaussian_with_unknown_variance_against_closed_form():
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # one ODE profile compilation (~10 s of CPU)
 def test_michaelis_menten_profiles_open_at_low_substrate():
-    mm = ff.ode_model(lambda t, s, p: -p["V"] * s / (p["K"] + s), y0=lambda p: p["S0"],
-                      rtol=1e-8, atol=1e-10)
+    mm = ff.ode_model(
+        lambda t, s, p: -p["V"] * s / (p["K"] + s), y0=lambda p: p["S0"], rtol=1e-8, atol=1e-10
+    )
     out = {}
     for S0 in (1.0, 100.0):
         T = 3 * (10.0 + S0)
         exp = ff.Experiment(mm, ff.Gaussian(sigma=0.01 * S0), design=np.arange(1, 11) * T / 10)
-        out[S0] = ff.profile_likelihood(exp, {"V": 1.0, "K": 10.0, "S0": S0}, "K",
-                                        params=["V", "K"], n_grid=9)
+        out[S0] = ff.profile_likelihood(
+            exp, {"V": 1.0, "K": 10.0, "S0": S0}, "K", params=["V", "K"], n_grid=9
+        )
     low, high = out[1.0], out[100.0]
     # S0 ≪ K: K → ∞ with V/K fixed fits the data (linear kinetics): open above, although the
     # Fisher interval is finite. The re-optimised V follows K (V/K ≈ const).
@@ -198,8 +203,9 @@ def test_michaelis_menten_profiles_open_at_low_substrate():
 # Batch, retracing, output, errors
 # ---------------------------------------------------------------------------------------
 def test_batch_isolates_failures_and_does_not_retrace():
-    exp = ff.Experiment(lambda p, x: p["a"] * x + jnp.sqrt(p["c"]) * x**2,
-                        ff.Gaussian(sigma=0.1), design=X)
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * x + jnp.sqrt(p["c"]) * x**2, ff.Gaussian(sigma=0.1), design=X
+    )
     fid = {"a": 1.0, "c": 4.0}
     ff.profile_likelihood(exp, fid, "a", n_grid=7)
     before = _profile_scan._cache_size()
@@ -234,15 +240,18 @@ def test_summary_to_dict_and_plot(quad_exp):
     assert sum(a.get_visible() for a in fig.axes) == 2
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"name_or_names": "zz"}, ff.ParameterError, "zz"),
-    ({"name_or_names": 3}, TypeError, "name_or_names"),
-    ({"grid": [1.0, 0.5, 2.0]}, ValueError, "grid"),
-    ({"n_grid": 3}, ValueError, "n_grid"),
-    ({"data": np.ones(3)}, ValueError, "shape"),
-    ({"levels": (-1.0,)}, ValueError, "levels"),
-    ({"mode": "sideways"}, ValueError, "mode"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"name_or_names": "zz"}, ff.ParameterError, "zz"),
+        ({"name_or_names": 3}, TypeError, "name_or_names"),
+        ({"grid": [1.0, 0.5, 2.0]}, ValueError, "grid"),
+        ({"n_grid": 3}, ValueError, "n_grid"),
+        ({"data": np.ones(3)}, ValueError, "shape"),
+        ({"levels": (-1.0,)}, ValueError, "levels"),
+        ({"mode": "sideways"}, ValueError, "mode"),
+    ],
+)
 def test_bad_input(quad_exp, kwargs, exc, match):
     args = {"name_or_names": "b", **kwargs}
     name = args.pop("name_or_names")
@@ -251,8 +260,11 @@ def test_bad_input(quad_exp, kwargs, exc, match):
 
 
 def test_user_grid_must_bracket_the_best_fit_and_gets_it_inserted():
-    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.1),
-                        design=np.linspace(0.0, 10.0, 20))
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-t / p["tau"]),
+        ff.Gaussian(sigma=0.1),
+        design=np.linspace(0.0, 10.0, 20),
+    )
     fid = {"A": 1.0, "tau": 2.0}
     with pytest.raises(ValueError, match=r"`grid` for 'tau' spans \[5, 6\]"):
         ff.profile_likelihood(exp, fid, "tau", grid=np.linspace(5.0, 6.0, 5))
@@ -287,8 +299,11 @@ def test_asimov_with_parameter_dependent_noise_profiles_the_expected_deviance(no
     # profiling m gives Δ(s) = N [2 ln(s/s0) + s0²/s² − 1]. (Noise-free data used as data
     # would drive s to 0.)
     n, m0, s0 = 20, 1.0, 0.5
-    gauss = (ff.Gaussian(sigma=lambda p, x: p["s"] * jnp.ones_like(x)) if noise == "sigma"
-             else ff.Gaussian(cov=lambda p: p["s"] ** 2 * jnp.eye(n)))
+    gauss = (
+        ff.Gaussian(sigma=lambda p, x: p["s"] * jnp.ones_like(x))
+        if noise == "sigma"
+        else ff.Gaussian(cov=lambda p: p["s"] ** 2 * jnp.eye(n))
+    )
     exp = ff.Experiment(lambda p, x: p["m"] + 0.0 * x, gauss, design=np.zeros(n))
     batch = ff.profile_likelihood(exp, {"m": m0, "s": s0}, ["m", "s"], n_grid=9)
     pm, ps = batch["m"], batch["s"]
@@ -296,8 +311,9 @@ def test_asimov_with_parameter_dependent_noise_profiles_the_expected_deviance(no
         assert prof.best_fit == {"m": m0, "s": s0} and prof.identifiable
         assert not prof.notes and prof.converged.all()
     np.testing.assert_allclose(pm.delta, n * np.log1p(((pm.grid - m0) / s0) ** 2), atol=1e-8)
-    np.testing.assert_allclose(ps.delta, n * (2 * np.log(ps.grid / s0) + (s0 / ps.grid) ** 2
-                                              - 1), atol=1e-8)
+    np.testing.assert_allclose(
+        ps.delta, n * (2 * np.log(ps.grid / s0) + (s0 / ps.grid) ** 2 - 1), atol=1e-8
+    )
     np.testing.assert_allclose(pm.nuisance["s"], np.hypot(s0, pm.grid - m0), rtol=1e-7)
     # Fisher: 1/σ_m² = N/s0², 1/σ_s² = 2N/s0² (the ½ tr(C⁻¹∂C C⁻¹∂C) term).
     assert pm.fisher_sigma == pytest.approx(s0 / math.sqrt(n), rel=1e-12)
@@ -331,8 +347,7 @@ def test_asimov_with_proportional_errors_is_centred_on_the_fiducial():
     ref = np.array([deviance(x)[0] for x in prof.grid]) - deviance(fid["tau"])[0]
     assert prof.best_fit == fid and prof.estimate == fid["tau"]
     np.testing.assert_allclose(prof.delta, ref, atol=1e-8)
-    np.testing.assert_allclose(prof.nuisance["A"], [deviance(x)[1] for x in prof.grid],
-                               rtol=1e-7)
+    np.testing.assert_allclose(prof.nuisance["A"], [deviance(x)[1] for x in prof.grid], rtol=1e-7)
 
 
 def test_asimov_needs_data_for_other_parameter_dependent_noise():
@@ -373,8 +388,9 @@ def test_asimov_needs_data_for_other_parameter_dependent_noise():
 
 def test_coarse_grid_gives_no_spurious_root_and_warns():
     # Δ(a) = ((e^{5a} − e^5)/0.1)²: the Δ = 1 endpoints are ln(e^5 ± 0.1)/5.
-    exp = ff.Experiment(lambda p, x: jnp.exp(p["a"] * x), ff.Gaussian(sigma=0.1),
-                        design=np.array([5.0]))
+    exp = ff.Experiment(
+        lambda p, x: jnp.exp(p["a"] * x), ff.Gaussian(sigma=0.1), design=np.array([5.0])
+    )
     true_lo, true_hi = math.log(math.exp(5) - 0.1) / 5, math.log(math.exp(5) + 0.1) / 5
     with pytest.warns(UserWarning, match="limited by the grid"):
         prof = ff.profile_likelihood(exp, {"a": 1.0}, "a", grid=np.array([0.7, 1.0, 1.3, 1.6]))
@@ -410,12 +426,14 @@ def test_user_data_compares_with_the_fisher_matrix_at_the_best_fit():
     def delta(a):
         return np.sum(((np.exp(a * x) - np.exp(x)) / 0.1) ** 2)
 
-    true = (_bisect(lambda a: delta(a) - 1, 1 - 2 * sig, 1.0),
-            _bisect(lambda a: delta(a) - 1, 1.0, 1 + 2 * sig))
+    true = (
+        _bisect(lambda a: delta(a) - 1, 1 - 2 * sig, 1.0),
+        _bisect(lambda a: delta(a) - 1, 1.0, 1 + 2 * sig),
+    )
     lo, hi = prof.interval(1.0)
     assert lo == pytest.approx(true[0], abs=1e-3 * sig)
     assert hi == pytest.approx(true[1], abs=1e-3 * sig)
-    flo, fhi = prof.fisher_interval(1.0)   # nearly linear at this precision: close
+    flo, fhi = prof.fisher_interval(1.0)  # nearly linear at this precision: close
     assert abs(flo - lo) < 0.01 * sig and abs(fhi - hi) < 0.01 * sig
 
 
@@ -428,13 +446,16 @@ def test_grid_is_clipped_only_where_the_model_fails(quad_exp):
     assert prof.grid[-1] == pytest.approx(-0.5 + 4 * sig) and not prof.notes
     lo, hi = prof.intervals[3.841458820694124]
     half = math.sqrt(3.841458820694124) * sig
-    assert (lo, hi) == (pytest.approx(-0.5 - half, abs=1e-6 * sig),
-                        pytest.approx(-0.5 + half, abs=1e-6 * sig))
+    assert (lo, hi) == (
+        pytest.approx(-0.5 - half, abs=1e-6 * sig),
+        pytest.approx(-0.5 + half, abs=1e-6 * sig),
+    )
     assert prof.verdict == "identifiable"
     # y = sqrt(b)·x is NaN for b < 0: the grid (1 ± 8) is clipped at 1 % of b̂. There
     # Δ = (sqrt(0.01) − 1)² = 0.81 < 3.84, so the lower side is open only because of the clip.
-    exp = ff.Experiment(lambda p, x: jnp.sqrt(p["b"]) * x, ff.Gaussian(sigma=1.0),
-                        design=np.array([1.0]))
+    exp = ff.Experiment(
+        lambda p, x: jnp.sqrt(p["b"]) * x, ff.Gaussian(sigma=1.0), design=np.array([1.0])
+    )
     root = ff.profile_likelihood(exp, {"b": 1.0}, "b")
     assert root.grid[0] == pytest.approx(0.01) and root.grid[-1] == pytest.approx(9.0)
     np.testing.assert_allclose(root.delta, (np.sqrt(root.grid) - 1) ** 2, atol=1e-12)
@@ -447,8 +468,9 @@ def test_grid_is_clipped_only_where_the_model_fails(quad_exp):
 def test_multimodal_profile_is_named_in_the_verdict():
     # y = a² with σ = 0.5: Δ(a) = 4 (a² − 1)², minima at ±1; around a = 1 the Δ = L
     # interval is sqrt(1 ± sqrt(L)/2) (z = 2(a² − 1) is quadratic: the cubic is exact).
-    exp = ff.Experiment(lambda p, x: p["a"] ** 2 * x, ff.Gaussian(sigma=0.5),
-                        design=np.array([1.0]))
+    exp = ff.Experiment(
+        lambda p, x: p["a"] ** 2 * x, ff.Gaussian(sigma=0.5), design=np.array([1.0])
+    )
     prof = ff.profile_likelihood(exp, {"a": 1.0}, "a", grid=np.linspace(-1.5, 1.5, 31))
     np.testing.assert_allclose(prof.delta, 4 * (prof.grid**2 - 1) ** 2, atol=1e-12)
     assert prof.multimodal and not prof.identifiable
@@ -466,8 +488,10 @@ def test_levels_are_thresholds_and_numpy_scalars_are_accepted(quad_exp):
     sig = quad_sigma()[1]
     lo, hi = prof.interval(np.float32(3.84))
     half = math.sqrt(float(np.float32(3.84))) * sig
-    assert (lo, hi) == (pytest.approx(2.0 - half, abs=1e-6 * sig),
-                        pytest.approx(2.0 + half, abs=1e-6 * sig))
+    assert (lo, hi) == (
+        pytest.approx(2.0 - half, abs=1e-6 * sig),
+        pytest.approx(2.0 + half, abs=1e-6 * sig),
+    )
     assert prof.interval(np.int64(1)) == prof.interval(1.0)
     with pytest.raises(ValueError, match=r"thresholds, not confidence levels.*3\.841"):
         ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))

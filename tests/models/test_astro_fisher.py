@@ -87,12 +87,30 @@ def gaussian_fisher(jac, sigma):
 # -----------------------------------------------------------------------------------------
 
 BNS = {
-    "Mc": 1.2, "eta": 0.245, "ln_dL": math.log(60.0), "tc": 0.0, "phic": 0.4,
-    "chi1": 0.05, "chi2": -0.03, "ra": 1.7, "dec": -0.4, "psi": 0.6, "cos_iota": 0.5,
+    "Mc": 1.2,
+    "eta": 0.245,
+    "ln_dL": math.log(60.0),
+    "tc": 0.0,
+    "phic": 0.4,
+    "chi1": 0.05,
+    "chi2": -0.03,
+    "ra": 1.7,
+    "dec": -0.4,
+    "psi": 0.6,
+    "cos_iota": 0.5,
 }
 BNS_STEPS = {
-    "Mc": 1e-8, "eta": 1e-6, "ln_dL": 1e-3, "tc": 1e-6, "phic": 1e-3, "chi1": 1e-5,
-    "chi2": 1e-5, "ra": 1e-4, "dec": 1e-4, "psi": 1e-3, "cos_iota": 1e-3,
+    "Mc": 1e-8,
+    "eta": 1e-6,
+    "ln_dL": 1e-3,
+    "tc": 1e-6,
+    "phic": 1e-3,
+    "chi1": 1e-5,
+    "chi2": 1e-5,
+    "ra": 1e-4,
+    "dec": 1e-4,
+    "psi": 1e-3,
+    "cos_iota": 1e-3,
 }
 
 
@@ -128,8 +146,15 @@ def test_gw_network_fisher_is_sum_over_detectors():
 
 
 def test_gw_log_distance_is_snr_squared_and_decouples_from_phase():
-    fid = {"ln_Mc": math.log(1.2), "eta": 0.24, "ln_dL": math.log(100.0), "tc": 0.0,
-           "phic": 0.0, "chi1": 0.1, "chi2": 0.2}
+    fid = {
+        "ln_Mc": math.log(1.2),
+        "eta": 0.24,
+        "ln_dL": math.log(100.0),
+        "tc": 0.0,
+        "phic": 0.0,
+        "chi1": 0.1,
+        "chi2": 0.2,
+    }
     fmin, fmax = 15.0, 1000.0
     exp = gw.experiment("optimal", fmin=fmin, fmax=fmax, n_freq=3000)
     fm = ff.fisher(exp, fid)
@@ -142,12 +167,12 @@ def test_gw_log_distance_is_snr_squared_and_decouples_from_phase():
 
     def integrand(f):
         x = f / x0
-        s_n = 1e-48 * (0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5
-                       - 6.5080 * x**0.75 + 17.7622)
+        s_n = 1e-48 * (
+            0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5 - 6.5080 * x**0.75 + 17.7622
+        )
         return f ** (-7 / 3) / s_n
 
-    snr2 = 4 * amp**2 * integrate.quad(integrand, fmin, fmax, epsabs=0, epsrel=1e-12,
-                                       limit=200)[0]
+    snr2 = 4 * amp**2 * integrate.quad(integrand, fmin, fmax, epsabs=0, epsrel=1e-12, limit=200)[0]
     assert F[i, i] == pytest.approx(snr2, rel=1e-6)
     # Restricted amplitude: d h / d ln dL = -h is 90 degrees out of phase with every
     # phase-only derivative (i dPsi h), so these Fisher elements vanish identically.
@@ -174,8 +199,11 @@ def test_dwd_fisher_matches_finite_differences_and_analytic_form(detector):
     exp = dwd.experiment(detector, fiducial=fid, t_obs_years=2.0, n_times=n)
     names = tuple(fid)
     fm = ff.fisher(exp, fid, params=names)
-    s_n = float(dwd.lisa_psd(fid["f0"], 2.0) if detector == "LISA" else dwd.tianqin_psd(
-        fid["f0"], 2.0, confusion=True))
+    s_n = float(
+        dwd.lisa_psd(fid["f0"], 2.0)
+        if detector == "LISA"
+        else dwd.tianqin_psd(fid["f0"], 2.0, confusion=True)
+    )
     dt = t_obs / n
     t = (np.arange(n) + 0.5) * dt
     call = evaluator(lambda p: dwd.baseband_signal(p, t, fid["f0"]))
@@ -240,8 +268,16 @@ def test_microlensing_finite_source_with_flux_dependent_noise():
 # -----------------------------------------------------------------------------------------
 
 COSMO_FID = dict(cosmo.PLANCK2018_LCDM, Ok=0.0, w0=-1.0, wa=0.0)
-COSMO_STEPS = {"H0": 1e-3, "Om": 1e-5, "ombh2": 1e-7, "rd": 1e-3, "M": 1e-4, "Ok": 1e-5,
-               "w0": 1e-5, "wa": 1e-5}
+COSMO_STEPS = {
+    "H0": 1e-3,
+    "Om": 1e-5,
+    "ombh2": 1e-7,
+    "rd": 1e-3,
+    "M": 1e-4,
+    "Ok": 1e-5,
+    "w0": 1e-5,
+    "wa": 1e-5,
+}
 
 
 def test_sn_bao_cmb_fishers_and_their_sum():
@@ -254,8 +290,9 @@ def test_sn_bao_cmb_fishers_and_their_sum():
     total = 0.0
 
     # SN: sigma per supernova from the documented error budget.
-    sigma_sn = np.sqrt(0.12**2 + (0.055 * z_sn) ** 2
-                       + (5 / math.log(10) * 300.0 / (299792.458 * z_sn)) ** 2)
+    sigma_sn = np.sqrt(
+        0.12**2 + (0.055 * z_sn) ** 2 + (5 / math.log(10) * 300.0 / (299792.458 * z_sn)) ** 2
+    )
     jac = fd_jacobian(evaluator(lambda p: cosmo.sn_magnitude(p, z_sn)), fid, names, COSMO_STEPS)
     ref = gaussian_fisher(jac, sigma_sn)
     assert_fisher_close(ff.fisher(sn, fid, params=names), ref, names, rtol=1e-8)

@@ -83,16 +83,21 @@ def per_body_spin_terms(eta, chi1, chi2):
     d[4] = -10.0 * sigma
 
     def so5(x):
-        return -x * (1391.5 / 8.4 - x * (1 - x) * 10.0 / 3.0
-                     + x * (1276.0 / 8.1 + x * (1 - x) * 170.0 / 9.0))
+        return -x * (
+            1391.5 / 8.4 - x * (1 - x) * 10.0 / 3.0 + x * (1276.0 / 8.1 + x * (1 - x) * 170.0 / 9.0)
+        )
 
     def so6(x):
         return pi * x * (1490.0 / 3.0 + 260.0 * x)
 
     def so7(x):
         e = x * (1 - x)
-        return x * (-17097.8035 / 4.8384 + e * 28764.25 / 6.72 + e * e * 47.35 / 1.44
-                    + x * (-7189.233785 / 1.524096 + e * 458.555 / 3.024 - e * e * 534.5 / 7.2))
+        return x * (
+            -17097.8035 / 4.8384
+            + e * 28764.25 / 6.72
+            + e * e * 47.35 / 1.44
+            + x * (-7189.233785 / 1.524096 + e * 458.555 / 3.024 - e * e * 534.5 / 7.2)
+        )
 
     def ss6(x):
         qm = (4703.5 / 8.4 + 2935.0 / 6.0 * x - 120.0 * x * x) * x * x
@@ -101,9 +106,13 @@ def per_body_spin_terms(eta, chi1, chi2):
 
     d5 = so5(x1) * chi1 + so5(x2) * chi2
     d[5] = d5
-    d[6] = (so6(x1) * chi1 + so6(x2) * chi2
-            + (326.75 / 1.12 + 557.5 / 1.8 * eta) * eta * chi1 * chi2
-            + ss6(x1) * chi1**2 + ss6(x2) * chi2**2)
+    d[6] = (
+        so6(x1) * chi1
+        + so6(x2) * chi2
+        + (326.75 / 1.12 + 557.5 / 1.8 * eta) * eta * chi1 * chi2
+        + ss6(x1) * chi1**2
+        + ss6(x2) * chi2**2
+    )
     d[7] = so7(x1) * chi1 + so7(x2) * chi2
     dlog = np.zeros(8)
     dlog[5] = 3.0 * d5
@@ -120,8 +129,13 @@ def test_pn_coefficients_nonspinning_match_biops(eta):
 
 @pytest.mark.parametrize(
     ("eta", "chi1", "chi2"),
-    [(0.25, 0.3, 0.3), (0.2222, 0.7, -0.4), (0.16, -0.9, 0.5), (0.09, 0.2, 0.95),
-     (0.2499, 0.0, 0.6)],
+    [
+        (0.25, 0.3, 0.3),
+        (0.2222, 0.7, -0.4),
+        (0.16, -0.9, 0.5),
+        (0.09, 0.2, 0.95),
+        (0.2499, 0.0, 0.6),
+    ],
 )
 def test_pn_spin_terms_match_per_body_expansion(eta, chi1, chi2):
     phi, log = gw.pn_phase_coefficients(eta, chi1, chi2)
@@ -149,8 +163,12 @@ def test_spa_phase_derivative_gives_taylort2_time():
     m_s = m_total * MTSUN
     v = (math.pi * m_s * f) ** (1.0 / 3.0)
     newtonian = 5.0 * m_s / (256.0 * eta * v**8)
-    series = (1.0 + (743.0 / 252.0 + 11.0 / 3.0 * eta) * v**2 - 32.0 * math.pi / 5.0 * v**3
-              + (3058673.0 / 508032.0 + 5429.0 / 504.0 * eta + 617.0 / 72.0 * eta**2) * v**4)
+    series = (
+        1.0
+        + (743.0 / 252.0 + 11.0 / 3.0 * eta) * v**2
+        - 32.0 * math.pi / 5.0 * v**3
+        + (3058673.0 / 508032.0 + 5429.0 / 504.0 * eta + 617.0 / 72.0 * eta**2) * v**4
+    )
     assert 16.5 * 60 < newtonian < 17.0 * 60
     assert t_code == pytest.approx(-newtonian * series, rel=1e-3)
 
@@ -160,7 +178,8 @@ def test_f_isco_and_amplitude_normalisation():
     m_total = 2.8
     mc = m_total * 0.25**0.6
     assert float(gw.f_isco(mc, 0.25)) == pytest.approx(
-        1.0 / (6**1.5 * math.pi * m_total * MTSUN), rel=1e-12)
+        1.0 / (6**1.5 * math.pi * m_total * MTSUN), rel=1e-12
+    )
     assert float(gw.f_isco(mc, 0.25)) == pytest.approx(1570.4, abs=0.1)
     # Restricted amplitude sqrt(5/24) pi^{-2/3} (G Mc/c^3)^{5/6} c/dL f^{-7/6}.
     mpc_s = 3.0856775814913673e22 / 299792458.0
@@ -190,15 +209,21 @@ def test_polarisations_inclination_dependence():
 # LALSuite LALDetectors.h: ECEF vertex positions [m] and arm unit vectors (they include the
 # sub-mrad arm tilts that the model neglects).
 LAL_SITES = {
-    "H1": ((-2.16141492636e6, -3.83469517889e6, 4.60035022664e6),
-           (-0.22389266154, 0.79983062746, 0.55690487831),
-           (-0.91397818574, 0.02609403989, -0.40492342125)),
-    "L1": ((-7.42760447238e4, -5.49628371971e6, 3.22425701744e6),
-           (-0.95457412153, -0.14158077340, -0.26218911324),
-           (0.29774156894, -0.48791033647, -0.82054461286)),
-    "V1": ((4.54637409900e6, 8.42989697626e5, 4.37857696241e6),
-           (-0.70045821479, 0.20848948619, 0.68256166277),
-           (-0.05379255368, -0.96908180549, 0.24080451708)),
+    "H1": (
+        (-2.16141492636e6, -3.83469517889e6, 4.60035022664e6),
+        (-0.22389266154, 0.79983062746, 0.55690487831),
+        (-0.91397818574, 0.02609403989, -0.40492342125),
+    ),
+    "L1": (
+        (-7.42760447238e4, -5.49628371971e6, 3.22425701744e6),
+        (-0.95457412153, -0.14158077340, -0.26218911324),
+        (0.29774156894, -0.48791033647, -0.82054461286),
+    ),
+    "V1": (
+        (4.54637409900e6, 8.42989697626e5, 4.37857696241e6),
+        (-0.70045821479, 0.20848948619, 0.68256166277),
+        (-0.05379255368, -0.96908180549, 0.24080451708),
+    ),
 }
 
 
@@ -218,14 +243,16 @@ def test_light_travel_time_between_ligo_sites():
     baseline = (r_h - r_l) / np.linalg.norm(r_h - r_l)
     dec = math.asin(baseline[2])
     ra = math.atan2(baseline[1], baseline[0])  # gmst = 0: ra = Earth-fixed longitude
-    dt = float(gw.time_delay_from_geocenter("L1", ra, dec) - gw.time_delay_from_geocenter(
-        "H1", ra, dec))
+    dt = float(
+        gw.time_delay_from_geocenter("L1", ra, dec) - gw.time_delay_from_geocenter("H1", ra, dec)
+    )
     assert dt == pytest.approx(np.linalg.norm(r_h - r_l) / 299792458.0, rel=1e-9)
     assert dt == pytest.approx(10.01e-3, abs=0.02e-3)
     # Source at the zenith of H1: arrives |r_H|/c before the geocentre.
     up = r_h / np.linalg.norm(r_h)
-    zen = float(gw.time_delay_from_geocenter(
-        "H1", math.atan2(up[1], up[0]), math.asin(up[2]), gmst=0.0))
+    zen = float(
+        gw.time_delay_from_geocenter("H1", math.atan2(up[1], up[0]), math.asin(up[2]), gmst=0.0)
+    )
     assert zen < 0 and abs(zen) == pytest.approx(6.367e6 / 299792458.0, rel=2e-3)
 
 
@@ -260,12 +287,19 @@ def test_antenna_power_matches_detector_frame_formula():
         for _ in range(20):
             ra, dec = rng.uniform(0, 2 * math.pi), math.asin(rng.uniform(-1, 1))
             gmst, psi = rng.uniform(0, 2 * math.pi), rng.uniform(0, math.pi)
-            n = np.array([math.cos(dec) * math.cos(ra - gmst),
-                          math.cos(dec) * math.sin(ra - gmst), math.sin(dec)])
+            n = np.array(
+                [
+                    math.cos(dec) * math.cos(ra - gmst),
+                    math.cos(dec) * math.sin(ra - gmst),
+                    math.sin(dec),
+                ]
+            )
             cos_th = n @ z_arm
             ph = math.atan2(n @ y_arm, n @ x_arm)
-            ref = (0.25 * (1 + cos_th**2) ** 2 * math.cos(2 * ph) ** 2
-                   + cos_th**2 * math.sin(2 * ph) ** 2)
+            ref = (
+                0.25 * (1 + cos_th**2) ** 2 * math.cos(2 * ph) ** 2
+                + cos_th**2 * math.sin(2 * ph) ** 2
+            )
             fp, fx = gw.antenna_patterns(name, ra, dec, psi, gmst)
             # Tolerance covers the neglected arm tilts (<1 mrad).
             assert float(fp**2 + fx**2) == pytest.approx(ref, abs=3e-3)
@@ -277,8 +311,9 @@ def test_einstein_telescope_null_stream():
     rng = np.random.default_rng(2)
     for _ in range(10):
         ra, dec, psi, gmst = rng.uniform(0, 6.28), rng.uniform(-1.5, 1.5), rng.uniform(0, 3), 0.4
-        fps, fxs = zip(*(gw.antenna_patterns(f"ET{k}", ra, dec, psi, gmst) for k in (1, 2, 3)),
-                       strict=True)
+        fps, fxs = zip(
+            *(gw.antenna_patterns(f"ET{k}", ra, dec, psi, gmst) for k in (1, 2, 3)), strict=True
+        )
         assert abs(float(sum(fps))) < 1e-14 and abs(float(sum(fxs))) < 1e-14
         # Each 60-degree interferometer has sin(60 deg) times the response amplitude of an L.
         assert max(abs(float(v)) for v in fps + fxs) <= math.sin(math.pi / 3) + 1e-12
@@ -292,14 +327,14 @@ def test_einstein_telescope_null_stream():
 def test_ground_psds_against_published_formulas():
     f = np.array([10.0, 31.6, 100.0, 316.0, 1000.0])
     x = f / 245.4  # Ajith 2011 ZDHP fit
-    ref = 1e-48 * (0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5 - 6.5080 * x**0.75
-                   + 17.7622)
+    ref = 1e-48 * (0.0152 * x**-4 + 0.2935 * x**2.25 + 2.7951 * x**1.5 - 6.5080 * x**0.75 + 17.7622)
     np.testing.assert_allclose(gw.psd_aligo_zdhp(f), ref, rtol=1e-13)
     # aLIGO design: ~4e-24 /sqrt(Hz) at 100 Hz.
     assert math.sqrt(gw.psd_aligo_zdhp(100.0)) == pytest.approx(3.97e-24, rel=1e-3)
     y = f / 100.0  # Mishra et al. 2010 ET-B fit
-    ref_et = 1e-50 * (2.39e-27 * y**-15.64 + 0.349 * y**-2.145 + 1.76 * y**-0.12
-                      + 0.409 * y**1.10) ** 2
+    ref_et = (
+        1e-50 * (2.39e-27 * y**-15.64 + 0.349 * y**-2.145 + 1.76 * y**-0.12 + 0.409 * y**1.10) ** 2
+    )
     np.testing.assert_allclose(gw.psd_et_b(f), ref_et, rtol=1e-13)
     # ET-B is ~10x better than aLIGO in amplitude at 100 Hz; CE-like fit is ~2e-25 there.
     assert 10 < math.sqrt(gw.psd_aligo_zdhp(100.0) / gw.psd_et_b(100.0)) < 20
@@ -313,15 +348,27 @@ def robson_lisa(f, t_obs=None):
     length, fstar = 2.5e9, 19.09e-3
     p_oms = (1.5e-11) ** 2 * (1 + (2e-3 / f) ** 4)
     p_acc = (3e-15) ** 2 * (1 + (0.4e-3 / f) ** 2) * (1 + (f / 8e-3) ** 4)
-    s_n = (10 / (3 * length**2) * (p_oms + 2 * (1 + np.cos(f / fstar) ** 2) * p_acc
-                                   / (2 * np.pi * f) ** 4) * (1 + 0.6 * (f / fstar) ** 2))
+    s_n = (
+        10
+        / (3 * length**2)
+        * (p_oms + 2 * (1 + np.cos(f / fstar) ** 2) * p_acc / (2 * np.pi * f) ** 4)
+        * (1 + 0.6 * (f / fstar) ** 2)
+    )
     if t_obs is None:
         return s_n
-    table = {0.5: (0.133, 243, 482, 917, 0.00258), 1: (0.171, 292, 1020, 1680, 0.00215),
-             2: (0.165, 299, 611, 1340, 0.00173), 4: (0.138, -221, 521, 1680, 0.00113)}
+    table = {
+        0.5: (0.133, 243, 482, 917, 0.00258),
+        1: (0.171, 292, 1020, 1680, 0.00215),
+        2: (0.165, 299, 611, 1340, 0.00173),
+        4: (0.138, -221, 521, 1680, 0.00113),
+    }
     a, b, k, g, fk = table[t_obs]
-    s_c = 9e-45 * f ** (-7 / 3) * np.exp(-(f**a) + b * f * np.sin(k * f)) * (
-        1 + np.tanh(g * (fk - f)))
+    s_c = (
+        9e-45
+        * f ** (-7 / 3)
+        * np.exp(-(f**a) + b * f * np.sin(k * f))
+        * (1 + np.tanh(g * (fk - f)))
+    )
     return s_n + s_c
 
 
@@ -341,8 +388,12 @@ def test_lisa_and_tianqin_reference_values():
     f = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     length = math.sqrt(3) * 1e8
     fstar = 299792458.0 / (2 * math.pi * length)
-    ref = (10 / (3 * length**2) * (4e-30 / (2 * np.pi * f) ** 4 * (1 + 1e-4 / f) + 1e-24)
-           * (1 + 0.6 * (f / fstar) ** 2))
+    ref = (
+        10
+        / (3 * length**2)
+        * (4e-30 / (2 * np.pi * f) ** 4 * (1 + 1e-4 / f) + 1e-24)
+        * (1 + 0.6 * (f / fstar) ** 2)
+    )
     np.testing.assert_allclose(dwd.tianqin_psd(f), ref, rtol=1e-12)
     assert fstar == pytest.approx(0.2755, rel=1e-3)  # "f* = 0.28 Hz" in Huang et al.
 
@@ -406,15 +457,25 @@ def omega_r_ref(h0):
 
 @pytest.mark.parametrize(
     "model",
-    [dict(H0=70.0, Om=0.3), dict(H0=67.36, Om=0.3153, w0=-0.8, wa=-0.6),
-     dict(H0=72.0, Om=0.25, Ok=0.1, w0=-1.1, wa=0.4), dict(H0=65.0, Om=0.35, Ok=-0.08)],
+    [
+        dict(H0=70.0, Om=0.3),
+        dict(H0=67.36, Om=0.3153, w0=-0.8, wa=-0.6),
+        dict(H0=72.0, Om=0.25, Ok=0.1, w0=-1.1, wa=0.4),
+        dict(H0=65.0, Om=0.35, Ok=-0.08),
+    ],
 )
 @pytest.mark.parametrize("z", [0.01, 0.5, 1.5, 3.0, 1089.0])
 def test_comoving_distance_against_quad(model, z):
     o_r = omega_r_ref(model["H0"])
     kw = dict(ok=model.get("Ok", 0.0), w0=model.get("w0", -1.0), wa=model.get("wa", 0.0))
-    ref, _ = integrate.quad(lambda zz: 1 / e_of_z_ref(zz, model["Om"], o_r=o_r, **kw), 0, z,
-                            epsabs=0, epsrel=1e-13, limit=500)
+    ref, _ = integrate.quad(
+        lambda zz: 1 / e_of_z_ref(zz, model["Om"], o_r=o_r, **kw),
+        0,
+        z,
+        epsabs=0,
+        epsrel=1e-13,
+        limit=500,
+    )
     ref *= C_KM_S / model["H0"]
     got = float(cosmo.comoving_distance(model, z))
     assert got == pytest.approx(ref, rel=1e-10)
@@ -468,8 +529,12 @@ def test_curvature_derivative_is_smooth_through_flatness():
 
     def d_m_ref(ok):
         d_c, _ = integrate.quad(
-            lambda zz: 1 / e_of_z_ref(zz, 0.3, ok=ok, o_r=omega_r_ref(70.0)), 0, z,
-            epsabs=0, epsrel=1e-13)
+            lambda zz: 1 / e_of_z_ref(zz, 0.3, ok=ok, o_r=omega_r_ref(70.0)),
+            0,
+            z,
+            epsabs=0,
+            epsrel=1e-13,
+        )
         d_h = C_KM_S / 70.0
         d_c *= d_h
         s = math.sqrt(abs(ok))
@@ -488,8 +553,22 @@ def test_bao_observables_definitions():
     o_r = omega_r_ref(params["H0"])
     e = e_of_z_ref(z, params["Om"], o_r=o_r)
     d_h = C_KM_S / (params["H0"] * e)
-    d_m = np.array([integrate.quad(lambda zz: 1 / e_of_z_ref(zz, params["Om"], o_r=o_r), 0, zi,
-                                   epsabs=0, epsrel=1e-12)[0] for zi in z]) * C_KM_S / params["H0"]
+    d_m = (
+        np.array(
+            [
+                integrate.quad(
+                    lambda zz: 1 / e_of_z_ref(zz, params["Om"], o_r=o_r),
+                    0,
+                    zi,
+                    epsabs=0,
+                    epsrel=1e-12,
+                )[0]
+                for zi in z
+            ]
+        )
+        * C_KM_S
+        / params["H0"]
+    )
     d_v = (z * d_m**2 * d_h) ** (1 / 3)
     np.testing.assert_allclose(out, np.concatenate([d_v, d_m, d_h]) / params["rd"], rtol=1e-9)
     # DESI DR1 (arXiv:2404.03002) measured D_M/r_d = 13.62 +- 0.25 at z = 0.51 and
@@ -506,8 +585,9 @@ def test_cmb_distance_priors_against_chen_huang_wang_2019():
     sig = np.sqrt(np.diag(cov))
     np.testing.assert_allclose(sig, [0.0046, 0.090, 0.00015], rtol=0.03)
     corr = cov / np.outer(sig, sig)
-    np.testing.assert_allclose([corr[0, 1], corr[0, 2], corr[1, 2]], [0.46, -0.66, -0.33],
-                               atol=0.01)
+    np.testing.assert_allclose(
+        [corr[0, 1], corr[0, 2], corr[1, 2]], [0.46, -0.66, -0.33], atol=0.01
+    )
     # At the Planck 2018 best fit the compressed observables reproduce the published means;
     # z_* from the Hu & Sugiyama fit (1091.9 vs Planck's 1089.9) limits l_A to ~0.3%.
     r, l_a, wb = (float(v) for v in cosmo.cmb_distance_priors(dict(cosmo.PLANCK2018_LCDM)))
@@ -545,8 +625,7 @@ def test_sound_horizon_against_quad():
 def test_paczynski_magnification_limits():
     assert float(ml.paczynski_magnification(1.0)) == pytest.approx(3 / math.sqrt(5), rel=1e-15)
     for u in (1e-3, 1e-4):  # A ~ 1/u + 3u/8 for u << 1
-        assert float(ml.paczynski_magnification(u)) * u == pytest.approx(1 + 3 * u**2 / 8,
-                                                                         rel=1e-9)
+        assert float(ml.paczynski_magnification(u)) * u == pytest.approx(1 + 3 * u**2 / 8, rel=1e-9)
     for u in (10.0, 100.0):  # A - 1 ~ 2/u^4 for u >> 1
         assert float(ml.paczynski_magnification(u)) - 1 == pytest.approx(2 / u**4, rel=5 / u**2)
     # u(t) at t0 +- tE with u0 = 0.3: sqrt(0.09 + 1).
@@ -567,8 +646,10 @@ def disk_average_ref(u, rho):
     return 2 * total / (math.pi * rho**2)
 
 
-@pytest.mark.parametrize(("u", "rho"), [(0.05, 0.1), (0.0999, 0.1), (0.1001, 0.1), (0.3, 0.1),
-                                        (1.0, 0.1), (0.5, 1.0), (2.0, 1.0)])
+@pytest.mark.parametrize(
+    ("u", "rho"),
+    [(0.05, 0.1), (0.0999, 0.1), (0.1001, 0.1), (0.3, 0.1), (1.0, 0.1), (0.5, 1.0), (2.0, 1.0)],
+)
 def test_finite_source_against_2d_quadrature(u, rho):
     got = float(ml.finite_source_magnification(u, rho))
     assert got == pytest.approx(disk_average_ref(u, rho), rel=1e-9)
@@ -594,8 +675,9 @@ def test_blending_parameterisations_agree():
     b = ml.light_curve({"t0": 1.0, "u0": 0.2, "tE": 15.0, "F_base": 1.2, "fs": 2 / 3}, t)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-14)
     u = np.sqrt(0.04 + ((t - 1.0) / 15.0) ** 2)
-    np.testing.assert_allclose(np.asarray(a), 0.8 * (u**2 + 2) / (u * np.sqrt(u**2 + 4)) + 0.4,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        np.asarray(a), 0.8 * (u**2 + 2) / (u * np.sqrt(u**2 + 4)) + 0.4, rtol=1e-14
+    )
 
 
 # =========================================================================================
@@ -605,8 +687,12 @@ def test_blending_parameterisations_agree():
 
 def test_hellings_downs_mean_square():
     # Isotropic pairs: cos(zeta) uniform, so <Gamma^2> = int_{-1}^{1} Gamma^2 dcos / 2.
-    val = integrate.quad(lambda c: sgwb.hellings_downs(math.acos(c)) ** 2, -1, 1,
-                         epsabs=0, epsrel=1e-12)[0] / 2
+    val = (
+        integrate.quad(
+            lambda c: sgwb.hellings_downs(math.acos(c)) ** 2, -1, 1, epsabs=0, epsrel=1e-12
+        )[0]
+        / 2
+    )
     assert val == pytest.approx(1 / 48, rel=1e-9)
     assert sgwb.HELLINGS_DOWNS_MEAN_SQUARE == pytest.approx(val, rel=1e-9)
     # Stationary point of 3/2 x ln x - x/4 + 1/2: x = e^{-5/6}, i.e. the minimum
@@ -623,13 +709,13 @@ def test_omega_conversion_and_spectra():
     h0 = 67.36e3 / 3.0856775814913673e22
     f, s = 3e-3, 1e-40
     assert sgwb.strain_psd_to_omega(f, s) == pytest.approx(
-        2 * np.pi**2 * f**3 * s / (3 * h0**2), rel=1e-12)
+        2 * np.pi**2 * f**3 * s / (3 * h0**2), rel=1e-12
+    )
     p = {"log10_Omega_b": -10.0, "log10_fb": -3.0, "n1": 3.0, "n2": -1.0, "delta": 4.0}
     f = np.array([1e-6, 1e-5, 1e-1, 1.0])
     om = np.asarray(sgwb.omega_broken_power_law(p, f))
     slopes = np.diff(np.log10(om))
-    assert slopes[0] == pytest.approx(3.0, abs=1e-6) and slopes[2] == pytest.approx(-1.0,
-                                                                                   abs=1e-6)
+    assert slopes[0] == pytest.approx(3.0, abs=1e-6) and slopes[2] == pytest.approx(-1.0, abs=1e-6)
     assert float(sgwb.omega_broken_power_law(p, 1e-3)) == pytest.approx(1e-10, rel=1e-12)
 
 
@@ -640,8 +726,7 @@ def test_power_law_integrated_sensitivity_is_tangent_at_unit_snr():
     omega_eff = sgwb.omega_noise("ground", f)
     t_obs = 3.15576e7
     alphas = np.linspace(-4, 4, 81)
-    pls = sgwb.power_law_integrated_sensitivity(f, omega_eff, t_obs, snr=2.0, df=df,
-                                                alphas=alphas)
+    pls = sgwb.power_law_integrated_sensitivity(f, omega_eff, t_obs, snr=2.0, df=df, alphas=alphas)
     f_ref = math.sqrt(f[0] * f[-1])
     for beta in (-2.0, 0.0, 1.0, 3.0):  # slopes on the alphas grid: exactly tangent
         shape = (f / f_ref) ** beta

@@ -28,8 +28,15 @@ def as_np(x):
 def reference(rhs, y0, times, method="DOP853", atol=1e-12):
     """solve_ivp at rtol 1e-10; returns the states at `times`, shape (n_times, n_states)."""
     times = np.asarray(times, dtype=float)
-    sol = integrate.solve_ivp(rhs, (0.0, times.max()), np.asarray(y0, dtype=float),
-                              method=method, t_eval=np.sort(times), rtol=1e-10, atol=atol)
+    sol = integrate.solve_ivp(
+        rhs,
+        (0.0, times.max()),
+        np.asarray(y0, dtype=float),
+        method=method,
+        t_eval=np.sort(times),
+        rtol=1e-10,
+        atol=atol,
+    )
     assert sol.success, sol.message
     return sol.y.T[np.argsort(np.argsort(times))]
 
@@ -50,14 +57,14 @@ def test_hill_matches_formula_and_has_finite_derivatives_at_zero():
     exact = p["E0"] + p["Emax"] * x ** p["n"] / (p["EC50"] ** p["n"] + x ** p["n"])
     np.testing.assert_allclose(y, exact, rtol=1e-14, atol=1e-15)
     assert y[2] == pytest.approx(0.5, abs=1e-15)
-    jac = jax.jit(jax.jacfwd(bio.hill))({k: jnp.asarray(v) for k, v in p.items()},
-                                        jnp.asarray(x))
+    jac = jax.jit(jax.jacfwd(bio.hill))({k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(x))
     for name, col in jac.items():
         assert np.all(np.isfinite(as_np(col))), name
     # ∂E/∂n = Emax f (1 - f) ln(x/EC50), f the saturation fraction; 0 at x = 0.
     f = exact[1:]
-    np.testing.assert_allclose(as_np(jac["n"])[1:], f * (1 - f) * np.log(x[1:] / p["EC50"]),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        as_np(jac["n"])[1:], f * (1 - f) * np.log(x[1:] / p["EC50"]), rtol=1e-12, atol=1e-15
+    )
     assert as_np(jac["n"])[0] == 0.0
     assert np.isnan(as_np(bio.hill(p, np.array([-1.0]))))[0]
 
@@ -94,17 +101,20 @@ def test_michaelis_menten_closed_form_matches_lambert_w_and_implicit_derivative(
     s = as_np(bio.michaelis_menten(p, MM_TIMES))
     np.testing.assert_allclose(s, lambert_mm(MM_TIMES, p["Vmax"], p["Km"], p["S0"]), rtol=1e-12)
     # Implicit differentiation of S/K + ln S - ... = -V t/K gives ∂S/∂V = -t S/(S + K).
-    jac = jax.jit(jax.jacfwd(bio.michaelis_menten))({k: jnp.asarray(v) for k, v in p.items()},
-                                                    jnp.asarray(MM_TIMES))
-    np.testing.assert_allclose(as_np(jac["Vmax"]), -MM_TIMES * s / (s + p["Km"]),
-                               rtol=1e-10, atol=1e-14)
+    jac = jax.jit(jax.jacfwd(bio.michaelis_menten))(
+        {k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(MM_TIMES)
+    )
+    np.testing.assert_allclose(
+        as_np(jac["Vmax"]), -MM_TIMES * s / (s + p["Km"]), rtol=1e-10, atol=1e-14
+    )
 
 
 def test_michaelis_menten_ode_matches_lambert_w():
     p = bio.MICHAELIS_MENTEN_FIDUCIAL
     s = as_np(jitted(bio.michaelis_menten_ode())(p, jnp.asarray(MM_TIMES)))
-    np.testing.assert_allclose(s, lambert_mm(MM_TIMES, p["Vmax"], p["Km"], p["S0"]),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        s, lambert_mm(MM_TIMES, p["Vmax"], p["Km"], p["S0"]), rtol=1e-7, atol=1e-9
+    )
 
 
 def test_enzyme_mass_action_against_solve_ivp_conservation_and_qssa():
@@ -139,8 +149,9 @@ def test_logistic_closed_form_and_ode_agree_with_verhulst():
     t = np.arange(0.0, 121.0, 20.0)
     exact = p["K"] / (1 + (p["K"] / p["N0"] - 1) * np.exp(-p["r"] * t))
     np.testing.assert_allclose(as_np(bio.logistic(p, t)), exact, rtol=1e-14)
-    np.testing.assert_allclose(as_np(jitted(bio.logistic_ode())(p, jnp.asarray(t))), exact,
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        as_np(jitted(bio.logistic_ode())(p, jnp.asarray(t))), exact, rtol=1e-8
+    )
 
 
 def test_fisher_of_ode_model_equals_fisher_of_closed_form():
@@ -198,8 +209,13 @@ def seir_np(p):
     def rhs(t, y):
         s, e, i, _, _ = y
         new = p["beta"] * s * i / p["N"]
-        return [-new, new - p["sigma"] * e, p["sigma"] * e - p["gamma"] * i,
-                p["gamma"] * i, p["sigma"] * e]
+        return [
+            -new,
+            new - p["sigma"] * e,
+            p["sigma"] * e - p["gamma"] * i,
+            p["gamma"] * i,
+            p["sigma"] * e,
+        ]
 
     return rhs, [p["N"] - p["I0"] - p["E0"], p["E0"], p["I0"], 0.0, 0.0]
 
@@ -227,8 +243,9 @@ PK_TIMES = np.array([0.0, 0.25, 1.0, 2.0, 5.0, 12.0, 24.0])
 def test_one_compartment_closed_forms():
     p = bio.THEOPHYLLINE_FIDUCIAL
     c = as_np(bio.pk_oral(p, PK_TIMES))
-    np.testing.assert_allclose(c, bateman(PK_TIMES, p["ka"], p["ke"], p["V"], p["D"]),
-                               rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(
+        c, bateman(PK_TIMES, p["ka"], p["ke"], p["V"], p["D"]), rtol=1e-13, atol=1e-15
+    )
     # Peak at t_max = ln(ka/ke)/(ka - ke) (dC/dt = 0).
     tmax = np.log(p["ka"] / p["ke"]) / (p["ka"] - p["ke"])
     dc = jax.grad(lambda t: bio.pk_oral(p, t))(jnp.asarray(tmax))
@@ -236,29 +253,37 @@ def test_one_compartment_closed_forms():
     # ka = ke limit: C = F D k t e^{-k t}/V, approached smoothly.
     k = 0.3
     eq = {"ka": k, "ke": k, "V": 2.0, "D": 10.0, "F": 0.5}
-    np.testing.assert_allclose(as_np(bio.pk_oral(eq, PK_TIMES)),
-                               0.5 * 10.0 * k * PK_TIMES * np.exp(-k * PK_TIMES) / 2.0,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        as_np(bio.pk_oral(eq, PK_TIMES)),
+        0.5 * 10.0 * k * PK_TIMES * np.exp(-k * PK_TIMES) / 2.0,
+        rtol=1e-14,
+    )
     near = {**eq, "ka": k * (1 + 1e-5)}
-    np.testing.assert_allclose(as_np(bio.pk_oral(near, PK_TIMES)),
-                               bateman(PK_TIMES, near["ka"], k, 2.0, 10.0, 0.5), rtol=1e-9)
+    np.testing.assert_allclose(
+        as_np(bio.pk_oral(near, PK_TIMES)),
+        bateman(PK_TIMES, near["ka"], k, 2.0, 10.0, 0.5),
+        rtol=1e-9,
+    )
     # Flip-flop (ka < ke) with large exponents stays finite and exact.
     flip = {"ka": 0.01, "ke": 10.0, "V": 1.0, "D": 1.0}
     t_long = np.array([1.0, 100.0, 200.0])
-    np.testing.assert_allclose(as_np(bio.pk_oral(flip, t_long)),
-                               bateman(t_long, 0.01, 10.0, 1.0, 1.0), rtol=1e-13)
+    np.testing.assert_allclose(
+        as_np(bio.pk_oral(flip, t_long)), bateman(t_long, 0.01, 10.0, 1.0, 1.0), rtol=1e-13
+    )
     # IV bolus and pre-dose times.
     iv = as_np(bio.pk_iv_bolus(p, np.array([-1.0, 0.0, 3.0])))
-    np.testing.assert_allclose(iv, [0.0, p["D"] / p["V"], p["D"] / p["V"] * np.exp(-3 * p["ke"])],
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        iv, [0.0, p["D"] / p["V"], p["D"] / p["V"] * np.exp(-3 * p["ke"])], rtol=1e-15
+    )
     assert as_np(bio.pk_oral(p, np.array([-1.0])))[0] == 0.0
 
 
 def test_oral_ode_matches_bateman_including_bioavailability():
     p = {**bio.THEOPHYLLINE_FIDUCIAL, "F": 0.8}
     c = as_np(jitted(bio.pk_oral_ode())(p, jnp.asarray(PK_TIMES)))
-    np.testing.assert_allclose(c, bateman(PK_TIMES, p["ka"], p["ke"], p["V"], p["D"], 0.8),
-                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(
+        c, bateman(PK_TIMES, p["ka"], p["ke"], p["V"], p["D"], 0.8), rtol=1e-7, atol=1e-10
+    )
 
 
 def two_compartment_matrix(p):
@@ -276,8 +301,12 @@ def test_two_compartment_iv_matches_matrix_exponential_and_biexponential():
     # Bi-exponential form: -α, -β the eigenvalues, C = D/V1 [(α-k21)e^{-αt} + (k21-β)e^{-βt}]/(α-β).
     k21 = p["Q"] / p["V2"]
     alpha, beta = sorted(-np.linalg.eigvals(m).real, reverse=True)
-    biexp = p["D"] / p["V1"] * ((alpha - k21) * np.exp(-alpha * PK_TIMES)
-                                + (k21 - beta) * np.exp(-beta * PK_TIMES)) / (alpha - beta)
+    biexp = (
+        p["D"]
+        / p["V1"]
+        * ((alpha - k21) * np.exp(-alpha * PK_TIMES) + (k21 - beta) * np.exp(-beta * PK_TIMES))
+        / (alpha - beta)
+    )
     np.testing.assert_allclose(c, biexp, rtol=1e-7, atol=1e-10)
 
 
@@ -336,7 +365,9 @@ def test_lotka_volterra_against_solve_ivp_and_first_integral():
 
 def test_experiment_constructors_and_bad_choices():
     cases = [
-        bio.hill_experiment(), bio.michaelis_menten_experiment(), bio.logistic_experiment(),
+        bio.hill_experiment(),
+        bio.michaelis_menten_experiment(),
+        bio.logistic_experiment(),
         bio.pk_oral_experiment(),
     ]
     for exp in cases:
@@ -344,9 +375,13 @@ def test_experiment_constructors_and_bad_choices():
     # Closed forms evaluate at their fiducials through the Experiment.
     assert np.all(np.isfinite(as_np(cases[0](bio.HILL_HEMOGLOBIN_FIDUCIAL))))
     assert np.all(np.isfinite(as_np(cases[3](bio.THEOPHYLLINE_FIDUCIAL))))
-    for factory, kwarg in [(bio.sir, "observable"), (bio.seir, "observable"),
-                           (bio.enzyme_mass_action, "observable"),
-                           (bio.fitzhugh_nagumo, "observable"),
-                           (bio.lotka_volterra, "observable"), (bio.pk_two_compartment, "route")]:
+    for factory, kwarg in [
+        (bio.sir, "observable"),
+        (bio.seir, "observable"),
+        (bio.enzyme_mass_action, "observable"),
+        (bio.fitzhugh_nagumo, "observable"),
+        (bio.lotka_volterra, "observable"),
+        (bio.pk_two_compartment, "route"),
+    ]:
         with pytest.raises(ValueError, match=kwarg):
             factory(**{kwarg: "nonsense"})

@@ -81,8 +81,12 @@ def truncated_strain(params, design):
     v = (math.pi * mc * eta ** (-0.6) * MTSUN * f) ** (1.0 / 3.0)
     phi, phi_log = gw.pn_phase_coefficients(eta)
     series = sum(mask[k] * (phi[k] + phi_log[k] * jnp.log(v)) * v**k for k in range(8))
-    psi = (2.0 * math.pi * f * params["tc"] - params["phic"] - math.pi / 4.0
-           + 3.0 / (128.0 * eta * v**5) * series)
+    psi = (
+        2.0 * math.pi * f * params["tc"]
+        - params["phic"]
+        - math.pi / 4.0
+        + 3.0 / (128.0 * eta * v**5) * series
+    )
     amp = gw.taylorf2_amplitude(f, mc, jnp.exp(params["ln_dL"]))
     return amp * jnp.exp(-1j * psi)
 
@@ -96,8 +100,9 @@ def binary(m1, m2):
 def snr_quadrature(mc, dl_mpc, f_isco):
     """SNR by scipy quadrature of 4 A² ∫ f^{-7/3} / S_n df (independent of the grid)."""
     amp_at_1hz = float(gw.taylorf2_amplitude(1.0, mc, dl_mpc))
-    val, _ = integrate.quad(lambda f: f ** (-7.0 / 3.0) / psd_cutler_flanagan(f), F_LOW,
-                            f_isco, limit=200, epsrel=1e-12)
+    val, _ = integrate.quad(
+        lambda f: f ** (-7.0 / 3.0) / psd_cutler_flanagan(f), F_LOW, f_isco, limit=200, epsrel=1e-12
+    )
     return math.sqrt(4.0 * amp_at_1hz**2 * val)
 
 
@@ -108,10 +113,19 @@ def errors_at_snr10(m1, m2, pn_order_max):
     dl = 100.0 * snr_quadrature(mc, 100.0, f_isco) / 10.0
     f, df = gw.frequency_grid(F_LOW, f_isco, N_FREQ)
     mask = (np.arange(8) <= pn_order_max).astype(float)
-    exp = ff.Experiment(truncated_strain, ff.PSD(psd_cutler_flanagan(f), df),
-                        design={"f": f, "mask": mask}, name=f"{m1}+{m2}")
-    fid = {"ln_Mc": math.log(mc), "ln_eta": math.log(eta), "tc": 0.0, "phic": 0.0,
-           "ln_dL": math.log(dl)}
+    exp = ff.Experiment(
+        truncated_strain,
+        ff.PSD(psd_cutler_flanagan(f), df),
+        design={"f": f, "mask": mask},
+        name=f"{m1}+{m2}",
+    )
+    fid = {
+        "ln_Mc": math.log(mc),
+        "ln_eta": math.log(eta),
+        "tc": 0.0,
+        "phic": 0.0,
+        "ln_dL": math.log(dl),
+    }
     F = ff.fisher(exp, fid)
     cov = F.covariance()
     i = {n: k for k, n in enumerate(F.names)}
@@ -139,8 +153,9 @@ def results_15pn():
 @pytest.mark.parametrize("pair", list(CF94_TABLE_I), ids=lambda p: f"{p[0]}+{p[1]}")
 def test_cutler_flanagan_1994_table_1(results_15pn, pair):
     ours = results_15pn[pair]["values"]
-    for col, value, published, decimals in zip(COLUMNS, ours, CF94_TABLE_I[pair],
-                                               DECIMALS[pair], strict=True):
+    for col, value, published, decimals in zip(
+        COLUMNS, ours, CF94_TABLE_I[pair], DECIMALS[pair], strict=True
+    ):
         # Allowance: half a unit in the last printed digit (rounding of the table) plus
         # 1.5 % for what the paper leaves unstated (its value of G M_sun/c^3, integration).
         tol = 0.5 * 10.0**-decimals + 0.015 * abs(published)
@@ -170,14 +185,22 @@ def test_full_order_truncated_phase_is_the_model():
     # 1.5PN comparison exercises the model's own coefficients, amplitude and conventions.
     mc, eta, f_isco = binary(1.4, 1.4)
     f, _ = gw.frequency_grid(F_LOW, f_isco, 64)
-    p = {"ln_Mc": math.log(mc), "ln_eta": math.log(eta), "tc": 0.01, "phic": 0.3,
-         "ln_dL": math.log(100.0)}
+    p = {
+        "ln_Mc": math.log(mc),
+        "ln_eta": math.log(eta),
+        "tc": 0.01,
+        "phic": 0.3,
+        "ln_dL": math.log(100.0),
+    }
     with float64():
         fj = jnp.asarray(f)
         ours = np.asarray(truncated_strain(p, {"f": fj, "mask": jnp.ones(8)}))
         no_35pn = np.asarray(truncated_strain(p, {"f": fj, "mask": jnp.ones(8).at[7].set(0.0)}))
-        model = np.asarray(gw.optimal_strain(
-            {"ln_Mc": p["ln_Mc"], "eta": eta, "tc": 0.01, "phic": 0.3, "dL": 100.0}, f))
+        model = np.asarray(
+            gw.optimal_strain(
+                {"ln_Mc": p["ln_Mc"], "eta": eta, "tc": 0.01, "phic": 0.3, "dL": 100.0}, f
+            )
+        )
     scale = np.max(np.abs(model))
     # |Ψ| reaches ~3e4 rad at 10 Hz, so float64 phases agree to ~1e-11 rad, not to 1 ulp.
     assert np.max(np.abs(ours - model)) <= 1e-9 * scale
