@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any
 
 import jax
+import numpy as np
 
+from . import _compile
 from ._errors import quote
 from ._noise import NoiseModel
 from ._x64 import as_float64_tree
@@ -115,35 +118,126 @@ def _check_model_signature(model, with_design):
         )
 
 
-class _StaticModel:
-    """The model as static pytree data, i.e. part of JAX's compilation-cache key.
+def _value_key(obj, depth=0):
+    """A hashable stand-in for ``obj`` that compares equal exactly when two models are the
+    same computation by value (see :class:`_StaticModel`)."""
+    if depth > 32:
+        return _Leaf(obj)
+    if isinstance(obj, functools.partial):
+        d = depth + 1
+        return (
+            functools.partial,
+            _value_key(obj.func, d),
+            tuple(_value_key(a, d) for a in obj.args),
+            tuple(sorted((k, _value_key(v, d)) for k, v in obj.keywords.items())),
+        )
+    if obj is None or isinstance(obj, bool | int | str | bytes):
+        return (type(obj), obj)
+    if isinstance(obj, float | complex):
+        return (type(obj), repr(obj))  # -0.0 and 0.0 differ; 1 and 1.0 and True differ
+    if isinstance(obj, np.ndarray | np.generic) or (
+        isinstance(obj, jax.Array) and not isinstance(obj, jax.core.Tracer)
+    ):
+        arr = np.asarray(obj)
+        if arr.dtype != object:
+            return _ArrayKey(type(obj), arr)
+    if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
+        return (type(obj), tuple(_value_key(x, depth + 1) for x in obj))
+    if type(obj) is dict:
+        try:
+            items = sorted(obj.items())
+        except TypeError:
+            return _Leaf(obj)
+        return (dict, tuple((k, _value_key(v, depth + 1)) for k, v in items))
+    return _Leaf(obj)
 
-    Two keys match when the models are the same object or compare equal; a model whose
-    ``==`` does not give a plain bool (a dataclass holding arrays) matches only itself, and
-    an unhashable one hashes by identity. (JAX would otherwise fail with an obscure error
-    on the second instance of such a model.)
+
+class _ArrayKey:
+    """An array by type, shape, dtype and content."""
+
+    __slots__ = ("data", "dtype", "hash", "kind", "shape")
+
+    def __init__(self, kind, arr):
+        self.kind = kind
+        self.shape = arr.shape
+        self.dtype = arr.dtype
+        self.data = np.ascontiguousarray(arr).tobytes()
+        self.hash = hash((self.shape, self.dtype.str, self.data))
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, _ArrayKey)
+            and self.kind is other.kind
+            and self.shape == other.shape
+            and self.dtype == other.dtype
+            and self.data == other.data
+        )
+
+    def __hash__(self):
+        return self.hash
+
+
+class _Leaf:
+    """Any other object: equal when it is the same object or ``==`` says so with a plain
+    bool; hashed by value when it can be, else by identity."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __eq__(self, other):
+        if not isinstance(other, _Leaf):
+            return False
+        if self.obj is other.obj:
+            return True
+        if type(self.obj) is not type(other.obj):
+            return False
+        try:
+            eq = self.obj == other.obj
+        except Exception:  # arrays compared element-wise, and the like: not the same model
+            return False
+        return eq if isinstance(eq, bool) else False
+
+    def __hash__(self):
+        try:
+            return hash(self.obj)
+        except TypeError:
+            return id(self.obj)
+
+
+class _StaticModel:
+    """The model as static pytree data, i.e. part of the compilation-cache key.
+
+    Two keys match when the models are the same computation *by value*: the same object;
+    ``functools.partial`` objects whose function, arguments and keywords match
+    recursively (arrays by type, shape, dtype and content; floats by their exact value;
+    tuples, named tuples, lists and dicts element by element); or other objects whose
+    ``==`` gives a plain ``True``. Anything else matches only itself, and an unhashable
+    model hashes by identity. So ``functools.partial(f, x=1.0)`` built twice compiles
+    once, while ``x=2.0`` compiles its own kernel.
     """
 
-    __slots__ = ("model",)
+    __slots__ = ("_key", "model")
 
     def __init__(self, model):
         self.model = model
+        self._key = None
+
+    def key(self):
+        if self._key is None:
+            self._key = _Leaf(self.model) if _compile.LEGACY else _value_key(self.model)
+        return self._key
 
     def __eq__(self, other):
         if not isinstance(other, _StaticModel):
             return NotImplemented
         if self.model is other.model:
             return True
-        try:
-            return bool(self.model == other.model)
-        except Exception:  # arrays compared element-wise, and the like: not the same model
-            return False
+        return self.key() == other.key()
 
     def __hash__(self):
-        try:
-            return hash(self.model)
-        except TypeError:
-            return id(self.model)
+        return hash(self.key())
 
 
 def register_experiment_class(cls):

@@ -55,6 +55,8 @@ import numpy as np
 
 import fisherforecast as ff
 
+from ._values import memoized
+
 __all__ = [
     "ENZYME_MASS_ACTION_FIDUCIAL",
     "FITZHUGH_NAGUMO_FIDUCIAL",
@@ -217,6 +219,7 @@ def _mm_rhs(t, s, p):
     return -p["Vmax"] * s / (p["Km"] + s)
 
 
+@memoized
 def michaelis_menten_ode(**ode_kwargs):
     """:func:`michaelis_menten` as an ODE model (same parameters, observable ``S``).
 
@@ -249,6 +252,7 @@ def _enzyme_rhs(t, y, p):
     return jnp.stack([-bind, -bind + cat, bind - cat, cat])
 
 
+@memoized
 def enzyme_mass_action(observable="P", **ode_kwargs):
     r"""Full mass-action enzyme kinetics, E + S ⇌ C → E + P (Briggs & Haldane 1925).
 
@@ -317,6 +321,7 @@ def _logistic_rhs(t, n, p):
     return p["r"] * n * (1.0 - n / p["K"])
 
 
+@memoized
 def logistic_ode(**ode_kwargs):
     """:func:`logistic` as an ODE model (same parameters; for extensions such as
     harvesting or time-dependent rates, start from this)."""
@@ -373,6 +378,7 @@ def _seir_rhs(t, y, p):
     return jnp.stack([-new, new - onset, onset - rec, rec, onset])
 
 
+@memoized
 def sir(observable="prevalence", **ode_kwargs):
     r"""SIR epidemic (Kermack & McKendrick 1927) with a reporting fraction ρ.
 
@@ -413,6 +419,7 @@ def sir(observable="prevalence", **ode_kwargs):
     )
 
 
+@memoized
 def seir(observable="incidence", **ode_kwargs):
     r"""SEIR epidemic with a latent (exposed) class and a reporting fraction ρ.
 
@@ -544,6 +551,7 @@ def _oral_rhs(t, y, p):
     return jnp.stack([-absorb, absorb - p["ke"] * central])
 
 
+@memoized
 def pk_oral_ode(**ode_kwargs):
     """:func:`pk_oral` as an ODE model (depot + central compartment, C = A_c/V); a
     starting point for non-linear elimination or multiple dosing."""
@@ -578,6 +586,7 @@ def _two_comp_oral_rhs(t, y, p):
     return jnp.stack([-absorb, absorb + d1, d2])
 
 
+@memoized
 def pk_two_compartment(route="iv", **ode_kwargs):
     r"""Two-compartment PK model, IV bolus or first-order oral absorption.
 
@@ -638,6 +647,7 @@ def _fhn_rhs(t, y, p):
     return jnp.stack([p["c"] * (v - v**3 / 3.0 + r), -(v - p["a"] + p["b"] * r) / p["c"]])
 
 
+@memoized
 def fitzhugh_nagumo(observable="both", **ode_kwargs):
     r"""FitzHugh–Nagumo excitable-membrane model (FitzHugh 1961; Nagumo et al. 1962).
 
@@ -694,6 +704,7 @@ def _lv_rhs(t, y, p):
     )
 
 
+@memoized
 def lotka_volterra(observable="both", **ode_kwargs):
     r"""Lotka–Volterra predator–prey model (Lotka 1925; Volterra 1926).
 

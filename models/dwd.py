@@ -70,7 +70,6 @@ Example
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -80,6 +79,7 @@ import numpy as np
 import fisherforecast as ff
 
 from ._astro_constants import C_SI, KPC_SI, MTSUN_S, YEAR_S
+from ._values import Bound
 
 __all__ = [
     "EXAMPLE_DWD",
@@ -330,7 +330,7 @@ def experiment(
     t_obs = t_obs_years * YEAR_S
     dt = t_obs / n_times
     t = (np.arange(n_times) + 0.5) * dt
-    model = functools.partial(_model, f_ref=f_ref)
+    model = Bound(_model, f_ref=f_ref)
     sigma = math.sqrt(s_n / dt)
     return ff.Experiment(model, ff.Gaussian(sigma=sigma), design=t, name=name or detector)
 

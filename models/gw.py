@@ -85,7 +85,6 @@ Example
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -104,6 +103,7 @@ from ._astro_constants import (
     WGS84_A_M,
     WGS84_E2,
 )
+from ._values import Bound
 
 __all__ = [
     "DETECTORS",
@@ -713,7 +713,7 @@ def experiment(
     if det is None:
         model = optimal_strain
     else:
-        model = functools.partial(_detector_model, detector=det, gmst=float(gmst))
+        model = Bound(_detector_model, detector=det, gmst=float(gmst))
     return ff.Experiment(model, ff.PSD(s_n, df), design=f, name=name or label)
 
 

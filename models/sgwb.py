@@ -57,7 +57,6 @@ Example
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -67,6 +66,7 @@ import numpy as np
 import fisherforecast as ff
 
 from ._astro_constants import MPC_SI, YEAR_S
+from ._values import Bound
 from .dwd import lisa_psd
 from .gw import frequency_grid, psd_aligo_zdhp
 
@@ -267,7 +267,7 @@ def experiment(
         model = spectrum
     elif spectrum == "power_law":
         f_ref = math.sqrt(f[0] * f[-1]) if f_ref is None else f_ref
-        model = functools.partial(_power_law_model, f_ref=float(f_ref))
+        model = Bound(_power_law_model, f_ref=float(f_ref))
     elif spectrum == "broken_power_law":
         model = omega_broken_power_law
     else:
@@ -276,7 +276,7 @@ def experiment(
     if correlation == "cross":
         sigma = omega_n / np.sqrt(2.0 * t_obs_s * df)
     elif correlation == "auto":
-        sigma = functools.partial(_auto_sigma, model=model, omega_n=omega_n, n_modes=t_obs_s * df)
+        sigma = Bound(_auto_sigma, model=model, omega_n=omega_n, n_modes=t_obs_s * df)
     else:
         raise ValueError("correlation must be 'auto' or 'cross'")
     return ff.Experiment(model, ff.Gaussian(sigma=sigma), design=f, name=name or detector)

@@ -1,0 +1,397 @@
+"""Compiled kernels that survive the process: an on-disk cache of serialized executables.
+
+:func:`cached_kernel` wraps a function like ``jax.jit(fn, static_argnames=...)`` does, with
+two differences:
+
+* its in-process table is keyed by the static arguments, the pytree structure and the
+  shapes/dtypes of the dynamic arguments and JAX's trace context (the float64 switch among
+  them). Models are part of the structure and compare by value (``_StaticModel``), so two
+  equal experiments share one compilation;
+* on a miss it lowers the function, hashes the StableHLO text together with the versions,
+  backend and device kind, and loads a serialized executable from the library's own cache
+  directory instead of calling XLA; a freshly compiled executable is stored there.
+
+Nothing here touches JAX's global configuration. The directory is
+``$FISHERFORECAST_CACHE_DIR``, else ``$XDG_CACHE_HOME/fisherforecast``, else
+``~/.cache/fisherforecast``; ``FISHERFORECAST_CACHE=0`` turns the disk cache off. Entries
+are written atomically (temporary file + rename), carry a checksum, and an entry that is
+corrupt or cannot be loaded is removed and compiled again, never an error. Executables that
+XLA cannot serialize (host callbacks, e.g. equinox's runtime checks inside diffrax solves)
+are simply not stored. See ``docs/performance.md``.
+
+``FISHERFORECAST_LEGACY_JIT=1`` (read at import; for the benchmarks' "before" column) makes
+:func:`cached_kernel` return a plain ``jax.jit`` and models compare by identity again.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import inspect
+import os
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+import jax
+
+from . import __version__
+
+__all__ = [
+    "CachedKernel",
+    "cache_dir",
+    "cached_kernel",
+    "clear_cache",
+    "compile_stats",
+    "reset_compile_stats",
+]
+
+#: Environment switches (documented in docs/performance.md).
+ENV_CACHE = "FISHERFORECAST_CACHE"
+ENV_CACHE_DIR = "FISHERFORECAST_CACHE_DIR"
+ENV_LEGACY = "FISHERFORECAST_LEGACY_JIT"
+
+_FORMAT = b"FFKERNEL1\n"  # file magic; bump when the layout of an entry changes
+_SUBDIR = "kernels-v1"
+_SUFFIX = ".xla"
+_MAX_TABLE = 512  # compiled kernels kept per wrapped function in one process
+
+LEGACY = os.environ.get(ENV_LEGACY, "").strip().lower() in ("1", "true", "yes", "on")
+
+_STATS: collections.Counter = collections.Counter()
+_STATS_LOCK = threading.Lock()
+
+
+def _count(what: str) -> None:
+    with _STATS_LOCK:
+        _STATS[what] += 1
+
+
+def compile_stats() -> dict[str, int]:
+    """Counters of this process since the last reset: ``lowerings`` (traces + lowerings of
+    a new key), ``compiles`` (XLA compilations), ``disk_loads`` (executables loaded from the
+    disk cache), ``disk_writes``, ``disk_rejected`` (corrupt/incompatible entries removed),
+    ``not_serializable`` (executables XLA cannot store) and ``disk_errors`` (unwritable
+    directory and the like).
+
+    ```python
+    >>> from fisherforecast import _compile
+    >>> sorted(_compile.compile_stats()) == sorted(_compile._KEYS)
+    True
+    ```
+    """
+    with _STATS_LOCK:
+        return {k: int(_STATS.get(k, 0)) for k in _KEYS}
+
+
+_KEYS = (
+    "lowerings",
+    "compiles",
+    "disk_loads",
+    "disk_writes",
+    "disk_rejected",
+    "not_serializable",
+    "disk_errors",
+)
+
+
+def reset_compile_stats() -> None:
+    """Set every counter of :func:`compile_stats` to zero."""
+    with _STATS_LOCK:
+        _STATS.clear()
+
+
+# ---------------------------------------------------------------------------------------
+# Where the cache lives
+# ---------------------------------------------------------------------------------------
+def _disk_enabled() -> bool:
+    value = os.environ.get(ENV_CACHE, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path | None:
+    """The directory of the on-disk kernel cache, or ``None`` when it is switched off.
+
+    ``$FISHERFORECAST_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fisherforecast``, else
+    ``~/.cache/fisherforecast`` (a versioned subdirectory of it holds the entries);
+    ``FISHERFORECAST_CACHE=0`` switches the cache off.
+
+    ```python
+    >>> import os
+    >>> from fisherforecast import _compile
+    >>> os.environ["FISHERFORECAST_CACHE"] = "0"
+    >>> _compile.cache_dir() is None
+    True
+    >>> del os.environ["FISHERFORECAST_CACHE"]
+    ```
+    """
+    if not _disk_enabled():
+        return None
+    root = os.environ.get(ENV_CACHE_DIR)
+    if root:
+        base = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "fisherforecast"
+    return base / _SUBDIR
+
+
+def clear_cache() -> int:
+    """Delete every entry of the on-disk kernel cache; return how many were removed."""
+    directory = cache_dir()
+    if directory is None or not directory.is_dir():
+        return 0
+    n = 0
+    for path in directory.glob("*" + _SUFFIX):
+        try:
+            path.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+# ---------------------------------------------------------------------------------------
+# Entry keys and the entry file format
+# ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _environment_fingerprint() -> bytes:
+    import jaxlib
+
+    device = jax.devices()[0]
+    client = device.client
+    parts = [
+        _FORMAT.decode().strip(),
+        f"fisherforecast {__version__}",
+        f"jax {jax.__version__}",
+        f"jaxlib {jaxlib.__version__}",
+        f"platform {client.platform} {client.platform_version}",
+        f"device {device.device_kind} x{len(jax.devices())}",
+        f"XLA_FLAGS {os.environ.get('XLA_FLAGS', '')}",
+    ]
+    return "\n".join(parts).encode()
+
+
+def _entry_key(lowered) -> str:
+    """Hash of what determines the executable: the StableHLO text (constants included, no
+    source locations) and the environment that compiles it."""
+    h = hashlib.sha256(_environment_fingerprint())
+    h.update(b"\n")
+    h.update(lowered.as_text().encode())
+    return h.hexdigest()
+
+
+def _read_entry(path: Path) -> tuple[bytes, os.stat_result] | None:
+    """The payload of an entry, or ``None`` (missing). A damaged entry is removed."""
+    try:
+        st = path.stat()
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_FORMAT) + 8 + 32
+    ok = len(data) >= head and data.startswith(_FORMAT)
+    if ok:
+        (size,) = struct.unpack("<Q", data[len(_FORMAT) : len(_FORMAT) + 8])
+        digest = data[len(_FORMAT) + 8 : head]
+        payload = data[head:]
+        ok = size == len(payload) and hashlib.sha256(payload).digest() == digest
+    if not ok:
+        _reject(path, st)
+        return None
+    return payload, st
+
+
+def _reject(path: Path, st: os.stat_result | None) -> None:
+    """Remove a bad entry unless another process has replaced it in the meantime."""
+    _count("disk_rejected")
+    try:
+        now = path.stat()
+        if st is None or (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns):
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _write_entry(path: Path, payload: bytes) -> None:
+    """Write atomically: a temporary file in the same directory, then a rename."""
+    data = _FORMAT + struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError:
+        _count("disk_errors")
+        return
+    _count("disk_writes")
+
+
+def _load(directory: Path, key: str, lowered):
+    from jax.experimental import serialize_executable as se
+
+    path = directory / (key + _SUFFIX)
+    entry = _read_entry(path)
+    if entry is None:
+        return None
+    payload, st = entry
+    try:
+        in_tree = jax.tree_util.tree_structure(lowered.args_info)
+        compiled = se.deserialize_and_load(payload, in_tree, lowered.out_tree)
+    except Exception:  # incompatible or unreadable: compile afresh instead
+        _reject(path, st)
+        return None
+    _count("disk_loads")
+    return compiled
+
+
+def _store(directory: Path, key: str, compiled) -> None:
+    from jax.experimental import serialize_executable as se
+
+    try:
+        payload, _, _ = se.serialize(compiled)
+    except Exception:  # host callbacks, closed-over constants, a backend without support
+        _count("not_serializable")
+        return
+    _write_entry(directory / (key + _SUFFIX), payload)
+
+
+# ---------------------------------------------------------------------------------------
+# The wrapper
+# ---------------------------------------------------------------------------------------
+try:  # the tuple of configuration values that jax.jit itself keys its caches on
+    from jax._src.config import trace_context as _trace_context
+
+    _trace_context()
+except Exception:  # pragma: no cover - a JAX without it: key on the float64 switch only
+
+    def _trace_context():
+        return (jax.config.jax_enable_x64,)
+
+
+_Tracer = jax.core.Tracer
+
+
+class _Traced(Exception):
+    """A dynamic argument is a tracer: the call is part of an outer transformation."""
+
+
+def _leaf_signature(x):
+    if isinstance(x, _Tracer):
+        raise _Traced
+    if isinstance(x, jax.Array):
+        return (x.shape, x.dtype, x.weak_type)
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is not None and dtype is not None:
+        return (shape, dtype)
+    return type(x)  # Python scalars: weakly typed, the value is not part of the key
+
+
+class CachedKernel:
+    """What :func:`cached_kernel` returns: call it like ``jax.jit(fn, ...)``.
+
+    ``lower(...)`` and ``trace(...)`` are those of the underlying ``jax.jit``.
+    """
+
+    def __init__(self, fn, static_argnames=()):
+        if isinstance(static_argnames, str):
+            static_argnames = (static_argnames,)
+        self._fn = fn
+        self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
+        sig = inspect.signature(fn)
+        names = list(sig.parameters)
+        unknown = [n for n in static_argnames if n not in names]
+        if unknown:
+            raise ValueError(
+                f"cached_kernel: `static_argnames` names {unknown}, which {fn.__name__} does "
+                f"not take; its parameters are {names}."
+            )
+        self._sig = sig
+        self._nargs = len(names)
+        self._static_idx = tuple(i for i, n in enumerate(names) if n in static_argnames)
+        self._dyn_idx = tuple(i for i, n in enumerate(names) if n not in static_argnames)
+        self._table: dict = {}
+        functools.update_wrapper(self, fn)
+
+    def lower(self, *args, **kwargs):
+        return self._jit.lower(*args, **kwargs)
+
+    def trace(self, *args, **kwargs):
+        return self._jit.trace(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        if kwargs or len(args) != self._nargs:
+            bound = self._sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args
+            if len(args) != self._nargs:  # *args / **kwargs in fn: no table, plain jit
+                return self._jit(*bound.args, **bound.kwargs)
+        dyn = tuple(args[i] for i in self._dyn_idx)
+        leaves, treedef = jax.tree_util.tree_flatten(dyn)
+        try:
+            sigs = tuple(_leaf_signature(x) for x in leaves)
+        except _Traced:
+            return self._jit(*args)
+        key = (tuple(args[i] for i in self._static_idx), treedef, sigs, _trace_context())
+        compiled = self._table.get(key)
+        if compiled is None:
+            if jax.config.jax_disable_jit:
+                return self._fn(*args)
+            compiled = self._compile(key, args)
+        return compiled(*dyn)
+
+    def _compile(self, key, args):
+        lowered = self._jit.lower(*args)
+        _count("lowerings")
+        directory = cache_dir()
+        compiled = entry = None
+        if directory is not None:
+            entry = _entry_key(lowered)
+            compiled = _load(directory, entry, lowered)
+        if compiled is None:
+            compiled = lowered.compile()
+            _count("compiles")
+            if directory is not None:
+                _store(directory, entry, compiled)
+        if len(self._table) >= _MAX_TABLE:
+            self._table.pop(next(iter(self._table)), None)
+        self._table[key] = compiled
+        return compiled
+
+    def clear(self) -> None:
+        """Forget the compiled kernels of this process (the disk cache stays)."""
+        self._table.clear()
+
+
+def cached_kernel(fn=None, *, static_argnames=()):
+    """Wrap ``fn`` like ``jax.jit(fn, static_argnames=...)``, with compiled executables kept
+    on disk between processes (see the module docstring and ``docs/performance.md``).
+
+    Usable as a decorator, with or without arguments.
+
+    ```python
+    >>> import jax, jax.numpy as jnp
+    >>> from fisherforecast._compile import cached_kernel
+    >>> @cached_kernel(static_argnames=("power",))
+    ... def f(x, power):
+    ...     return jnp.sum(x**power)
+    >>> with jax.enable_x64(True):
+    ...     float(f(jnp.arange(4.0), power=2))
+    14.0
+    ```
+    """
+    if fn is None:
+        return functools.partial(cached_kernel, static_argnames=static_argnames)
+    if LEGACY:
+        return jax.jit(fn, static_argnames=static_argnames)
+    return CachedKernel(fn, static_argnames=static_argnames)
