@@ -120,11 +120,15 @@ def cache_dir() -> Path | None:
 
     ```python
     >>> import os
+    >>> from unittest import mock
     >>> from fisherforecast import _compile
-    >>> os.environ["FISHERFORECAST_CACHE"] = "0"
-    >>> _compile.cache_dir() is None
+    >>> with mock.patch.dict(os.environ, {"FISHERFORECAST_CACHE": "0"}):
+    ...     _compile.cache_dir() is None
     True
-    >>> del os.environ["FISHERFORECAST_CACHE"]
+    >>> env = {"FISHERFORECAST_CACHE": "1", "FISHERFORECAST_CACHE_DIR": "/tmp/ffc"}
+    >>> with mock.patch.dict(os.environ, env):
+    ...     str(_compile.cache_dir())
+    '/tmp/ffc/kernels-v1'
     ```
     """
     if not _disk_enabled():
@@ -306,16 +310,16 @@ class CachedKernel:
     def __init__(self, fn, static_argnames=()):
         if isinstance(static_argnames, str):
             static_argnames = (static_argnames,)
-        self._fn = fn
-        self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         sig = inspect.signature(fn)
         names = list(sig.parameters)
         unknown = [n for n in static_argnames if n not in names]
         if unknown:
             raise ValueError(
-                f"cached_kernel: `static_argnames` names {unknown}, which {fn.__name__} does "
-                f"not take; its parameters are {names}."
+                f"cached_kernel: `static_argnames` names {unknown}, which "
+                f"{getattr(fn, '__name__', fn)} does not take; its parameters are {names}."
             )
+        self._fn = fn
+        self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         self._sig = sig
         self._nargs = len(names)
         self._static_idx = tuple(i for i, n in enumerate(names) if n in static_argnames)

@@ -29,6 +29,19 @@ def _close_figures():
         sys.modules["matplotlib.pyplot"].close("all")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache_in_tmp(tmp_path_factory):
+    """Keep the on-disk kernel cache (fisherforecast/_compile.py) out of the user's cache
+    directory: the whole session writes into a temporary one."""
+    old = os.environ.get("FISHERFORECAST_CACHE_DIR")
+    os.environ["FISHERFORECAST_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    yield
+    if old is None:
+        os.environ.pop("FISHERFORECAST_CACHE_DIR", None)
+    else:
+        os.environ["FISHERFORECAST_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _global_config_untouched():
     """Every test must leave JAX's global float32 default as it found it."""

@@ -1,0 +1,415 @@
+"""Cold starts: models keyed by value, the on-disk kernel cache (fisherforecast/_compile.py).
+
+The session fixture in conftest.py points the cache at a temporary directory; tests that need
+their own directory set ``FISHERFORECAST_CACHE_DIR`` with ``monkeypatch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import doctest
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fisherforecast as ff
+from fisherforecast import _compile
+from fisherforecast._experiment import _StaticModel
+from fisherforecast.models import biology, gw, sgwb
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("A", "tau")
+FID = {"A": 1.3, "tau": 2.0}
+TIMES = np.linspace(0.0, 5.0, 40)
+
+
+@contextlib.contextmanager
+def count_jax_events():
+    """Count JAX's own trace and XLA-compile events (public jax.monitoring hooks)."""
+    counts = {"trace": 0, "compile": 0}
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            counts["trace"] += 1
+        elif event == "/jax/core/compile/backend_compile_duration":
+            counts["compile"] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def decay_fisher(A, tau, t, sigma, scale=1.0):
+    """Independent answer: closed-form Jacobian of scale * A exp(-t/tau)."""
+    e = np.exp(-t / tau)
+    J = np.stack([scale * e, scale * A * t / tau**2 * e], axis=1)
+    return J.T @ J / sigma**2
+
+
+TRACES = {"n": 0}
+
+
+def counted_decay(params, t, *, scale):
+    TRACES["n"] += 1  # runs once per trace, never at execution
+    return scale * params["A"] * jnp.exp(-t / params["tau"])
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Static parts keyed by value
+# ---------------------------------------------------------------------------------------
+def test_static_model_equality_by_value():
+    def f(p, x, *, k):
+        return k * x
+
+    same = [
+        (functools.partial(f, k=np.arange(3.0)), functools.partial(f, k=np.arange(3.0))),
+        (functools.partial(f, k=1.5), functools.partial(f, k=1.5)),
+        (functools.partial(f, k=(1.0, "a")), functools.partial(f, k=(1.0, "a"))),
+        (functools.partial(functools.partial(f, k=2.0)), functools.partial(f, k=2.0)),
+    ]
+    for a, b in same:
+        assert _StaticModel(a) == _StaticModel(b)
+        assert hash(_StaticModel(a)) == hash(_StaticModel(b))
+    different = [
+        (functools.partial(f, k=np.arange(3.0)), functools.partial(f, k=np.arange(1.0, 4.0))),
+        (functools.partial(f, k=np.arange(3.0)), functools.partial(f, k=np.arange(3))),
+        (functools.partial(f, k=1.0), functools.partial(f, k=1)),
+        (functools.partial(f, k=0.0), functools.partial(f, k=-0.0)),
+        (functools.partial(f, k=1.0), functools.partial(lambda p, x, k: x, k=1.0)),
+        (lambda p, x: x, lambda p, x: x),  # plain functions: identity
+    ]
+    for a, b in different:
+        assert _StaticModel(a) != _StaticModel(b)
+
+
+def test_static_model_with_arrays_in_an_object_does_not_crash():
+    class Holder:
+        def __init__(self):
+            self.w = np.ones(3)
+
+        def __eq__(self, other):
+            return self.w == other.w  # element-wise: not a plain bool
+
+        __hash__ = None
+
+        def __call__(self, p, x):
+            return x
+
+    a, b = Holder(), Holder()
+    assert _StaticModel(a) == _StaticModel(a)
+    assert _StaticModel(a) != _StaticModel(b)
+    hash(_StaticModel(a))
+
+
+def test_equal_partial_models_trace_once_and_new_values_retrace():
+    """Two equal experiments trace once; a different argument value gets its own kernel
+    (never the stale one): checked against the closed form."""
+    noise = ff.Gaussian(sigma=0.1)
+    TRACES["n"] = 0
+    exp1 = ff.Experiment(functools.partial(counted_decay, scale=2.0), noise, design=TIMES)
+    exp2 = ff.Experiment(functools.partial(counted_decay, scale=2.0), noise, design=TIMES)
+    F1 = ff.fisher(exp1, FID).matrix
+    n_first = TRACES["n"]
+    assert n_first >= 1
+    with count_jax_events() as counts:
+        F2 = ff.fisher(exp2, FID).matrix
+    assert TRACES["n"] == n_first  # no retrace
+    assert counts["compile"] == 0
+    np.testing.assert_array_equal(F1, F2)
+    np.testing.assert_allclose(F1, decay_fisher(1.3, 2.0, TIMES, 0.1, 2.0), rtol=1e-12)
+
+    exp3 = ff.Experiment(functools.partial(counted_decay, scale=3.0), noise, design=TIMES)
+    F3 = ff.fisher(exp3, FID).matrix
+    assert TRACES["n"] > n_first
+    np.testing.assert_allclose(F3, decay_fisher(1.3, 2.0, TIMES, 0.1, 3.0), rtol=1e-12)
+
+
+def test_zoo_gw_experiment_twice_compiles_once():
+    fid = dict(gw.GW170817_LIKE)
+    make = functools.partial(gw.experiment, "H1", fiducial=fid, n_freq=64)
+    assert jax.tree_util.tree_structure(make()) == jax.tree_util.tree_structure(make())
+    F1 = ff.fisher(make(), fid).matrix
+    with count_jax_events() as counts:
+        F2 = ff.fisher(make(), fid).matrix
+    assert counts == {"trace": 0, "compile": 0}
+    np.testing.assert_array_equal(F1, F2)
+
+    # A different gmst must not reuse the gmst=0 kernel: compare with a model that
+    # shares nothing with the zoo's (a plain closure, compiled on its own).
+    exp = make(gmst=0.7)
+    assert jax.tree_util.tree_structure(exp) != jax.tree_util.tree_structure(make())
+    det = gw.DETECTORS["H1"]
+    ref = ff.Experiment(
+        lambda p, f: gw.detector_strain(p, f, det, 0.7), exp.noise, design=exp.design
+    )
+    np.testing.assert_allclose(ff.fisher(exp, fid).matrix, ff.fisher(ref, fid).matrix, rtol=1e-12)
+    assert not np.allclose(ff.fisher(exp, fid).matrix, F1, rtol=1e-6)
+
+
+def test_zoo_other_constructors_build_equal_models():
+    tree = jax.tree_util.tree_structure
+    assert tree(sgwb.experiment("LISA")) == tree(sgwb.experiment("LISA"))
+    assert tree(sgwb.experiment("LISA")) != tree(sgwb.experiment("LISA", t_obs_years=2.0))
+    assert biology.sir() is biology.sir()
+    assert biology.sir_experiment().model is biology.sir_experiment().model
+    assert biology.sir(rtol=1e-6) is not biology.sir()
+    assert biology.sir("incidence") is not biology.sir()
+
+
+# ---------------------------------------------------------------------------------------
+# 2. The on-disk cache
+# ---------------------------------------------------------------------------------------
+def _decay_kernel():
+    """A fresh wrapper (empty in-process table) around the engine's pure Fisher."""
+    return _compile.cached_kernel(ff.fisher_information, static_argnames=("names", "mode"))
+
+
+def _decay_experiment():
+    return ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.1), design=TIMES
+    )
+
+
+def _run_kernel(kernel):
+    with jax.enable_x64(True):
+        fid64 = {k: np.float64(v) for k, v in FID.items()}
+        return np.asarray(kernel(_decay_experiment(), fid64, NAMES, "forward"))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FISHERFORECAST_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("FISHERFORECAST_CACHE", raising=False)
+    _compile.reset_compile_stats()
+    return tmp_path / "kernels-v1"
+
+
+def test_disk_round_trip_in_process(own_cache):
+    F1 = _run_kernel(_decay_kernel())
+    stats = _compile.compile_stats()
+    assert stats["compiles"] == 1 and stats["disk_writes"] == 1
+    assert len(list(own_cache.glob("*.xla"))) == 1
+    assert not list(own_cache.glob(".tmp-*"))  # the temporary file was renamed
+    F2 = _run_kernel(_decay_kernel())  # new wrapper, same kernel: loaded, not compiled
+    stats = _compile.compile_stats()
+    assert stats["compiles"] == 1 and stats["disk_loads"] == 1
+    np.testing.assert_array_equal(F1, F2)
+    np.testing.assert_allclose(F1, decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-12)
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax, jax.numpy as jnp, numpy as np
+    import fisherforecast as ff
+    from fisherforecast import _compile
+
+    kernel = _compile.cached_kernel(ff.fisher_information, static_argnames=("names", "mode"))
+    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(sigma=0.1),
+                        design=np.linspace(0.0, 5.0, 40))
+    with jax.enable_x64(True):
+        F = np.asarray(kernel(exp, {"A": np.float64(1.3), "tau": np.float64(2.0)},
+                              ("A", "tau"), "forward"))
+        F_ff = ff.fisher(exp, {"A": 1.3, "tau": 2.0}).matrix
+    print(json.dumps({"stats": _compile.compile_stats(), "F": F.tolist(),
+                      "F_ff": F_ff.tolist(), "x64": bool(jax.config.jax_enable_x64)}))
+    """
+)
+
+
+def _subprocess(env_updates):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **env_updates)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_and_does_not_compile(tmp_path):
+    env = {"FISHERFORECAST_CACHE_DIR": str(tmp_path), "FISHERFORECAST_CACHE": "1"}
+    first = _subprocess(env)
+    second = _subprocess(env)
+    assert first["stats"]["compiles"] >= 1 and first["stats"]["disk_writes"] >= 1
+    assert second["stats"]["compiles"] == 0
+    assert second["stats"]["disk_loads"] == first["stats"]["disk_writes"]
+    assert first["F"] == second["F"]  # bit for bit
+    assert first["F_ff"] == second["F_ff"]
+    assert not first["x64"] and not second["x64"]
+    np.testing.assert_allclose(second["F"], decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "bad_payload", "empty"])
+def test_corrupt_entry_is_ignored_and_removed(own_cache, damage):
+    F_good = _run_kernel(_decay_kernel())
+    (path,) = own_cache.glob("*.xla")
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # a well-formed entry whose payload is not an executable
+        _compile._write_entry(path, b"not a pickled executable")
+    _compile.reset_compile_stats()
+    F = _run_kernel(_decay_kernel())
+    stats = _compile.compile_stats()
+    assert stats["disk_rejected"] == 1 and stats["compiles"] == 1 and stats["disk_loads"] == 0
+    np.testing.assert_array_equal(F, F_good)
+    # The bad entry was replaced by a good one.
+    _compile.reset_compile_stats()
+    np.testing.assert_array_equal(_run_kernel(_decay_kernel()), F_good)
+    assert _compile.compile_stats()["disk_loads"] == 1
+
+
+def test_opt_out_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FISHERFORECAST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FISHERFORECAST_CACHE", "0")
+    _compile.reset_compile_stats()
+    assert _compile.cache_dir() is None
+    F = _run_kernel(_decay_kernel())
+    stats = _compile.compile_stats()
+    assert stats["compiles"] == 1 and stats["disk_writes"] == 0 and stats["disk_loads"] == 0
+    assert list(tmp_path.iterdir()) == []
+    np.testing.assert_allclose(F, decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-12)
+
+
+def test_cache_location_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("FISHERFORECAST_CACHE", raising=False)
+    monkeypatch.delenv("FISHERFORECAST_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _compile.cache_dir() == tmp_path / "xdg" / "fisherforecast" / "kernels-v1"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert _compile.cache_dir() == Path.home() / ".cache" / "fisherforecast" / "kernels-v1"
+    monkeypatch.setenv("FISHERFORECAST_CACHE_DIR", str(tmp_path / "own"))
+    assert _compile.cache_dir() == tmp_path / "own" / "kernels-v1"
+
+
+def test_unwritable_cache_directory_is_not_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("FISHERFORECAST_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("FISHERFORECAST_CACHE", raising=False)
+    _compile.reset_compile_stats()
+    F = _run_kernel(_decay_kernel())
+    assert _compile.compile_stats()["disk_errors"] == 1
+    np.testing.assert_allclose(F, decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-12)
+
+
+def test_concurrent_writers_never_expose_a_partial_entry(tmp_path):
+    path = tmp_path / "kernels-v1" / "k.xla"
+    payloads = [bytes([i]) * 200_000 for i in range(4)]
+    seen, stop = [], threading.Event()
+
+    def writer(p):
+        for _ in range(20):
+            _compile._write_entry(path, p)
+
+    def reader():
+        while not stop.is_set():
+            entry = _compile._read_entry(path)
+            if entry is not None:
+                seen.append(entry[0])
+
+    _compile.reset_compile_stats()
+    r = threading.Thread(target=reader)
+    r.start()
+    threads = [threading.Thread(target=writer, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    r.join()
+    assert _compile.compile_stats()["disk_rejected"] == 0
+    assert all(s in payloads for s in seen)
+    assert _compile._read_entry(path)[0] in payloads
+    assert not list(path.parent.glob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Same results, same configuration, transformations still work
+# ---------------------------------------------------------------------------------------
+def test_loaded_kernel_equals_plain_jit(own_cache):
+    compiled = _run_kernel(_decay_kernel())
+    loaded = _run_kernel(_decay_kernel())
+    assert _compile.compile_stats()["disk_loads"] == 1
+    jitted = jax.jit(ff.fisher_information, static_argnames=("names", "mode"))
+    with jax.enable_x64(True):
+        fid64 = {k: np.float64(v) for k, v in FID.items()}
+        plain = np.asarray(jitted(_decay_experiment(), fid64, NAMES, "forward"))
+    assert plain.dtype == np.float64
+    np.testing.assert_array_equal(compiled, plain)
+    np.testing.assert_array_equal(loaded, plain)
+
+
+def test_float32_and_float64_calls_get_their_own_kernels(own_cache):
+    kernel = _compile.cached_kernel(lambda x: x * 2.0)
+    with jax.enable_x64(True):
+        assert kernel(np.float64(1.5)).dtype == jnp.float64
+    assert kernel(np.float32(1.5)).dtype == jnp.float32
+    assert kernel(np.ones(3)).dtype == jnp.float32  # float32 default outside the context
+
+
+def test_kernel_under_outer_transformations():
+    kernel = _compile.cached_kernel(lambda x, p: jnp.sum(x**p), static_argnames=("p",))
+    with jax.enable_x64(True):
+        x = jnp.arange(1.0, 4.0)
+        np.testing.assert_allclose(jax.grad(kernel)(x, p=2), 2 * np.arange(1.0, 4.0))
+        np.testing.assert_allclose(jax.vmap(lambda v: kernel(v, 3))(jnp.eye(3)), np.ones(3))
+        np.testing.assert_allclose(jax.jit(kernel, static_argnames="p")(x, p=1), 6.0)
+        with jax.disable_jit():
+            np.testing.assert_allclose(kernel(x, 2), 14.0)
+
+
+def test_jax_configuration_unchanged(own_cache):
+    names = [
+        "jax_enable_x64",
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+        "jax_disable_jit",
+        "jax_default_matmul_precision",
+    ]
+    before = {n: getattr(jax.config, n) for n in names}
+    _run_kernel(_decay_kernel())
+    _run_kernel(_decay_kernel())
+    ff.fisher(_decay_experiment(), FID)
+    assert {n: getattr(jax.config, n) for n in names} == before
+
+
+def test_bad_static_argnames_named():
+    with pytest.raises(ValueError, match=r"static_argnames.*nope.*parameters are \['x'\]"):
+        _compile.cached_kernel(lambda x: x, static_argnames=("nope",))
+
+
+def test_docstring_examples_run(own_cache):
+    class Markdown(doctest.DocTestParser):  # a closing ``` fence is not expected output
+        def parse(self, string, name="<string>"):
+            return super().parse(re.sub(r"(?m)^[ \t]*```[\w-]*[ \t]*$", "", string), name)
+
+    finder = doctest.DocTestFinder(parser=Markdown())
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in finder.find(_compile, "_compile"):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0
