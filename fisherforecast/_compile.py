@@ -178,11 +178,21 @@ def _environment_fingerprint() -> bytes:
     return "\n".join(parts).encode()
 
 
-def _entry_key(lowered) -> str:
+def _target_device():
+    """The device a single-device kernel runs on: JAX's default device (or the first)."""
+    device = jax.config.jax_default_device
+    if device is None:
+        return jax.devices()[0]
+    if isinstance(device, str):  # a platform name
+        return jax.devices(device)[0]
+    return device
+
+
+def _entry_key(lowered, device) -> str:
     """Hash of what determines the executable: the StableHLO text (constants included, no
-    source locations) and the environment that compiles it."""
+    source locations), the device it runs on and the environment that compiles it."""
     h = hashlib.sha256(_environment_fingerprint())
-    h.update(b"\n")
+    h.update(f"\ntarget {device.platform}:{device.id}\n".encode())
     h.update(lowered.as_text().encode())
     return h.hexdigest()
 
@@ -240,7 +250,7 @@ def _write_entry(path: Path, payload: bytes) -> None:
     _count("disk_writes")
 
 
-def _load(directory: Path, key: str, lowered):
+def _load(directory: Path, key: str, lowered, device):
     from jax.experimental import serialize_executable as se
 
     path = directory / (key + _SUFFIX)
@@ -250,7 +260,9 @@ def _load(directory: Path, key: str, lowered):
     payload, st = entry
     try:
         in_tree = jax.tree_util.tree_structure(lowered.args_info)
-        compiled = se.deserialize_and_load(payload, in_tree, lowered.out_tree)
+        compiled = se.deserialize_and_load(
+            payload, in_tree, lowered.out_tree, backend=device.client, execution_devices=[device]
+        )
     except Exception:  # incompatible or unreadable: compile afresh instead
         _reject(path, st)
         return None
@@ -258,10 +270,17 @@ def _load(directory: Path, key: str, lowered):
     return compiled
 
 
-def _store(directory: Path, key: str, compiled) -> None:
+def _devices_of(compiled) -> set:
+    shardings = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
+    return set().union(*(s.device_set for s in shardings)) if shardings else set()
+
+
+def _store(directory: Path, key: str, compiled, device) -> None:
     from jax.experimental import serialize_executable as se
 
     try:
+        if _devices_of(compiled) != {device}:  # committed inputs elsewhere, sharded, ...
+            raise ValueError("not a kernel for the target device alone")
         payload, _, _ = se.serialize(compiled)
     except Exception:  # host callbacks, closed-over constants, a backend without support
         _count("not_serializable")
@@ -293,7 +312,7 @@ def _leaf_signature(x):
     if isinstance(x, _Tracer):
         raise _Traced
     if isinstance(x, jax.Array):
-        return (x.shape, x.dtype, x.weak_type)
+        return (x.shape, x.dtype, x.weak_type, x.sharding)
     shape = getattr(x, "shape", None)
     dtype = getattr(x, "dtype", None)
     if shape is not None and dtype is not None:
@@ -358,15 +377,16 @@ class CachedKernel:
         lowered = self._jit.lower(*args)
         _count("lowerings")
         directory = cache_dir()
-        compiled = entry = None
+        compiled = entry = device = None
         if directory is not None:
-            entry = _entry_key(lowered)
-            compiled = _load(directory, entry, lowered)
+            device = _target_device()
+            entry = _entry_key(lowered, device)
+            compiled = _load(directory, entry, lowered, device)
         if compiled is None:
             compiled = lowered.compile()
             _count("compiles")
             if directory is not None:
-                _store(directory, entry, compiled)
+                _store(directory, entry, compiled, device)
         if len(self._table) >= _MAX_TABLE:
             self._table.pop(next(iter(self._table)), None)
         self._table[key] = compiled

@@ -413,3 +413,48 @@ def test_docstring_examples_run(own_cache):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+_DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax, numpy as np
+    from fisherforecast import _compile
+
+    k = _compile.cached_kernel(lambda x: x * 2.0)
+    out = [k(np.arange(3.0)).tolist()]
+    with jax.default_device(jax.devices()[1]):
+        r = k(np.arange(3.0))
+        out.append([r.tolist(), sorted(d.id for d in r.devices())])
+    r = k(jax.device_put(np.arange(3.0, dtype=np.float32), jax.devices()[1]))
+    out.append([r.tolist(), sorted(d.id for d in r.devices())])
+    print(json.dumps({"out": out, "stats": _compile.compile_stats()}))
+    """
+)
+
+
+def test_two_devices_each_kernel_loads_for_its_own_device(tmp_path):
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        FISHERFORECAST_CACHE_DIR=str(tmp_path),
+        FISHERFORECAST_CACHE="1",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", _DEVICES_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    expected = [[0.0, 2.0, 4.0], [[0.0, 2.0, 4.0], [1]], [[0.0, 2.0, 4.0], [1]]]
+    assert runs[0]["out"] == expected and runs[1]["out"] == expected
+    # Default device 0 and default device 1: stored and loaded; inputs committed to a
+    # device other than the default: compiled each time, not stored.
+    assert runs[0]["stats"]["disk_writes"] == 2
+    assert runs[1]["stats"]["disk_loads"] == 2 and runs[1]["stats"]["compiles"] == 1
