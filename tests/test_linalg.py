@@ -599,3 +599,34 @@ def test_logdet_against_numpy_and_extreme_scales():
 def test_schur_marginal_rejects_an_indefinite_matrix():
     with pytest.raises(ff.SingularFisherError, match="not positive semi-definite"):
         L.schur_marginal(np.diag([1.0, 2.0, -0.5]) + 0.0, [0], [1, 2], ("a", "b", "c"))
+
+
+def test_fisher_matrix_summaries_through_the_kernels():
+    from fisherforecast._matrix import marginal_sigma_or_inf
+
+    # [[2, 1], [1, 3]]: unit-diagonal eigenvalues 1 ± 1/sqrt(6); covariance ∝ [[3, -1],
+    # [-1, 2]], correlation -1/sqrt(6); det 5.
+    r = 1 / math.sqrt(6)
+    F = ff.FisherMatrix([[2.0, 1.0], [1.0, 3.0]], ["a", "b"])
+    assert F.condition_number == pytest.approx((1 + r) / (1 - r), rel=1e-14)
+    assert F.correlation()[0, 1] == pytest.approx(-r, rel=1e-14)
+    assert F.figure_of_merit(["a", "b"]) == pytest.approx(math.sqrt(5.0), rel=1e-14)
+    # Entries spanning 1e-300..1e300: FoM = sqrt(det) = sqrt(0.75) · 1e-150 · 1e150.
+    S = np.array([[1.0, 0.5], [0.5, 1.0]])
+    G = ff.FisherMatrix(S * np.outer([1e-150, 1e150], [1e-150, 1e150]), ["a", "b"])
+    assert G.figure_of_merit(["a", "b"]) == pytest.approx(math.sqrt(0.75), rel=1e-14)
+    assert G.condition_number == pytest.approx(3.0, rel=1e-14)
+    # A parameter without information: condition inf, FoM 0, σ inf only for it.
+    Z = ff.FisherMatrix([[4.0, 0.0], [0.0, 0.0]], ["a", "b"])
+    assert Z.condition_number == math.inf and Z.figure_of_merit(["a", "b"]) == 0.0
+    assert marginal_sigma_or_inf(Z) == {"a": 0.5, "b": math.inf}
+    # The degenerate example: x is still constrained, y and z are not.
+    D = ff.FisherMatrix([[2.0, 0.1, 0.1], [0.1, 1.0, 1.0], [0.1, 1.0, 1.0]], ["x", "y", "z"])
+    sig = marginal_sigma_or_inf(D)
+    assert sig["x"] == pytest.approx(1 / math.sqrt(1.99), rel=1e-13)
+    assert sig["y"] == sig["z"] == math.inf
+    # A zero diagonal entry with a non-zero off-diagonal one is not a Fisher matrix.
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        ff.FisherMatrix([[0.0, 1.0], [1.0, 5.0]], ["a", "b"])
+    with pytest.raises(ValueError, match=r"negative diagonal entries for \['b'\]"):
+        ff.FisherMatrix([[1.0, 0.0], [0.0, -1.0]], ["a", "b"])
