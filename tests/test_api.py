@@ -98,6 +98,7 @@ ENGINE_MODULES = [
     "_fisher",
     "_engine",
     "_checks",
+    "_record",
     "_matrix",
     "_linalg",
     "_io",
