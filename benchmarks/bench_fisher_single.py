@@ -111,7 +111,7 @@ def main():
     import jax.numpy as jnp
 
     import fisherforecast as ff
-    from fisherforecast._fisher import fisher_information
+    from fisherforecast._engine import fisher_information
     from fisherforecast._x64 import float64
 
     print(

@@ -7,15 +7,16 @@ point computes in float64 inside a local ``jax.enable_x64`` context.
 
 __version__ = "0.1.0"
 
+from ._engine import fisher_information as fisher_information
+from ._engine import jacobian as jacobian
 from ._errors import FisherError as FisherError
+from ._errors import InputError as InputError
 from ._errors import NonFiniteError as NonFiniteError
 from ._errors import ParameterError as ParameterError
 from ._errors import SingularFisherError as SingularFisherError
 from ._experiment import Experiment as Experiment
 from ._fisher import bias as bias
 from ._fisher import fisher as fisher
-from ._fisher import fisher_information as fisher_information
-from ._fisher import jacobian as jacobian
 from ._io import load as load
 from ._linalg import Inverse as Inverse
 from ._linalg import robust_inverse as robust_inverse

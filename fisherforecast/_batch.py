@@ -1,7 +1,7 @@
 """Fisher matrices for populations: one compiled, batched transformation of the single path.
 
 :func:`fisher_batch` evaluates ``jax.jit(jax.vmap(...))`` of the engine's own Fisher function
-(``_fisher_parts``, the function behind :func:`ff.fisher` and :func:`ff.fisher_information`)
+(``_engine.evaluate``, the function behind :func:`ff.fisher` and :func:`ff.fisher_information`)
 over chunks of fiducials or designs, so a batched matrix and a single one are the same
 computation. Around that kernel sit the pieces a population run needs:
 
@@ -37,11 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_experiments, check_mode, check_names, check_overwrite, check_subset
+from ._engine import call_model, evaluate
 from ._errors import FisherError, SingularFisherError, quote
-from ._fisher import _as_experiments, _call_model, _check_mode, _fisher_parts, check_names
-from ._io import _check_overwrite
 from ._linalg import PSD_RTOL, RANK_RTOL, schur_marginal
-from ._matrix import FisherMatrix, _subset
+from ._matrix import FisherMatrix
 from ._x64 import float64
 
 __all__ = ["REASONS", "FisherBatch", "fisher_batch"]
@@ -101,12 +101,11 @@ def _item(experiments, fiducial, names, mode):
     total = None
     bad_out = bad_jac = bad_noise = jnp.asarray(False)
     for exp in experiments:
-        F, mean, J, checks = _fisher_parts(exp, fiducial, names, mode)
-        total = F if total is None else total + F
-        bad_out = bad_out | ~jnp.all(jnp.isfinite(mean))
-        bad_jac = bad_jac | ~jnp.all(jnp.isfinite(J))
-        for ok in checks.values():
-            bad_noise = bad_noise | ~jnp.asarray(ok, dtype=bool)
+        ev = evaluate(exp, fiducial, names, mode)
+        total = ev.fisher if total is None else total + ev.fisher
+        bad_out = bad_out | ~ev.finite_output
+        bad_jac = bad_jac | ~ev.finite_jacobian
+        bad_noise = bad_noise | ~ev.noise_ok
     code = jnp.where(
         bad_out, BAD_OUTPUT, jnp.where(bad_jac, BAD_JACOBIAN, jnp.where(bad_noise, BAD_NOISE, OK))
     )
@@ -131,7 +130,7 @@ def _chunk_kernel(experiments, fiducials, names, mode, design_batch):
 def _probe(experiments, fiducial):
     """Model outputs at one item; only ever traced (``eval_shape``) for their shapes."""
     params = {k: jnp.asarray(v, jnp.float64) for k, v in fiducial.items()}
-    return tuple(_call_model(e, params) for e in experiments)
+    return tuple(call_model(e, params) for e in experiments)
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,7 +589,7 @@ def _create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, do
     """Write the full layout of a batch file to `tmp` (a fresh path)."""
     import h5py
 
-    from ._io import _version
+    from . import __version__
 
     P = len(names)
     n_chunks = math.ceil(B / chunk_size)
@@ -598,7 +597,7 @@ def _create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, do
     with h5py.File(tmp, "w") as h:
         h.attrs["format"] = FILE_FORMAT
         h.attrs["format_version"] = FILE_VERSION
-        h.attrs["library_version"] = _version()
+        h.attrs["library_version"] = __version__
         h.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat()
         h.attrs["experiment"] = label or ""
         h.attrs["chunk_size"] = int(chunk_size)
@@ -860,8 +859,8 @@ def fisher_batch(
     ```
     """
     t0 = time.perf_counter()
-    experiments = tuple(_as_experiments(experiment))
-    _check_mode(mode)
+    experiments = tuple(as_experiments(experiment))
+    check_mode(mode)
     if not isinstance(design_batch, bool):
         raise TypeError(f"`design_batch` must be True or False; received {quote(design_batch)}.")
     if not isinstance(progress, bool):
@@ -874,7 +873,7 @@ def fisher_batch(
         raise ValueError(
             f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}."
         )
-    _check_overwrite(overwrite)
+    check_overwrite(overwrite)
     if out is not None and not isinstance(out, str | os.PathLike):
         raise TypeError(
             f"`out` must be a file path (str or pathlib.Path) or None; received {quote(out)}."
@@ -1573,7 +1572,7 @@ class FisherBatch:
         """
         if not isinstance(sigmas, Mapping):
             raise TypeError(f"with_prior expects a dict name -> sigma; received {quote(sigmas)}.")
-        _subset(list(sigmas), self._names, "with_prior(sigmas)")
+        check_subset(list(sigmas), self._names, "with_prior(sigmas)")
         B = len(self)
         upstream = self._upstream()
         live = upstream == OK
@@ -1614,7 +1613,7 @@ class FisherBatch:
         ([False], [True])
         ```
         """
-        names = _subset(names, self._names, "fix(names)")
+        names = check_subset(names, self._names, "fix(names)")
         keep = [n for n in self._names if n not in names]
         if not keep:
             raise ValueError("fix(names) would remove every parameter; keep at least one.")
@@ -1639,7 +1638,7 @@ class FisherBatch:
         [[[1.0]]]
         ```
         """
-        keep = _subset(keep, self._names, "marginalize(keep)")
+        keep = check_subset(keep, self._names, "marginalize(keep)")
         if not keep:
             raise ValueError("marginalize(keep) needs at least one parameter to keep.")
         drop = [n for n in self._names if n not in keep]

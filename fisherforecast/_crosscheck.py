@@ -33,8 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_experiments, check_fiducial, check_names
+from ._engine import call_model, params_from_vector, split
 from ._errors import FisherError, SingularFisherError, quote
-from ._fisher import _as_experiments, _call_model, check_fiducial, check_names, fisher
+from ._fisher import fisher
 from ._linalg import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
@@ -83,12 +85,6 @@ ASYMMETRY_SE = _asymmetry_se_constant()
 # =======================================================================================
 # Log-likelihoods (pure; the static `names` select the sampled parameters)
 # =======================================================================================
-def _params_of(theta, names, fixed):
-    params = dict(fixed)
-    params.update({n: theta[i] for i, n in enumerate(names)})
-    return params
-
-
 def experiments_loglik(theta, like, names):
     """Σ log-likelihood of independent experiments at ``theta``; ``like = (exps, data, fixed)``.
 
@@ -96,10 +92,10 @@ def experiments_loglik(theta, like, names):
     NUTS treats as a divergent point and rejects.
     """
     experiments, datas, fixed = like
-    params = _params_of(theta, names, fixed)
+    params = params_from_vector(theta, names, fixed)
     total = 0.0
     for exp, data in zip(experiments, datas, strict=True):
-        mean = _call_model(exp, params)
+        mean = call_model(exp, params)
         total = total + exp.noise.log_likelihood(data, mean, params, exp.design)
     return jnp.where(jnp.isnan(total), -jnp.inf, total)
 
@@ -482,14 +478,14 @@ def _fit_batch(experiments, datas, fixed, theta0, L, *, names, rtol, atol, max_s
 # =======================================================================================
 @jax.jit
 def _means(experiments, params):
-    return tuple(_call_model(exp, params) for exp in experiments)
+    return tuple(call_model(exp, params) for exp in experiments)
 
 
 @jax.jit
 def _simulate(experiments, params, key):
     keys = jax.random.split(key, len(experiments))
     return tuple(
-        exp.noise.simulate(k, _call_model(exp, params), params, exp.design)
+        exp.noise.simulate(k, call_model(exp, params), params, exp.design)
         for exp, k in zip(experiments, keys, strict=True)
     )
 
@@ -501,12 +497,10 @@ def _simulate_batch(experiments, params, key, n_sims):
 
 def _check_asimov(experiments, fid64, names, means):
     """Asimov data carry no information on noise parameters: refuse them there."""
-    from ._fisher import _split
-
-    theta, to_params = _split(fid64, names)
+    theta, to_params = split(fid64, names)
     for exp, mean in zip(experiments, means, strict=True):
         extra = exp.noise.covariance_information(
-            theta, to_params, exp.design, np.shape(mean), "forward"
+            jnp.asarray(mean), theta, to_params, exp.design, "forward"
         )
         if extra is not None and np.any(np.asarray(extra) != 0):
             raise ValueError(
@@ -793,7 +787,7 @@ class CrossCheck:
         )
 
 
-def _describe_prior(d) -> str:
+def describe_prior(d) -> str:
     import numpyro.distributions as dist
 
     if isinstance(d, dist.Uniform):
@@ -901,7 +895,7 @@ def crosscheck(
     True
     ```
     """
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     check_sampler_settings(
@@ -1000,7 +994,7 @@ def crosscheck(
             dense_mass=dense_mass,
             max_tree_depth=max_tree_depth,
         )
-        prior_text = {n: _describe_prior(d) for n, d in zip(names, priors, strict=True)}
+        prior_text = {n: describe_prior(d) for n, d in zip(names, priors, strict=True)}
 
     return _compare(
         F,
@@ -1364,7 +1358,7 @@ def coverage(
     200
     ```
     """
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 2:

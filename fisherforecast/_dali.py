@@ -32,20 +32,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_experiments, check_fiducial, check_names
 from ._crosscheck import (
     DEFAULT_BOUNDS_SIGMA,
     TARGET_ACCEPT,
-    _describe_prior,
     chain_statistics,
     check_sampler_settings,
+    describe_prior,
     resolve_priors,
     run_nuts,
     whitening,
 )
+from ._engine import call_model, split
 from ._errors import NonFiniteError, SingularFisherError, quote
-from ._fisher import _as_experiments, _call_model, _split, check_fiducial, check_names
 from ._matrix import FisherMatrix
-from ._noise import PSD, Gaussian
 from ._x64 import float64
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -57,9 +57,7 @@ MAX_TENSOR_ENTRIES = 2**25
 
 def _check_supported(exp):
     noise = exp.noise
-    if isinstance(noise, Gaussian) and not noise.parameter_dependent:
-        return
-    if isinstance(noise, PSD):
+    if noise.gaussian and noise.parameter_dependent is False:
         return
     raise NotImplementedError(
         f"DALI is implemented for Gaussian noise with a parameter-independent covariance "
@@ -75,13 +73,13 @@ def _check_supported(exp):
 @partial(jax.jit, static_argnames=("names", "order"))
 def dali_tensors(experiment, fiducial, names, order):
     """The DALI tensors of one experiment as a tuple (see ``TENSORS``). Pure, under float64."""
-    theta, to_params = _split(fiducial, names)
+    theta, to_params = split(fiducial, names)
     P = len(names)
 
     def flat(th):  # forward mode carries complex outputs as they are
-        return _call_model(experiment, to_params(th)).reshape(-1)
+        return call_model(experiment, to_params(th)).reshape(-1)
 
-    mean = _call_model(experiment, to_params(theta))
+    mean = call_model(experiment, to_params(theta))
     n = mean.size
     J = jax.jacfwd(flat)(theta)
     H = jax.jacfwd(jax.jacfwd(flat))(theta).reshape(n, P * P)
@@ -89,7 +87,7 @@ def dali_tensors(experiment, fiducial, names, order):
     design = experiment.design
 
     def inner(a, b):
-        return experiment.noise.inner(a, b, params, design, mean)
+        return experiment.noise.inner(a, b, mean, params, design)
 
     F = inner(J, J)
     S = inner(H, J).reshape(P, P, P)
@@ -349,7 +347,7 @@ class DALI:
                 dense_mass=dense_mass,
                 max_tree_depth=max_tree_depth,
             )
-            prior_text = {n: _describe_prior(d) for n, d in zip(self.names, priors, strict=True)}
+            prior_text = {n: describe_prior(d) for n, d in zip(self.names, priors, strict=True)}
         stats = chain_statistics(run.theta)
         C, S, _ = run.theta.shape
 
@@ -460,7 +458,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     ((2, 2, 2), 0.0)
     ```
     """
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or order not in (2, 3):
         raise ValueError(
             f"`order` must be 2 (doublet) or 3 (triplet), as an int; received "

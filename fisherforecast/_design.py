@@ -41,16 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import quote
+from ._checks import as_experiments, check_fiducial, check_mode, check_names
+from ._engine import fisher_information
+from ._errors import ParameterError, quote
 from ._experiment import Experiment
-from ._fisher import (
-    ParameterError,
-    _as_experiments,
-    _check_mode,
-    check_fiducial,
-    check_names,
-    fisher_information,
-)
 from ._linalg import RANK_RTOL
 from ._matrix import FisherMatrix
 from ._x64 import float64
@@ -454,11 +448,11 @@ def _natural_numpy(F, crit: _Criterion) -> float:
 # Argument checks and formatting shared by every design function
 # =======================================================================================
 def _common_setup(experiment, fiducial, params, criterion, maximize, prior, relative, mode):
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     joint = not isinstance(experiment, Experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode)
+    check_mode(mode)
     crit = _check_criterion(criterion, maximize, names)
     return experiments, joint, fid, names, crit
 

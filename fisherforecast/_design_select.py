@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_experiments, check_fiducial, check_mode, check_names
 from ._design import (
     HIGHEST,
     _align_prior,
@@ -38,17 +39,10 @@ from ._design import (
     _singular_numpy,
     _unit_diagonal,
 )
-from ._errors import FisherError, SingularFisherError, quote
+from ._engine import fisher_information
+from ._errors import FisherError, ParameterError, SingularFisherError, quote
 from ._experiment import Experiment
-from ._fisher import (
-    ParameterError,
-    _as_experiments,
-    _check_mode,
-    check_fiducial,
-    check_names,
-    fisher,
-    fisher_information,
-)
+from ._fisher import fisher
 from ._linalg import RANK_RTOL, describe_direction
 from ._matrix import FisherMatrix
 from ._x64 import float64
@@ -650,7 +644,7 @@ def required_samples(
 
     ```
     """
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     F1 = fisher(experiments, fid, params=names, mode=mode)
@@ -903,10 +897,10 @@ def repair_identifiability(
 
     ```
     """
-    experiments = _as_experiments(experiment)
+    experiments = as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode)
+    check_mode(mode)
     threshold = float(threshold)
     if not threshold > 1:
         raise ValueError(f"`threshold` must be > 1 (a collinearity index); received {threshold!r}.")

@@ -6,7 +6,17 @@ import numpy as np
 
 
 class FisherError(ValueError):
-    """Base class for fisherforecast errors about the user's inputs or results."""
+    """Base class for fisherforecast errors about the user's inputs or results.
+
+    The tree: :class:`InputError` (bad arguments; :class:`ParameterError` for names),
+    :class:`NonFiniteError` (NaN/inf in a model output, derivative or matrix) and
+    :class:`SingularFisherError` (an unconstrained parameter combination). Every one of them
+    is also a ``ValueError``, so ``except ValueError`` keeps working.
+    """
+
+
+class InputError(FisherError):
+    """An argument is malformed: wrong shape, type, range or combination (a ValueError)."""
 
 
 class SingularFisherError(FisherError, np.linalg.LinAlgError):
@@ -27,7 +37,7 @@ class SingularFisherError(FisherError, np.linalg.LinAlgError):
         self.spaces = list(spaces) if spaces is not None else ["linear"] * len(self.directions)
 
 
-class ParameterError(FisherError, KeyError):
+class ParameterError(InputError, KeyError):
     """Unknown, missing or duplicate parameter names (both a ValueError and a KeyError)."""
 
     def __str__(self):  # KeyError would otherwise quote the whole message

@@ -41,27 +41,16 @@ import itertools
 import math
 from collections.abc import Mapping
 from fractions import Fraction
-from functools import partial
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import FisherError, quote
+from ._checks import as_experiments, check_fiducial, check_mode, check_names
+from ._engine import evaluate_checked
+from ._errors import FisherError, ParameterError, quote
 from ._experiment import Experiment
-from ._fisher import (
-    ParameterError,
-    _as_experiments,
-    _check_finite,
-    _check_mode,
-    _fisher_parts,
-    _split,
-    check_fiducial,
-    check_names,
-)
 from ._matrix import FisherMatrix
-from ._noise import Gaussian
 from ._x64 import float64
 
 #: Relative singular-value tolerance of the column-normalised sensitivity matrix.
@@ -76,28 +65,6 @@ NULL_COMPONENT_TOL = 1e-3
 EXHAUSTIVE_MAX = 12
 #: Agreement required between SᵀS of the whitened sensitivities and the engine's Fisher matrix.
 _WHITEN_CHECK_RTOL = 1e-9
-
-
-# ---------------------------------------------------------------------------------------
-# Whitened sensitivities: pure, jitted once per model and output shape
-# ---------------------------------------------------------------------------------------
-def _whiten(noise, J, params, design, mean):
-    """``L⁻¹ J`` for the noise models whose metric has a known square root, else ``None``."""
-    if isinstance(noise, Gaussian) and noise.parameter_dependent:
-        return None  # the covariance term is not a data-space metric: use the Fisher root
-    return noise.whiten(J, params, design, mean)
-
-
-@partial(jax.jit, static_argnames=("names", "mode"))
-def _sensitivity_parts(experiments, fiducial, names, mode):
-    theta, to_params = _split(fiducial, names)
-    params = to_params(theta)
-    out = []
-    for exp in experiments:
-        F, mean, J, checks = _fisher_parts(exp, fiducial, names, mode)
-        S = _whiten(exp.noise, J, params, exp.design, mean)
-        out.append((F, mean, J, checks, S))
-    return out
 
 
 class _Factor(NamedTuple):
@@ -126,28 +93,8 @@ def _factor_from_fisher(F, scale):
     return _Factor(Rn, norms, F, "square root of the Fisher matrix")
 
 
-def _fisher_parts_checked(experiments, fid64, names, mode):
-    """Fisher matrix (summed), model means and whitened sensitivities (or None) of each
-    experiment, checked for NaN/inf. Call under float64. Shared with the profiles, so that
-    both analyses of one model compile its Jacobian once."""
-    parts = _sensitivity_parts(tuple(experiments), fid64, names, mode)
-    F_total = 0.0
-    means, blocks = [], []
-    for exp, (F, mean, J, checks, S) in zip(experiments, parts, strict=True):
-        _check_finite(exp, mean, J, jax.device_get(checks), names)
-        F_total = F_total + np.asarray(F, dtype=np.float64)
-        means.append(np.asarray(mean))
-        blocks.append(None if S is None else np.asarray(S, dtype=np.float64))
-    if not np.all(np.isfinite(F_total)):
-        raise FisherError(
-            "The Fisher matrix has NaN/inf entries although the model and its "
-            "derivatives are finite: the noise weights overflowed."
-        )
-    return F_total, means, blocks
-
-
 def _factor_at(experiments, fid64, names, mode, scale):
-    F_total, _, blocks = _fisher_parts_checked(experiments, fid64, names, mode)
+    F_total, _, blocks = evaluate_checked(experiments, fid64, names, mode, detail=True)
     P = len(names)
     if any(b is None for b in blocks) or not all(np.all(np.isfinite(b)) for b in blocks):
         return _factor_from_fisher(F_total, scale)
@@ -1179,7 +1126,7 @@ def identifiability(
     ```
     """
     _check_options(n_random, rtol, crb_threshold, collinearity_threshold, spread)
-    _check_mode(mode)
+    check_mode(mode)
     notes = []
     if isinstance(experiment_or_fisher, IdentifiabilityReport):
         raise TypeError(
@@ -1231,8 +1178,8 @@ def identifiability(
             ],
         )
 
-    experiments = _as_experiments(experiment_or_fisher)
-    _check_mode(mode, experiments)
+    experiments = as_experiments(experiment_or_fisher)
+    check_mode(mode, experiments)
     if fiducial is None:
         raise ValueError(
             "identifiability(experiment) needs `fiducial`, the parameter values "
@@ -1322,8 +1269,8 @@ def collinearity_index(
             experiment_or_fisher, fiducial, params=params, n_random=0, rtol=rtol
         )
         return report.collinearity_index(names)
-    experiments = _as_experiments(experiment_or_fisher)
-    _check_mode(mode, experiments)
+    experiments = as_experiments(experiment_or_fisher)
+    check_mode(mode, experiments)
     if fiducial is None:
         raise ValueError("collinearity_index(experiment) needs `fiducial`.")
     fid = check_fiducial(fiducial)
@@ -1542,7 +1489,7 @@ def nullspace_penalty(
     return penalty
 
 
-def _marginal_sigma_pinv(F, names, fiducial, rtol=RANK_RTOL):
+def marginal_sigma_pinv(F, names, fiducial, rtol=RANK_RTOL):
     """Marginal σ of each parameter from a possibly singular Fisher matrix: the rank-truncated
     pseudo-inverse, ``inf`` for parameters in a null direction. Used by the profiles."""
     names = tuple(names)

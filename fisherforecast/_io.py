@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_overwrite
 from ._matrix import FisherMatrix
 
 FORMAT_TAG = "fisherforecast.FisherMatrix"
@@ -45,11 +46,6 @@ def _format_of(path, format):
             raise ValueError(f"`format` must be 'hdf5' or 'text'; received {format!r}.")
         return format
     return "hdf5" if Path(path).suffix.lower() in _HDF5_SUFFIXES else "text"
-
-
-def _check_overwrite(overwrite):
-    if not isinstance(overwrite, bool | np.bool_):
-        raise TypeError(f"`overwrite` must be True or False; received {overwrite!r}.")
 
 
 def _exists_error(path):
@@ -97,7 +93,7 @@ def _move_into_place(tmp, path, overwrite):
 @contextlib.contextmanager
 def atomic_path(path, overwrite: bool):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
-    _check_overwrite(overwrite)
+    check_overwrite(overwrite)
     path = Path(path)
     if path.exists() and not overwrite:
         raise _exists_error(path)
@@ -255,7 +251,7 @@ def _save_text(F, path, overwrite, meta_json):
     Both are written to temporary files first and then moved into place; if anything fails,
     files already moved are put back as they were (or removed if they are new).
     """
-    _check_overwrite(overwrite)
+    check_overwrite(overwrite)
     path = Path(path)
     if path.name.lower().endswith(".paramnames"):
         raise ValueError(

@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import as_experiments, check_fiducial, check_names
 from ._errors import quote
 from ._experiment import Experiment, register_experiment_class
-from ._fisher import _as_experiments, check_fiducial, check_names, fisher
+from ._fisher import fisher
 from ._matrix import FisherMatrix, marginal_sigma_or_inf
 from ._noise import Gaussian
 from ._x64 import float64
@@ -58,17 +59,19 @@ def _output_shape(exp: Experiment):
 
 def _block_of(exp: Experiment, shape) -> np.ndarray:
     noise = exp.noise
-    n = int(np.prod(shape))
-    if not isinstance(noise, Gaussian) or noise.parameter_dependent:
+    C = None
+    if not noise.parameter_dependent:
+        # The capability JointExperiment needs: a fixed, dense data covariance.
+        with float64():
+            C = noise.covariance(jnp.zeros(shape), {}, exp.design)
+            C = None if C is None else np.asarray(C, dtype=np.float64)
+    if C is None:
         raise TypeError(
             f"JointExperiment needs fixed Gaussian noise in every experiment; {exp.label} "
             f"has {noise!r}. Parameter-dependent or non-Gaussian noise has no "
             "cross-covariance to speak of: combine such experiments as a list instead."
         )
-    if noise.cov is not None:
-        return np.asarray(noise.cov)
-    sigma = np.broadcast_to(np.asarray(noise.sigma), shape).reshape(n)
-    return np.diag(sigma**2)
+    return C
 
 
 class JointExperiment(Experiment):
@@ -106,7 +109,7 @@ class JointExperiment(Experiment):
                 "JointExperiment `experiments` must be a list of at least two ff.Experiment; "
                 f"received {quote(experiments)}."
             )
-        experiments = _as_experiments(list(experiments))
+        experiments = as_experiments(list(experiments))
         if len(experiments) < 2:
             raise ValueError(
                 "JointExperiment `experiments` must be a list of at least two ff.Experiment; "

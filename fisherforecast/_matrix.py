@@ -11,7 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import FisherError, ParameterError, SingularFisherError, quote
-from ._linalg import PSD_RTOL, RANK_RTOL, Inverse, check_matrix, robust_inverse, schur_marginal
+from ._linalg import (
+    NOT_PSD,
+    Inverse,
+    check_matrix,
+    classify,
+    logdet,
+    pinv_sigma,
+    robust_inverse,
+    schur_marginal,
+    unit_diagonal,
+)
 from ._x64 import float64
 
 
@@ -125,21 +135,19 @@ class FisherMatrix:
     def __init__(self, matrix, names, fiducial=None, labels=None, *, name=None, metadata=None):
         M = check_matrix(matrix, "FisherMatrix `matrix`")
         names = _check_names(names, M.shape[0])
-        diag = np.diag(M)
-        if np.any(diag < 0):
+        if int(classify(M)[0]) == NOT_PSD:  # the package's one PSD rule (PSD_RTOL)
+            diag = np.diag(M)
             bad = [n for n, d in zip(names, diag, strict=True) if d < 0]
-            raise ValueError(
-                f"FisherMatrix `matrix` has negative diagonal entries for {bad}; a Fisher "
-                "matrix is positive semi-definite."
-            )
-        if M.size:
-            d = np.sqrt(np.where(diag > 0, diag, 1.0))
-            w = np.linalg.eigvalsh(M / np.outer(d, d))
-            if w[0] < -PSD_RTOL * max(w[-1], 1.0):
+            if bad:
                 raise ValueError(
-                    "FisherMatrix `matrix` is not positive semi-definite (smallest eigenvalue "
-                    f"of the unit-diagonal matrix {w[0]:.3g}); it cannot be a Fisher matrix."
+                    f"FisherMatrix `matrix` has negative diagonal entries for {bad}; a Fisher "
+                    "matrix is positive semi-definite."
                 )
+            w0 = np.linalg.eigvalsh(unit_diagonal(M)[0])[0]
+            raise ValueError(
+                "FisherMatrix `matrix` is not positive semi-definite (smallest eigenvalue "
+                f"of the unit-diagonal matrix {w0:.3g}); it cannot be a Fisher matrix."
+            )
         M.setflags(write=False)
         object.__setattr__(self, "_matrix", M)
         object.__setattr__(self, "_names", names)
@@ -207,13 +215,7 @@ class FisherMatrix:
         the parameters' units (the raw ``np.linalg.cond(F.matrix)`` does). ``inf`` when a
         parameter has no information.
         """
-        d = np.sqrt(np.diag(self._matrix))
-        if self.n_params == 0:
-            return 1.0
-        if np.any(d == 0):
-            return math.inf
-        w = np.linalg.eigvalsh(self._matrix / np.outer(d, d))
-        return math.inf if w[0] <= 0 else float(w[-1] / w[0])
+        return float(classify(self._matrix)[1])
 
     def _replace(self, matrix=None, names=None, fiducial=None, labels=None, **kw):
         names = self._names if names is None else names
@@ -262,9 +264,7 @@ class FisherMatrix:
 
     def correlation(self) -> np.ndarray:
         """The correlation matrix of the parameters."""
-        cov = self.covariance()
-        s = np.sqrt(np.diag(cov))
-        R = np.clip(cov / np.outer(s, s), -1.0, 1.0)
+        R = np.clip(unit_diagonal(self.covariance())[0], -1.0, 1.0)
         np.fill_diagonal(R, 1.0)
         return R
 
@@ -402,8 +402,8 @@ class FisherMatrix:
             if self._fiducial is not None:
                 ref = np.array([self._fiducial[n] for n in self._names])
                 # Each parameter's own scale: its value, or its conditional 1σ near zero.
-                diag = np.diag(self._matrix)
-                scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 0.0)
+                _, d = unit_diagonal(self._matrix)
+                scale = np.where(np.diag(self._matrix) > 0, 1.0 / d, 0.0)
                 if not np.all(np.abs(old0 - ref) <= 1e-6 * (np.abs(ref) + scale)):
                     raise ValueError(
                         "transform(fiducial) does not reproduce this matrix's fiducial: got "
@@ -467,13 +467,8 @@ class FisherMatrix:
         except SingularFisherError:
             # A degeneracy that involves the FoM parameters leaves their area unbounded.
             return 0.0
-        d = np.sqrt(np.diag(M))
-        if not np.all(d > 0):
-            return 0.0
-        sign, logdet = np.linalg.slogdet(M / np.outer(d, d))
-        if sign <= 0:
-            return 0.0
-        return float(math.exp(0.5 * logdet + np.sum(np.log(d))))
+        # det(F_marg) on its unit-diagonal form; -inf (FoM 0) when it is not positive.
+        return float(math.exp(0.5 * float(logdet(M))))
 
     def ellipse(self, a: str, b: str, level: float = 0.6827) -> Ellipse:
         """The 2-D joint confidence ellipse of (`a`, `b`), marginalised over the rest.
@@ -710,18 +705,5 @@ def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:
         return F.sigma()
     except SingularFisherError:
         pass
-    M = F.matrix
-    d = np.sqrt(np.diag(M))
-    live = d > 0
-    out = {n: math.inf for n in F.names}
-    if not live.any():
-        return out
-    idx = np.nonzero(live)[0]
-    S = M[np.ix_(idx, idx)] / np.outer(d[idx], d[idx])
-    w, V = np.linalg.eigh(S)
-    null = w <= RANK_RTOL * len(idx) * w[-1]
-    pinv = (V[:, ~null] / w[~null]) @ V[:, ~null].T
-    for k, i in enumerate(idx):
-        if np.linalg.norm(V[k, null]) < 1e-6:
-            out[F.names[i]] = float(math.sqrt(pinv[k, k]) / d[i])
-    return out
+    sigma = pinv_sigma(F.matrix)  # rank rule RANK_RTOL, membership NULL_TOL (unit-free)
+    return {n: float(v) for n, v in zip(F.names, sigma, strict=True)}

@@ -1,28 +1,52 @@
 """Noise models: how a model's output is compared with data.
 
-Each noise model owns three things, so that every analysis (Fisher, bias, HMC,
-profiles, coverage, DALI) uses one definition:
+:class:`NoiseModel` is the contract every analysis relies on. A noise model owns one
+definition of each of these, on flattened outputs (``N`` values; Jacobians ``(N, P)``), and
+every method takes its arguments in one order — what is being measured first, then
+``mean, params, design``:
 
-* ``inner(a, b, params, design, mean)``: the data-space metric ``aᵀ W b`` for the model's
-  flattened outputs (``W = C⁻¹`` for Gaussian noise, ``1/λ`` for Poisson counts, the
-  noise-weighted inner product for a PSD). The Fisher matrix is ``inner(J, J)``.
-* ``covariance_information(...)``: the extra information carried by a parameter-dependent
-  covariance, ``½ tr(C⁻¹ ∂ᵢC C⁻¹ ∂ⱼC)``; zero for fixed noise.
-* ``log_likelihood(data, mean, params, design)`` and ``simulate(key, mean, params, design)``.
+* ``inner(a, b, mean, params, design)`` (abstract): the data-space metric ``aᵀ W b``
+  (``W = C⁻¹`` for Gaussian noise, ``1/λ`` for Poisson counts, the noise-weighted inner
+  product for a PSD). The Fisher matrix is ``inner(J, J)``.
+* ``log_likelihood(data, mean, params, design)`` (abstract): used by HMC cross-checks,
+  profiles and coverage.
+* ``tree_flatten()`` / ``tree_unflatten(aux, children)`` (abstract): arrays are pytree
+  leaves, callables static. Every subclass is registered as a pytree automatically.
+* Optional capabilities, each with a neutral default, which analyses ask for instead of
+  testing for concrete classes:
 
-All arrays reaching these methods are flattened to 1-D (``N`` outputs); the Jacobian is
-``(N, P)``. A new noise model is a subclass that implements these methods.
+  - ``whiten(x, mean, params, design)``: a real ``W^½ x``, or ``None`` when the metric has
+    no data-space square root (identifiability then uses a root of the Fisher matrix);
+  - ``parameter_dependent``: whether the noise depends on the parameters (``None``:
+    not declared);
+    ``covariance_information(mean, theta, to_params, design, mode)`` then returns the extra
+    information ``½ tr(C⁻¹ ∂ᵢC C⁻¹ ∂ⱼC)``;
+  - ``gaussian``: the log-likelihood is ``−½ inner(r, r)`` plus a term free of the mean
+    (needed by DALI);
+  - ``covariance(mean, params, design)``: the dense data covariance, or ``None``
+    (``ff.JointExperiment`` needs it);
+  - ``expected_deviance(mean, mean0, params, params0, design)``: ``E₀[−2 ln L]`` for data
+    drawn at ``mean0, params0``, up to a constant (``has_expected_deviance`` says whether a
+    noise model defines it; noise-free profiles need it when the noise depends on the
+    parameters);
+  - ``check_values(mean, params, design)``: values that must be positive and finite;
+  - ``simulate(key, mean, params, design)``: one noisy realisation.
+
+A new noise model is one subclass; ``tests/test_noise_contract.py`` runs every noise model
+through every analysis it supports.
 """
 
 from __future__ import annotations
 
+import abc
 import inspect
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import quote
+from ._errors import InputError, quote
 from ._linalg import check_matrix
 from ._x64 import as_float64_tree
 
@@ -64,7 +88,7 @@ def _broadcast_flat(values, shape, what):
     try:
         out = jnp.broadcast_to(values, shape)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{what} has shape {tuple(values.shape)}, which does not match (or broadcast to) "
             f"the model output shape {tuple(shape)}. Give one value per datum, a scalar, or "
             "an array that broadcasts to the output."
@@ -72,71 +96,135 @@ def _broadcast_flat(values, shape, what):
     return out.reshape(-1)
 
 
-class NoiseModel:
-    """Base class. Subclasses implement the methods below; see the module docstring."""
+class NoiseModel(abc.ABC):
+    """The noise-model contract (see the module docstring for every method).
+
+    Subclass it and implement ``inner``, ``log_likelihood``, ``tree_flatten`` and
+    ``tree_unflatten``; override the optional capabilities your noise model has.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> class Unit(ff.NoiseModel):          # Gaussian noise with σ = 1, written by hand
+    ...     gaussian = True
+    ...     def tree_flatten(self):
+    ...         return (), None
+    ...     @classmethod
+    ...     def tree_unflatten(cls, aux, children):
+    ...         return cls()
+    ...     def inner(self, a, b, mean, params, design):
+    ...         return a.T @ b
+    ...     def log_likelihood(self, data, mean, params, design):
+    ...         return -0.5 * jnp.sum((data - mean) ** 2)
+    >>> exp = ff.Experiment(lambda p, t: p["a"] * t, Unit(), design=jnp.arange(3.0))
+    >>> float(ff.fisher(exp, {"a": 1.0}).matrix[0, 0])    # Σ t² = 0 + 1 + 4
+    5.0
+    ```
+    """
 
     #: Whether complex-valued model output is allowed.
-    accepts_complex = False
+    accepts_complex: ClassVar[bool] = False
+    #: Whether ``log_likelihood = −½ inner(r, r) + c`` with ``c`` free of the mean.
+    gaussian: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         # Every noise model is a pytree (arrays = leaves, callables = static), subclasses
         # of concrete noise models included, so that jit caches on them correctly.
         super().__init_subclass__(**kwargs)
-        if "_flatten" in vars(cls) or any("_flatten" in vars(b) for b in cls.__mro__[1:-2]):
-            _register(cls)
+        jax.tree_util.register_pytree_node(
+            cls,
+            lambda obj: obj.tree_flatten(),
+            lambda aux, children: cls.tree_unflatten(aux, children),
+        )
 
-    def check_output(self, shape, dtype, design) -> None:
-        """Static check of the model output against the noise model (at trace time)."""
-        if jnp.issubdtype(dtype, jnp.complexfloating) and not self.accepts_complex:
-            raise ValueError(
-                f"The model returns complex output (dtype {dtype}) but {type(self).__name__} "
-                "noise is real. Use ff.PSD(...) for complex frequency-domain data, or return "
-                "jnp.concatenate([h.real, h.imag]) with a real noise model."
-            )
+    # --- pytree hooks --------------------------------------------------------------------
+    @abc.abstractmethod
+    def tree_flatten(self) -> tuple[tuple, object]:
+        """``(children, aux)``: array settings as children, callables and flags as aux."""
 
-    def inner(self, a, b, params, design, mean):
-        raise NotImplementedError
+    @classmethod
+    @abc.abstractmethod
+    def tree_unflatten(cls, aux, children):
+        """Rebuild the noise model from :meth:`tree_flatten`'s output (without checks)."""
 
-    def whiten(self, x, params, design, mean):
-        """A real array ``W x`` with ``(Wa)ᵀ(Wb) = inner(a, b)``, or ``None`` if unavailable.
+    # --- the metric ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def inner(self, a, b, mean, params, design):
+        """The data-space metric ``aᵀ W b`` (``a``, ``b``: ``(N,)`` or ``(N, P)``)."""
+
+    def whiten(self, x, mean, params, design):
+        """A real array ``W^½ x`` with ``(W^½a)ᵀ(W^½b) = inner(a, b)``, or ``None``.
 
         ``x`` is ``(N,)`` or ``(N, P)``; complex inputs may come back with their real and
         imaginary parts stacked along the first axis.
         """
         return None
 
-    def covariance_information(self, theta, to_params, design, shape, mode):
-        """Extra information from parameter-dependent noise; ``None`` when there is none."""
+    @property
+    def parameter_dependent(self) -> bool | None:
+        """Whether the noise itself depends on the model parameters; ``None`` (the default)
+        when the noise model does not say — analyses that need to know then test it
+        numerically (the gradient of the log-likelihood with the mean held fixed)."""
         return None
 
-    def checks(self, params, design, mean):
-        """Traced validity flags, dict message -> bool scalar (True is good)."""
-        return {
-            message: jnp.all(jnp.isfinite(v) & (v > 0))
-            for message, v in self.check_values(params, design, mean).items()
-        }
+    def covariance_information(self, mean, theta, to_params, design, mode):
+        """Extra information from parameter-dependent noise, ``(P, P)``; ``None`` if none.
 
-    def check_values(self, params, design, mean):
+        ``theta`` is the vector of varied parameters, ``to_params(theta)`` the full dict,
+        ``mode`` ``"forward"`` or ``"reverse"`` (the derivative mode to use).
+        """
+        return None
+
+    def covariance(self, mean, params, design):
+        """The dense ``(N, N)`` covariance of Gaussian data, or ``None``."""
+        return None
+
+    # --- validity ------------------------------------------------------------------------
+    def check_output(self, shape, dtype, design) -> None:
+        """Static check of the model output against the noise model (at trace time)."""
+        if jnp.issubdtype(dtype, jnp.complexfloating) and not self.accepts_complex:
+            raise InputError(
+                f"The model returns complex output (dtype {dtype}) but {type(self).__name__} "
+                "noise is real. Use ff.PSD(...) for complex frequency-domain data, or return "
+                "jnp.concatenate([h.real, h.imag]) with a real noise model."
+            )
+
+    def check_values(self, mean, params, design):
         """Values that must be positive and finite, dict message -> flat array.
 
         Used by :meth:`checks` and, on failure, to quote the offending values.
         """
         return {}
 
+    def checks(self, mean, params, design):
+        """Traced validity flags, dict message -> bool scalar (True is good)."""
+        return {
+            message: jnp.all(jnp.isfinite(v) & (v > 0))
+            for message, v in self.check_values(mean, params, design).items()
+        }
+
+    # --- likelihood ----------------------------------------------------------------------
+    @abc.abstractmethod
     def log_likelihood(self, data, mean, params, design):
-        raise NotImplementedError
+        """``ln p(data | mean, params)`` (constants may be dropped)."""
+
+    def expected_deviance(self, mean, mean0, params, params0, design):
+        """``E[−2 ln L(mean, params)]`` over data drawn at ``(mean0, params0)``, up to a
+        constant. Optional; ``has_expected_deviance`` tells whether it is defined."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no expected deviance; profile with data= instead."
+        )
+
+    @property
+    def has_expected_deviance(self) -> bool:
+        """Whether this noise model defines :meth:`expected_deviance`."""
+        return type(self).expected_deviance is not NoiseModel.expected_deviance
 
     def simulate(self, key, mean, params, design):
-        raise NotImplementedError
-
-
-def _register(cls):
-    jax.tree_util.register_pytree_node(
-        cls,
-        lambda obj: obj._flatten(),
-        lambda aux, children: cls._unflatten(aux, children),
-    )
-    return cls
+        """One noisy realisation of the data around ``mean`` (a JAX random ``key``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot simulate data: define simulate(key, mean, params, "
+            "design) on it, or pass data= explicitly."
+        )
 
 
 class Gaussian(NoiseModel):
@@ -153,8 +241,9 @@ class Gaussian(NoiseModel):
     - `sigma`: standard deviation(s) or a callable returning them.
     - `cov`: covariance matrix or a callable returning it.
 
-    **Raises:** `ValueError` for non-positive or non-finite sigma, a non-symmetric or
-    non-positive-definite covariance, or when both/neither of `sigma` and `cov` are given.
+    **Raises:** `InputError` (a `ValueError`) for non-positive or non-finite sigma, a
+    non-symmetric or non-positive-definite covariance, or when both/neither of `sigma` and
+    `cov` are given.
 
     ```python
     >>> import jax.numpy as jnp, fisherforecast as ff
@@ -165,9 +254,11 @@ class Gaussian(NoiseModel):
     ```
     """
 
+    gaussian = True
+
     def __init__(self, sigma=None, *, cov=None):
         if (sigma is None) == (cov is None):
-            raise ValueError(
+            raise InputError(
                 "Gaussian needs exactly one of `sigma` or `cov`; received "
                 f"sigma={quote(sigma)}, cov={quote(cov)}."
             )
@@ -185,12 +276,12 @@ class Gaussian(NoiseModel):
             else:
                 self.cov, self.cov_cholesky = _check_cov(cov)
 
-    def _flatten(self):
+    def tree_flatten(self):
         children = (self.sigma, self.cov, self.cov_cholesky)
         return children, (self.sigma_fn, self.cov_fn, self.arity)
 
     @classmethod
-    def _unflatten(cls, aux, children):
+    def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.sigma, obj.cov, obj.cov_cholesky = children
         obj.sigma_fn, obj.cov_fn, obj.arity = aux
@@ -209,11 +300,16 @@ class Gaussian(NoiseModel):
     def parameter_dependent(self) -> bool:
         return self.sigma_fn is not None or self.cov_fn is not None
 
+    @property
+    def diagonal(self) -> bool:
+        """Whether the noise is given per datum (``sigma``) rather than as a covariance."""
+        return self.cov is None and self.cov_fn is None
+
     def check_output(self, shape, dtype, design):
         super().check_output(shape, dtype, design)
         n = int(np.prod(shape))
         if self.cov is not None and self.cov.shape != (n, n):
-            raise ValueError(
+            raise InputError(
                 f"cov has shape {self.cov.shape}, but the model output has shape "
                 f"{tuple(shape)} ({n} values), so cov must be ({n}, {n}) over the flattened "
                 "output."
@@ -222,7 +318,8 @@ class Gaussian(NoiseModel):
             _broadcast_flat(self.sigma, shape, "sigma")
 
     # --- the covariance at given parameters, in the flattened output space ------------
-    def _sigma_flat(self, params, design, shape):
+    def sigma_flat(self, shape, params, design):
+        """Standard deviations per flattened datum (``sigma`` noise only)."""
         if self.sigma_fn is not None:
             s = _evaluate(self.sigma_fn, self.arity, params, design)
             return _broadcast_flat(s, shape, "sigma (returned by the callable)")
@@ -232,43 +329,47 @@ class Gaussian(NoiseModel):
         """The callable's covariance as returned (checked for shape, not symmetrised)."""
         C = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
         if C.shape != (n, n):
-            raise ValueError(
+            raise InputError(
                 f"cov (returned by the callable) has shape {tuple(C.shape)}; expected "
                 f"({n}, {n}) for {n} model outputs."
             )
         return C
 
-    def _cov_and_chol(self, params, design, n):
+    def cov_and_cholesky(self, n, params, design):
+        """``(C, L)`` with ``C = L Lᵀ`` over ``n`` flattened outputs (``cov`` noise only)."""
         if self.cov_fn is not None:
             C = self._raw_cov(params, design, n)
             C = 0.5 * (C + C.T)
             return C, jnp.linalg.cholesky(C)
         return jnp.asarray(self.cov), jnp.asarray(self.cov_cholesky)
 
-    def _whiten(self, x, params, design, mean):
+    def whiten(self, x, mean, params, design):
         """``L⁻¹ x`` for ``C = L Lᵀ`` (``x`` flat, (N,) or (N, P))."""
-        if self.cov is None and self.cov_fn is None:
-            s = self._sigma_flat(params, design, mean.shape)
+        if self.diagonal:
+            s = self.sigma_flat(mean.shape, params, design)
             return x / (s if x.ndim == 1 else s[:, None])
-        _, L = self._cov_and_chol(params, design, mean.size)
+        _, L = self.cov_and_cholesky(mean.size, params, design)
         return jax.scipy.linalg.solve_triangular(L, x, lower=True)
 
-    def inner(self, a, b, params, design, mean):
-        wa = self._whiten(a, params, design, mean)
-        wb = self._whiten(b, params, design, mean)
+    def inner(self, a, b, mean, params, design):
+        wa = self.whiten(a, mean, params, design)
+        wb = self.whiten(b, mean, params, design)
         return jnp.matmul(wa.T, wb, precision=HIGHEST)
 
-    def whiten(self, x, params, design, mean):
-        return self._whiten(x, params, design, mean)
+    def covariance(self, mean, params, design):
+        if self.diagonal:
+            return jnp.diag(self.sigma_flat(mean.shape, params, design) ** 2)
+        return self.cov_and_cholesky(mean.size, params, design)[0]
 
-    def covariance_information(self, theta, to_params, design, shape, mode):
+    def covariance_information(self, mean, theta, to_params, design, mode):
         if not self.parameter_dependent:
             return None
         jac = jax.jacfwd if mode == "forward" else jax.jacrev
+        shape = mean.shape
         if self.sigma_fn is not None:
 
             def sig(th):
-                return self._sigma_flat(to_params(th), design, shape)
+                return self.sigma_flat(shape, to_params(th), design)
 
             s = sig(theta)
             ds = jac(sig)(theta)  # (N, P)
@@ -278,7 +379,7 @@ class Gaussian(NoiseModel):
         n = int(np.prod(shape))
 
         def cov(th):
-            return self._cov_and_chol(to_params(th), design, n)[0]
+            return self.cov_and_cholesky(n, to_params(th), design)[0]
 
         C = cov(theta)
         dC = jac(cov)(theta)  # (N, N, P)
@@ -286,9 +387,9 @@ class Gaussian(NoiseModel):
         A = jax.vmap(lambda D: jax.scipy.linalg.cho_solve((L, True), D), in_axes=2)(dC)
         return 0.5 * jnp.einsum("iab,jba->ij", A, A, precision=HIGHEST)
 
-    def check_values(self, params, design, mean):
+    def check_values(self, mean, params, design):
         if self.sigma_fn is not None:
-            s = self._sigma_flat(params, design, mean.shape)
+            s = self.sigma_flat(mean.shape, params, design)
             return {"sigma returned by the callable must be positive and finite": s}
         if self.cov_fn is not None:
             raw = self._raw_cov(params, design, mean.size)
@@ -306,15 +407,14 @@ class Gaussian(NoiseModel):
 
     def log_likelihood(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
-        flat_mean = mean.reshape(-1)
-        if self.cov is None and self.cov_fn is None:
-            s = self._sigma_flat(params, design, mean.shape)
+        if self.diagonal:
+            s = self.sigma_flat(mean.shape, params, design)
             return (
                 -0.5 * jnp.sum((r / s) ** 2)
                 - jnp.sum(jnp.log(s))
                 - 0.5 * r.size * jnp.log(2 * jnp.pi)
             )
-        _, L = self._cov_and_chol(params, design, flat_mean.size)
+        _, L = self.cov_and_cholesky(r.size, params, design)
         z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
         return (
             -0.5 * jnp.sum(z**2)
@@ -322,12 +422,29 @@ class Gaussian(NoiseModel):
             - 0.5 * r.size * jnp.log(2 * jnp.pi)
         )
 
+    def expected_deviance(self, mean, mean0, params, params0, design):
+        """``ln det C + tr(C⁻¹C₀) + (μ − μ₀)ᵀC⁻¹(μ − μ₀)``; with fixed noise, −2 ln L of
+        the data ``μ₀`` (the same up to a constant)."""
+        mean0 = jnp.asarray(mean0)
+        if not self.parameter_dependent:
+            return -2.0 * self.log_likelihood(mean0, mean, params, design)
+        r = (mean - mean0).reshape(-1)
+        if self.sigma_fn is not None:
+            s = self.sigma_flat(mean.shape, params, design)
+            s0 = self.sigma_flat(mean.shape, params0, design)
+            return jnp.sum(2.0 * jnp.log(s) + (s0 / s) ** 2 + (r / s) ** 2)
+        _, L = self.cov_and_cholesky(r.size, params, design)
+        _, L0 = self.cov_and_cholesky(r.size, params0, design)
+        A = jax.scipy.linalg.solve_triangular(L, L0, lower=True)  # tr(C⁻¹C₀) = ‖L⁻¹L₀‖²_F
+        z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+        return 2.0 * jnp.sum(jnp.log(jnp.diag(L))) + jnp.sum(A**2) + jnp.sum(z**2)
+
     def simulate(self, key, mean, params, design):
         z = jax.random.normal(key, (mean.size,), dtype=mean.dtype)
-        if self.cov is None and self.cov_fn is None:
-            noise = self._sigma_flat(params, design, mean.shape) * z
+        if self.diagonal:
+            noise = self.sigma_flat(mean.shape, params, design) * z
         else:
-            _, L = self._cov_and_chol(params, design, mean.size)
+            _, L = self.cov_and_cholesky(mean.size, params, design)
             noise = L @ z
         return mean + noise.reshape(mean.shape)
 
@@ -338,12 +455,12 @@ def _check_sigma(sigma):
     arr = as_float64_tree(sigma)
     arr = np.asarray(arr)
     if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"sigma must be real; received {quote(sigma)}.")
+        raise InputError(f"sigma must be real; received {quote(sigma)}.")
     arr = arr.astype(np.float64)
     bad = ~(np.isfinite(arr) & (arr > 0))
     if np.any(bad):
         where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
-        raise ValueError(
+        raise InputError(
             f"sigma must be positive and finite; received {quote(sigma)} "
             f"(bad entries at {where}). A zero sigma means infinitely precise data: drop "
             "those points or give them a small positive error."
@@ -354,12 +471,12 @@ def _check_sigma(sigma):
 def _check_cov(cov):
     arr = np.asarray(cov)
     if np.iscomplexobj(arr):
-        raise ValueError(f"cov must be real; received dtype {arr.dtype}.")
+        raise InputError(f"cov must be real; received dtype {arr.dtype}.")
     arr = arr.astype(np.float64)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"cov must be a square matrix; received shape {arr.shape}.")
+        raise InputError(f"cov must be a square matrix; received shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"cov contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5]}.")
+        raise InputError(f"cov contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5]}.")
     # The foundation's check: asymmetry relative to sqrt(C_ii C_jj), so that small-variance
     # blocks count too; returns the symmetrised matrix.
     arr = check_matrix(arr, "cov")
@@ -367,7 +484,7 @@ def _check_cov(cov):
         L = np.linalg.cholesky(arr)
     except np.linalg.LinAlgError:
         w = np.linalg.eigvalsh(arr)
-        raise ValueError(
+        raise InputError(
             "cov is not positive definite: smallest eigenvalue "
             f"{w[0]:.3g} (largest {w[-1]:.3g}). A covariance must have positive variance in "
             "every direction; check for duplicated data or a missing noise term."
@@ -388,31 +505,39 @@ class Poisson(NoiseModel):
     ```
     """
 
-    def _flatten(self):
+    def tree_flatten(self):
         return (), None
 
     @classmethod
-    def _unflatten(cls, aux, children):
+    def tree_unflatten(cls, aux, children):
         return object.__new__(cls)
 
     def __repr__(self):
         return "Poisson()"
 
-    def whiten(self, x, params, design, mean):
+    @property
+    def parameter_dependent(self) -> bool:
+        return False
+
+    def whiten(self, x, mean, params, design):
         scale = jnp.sqrt(mean.reshape(-1))
         return x / (scale if x.ndim == 1 else scale[:, None])
 
-    def inner(self, a, b, params, design, mean):
+    def inner(self, a, b, mean, params, design):
         lam = mean.reshape(-1)
         wa = a / (lam if a.ndim == 1 else lam[:, None])
         return jnp.matmul(wa.T, b, precision=HIGHEST)
 
-    def check_values(self, params, design, mean):
+    def check_values(self, mean, params, design):
         return {"expected counts must be positive and finite (Poisson noise)": mean.reshape(-1)}
 
     def log_likelihood(self, data, mean, params, design):
         d = jnp.asarray(data)
         return jnp.sum(jax.scipy.special.xlogy(d, mean) - mean - jax.scipy.special.gammaln(d + 1))
+
+    def expected_deviance(self, mean, mean0, params, params0, design):
+        """``−2 Σ (λ₀ ln λ − λ)``: linear in the data, so −2 ln L of the data ``λ₀``."""
+        return -2.0 * self.log_likelihood(mean0, mean, params, design)
 
     def simulate(self, key, mean, params, design):
         return jax.random.poisson(key, mean).astype(mean.dtype)
@@ -442,6 +567,7 @@ class PSD(NoiseModel):
     """
 
     accepts_complex = True
+    gaussian = True
 
     def __init__(self, psd, df):
         self.psd_fn = None
@@ -452,11 +578,11 @@ class PSD(NoiseModel):
             self.psd = _check_positive(psd, "psd")
         self.df = _check_positive(df, "df")
 
-    def _flatten(self):
+    def tree_flatten(self):
         return (self.psd, self.df), self.psd_fn
 
     @classmethod
-    def _unflatten(cls, aux, children):
+    def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.psd, obj.df = children
         obj.psd_fn = aux
@@ -465,6 +591,10 @@ class PSD(NoiseModel):
     def __repr__(self):
         psd = getattr(self.psd_fn, "__name__", None) or quote(self.psd, 40)
         return f"PSD(psd={psd}, df={quote(self.df, 40)})"
+
+    @property
+    def parameter_dependent(self) -> bool:
+        return False
 
     def check_output(self, shape, dtype, design):
         if self.psd is not None:
@@ -475,17 +605,17 @@ class PSD(NoiseModel):
         psd = self.psd_fn(design) if self.psd_fn is not None else self.psd
         return 4.0 * _broadcast_flat(self.df, shape, "df") / _broadcast_flat(psd, shape, "psd")
 
-    def whiten(self, x, params, design, mean):
+    def whiten(self, x, mean, params, design):
         w = jnp.sqrt(self._weights(design, mean.shape))
         wx = x * (w if x.ndim == 1 else w[:, None])
         return jnp.concatenate([wx.real, wx.imag]) if jnp.iscomplexobj(wx) else wx
 
-    def inner(self, a, b, params, design, mean):
+    def inner(self, a, b, mean, params, design):
         w = self._weights(design, mean.shape)
         wa = jnp.conj(a) * (w if a.ndim == 1 else w[:, None])
         return jnp.real(jnp.matmul(wa.T, b, precision=HIGHEST))
 
-    def check_values(self, params, design, mean):
+    def check_values(self, mean, params, design):
         if self.psd_fn is None:
             return {}
         psd = _broadcast_flat(self.psd_fn(design), mean.shape, "psd")
@@ -497,6 +627,10 @@ class PSD(NoiseModel):
         # Whittle likelihood -½(r|r), up to a parameter-independent constant.
         # |r|² written as re² + im²: jnp.abs has a zero second derivative at r = 0.
         return -0.5 * jnp.sum(w * (r.real**2 + r.imag**2))
+
+    def expected_deviance(self, mean, mean0, params, params0, design):
+        """``(μ − μ₀|μ − μ₀)`` up to a constant (the noise does not depend on θ)."""
+        return -2.0 * self.log_likelihood(mean0, mean, params, design)
 
     def simulate(self, key, mean, params, design):
         w = self._weights(design, mean.shape)
@@ -514,12 +648,12 @@ def _check_positive(value, what):
         return value
     arr = np.asarray(value)
     if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{what} must be real and positive; received {quote(value)}.")
+        raise InputError(f"{what} must be real and positive; received {quote(value)}.")
     arr = arr.astype(np.float64)
     bad = ~(np.isfinite(arr) & (arr > 0))
     if np.any(bad):
         where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
-        raise ValueError(
+        raise InputError(
             f"{what} must be positive and finite; received {quote(value)} (bad entries at {where})."
         )
     return arr

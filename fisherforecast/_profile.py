@@ -40,17 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ._errors import FisherError, NonFiniteError, quote
-from ._fisher import (
-    ParameterError,
-    _as_experiments,
-    _call_model,
-    _check_mode,
-    check_fiducial,
-    check_names,
-)
-from ._identifiability import _fisher_parts_checked, _marginal_sigma_pinv
-from ._noise import PSD, Gaussian, Poisson
+from ._checks import as_experiments, check_fiducial, check_mode, check_names
+from ._engine import call_model, evaluate_checked, params_from_vector
+from ._errors import FisherError, NonFiniteError, ParameterError, quote
+from ._identifiability import marginal_sigma_pinv
 from ._x64 import float64
 
 #: Δ(−2 ln L) levels of the 68.27 % and 95 % likelihood-ratio intervals of one parameter.
@@ -65,33 +58,11 @@ RESOLUTION_RATIO = 4.0
 # ---------------------------------------------------------------------------------------
 # Pure, jitted pieces
 # ---------------------------------------------------------------------------------------
-def _expected_gaussian(noise) -> bool:
-    """Whether the Asimov profile of this noise model needs the expected-deviance formula."""
-    return isinstance(noise, Gaussian) and noise.parameter_dependent
-
-
-def _gaussian_expected_deviance(noise, mean0, mean, params, params0, design):
-    """``E₀[−2 ln L(θ)]`` up to a constant for data ~ N(μ₀, C₀) and a model N(μ(θ), C(θ)):
-    ``ln det C + tr(C⁻¹C₀) + (μ − μ₀)ᵀC⁻¹(μ − μ₀)``."""
-    r = (mean - mean0).reshape(-1)
-    if noise.sigma_fn is not None:
-        s = noise._sigma_flat(params, design, mean.shape)
-        s0 = noise._sigma_flat(params0, design, mean.shape)
-        return jnp.sum(2.0 * jnp.log(s) + (s0 / s) ** 2 + (r / s) ** 2)
-    n = r.size
-    _, L = noise._cov_and_chol(params, design, n)
-    _, L0 = noise._cov_and_chol(params0, design, n)
-    A = jax.scipy.linalg.solve_triangular(L, L0, lower=True)  # tr(C⁻¹C₀) = ‖L⁻¹L₀‖²_F
-    z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
-    return 2.0 * jnp.sum(jnp.log(jnp.diag(L))) + jnp.sum(A**2) + jnp.sum(z**2)
-
-
 def _neg2_log_like(exp, d, mean, params, params0, expected):
-    """One experiment's −2 ln L (user data) or expected deviance (Asimov, `expected`)."""
-    if expected and _expected_gaussian(exp.noise):
-        return _gaussian_expected_deviance(
-            exp.noise, jnp.asarray(d), mean, params, params0, exp.design
-        )
+    """One experiment's −2 ln L (user data) or, for Asimov data (`expected`), the noise
+    model's expected deviance under the fiducial where it defines one."""
+    if expected and exp.noise.has_expected_deviance:
+        return exp.noise.expected_deviance(mean, jnp.asarray(d), params, params0, exp.design)
     return -2.0 * exp.noise.log_likelihood(d, mean, params, exp.design)
 
 
@@ -100,9 +71,7 @@ def _chi2_function(experiments, data, names, fixed, theta_ref, expected):
     `expected`, the expected deviance under the fiducial ``theta_ref``)."""
 
     def to_params(theta):
-        params = dict(fixed)
-        params.update({n: theta[i] for i, n in enumerate(names)})
-        return params
+        return params_from_vector(theta, names, fixed)
 
     params0 = to_params(theta_ref)
 
@@ -110,7 +79,7 @@ def _chi2_function(experiments, data, names, fixed, theta_ref, expected):
         params = to_params(theta)
         total = 0.0
         for exp, d in zip(experiments, data, strict=True):
-            mean = _call_model(exp, params)
+            mean = call_model(exp, params)
             total = total + _neg2_log_like(exp, d, mean, params, params0, expected)
         return total
 
@@ -988,10 +957,10 @@ def profile_likelihood(
     (1.683772, 2.316228, 'identifiable')
     ```
     """
-    experiments = tuple(_as_experiments(experiment))
+    experiments = tuple(as_experiments(experiment))
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    _check_mode(mode, experiments)
+    check_mode(mode, experiments)
     single = isinstance(name_or_names, str)
     targets = (
         [name_or_names]
@@ -1026,7 +995,7 @@ def profile_likelihood(
         fixed = {k: v for k, v in fid64.items() if k not in names}
         # The Fisher matrix at the fiducial and the Asimov data, from the same compiled
         # function as ff.identifiability (one Jacobian compilation for both analyses).
-        F, means, _ = _fisher_parts_checked(experiments, fid64, names, mode)
+        F, means, _ = evaluate_checked(experiments, fid64, names, mode, detail=True)
         theta0 = np.array([fid[n] for n in names], dtype=np.float64)
         if data is None:
             data_t = tuple(means)
@@ -1035,11 +1004,7 @@ def profile_likelihood(
             # known and minimal at the fiducial. Other noise models: the Asimov −2 ln L,
             # valid only where the noise does not depend on the parameters (a global fit
             # then confirms the minimum).
-            custom = [
-                i
-                for i, e in enumerate(experiments)
-                if not isinstance(e.noise, Gaussian | Poisson | PSD)
-            ]
+            custom = [i for i, e in enumerate(experiments) if not e.noise.has_expected_deviance]
             if custom:
                 depends = _noise_depends_on_parameters(
                     [experiments[i] for i in custom],
@@ -1098,7 +1063,7 @@ def profile_likelihood(
             best64 = dict(fid64)
             best64.update({n: np.float64(theta_hat[i]) for i, n in enumerate(names)})
             try:
-                F_hat, _, _ = _fisher_parts_checked(experiments, best64, names, mode)
+                F_hat = evaluate_checked(experiments, best64, names, mode, detail=True).fisher
             except (FisherError, FloatingPointError) as exc:
                 notes.append(
                     "The Fisher matrix could not be evaluated at the best fit "
@@ -1143,7 +1108,7 @@ def profile_likelihood(
 
 def _sigma_and_scales(F, names, point, theta):
     """Marginal Fisher σ per name and the optimiser's coordinate scales ``1/sqrt(F_jj)``."""
-    sigma = _marginal_sigma_pinv(F, names, {n: float(point[n]) for n in names})
+    sigma = marginal_sigma_pinv(F, names, {n: float(point[n]) for n in names})
     diag = np.diag(F)
     scales = np.where(
         diag > 0,

@@ -18,8 +18,8 @@ import scipy.integrate
 import scipy.special
 
 import fisherforecast as ff
+from fisherforecast._engine import full_kernel
 from fisherforecast._identifiability import (
-    _sensitivity_parts,
     _sloppy_text,
     describe_null_direction,
 )
@@ -652,9 +652,9 @@ def test_float64_under_float32_default(report8):
 def test_no_retracing_for_new_fiducial_values():
     exp = ff.Experiment(product_decay, ff.Gaussian(sigma=1.0), design=T8)
     ff.identifiability(exp, FID8, n_random=1)
-    before = _sensitivity_parts._cache_size()
+    before = full_kernel._cache_size()
     ff.identifiability(exp, {"a": 1.0, "b": 5.0, "k": 0.7}, n_random=2, seed=3)
-    assert _sensitivity_parts._cache_size() == before
+    assert full_kernel._cache_size() == before
 
 
 # ---------------------------------------------------------------------------------------

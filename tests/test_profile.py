@@ -357,14 +357,14 @@ def test_asimov_needs_data_for_other_parameter_dependent_noise():
         def __init__(self, b=None):
             self.b = b
 
-        def _flatten(self):
+        def tree_flatten(self):
             return (), self.b
 
         @classmethod
-        def _unflatten(cls, aux, children):
+        def tree_unflatten(cls, aux, children):
             return cls(aux)
 
-        def inner(self, a, b, params, design, mean):  # curvature of ln cosh at r = 0
+        def inner(self, a, b, mean, params, design):  # curvature of ln cosh at r = 0
             scale = params["b"] if self.b is None else self.b
             return a.T @ b / scale**2
 

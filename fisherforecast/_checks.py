@@ -1,0 +1,205 @@
+"""Argument checks shared by every entry point.
+
+This is an internal namespace: the names are public so that modules import them without
+reaching into another module's private names, but users should not rely on them. Every check
+names the argument, quotes what it received and says what to do; bad values raise
+:class:`InputError` (a ``ValueError``), unknown names :class:`ParameterError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ._errors import InputError, ParameterError, quote
+from ._experiment import Experiment
+
+#: Derivative modes of the engine.
+MODES = ("forward", "reverse")
+
+
+def as_experiments(experiment_or_list) -> list[Experiment]:
+    """An Experiment or a non-empty list of them, as a list."""
+    if isinstance(experiment_or_list, Experiment):
+        return [experiment_or_list]
+    if isinstance(experiment_or_list, list | tuple) and experiment_or_list:
+        if all(isinstance(e, Experiment) for e in experiment_or_list):
+            return list(experiment_or_list)
+    raise TypeError(
+        "Expected an ff.Experiment or a non-empty list of them; received "
+        f"{quote(experiment_or_list)}."
+    )
+
+
+def check_fiducial(fiducial) -> dict[str, float]:
+    """Validate a fiducial dict (names -> finite real scalars); return name -> float."""
+    if not isinstance(fiducial, Mapping):
+        raise TypeError(
+            f"`fiducial` must be a dict of parameter name -> value; received {quote(fiducial)}."
+        )
+    if not fiducial:
+        raise InputError("`fiducial` is empty: give at least one parameter value.")
+    out = {}
+    for name, value in fiducial.items():
+        if not isinstance(name, str):
+            raise TypeError(f"fiducial keys must be strings; received key {name!r}.")
+        arr = np.asarray(value)
+        if arr.shape != ():
+            raise InputError(
+                f"fiducial[{name!r}] must be a scalar; received shape {arr.shape}. Split "
+                "vector parameters into named scalars (e.g. 'c0', 'c1', ...)."
+            )
+        if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
+            raise InputError(f"fiducial[{name!r}] must be a real number; received {value!r}.")
+        if not np.isfinite(arr):
+            raise InputError(f"fiducial[{name!r}] must be finite; received {value!r}.")
+        out[name] = float(arr)
+    return out
+
+
+def check_names(params, fiducial) -> tuple[str, ...]:
+    """The names that vary: ``params`` (validated against the fiducial) or all of them."""
+    if params is None:
+        return tuple(fiducial)
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise InputError("`params` is empty: name at least one parameter to vary.")
+    dup = sorted({p for p in params if params.count(p) > 1})
+    if dup:
+        raise ParameterError(f"`params` lists {dup} more than once; received {params}.")
+    unknown = [p for p in params if p not in fiducial]
+    if unknown:
+        raise ParameterError(
+            f"`params` names {unknown}, which are not in the fiducial. Known parameters: "
+            f"{list(fiducial)}."
+        )
+    return tuple(params)
+
+
+def check_subset(requested, names: Sequence[str], what: str) -> list[str]:
+    """``requested`` names (a name or a list), each known and listed once."""
+    if isinstance(requested, str):
+        requested = [requested]
+    requested = list(requested)
+    unknown = [n for n in requested if n not in names]
+    if unknown:
+        raise ParameterError(
+            f"{what} names {unknown}, which are not in this matrix. Parameters: {list(names)}."
+        )
+    dup = sorted({n for n in requested if requested.count(n) > 1})
+    if dup:
+        raise InputError(f"{what} lists {dup} more than once.")
+    return requested
+
+
+def check_mode(mode, experiments=()) -> str:
+    """``mode`` is one of :data:`MODES` and every model supports it."""
+    if mode not in MODES:
+        raise InputError(f"`mode` must be one of {MODES}; received {mode!r}.")
+    for exp in experiments:
+        # Models may declare which derivative modes they support (e.g. ff.ode_model, whose
+        # diffrax adjoint fixes it); say so instead of failing deep inside JAX.
+        modes = getattr(exp.model, "autodiff_modes", None)
+        if modes is not None and mode not in modes:
+            raise InputError(
+                f"mode={mode!r}, but the model of {exp.label} supports only "
+                f"{tuple(modes)} differentiation. For an ff.ode_model, build it with "
+                "adjoint='reverse' for reverse mode (or use the default mode='forward')."
+            )
+    return mode
+
+
+def check_overwrite(overwrite) -> bool:
+    """``overwrite`` is a real bool (a string such as ``"False"`` would be truthy)."""
+    if not isinstance(overwrite, bool | np.bool_):
+        raise TypeError(f"`overwrite` must be True or False; received {overwrite!r}.")
+    return bool(overwrite)
+
+
+def check_int(value, what: str, minimum: int) -> int:
+    """An integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InputError(f"`{what}` must be an integer >= {minimum}; received {value!r}.")
+    return int(value)
+
+
+def is_real_number(value) -> bool:
+    """A real Python or numpy scalar (bools excluded)."""
+    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+
+
+def check_probabilities(levels, what: str = "levels") -> tuple[float, ...]:
+    """Probabilities in (0, 1) — one or a sequence, distinct — as a tuple of floats (in
+    the order given).
+
+    ``levels`` means a probability content everywhere in the library (corner plots,
+    coverage); thresholds of Δ(−2 ln L) are checked by :func:`check_delta_levels`.
+    """
+
+    def bad(detail):
+        return InputError(
+            f"`{what}` must be a probability in (0, 1) or a sequence of them, e.g. "
+            f"(0.6827, 0.9545); received {quote(levels)}{detail}."
+        )
+
+    if is_real_number(levels):
+        items = [levels]
+    elif isinstance(levels, str | bytes | Mapping):
+        raise bad("")
+    else:
+        try:
+            items = levels.reshape(-1).tolist() if isinstance(levels, np.ndarray) else list(levels)
+        except TypeError:
+            raise bad("") from None
+    if not items:
+        raise bad(" (empty)")
+    for v in items:
+        if not is_real_number(v):
+            raise bad(f": entry {quote(v)} is not a number")
+        if not 0 < v < 1:
+            raise bad(f": entry {v!r} is outside (0, 1)")
+    out = tuple(float(v) for v in items)
+    if len(set(out)) != len(out):
+        raise bad(": repeated entries")
+    return out
+
+
+def check_data(data, experiments, means, what: str = "data") -> tuple[np.ndarray, ...]:
+    """User data against the model outputs: one array per experiment (a bare array for one
+    experiment), each numeric, finite and of the output's shape; complex only where the
+    noise model accepts it. Returns a tuple of float64 / complex128 arrays."""
+    many = len(experiments) > 1
+    if many:
+        if not isinstance(data, list | tuple) or len(data) != len(experiments):
+            raise InputError(
+                f"`{what}` must be a list of {len(experiments)} arrays (one per experiment); "
+                f"received {quote(data)}."
+            )
+        items = list(data)
+    else:
+        items = [data]
+    out = []
+    for i, (d, m, exp) in enumerate(zip(items, means, experiments, strict=True)):
+        name = f"`{what}[{i}]`" if many else f"`{what}`"
+        arr = np.asarray(d)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} must be a numeric array; received {quote(d)}.")
+        if arr.shape != tuple(np.shape(m)):
+            raise InputError(
+                f"{name} has shape {arr.shape}, but the model of {exp.label} returns shape "
+                f"{tuple(np.shape(m))} at the fiducial."
+            )
+        if np.iscomplexobj(arr):
+            if not exp.noise.accepts_complex:
+                raise InputError(f"{name} is complex but the noise model {exp.noise!r} is real.")
+            arr = arr.astype(np.complex128)
+        else:
+            arr = arr.astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            where = np.argwhere(~np.isfinite(arr))[:5].tolist()
+            raise InputError(f"{name} contains NaN or inf at {where}.")
+        out.append(arr)
+    return tuple(out)

@@ -1,0 +1,376 @@
+"""The evaluation path: model → Jacobian → noise-model contraction.
+
+Every analysis gets its Fisher matrices from here:
+
+* :func:`evaluate` (pure: ``jit``/``vmap``/``grad``-able, call under float64) returns an
+  :class:`Evaluation` — the Fisher matrix, the model output, the Jacobian, the whitened
+  Jacobian (when asked for and the noise model has a data-space square root) and the noise
+  model's validity flags. ``ff.fisher_information`` is its matrix; ``ff.fisher_batch`` vmaps it;
+  ``ff.optimize_design`` differentiates it with respect to the design.
+* :func:`evaluate_checked` (host side) runs the compiled kernels over a list of independent
+  experiments, turns a failed flag into an error that names the outputs, parameters or noise
+  values at fault, and sums the matrices. ``ff.fisher``, ``ff.bias``, identifiability and the
+  profile likelihood go through it.
+
+Only two compiled kernels exist per (model, shapes, names, mode): the flagged one, which moves
+just the matrix and one flag to the host (the fast path of ``ff.fisher``), and the full one
+(outputs and whitened Jacobians, shared by identifiability and profiles so both analyses of a
+model compile it once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import FisherError, InputError, NonFiniteError, ParameterError
+from ._experiment import Experiment
+from ._x64 import float64
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters: dict <-> the vector of varied parameters
+# ---------------------------------------------------------------------------------------
+def params_from_vector(theta, names: Sequence[str], fixed: Mapping) -> dict:
+    """The full parameter dict: ``fixed`` values updated with ``theta[i]`` for ``names[i]``."""
+    params = dict(fixed)
+    params.update({n: theta[i] for i, n in enumerate(names)})
+    return params
+
+
+def split(fiducial: Mapping, names: Sequence[str]):
+    """``(theta, to_params)``: the varied parameters as a float64 vector, and the map back
+    to a full parameter dict (the other fiducial values held fixed)."""
+    theta = jnp.stack([jnp.asarray(fiducial[n], dtype=jnp.float64) for n in names])
+    fixed = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in fiducial.items() if k not in names}
+    return theta, partial(params_from_vector, names=tuple(names), fixed=fixed)
+
+
+def require_x64(what: str) -> None:
+    """Refuse to compute a silent float32 result (pure functions cannot switch x64 on
+    themselves: they run inside the caller's jit/vmap/grad)."""
+    if jax.dtypes.canonicalize_dtype(jnp.float64) != jnp.float64:
+        raise FisherError(
+            f"{what} computes in float64, but JAX is in float32 mode here. Call it inside "
+            "`with jax.enable_x64(True):` (around your jit/vmap/grad too), or use ff.fisher, "
+            "which does that itself."
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Pure core
+# ---------------------------------------------------------------------------------------
+def call_model(experiment: Experiment, params):
+    """The model output at ``params`` as a floating JAX array (a missing parameter raises
+    :class:`ParameterError`, a dict output a ``TypeError``)."""
+    try:
+        out = experiment(params)
+    except KeyError as exc:
+        missing = exc.args[0] if exc.args else "?"
+        if isinstance(missing, str) and missing not in params:
+            raise ParameterError(
+                f"The model of {experiment.label} asked for parameter {missing!r}, which the "
+                f"fiducial does not give. Fiducial names: {sorted(params)}. Add {missing!r} "
+                "to the fiducial dict."
+            ) from None
+        raise
+    if isinstance(out, Mapping):
+        raise TypeError(
+            f"The model of {experiment.label} returned a dict (keys {list(out)[:5]}); it must "
+            "return an array (stack several observables with jnp.stack or jnp.concatenate)."
+        )
+    out = jnp.asarray(out)
+    if not jnp.issubdtype(out.dtype, jnp.inexact):
+        out = out.astype(jnp.float64)
+    return out
+
+
+def jacobian(
+    experiment: Experiment, fiducial: Mapping, names: Sequence[str], mode: str = "forward"
+):
+    """Model output and its Jacobian at the fiducial. Pure; call under float64.
+
+    Returns ``(mean, J)`` with ``mean`` in the model's output shape and ``J`` of shape
+    ``(N, P)`` over the flattened output (complex when the output is complex).
+
+    ```python
+    >>> import jax, jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] * t**2, ff.Gaussian(sigma=1.0),
+    ...                     design=jnp.arange(3.0))
+    >>> with jax.enable_x64(True):
+    ...     mean, J = ff.jacobian(exp, {"a": 2.0}, ["a"])
+    >>> J[:, 0].tolist()
+    [0.0, 1.0, 4.0]
+    ```
+    """
+    require_x64("ff.jacobian")
+    names = tuple(names)
+    theta, to_params = split(fiducial, names)
+
+    if mode == "forward":
+        # Forward mode pushes the P tangents through complex outputs as they are; splitting
+        # them into real and imaginary parts first costs about twice the time (measured on
+        # the TaylorF2 benchmark, see docs/benchmarks.md).
+        def flat(th):
+            out = call_model(experiment, to_params(th))
+            return out.reshape(-1), out
+
+        J, mean = jax.jacfwd(flat, has_aux=True)(theta)
+        return mean, J
+
+    def flat_real(th):
+        out = call_model(experiment, to_params(th))
+        v = out.reshape(-1)
+        if jnp.iscomplexobj(v):
+            # Reverse mode needs real outputs: differentiate the two parts separately.
+            return jnp.concatenate([v.real, v.imag]), out
+        return v, out
+
+    J, mean = jax.jacrev(flat_real, has_aux=True)(theta)
+    if jnp.iscomplexobj(mean):
+        n = mean.size
+        J = J[:n] + 1j * J[n:]
+    return mean, J
+
+
+class Evaluation(NamedTuple):
+    """One experiment evaluated at one fiducial (a pytree; arrays may be traced).
+
+    Attributes:
+        fisher: ``(P, P)`` Fisher matrix (symmetrised), covariance term included.
+        mean: the model output, in its own shape.
+        jacobian: ``(N, P)`` over the flattened output.
+        whitened: ``W^½ J`` (real, ``(M, P)``) when asked for and the noise model has a
+            data-space square root and does not depend on the parameters; else ``None``.
+        checks: the noise model's validity flags, dict message -> bool.
+    """
+
+    fisher: jax.Array
+    mean: jax.Array
+    jacobian: jax.Array
+    whitened: jax.Array | None
+    checks: dict
+
+    @property
+    def finite_output(self):
+        return jnp.all(jnp.isfinite(self.mean))
+
+    @property
+    def finite_jacobian(self):
+        return jnp.all(jnp.isfinite(self.jacobian))
+
+    @property
+    def noise_ok(self):
+        ok = jnp.asarray(True)
+        for flag in self.checks.values():
+            ok = ok & jnp.asarray(flag, dtype=bool)
+        return ok
+
+    @property
+    def ok(self):
+        """Output and Jacobian finite, and every noise check passed (traced bool)."""
+        return self.finite_output & self.finite_jacobian & self.noise_ok
+
+
+def evaluate(
+    experiment: Experiment,
+    fiducial: Mapping,
+    names: Sequence[str],
+    mode: str = "forward",
+    *,
+    whiten: bool = False,
+) -> Evaluation:
+    """Evaluate one experiment at one fiducial. Pure; call under float64.
+
+    ``F = inner(J, J) + covariance_information`` with the noise model's own metric.
+    """
+    names = tuple(names)
+    mean, J = jacobian(experiment, fiducial, names, mode)
+    noise, design = experiment.noise, experiment.design
+    noise.check_output(mean.shape, mean.dtype, design)
+    theta, to_params = split(fiducial, names)
+    params = to_params(theta)
+    F = noise.inner(J, J, mean, params, design)
+    extra = noise.covariance_information(mean, theta, to_params, design, mode)
+    if extra is not None:
+        F = F + extra
+    F = 0.5 * (F + F.T)
+    whitened = None
+    if whiten and not noise.parameter_dependent:
+        # With parameter-dependent noise the covariance term is not a data-space metric:
+        # analyses then use a square root of F instead.
+        whitened = noise.whiten(J, mean, params, design)
+    return Evaluation(F, mean, J, whitened, noise.checks(mean, params, design))
+
+
+def fisher_information(
+    experiment: Experiment, fiducial: Mapping, names: Sequence[str], mode: str = "forward"
+):
+    """The Fisher matrix as a JAX array, shape ``(P, P)``. Pure; call under float64.
+
+    This is the function that :func:`ff.fisher` compiles, and that batching and design
+    optimisation transform with ``vmap`` and ``grad``.
+
+    ```python
+    >>> import jax, jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] * t, ff.Gaussian(sigma=0.5),
+    ...                     design=jnp.arange(1.0, 4.0))
+    >>> with jax.enable_x64(True):
+    ...     F = ff.fisher_information(exp, {"a": 1.0}, ["a"])
+    >>> float(F[0, 0])   # Σ t² / σ²
+    56.0
+    ```
+    """
+    require_x64("ff.fisher_information")
+    return evaluate(experiment, fiducial, tuple(names), mode).fisher
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled kernels
+# ---------------------------------------------------------------------------------------
+@partial(jax.jit, static_argnames=("names", "mode"))
+def flagged_kernel(experiment, fiducial, names, mode):
+    """The matrix and one validity flag: only these cross to the host on success."""
+    ev = evaluate(experiment, fiducial, names, mode)
+    return ev.fisher, ev.ok
+
+
+@partial(jax.jit, static_argnames=("names", "mode"))
+def full_kernel(experiments, fiducial, names, mode):
+    """Every experiment's :class:`Evaluation`, whitened Jacobians included (one compiled
+    function for a tuple of experiments)."""
+    return tuple(evaluate(exp, fiducial, names, mode, whiten=True) for exp in experiments)
+
+
+jacobian_kernel = jax.jit(jacobian, static_argnames=("names", "mode"))
+
+
+# ---------------------------------------------------------------------------------------
+# Host side: checked evaluation of independent experiments
+# ---------------------------------------------------------------------------------------
+class Checked(NamedTuple):
+    """The summed Fisher matrix of independent experiments, checked (numpy float64).
+
+    ``means`` and ``whitened`` (one entry per experiment; a whitened entry is ``None``
+    where the noise model has no data-space square root) are filled by
+    ``evaluate_checked(..., detail=True)`` only.
+    """
+
+    fisher: np.ndarray
+    means: tuple | None = None
+    whitened: tuple | None = None
+
+
+def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checked:
+    """Evaluate and check each experiment, and sum the matrices. Call under float64.
+
+    ``fid64`` holds numpy float64 values. Raises :class:`NonFiniteError` naming the outputs
+    or parameters at fault, or an :class:`InputError` quoting failed noise values.
+    """
+    names = tuple(names)
+    total = None
+    if detail:
+        evaluations = full_kernel(tuple(experiments), fid64, names, mode)
+        means, blocks = [], []
+        for exp, ev in zip(experiments, evaluations, strict=True):
+            raise_if_invalid(exp, ev, names, fid64, mode)
+            F = np.asarray(ev.fisher, dtype=np.float64)
+            total = F if total is None else total + F
+            means.append(np.asarray(ev.mean))
+            blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
+        result = Checked(total, tuple(means), tuple(blocks))
+    else:
+        for exp in experiments:
+            F, ok = flagged_kernel(exp, fid64, names, mode)
+            if not bool(ok):  # rare path: fetch the outputs and Jacobian to say what failed
+                ev = full_kernel((exp,), fid64, names, mode)[0]
+                raise_if_invalid(exp, ev, names, fid64, mode)
+            F = np.asarray(F, dtype=np.float64)
+            total = F if total is None else total + F
+        result = Checked(total)
+    if not np.all(np.isfinite(result.fisher)):
+        raise NonFiniteError(
+            "The Fisher matrix has NaN/inf entries although the model and its derivatives "
+            "are finite: the noise weights overflowed. Rescale the data (or sigma) so that "
+            "1/sigma² stays below ~1e300."
+        )
+    return result
+
+
+def raise_if_invalid(experiment, evaluation, names, fiducial=None, mode="forward") -> None:
+    """Turn a failed :class:`Evaluation` into an error that says where and what to do."""
+    names = tuple(names)
+    mean = np.asarray(evaluation.mean)
+    _raise_bad_output(experiment, mean)
+    _raise_bad_jacobian(experiment, mean, np.asarray(evaluation.jacobian), names, fiducial, mode)
+    checks = jax.device_get(evaluation.checks)
+    for message, ok in checks.items():
+        if not bool(ok):
+            detail = ""
+            if fiducial is not None:
+                with float64():
+                    theta, to_params = split(fiducial, names)
+                    values = experiment.noise.check_values(
+                        jnp.asarray(mean), to_params(theta), experiment.design
+                    )
+                v = np.asarray(values.get(message, [])).reshape(-1)
+                bad = np.nonzero(~(np.isfinite(v) & (v > 0)))[0][:5]
+                if bad.size:
+                    detail = (
+                        f"; received {[float(v[i]) for i in bad]} at flattened index {bad.tolist()}"
+                    )
+            raise InputError(
+                f"Noise model of {experiment.label}: {message}, at the fiducial{detail}."
+            )
+
+
+def _raise_bad_output(experiment, mean):
+    bad = ~np.isfinite(mean)
+    if not np.any(bad):
+        return
+    label = experiment.label
+    idx = [tuple(int(i) for i in ix) for ix in np.argwhere(bad)[:5]]
+    check_times = getattr(experiment.model, "check_times", None)
+    if callable(check_times) and experiment.design is not None:
+        try:  # an ff.ode_model: name observation times it cannot solve for
+            check_times(experiment.design)
+        except ValueError as exc:
+            raise NonFiniteError(
+                f"The model of {label} returned NaN/inf at the fiducial: {exc}"
+            ) from None
+        except TypeError:  # a design the model cannot check (e.g. not plain times)
+            pass
+    raise NonFiniteError(
+        f"The model of {label} returned NaN/inf at the fiducial: {int(bad.sum())} of "
+        f"{mean.size} outputs, first at output index {idx}. Check the model at these "
+        "parameter values (division by zero, log of a negative number, an ODE solver "
+        "that failed: ff.check_solve(model, params, times) names the solver failure)."
+    )
+
+
+def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
+    badJ = ~np.isfinite(J)
+    if not np.any(badJ):
+        return
+    cols = [names[j] for j in np.nonzero(badJ.any(axis=0))[0]]
+    if mode == "forward" and fiducial is not None and len(cols) > 1:
+        # Forward mode multiplies zero tangents by an infinite local derivative, which
+        # smears one parameter's inf over every column; reverse mode localises columns.
+        with float64():
+            _, J_rev = jacobian_kernel(experiment, fiducial, names, "reverse")
+            bad_rev = ~np.isfinite(np.asarray(J_rev)).any(axis=0)
+        both = [n for n, b in zip(names, bad_rev, strict=True) if b and n in cols]
+        cols = both or cols
+    rows = np.nonzero(badJ.any(axis=1))[0]
+    idx = [tuple(int(i) for i in np.unravel_index(r, mean.shape)) for r in rows[:5]]
+    raise NonFiniteError(
+        f"The derivative of the model of {experiment.label} is NaN/inf with respect to {cols} "
+        f"at output index {idx} ({len(rows)} outputs in all). The model is finite there but "
+        "not differentiable: look for sqrt/abs/where at a kink, or a parameter at the "
+        "edge of its domain."
+    )
