@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._compile import cached_kernel
 from ._errors import FisherError, InputError, NonFiniteError, ParameterError
 from ._experiment import Experiment
 from ._x64 import float64
@@ -233,21 +234,21 @@ def fisher_information(
 # ---------------------------------------------------------------------------------------
 # Compiled kernels
 # ---------------------------------------------------------------------------------------
-@partial(jax.jit, static_argnames=("names", "mode"))
+@cached_kernel(static_argnames=("names", "mode"))
 def flagged_kernel(experiment, fiducial, names, mode):
     """The matrix and one validity flag: only these cross to the host on success."""
     ev = evaluate(experiment, fiducial, names, mode)
     return ev.fisher, ev.ok
 
 
-@partial(jax.jit, static_argnames=("names", "mode"))
+@cached_kernel(static_argnames=("names", "mode"))
 def full_kernel(experiments, fiducial, names, mode):
     """Every experiment's :class:`Evaluation`, whitened Jacobians included (one compiled
     function for a tuple of experiments)."""
     return tuple(evaluate(exp, fiducial, names, mode, whiten=True) for exp in experiments)
 
 
-jacobian_kernel = jax.jit(jacobian, static_argnames=("names", "mode"))
+jacobian_kernel = cached_kernel(jacobian, static_argnames=("names", "mode"))
 
 
 # ---------------------------------------------------------------------------------------
