@@ -458,3 +458,17 @@ def test_two_devices_each_kernel_loads_for_its_own_device(tmp_path):
     # device other than the default: compiled each time, not stored.
     assert runs[0]["stats"]["disk_writes"] == 2
     assert runs[1]["stats"]["disk_loads"] == 2 and runs[1]["stats"]["compiles"] == 1
+
+
+def test_kernel_with_host_callback_runs_and_is_not_stored(own_cache):
+    def f(x):
+        y = jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+        return 2.0 * y
+
+    with jax.enable_x64(True):
+        x = np.linspace(0.0, 1.0, 5)
+        np.testing.assert_allclose(_compile.cached_kernel(f)(x), 2.0 * np.sin(x), rtol=1e-15)
+        np.testing.assert_allclose(_compile.cached_kernel(f)(x), 2.0 * np.sin(x), rtol=1e-15)
+    stats = _compile.compile_stats()
+    assert stats["not_serializable"] == 2 and stats["disk_writes"] == 0
+    assert not own_cache.exists() or not list(own_cache.glob("*.xla"))
