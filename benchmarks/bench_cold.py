@@ -253,11 +253,14 @@ def main():
         after_warm = {"FISHERFORECAST_CACHE_DIR": str(warm_dir)}
 
         def column(kind, **kw):
-            out = {}
-            out["before"] = [run_child(kind, before_env, before_path, **kw) for _ in range(reps)]
-            out["cold"] = [run_child(kind, after_cold(), ROOT, **kw) for _ in range(reps)]
+            """The three columns, interleaved (before, cold, warm, before, ...) so that a
+            change in the machine's load hits them alike."""
+            out = {"before": [], "cold": [], "warm": []}
             run_child(kind, after_warm, ROOT, **kw)  # fill the warm cache
-            out["warm"] = [run_child(kind, after_warm, ROOT, **kw) for _ in range(reps)]
+            for _ in range(reps):
+                out["before"].append(run_child(kind, before_env, before_path, **kw))
+                out["cold"].append(run_child(kind, after_cold(), ROOT, **kw))
+                out["warm"].append(run_child(kind, after_warm, ROOT, **kw))
             return out
 
         results = {}
