@@ -395,6 +395,11 @@ class CachedKernel:
     def clear(self) -> None:
         """Forget the compiled kernels of this process (the disk cache stays)."""
         self._table.clear()
+        self._jit.clear_cache()
+
+    def _cache_size(self) -> int:
+        """Kernels compiled or loaded in this process (as ``jax.jit``'s ``_cache_size``)."""
+        return len(self._table) + self._jit._cache_size()
 
 
 def cached_kernel(fn=None, *, static_argnames=()):
