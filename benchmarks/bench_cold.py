@@ -252,15 +252,21 @@ def main():
 
         after_warm = {"FISHERFORECAST_CACHE_DIR": str(warm_dir)}
 
-        def column(kind, **kw):
-            """The three columns, interleaved (before, cold, warm, before, ...) so that a
-            change in the machine's load hits them alike."""
-            out = {"before": [], "cold": [], "warm": []}
-            run_child(kind, after_warm, ROOT, **kw)  # fill the warm cache
+        def column(kind, extra=None, **kw):
+            """The columns, interleaved (before, cold, warm, before, ...) so that a change
+            in the machine's load hits them alike. `extra`: label -> env of more columns
+            with their own warm cache."""
+            extra = extra or {}
+            out = {"before": [], "cold": [], "warm": [], **{k: [] for k in extra}}
+            run_child(kind, after_warm, ROOT, **kw)  # fill the warm caches
+            for env in extra.values():
+                run_child(kind, env, ROOT, **kw)
             for _ in range(reps):
                 out["before"].append(run_child(kind, before_env, before_path, **kw))
                 out["cold"].append(run_child(kind, after_cold(), ROOT, **kw))
                 out["warm"].append(run_child(kind, after_warm, ROOT, **kw))
+                for label, env in extra.items():
+                    out[label].append(run_child(kind, env, ROOT, **kw))
             return out
 
         results = {}
@@ -290,15 +296,13 @@ def main():
             print(f"    before {fmt(wb)}   after {fmt(wa)}   after/before {wa / wb:5.2f}")
 
         if "b" not in skip:
-            results["ode"] = column("ode")
             # equinox's runtime checks are host callbacks, which XLA cannot serialize; with
             # equinox's own switch EQX_ON_ERROR=nan there are none and the kernel is stored.
-            eqx_dir = {"FISHERFORECAST_CACHE_DIR": str(Path(tmp) / "warm-eqx")}
-            eqx_env = dict(eqx_dir, EQX_ON_ERROR="nan")
-            run_child("ode", eqx_env, ROOT)
-            results["ode"]["warm, EQX_ON_ERROR=nan"] = [
-                run_child("ode", eqx_env, ROOT) for _ in range(reps)
-            ]
+            eqx_env = {
+                "FISHERFORECAST_CACHE_DIR": str(Path(tmp) / "warm-eqx"),
+                "EQX_ON_ERROR": "nan",
+            }
+            results["ode"] = column("ode", extra={"warm, EQX_ON_ERROR=nan": eqx_env})
             print("\n(b) first ff.identifiability, zoo SIR ODE model (beta, gamma, I0)")
             for c in ("before", "cold", "warm", "warm, EQX_ON_ERROR=nan"):
                 o = results["ode"][c]
