@@ -260,13 +260,14 @@ def main():
             out = {"before": [], "cold": [], "warm": [], **{k: [] for k in extra}}
             run_child(kind, after_warm, ROOT, **kw)  # fill the warm caches
             for env in extra.values():
-                run_child(kind, env, ROOT, **kw)
+                if not callable(env):
+                    run_child(kind, env, ROOT, **kw)
             for _ in range(reps):
                 out["before"].append(run_child(kind, before_env, before_path, **kw))
                 out["cold"].append(run_child(kind, after_cold(), ROOT, **kw))
                 out["warm"].append(run_child(kind, after_warm, ROOT, **kw))
                 for label, env in extra.items():
-                    out[label].append(run_child(kind, env, ROOT, **kw))
+                    out[label].append(run_child(kind, env() if callable(env) else env, ROOT, **kw))
             return out
 
         results = {}
@@ -302,9 +303,15 @@ def main():
                 "FISHERFORECAST_CACHE_DIR": str(Path(tmp) / "warm-eqx"),
                 "EQX_ON_ERROR": "nan",
             }
-            results["ode"] = column("ode", extra={"warm, EQX_ON_ERROR=nan": eqx_env})
+            results["ode"] = column(
+                "ode",
+                extra={
+                    "cold, EQX_ON_ERROR=nan": lambda: dict(after_cold(), EQX_ON_ERROR="nan"),
+                    "warm, EQX_ON_ERROR=nan": eqx_env,
+                },
+            )
             print("\n(b) first ff.identifiability, zoo SIR ODE model (beta, gamma, I0)")
-            for c in ("before", "cold", "warm", "warm, EQX_ON_ERROR=nan"):
+            for c in results["ode"]:
                 o = results["ode"][c]
                 lab = {"cold": "after, cold", "warm": "after, warm"}.get(c, c)
                 print(
