@@ -175,15 +175,30 @@ out = {{"first": first, "warm": None, "F": F.tolist()}}
 
 def run_child(kind, env, pythonpath, args=(), warm=0):
     body = CHILD[kind].format(model=SMALL_MODEL)
+    check = ""
+    if kind not in ("fd_numpy", "fd_jnp"):  # after the clocks: which tree was measured?
+        check = (
+            "import fisherforecast as _ff\n"
+            f"assert _ff.__file__.startswith({str(pythonpath)!r}), _ff.__file__\n"
+        )
     code = (
         "import json, statistics, time\n"
         f"BENCH = {str(BENCH)!r}\nARGS = {list(args)!r}\nWARM = {warm}\n"
         + textwrap.dedent(body)
-        + "\nprint('RESULT ' + json.dumps(out))\n"
+        + "\n"
+        + check
+        + "print('RESULT ' + json.dumps(out))\n"
     )
     full_env = dict(os.environ, PYTHONPATH=str(pythonpath), **env)
+    # cwd outside any checkout: `python -c` puts the working directory first on sys.path,
+    # which would shadow PYTHONPATH (the "before" tree).
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=1200
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=1200,
+        cwd=tempfile.gettempdir(),
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr[-4000:]}")
