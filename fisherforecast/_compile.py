@@ -36,6 +36,7 @@ import threading
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from . import __version__
 
@@ -308,16 +309,45 @@ class _Traced(Exception):
     """A dynamic argument is a tracer: the call is part of an outer transformation."""
 
 
-def _leaf_signature(x):
-    if isinstance(x, _Tracer):
-        raise _Traced
-    if isinstance(x, jax.Array):
-        return (x.shape, x.dtype, x.weak_type, x.sharding)
-    shape = getattr(x, "shape", None)
-    dtype = getattr(x, "dtype", None)
-    if shape is not None and dtype is not None:
-        return (shape, dtype)
-    return type(x)  # Python scalars: weakly typed, the value is not part of the key
+_NUMPY, _SCALAR, _JAX, _TRACER, _OTHER = range(5)
+_KINDS: dict[type, int] = {}
+
+
+def _kind(t: type) -> int:
+    kind = _KINDS.get(t)
+    if kind is None:
+        if issubclass(t, _Tracer):
+            kind = _TRACER
+        elif issubclass(t, jax.Array):
+            kind = _JAX
+        elif issubclass(t, np.ndarray | np.generic):
+            kind = _NUMPY
+        elif t in (bool, int, float, complex):
+            kind = _SCALAR
+        else:
+            kind = _OTHER
+        _KINDS[t] = kind
+    return kind
+
+
+def _signature(leaves) -> tuple:
+    """Shapes and dtypes of the dynamic leaves (Python scalars: their type only, as JAX
+    traces them weakly typed). Raises :class:`_Traced` for a tracer."""
+    out = []
+    for x in leaves:
+        kind = _kind(type(x))
+        if kind == _NUMPY:
+            out.append((x.shape, x.dtype))
+        elif kind == _SCALAR:
+            out.append(type(x))
+        elif kind == _JAX:
+            out.append((x.shape, x.dtype, x.weak_type, x.sharding))
+        elif kind == _TRACER:
+            raise _Traced
+        else:
+            shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+            out.append((type(x), shape, dtype) if dtype is not None else type(x))
+    return tuple(out)
 
 
 class CachedKernel:
@@ -362,7 +392,7 @@ class CachedKernel:
         dyn = tuple(args[i] for i in self._dyn_idx)
         leaves, treedef = jax.tree_util.tree_flatten(dyn)
         try:
-            sigs = tuple(_leaf_signature(x) for x in leaves)
+            sigs = _signature(leaves)
         except _Traced:
             return self._jit(*args)
         key = (tuple(args[i] for i in self._static_idx), treedef, sigs, _trace_context())
