@@ -141,6 +141,38 @@ for _ in range(2):
 out = {{"import": t1 - t0, "first": times[0], "second": times[1], "compiles": len(compiles),
        "compile_s": sum(compiles), "warm": None}}
 """,
+    # (d) warm ff.fisher, interleaved A/B in one process: the engine's cached kernel against a
+    # plain jax.jit of the same function swapped in (blocks alternate, so load drift hits both)
+    "warm_ab": """
+import sys
+sys.path.insert(0, BENCH)
+import jax, jax.numpy as jnp, numpy as np
+import fisherforecast as ff
+from fisherforecast import _engine
+xp = jnp
+{model}
+from common import experiment as gw_experiment, snr_scaled_fiducial
+if ARGS[0] == "small":
+    exp, fid, n = ff.Experiment(small_model, ff.Gaussian(sigma=SIGMA), design=T), FID, 100
+else:
+    exp, f, df = gw_experiment(4096)
+    fid, n = snr_scaled_fiducial(f, df), 20
+cached = _engine.flagged_kernel
+plain = jax.jit(cached._fn, static_argnames=("names", "mode"))
+res = {{"cached": [], "jit": []}}
+for k in (cached, plain):
+    _engine.flagged_kernel = k
+    ff.fisher(exp, fid)
+for _ in range(8):
+    for name, k in (("cached", cached), ("jit", plain)):
+        _engine.flagged_kernel = k
+        ts = []
+        for _ in range(n):
+            a = time.perf_counter(); ff.fisher(exp, fid); ts.append(time.perf_counter() - a)
+        res[name].append(statistics.median(ts))
+c, j = statistics.median(res["cached"]), statistics.median(res["jit"])
+out = {{"cached": c, "jit": j, "ratio": c / j, "warm": None}}
+""",
     # (e) first call op by op (jax.disable_jit) vs compiled, small and 4096-bin models
     "eager_vs_compiled": """
 import sys
@@ -308,8 +340,18 @@ def main():
                 )
             wb = median(r["warm"] for r in s["before"])
             wa = median(r["warm"] for r in s["warm"])
-            print("\n(d) warm ff.fisher, small model (median of 300 calls per process)")
+            print("\n(d) warm ff.fisher (median of 300 calls per process, separate processes)")
             print(f"    before {fmt(wb)}   after {fmt(wa)}   after/before {wa / wb:5.2f}")
+            print("    interleaved A/B in one process: cached kernel vs plain jax.jit")
+            for which in ("small", "gw4096"):
+                ab = [run_child("warm_ab", {}, ROOT, args=(which,)) for _ in range(reps)]
+                results[f"warm_ab_{which}"] = ab
+                each = ", ".join(format(r["ratio"], ".3f") for r in ab)
+                print(
+                    f"    {which:8s} cached {fmt(median(r['cached'] for r in ab))}"
+                    f"   jit {fmt(median(r['jit'] for r in ab))}"
+                    f"   ratio {median(r['ratio'] for r in ab):5.3f} (per process: {each})"
+                )
 
         if "b" not in skip:
             # equinox's runtime checks are host callbacks, which XLA cannot serialize; with
