@@ -318,7 +318,7 @@ def main():
             return out
 
         results = {}
-        if "a" not in skip or "d" not in skip:
+        if "a" not in skip:
             results["small"] = column("small", warm=300)
             results["fd_numpy"] = [run_child("fd_numpy", {}, ROOT) for _ in range(reps)]
             results["fd_jnp"] = [run_child("fd_jnp", {}, ROOT) for _ in range(reps)]
@@ -342,7 +342,9 @@ def main():
             wa = median(r["warm"] for r in s["warm"])
             print("\n(d) warm ff.fisher (median of 300 calls per process, separate processes)")
             print(f"    before {fmt(wb)}   after {fmt(wa)}   after/before {wa / wb:5.2f}")
-            print("    interleaved A/B in one process: cached kernel vs plain jax.jit")
+
+        if "d" not in skip:
+            print("\n(d) warm ff.fisher, interleaved A/B in one process: cached kernel vs jax.jit")
             for which in ("small", "gw4096"):
                 ab = [run_child("warm_ab", {}, ROOT, args=(which,)) for _ in range(reps)]
                 results[f"warm_ab_{which}"] = ab
