@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fisherforecast.models import cosmology as cosmo
-from fisherforecast.models import dwd
 from scipy import integrate
 
 import fisherforecast as ff
+from fisherforecast.models import cosmology as cosmo
+from fisherforecast.models import dwd
 
 ROOT = Path(__file__).resolve().parents[1]
 MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s]
