@@ -20,6 +20,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import load_example
 
 import fisherforecast as ff
 from fisherforecast import _batch
@@ -676,11 +677,7 @@ def test_plot_structure():
 
 
 def test_population_example_runs_fast(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "population_forecast", ROOT / "examples" / "population_forecast.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("population_forecast")
     result = module.main(n=40, out_dir=tmp_path, seed=1, progress=False)
     assert (tmp_path / "population.h5").exists() and (tmp_path / "sigma_vs_snr.png").exists()
     batch = ff.FisherBatch.load(tmp_path / "population.h5")

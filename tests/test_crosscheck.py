@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import decay, load_example
 from scipy.integrate import quad
 
 import fisherforecast as ff
@@ -27,10 +28,6 @@ def line(p, x):
 
 def exp_theta(p):
     return jnp.exp(p["theta"]) * jnp.ones(4)
-
-
-def decay(p, t):
-    return p["A"] * jnp.exp(-p["k"] * t)
 
 
 LINE = ff.Experiment(line, ff.Gaussian(sigma=SIGMA), design=X)
@@ -485,13 +482,7 @@ def test_joint_coverage_counts_towards_calibration():
 
 
 def test_microlensing_example_runs_fast(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "examples" / "hmc_crosscheck.py"
-    spec = importlib.util.spec_from_file_location("hmc_crosscheck_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("hmc_crosscheck")
     results = example.run(fast=True, out_dir=tmp_path)
     for name in ("high_magnification", "low_magnification"):
         png = tmp_path / f"hmc_crosscheck_{name}.png"

@@ -14,14 +14,11 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
+from helpers import linear3
 
 import fisherforecast as ff
 
 matplotlib.use("Agg")
-
-
-def linear3(p):
-    return jnp.stack([p["a"], p["b"], p["a"] + 2 * p["b"]])
 
 
 def test_linear_model_dali_is_fisher():

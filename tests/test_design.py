@@ -7,35 +7,23 @@ brute-force enumeration and finite differences, never the design code's own outp
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from helpers import decay, load_example, rooney_biegler
 
 import fisherforecast as ff
 from fisherforecast import _design, _design_optimize, _design_select
 from fisherforecast._design import design_criterion, fom_criterion, sigma_criterion
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 # ---------------------------------------------------------------------------------------
 # Models and their closed-form Fisher matrices
 # ---------------------------------------------------------------------------------------
-def decay(p, t):
-    return p["A"] * jnp.exp(-p["k"] * t)
-
-
-def rooney_biegler(p, t):
-    return p["a"] * (1.0 - jnp.exp(-p["b"] * t))
-
-
 RB_FID = {"a": 15.0, "b": 0.5}
 RB_SIGMA = 0.1
 
@@ -579,11 +567,7 @@ def test_repair_with_candidate_times_ranks_by_lift_along_the_null_direction():
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_design_example_runs_fast(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "design_sampling_times", ROOT / "examples" / "design_sampling_times.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("design_sampling_times")
     out = module.main(fast=True, out_dir=tmp_path)
     assert out["figure"].exists()
     assert out["subjects_after"].overall < out["subjects_before"].overall

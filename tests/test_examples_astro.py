@@ -8,30 +8,22 @@ phase errors match the continuous-time closed forms, SNRs match independent quad
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_example
 from scipy import integrate
 
 import fisherforecast as ff
 from fisherforecast.models import cosmology as cosmo
 from fisherforecast.models import dwd
 
-ROOT = Path(__file__).resolve().parents[1]
 MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s]
 MPC_S = 1e6 * 149_597_870_700.0 * 648_000.0 / math.pi / 299_792_458.0  # 1 Mpc / c [s]
 YEAR_S = 365.25 * 86400.0
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_example(name, tmp_path_factory):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.special
+from helpers import load_example, product_decay
 
 import fisherforecast as ff
 from fisherforecast._identifiability import (
@@ -24,14 +25,9 @@ from fisherforecast._identifiability import (
     describe_null_direction,
 )
 
-
 # ---------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------
-def product_decay(p, t):
-    return p["a"] * p["b"] * jnp.exp(-p["k"] * t)
-
-
 T8 = np.arange(0.0, 5.01, 0.5)
 FID8 = {"a": 2.0, "b": 3.0, "k": 0.5}
 
@@ -908,13 +904,7 @@ def test_input_errors():
 
 @pytest.mark.slow  # compiles two ODE Jacobians and two ODE profiles (~15 s of CPU)
 def test_walkthrough_example_runs_fast(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "examples" / "identifiability_walkthrough.py"
-    spec = importlib.util.spec_from_file_location("identifiability_walkthrough", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("identifiability_walkthrough")
     out = module.main(tmp_path, fast=True)
     assert out["report"].rank == 3 and out["joint"].rank == 4
     assert out["report"].identifiable == {"ka": True, "ke": True, "V": False, "F": False}

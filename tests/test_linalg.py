@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
+from helpers import product_decay
 
 import fisherforecast as ff
 
@@ -132,12 +133,8 @@ def test_exact_hilbert_formula_is_right():
 T_PRODUCT = np.arange(0.0, 5.01, 0.5)
 
 
-def product_model(p, t):
-    return p["a"] * p["b"] * jnp.exp(-p["k"] * t)
-
-
 def test_product_degeneracy_is_named():
-    exp = ff.Experiment(product_model, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
+    exp = ff.Experiment(product_decay, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
     fid = {"a": 2.0, "b": 3.0, "k": 0.5}
     F = ff.fisher(exp, fid)
     # Independent check that (1, −1, 0) is the null direction in ln-parameters:
