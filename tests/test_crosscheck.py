@@ -1,4 +1,6 @@
-"""HMC cross-checks and coverage against analytic posteriors (VALIDATION.md 15 and 16).
+"""HMC cross-checks and coverage against analytic posteriors: a linear-Gaussian model, whose
+posterior is exactly Gaussian (HMC σ = Fisher σ within the Monte Carlo error), and y = exp(θ)
+weakly constrained, whose skewed posterior the Fisher ellipse misrepresents.
 
 The references are independent of the library: weighted least squares and Gaussian
 conjugate formulae written here in numpy, a quadrature of the skewed posterior, and the
@@ -143,7 +145,7 @@ def test_user_data_and_simulated_data_use_the_best_fit_as_reference():
 
 
 # ---------------------------------------------------------------------------------------
-# Skewed posterior (VALIDATION.md 16): y = exp(θ), weakly constrained
+# Skewed posterior (exact by quadrature): y = exp(θ), weakly constrained
 # ---------------------------------------------------------------------------------------
 def _exact_posterior_moments(noise_sigma, low, high):
     def density(t):
@@ -190,7 +192,8 @@ def test_skewed_posterior_is_flagged_and_well_constrained_one_is_not():
 # Other noise models use their own likelihood
 # ---------------------------------------------------------------------------------------
 def test_parameter_dependent_noise():
-    """N draws of N(μ, s²) (VALIDATION.md 2) against the exact posterior with flat priors.
+    """N draws of N(μ, s²) (closed form F = diag(N/s², 2N/s²)) against the exact posterior
+    with flat priors.
 
     With S = Σ(d − d̄)², p(s | d) ∝ s^-(N-1) exp(−S/2s²): E[s] = sqrt(S/2) Γ((N−3)/2) /
     Γ((N−2)/2), E[s²] = S/(N − 4); μ is Student-t with sd sqrt(S/(N(N − 4))). Fisher:

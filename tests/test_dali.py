@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 
 
 def test_linear_model_dali_is_fisher():
-    """VALIDATION.md 1: μ = (a, b, a + 2b), unit noise: F = [[2, 2], [2, 5]]."""
+    """Closed form: μ = (a, b, a + 2b), unit noise: F = JᵀJ = [[2, 2], [2, 5]]."""
     exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
     fid = {"a": 1.0, "b": 2.0}
     F = np.array([[2.0, 2.0], [2.0, 5.0]])

@@ -117,7 +117,8 @@ def cosmo_result(tmp_path_factory):
 
 
 def detf_fom(F):
-    """[det Cov(w0, wa)]^(-1/2) by a plain scaled numpy inverse (VALIDATION case 7)."""
+    """[det Cov(w0, wa)]^(-1/2) by a plain scaled numpy inverse: the DETF figure of merit
+    (Albrecht et al. 2006, Dark Energy Task Force report), after marginalising the rest."""
     d = np.sqrt(np.diag(F.matrix))
     cov = np.linalg.inv(F.matrix / np.outer(d, d)) / np.outer(d, d)
     i, j = F.names.index("w0"), F.names.index("wa")

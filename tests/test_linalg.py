@@ -1,5 +1,6 @@
 """Robust inversion against arbitrary-precision and exact references, and singular matrices
-whose degenerate combinations must be named (VALIDATION.md case 8)."""
+whose degenerate combinations must be named (closed form: y = a·b·e^(−kt) has rank 2 of 3,
+only a·b is identifiable)."""
 
 from __future__ import annotations
 
