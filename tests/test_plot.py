@@ -179,6 +179,15 @@ def test_sigma_bars_heights_and_singular_matrix():
     assert fig.axes[0].get_yscale() == "log"
 
 
+def test_sigma_bars_on_the_axes_of_a_subfigure():
+    left, _ = plt.figure().subfigures(1, 2)
+    out = ff.plot.sigma_bars([F], ax=left.add_subplot())
+    assert out is left
+    np.testing.assert_allclose(
+        [r.get_height() for r in left.axes[0].containers[0]], np.sqrt(np.diag(COV)), rtol=1e-12
+    )
+
+
 def test_spectrum():
     fig = ff.plot.spectrum(F)
     d = np.sqrt(np.diag(M))
