@@ -1,8 +1,9 @@
 """Tests for ff.fisher_batch / ff.FisherBatch.
 
 References: closed-form Fisher matrices written out in numpy here, the single-item path
-``ff.fisher`` (an independent call path that only shares the model), VALIDATION.md cases 1
-and 5, and an uninterrupted run for the resume and Dask tests.
+``ff.fisher`` (an independent call path that only shares the model), the closed forms of the
+linear model μ = (a, b, a + 2b) (F = [[2, 2], [2, 5]]) and of the GW amplitude identity
+(F_lnA,lnA = SNR²), and an uninterrupted run for the resume and Dask tests.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import load_example
 
 import fisherforecast as ff
 from fisherforecast import _batch
@@ -128,7 +130,8 @@ def test_subset_of_params_lists_and_scalar_broadcast():
 
 
 def test_psd_amplitude_identity_in_batch():
-    """VALIDATION case 5: F_lnA,lnA = SNR² and ln A decouples from phase parameters."""
+    """Closed form (h = A·g(f; θ), PSD noise): F_lnA,lnA = SNR² = 4 Re Σ |h|²/S_n Δf, and
+    ln A decouples from phase parameters."""
     f = np.linspace(20.0, 200.0, 300)
     psd = 1e-2 * (1 + (50.0 / f) ** 4 + (f / 150.0) ** 2)
 
@@ -585,7 +588,8 @@ def test_sharding_over_several_cpu_devices(tmp_path):
 
 # ----- FisherBatch as a value --------------------------------------------------------------
 def test_fisher_batch_container_against_closed_forms(tmp_path):
-    # VALIDATION case 1 (F = [[2, 2], [2, 5]], σ = (0.912871, 0.577350)), a diagonal matrix,
+    # The linear model μ = (a, b, a + 2b) (closed form F = JᵀJ = [[2, 2], [2, 5]],
+    # σ = (0.912871, 0.577350)), a diagonal matrix,
     # a singular one and a NaN one.
     mats = [
         [[2.0, 2.0], [2.0, 5.0]],
@@ -676,16 +680,12 @@ def test_plot_structure():
 
 
 def test_population_example_runs_fast(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "population_forecast", ROOT / "examples" / "population_forecast.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("population_forecast")
     result = module.main(n=40, out_dir=tmp_path, seed=1, progress=False)
     assert (tmp_path / "population.h5").exists() and (tmp_path / "sigma_vs_snr.png").exists()
     batch = ff.FisherBatch.load(tmp_path / "population.h5")
     assert len(batch) == 40 and batch.ok.sum() >= 38
-    # VALIDATION case 5 in the population: σ(ln A) = 1 / SNR exactly.
+    # The GW amplitude identity in the population (closed form): σ(ln A) = 1 / SNR exactly.
     ok = batch.ok
     np.testing.assert_allclose(batch.sigma()["lnA"][ok] * result["snr"][ok], 1.0, rtol=1e-8)
     # Fixing phase parameters and a prior on η leave σ(ln A) = 1/SNR (ln A decouples) and

@@ -14,18 +14,15 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
+from helpers import linear3
 
 import fisherforecast as ff
 
 matplotlib.use("Agg")
 
 
-def linear3(p):
-    return jnp.stack([p["a"], p["b"], p["a"] + 2 * p["b"]])
-
-
 def test_linear_model_dali_is_fisher():
-    """VALIDATION.md 1: μ = (a, b, a + 2b), unit noise: F = [[2, 2], [2, 5]]."""
+    """Closed form: μ = (a, b, a + 2b), unit noise: F = JᵀJ = [[2, 2], [2, 5]]."""
     exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
     fid = {"a": 1.0, "b": 2.0}
     F = np.array([[2.0, 2.0], [2.0, 5.0]])

@@ -1,5 +1,6 @@
 """Robust inversion against arbitrary-precision and exact references, and singular matrices
-whose degenerate combinations must be named (VALIDATION.md case 8)."""
+whose degenerate combinations must be named (closed form: y = a·b·e^(−kt) has rank 2 of 3,
+only a·b is identifiable)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
+from helpers import product_decay
 
 import fisherforecast as ff
 
@@ -132,12 +134,8 @@ def test_exact_hilbert_formula_is_right():
 T_PRODUCT = np.arange(0.0, 5.01, 0.5)
 
 
-def product_model(p, t):
-    return p["a"] * p["b"] * jnp.exp(-p["k"] * t)
-
-
 def test_product_degeneracy_is_named():
-    exp = ff.Experiment(product_model, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
+    exp = ff.Experiment(product_decay, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
     fid = {"a": 2.0, "b": 3.0, "k": 0.5}
     F = ff.fisher(exp, fid)
     # Independent check that (1, −1, 0) is the null direction in ln-parameters:

@@ -5,7 +5,8 @@
 * y = a·b·x: the profile of a is flat and the nuisance follows b = (a·b)₀/a.
 * Poisson decay counts and Gaussian data with an unknown variance: the nuisance can be
   profiled out by hand, giving closed-form profiles.
-* Michaelis–Menten (VALIDATION case 9): open profiles at S0 ≪ K, closed ones at S0 ≫ K.
+* Reduced Michaelis–Menten, S' = −V S/(K + S) with (V, K) = (1, 10), substrate observed:
+  open profiles at S0 ≪ K (only V/K is determined), closed ones at S0 ≫ K.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def test_gaussian_with_unknown_variance_against_closed_form():
 
 
 # ---------------------------------------------------------------------------------------
-# ODE model (VALIDATION case 9): practical non-identifiability
+# ODE model (reduced Michaelis–Menten, S0 ≪ K): practical non-identifiability
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # one ODE profile compilation (~10 s of CPU)
 def test_michaelis_menten_profiles_open_at_low_substrate():
