@@ -361,7 +361,7 @@ def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
         # smears one parameter's inf over every column; reverse mode localises columns.
         with float64():
             _, J_rev = jacobian_kernel(experiment, fiducial, names, "reverse")
-            finite_rev = np.isfinite(np.asarray(J_rev)).all(axis=0)
+            finite_rev = np.atleast_1d(np.isfinite(np.asarray(J_rev)).all(axis=0))
         both = [n for i, n in enumerate(names) if not finite_rev[i] and n in cols]
         cols = both or cols
     rows = np.nonzero(badJ.any(axis=1))[0]
