@@ -109,8 +109,10 @@ ENGINE_MODULES = [
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
     "_ode",
-    "_identifiability",
-    "_profile",
+    "_identify.analysis",
+    "_identify.nullspace",
+    "_identify.words",
+    "_identify.profile",
     "_crosscheck",
     "_dali",
     "plot",

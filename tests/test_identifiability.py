@@ -19,10 +19,7 @@ import scipy.special
 
 import fisherforecast as ff
 from fisherforecast._engine import full_kernel
-from fisherforecast._identifiability import (
-    _sloppy_text,
-    describe_null_direction,
-)
+from fisherforecast._identify.words import describe_null_direction, sloppy_text
 
 
 # ---------------------------------------------------------------------------------------
@@ -861,7 +858,7 @@ def test_sloppy_words_with_several_better_combinations():
     log = dict.fromkeys(names, True)
     labels = {n: f"ln {n}" for n in names}
     shown = dict(zip(names, V[:, 0], strict=True))
-    text = _sloppy_text(0, shown, names, log, labels, lam, V, 0)
+    text = sloppy_text(0, shown, names, log, labels, lam, V, 0)
     w_ab = math.sqrt(np.array([1, -1, 0]) @ cov @ np.array([1, -1, 0]))
     w_ac = math.sqrt(np.array([1, 0, -1]) @ cov @ np.array([1, 0, -1]))
     assert text == (
@@ -870,7 +867,7 @@ def test_sloppy_words_with_several_better_combinations():
         "determined"
     )
     # A single-parameter sloppy direction is poorly determined, not "without effect".
-    one = _sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
+    one = sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
     assert one == "ln a is poorly determined (1σ width 10 in ln-units)"
 
 
