@@ -7,6 +7,7 @@ Michaelis-Menten and FitzHugh-Nagumo sensitivities.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -768,6 +769,17 @@ def test_summary_to_dict_and_plot(report8):
     heights = np.array([p.get_height() for p in ax_comp.patches]).reshape(3, 3)
     np.testing.assert_allclose(heights.sum(axis=0), 1.0, rtol=1e-12)  # unit vectors
     assert [t.get_text() for t in ax_comp.get_legend().get_texts()] == ["ln a", "ln b", "ln k"]
+
+
+def test_report_is_a_read_only_record_with_declared_fields(report8):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report8.rank = 3
+    fields = report8.public_fields()
+    assert fields[:3] == ["names", "n_params", "source"] and "_Rn" not in fields
+    assert set(fields) - set(report8.to_dict()) == {"fisher"}  # the matrix is not JSON
+    changed = report8.replace(notes=["edited"])
+    assert changed.notes == ["edited"] and report8.notes != ["edited"]
+    assert changed.collinearity_index(["a", "k"]) == report8.collinearity_index(["a", "k"])
 
 
 def test_describe_null_direction_words():

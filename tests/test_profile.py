@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -221,6 +222,21 @@ def test_batch_isolates_failures_and_does_not_retrace():
     json.dumps(batch.to_dict(), allow_nan=False)
 
 
+def test_results_are_read_only_records(quad_exp):
+    batch = ff.profile_likelihood(quad_exp, QUAD_FID, ["a", "b"], n_grid=9)
+    prof = batch["b"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prof.estimate = 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        batch.errors = {}
+    with pytest.raises(TypeError):
+        batch["c"] = prof  # a read-only mapping
+    assert len(batch) == 2 and dict(batch.items()) == {"a": batch["a"], "b": prof}
+    assert "_center" not in prof.public_fields() and "deltas" in prof.public_fields()
+    assert batch.to_dict()["profiles"]["b"] == prof.to_dict()
+    assert prof.to_dict()["deltas"] == list(prof.deltas) == [1.0, pytest.approx(3.8415, abs=1e-4)]
+
+
 def test_summary_to_dict_and_plot(quad_exp):
     batch = ff.profile_likelihood(quad_exp, QUAD_FID, ["a", "b"], n_grid=9)
     text = batch.summary()
@@ -248,7 +264,7 @@ def test_summary_to_dict_and_plot(quad_exp):
         ({"grid": [1.0, 0.5, 2.0]}, ValueError, "grid"),
         ({"n_grid": 3}, ValueError, "n_grid"),
         ({"data": np.ones(3)}, ValueError, "shape"),
-        ({"levels": (-1.0,)}, ValueError, "levels"),
+        ({"deltas": (-1.0,)}, ValueError, "deltas"),
         ({"mode": "sideways"}, ValueError, "mode"),
     ],
 )
@@ -494,13 +510,31 @@ def test_levels_are_thresholds_and_numpy_scalars_are_accepted(quad_exp):
     )
     assert prof.interval(np.int64(1)) == prof.interval(1.0)
     with pytest.raises(ValueError, match=r"thresholds, not confidence levels.*3\.841"):
-        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(0.68, 0.95))
     with pytest.raises(ValueError, match="not confidence levels"):
         prof.interval(0.95)
     with pytest.raises(ValueError, match="`level`"):
         prof.interval("1")
     with pytest.warns(UserWarning, match="below 1"):
         prof.interval(0.455)
+
+
+def test_levels_is_a_deprecated_alias_of_deltas(quad_exp):
+    new = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, deltas=(1.0, 4.0))
+    with pytest.warns(FutureWarning, match="use|deltas="):
+        old = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, levels=(1.0, 4.0))
+    assert old.deltas == new.deltas == old.levels == (1.0, 4.0)
+    assert old.intervals == new.intervals
+    # The interval of a linear model is the Fisher one, b ± sqrt(Δ)·σ (closed form).
+    sig = quad_sigma()[1]
+    assert new.intervals[4.0] == (
+        pytest.approx(2.0 - 2 * sig, abs=1e-6 * sig),
+        pytest.approx(2.0 + 2 * sig, abs=1e-6 * sig),
+    )
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="not confidence levels"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
+    with pytest.raises(ValueError, match="both `deltas` and `levels`"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(1.0,), levels=(1.0,))
 
 
 def test_reverse_mode_on_a_forward_only_ode_model_is_refused_clearly():

@@ -15,8 +15,10 @@ import numpy as np
 
 from .._engine import evaluate_checked
 
-#: Relative singular-value tolerance of the column-normalised sensitivity matrix.
-RANK_RTOL = 1e-6
+#: Structural rank rule: a singular value of the column-normalised sensitivity matrix below
+#: ``STRUCTURAL_RTOL`` times the largest counts as zero (per call: ``rtol=``). Not the
+#: engine's ``_linalg.RANK_RTOL`` (an eigenvalue rule at round-off level).
+STRUCTURAL_RTOL = 1e-6
 #: Largest relative Cramér–Rao bound σ(θ)/|θ| of a practically identifiable parameter.
 CRB_THRESHOLD = 0.5
 #: Largest collinearity index γ of an identifiable parameter subset.
@@ -248,14 +250,13 @@ def spectrum(Rn, norms, scaled, s0, rank_fid, rtol):
     return eigenvalues, eigenvectors, n_zero
 
 
-def scale_of(values):
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(values != 0, np.abs(values), 1.0)
-
-
-def scale_vector(names, fid, scales):
+def reference_scale(names, values, scales=None) -> np.ndarray:
+    """Per name: ``|values[n]|``, or for a zero value ``scales[n]`` (default 1). The unit of
+    the coordinates of the analysis (``ln|θ|`` steps, or ``θ/scale`` at a zero fiducial)."""
+    scales = {} if scales is None else scales
     return np.array(
-        [abs(float(fid[n])) if fid[n] != 0 else scales.get(n, 1.0) for n in names], dtype=np.float64
+        [abs(float(values[n])) if values[n] != 0 else scales.get(n, 1.0) for n in names],
+        dtype=np.float64,
     )
 
 
@@ -272,27 +273,3 @@ def null_basis_at(factor, scale_at, scale_fid, is_log, rtol):
     safe = np.where(factor.norms > 0, factor.norms, 1.0)
     B = (Vt[r:] / safe).T * np.where(is_log, 1.0, scale_at / scale_fid)[:, None]
     return r, orthonormal(B)
-
-
-def marginal_sigma_pinv(F, names, fiducial, rtol=RANK_RTOL):
-    """Marginal σ of each parameter from a possibly singular Fisher matrix: the rank-truncated
-    pseudo-inverse, ``inf`` for parameters in a null direction. Used by the profiles."""
-    names = tuple(names)
-    scale = scale_of([fiducial[n] for n in names])
-    factor = factor_from_fisher(np.asarray(F, dtype=np.float64), scale)
-    _, s, Vt = np.linalg.svd(factor.Rn)
-    P = len(names)
-    keep = numerical_rank(s, rtol)
-    safe = np.where(factor.norms > 0, factor.norms, 1.0)
-    null = (Vt[keep:] / safe).T
-    if null.size:
-        null, _ = np.linalg.qr(null)
-    in_null = np.linalg.norm(null, axis=1) >= NULL_COMPONENT_TOL if null.size else np.zeros(P, bool)
-    inv_diag = np.sum((Vt[:keep] / s[:keep, None]) ** 2, axis=0) if keep else np.zeros(P)
-    out = {}
-    for i, n in enumerate(names):
-        if in_null[i] or factor.norms[i] == 0:
-            out[n] = math.inf
-        else:
-            out[n] = float(math.sqrt(inv_diag[i]) / factor.norms[i] * scale[i])
-    return out

@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_fiducial
-from .._errors import ParameterError, quote
+from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._matrix import FisherMatrix
 from .analysis import identifiability
-from .factor import scale_of
+from .factor import reference_scale
 from .report import IdentifiabilityReport
 
 _WHICH = ("structural", "practical")
@@ -20,7 +20,7 @@ _WHICH = ("structural", "practical")
 
 def report_and_center(report_or_experiment, fiducial, params, which, kwargs):
     if which not in _WHICH:
-        raise ValueError(f"`which` must be one of {_WHICH}; received {which!r}.")
+        raise InputError(f"`which` must be one of {_WHICH}; received {which!r}.")
     if isinstance(report_or_experiment, IdentifiabilityReport):
         report = report_or_experiment
         if kwargs:
@@ -47,7 +47,7 @@ def report_and_center(report_or_experiment, fiducial, params, which, kwargs):
             if (report.parameterisation[n] == "ln") != (fid[n] != 0) or (
                 fid[n] * report.fiducial[n] < 0
             ):
-                raise ValueError(
+                raise InputError(
                     f"fiducial[{n!r}] = {fid[n]!r} cannot centre the prior: the report treats "
                     f"{n!r} as {report.parameterisation[n]} around {report.fiducial[n]!r}; the "
                     "centre must have the same sign (and be non-zero for ln-parameters)."
@@ -68,7 +68,7 @@ def check_lam(lam):
         or not isinstance(lam, int | float | np.integer | np.floating)
         or not 0 < float(lam) < math.inf
     ):
-        raise ValueError(f"`lam` must be a positive finite number; received {lam!r}.")
+        raise InputError(f"`lam` must be a positive finite number; received {lam!r}.")
     return float(lam)
 
 
@@ -144,7 +144,7 @@ def nullspace_prior(
             name="nullspace prior",
             metadata=meta,
         )
-    d = np.where(is_log, scale_of([center[n] for n in names]), lin_scale)
+    d = np.where(is_log, reference_scale(names, center), lin_scale)
     return FisherMatrix(
         M / np.outer(d, d), names, fiducial=center, name="nullspace prior", metadata=meta
     )

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
-from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
-from .._errors import quote
+from .._errors import InputError, quote
 
 #: An interval endpoint is grid-limited when Δ at the grid point beyond it exceeds this
 #: multiple of the level (``z = sqrt(Δ)`` more than doubles across the bracketing step).
@@ -102,44 +100,6 @@ def coarse_message(name, ends):
     )
 
 
-def is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-
-
-def probability_level(p):
-    """Δ(−2 ln L) of the two-sided one-parameter interval with probability `p`."""
-    return NormalDist().inv_cdf(0.5 * (1.0 + p)) ** 2
-
-
-def check_levels(levels, label, stacklevel=3, probabilities=True):
-    """Positive finite Δ(−2 ln L) thresholds as a tuple of floats; refuses (or, below 0.5,
-    warns about) values that all look like probabilities, unless not `probabilities`."""
-    items = (levels,) if is_real(levels) else levels
-    try:
-        items = tuple(items)
-    except TypeError:
-        items = ()
-    if not items or not all(is_real(v) and 0 < float(v) < math.inf for v in items):
-        raise ValueError(
-            f"`{label}` must be positive, finite Δ(−2 ln L) values (1 for the "
-            f"68.27 %, 3.84 for the 95 % interval); received {quote(levels)}."
-        )
-    values = tuple(float(v) for v in items)
-    if probabilities and max(values) < 1.0:
-        hint = ", ".join(f"{probability_level(p):.4g}" for p in values)
-        message = (
-            f"`{label}` = {quote(levels)}: every value is below 1, as if they were "
-            f"probabilities. `{label}` are Δ(−2 ln L) thresholds, not confidence "
-            "levels: 1 gives the 68.27 % and 3.84 the 95 % interval of one parameter. "
-            f"For the probabilities {', '.join(f'{v:g}' for v in values)} pass "
-            f"{label}=({hint})."
-        )
-        if min(values) >= 0.5:
-            raise ValueError(message)
-        warnings.warn(message + " Using them as Δ thresholds.", UserWarning, stacklevel=stacklevel)
-    return values
-
-
 def _half_grid(lo, center, hi, n_grid):
     half_n = (n_grid - 1) // 2
     return np.concatenate(
@@ -180,3 +140,102 @@ def default_grid(center, fiducial, sigma, n_grid, span, rel_span, finite_at):
     else:
         hi = edge
     return _half_grid(lo, center, hi, n_grid), (side, edge, float(first))
+
+
+def check_grid(grid, name, center):
+    """A user grid: 1-D, strictly increasing, finite, at least 3 values, with the best fit
+    `center` strictly inside (added to it when it is not a grid point: the intervals are
+    interpolated from the profile's minimum)."""
+    try:
+        g = np.asarray(grid, dtype=np.float64)
+    except (TypeError, ValueError):
+        g = np.empty(0)
+    if g.ndim != 1 or g.size < 3 or not np.all(np.isfinite(g)) or np.any(np.diff(g) <= 0):
+        raise InputError(
+            "`grid` must be a 1-D, strictly increasing, finite array of at least 3 values; "
+            f"received {quote(grid)}."
+        )
+    if not g[0] < center < g[-1]:
+        raise InputError(
+            f"`grid` for {name!r} spans [{g[0]:.6g}, {g[-1]:.6g}] but the best fit is "
+            f"{name} = {center:.6g}: a profile needs grid points on both sides of the best fit "
+            "to bound an interval. Widen the grid, or leave grid=None for the default (best "
+            "fit ± several Fisher σ)."
+        )
+    if not np.any(np.isclose(g, center, rtol=1e-12, atol=0.0)):
+        g = np.sort(np.append(g, center))
+    return g
+
+
+class Intervals(NamedTuple):
+    """The likelihood-ratio intervals of a profile, per Δ threshold."""
+
+    intervals: dict  # Δ -> (low, high), ±inf where open
+    open: dict  # Δ -> (open below, open above)
+    at_edge: dict  # Δ -> (open at the lower grid edge, open at the upper one)
+    reasons: set  # why a side is open, other than the grid edge
+    coarse_ends: list  # (Δ, side, ψ, Δ there) of the grid-limited endpoints
+    other_minimum: tuple | None  # (ψ, Δ) of the lowest point below a Δ beyond its interval
+
+
+def read_intervals(grid, delta, center, estimate, deltas) -> Intervals:
+    """The intervals ``{ψ: Δ(ψ) < level}`` around the grid point `center` for each level of
+    `deltas`, and the lowest point that falls below a level again beyond its interval."""
+    finite = np.isfinite(delta)
+    intervals, open_, at_edge, reasons, coarse_ends = {}, {}, {}, set(), []
+    other = None
+    for lv in deltas:
+        lo, why_lo, coarse_lo = crossing(grid, delta, center, estimate, lv, -1)
+        hi, why_hi, coarse_hi = crossing(grid, delta, center, estimate, lv, +1)
+        intervals[lv] = (lo, hi)
+        open_[lv] = (not math.isfinite(lo), not math.isfinite(hi))
+        at_edge[lv] = (why_lo == "grid edge", why_hi == "grid edge")
+        reasons.update(r for r in (why_lo, why_hi) if r and r != "grid edge")
+        coarse_ends += [
+            (lv, side, grid[j], delta[j])
+            for j, side in ((coarse_lo, "lower"), (coarse_hi, "upper"))
+            if j is not None
+        ]
+        for bound, beyond in ((lo, grid < lo), (hi, grid > hi)):
+            dip = beyond & finite & (delta < lv)
+            if math.isfinite(bound) and np.any(dip):
+                j = int(np.flatnonzero(dip)[np.argmin(delta[dip])])
+                if other is None or delta[j] < other[1]:
+                    other = (float(grid[j]), float(delta[j]))
+    return Intervals(intervals, open_, at_edge, reasons, coarse_ends, other)
+
+
+def verdict(name, flat, top, found: Intervals, clip) -> str:
+    """The verdict in words, from the intervals at the largest Δ threshold `top`.
+
+    An open side that ends at a grid edge which the default grid clipped (`clip`, see
+    :func:`default_grid`) says nothing about identifiability: the profile was not computed
+    further; that side is "undetermined".
+    """
+    sides = ("below", "above")
+    clipped_side = clip[0] if clip else None
+    by_clip = [
+        s
+        for s, o, e in zip(sides, found.open[top], found.at_edge[top], strict=True)
+        if o and e and s == clipped_side
+    ]
+    really_open = [s for s, o in zip(sides, found.open[top], strict=True) if o and s not in by_clip]
+    if flat:
+        text = "structurally non-identifiable (flat profile)"
+    elif really_open:
+        text = (
+            f"practically non-identifiable (open {' and '.join(really_open)} at "
+            f"Δ={top:.3g} within the grid)"
+        )
+    elif by_clip:
+        text = (
+            f"undetermined {by_clip[0]} (Δ < {top:.3g} up to where the default grid "
+            f"was clipped, {clip[1]:.4g}; pass `grid` to go further)"
+        )
+    else:
+        text = "identifiable"
+    other = found.other_minimum
+    if other is not None and not flat:
+        extra = f"multimodal (another minimum, Δ = {other[1]:.3g}, at {name} = {other[0]:.6g})"
+        text = extra if text == "identifiable" else f"{text}; {extra}"
+    return text

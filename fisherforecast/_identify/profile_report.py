@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
-from .profile_grid import check_levels, coarse_message, crossing
+from .._checks import check_delta_levels
+from .._record import Record
+from .profile_grid import coarse_message, crossing
 
 
-class ProfileLikelihood:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class ProfileLikelihood(Record):
     """The profile likelihood of one parameter (made by :func:`profile_likelihood`).
 
     **Attributes:**
@@ -19,8 +24,9 @@ class ProfileLikelihood:
       `converged`: bool per grid point; `steps`: optimiser steps per point.
     - `nuisance`: dict name -> re-optimised values of the other parameters along the grid.
     - `estimate`: the best-fit value ψ̂; `best_fit`: dict of all best-fit values.
-    - `levels`; `intervals`: dict level -> (low, high), ``±inf`` where open;
-      `open`: dict level -> (open below, open above).
+    - `deltas`: the Δ(−2 ln L) thresholds of the intervals (`levels` is a deprecated alias);
+      `intervals`: dict Δ -> (low, high), ``±inf`` where open; `open`: dict Δ -> (open
+      below, open above).
     - `flat`: max Δ < ``FLAT_TOL`` over the grid (structurally non-identifiable);
       `multimodal`: the profile falls below a level again beyond its interval, and
       `other_minimum`: ``(location, Δ)`` of the lowest such point (else ``None``);
@@ -29,20 +35,50 @@ class ProfileLikelihood:
     - `fisher_sigma`: marginal Fisher 1σ at the best fit (``inf`` if not identifiable).
     - `data`: ``"asimov"`` (expected −2 ln L under the fiducial) or ``"user"``; `notes`
       (grid clipping, grid-limited endpoints, fit problems).
+
+    The result is read-only (a :class:`Record`).
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["a"] * x, ff.Gaussian(sigma=1.0),
+    ...                     design=jnp.array([1.0, 2.0]))
+    >>> prof = ff.profile_likelihood(exp, {"a": 1.0}, "a", deltas=(1.0,))
+    >>> prof.deltas, [round(v, 6) for v in prof.intervals[1.0]]   # 1 ± 1/sqrt(5)
+    ((1.0,), [0.552786, 1.447214])
+    ```
     """
 
-    def __init__(self, **fields):
-        for key, value in fields.items():
-            object.__setattr__(self, key, value)
+    name: str
+    grid: np.ndarray
+    delta: np.ndarray
+    converged: np.ndarray
+    steps: np.ndarray
+    nuisance: dict
+    estimate: float
+    best_fit: dict
+    deltas: tuple
+    intervals: dict
+    open: dict
+    flat: bool
+    multimodal: bool
+    other_minimum: tuple | None
+    identifiable: bool
+    verdict: str
+    fisher_sigma: float
+    data: str
+    notes: list
+    _center: int = dataclasses.field(repr=False)
 
-    def __setattr__(self, key, value):
-        raise AttributeError("ProfileLikelihood is read-only.")
+    @property
+    def levels(self) -> tuple:
+        """Deprecated alias of `deltas` (``levels`` means a probability elsewhere)."""
+        return self.deltas
 
     def __repr__(self):
-        lo, hi = self.intervals[self.levels[0]]
+        lo, hi = self.intervals[self.deltas[0]]
         return (
             f"ProfileLikelihood({self.name!r}, estimate={self.estimate:.6g}, "
-            f"interval(Δ={self.levels[0]:g})=({lo:.6g}, {hi:.6g}), verdict={self.verdict!r})"
+            f"interval(Δ={self.deltas[0]:g})=({lo:.6g}, {hi:.6g}), verdict={self.verdict!r})"
         )
 
     def interval(self, level: float = 1.0) -> tuple[float, float]:
@@ -50,7 +86,7 @@ class ProfileLikelihood:
         side where the profile does not reach `level` inside the grid. `level` is a
         Δ(−2 ln L) threshold (1: 68.27 %, 3.84: 95 %), not a probability. Warns when an
         endpoint is limited by the grid spacing."""
-        (level,) = check_levels(level, "level")
+        (level,) = check_delta_levels(level, "level")
         lo, _, coarse_lo = crossing(self.grid, self.delta, self._center, self.estimate, level, -1)
         hi, _, coarse_hi = crossing(self.grid, self.delta, self._center, self.estimate, level, +1)
         ends = [
@@ -64,7 +100,7 @@ class ProfileLikelihood:
 
     def fisher_interval(self, level: float = 1.0) -> tuple[float, float]:
         """``ψ̂ ± sqrt(level)·σ_Fisher``: what the Fisher matrix predicts for `interval`."""
-        (level,) = check_levels(level, "level", probabilities=False)
+        (level,) = check_delta_levels(level, "level", probabilities=False)
         half = math.sqrt(level) * self.fisher_sigma
         return self.estimate - half, self.estimate + half
 
@@ -85,12 +121,13 @@ class ProfileLikelihood:
             "nuisance": {k: [num(v) for v in vals] for k, vals in self.nuisance.items()},
             "estimate": num(self.estimate),
             "best_fit": {k: num(v) for k, v in self.best_fit.items()},
-            "levels": list(self.levels),
+            "deltas": list(self.deltas),
+            "levels": list(self.deltas),  # deprecated alias of "deltas"
             "intervals": {str(lv): [num(a), num(b)] for lv, (a, b) in self.intervals.items()},
             "open": {str(lv): list(o) for lv, o in self.open.items()},
             "fisher_sigma": num(self.fisher_sigma),
             "fisher_intervals": {
-                str(lv): [num(a) for a in self.fisher_interval(lv)] for lv in self.levels
+                str(lv): [num(a) for a in self.fisher_interval(lv)] for lv in self.deltas
             },
             "flat": self.flat,
             "multimodal": self.multimodal,
@@ -110,7 +147,7 @@ class ProfileLikelihood:
             f"points {self.grid[0]:.4g} … {self.grid[-1]:.4g}): {self.verdict}",
             f"  best fit {self.estimate:.6g}; Fisher σ {self.fisher_sigma:.4g}",
         ]
-        for lv in self.levels:
+        for lv in self.deltas:
             lo, hi = self.intervals[lv]
             flo, fhi = self.fisher_interval(lv)
             lines.append(
@@ -140,7 +177,7 @@ class ProfileLikelihood:
                 color="C1",
                 label="Fisher (quadratic)",
             )
-        for k, lv in enumerate(self.levels):
+        for k, lv in enumerate(self.deltas):
             ax.axhline(lv, color="0.5", lw=0.8, ls=":")
             for bound in self.intervals[lv]:
                 if math.isfinite(bound):
@@ -155,8 +192,8 @@ class ProfileLikelihood:
                     )
         finite = self.delta[np.isfinite(self.delta)]
         top = max(
-            1.5 * max(self.levels),
-            float(min(np.max(finite), 4 * max(self.levels))) if finite.size else 0.0,
+            1.5 * max(self.deltas),
+            float(min(np.max(finite), 4 * max(self.deltas))) if finite.size else 0.0,
         )
         ax.set_ylim(-0.05 * top, top)
         ax.set_xlabel(self.name)
@@ -166,16 +203,38 @@ class ProfileLikelihood:
         return ax
 
 
-class ProfileBatch(dict):
-    """Profiles of several parameters: a dict name -> :class:`ProfileLikelihood`.
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class ProfileBatch(Record, Mapping):
+    """Profiles of several parameters: a read-only mapping name -> :class:`ProfileLikelihood`.
 
-    Parameters whose profile failed are absent from the dict and listed in `errors`
+    Parameters whose profile failed are absent from the mapping and listed in `errors`
     (name -> message), so that one failure does not lose the others.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=1.0),
+    ...                     design=jnp.array([-1.0, 0.0, 1.0]))
+    >>> batch = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, ["a", "b"], n_grid=7)
+    >>> sorted(batch), batch.errors, batch["b"].verdict
+    (['a', 'b'], {}, 'identifiable')
+    ```
     """
 
-    def __init__(self, profiles, errors):
-        super().__init__(profiles)
-        self.errors = dict(errors)
+    profiles: dict
+    errors: dict = dataclasses.field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.profiles[name]
+
+    def __iter__(self):
+        return iter(self.profiles)
+
+    def __len__(self):
+        return len(self.profiles)
+
+    def __repr__(self):
+        verdicts = {n: p.verdict for n, p in self.profiles.items()}
+        return f"ProfileBatch(verdicts={verdicts}, errors={sorted(self.errors)})"
 
     def summary(self) -> str:
         """One line per parameter: best fit, 68 % LR and Fisher intervals, verdict."""
@@ -186,8 +245,8 @@ class ProfileBatch(dict):
         )
         lines = [head, "-" * len(head)]
         for n, p in self.items():
-            lo, hi = p.intervals[p.levels[0]]
-            flo, fhi = p.fisher_interval(p.levels[0])
+            lo, hi = p.intervals[p.deltas[0]]
+            flo, fhi = p.fisher_interval(p.deltas[0])
             lines.append(
                 f"{n:<{width}}  {p.estimate:>10.4g}  "
                 f"{f'[{lo:.4g}, {hi:.4g}]':>25}  {f'[{flo:.4g}, {fhi:.4g}]':>25}  "
@@ -196,9 +255,6 @@ class ProfileBatch(dict):
         for n, msg in self.errors.items():
             lines.append(f"{n:<{width}}  failed: {msg.splitlines()[0]}")
         return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"profiles": {n: p.to_dict() for n, p in self.items()}, "errors": dict(self.errors)}
 
     def plot(self, fig=None):
         """One panel per profiled parameter. Returns the Figure."""

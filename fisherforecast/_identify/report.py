@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from .._errors import ParameterError
+from .._matrix import FisherMatrix
+from .._record import Record
 from .factor import gamma
 
 
 def finite_or_str(x):
+    """A float for JSON: NaN -> ``None``, ±inf -> ``"inf"`` / ``"-inf"``."""
     if math.isnan(x):
         return None
     return float(x) if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
-class IdentifiabilityReport:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class IdentifiabilityReport(Record):
     """Structural and practical identifiability of a model's parameters at a fiducial point.
 
     Made by :func:`identifiability`; see there for the method. All attributes are plain
@@ -60,15 +65,66 @@ class IdentifiabilityReport:
     - `coordinate_identifiability`: name -> ‖column ⟂ other columns‖ / ‖column‖.
     - `collinearity`: γ of all parameters; `identifiable_subsets`: list of (names, γ), the
       largest subsets with γ below `collinearity_threshold`; `subset_search`.
-    - `fisher`: the :class:`FisherMatrix` (linear parameters) analysed; `notes`: caveats.
+    - `fisher`: the :class:`FisherMatrix` (linear parameters) analysed; `method`: how the
+      factor was obtained; `notes`: caveats.
+
+    The report is read-only (a :class:`Record`); :meth:`to_dict` is JSON-ready.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> model = lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t)
+    >>> exp = ff.Experiment(model, ff.Gaussian(sigma=1.0), design=jnp.linspace(0, 5, 11))
+    >>> rep = ff.identifiability(exp, {"a": 2.0, "b": 3.0, "k": 0.5})
+    >>> rep.identifiable, rep.to_dict()["collinearity"]
+    ({'a': False, 'b': False, 'k': True}, 'inf')
+    ```
     """
 
-    def __init__(self, **fields):
-        for key, value in fields.items():
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, key, value):
-        raise AttributeError("IdentifiabilityReport is read-only.")
+    names: tuple
+    n_params: int
+    source: str
+    fiducial: dict
+    parameterisation: dict
+    scales: dict
+    rank: int
+    rank_at_fiducial: int
+    ranks: list
+    random_points: list
+    singular_values: np.ndarray
+    rtol: float
+    null_directions: list
+    null_descriptions: list
+    local_null_directions: list
+    local_null_descriptions: list
+    structurally_identifiable: dict
+    practically_identifiable: dict
+    identifiable: dict
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    condition_number: float
+    sloppiness: float
+    weakest_direction: dict
+    sloppy_directions: list
+    sloppy_descriptions: list
+    relative_crb: dict
+    absolute_crb: dict
+    crb_threshold: float
+    coordinate_identifiability: dict
+    collinearity: float
+    collinearity_threshold: float
+    identifiable_subsets: list
+    subset_search: str
+    fisher: FisherMatrix
+    method: str
+    notes: list
+    # Internal: the normalised factor and its column norms, the coordinate scales, the
+    # structural null basis (ln-coordinates), the number of zero eigenvalues, the labels.
+    _Rn: np.ndarray = dataclasses.field(repr=False)
+    _norms: np.ndarray = dataclasses.field(repr=False)
+    _scale: np.ndarray = dataclasses.field(repr=False)
+    _null_basis: np.ndarray = dataclasses.field(repr=False)
+    _n_zero: int = dataclasses.field(repr=False)
+    _labels: dict = dataclasses.field(repr=False)
 
     def __repr__(self):
         bad = [n for n, ok in self.identifiable.items() if ok is False]
