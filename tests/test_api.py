@@ -108,8 +108,12 @@ ENGINE_MODULES = [
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
     "_ode",
-    "_identifiability",
-    "_profile",
+    "_identify.analysis",
+    "_identify.nullspace",
+    "_identify.words",
+    "_identify.report",
+    "_identify.profile",
+    "_identify.profile_report",
     "_crosscheck",
     "_dali",
     "plot",

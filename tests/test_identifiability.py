@@ -19,6 +19,7 @@ References, all computed independently of fisherforecast:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -32,10 +33,7 @@ from helpers import load_example, product_decay
 
 import fisherforecast as ff
 from fisherforecast._engine import full_kernel
-from fisherforecast._identifiability import (
-    _sloppy_text,
-    describe_null_direction,
-)
+from fisherforecast._identify.words import describe_null_direction, sloppy_text
 
 # ---------------------------------------------------------------------------------------
 # Models
@@ -781,6 +779,17 @@ def test_summary_to_dict_and_plot(report8):
     assert [t.get_text() for t in ax_comp.get_legend().get_texts()] == ["ln a", "ln b", "ln k"]
 
 
+def test_report_is_a_read_only_record_with_declared_fields(report8):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report8.rank = 3
+    fields = report8.public_fields()
+    assert fields[:3] == ["names", "n_params", "source"] and "_Rn" not in fields
+    assert set(fields) - set(report8.to_dict()) == {"fisher"}  # the matrix is not JSON
+    changed = report8.replace(notes=["edited"])
+    assert changed.notes == ["edited"] and report8.notes != ["edited"]
+    assert changed.collinearity_index(["a", "k"]) == report8.collinearity_index(["a", "k"])
+
+
 def test_describe_null_direction_words():
     log = dict.fromkeys("abcV", True)
     assert describe_null_direction({"a": 0.7, "b": 0.7}, log).endswith("only a/b is identifiable")
@@ -869,7 +878,7 @@ def test_sloppy_words_with_several_better_combinations():
     log = dict.fromkeys(names, True)
     labels = {n: f"ln {n}" for n in names}
     shown = dict(zip(names, V[:, 0], strict=True))
-    text = _sloppy_text(0, shown, names, log, labels, lam, V, 0)
+    text = sloppy_text(0, shown, names, log, labels, lam, V, 0)
     w_ab = math.sqrt(np.array([1, -1, 0]) @ cov @ np.array([1, -1, 0]))
     w_ac = math.sqrt(np.array([1, 0, -1]) @ cov @ np.array([1, 0, -1]))
     assert text == (
@@ -878,7 +887,7 @@ def test_sloppy_words_with_several_better_combinations():
         "determined"
     )
     # A single-parameter sloppy direction is poorly determined, not "without effect".
-    one = _sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
+    one = sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
     assert one == "ln a is poorly determined (1σ width 10 in ln-units)"
 
 
