@@ -117,6 +117,7 @@ ANALYSIS_MODULES = [
     "_batch.run",
     "_batch.container",
     "_batch.algebra",
+    "_batch.reasons",
     "_design",
     "_design_optimize",
     "_design_select",

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 import fisherforecast as ff
+from fisherforecast import _linalg
 from fisherforecast._batch import chunk as b_chunk
-from fisherforecast._batch import numerics as b_numerics
+from fisherforecast._batch import execute as b_execute
 from fisherforecast._batch import plan as b_plan
-from fisherforecast._batch import reasons as b_reasons
-from fisherforecast._batch import run as b_run
+from fisherforecast._batch.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[1]
 T = np.linspace(0.0, 4.0, 25)
@@ -169,13 +169,13 @@ def test_failure_isolation():
     clean = population(12, seed=3)
     batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
     expected = {
-        2: b_reasons.BAD_OUTPUT,
-        4: b_reasons.SINGULAR,
-        6: b_reasons.NO_INFORMATION,
-        9: b_reasons.BAD_FIDUCIAL,
+        2: Reason.BAD_OUTPUT,
+        4: Reason.SINGULAR,
+        6: Reason.NO_INFORMATION,
+        9: Reason.BAD_FIDUCIAL,
     }
     for i in range(12):
-        assert batch.reason_codes[i] == expected.get(i, b_reasons.OK), (i, batch.reason[i])
+        assert batch.reason_codes[i] == expected.get(i, Reason.OK), (i, batch.reason[i])
         assert batch.ok[i] == (i not in expected)
     assert batch.reason[2] == "model output is NaN/inf"
     assert set(batch.failures()) == {ff.FisherBatch.REASONS[c] for c in expected.values()}
@@ -208,7 +208,7 @@ def test_runtime_error_in_one_item_is_isolated(capfd):
     a[[3, 11]] = 500.0
     batch = ff.fisher_batch(exp, {"a": a, "k": 0.5}, chunk_size=8, progress=False)
     assert np.nonzero(~batch.ok)[0].tolist() == [3, 11]
-    assert set(batch.reason_codes[[3, 11]]) == {b_reasons.ERROR}
+    assert set(batch.reason_codes[[3, 11]]) == {Reason.ERROR}
     assert "amplitude out of range" in batch.messages[3]
     # The errors are kept per item; JAX's callback tracebacks are not printed.
     assert "Traceback" not in capfd.readouterr().err
@@ -303,7 +303,7 @@ def test_out_file_layout_and_roundtrip(tmp_path):
 def test_resume_after_interruption(tmp_path, monkeypatch):
     fid = population(37, seed=5)
     path = tmp_path / "pop.h5"
-    original = b_run.finish_chunk
+    original = b_execute.finish_chunk
     calls = []
 
     def flaky(*args, **kwargs):
@@ -312,7 +312,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(b_run, "finish_chunk", flaky)
+    monkeypatch.setattr(b_execute, "finish_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
     # The file is valid, with exactly the two finished chunks flagged done.
@@ -328,7 +328,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
         counted.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(b_run, "finish_chunk", counting)
+    monkeypatch.setattr(b_execute, "finish_chunk", counting)
     resumed = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
     assert len(counted) == 3
     assert resumed.metadata["chunks_resumed"] == 2
@@ -369,7 +369,7 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
     assert run.returncode == -9, run.stderr[-2000:]
     partial = ff.FisherBatch.load(path, allow_partial=True)
     assert partial.metadata["chunks_done"] == 2 and partial.ok[:16].all()
-    assert (partial.reason_codes[16:] == b_reasons.NOT_COMPUTED).all()
+    assert (partial.reason_codes[16:] == Reason.NOT_COMPUTED).all()
     # The fingerprint names the model by module: use the module the child imported.
     sys.path.insert(0, str(Path(__file__).parent))
     try:
@@ -387,7 +387,7 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
 def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
     fid = population(20, seed=6)
     path = tmp_path / "pop.h5"
-    original = b_run.finish_chunk
+    original = b_execute.finish_chunk
     state = {"n": 0}
 
     def stop_after_one(*args, **kwargs):
@@ -396,10 +396,10 @@ def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
         state["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(b_run, "finish_chunk", stop_after_one)
+    monkeypatch.setattr(b_execute, "finish_chunk", stop_after_one)
     with pytest.raises(RuntimeError, match="node failure"):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
-    monkeypatch.setattr(b_run, "finish_chunk", original)
+    monkeypatch.setattr(b_execute, "finish_chunk", original)
     changed = {**fid, "a": fid["a"] * 1.5}
     with pytest.raises(ValueError, match=r"cannot resume .* fiducials_hash.*1 of 3 chunks"):
         ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path)
@@ -419,10 +419,10 @@ def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
     def stop_at_once(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(b_run, "finish_chunk", stop_at_once)
+    monkeypatch.setattr(b_execute, "finish_chunk", stop_at_once)
     with pytest.raises(RuntimeError, match="killed"):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=empty)
-    monkeypatch.setattr(b_run, "finish_chunk", original)
+    monkeypatch.setattr(b_execute, "finish_chunk", original)
     fresh = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=empty)
     assert fresh.metadata["chunks_computed"] == 3
     other = tmp_path / "notes.h5"
@@ -643,8 +643,8 @@ def test_batched_inversion_blocks_fallback_and_concatenate():
     ok = np.ones(7, bool)
     ok[5] = False
     for block in (2, 8192):  # several blocks, one block
-        cov = b_numerics.batched_covariance(mats, ok, block=block)
-        var = b_numerics.batched_covariance(mats, ok, diagonal_only=True, block=block)
+        cov = _linalg.covariance(mats, ok, block=block)
+        var = _linalg.covariance(mats, ok, diagonal_only=True, block=block)
         for i in range(7):
             if ok[i]:
                 np.testing.assert_allclose(cov[i], np.linalg.inv(mats[i]), rtol=1e-10, atol=1e-12)
@@ -730,8 +730,8 @@ def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
         )
         assert_matrix_close(both.matrices[i], closed, rtol=1e-10)
     # Failed evaluations stay failed with their reason; the sum is classified afresh.
-    assert both.reason_codes[2] == b_reasons.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
-    assert both.reason_codes[4] == b_reasons.SINGULAR  # k == m is degenerate for any grid
+    assert both.reason_codes[2] == Reason.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
+    assert both.reason_codes[4] == Reason.SINGULAR  # k == m is degenerate for any grid
     assert both.metadata["experiment"] == "decay+late"
     assert sum([early_b, late_b]).matrices[0].tolist() == both.matrices[0].tolist()
     # Same as summing the per-item FisherMatrix objects (parameter alignment by name).
@@ -753,7 +753,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
         M,
         ("a", "b"),
         None,
-        np.array([0, 7, b_reasons.BAD_OUTPUT]),
+        np.array([0, 7, Reason.BAD_OUTPUT]),
         np.array([9.0, np.inf, np.nan]),
         {},
         {},
@@ -762,7 +762,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     # A prior on b breaks the degeneracy of item 1: F = [[1, 1], [1, 1 + 1/σ²]].
     pri = batch.with_prior({"b": 0.5})
     assert pri.ok.tolist() == [True, True, False]
-    assert pri.reason_codes[2] == b_reasons.BAD_OUTPUT
+    assert pri.reason_codes[2] == Reason.BAD_OUTPUT
     # σ_a² = (F⁻¹)_aa = F_bb / det: item 0 [[2, 1], [1, 5]] -> 5/9; item 1 -> 5/4.
     np.testing.assert_allclose(pri.sigma()["a"][:2], np.sqrt([5 / 9, 5 / 4]), rtol=1e-14)
     # Per-item priors as an array (a huge σ adds nothing).
@@ -777,7 +777,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     # kept a, so its marginal is undefined: it stays singular (NaN), never round-off.
     marg = batch.marginalize(["a"])
     np.testing.assert_allclose(marg.matrices[0], [[1.0]], rtol=1e-14)
-    assert marg.reason_codes.tolist() == [b_reasons.OK, b_reasons.SINGULAR, b_reasons.BAD_OUTPUT]
+    assert marg.reason_codes.tolist() == [Reason.OK, Reason.SINGULAR, Reason.BAD_OUTPUT]
     assert np.isnan(marg.matrices[1]).all()
     np.testing.assert_allclose(
         marg.matrices[0], batch.select(0).marginalize(["a"]).matrix, rtol=1e-14
@@ -849,7 +849,7 @@ def test_batch_marginalize_rank_checks_every_item():
         items.append(J.T @ J)
         closed.append(np.linalg.inv(np.linalg.inv(X.T @ X)[:2, :2]))
     pair = ff.FisherBatch(items, ["x", "y", "tc", "phic"])
-    assert pair.reason_codes.tolist() == [b_reasons.SINGULAR] * 5
+    assert pair.reason_codes.tolist() == [Reason.SINGULAR] * 5
     marg = pair.marginalize(["x", "y"])
     assert marg.ok.all()
     for i in range(5):
@@ -867,7 +867,7 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
     b1 = ff.fisher_batch(EXP, fid, progress=False)
     b2 = ff.fisher_batch(EXP.replace(design=T + 5.0), fid, progress=False)
     both = b1 + b2  # the NaN fiducial does not abort the sum
-    assert both.reason_codes[1] == b_reasons.BAD_FIDUCIAL and both.ok.sum() == 5
+    assert both.reason_codes[1] == Reason.BAD_FIDUCIAL and both.ok.sum() == 5
     assert sum([b1, b2]).ok.tolist() == both.ok.tolist()
     # A prior that scales with the source, NaN on the failed item, is fine; inf adds 0.
     pri = b1.with_prior({"k": 0.1 * np.abs(b1.fiducials["k"])})
@@ -904,7 +904,7 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
 def test_batch_edge_cases_found_in_review(tmp_path):
     # Non-PSD input is its own failure, and stays failed through algebra.
     b = ff.FisherBatch([[[1.0, 0.0], [0.0, -1.0]], [[1.0, 2.0], [2.0, 1.0]], np.eye(2)], ["a", "b"])
-    assert b.reason_codes.tolist() == [b_reasons.NOT_PSD, b_reasons.NOT_PSD, b_reasons.OK]
+    assert b.reason_codes.tolist() == [Reason.NOT_PSD, Reason.NOT_PSD, Reason.OK]
     assert not b.with_prior({"a": 0.01, "b": 0.01}).ok[:2].any()
     with pytest.raises(ff.FisherError, match="item 1 is not a valid Fisher matrix"):
         b.select(1)
@@ -927,7 +927,7 @@ def test_batch_edge_cases_found_in_review(tmp_path):
         np.full((2, 1, 1), np.nan),
         ("a",),
         None,
-        np.array([b_reasons.ERROR, b_reasons.OK]),
+        np.array([Reason.ERROR, Reason.OK]),
         np.full(2, np.nan),
         {0: "boom"},
         {},
@@ -956,7 +956,7 @@ def test_batch_edge_cases_found_in_review(tmp_path):
 def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
     batch = ff.fisher_batch(EXP, population(20), chunk_size=8, progress=False)
     codes = batch.reason_codes.copy()
-    codes[16:] = b_reasons.NOT_COMPUTED
+    codes[16:] = Reason.NOT_COMPUTED
     part = ff.FisherBatch._build(
         batch.matrices,
         batch.names,
@@ -971,3 +971,45 @@ def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
         ff.FisherBatch.load(tmp_path / "p.h5")
     back = ff.FisherBatch.load(tmp_path / "p.h5", allow_partial=True)
     assert back.reason_codes.tolist() == codes.tolist()
+
+
+def test_reason_codes_are_stable_and_carry_their_messages(tmp_path):
+    # The integers are stored in files: they never change.
+    table = {
+        "OK": 0,
+        "BAD_FIDUCIAL": 1,
+        "BAD_OUTPUT": 2,
+        "BAD_JACOBIAN": 3,
+        "BAD_NOISE": 4,
+        "BAD_MATRIX": 5,
+        "NO_INFORMATION": 6,
+        "SINGULAR": 7,
+        "ERROR": 8,
+        "NOT_COMPUTED": 9,
+        "NOT_PSD": 10,
+    }
+    assert {r.name: int(r) for r in Reason} == table
+    assert Reason.SINGULAR.message == "singular Fisher matrix (degenerate parameter combination)"
+    assert ff.FisherBatch.REASONS == tuple(Reason(c).message for c in range(11))
+    # Failures before a matrix exists stay failed through algebra; matrix-level ones do not.
+    assert {r.name for r in Reason if r.upstream} == {
+        "BAD_FIDUCIAL",
+        "BAD_OUTPUT",
+        "BAD_JACOBIAN",
+        "BAD_NOISE",
+        "ERROR",
+        "NOT_COMPUTED",
+        "NOT_PSD",
+    }
+    batch = ff.FisherBatch([np.eye(2), np.ones((2, 2)), [[1.0, 0.0], [0.0, 0.0]]], ["a", "b"])
+    assert batch.reason_codes.tolist() == [Reason.OK, Reason.SINGULAR, Reason.NO_INFORMATION]
+    assert batch.reason.tolist() == [
+        "ok",
+        Reason.SINGULAR.message,
+        "a parameter has zero information (zero diagonal entry)",
+    ]
+    # The file keeps the same codes and the message table.
+    batch.save(tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5") as h:
+        assert h["reason"][()].tolist() == [0, 7, 6]
+        assert json.loads(h.attrs["reasons"]) == [r.message for r in Reason]

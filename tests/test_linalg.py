@@ -290,11 +290,11 @@ def inverse_3x3(M):
 
 
 def test_status_codes_have_the_batch_meanings():
-    from fisherforecast._batch import reasons
+    from fisherforecast._batch.reasons import REASONS, Reason
 
     for code in ("OK", "BAD_MATRIX", "NO_INFORMATION", "SINGULAR", "NOT_PSD"):
-        assert getattr(L, code) == getattr(reasons, code), code
-        assert L.STATUS[getattr(L, code)] == reasons.REASONS[getattr(L, code)]
+        assert getattr(L, code) == Reason[code], code
+        assert L.STATUS[getattr(L, code)] == Reason[code].message == REASONS[getattr(L, code)]
 
 
 def test_unit_diagonal_single_and_stacked():

@@ -8,23 +8,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._checks import check_subset
-from .._errors import SingularFisherError, quote
-from .._linalg import schur_marginal
+from .._errors import quote
+from .._linalg import classify, schur_complement
 from .._matrix import FisherMatrix
-from .numerics import batched_covariance, classify_items
-from .reasons import (
-    OK,
-    UPSTREAM,
-)
+from .reasons import UPSTREAM, Reason
 
 if TYPE_CHECKING:
     from .container import FisherBatch
 
 
 class BatchAlgebra:
-    """Item-wise algebra of :class:`FisherBatch`: sums, scaling, priors, fixing, marginalising."""
+    """Item-wise algebra of :class:`FisherBatch`: sums, scaling, priors, fixing, marginalising.
 
-    # ----- algebra: combine, priors, fix, marginalise ------------------------------------
+    A mixin: it reads the container's fields (``_matrices``, ``_names``, ``_fiducials``,
+    ``_codes``, ``_messages``, ``_metadata``) and builds results with ``type(self)._build``.
+    """
+
+    __slots__ = ()  # the container declares the slots
     #: NumPy must not broadcast ``array * batch`` into an object array of batches.
     __array_ufunc__ = None
 
@@ -39,11 +39,11 @@ class BatchAlgebra:
         classified afresh, so a singular item can become ok once information is added.
         """
         M = np.asarray(matrices, dtype=np.float64)
-        if np.any(upstream != OK):
-            M[upstream != OK] = np.nan
-        codes, cond = classify_items(M, np.zeros(len(M), np.int8))
-        codes = np.where(upstream != OK, upstream, codes).astype(np.int8)
-        cond = np.where(upstream != OK, np.nan, cond)
+        if np.any(upstream != Reason.OK):
+            M[upstream != Reason.OK] = np.nan
+        codes, cond = classify(M)
+        codes = np.where(upstream != Reason.OK, upstream, codes).astype(np.int8)
+        cond = np.where(upstream != Reason.OK, np.nan, cond)
         msgs = self._messages if messages is None else messages
         if metadata is None:
             # Run details (file path, timings, chunks) describe the source, not the result.
@@ -56,7 +56,7 @@ class BatchAlgebra:
         P = self.n_params
         finite = np.all(np.isfinite(self._matrices.reshape(len(self), P * P)), axis=1)
         keep = np.isin(self._codes, UPSTREAM) | ~finite
-        return np.where(keep, self._codes, OK).astype(np.int8)
+        return np.where(keep, self._codes, Reason.OK).astype(np.int8)
 
     def _combine(self, first, second):
         """Item-wise ``first + second``; one of them is ``self``, the other a batch or a
@@ -104,9 +104,9 @@ class BatchAlgebra:
                 M[:, ix[:, None], ix[None, :]] += mats
         up0, up1 = parts[0][3], parts[1][3]
         # Items that failed upstream on either side stay failed (NaN fiducials included).
-        failed = (up0 != OK) | (up1 != OK)
+        failed = (up0 != Reason.OK) | (up1 != Reason.OK)
         fids = merge_fiducials(parts[0][2], parts[1][2], failed)
-        upstream = np.where(up0 != OK, up0, up1).astype(np.int8)
+        upstream = np.where(up0 != Reason.OK, up0, up1).astype(np.int8)
         messages = {**parts[1][4], **parts[0][4]}
         label = "+".join(str(p[5]) for p in parts if p[5]) or None
         mode = self._metadata.get("mode")
@@ -214,7 +214,7 @@ class BatchAlgebra:
         check_subset(list(sigmas), self._names, "with_prior(sigmas)")
         B = len(self)
         upstream = self._upstream()
-        live = upstream == OK
+        live = upstream == Reason.OK
         M = np.array(self._matrices)
         for n, value in sigmas.items():
             s = np.asarray(value) if not isinstance(value, bool) else np.asarray(object())
@@ -282,28 +282,13 @@ class BatchAlgebra:
             raise ValueError("marginalize(keep) needs at least one parameter to keep.")
         drop = [n for n in self._names if n not in keep]
         k = np.array([self._names.index(n) for n in keep])
+        d = np.array([self._names.index(n) for n in drop], dtype=np.intp)
         upstream = self._upstream()
-        M = np.array(self._matrices[:, k[:, None], k[None, :]])
-        if drop:
-            d = np.array([self._names.index(n) for n in drop])
-            ok = self.ok
-            # Full-rank items: the Schur complement, vectorised (F_dd is then invertible).
-            Fkd = self._matrices[:, k[:, None], d[None, :]]
-            inv = batched_covariance(self._matrices[:, d[:, None], d[None, :]], ok)
-            with np.errstate(invalid="ignore"):
-                M = M - Fkd @ inv @ np.swapaxes(Fkd, 1, 2)
-            M = 0.5 * (M + np.swapaxes(M, 1, 2))
-            # Rank-deficient items (rare): the foundation's rank-aware marginal, one by one.
-            k_list, d_list = k.tolist(), d.tolist()
-            for i in np.nonzero(~ok & (upstream == OK))[0]:
-                fid = None
-                if self._fiducials is not None and all(n in self._fiducials for n in self._names):
-                    fid = {n: float(self._fiducials[n][i]) for n in self._names}
-                try:
-                    M[i] = schur_marginal(self._matrices[i], k_list, d_list, self._names, fid)
-                except (SingularFisherError, ValueError):
-                    M[i] = np.nan
-                    upstream[i] = self._codes[i]
+        # Full-rank items: the Schur complement; rank-deficient ones: the pseudo-inverse of
+        # F_dd when their degeneracy lies within the dropped parameters, NaN otherwise.
+        M, defined = schur_complement(self._matrices, k, d)
+        undefined = ~defined & (upstream == Reason.OK)
+        upstream[undefined] = self._codes[undefined]
         return self._derive(M, tuple(keep), self._fiducials, upstream, "marginalize")
 
 

@@ -9,14 +9,10 @@ import re
 import jax
 import numpy as np
 
+from .._linalg import classify
 from .._x64 import float64
 from .kernel import chunk_kernel, take
-from .numerics import classify_items
-from .reasons import (
-    BAD_FIDUCIAL,
-    ERROR,
-    OK,
-)
+from .reasons import Reason
 
 
 def placement(devices):
@@ -68,7 +64,7 @@ class Chunk:
         n = len(next(iter(self.fiducials.values())))
         good = np.all(np.stack([np.isfinite(v) for v in self.fiducials.values()]), axis=0)
         self.F = np.full((n, len(names), len(names)), np.nan)
-        self.codes = np.where(good, OK, BAD_FIDUCIAL).astype(np.int8)
+        self.codes = np.where(good, Reason.OK, Reason.BAD_FIDUCIAL).astype(np.int8)
         self.todo = np.nonzero(good)[0]
         self.pending = self.error = None
         if self.todo.size:
@@ -105,7 +101,7 @@ def finish_chunk(chunk):
         except jax.errors.JaxRuntimeError as exc:
             raise_if_out_of_memory(exc, chunk)
             if len(idx) == 1:
-                chunk.codes[idx] = ERROR
+                chunk.codes[idx] = Reason.ERROR
                 messages[int(idx[0])] = error_message(exc)
             else:
                 half = len(idx) // 2
@@ -121,7 +117,7 @@ def finish_chunk(chunk):
             raise_if_out_of_memory(exc, chunk)
             isolate(chunk.todo)
         chunk.pending = chunk.error = None
-    codes, cond = classify_items(chunk.F, chunk.codes)
+    codes, cond = classify(chunk.F, chunk.codes)
     return chunk.F, codes, cond, messages
 
 

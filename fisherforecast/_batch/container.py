@@ -10,15 +10,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._errors import FisherError, quote
+from .._linalg import classify, covariance, marginal_sigma
 from .._matrix import FisherMatrix
 from .algebra import BatchAlgebra
-from .numerics import batched_covariance, classify_items
 from .plan import check_fiducials
-from .reasons import (
-    NOT_COMPUTED,
-    OK,
-    REASONS,
-)
+from .reasons import REASONS, Reason
 from .store import create_file, read_file
 
 
@@ -65,7 +61,7 @@ class FisherBatch(BatchAlgebra):
         "_names",
     )
 
-    #: Code -> meaning of `reason_codes`.
+    #: Code -> meaning of `reason_codes` (the messages of :class:`Reason`).
     REASONS = REASONS
 
     def __init__(self, matrices, names, fiducials=None, *, metadata=None):
@@ -79,7 +75,7 @@ class FisherBatch(BatchAlgebra):
         M = 0.5 * (M + np.swapaxes(M, 1, 2))
         if fiducials is not None:
             fiducials, _ = check_fiducials(fiducials, M.shape[0], "`matrices`")
-        codes, cond = classify_items(M, np.zeros(M.shape[0], np.int8))
+        codes, cond = classify(M)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"`metadata` must be a dict; received {quote(metadata)}.")
         self._init(M, names, fiducials, codes, cond, {}, dict(metadata or {}))
@@ -156,7 +152,7 @@ class FisherBatch(BatchAlgebra):
     @property
     def ok(self) -> np.ndarray:
         """``(B,)`` bool: the matrix is finite and invertible."""
-        return self._codes == OK
+        return self._codes == Reason.OK
 
     @property
     def reason_codes(self) -> np.ndarray:
@@ -166,7 +162,7 @@ class FisherBatch(BatchAlgebra):
     @property
     def reason(self) -> np.ndarray:
         """``(B,)`` array of strings: ``"ok"`` or why the item failed."""
-        return np.asarray(REASONS, dtype=object)[self._codes]
+        return Reason.messages(self._codes)
 
     @property
     def condition_number(self) -> np.ndarray:
@@ -195,7 +191,7 @@ class FisherBatch(BatchAlgebra):
     def covariance(self) -> np.ndarray:
         """``(B, P, P)`` covariances ``F⁻¹``, robustly inverted per item; NaN where not ok."""
         if "cov" not in self._cache:
-            cov = batched_covariance(self._matrices, self.ok)
+            cov = covariance(self._matrices, self.ok)
             cov.setflags(write=False)
             self._cache["cov"] = cov
         return self._cache["cov"]
@@ -203,11 +199,10 @@ class FisherBatch(BatchAlgebra):
     def sigma(self) -> dict[str, np.ndarray]:
         """Marginal 1σ errors per item, dict name -> ``(B,)``; NaN where not ok."""
         if "cov" in self._cache:
-            var = np.diagonal(self._cache["cov"], axis1=1, axis2=2)
+            with np.errstate(invalid="ignore"):
+                sig = np.sqrt(np.diagonal(self._cache["cov"], axis1=1, axis2=2))
         else:  # only the diagonal: no (B, P, P) array for 10⁶ items
-            var = batched_covariance(self._matrices, self.ok, diagonal_only=True)
-        with np.errstate(invalid="ignore"):
-            sig = np.sqrt(var)
+            sig = marginal_sigma(self._matrices, self.ok)
         return {n: sig[:, i].copy() for i, n in enumerate(self._names)}
 
     # ----- items ----------------------------------------------------------------------
@@ -229,13 +224,13 @@ class FisherBatch(BatchAlgebra):
         code = int(self._codes[i])
         if not np.all(np.isfinite(self._matrices[i])):
             extra = f": {self._messages[i]}" if i in self._messages else ""
-            raise FisherError(f"item {i} has no Fisher matrix: {REASONS[code]}{extra}.")
+            raise FisherError(f"item {i} has no Fisher matrix: {Reason(code).message}{extra}.")
         fid = fixed = None
         if self._fiducials is not None:
             fid = {n: float(self._fiducials[n][i]) for n in self._names if n in self._fiducials}
             fid = fid if len(fid) == len(self._names) else None
             fixed = {k: float(v[i]) for k, v in self._fiducials.items() if k not in self._names}
-        meta = {"batch_index": i, "ok": code == OK, "reason": REASONS[code]}
+        meta = {"batch_index": i, "ok": code == Reason.OK, "reason": Reason(code).message}
         if fixed:
             meta["fixed"] = fixed
         try:
@@ -248,7 +243,7 @@ class FisherBatch(BatchAlgebra):
             )
         except ValueError as exc:  # e.g. not positive semi-definite
             raise FisherError(
-                f"item {i} is not a valid Fisher matrix ({REASONS[code]}): {exc}"
+                f"item {i} is not a valid Fisher matrix ({Reason(code).message}): {exc}"
             ) from None
 
     def subset(self, index) -> FisherBatch:
@@ -321,7 +316,9 @@ class FisherBatch(BatchAlgebra):
     def failures(self) -> dict[str, np.ndarray]:
         """Reason -> indices of the items that failed for it."""
         return {
-            REASONS[c]: np.nonzero(self._codes == c)[0] for c in np.unique(self._codes) if c != OK
+            Reason(c).message: np.nonzero(self._codes == c)[0]
+            for c in np.unique(self._codes)
+            if c != Reason.OK
         }
 
     # ----- reports ---------------------------------------------------------------------
@@ -409,9 +406,9 @@ class FisherBatch(BatchAlgebra):
         chunk = int(self._metadata.get("chunk_size") or min(B, 4096))
         n_chunks = math.ceil(B / chunk)
         # A chunk with items never computed (a partial load) is saved as unfinished.
-        pad = np.full(n_chunks * chunk, OK, np.int8)
+        pad = np.full(n_chunks * chunk, Reason.OK, np.int8)
         pad[:B] = self._codes
-        done = ~np.any(pad.reshape(n_chunks, chunk) == NOT_COMPUTED, axis=1)
+        done = ~np.any(pad.reshape(n_chunks, chunk) == Reason.NOT_COMPUTED, axis=1)
         fids = self._fiducials or {}
         fp = {
             "names": json.dumps(list(self._names)),
@@ -468,3 +465,8 @@ def check_batch_names(names, P):
     if len(names) != P:
         raise ValueError(f"`names` has {len(names)} entries but the matrices are {P} × {P}.")
     return names
+
+
+def assemble_batch(matrices, names, fiducials, codes, cond, messages, metadata) -> FisherBatch:
+    """A :class:`FisherBatch` from computed parts, classified already (no checks)."""
+    return FisherBatch._build(matrices, names, fiducials, codes, cond, messages, metadata)

@@ -9,12 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._engine import call_model, evaluate
-from .reasons import (
-    BAD_JACOBIAN,
-    BAD_NOISE,
-    BAD_OUTPUT,
-    OK,
-)
+from .reasons import Reason
 
 
 # ---------------------------------------------------------------------------------------
@@ -31,7 +26,13 @@ def evaluate_item(experiments, fiducial, names, mode):
         bad_jac = bad_jac | ~ev.finite_jacobian
         bad_noise = bad_noise | ~ev.noise_ok
     code = jnp.where(
-        bad_out, BAD_OUTPUT, jnp.where(bad_jac, BAD_JACOBIAN, jnp.where(bad_noise, BAD_NOISE, OK))
+        bad_out,
+        int(Reason.BAD_OUTPUT),
+        jnp.where(
+            bad_jac,
+            int(Reason.BAD_JACOBIAN),
+            jnp.where(bad_noise, int(Reason.BAD_NOISE), int(Reason.OK)),
+        ),
     )
     return total, code.astype(jnp.int32)
 

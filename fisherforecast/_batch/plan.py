@@ -1,16 +1,19 @@
-"""Input validation and chunk planning."""
+"""The run plan of :func:`fisher_batch`: argument checks, the population, chunk sizes."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_names, check_overwrite
 from .._errors import quote
+from .kernel import chunk_kernel, probe, take
 
 #: Memory per item is estimated as ``output size × (P + 1) × bytes per value × this factor``
 #: (model output, P Jacobian columns, and the temporaries of forward-mode autodiff).
@@ -171,3 +174,119 @@ def auto_chunk_size(bytes_per_item, budget, B, n_devices):
 
 def round_up(n, k):
     return int(math.ceil(n / k) * k)
+
+
+# ---------------------------------------------------------------------------------------
+# The run plan
+# ---------------------------------------------------------------------------------------
+class Plan(NamedTuple):
+    """What a batch run computes and how it is cut into chunks (validated)."""
+
+    experiments: tuple
+    fiducials: dict  # name -> (B,) float64, read-only
+    names: tuple
+    mode: str
+    design_batch: bool
+    B: int
+    chunk: int
+    devices: list | None  # None: JAX's default device (or the Dask workers')
+    label: str | None
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.B / self.chunk)
+
+    def chunk_slice(self, k) -> slice:
+        return slice(k * self.chunk, min((k + 1) * self.chunk, self.B))
+
+    def chunk_inputs(self, k):
+        """``(experiments, fiducials)`` of chunk `k` (designs sliced too with design_batch)."""
+        sl = self.chunk_slice(k)
+        fid_k = {n: v[sl] for n, v in self.fiducials.items()}
+        exps_k = self.experiments
+        if self.design_batch:
+            exps_k = tuple(
+                e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[sl], e.design))
+                for e in self.experiments
+            )
+        return exps_k, fid_k
+
+
+def check_run_options(*, design_batch, progress, chunk_size, overwrite, out, memory_budget):
+    """Type and range checks of the flags of :func:`fisher_batch`."""
+    if not isinstance(design_batch, bool):
+        raise TypeError(f"`design_batch` must be True or False; received {quote(design_batch)}.")
+    if not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be True or False; received {quote(progress)}.")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
+        raise ValueError(
+            f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}."
+        )
+    check_overwrite(overwrite)
+    if out is not None and not isinstance(out, str | os.PathLike):
+        raise TypeError(
+            f"`out` must be a file path (str or pathlib.Path) or None; received {quote(out)}."
+        )
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool | np.bool_)
+        or not isinstance(memory_budget, int | float | np.integer | np.floating)
+        or not (math.isfinite(memory_budget) and memory_budget > 0)
+    ):
+        raise ValueError(
+            f"`memory_budget` must be a positive finite number of bytes; received "
+            f"{quote(memory_budget)}."
+        )
+
+
+def run_devices(devices, client):
+    """The devices to shard each chunk over (``None``: one default device, or Dask)."""
+    devices = check_devices(devices)
+    if client is not None and devices is not None:
+        raise ValueError(
+            "give either `client` (Dask workers, each on its own default device) or "
+            "`devices` (local sharding), not both."
+        )
+    if devices is None and client is None:
+        local = jax.local_devices()
+        devices = local if len(local) > 1 else None  # several: shard over all of them
+    return devices
+
+
+def make_plan(
+    experiments, fiducials, params, *, mode, design_batch, devices, chunk_size, memory_budget
+) -> Plan:
+    """Validate the population, trace the model and the chunk kernel once (so that user
+    errors surface before any work or file), and pick the chunk size. Call under float64."""
+    n_design = design_batch_size(experiments) if design_batch else None
+    fids, B = check_fiducials(fiducials, n_design, "design_batch=True: the design's batch axis")
+    names = check_names(params, fids)
+    n_dev = len(devices) if devices else 1
+    label = "+".join(e.name for e in experiments if e.name) or None
+    # Trace once for the output shapes: a parameter the model needs but `fiducials` lacks,
+    # or a bad output shape, raises here. The first item with finite values stands in.
+    finite = np.nonzero(np.all(np.stack([np.isfinite(v) for v in fids.values()]), 0))[0]
+    i0 = int(finite[0]) if finite.size else 0
+    exps0 = experiments
+    if design_batch:
+        exps0 = tuple(
+            e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[i0], e.design))
+            for e in experiments
+        )
+    fid0 = {k: (v[i0] if np.isfinite(v[i0]) else np.float64(1.0)) for k, v in fids.items()}
+    shapes = jax.eval_shape(probe, exps0, fid0)
+    if chunk_size is None:
+        budget = memory_budget or default_memory_budget(devices)
+        chunk = auto_chunk_size(bytes_per_item(shapes, len(names)), budget, B, n_dev)
+    else:
+        chunk = round_up(min(int(chunk_size), B), n_dev)
+    # Trace the chunk kernel now, so that trace-time errors (an output that does not fit the
+    # noise model, ...) surface before any file is written. The trace is cached.
+    idx0 = np.arange(min(chunk, B))
+    first = {k: np.where(np.isfinite(v[idx0]), v[idx0], fid0[k]) for k, v in fids.items()}
+    exps_c, fids_c = take(experiments, first, idx0, design_batch, chunk)
+    jax.eval_shape(chunk_kernel, exps_c, fids_c, names, mode, design_batch)
+    return Plan(experiments, fids, names, mode, design_batch, B, chunk, devices, label)

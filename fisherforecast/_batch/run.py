@@ -1,38 +1,22 @@
-"""The public entry point :func:`fisher_batch`: plan, run the chunks locally or on Dask, collect."""
+"""The public entry point :func:`fisher_batch`: plan, run the chunks (locally or on Dask),
+collect them (in memory or in the HDF5 store) into a :class:`FisherBatch`."""
 
 from __future__ import annotations
 
-import math
-import os
 import time
 
-import jax
 import numpy as np
 
-from .._checks import as_experiments, check_mode, check_names, check_overwrite
-from .._errors import quote
+from .._checks import as_experiments, check_mode
 from .._x64 import float64
-from .chunk import Chunk, dask_chunk, finish_chunk, placement, quiet_callback_errors
-from .container import FisherBatch
-from .kernel import chunk_kernel, probe, take
-from .plan import (
-    auto_chunk_size,
-    bytes_per_item,
-    check_devices,
-    check_fiducials,
-    default_memory_budget,
-    design_batch_size,
-    round_up,
-)
-from .reasons import (
-    NOT_COMPUTED,
-)
+from .chunk import quiet_callback_errors
+from .container import FisherBatch, assemble_batch
+from .execute import run_dask, run_local
+from .plan import check_run_options, make_plan, run_devices
+from .reasons import Reason
 from .store import H5Store, input_fingerprint, read_file
 
 
-# ---------------------------------------------------------------------------------------
-# Public entry point
-# ---------------------------------------------------------------------------------------
 def fisher_batch(
     experiment,
     fiducials,
@@ -105,223 +89,120 @@ def fisher_batch(
     t0 = time.perf_counter()
     experiments = tuple(as_experiments(experiment))
     check_mode(mode)
-    if not isinstance(design_batch, bool):
-        raise TypeError(f"`design_batch` must be True or False; received {quote(design_batch)}.")
-    if not isinstance(progress, bool):
-        raise TypeError(f"`progress` must be True or False; received {quote(progress)}.")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, int | np.integer)
-        or chunk_size < 1
-    ):
-        raise ValueError(
-            f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}."
-        )
-    check_overwrite(overwrite)
-    if out is not None and not isinstance(out, str | os.PathLike):
-        raise TypeError(
-            f"`out` must be a file path (str or pathlib.Path) or None; received {quote(out)}."
-        )
-    if memory_budget is not None and (
-        isinstance(memory_budget, bool | np.bool_)
-        or not isinstance(memory_budget, int | float | np.integer | np.floating)
-        or not (math.isfinite(memory_budget) and memory_budget > 0)
-    ):
-        raise ValueError(
-            f"`memory_budget` must be a positive finite number of bytes; received "
-            f"{quote(memory_budget)}."
-        )
-    devices = check_devices(devices)
-    if client is not None and devices is not None:
-        raise ValueError(
-            "give either `client` (Dask workers, each on its own default device) or "
-            "`devices` (local sharding), not both."
-        )
-    if devices is None and client is None:
-        local = jax.local_devices()
-        devices = local if len(local) > 1 else None  # several: shard over all of them
-    n_design = design_batch_size(experiments) if design_batch else None
-    fids, B = check_fiducials(fiducials, n_design, "design_batch=True: the design's batch axis")
-    names = check_names(params, fids)
-    n_dev = len(devices) if devices else 1
-    label = "+".join(e.name for e in experiments if e.name) or None
-
+    check_run_options(
+        design_batch=design_batch,
+        progress=progress,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        out=out,
+        memory_budget=memory_budget,
+    )
+    devices = run_devices(devices, client)
     with float64():
-        # Trace once for the output shapes: user errors (a parameter the model needs but
-        # `fiducials` lacks, a bad output shape) surface here as exceptions, before any work.
-        finite = np.nonzero(np.all(np.stack([np.isfinite(v) for v in fids.values()]), 0))[0]
-        i0 = int(finite[0]) if finite.size else 0
-        exps0 = (
-            tuple(
-                e.replace(design=jax.tree_util.tree_map(lambda x: np.asarray(x)[i0], e.design))
-                for e in experiments
-            )
-            if design_batch
-            else experiments
+        plan = make_plan(
+            experiments,
+            fiducials,
+            params,
+            mode=mode,
+            design_batch=design_batch,
+            devices=devices,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
         )
-        fid0 = {k: (v[i0] if np.isfinite(v[i0]) else np.float64(1.0)) for k, v in fids.items()}
-        shapes = jax.eval_shape(probe, exps0, fid0)
-        if chunk_size is None:
-            budget = memory_budget or default_memory_budget(devices)
-            chunk = auto_chunk_size(bytes_per_item(shapes, len(names)), budget, B, n_dev)
-        else:
-            chunk = round_up(min(int(chunk_size), B), n_dev)
-
-        # Trace the chunk kernel now, so that trace-time errors (an output that does not fit
-        # the noise model, ...) surface before any file is written. The trace is cached.
-        idx0 = np.arange(min(chunk, B))
-        first = {k: np.where(np.isfinite(v[idx0]), v[idx0], fid0[k]) for k, v in fids.items()}
-        exps_c, fids_c = take(experiments, first, idx0, design_batch, chunk)
-        jax.eval_shape(chunk_kernel, exps_c, fids_c, names, mode, design_batch)
-
-        fingerprint = input_fingerprint(experiments, fids, names, mode, design_batch, B)
         store = None
         if out is not None:
-            # An automatic chunk size may differ between runs: a resume adopts the file's.
-            store = H5Store(
-                out,
-                names=names,
-                fiducials=fids,
-                B=B,
-                chunk_size=chunk,
-                chunk_size_given=chunk_size is not None,
-                fingerprint=fingerprint,
-                label=label,
-                overwrite=overwrite,
+            store = open_store(
+                out, plan, chunk_size_given=chunk_size is not None, overwrite=overwrite
             )
-            chunk = store.chunk_size
-        n_chunks = math.ceil(B / chunk)
-        done = store.done.copy() if store is not None else np.zeros(n_chunks, bool)
-        todo = [k for k in range(n_chunks) if not done[k]]
-
-        P = len(names)
-        keep_in_memory = store is None
-        if keep_in_memory:
-            matrices = np.full((B, P, P), np.nan)
-            codes = np.full(B, NOT_COMPUTED, dtype=np.int8)
-            cond = np.full(B, np.nan)
-        messages = {}
-
-        def chunk_inputs(k):
-            sl = slice(k * chunk, min((k + 1) * chunk, B))
-            fid_k = {n: v[sl] for n, v in fids.items()}
-            exps_k = experiments
-            if design_batch:
-                exps_k = tuple(
-                    e.replace(
-                        design=jax.tree_util.tree_map(lambda x, sl=sl: np.asarray(x)[sl], e.design)
-                    )
-                    for e in experiments
-                )
-            return exps_k, fid_k
-
-        def record(k, result):
-            F_k, codes_k, cond_k, msg_k = result
-            start = k * chunk
-            if store is not None:
-                store.write(k, F_k, codes_k, cond_k)
-            else:
-                matrices[start : start + len(codes_k)] = F_k
-                codes[start : start + len(codes_k)] = codes_k
-                cond[start : start + len(codes_k)] = cond_k
-            messages.update({start + i: m for i, m in msg_k.items()})
-
-        bar = None
-        if progress and len(todo) > 1:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=len(todo), unit="chunk", desc="fisher_batch", postfix={"items/chunk": chunk}
-            )
+            plan = plan._replace(chunk=store.chunk_size)  # a resume adopts the file's
+        done = store.done.copy() if store is not None else np.zeros(plan.n_chunks, bool)
+        todo = [k for k in range(plan.n_chunks) if not done[k]]
+        collected = Collector(plan, store)
+        bar = progress_bar(len(todo), plan.chunk) if progress else None
         try:
             with quiet_callback_errors():
                 if client is not None:
-                    run_dask(
-                        client, todo, chunk_inputs, record, names, mode, design_batch, chunk, bar
-                    )
+                    run_dask(client, plan, todo, collected.record, bar)
                 else:
-                    place = placement(devices)
-                    if place is None and not design_batch:
-                        # Move the design and noise arrays to the device once, not per chunk.
-                        experiments = jax.device_put(experiments)
-                    launched = None  # (k, chunk): dispatched, not yet finished
-                    for k in [*todo, None]:
-                        if k is not None:
-                            exps_k, fid_k = chunk_inputs(k)
-                            nxt = (
-                                k,
-                                Chunk(exps_k, fid_k, names, mode, design_batch, chunk, place),
-                            )
-                        if launched is not None:
-                            record(launched[0], finish_chunk(launched[1]))
-                            if bar is not None:
-                                bar.update(1)
-                        launched = nxt if k is not None else None
+                    run_local(plan, todo, collected.record, bar)
         finally:
             if bar is not None:
                 bar.close()
             if store is not None:
                 store.close()
-
     meta = {
-        "experiment": label,
+        "experiment": plan.label,
         "mode": mode,
-        "chunk_size": chunk,
-        "n_chunks": n_chunks,
+        "chunk_size": plan.chunk,
+        "n_chunks": plan.n_chunks,
         "chunks_computed": len(todo),
-        "chunks_resumed": n_chunks - len(todo),
-        "devices": [str(d) for d in devices] if devices else None,
+        "chunks_resumed": plan.n_chunks - len(todo),
+        "devices": [str(d) for d in plan.devices] if plan.devices else None,
         "dask": client is not None,
         "design_batch": design_batch,
         "wall_time_s": time.perf_counter() - t0,
         "path": str(out) if out is not None else None,
     }
-    if store is not None:
-        result = FisherBatch._build(*read_file(out, allow_partial=False))
-        meta["created"] = result.metadata.get("created")
-        batch = FisherBatch._build(
-            result._matrices, names, fids, result._codes, result._condition, messages, meta
+    return collected.batch(meta)
+
+
+def open_store(out, plan, *, chunk_size_given, overwrite) -> H5Store:
+    """The output file: resumed when it holds the same inputs, else created."""
+    return H5Store(
+        out,
+        names=plan.names,
+        fiducials=plan.fiducials,
+        B=plan.B,
+        chunk_size=plan.chunk,
+        chunk_size_given=chunk_size_given,
+        fingerprint=input_fingerprint(
+            plan.experiments, plan.fiducials, plan.names, plan.mode, plan.design_batch, plan.B
+        ),
+        label=plan.label,
+        overwrite=overwrite,
+    )
+
+
+def progress_bar(n_todo, chunk):
+    """A tqdm bar over chunks, or ``None`` for a single chunk."""
+    if n_todo <= 1:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=n_todo, unit="chunk", desc="fisher_batch", postfix={"items/chunk": chunk})
+
+
+class Collector:
+    """Gathers finished chunks: in memory, or written to the store as they come."""
+
+    def __init__(self, plan, store=None):
+        self.plan, self.store, self.messages = plan, store, {}
+        if store is None:
+            P = len(plan.names)
+            self.matrices = np.full((plan.B, P, P), np.nan)
+            self.codes = np.full(plan.B, Reason.NOT_COMPUTED, dtype=np.int8)
+            self.cond = np.full(plan.B, np.nan)
+
+    def record(self, k, result):
+        F_k, codes_k, cond_k, msg_k = result
+        start = k * self.plan.chunk
+        if self.store is not None:
+            self.store.write(k, F_k, codes_k, cond_k)
+        else:
+            sl = slice(start, start + len(codes_k))
+            self.matrices[sl], self.codes[sl], self.cond[sl] = F_k, codes_k, cond_k
+        self.messages.update({start + i: m for i, m in msg_k.items()})
+
+    def batch(self, meta) -> FisherBatch:
+        """The :class:`FisherBatch` of the run (read back from the file when there is one)."""
+        plan = self.plan
+        if self.store is None:
+            parts = (self.matrices, self.codes, self.cond)
+        else:
+            matrices, _, _, codes, cond, _, file_meta = read_file(meta["path"], False)
+            meta = {**meta, "created": file_meta.get("created")}
+            parts = (matrices, codes, cond)
+        matrices, codes, cond = parts
+        return assemble_batch(
+            matrices, plan.names, plan.fiducials, codes, cond, self.messages, meta
         )
-    else:
-        batch = FisherBatch._build(matrices, names, fids, codes, cond, messages, meta)
-    return batch
-
-
-def run_dask(client, todo, chunk_inputs, record, names, mode, design_batch, chunk, bar):
-    try:
-        from distributed import as_completed
-    except ImportError:  # pragma: no cover - the client exists, so distributed does
-        raise ImportError(
-            "`client` needs dask.distributed: pip install 'fisherforecast[dask]'."
-        ) from None
-    futures = {}
-    shared = None
-    try:
-        for k in todo:
-            exps_k, fid_k = chunk_inputs(k)
-            if not design_batch:
-                if shared is None:  # send the experiment once, not once per task; a
-                    # fresh key (hash=False): an earlier run's copy may still be releasing
-                    shared = client.scatter([exps_k], broadcast=True, hash=False)[0]
-                exps_k = shared
-            fut = client.submit(
-                dask_chunk,
-                exps_k,
-                fid_k,
-                names,
-                mode,
-                design_batch,
-                chunk,
-                pure=False,
-                key=f"fisher_batch-chunk-{k}-{os.urandom(4).hex()}",
-            )
-            futures[fut] = k
-        for fut in as_completed(list(futures)):
-            record(futures[fut], fut.result())
-            fut.release()
-            if bar is not None:
-                bar.update(1)
-    finally:
-        pending = [f for f in futures if not f.done()]
-        if pending:
-            client.cancel(pending)

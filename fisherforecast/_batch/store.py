@@ -12,11 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .reasons import (
-    NOT_COMPUTED,
-    OK,
-    REASONS,
-)
+from .reasons import REASONS, Reason
 
 FILE_FORMAT = "fisherforecast.FisherBatch"
 FILE_VERSION = 1
@@ -92,7 +88,7 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
         specs = {
             "matrices": ((B, P, P), "f8", (c, P, P), np.nan),
             "ok": ((B,), "?", (c,), False),
-            "reason": ((B,), "i1", (c,), NOT_COMPUTED),
+            "reason": ((B,), "i1", (c,), int(Reason.NOT_COMPUTED)),
             "condition": ((B,), "f8", (c,), np.nan),
         }
         for key, (shape, dtype, chunks, fill) in specs.items():
@@ -186,7 +182,7 @@ class H5Store:
         start = k * self.chunk_size
         stop = start + F.shape[0]
         self.h["matrices"][start:stop] = F
-        self.h["ok"][start:stop] = codes == OK
+        self.h["ok"][start:stop] = codes == Reason.OK
         self.h["reason"][start:stop] = codes
         self.h["condition"][start:stop] = cond
         self._sync()  # the chunk's data is on disk ...
@@ -264,5 +260,5 @@ def read_file(path, allow_partial):
             "path": str(path),
         }
     for k in np.nonzero(~done)[0]:
-        codes[k * chunk_size : (k + 1) * chunk_size] = NOT_COMPUTED
+        codes[k * chunk_size : (k + 1) * chunk_size] = Reason.NOT_COMPUTED
     return matrices, names, fiducials, codes, cond, {}, meta
