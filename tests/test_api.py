@@ -118,6 +118,7 @@ ANALYSIS_MODULES = [
     "_batch.container",
     "_batch.algebra",
     "_batch.reasons",
+    "_batch.plan",
     "_design",
     "_design_optimize",
     "_design_select",

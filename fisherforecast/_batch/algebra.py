@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._checks import check_subset
-from .._errors import quote
+from .._errors import InputError, quote
 from .._linalg import classify, schur_complement
 from .._matrix import FisherMatrix
 from .reasons import UPSTREAM, Reason
@@ -137,7 +137,7 @@ class BatchAlgebra:
             return self  # lets sum([b1, b2, ...]) work
         if isinstance(other, BatchAlgebra):
             if len(other) != len(self):
-                raise ValueError(
+                raise InputError(
                     f"cannot add batches of different lengths: {len(self)} and {len(other)} "
                     "items. Item i of one must be the same source/design as item i of the "
                     "other; use .subset(...) to align them first."
@@ -173,7 +173,7 @@ class BatchAlgebra:
             return NotImplemented
         if f.dtype.kind not in "iuf" or f.shape not in ((), (len(self),)):
             if f.dtype.kind in "iuf":
-                raise ValueError(
+                raise InputError(
                     f"a FisherBatch can be scaled by a number or a ({len(self)},) array; "
                     f"received shape {f.shape}."
                 )
@@ -183,7 +183,7 @@ class BatchAlgebra:
         if bad.any():
             i = int(np.argmax(bad))
             shown = repr(float(f)) if f.ndim == 0 else f"{float(f[i])!r} (item {i})"
-            raise ValueError(
+            raise InputError(
                 f"a FisherBatch can be scaled by positive finite numbers; received {shown}."
             )
         scale = f if f.ndim == 0 else f[:, None, None]
@@ -219,7 +219,7 @@ class BatchAlgebra:
         for n, value in sigmas.items():
             s = np.asarray(value) if not isinstance(value, bool) else np.asarray(object())
             if s.dtype.kind not in "iuf" or s.shape not in ((), (B,)):
-                raise ValueError(
+                raise InputError(
                     f"prior sigma for {n!r} must be a positive number or a ({B},) array of "
                     f"them; received {quote(value)}."
                 )
@@ -234,7 +234,7 @@ class BatchAlgebra:
                     if s[i] > 0
                     else "must be positive (inf for no prior)"
                 )
-                raise ValueError(
+                raise InputError(
                     f"prior sigma for {n!r} {why}; received {float(s[i])!r} (item {i})."
                 )
             k = self._names.index(n)
@@ -255,7 +255,7 @@ class BatchAlgebra:
         names = check_subset(names, self._names, "fix(names)")
         keep = [n for n in self._names if n not in names]
         if not keep:
-            raise ValueError("fix(names) would remove every parameter; keep at least one.")
+            raise InputError("fix(names) would remove every parameter; keep at least one.")
         idx = np.array([self._names.index(n) for n in keep])
         M = self._matrices[:, idx[:, None], idx[None, :]]
         return self._derive(M, tuple(keep), self._fiducials, self._upstream(), "fix")
@@ -279,7 +279,7 @@ class BatchAlgebra:
         """
         keep = check_subset(keep, self._names, "marginalize(keep)")
         if not keep:
-            raise ValueError("marginalize(keep) needs at least one parameter to keep.")
+            raise InputError("marginalize(keep) needs at least one parameter to keep.")
         drop = [n for n in self._names if n not in keep]
         k = np.array([self._names.index(n) for n in keep])
         d = np.array([self._names.index(n) for n in drop], dtype=np.intp)
@@ -303,7 +303,7 @@ def merge_fiducials(a, b, skip):
             same = np.isclose(merged[k], v, rtol=1e-9, atol=1e-300, equal_nan=True) | skip
             if not same.all():
                 i = int(np.argmin(same))
-                raise ValueError(
+                raise InputError(
                     f"cannot combine batches evaluated at different fiducials: {k!r} of item "
                     f"{i} is {float(merged[k][i])!r} in one and {float(v[i])!r} in the other. "
                     "Item i of each must be the same source; for a prior that does not share "

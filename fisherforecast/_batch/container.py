@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._errors import FisherError, quote
+from .._errors import FisherError, InputError, quote
 from .._linalg import classify, covariance, marginal_sigma
 from .._matrix import FisherMatrix
 from .algebra import BatchAlgebra
@@ -70,7 +70,7 @@ class FisherBatch(BatchAlgebra):
             raise TypeError(f"`matrices` must be real; received dtype {raw.dtype}.")
         M = np.array(raw, dtype=np.float64)
         if M.ndim != 3 or M.shape[1] != M.shape[2]:
-            raise ValueError(f"`matrices` must have shape (B, P, P); received shape {M.shape}.")
+            raise InputError(f"`matrices` must have shape (B, P, P); received shape {M.shape}.")
         names = check_batch_names(names, M.shape[1])
         M = 0.5 * (M + np.swapaxes(M, 1, 2))
         if fiducials is not None:
@@ -278,7 +278,7 @@ class FisherBatch(BatchAlgebra):
         names = batches[0].names
         bad = [b.names for b in batches if b.names != names]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"cannot concatenate batches with different parameters: "
                 f"{list(names)} and {list(bad[0])}."
             )
@@ -381,7 +381,7 @@ class FisherBatch(BatchAlgebra):
         else:
             xs, xlabel = np.asarray(x, dtype=float), "x"
             if xs.shape != (len(self),):
-                raise ValueError(f"plot: `x` must have shape ({len(self)},); received {xs.shape}.")
+                raise InputError(f"plot: `x` must have shape ({len(self)},); received {xs.shape}.")
         if ax is None:
             _, ax = plt.subplots()
         ok = self.ok & np.isfinite(y)
@@ -402,7 +402,7 @@ class FisherBatch(BatchAlgebra):
 
         B = len(self)
         if B == 0:
-            raise ValueError("cannot save an empty FisherBatch (0 items).")
+            raise InputError("cannot save an empty FisherBatch (0 items).")
         chunk = int(self._metadata.get("chunk_size") or min(B, 4096))
         n_chunks = math.ceil(B / chunk)
         # A chunk with items never computed (a partial load) is saved as unfinished.
@@ -461,9 +461,9 @@ def check_batch_names(names, P):
     if any(not isinstance(n, str) or not n for n in names):
         raise TypeError(f"`names` must be non-empty strings; received {list(names)}.")
     if len(set(names)) != len(names):
-        raise ValueError(f"`names` has duplicates: {list(names)}.")
+        raise InputError(f"`names` has duplicates: {list(names)}.")
     if len(names) != P:
-        raise ValueError(f"`names` has {len(names)} entries but the matrices are {P} × {P}.")
+        raise InputError(f"`names` has {len(names)} entries but the matrices are {P} × {P}.")
     return names
 
 

@@ -28,7 +28,7 @@ def run_local(plan, todo, record, bar=None):
         nxt = None
         if k is not None:
             exps_k, fid_k = plan.chunk_inputs(k)
-            args = (plan.names, plan.mode, plan.design_batch, plan.chunk, place)
+            args = (plan.names, plan.mode, plan.design_batch, plan.chunk_size, place)
             nxt = (k, Chunk(exps_k, fid_k, *args))
         if launched is not None:
             record(launched[0], finish_chunk(launched[1]))
@@ -63,7 +63,7 @@ def run_dask(client, plan, todo, record, bar=None):
                 plan.names,
                 plan.mode,
                 plan.design_batch,
-                plan.chunk,
+                plan.chunk_size,
                 pure=False,
                 key=f"fisher_batch-chunk-{k}-{os.urandom(4).hex()}",
             )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_names, check_overwrite
-from .._errors import quote
+from .._errors import InputError, quote
 from .kernel import chunk_kernel, probe, take
 
 #: Memory per item is estimated as ``output size × (P + 1) × bytes per value × this factor``
@@ -34,7 +34,7 @@ def design_batch_size(experiments):
     for e in experiments:
         leaves = jax.tree_util.tree_leaves_with_path(e.design)
         if e.design is None or not leaves:
-            raise ValueError(
+            raise InputError(
                 f"design_batch=True needs every experiment's design to be a pytree of arrays "
                 f"with a leading batch axis; experiment {e.name!r} has design "
                 f"{quote(e.design)}."
@@ -42,14 +42,14 @@ def design_batch_size(experiments):
         for path, leaf in leaves:
             shape = np.shape(leaf)
             if len(shape) == 0:
-                raise ValueError(
+                raise InputError(
                     f"design_batch=True: design leaf {jax.tree_util.keystr(path) or '<root>'} "
                     f"of experiment {e.name!r} is a scalar; every leaf needs a leading batch "
                     "axis (one entry per design)."
                 )
             sizes.add(shape[0])
     if len(sizes) != 1:
-        raise ValueError(
+        raise InputError(
             f"design_batch=True: the design leaves have different leading (batch) lengths "
             f"{sorted(sizes)}; they must all equal the number of designs."
         )
@@ -67,16 +67,16 @@ def check_fiducials(fiducials, n_items=None, source=None):
             f"received {quote(fiducials)}."
         )
     if not fiducials:
-        raise ValueError("`fiducials` is empty: give at least one parameter.")
+        raise InputError("`fiducials` is empty: give at least one parameter.")
     arrays, lengths = {}, {}
     for name, value in fiducials.items():
         if not isinstance(name, str):
             raise TypeError(f"`fiducials` keys must be strings; received key {name!r}.")
         arr = np.asarray(value)
         if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"fiducials[{name!r}] must be real numbers; received {quote(value)}.")
+            raise InputError(f"fiducials[{name!r}] must be real numbers; received {quote(value)}.")
         if arr.ndim > 1:
-            raise ValueError(
+            raise InputError(
                 f"fiducials[{name!r}] must be a scalar or a 1-D array with one value per item; "
                 f"received shape {arr.shape}. Split vector parameters into named scalars."
             )
@@ -85,13 +85,13 @@ def check_fiducials(fiducials, n_items=None, source=None):
             lengths[name] = arr.shape[0]
     sizes = set(lengths.values())
     if len(sizes) > 1:
-        raise ValueError(
+        raise InputError(
             f"`fiducials` arrays have different lengths {lengths}; every array needs one value "
             "per item (scalars are broadcast)."
         )
     if n_items is not None:
         if sizes and sizes != {n_items}:
-            raise ValueError(
+            raise InputError(
                 f"{source} has {n_items} items but the `fiducials` arrays have length "
                 f"{sizes.pop()}; give one value per item, or scalars."
             )
@@ -99,7 +99,7 @@ def check_fiducials(fiducials, n_items=None, source=None):
     else:
         B = sizes.pop() if sizes else 1
     if B == 0:
-        raise ValueError("`fiducials` arrays are empty: the batch has no items.")
+        raise InputError("`fiducials` arrays are empty: the batch has no items.")
     out = {}
     for name, arr in arrays.items():
         full = np.array(np.broadcast_to(arr, (B,)), dtype=np.float64)
@@ -114,7 +114,7 @@ def check_devices(devices):
     if isinstance(devices, int) and not isinstance(devices, bool):
         available = jax.local_devices()
         if not 1 <= devices <= len(available):
-            raise ValueError(
+            raise InputError(
                 f"`devices` = {devices}, but there are {len(available)} local devices {available}."
             )
         return list(available[:devices])
@@ -126,7 +126,7 @@ def check_devices(devices):
         and all(isinstance(d, jax.Device) for d in devices)
     ):
         if len(set(devices)) != len(devices):
-            raise ValueError(f"`devices` lists a device more than once: {list(devices)}.")
+            raise InputError(f"`devices` lists a device more than once: {list(devices)}.")
         return list(devices)
     raise TypeError(
         "`devices` must be None (all local devices), an int (the first n local devices), "
@@ -165,7 +165,17 @@ def bytes_per_item(out_shapes, P):
 def auto_chunk_size(bytes_per_item, budget, B, n_devices):
     """The largest chunk the budget allows (at most ``MAX_CHUNK``), then evened out over the
     chunks needed, so the padded last chunk wastes little (10⁴ items with a cap of 8192:
-    two chunks of 5000, not 8192 + 1808 padded to 8192)."""
+    two chunks of 5000, not 8192 + 1808 padded to 8192). The size is a multiple of the
+    number of devices, so that every device gets the same share of a chunk.
+
+    ```python
+    >>> from fisherforecast._batch.plan import auto_chunk_size
+    >>> auto_chunk_size(bytes_per_item=1, budget=8192, B=10_000, n_devices=1)
+    5000
+    >>> auto_chunk_size(bytes_per_item=1000, budget=10_000, B=41, n_devices=1)  # 5 × 9
+    9
+    ```
+    """
     cap = int(max(1, min(budget // max(bytes_per_item, 1), MAX_CHUNK)))
     n_chunks = math.ceil(max(B, 1) / cap)
     size = math.ceil(max(B, 1) / n_chunks)
@@ -188,16 +198,16 @@ class Plan(NamedTuple):
     mode: str
     design_batch: bool
     B: int
-    chunk: int
+    chunk_size: int  # items per compiled call (the last chunk is padded to it)
     devices: list | None  # None: JAX's default device (or the Dask workers')
     label: str | None
 
     @property
     def n_chunks(self) -> int:
-        return math.ceil(self.B / self.chunk)
+        return math.ceil(self.B / self.chunk_size)
 
     def chunk_slice(self, k) -> slice:
-        return slice(k * self.chunk, min((k + 1) * self.chunk, self.B))
+        return slice(k * self.chunk_size, min((k + 1) * self.chunk_size, self.B))
 
     def chunk_inputs(self, k):
         """``(experiments, fiducials)`` of chunk `k` (designs sliced too with design_batch)."""
@@ -223,7 +233,7 @@ def check_run_options(*, design_batch, progress, chunk_size, overwrite, out, mem
         or not isinstance(chunk_size, int | np.integer)
         or chunk_size < 1
     ):
-        raise ValueError(
+        raise InputError(
             f"`chunk_size` must be a positive integer or None; received {quote(chunk_size)}."
         )
     check_overwrite(overwrite)
@@ -236,7 +246,7 @@ def check_run_options(*, design_batch, progress, chunk_size, overwrite, out, mem
         or not isinstance(memory_budget, int | float | np.integer | np.floating)
         or not (math.isfinite(memory_budget) and memory_budget > 0)
     ):
-        raise ValueError(
+        raise InputError(
             f"`memory_budget` must be a positive finite number of bytes; received "
             f"{quote(memory_budget)}."
         )
@@ -246,7 +256,7 @@ def run_devices(devices, client):
     """The devices to shard each chunk over (``None``: one default device, or Dask)."""
     devices = check_devices(devices)
     if client is not None and devices is not None:
-        raise ValueError(
+        raise InputError(
             "give either `client` (Dask workers, each on its own default device) or "
             "`devices` (local sharding), not both."
         )
@@ -280,13 +290,13 @@ def make_plan(
     shapes = jax.eval_shape(probe, exps0, fid0)
     if chunk_size is None:
         budget = memory_budget or default_memory_budget(devices)
-        chunk = auto_chunk_size(bytes_per_item(shapes, len(names)), budget, B, n_dev)
+        size = auto_chunk_size(bytes_per_item(shapes, len(names)), budget, B, n_dev)
     else:
-        chunk = round_up(min(int(chunk_size), B), n_dev)
+        size = round_up(min(int(chunk_size), B), n_dev)
     # Trace the chunk kernel now, so that trace-time errors (an output that does not fit the
     # noise model, ...) surface before any file is written. The trace is cached.
-    idx0 = np.arange(min(chunk, B))
+    idx0 = np.arange(min(size, B))
     first = {k: np.where(np.isfinite(v[idx0]), v[idx0], fid0[k]) for k, v in fids.items()}
-    exps_c, fids_c = take(experiments, first, idx0, design_batch, chunk)
+    exps_c, fids_c = take(experiments, first, idx0, design_batch, size)
     jax.eval_shape(chunk_kernel, exps_c, fids_c, names, mode, design_batch)
-    return Plan(experiments, fids, names, mode, design_batch, B, chunk, devices, label)
+    return Plan(experiments, fids, names, mode, design_batch, B, size, devices, label)

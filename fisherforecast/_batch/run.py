@@ -114,11 +114,11 @@ def fisher_batch(
             store = open_store(
                 out, plan, chunk_size_given=chunk_size is not None, overwrite=overwrite
             )
-            plan = plan._replace(chunk=store.chunk_size)  # a resume adopts the file's
+            plan = plan._replace(chunk_size=store.chunk_size)  # a resume adopts the file's
         done = store.done.copy() if store is not None else np.zeros(plan.n_chunks, bool)
         todo = [k for k in range(plan.n_chunks) if not done[k]]
         collected = Collector(plan, store)
-        bar = progress_bar(len(todo), plan.chunk) if progress else None
+        bar = progress_bar(len(todo), plan.chunk_size) if progress else None
         try:
             with quiet_callback_errors():
                 if client is not None:
@@ -133,7 +133,7 @@ def fisher_batch(
     meta = {
         "experiment": plan.label,
         "mode": mode,
-        "chunk_size": plan.chunk,
+        "chunk_size": plan.chunk_size,
         "n_chunks": plan.n_chunks,
         "chunks_computed": len(todo),
         "chunks_resumed": plan.n_chunks - len(todo),
@@ -153,7 +153,7 @@ def open_store(out, plan, *, chunk_size_given, overwrite) -> H5Store:
         names=plan.names,
         fiducials=plan.fiducials,
         B=plan.B,
-        chunk_size=plan.chunk,
+        chunk_size=plan.chunk_size,
         chunk_size_given=chunk_size_given,
         fingerprint=input_fingerprint(
             plan.experiments, plan.fiducials, plan.names, plan.mode, plan.design_batch, plan.B
@@ -163,13 +163,14 @@ def open_store(out, plan, *, chunk_size_given, overwrite) -> H5Store:
     )
 
 
-def progress_bar(n_todo, chunk):
+def progress_bar(n_todo, chunk_size):
     """A tqdm bar over chunks, or ``None`` for a single chunk."""
     if n_todo <= 1:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=n_todo, unit="chunk", desc="fisher_batch", postfix={"items/chunk": chunk})
+    postfix = {"items/chunk": chunk_size}
+    return tqdm(total=n_todo, unit="chunk", desc="fisher_batch", postfix=postfix)
 
 
 class Collector:
@@ -185,7 +186,7 @@ class Collector:
 
     def record(self, k, result):
         F_k, codes_k, cond_k, msg_k = result
-        start = k * self.plan.chunk
+        start = k * self.plan.chunk_size
         if self.store is not None:
             self.store.write(k, F_k, codes_k, cond_k)
         else:

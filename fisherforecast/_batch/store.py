@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from .._errors import InputError
 from .reasons import REASONS, Reason
 
 FILE_FORMAT = "fisherforecast.FisherBatch"
@@ -158,7 +159,7 @@ class H5Store:
                             f"different inputs (they differ in: {what}). Pass overwrite=True "
                             "to replace it, or choose another path."
                         )
-                    raise ValueError(
+                    raise InputError(
                         f"cannot resume into `out` = {str(self.path)!r}: it was started with "
                         f"different inputs (they differ in: {what}); {int(done.sum())} of "
                         f"{done.size} chunks are finished. Rerun with the original inputs to "
@@ -224,10 +225,10 @@ def read_file(path, allow_partial):
     try:
         h = h5py.File(path, "r")
     except OSError as exc:
-        raise ValueError(f"{str(path)!r} is not an HDF5 file: {exc}") from None
+        raise InputError(f"{str(path)!r} is not an HDF5 file: {exc}") from None
     with h:
         if h.attrs.get("format") != FILE_FORMAT:
-            raise ValueError(
+            raise InputError(
                 f"{str(path)!r} is not a fisherforecast batch file (format attribute "
                 f"{h.attrs.get('format')!r})."
             )
@@ -235,7 +236,7 @@ def read_file(path, allow_partial):
         chunk_size = int(h.attrs["chunk_size"])
         if not done.all() and not allow_partial:
             missing = np.nonzero(~done)[0]
-            raise ValueError(
+            raise InputError(
                 f"{str(path)!r} is incomplete: {missing.size} of {done.size} chunks are not "
                 f"finished (first: {missing[:5].tolist()}). Rerun fisher_batch(..., "
                 f"out={str(path)!r}) with the same inputs to resume, or load with "
