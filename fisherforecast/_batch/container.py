@@ -451,7 +451,10 @@ class FisherBatch(BatchAlgebra):
         [0.3535533905932738]
         ```
         """
-        return FisherBatch._build(*read_file(path, allow_partial))
+        s = read_file(path, allow_partial)
+        return FisherBatch._build(
+            s.matrices, s.names, s.fiducials, s.codes, s.condition, {}, s.metadata
+        )
 
 
 def check_batch_names(names, P):

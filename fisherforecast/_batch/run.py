@@ -196,14 +196,13 @@ class Collector:
 
     def batch(self, meta) -> FisherBatch:
         """The :class:`FisherBatch` of the run (read back from the file when there is one)."""
-        plan = self.plan
+        names, fiducials = self.plan.names, self.plan.fiducials
         if self.store is None:
-            parts = (self.matrices, self.codes, self.cond)
-        else:
-            matrices, _, _, codes, cond, _, file_meta = read_file(meta["path"], False)
-            meta = {**meta, "created": file_meta.get("created")}
-            parts = (matrices, codes, cond)
-        matrices, codes, cond = parts
+            return assemble_batch(
+                self.matrices, names, fiducials, self.codes, self.cond, self.messages, meta
+            )
+        stored = read_file(meta["path"], allow_partial=False)
+        meta = {**meta, "created": stored.metadata.get("created")}
         return assemble_batch(
-            matrices, plan.names, plan.fiducials, codes, cond, self.messages, meta
+            stored.matrices, names, fiducials, stored.codes, stored.condition, self.messages, meta
         )

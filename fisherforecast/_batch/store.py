@@ -8,6 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -216,7 +217,19 @@ def inspect_existing(path):
         return None
 
 
-def read_file(path, allow_partial):
+class StoredBatch(NamedTuple):
+    """The contents of a batch file (unfinished items flagged ``NOT_COMPUTED``)."""
+
+    matrices: np.ndarray
+    names: tuple
+    fiducials: dict | None
+    codes: np.ndarray
+    condition: np.ndarray
+    metadata: dict
+
+
+def read_file(path, allow_partial) -> StoredBatch:
+    """Read a batch file; an unfinished one raises unless `allow_partial`."""
     import h5py
 
     path = Path(path)
@@ -262,4 +275,4 @@ def read_file(path, allow_partial):
         }
     for k in np.nonzero(~done)[0]:
         codes[k * chunk_size : (k + 1) * chunk_size] = Reason.NOT_COMPUTED
-    return matrices, names, fiducials, codes, cond, {}, meta
+    return StoredBatch(matrices, names, fiducials, codes, cond, meta)
