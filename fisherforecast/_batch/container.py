@@ -162,7 +162,7 @@ class FisherBatch(BatchAlgebra):
     @property
     def reason(self) -> np.ndarray:
         """``(B,)`` array of strings: ``"ok"`` or why the item failed."""
-        return Reason.messages(self._codes)
+        return Reason.texts(self._codes)
 
     @property
     def condition_number(self) -> np.ndarray:

@@ -35,6 +35,8 @@ class Reason(enum.IntEnum):
     (7, 'singular Fisher matrix (degenerate parameter combination)')
     >>> Reason(2).name, Reason.BAD_OUTPUT.upstream, Reason.SINGULAR.upstream
     ('BAD_OUTPUT', True, False)
+    >>> Reason.texts([0, 9]).tolist()
+    ['ok', 'not computed (chunk not finished)']
     ```
     """
 
@@ -58,7 +60,7 @@ class Reason(enum.IntEnum):
     NOT_PSD = (MATRIX_NOT_PSD, STATUS[MATRIX_NOT_PSD], True)
 
     @classmethod
-    def messages(cls, codes) -> np.ndarray:
+    def texts(cls, codes) -> np.ndarray:
         """The message of each code of an integer array (an object array of strings)."""
         return np.asarray(REASONS, dtype=object)[np.asarray(codes, dtype=np.intp)]
 
