@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -47,6 +48,17 @@ def placement(devices):
     return place
 
 
+class ChunkResult(NamedTuple):
+    """A finished chunk: its ``n`` items' matrices, failure codes (see ``Reason``) and
+    scaled condition numbers, and ``messages``: item index within the chunk -> the error
+    it raised."""
+
+    matrices: np.ndarray
+    codes: np.ndarray
+    condition: np.ndarray
+    messages: dict
+
+
 class Chunk:
     """One chunk of ``n <= chunk_size`` items, evaluated in two steps.
 
@@ -86,11 +98,8 @@ class Chunk:
         self.codes[idx] = np.asarray(codes_c)[: len(idx)]
 
 
-def finish_chunk(chunk):
-    """Wait for a dispatched chunk; return ``(matrices, codes, condition, messages)``.
-
-    ``messages`` maps an item's index within the chunk to the error it raised.
-    """
+def finish_chunk(chunk) -> ChunkResult:
+    """Wait for a dispatched chunk, isolate the items that raised, classify the matrices."""
     messages = {}
 
     def isolate(idx):
@@ -118,7 +127,7 @@ def finish_chunk(chunk):
             isolate(chunk.todo)
         chunk.pending = chunk.error = None
     codes, cond = classify(chunk.F, chunk.codes)
-    return chunk.F, codes, cond, messages
+    return ChunkResult(chunk.F, codes, cond, messages)
 
 
 @contextlib.contextmanager

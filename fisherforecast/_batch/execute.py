@@ -1,6 +1,6 @@
 """Running the chunks of a plan: locally (pipelined, one chunk in flight while the previous
 one is collected) or as Dask tasks. Both hand each finished chunk to ``record(k, result)``
-with ``result = (matrices, codes, condition, messages)`` of :func:`finish_chunk`."""
+with ``result`` the :class:`ChunkResult` of :func:`finish_chunk`."""
 
 from __future__ import annotations
 

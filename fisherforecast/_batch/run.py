@@ -185,14 +185,16 @@ class Collector:
             self.cond = np.full(plan.B, np.nan)
 
     def record(self, k, result):
-        F_k, codes_k, cond_k, msg_k = result
+        """Keep chunk `k`'s :class:`ChunkResult`."""
         start = k * self.plan.chunk_size
         if self.store is not None:
-            self.store.write(k, F_k, codes_k, cond_k)
+            self.store.write(k, result.matrices, result.codes, result.condition)
         else:
-            sl = slice(start, start + len(codes_k))
-            self.matrices[sl], self.codes[sl], self.cond[sl] = F_k, codes_k, cond_k
-        self.messages.update({start + i: m for i, m in msg_k.items()})
+            sl = slice(start, start + len(result.codes))
+            self.matrices[sl] = result.matrices
+            self.codes[sl] = result.codes
+            self.cond[sl] = result.condition
+        self.messages.update({start + i: m for i, m in result.messages.items()})
 
     def batch(self, meta) -> FisherBatch:
         """The :class:`FisherBatch` of the run (read back from the file when there is one)."""
