@@ -288,11 +288,11 @@ def inverse_3x3(M):
 
 
 def test_status_codes_have_the_batch_meanings():
-    from fisherforecast import _batch
+    from fisherforecast._batch.reasons import REASONS, Reason
 
     for code in ("OK", "BAD_MATRIX", "NO_INFORMATION", "SINGULAR", "NOT_PSD"):
-        assert getattr(L, code) == getattr(_batch, code), code
-        assert L.STATUS[getattr(L, code)] == _batch.REASONS[getattr(L, code)]
+        assert getattr(L, code) == Reason[code], code
+        assert L.STATUS[getattr(L, code)] == Reason[code].message == REASONS[getattr(L, code)]
 
 
 def test_unit_diagonal_single_and_stacked():
