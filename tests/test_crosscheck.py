@@ -15,7 +15,11 @@ import pytest
 from scipy.integrate import quad
 
 import fisherforecast as ff
-from fisherforecast import _crosscheck
+from fisherforecast._sampling import coverage as _coverage
+from fisherforecast._sampling import crosscheck as _crosscheck
+from fisherforecast._sampling import likelihood as _likelihood
+from fisherforecast._sampling import nuts as _nuts
+from fisherforecast._sampling import stats as _stats
 
 X = np.linspace(0.0, 1.0, 20)
 SIGMA = 0.1
@@ -93,7 +97,7 @@ def test_monte_carlo_errors_are_calibrated_and_nothing_recompiles(linear_check):
     unit normal; the compiled sampler is reused for every seed, fiducial and prior of the
     same shapes."""
     del linear_check  # compiled already
-    size = _crosscheck._nuts._cache_size()
+    size = _nuts._nuts._cache_size()
     z_ratio, z_shift, z_asym = [], [], []
     for seed in range(1, 21):
         fid = {"a": 1.0 + 0.01 * seed, "b": 2.0}
@@ -101,7 +105,7 @@ def test_monte_carlo_errors_are_calibrated_and_nothing_recompiles(linear_check):
         z_ratio += [(cc.ratio[n] - 1) / cc.ratio_error[n] for n in cc.names]
         z_shift += [cc.shift[n] / cc.shift_error[n] for n in cc.names]
         z_asym += [cc.asymmetry[n] / cc.asymmetry_error[n] for n in cc.names]
-    assert _crosscheck._nuts._cache_size() == size
+    assert _nuts._nuts._cache_size() == size
     # 40 values: the standard deviation of a unit normal's sample is 1 ± 0.11.
     assert 0.6 < np.std(z_ratio) < 1.5
     assert 0.6 < np.std(z_shift) < 1.5
@@ -276,7 +280,7 @@ def test_bad_input_is_named(kwargs, error, match):
 def test_sampler_defaults_to_target_accept_0_9():
     import inspect
 
-    for fn in (ff.crosscheck, _crosscheck.run_nuts, ff.DALI.sample):
+    for fn in (ff.crosscheck, _nuts.run_nuts, ff.DALI.sample):
         assert inspect.signature(fn).parameters["target_accept"].default == 0.9
 
 
@@ -288,7 +292,7 @@ def _synthetic_compare(draws, diverging=None, settings=None):
     theta = np.asarray(draws, dtype=np.float64)[..., None]
     if diverging is None:
         diverging = np.zeros(theta.shape[:2], dtype=bool)
-    run = _crosscheck.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
+    run = _nuts.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
     F = ff.FisherMatrix(np.eye(1), ["a"])
     tol = dict(rtol=0.1, shift_tol=0.2, asym_tol=0.1, n_se=3.5, rhat_max=1.05, min_ess=100.0)
     settings = settings or dict(
@@ -354,7 +358,7 @@ def test_sigma_error_accounts_for_autocorrelation():
         x[:, t] = phi * x[:, t - 1] + noise[:, t]
     sig, se = [], []
     for r in range(reps):
-        stats = _crosscheck.chain_statistics(x[r][None, :, None])
+        stats = _stats.chain_statistics(x[r][None, :, None])
         sig.append(stats["sigma"][0])
         se.append(stats["se_sigma"][0])
     # Scatter of σ̂ over 200 replicates is known to ±5 %.
@@ -389,9 +393,9 @@ def test_coverage_of_a_regular_model_is_nominal():
 
 def test_coverage_fits_are_the_least_squares_solutions():
     cov = ff.coverage(LINE, LINE_FID, n_sims=50, seed=3, keep_data=True)
-    size = _crosscheck._fit_batch._cache_size()
+    size = _likelihood.fit_batch._cache_size()
     again = ff.coverage(LINE, {"a": 0.5, "b": 1.0}, n_sims=50, seed=4)
-    assert _crosscheck._fit_batch._cache_size() == size  # no recompilation
+    assert _likelihood.fit_batch._cache_size() == size  # no recompilation
     assert again.n_ok == 50
     A = np.column_stack([np.ones_like(X), X])
     data = cov.data[0]
@@ -446,7 +450,7 @@ def test_joint_coverage_counts_towards_calibration():
     F = ff.FisherMatrix(np.linalg.inv(C), ["a", "b"])
     est = np.random.default_rng(0).multivariate_normal([0, 0], [[1, -0.9], [-0.9, 1]], 2000)
     levels = (0.6827, 0.9545)
-    cov = _crosscheck._coverage_stats(
+    cov = _coverage._coverage_stats(
         F,
         ("a", "b"),
         {"a": 0.0, "b": 0.0},
@@ -468,7 +472,7 @@ def test_joint_coverage_counts_towards_calibration():
     assert "NOT CALIBRATED" in cov.summary()
     # The same estimates drawn with the Fisher correlation are calibrated.
     good = np.random.default_rng(0).multivariate_normal([0, 0], C, 2000)
-    cov = _crosscheck._coverage_stats(
+    cov = _coverage._coverage_stats(
         F,
         ("a", "b"),
         {"a": 0.0, "b": 0.0},

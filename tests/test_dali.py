@@ -29,7 +29,7 @@ def test_linear_model_dali_is_fisher():
     exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
     fid = {"a": 1.0, "b": 2.0}
     F = np.array([[2.0, 2.0], [2.0, 5.0]])
-    from fisherforecast import _dali
+    from fisherforecast._sampling import dali as _dali
 
     for order in (2, 3):
         D = ff.dali(exp, fid, order=order)

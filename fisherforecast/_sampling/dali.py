@@ -32,21 +32,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_experiments, check_fiducial, check_names
-from ._crosscheck import (
+from .._checks import as_experiments, check_fiducial, check_names
+from .._engine import call_model, split
+from .._errors import NonFiniteError, SingularFisherError, quote
+from .._matrix import FisherMatrix
+from .._x64 import float64
+from .nuts import (
     DEFAULT_BOUNDS_SIGMA,
     TARGET_ACCEPT,
-    chain_statistics,
     check_sampler_settings,
     describe_prior,
     resolve_priors,
     run_nuts,
     whitening,
 )
-from ._engine import call_model, split
-from ._errors import NonFiniteError, SingularFisherError, quote
-from ._matrix import FisherMatrix
-from ._x64 import float64
+from .stats import chain_statistics
 
 HIGHEST = jax.lax.Precision.HIGHEST
 #: Tensor names by order: (derivative orders of the two factors) in ``μ,a·μ,b``.
@@ -372,7 +372,7 @@ class DALI:
     def plot(self, samples=None, **kwargs):
         """Corner plot of DALI samples (drawn with defaults if not given) with the Fisher
         ellipses; keyword arguments go to ``ff.plot.corner``."""
-        from . import plot
+        from .. import plot
 
         if samples is None:
             samples = self.sample()
