@@ -501,3 +501,90 @@ def test_microlensing_example_runs_fast(tmp_path):
         png = tmp_path / f"hmc_crosscheck_{name}.png"
         assert png.stat().st_size > 10_000
     assert not results["low_magnification"].agrees
+
+
+# ---------------------------------------------------------------------------------------
+# Results are Records; argument checks shared with the rest of the library
+# ---------------------------------------------------------------------------------------
+def test_reports_are_frozen_records_with_json_ready_dicts():
+    import dataclasses
+
+    from fisherforecast._record import Record
+
+    draws = np.random.default_rng(1).normal(size=(2, 500))
+    cc = _synthetic_compare(draws)
+    assert isinstance(cc, Record)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cc.agrees = True
+    d = json.loads(json.dumps(cc.to_dict()))
+    assert d["names"] == ["a"] and d["interval"]["a"] == list(cc.interval["a"])
+    assert d["samples"]["a"] == cc.samples["a"].tolist() and d["data"] == []
+    # Complex data (a PSD experiment) are written as real and imaginary parts.
+    z = np.array([1 + 2j, 3 - 1j])
+    assert cc.replace(data=(z,)).to_dict()["data"] == [{"real": [1.0, 3.0], "imag": [2.0, -1.0]}]
+    assert cc.replace(data=(z,)).verdict == cc.verdict
+    cov = _coverage._coverage_stats(
+        ff.FisherMatrix(np.eye(1), ["a"]),
+        ("a",),
+        {"a": 0.0},
+        np.zeros(1),
+        np.ones(1),
+        draws.reshape(-1, 1),
+        np.ones(1000, bool),
+        (0.6827,),
+        3.0,
+        0.0,
+        (np.zeros((1000, 3)),),
+    )
+    assert isinstance(cov, Record)
+    d = json.loads(json.dumps(cov.to_dict()))
+    assert "data" not in d and d["coverage"]["0.6827"]["a"] == cov.coverage[0.6827]["a"]
+    assert d["fisher"] == cov.fisher.to_dict()
+
+
+def test_input_errors_are_input_errors_naming_the_argument():
+    with pytest.raises(ff.InputError, match=r"`num_samples` must be an integer >= 4; received 2"):
+        ff.crosscheck(LINE, LINE_FID, num_samples=2)
+    with pytest.raises(ff.InputError, match=r"`rtol` must be a non-negative number.*True"):
+        ff.crosscheck(LINE, LINE_FID, rtol=True)
+    with pytest.raises(TypeError, match=r"`seed` must be an integer; received 1.5"):
+        ff.crosscheck(LINE, LINE_FID, seed=1.5)
+    with pytest.raises(ff.ParameterError, match="not sampled parameters"):
+        ff.crosscheck(LINE, LINE_FID, prior={"c": (0.0, 1.0)})
+    with pytest.raises(ff.InputError, match=r"`levels` .* entry 1.5 is outside \(0, 1\)"):
+        ff.coverage(LINE, LINE_FID, n_sims=10, levels=(0.5, 1.5))
+    with pytest.raises(ff.InputError, match=r"`n_sims` must be an integer >= 2; received 1"):
+        ff.coverage(LINE, LINE_FID, n_sims=1)
+    # Data for two experiments: the message lists every accepted form.
+    two = [LINE, LINE]
+    with pytest.raises(ff.InputError, match=r"'asimov', 'simulate' or a list of 2 arrays"):
+        ff.crosscheck(two, LINE_FID, prior=LINE_PRIOR, data=np.zeros(20))
+    with pytest.raises(ff.InputError, match=r"`data\[1\]` contains NaN or inf at \[\[3\]\]"):
+        bad = np.zeros(20)
+        bad[3] = np.nan
+        ff.crosscheck(two, LINE_FID, prior=LINE_PRIOR, data=[np.zeros(20), bad])
+
+
+def test_asimov_check_asks_the_noise_model_first():
+    """A noise model that declares itself parameter-independent is not asked for its
+    covariance term; one that does not say is, and is refused when the term is non-zero."""
+
+    class Counting(ff.Gaussian):
+        calls = 0
+
+        def covariance_information(self, *args):
+            type(self).calls += 1
+            return super().covariance_information(*args)
+
+    fid = {"a": 1.0, "b": 2.0}
+    with jax.enable_x64(True):
+        fid64 = {k: jnp.float64(v) for k, v in fid.items()}
+        fixed = ff.Experiment(line, Counting(sigma=SIGMA), design=X)
+        assert fixed.noise.parameter_dependent is False
+        _crosscheck._check_asimov([fixed], fid64, ("a", "b"), [line(fid, X)])
+        assert Counting.calls == 0
+        het = ff.Experiment(line, ff.Gaussian(sigma=lambda p: p["a"] * 0.1), design=X)
+        with pytest.raises(ff.InputError, match="noise-free data have zero scatter"):
+            _crosscheck._check_asimov([het], fid64, ("a", "b"), [line(fid, X)])
+        # The noise depends on `a` only: sampling `b` alone from Asimov data is fine.
+        _crosscheck._check_asimov([het], fid64, ("b",), [line(fid, X)])

@@ -6,23 +6,31 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_experiments, check_fiducial, check_names
-from .._errors import FisherError, SingularFisherError, quote
+from .._checks import (
+    as_experiments,
+    check_fiducial,
+    check_int,
+    check_names,
+    check_probabilities,
+    check_seed,
+    is_real_number,
+)
+from .._errors import FisherError, InputError, SingularFisherError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
+from .._record import Record
 from .._x64 import float64
 from .likelihood import fit_batch, simulate_batch
-from .stats import format_table, report_dict
+from .stats import format_table
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Coverage:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Coverage(Record):
     """Result of :func:`coverage`: frequentist calibration of the Fisher intervals.
 
     **Attributes** (dicts keyed by parameter name):
@@ -103,7 +111,7 @@ class Coverage:
 
     def to_dict(self) -> dict:
         """Plain-Python view (the simulated data are left out)."""
-        out = report_dict(self)
+        out = super().to_dict()
         del out["data"]
         return out
 
@@ -194,19 +202,13 @@ def coverage(
     experiments = as_experiments(experiment)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
-    if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 2:
-        raise ValueError(f"`n_sims` must be an integer >= 2; received {n_sims!r}.")
-    levels = _check_levels(levels)
-    if (
-        isinstance(n_se, bool)
-        or not isinstance(n_se, int | float | np.integer | np.floating)
-        or not (math.isfinite(n_se) and n_se > 0)
-    ):
-        raise ValueError(
+    n_sims = check_int(n_sims, "n_sims", 2)
+    levels = check_probabilities(levels, "levels")
+    if not (is_real_number(n_se) and math.isfinite(n_se) and n_se > 0):
+        raise InputError(
             f"`n_se` must be a positive, finite number of standard errors; received {quote(n_se)}."
         )
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
-        raise TypeError(f"`seed` must be an integer; received {seed!r}.")
+    seed = check_seed(seed)
     F = fisher(experiments, fid, params=names, mode=mode)
     try:
         cov = F.covariance()
@@ -241,40 +243,6 @@ def coverage(
     return _coverage_stats(
         F, names, fid, theta0, sigma, est, ok, levels, float(n_se), seconds, kept
     )
-
-
-def _check_levels(levels) -> tuple:
-    """`levels` of :func:`coverage` as a tuple of floats in (0, 1), or a ValueError."""
-
-    def bad(detail):
-        return ValueError(
-            f"`levels` must be a probability in (0, 1) or a sequence of them; "
-            f"received {quote(levels)}{detail}."
-        )
-
-    def is_number(v):
-        return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
-
-    if is_number(levels):
-        items = [levels]
-    elif isinstance(levels, str | bytes) or isinstance(levels, Mapping):
-        raise bad("")
-    else:
-        try:
-            items = levels.reshape(-1).tolist() if isinstance(levels, np.ndarray) else list(levels)
-        except TypeError:
-            raise bad("") from None
-    if not items:
-        raise bad(" (empty)")
-    for v in items:
-        if not is_number(v):
-            raise bad(f": entry {quote(v)} is not a number")
-        if not 0 < v < 1:
-            raise bad(f": entry {v!r} is outside (0, 1)")
-    out = tuple(float(v) for v in items)
-    if len(set(out)) != len(out):
-        raise bad(": repeated entries")
-    return out
 
 
 def _coverage_stats(F, names, fid, theta0, sigma, est, ok, levels, n_se, seconds, data):

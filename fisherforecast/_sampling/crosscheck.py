@@ -18,11 +18,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_experiments, check_fiducial, check_names
+from .._checks import (
+    as_experiments,
+    check_data,
+    check_fiducial,
+    check_names,
+    check_seed,
+    is_real_number,
+)
 from .._engine import split
-from .._errors import SingularFisherError, quote
+from .._errors import InputError, SingularFisherError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
+from .._record import Record
 from .._x64 import float64
 from .likelihood import experiments_loglik, fit_jit, model_means, simulate
 from .nuts import (
@@ -34,7 +42,7 @@ from .nuts import (
     run_nuts,
     whitening,
 )
-from .stats import chain_statistics, format_table, report_dict
+from .stats import chain_statistics, format_table, plain_data
 
 #: Split-R-hat above which a chain is reported as not converged.
 RHAT_MAX = 1.05
@@ -47,14 +55,21 @@ DIVERGENCE_LIMIT = 0.01
 
 
 def _check_asimov(experiments, fid64, names, means):
-    """Asimov data carry no information on noise parameters: refuse them there."""
+    """Asimov data carry no information on noise parameters: refuse them there.
+
+    A noise model that declares ``parameter_dependent = False`` is accepted as it is; one
+    that depends on parameters (or does not say) is asked for its covariance term of the
+    Fisher matrix, which is non-zero exactly when the noise varies with a sampled one.
+    """
     theta, to_params = split(fid64, names)
     for exp, mean in zip(experiments, means, strict=True):
+        if exp.noise.parameter_dependent is False:
+            continue
         extra = exp.noise.covariance_information(
             jnp.asarray(mean), theta, to_params, exp.design, "forward"
         )
         if extra is not None and np.any(np.asarray(extra) != 0):
-            raise ValueError(
+            raise InputError(
                 f"data='asimov' cannot test {exp.label}: its noise "
                 f"({exp.noise!r}) depends on the sampled parameters, and noise-free data "
                 "have zero scatter, so their likelihood peaks at zero noise instead of the "
@@ -62,48 +77,11 @@ def _check_asimov(experiments, fid64, names, means):
             )
 
 
-def _check_data(data, means, experiments):
-    """Validate user data against the model outputs; returns a tuple of float64 arrays."""
-    many = len(experiments) > 1
-    if many:
-        if not isinstance(data, list | tuple) or len(data) != len(experiments):
-            raise ValueError(
-                f"`data` must be 'asimov', 'simulate' or a list of {len(experiments)} arrays "
-                f"(one per experiment); received {quote(data)}."
-            )
-        items = list(data)
-    else:
-        items = [data]
-    out = []
-    for i, (d, m, exp) in enumerate(zip(items, means, experiments, strict=True)):
-        what = f"`data[{i}]`" if many else "`data`"
-        arr = np.asarray(d)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"{what} must be a numeric array; received {quote(d)}.")
-        if arr.shape != tuple(m.shape):
-            raise ValueError(
-                f"{what} has shape {arr.shape}, but the model of {exp.label} "
-                f"returns shape {tuple(m.shape)} at the fiducial."
-            )
-        if np.iscomplexobj(arr):
-            if not exp.noise.accepts_complex:
-                raise ValueError(f"{what} is complex but the noise model {exp.noise!r} is real.")
-            arr = arr.astype(np.complex128)
-        else:
-            arr = arr.astype(np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"{what} contains NaN or inf at {np.argwhere(~np.isfinite(arr))[:5].tolist()}."
-            )
-        out.append(arr)
-    return tuple(out)
-
-
 # =======================================================================================
 # crosscheck
 # =======================================================================================
-@dataclasses.dataclass(frozen=True, eq=False)
-class CrossCheck:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class CrossCheck(Record):
     """Result of :func:`crosscheck`: Fisher prediction against the sampled posterior.
 
     **Attributes** (dicts are keyed by parameter name):
@@ -229,19 +207,10 @@ class CrossCheck:
         return "inconclusive"
 
     def to_dict(self) -> dict:
-        """Plain-Python view (samples as lists)."""
-
-        def data(v):
-            return [
-                np.asarray(a).tolist()
-                if not np.iscomplexobj(a)
-                else {"real": np.asarray(a).real.tolist(), "imag": np.asarray(a).imag.tolist()}
-                for a in v
-            ]
-
-        samples = {k: np.asarray(a).tolist() for k, a in self.samples.items()}
-        chains = {k: np.asarray(a).tolist() for k, a in self.chains.items()}
-        return report_dict(self, samples=samples, chains=chains, data=data(self.data))
+        """Plain-Python view (samples as lists; complex data as ``{"real", "imag"}``)."""
+        out = super().to_dict()
+        out["data"] = plain_data(self.data)
+        return out
 
     def plot(self, **kwargs):
         """Corner plot of the samples with the Fisher ellipses overlaid (``ff.plot.corner``)."""
@@ -342,9 +311,9 @@ def crosscheck(
     `.ratio`, `.shift`, `.rhat`, `.ess`, `.agrees`, `.summary()`, `.plot()` and
     `.to_dict()`.
 
-    **Raises:** `ParameterError` for unknown names, `ValueError` for bad settings, data of
-    the wrong shape, a fiducial outside its prior or a parameter that the Fisher matrix does
-    not constrain and that has no prior.
+    **Raises:** `ParameterError` for unknown names, `InputError` (a ValueError) for bad
+    settings, data of the wrong shape, a fiducial outside its prior or a parameter that the
+    Fisher matrix does not constrain and that has no prior.
 
     ```python
     >>> import jax.numpy as jnp, fisherforecast as ff
@@ -362,19 +331,12 @@ def crosscheck(
     check_sampler_settings(
         num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
     )
-    for name, value in (
-        ("rtol", rtol),
-        ("shift_tol", shift_tol),
-        ("asym_tol", asym_tol),
-        ("n_se", n_se),
-        ("min_ess", min_ess),
-    ):
-        if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
-            raise ValueError(f"`{name}` must be a non-negative number; received {value!r}.")
+    tol = _check_tolerance(
+        rtol=rtol, shift_tol=shift_tol, asym_tol=asym_tol, n_se=n_se, min_ess=min_ess
+    )
     if isinstance(data, str) and data not in ("asimov", "simulate"):
-        raise ValueError(f"`data` must be 'asimov', 'simulate' or an array; received {data!r}.")
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
-        raise TypeError(f"`seed` must be an integer; received {seed!r}.")
+        raise InputError(f"`data` must be 'asimov', 'simulate' or an array; received {data!r}.")
+    seed = check_seed(seed)
 
     F = fisher(experiments, fid, params=names, mode=mode)
     try:
@@ -387,19 +349,7 @@ def crosscheck(
     with float64():
         fid64 = {k: jnp.float64(v) for k, v in fid.items()}
         fixed = {k: v for k, v in fid64.items() if k not in names}
-        means = jax.device_get(model_means(tuple(experiments), fid64))
-        if isinstance(data, str) and data == "asimov":
-            _check_asimov(experiments, fid64, names, means)
-            datas = tuple(np.asarray(m) for m in means)
-            kind = "asimov"
-        elif isinstance(data, str):
-            datas = tuple(
-                np.asarray(d) for d in jax.device_get(simulate(tuple(experiments), fid64, key_data))
-            )
-            kind = "simulated"
-        else:
-            datas = _check_data(data, means, experiments)
-            kind = "user"
+        datas, kind = _observed_data(data, experiments, fid64, names, key_data)
         like = (tuple(experiments), datas, fixed)
         priors, defaulted = resolve_priors(prior, names, fid, sigma_fisher, bounds_sigma)
         if defaulted:
@@ -410,34 +360,10 @@ def crosscheck(
                 stacklevel=2,
             )
         v0, L = whitening(F.matrix, theta0, priors, names)
-
         if kind == "asimov":
-            reference = theta0.copy()
-            ref_note = None
+            reference, ref_note = theta0.copy(), None
         else:
-            offset = experiments_loglik(jnp.asarray(theta0), like, names)
-            ref, ok, _ = fit_jit(
-                like,
-                jnp.asarray(v0),
-                jnp.asarray(L),
-                priors,
-                offset,
-                names=names,
-                loglik_fn=experiments_loglik,
-                bounded=True,
-                rtol=1e-10,
-                atol=1e-10,
-                max_steps=512,
-            )
-            if bool(ok):
-                reference, ref_note = np.asarray(ref, dtype=np.float64), None
-            else:
-                reference = theta0.copy()
-                ref_note = (
-                    "the maximum-likelihood fit of the data failed; mean shifts are "
-                    "measured from the fiducial instead"
-                )
-
+            reference, ref_note = _best_fit(like, v0, L, priors, theta0, names)
         run = run_nuts(
             experiments_loglik,
             like,
@@ -456,6 +382,17 @@ def crosscheck(
         )
         prior_text = {n: describe_prior(d) for n, d in zip(names, priors, strict=True)}
 
+    settings = dict(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        seed=seed,
+        bounds_sigma=float(bounds_sigma),
+        target_accept=target_accept,
+        dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth,
+    )
     return _compare(
         F,
         names,
@@ -465,28 +402,65 @@ def crosscheck(
         reference,
         ref_note,
         sigma_fisher,
-        dict(
-            rtol=float(rtol),
-            shift_tol=float(shift_tol),
-            asym_tol=float(asym_tol),
-            n_se=float(n_se),
-            rhat_max=RHAT_MAX,
-            min_ess=float(min_ess),
-        ),
+        tol,
         prior_text,
         tuple(defaulted),
         kind,
-        dict(
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            num_chains=num_chains,
-            chain_method=chain_method,
-            seed=seed,
-            bounds_sigma=float(bounds_sigma),
-            target_accept=target_accept,
-            dense_mass=dense_mass,
-            max_tree_depth=max_tree_depth,
-        ),
+        settings,
+    )
+
+
+def _check_tolerance(**values) -> dict:
+    """The agreement tolerances (non-negative, finite numbers) as the `tolerance` dict."""
+    for name, value in values.items():
+        if not (is_real_number(value) and value >= 0 and math.isfinite(value)):
+            raise InputError(f"`{name}` must be a non-negative number; received {quote(value)}.")
+    tol = {k: float(v) for k, v in values.items()}
+    return dict(
+        rtol=tol["rtol"],
+        shift_tol=tol["shift_tol"],
+        asym_tol=tol["asym_tol"],
+        n_se=tol["n_se"],
+        rhat_max=RHAT_MAX,
+        min_ess=tol["min_ess"],
+    )
+
+
+def _observed_data(data, experiments, fid64, names, key):
+    """``(datas, kind)``: the data to sample against, one array per experiment, and
+    ``"asimov"``, ``"simulated"`` or ``"user"``. Call under float64."""
+    means = jax.device_get(model_means(tuple(experiments), fid64))
+    if isinstance(data, str) and data == "asimov":
+        _check_asimov(experiments, fid64, names, means)
+        return tuple(np.asarray(m) for m in means), "asimov"
+    if isinstance(data, str):
+        simulated = jax.device_get(simulate(tuple(experiments), fid64, key))
+        return tuple(np.asarray(d) for d in simulated), "simulated"
+    return check_data(data, experiments, means, alternatives=("asimov", "simulate")), "user"
+
+
+def _best_fit(like, v0, L, priors, theta0, names):
+    """``(reference, note)``: the maximum-likelihood point within the prior, or the
+    fiducial and a note saying so when the fit fails. Call under float64."""
+    offset = experiments_loglik(jnp.asarray(theta0), like, names)
+    ref, ok, _ = fit_jit(
+        like,
+        jnp.asarray(v0),
+        jnp.asarray(L),
+        priors,
+        offset,
+        names=names,
+        loglik_fn=experiments_loglik,
+        bounded=True,
+        rtol=1e-10,
+        atol=1e-10,
+        max_steps=512,
+    )
+    if bool(ok):
+        return np.asarray(ref, dtype=np.float64), None
+    return theta0.copy(), (
+        "the maximum-likelihood fit of the data failed; mean shifts are measured from the "
+        "fiducial instead"
     )
 
 
@@ -535,41 +509,10 @@ def _compare(
         ratio_err = stats["se_sigma"] / sf
         shift = (stats["mean"] - reference) / sf
         shift_err = stats["se_mean"] / sf
-    # A discrepancy must be practically relevant (beyond the slack) AND statistically
-    # significant (beyond n_se Monte Carlo standard errors).
-    discrepancies, unresolved = [], []
-    n_se = tol["n_se"]
     where = "fiducial" if kind == "asimov" else "best fit"
-    for i, n in enumerate(names):
-        if not math.isfinite(sf[i]):
-            discrepancies.append(f"{n}: the Fisher matrix does not constrain it (σ_Fisher = inf)")
-            continue
-        bound = max(tol["rtol"], n_se * ratio_err[i])
-        if not abs(ratio[i] - 1) <= bound:
-            discrepancies.append(
-                f"{n}: σ_hmc/σ_fisher = {ratio[i]:.3f} ± {ratio_err[i]:.3f}, "
-                f"outside 1 ± {bound:.3f}"
-            )
-        bound = max(tol["shift_tol"], n_se * shift_err[i])
-        if not abs(shift[i]) <= bound:
-            discrepancies.append(
-                f"{n}: posterior mean is {shift[i]:+.3f} ± {shift_err[i]:.3f} "
-                f"σ_fisher from the {where} (allowed ±{bound:.3f})"
-            )
-        asym, asym_err = stats["asymmetry"][i], stats["se_asymmetry"][i]
-        bound = max(tol["asym_tol"], n_se * asym_err)
-        if not abs(asym) <= bound:
-            lo, mid, hi = (v[i] for v in stats["interval"])
-            discrepancies.append(
-                f"{n}: asymmetric errors +{hi - mid:.4g}/-{mid - lo:.4g} "
-                f"(asymmetry {asym:+.3f} ± {asym_err:.3f}, allowed "
-                f"±{bound:.3f}); the Fisher interval is symmetric"
-            )
-        if (
-            n_se * ratio_err[i] > RESOLUTION * tol["rtol"]
-            or n_se * shift_err[i] > RESOLUTION * tol["shift_tol"]
-        ):
-            unresolved.append(n)
+    discrepancies, unresolved = _discrepancies(
+        names, sf, (ratio, ratio_err), (shift, shift_err), stats, tol, where
+    )
     bad_rhat = [n for n, r in zip(names, stats["rhat"], strict=True) if not r < tol["rhat_max"]]
     low_ess = [n for n, e in zip(names, stats["ess"], strict=True) if not e >= tol["min_ess"]]
     converged = not bad_rhat and not low_ess
@@ -643,3 +586,46 @@ def _compare(
         settings=settings,
         data=tuple(datas),
     )
+
+
+def _discrepancies(names, sf, ratio_pair, shift_pair, stats, tol, where):
+    """``(discrepancies, unresolved)``: the reasons (in words) of the parameters whose σ
+    ratio, mean shift or asymmetry is off, and the names whose Monte Carlo errors are too
+    large to resolve a discrepancy of ``RESOLUTION`` × the tolerance."""
+    ratio, ratio_err = ratio_pair
+    shift, shift_err = shift_pair
+    # A discrepancy must be practically relevant (beyond the slack) AND statistically
+    # significant (beyond n_se Monte Carlo standard errors).
+    discrepancies, unresolved = [], []
+    n_se = tol["n_se"]
+    for i, n in enumerate(names):
+        if not math.isfinite(sf[i]):
+            discrepancies.append(f"{n}: the Fisher matrix does not constrain it (σ_Fisher = inf)")
+            continue
+        bound = max(tol["rtol"], n_se * ratio_err[i])
+        if not abs(ratio[i] - 1) <= bound:
+            discrepancies.append(
+                f"{n}: σ_hmc/σ_fisher = {ratio[i]:.3f} ± {ratio_err[i]:.3f}, "
+                f"outside 1 ± {bound:.3f}"
+            )
+        bound = max(tol["shift_tol"], n_se * shift_err[i])
+        if not abs(shift[i]) <= bound:
+            discrepancies.append(
+                f"{n}: posterior mean is {shift[i]:+.3f} ± {shift_err[i]:.3f} "
+                f"σ_fisher from the {where} (allowed ±{bound:.3f})"
+            )
+        asym, asym_err = stats["asymmetry"][i], stats["se_asymmetry"][i]
+        bound = max(tol["asym_tol"], n_se * asym_err)
+        if not abs(asym) <= bound:
+            lo, mid, hi = (v[i] for v in stats["interval"])
+            discrepancies.append(
+                f"{n}: asymmetric errors +{hi - mid:.4g}/-{mid - lo:.4g} "
+                f"(asymmetry {asym:+.3f} ± {asym_err:.3f}, allowed "
+                f"±{bound:.3f}); the Fisher interval is symmetric"
+            )
+        if (
+            n_se * ratio_err[i] > RESOLUTION * tol["rtol"]
+            or n_se * shift_err[i] > RESOLUTION * tol["shift_tol"]
+        ):
+            unresolved.append(n)
+    return discrepancies, unresolved

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import quote
+from .._checks import check_int
+from .._errors import InputError, ParameterError, quote
 from .._linalg import robust_inverse
 
 #: Default half-width of the flat prior box, in Fisher σ, when no bounds are given.
@@ -63,13 +64,13 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
         )
     unknown = [k for k in prior if k not in names]
     if unknown:
-        raise ValueError(
+        raise ParameterError(
             f"`prior` names {unknown}, which are not sampled parameters {list(names)}."
         )
     if not (
         isinstance(bounds_sigma, int | float) and bounds_sigma > 0 and math.isfinite(bounds_sigma)
     ):
-        raise ValueError(f"`bounds_sigma` must be a positive number; received {bounds_sigma!r}.")
+        raise InputError(f"`bounds_sigma` must be a positive number; received {bounds_sigma!r}.")
     dists, defaulted = [], []
     for n in names:
         spec = prior.get(n)
@@ -77,7 +78,7 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
         if spec is None:
             s = sigma[n]
             if not math.isfinite(s):
-                raise ValueError(
+                raise InputError(
                     f"parameter {n!r} is not constrained by the Fisher matrix (σ = inf), so no "
                     f"default prior range can be derived for it. Give `prior={{{n!r}: (low, "
                     "high)}}` or a numpyro distribution."
@@ -87,7 +88,7 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
             defaulted.append(n)
         elif _is_distribution(spec):
             if spec.batch_shape != () or spec.event_shape != ():
-                raise ValueError(
+                raise InputError(
                     f"prior[{n!r}] must be a scalar distribution; received {spec!r} with "
                     f"batch_shape {spec.batch_shape} and event_shape {spec.event_shape}."
                 )
@@ -101,7 +102,7 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
             )
             lp = float(d.log_prob(jnp.float64(x0)))
             if not math.isfinite(lp):
-                raise ValueError(
+                raise InputError(
                     f"prior[{n!r}] = {spec!r} has zero density at the fiducial value {x0!r}; "
                     "the sampler starts there, so the prior must contain it."
                 )
@@ -115,11 +116,11 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
                     f"received {quote(spec)}."
                 ) from None
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(
+                raise InputError(
                     f"prior[{n!r}] must be finite bounds with low < high; received {spec!r}."
                 )
             if not low < x0 < high:
-                raise ValueError(
+                raise InputError(
                     f"the fiducial {n} = {x0!r} lies outside its prior bounds {spec!r}; the "
                     "sampler starts at the fiducial, so it must lie strictly inside."
                 )
@@ -273,22 +274,33 @@ def _nuts(
 
 def check_sampler_settings(
     num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
-):
+) -> None:
+    """The NUTS settings shared by :func:`ff.crosscheck` and :meth:`ff.DALI.sample`, or an
+    :class:`InputError` naming the one at fault.
+
+    ```python
+    >>> from fisherforecast._sampling.nuts import check_sampler_settings
+    >>> check_sampler_settings(500, 1000, 1, "vectorized", 0.9, 10)
+    >>> check_sampler_settings(500, 2, 1, "sequential", 0.9, 10)
+    Traceback (most recent call last):
+    ...
+    fisherforecast._errors.InputError: `num_samples` must be an integer >= 4; received 2.
+    ```
+    """
     for name, value, least in (
         ("num_warmup", num_warmup, 0),
         ("num_samples", num_samples, 4),
         ("num_chains", num_chains, 1),
         ("max_tree_depth", max_tree_depth, 1),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise ValueError(f"`{name}` must be an integer >= {least}; received {value!r}.")
+        check_int(value, name, least)
     if chain_method not in CHAIN_METHODS:
-        raise ValueError(
+        raise InputError(
             f"`chain_method` must be one of {CHAIN_METHODS} (no multiprocessing is used); "
             f"received {chain_method!r}."
         )
     if not (isinstance(target_accept, float) and 0 < target_accept < 1):
-        raise ValueError(f"`target_accept` must be a float in (0, 1); received {target_accept!r}.")
+        raise InputError(f"`target_accept` must be a float in (0, 1); received {target_accept!r}.")
 
 
 class NutsRun(collections.namedtuple("NutsRun", "theta diverging num_steps seconds")):

@@ -3,7 +3,6 @@ interval asymmetry, split R-hat and ESS; and the text tables of the reports."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -92,21 +91,13 @@ def format_table(header, rows):
     return "\n".join(out)
 
 
-def report_dict(report, **overrides) -> dict:
-    """Fields of a report dataclass as plain Python; `overrides` replace given fields."""
-    out = {}
-    for f in dataclasses.fields(report):
-        if f.name in overrides:
-            out[f.name] = overrides[f.name]
-            continue
-        v = getattr(report, f.name)
-        if f.name == "fisher":
-            v = v.to_dict()
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
-        elif isinstance(v, tuple):
-            v = list(v)
-        elif isinstance(v, dict):
-            v = {str(k): val for k, val in v.items()}
-        out[f.name] = v
+def plain_data(arrays) -> list:
+    """Data arrays as plain lists; a complex array as ``{"real": [...], "imag": [...]}``."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        if np.iscomplexobj(a):
+            out.append({"real": a.real.tolist(), "imag": a.imag.tolist()})
+        else:
+            out.append(a.tolist())
     return out
