@@ -192,6 +192,8 @@ class DALISamples(Record):
     priors: dict
     seconds: float
 
+    __repr__ = Record.__repr__  # short: the samples are arrays of thousands of draws
+
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class DALI(Record):

@@ -23,7 +23,20 @@ def experiments_loglik(theta, like, names):
     """Σ log-likelihood of independent experiments at ``theta``; ``like = (exps, data, fixed)``.
 
     A NaN (a model evaluated outside its domain) counts as log-likelihood ``-inf``, which
-    NUTS treats as a divergent point and rejects.
+    NUTS treats as a divergent point and rejects. Pure; call under float64.
+
+    ```python
+    >>> import jax, jax.numpy as jnp, fisherforecast as ff
+    >>> from fisherforecast._sampling.likelihood import experiments_loglik
+    >>> exp = ff.Experiment(lambda p, t: p["a"] * t, ff.Gaussian(sigma=1.0),
+    ...                     design=jnp.arange(1.0, 4.0))
+    >>> like = ((exp,), (jnp.array([1.0, 2.0, 3.0]),), {})   # data at a = 1
+    >>> with jax.enable_x64(True):
+    ...     best = experiments_loglik(jnp.array([1.0]), like, ("a",))
+    ...     off = experiments_loglik(jnp.array([2.0]), like, ("a",))
+    >>> float(off - best)   # -½ Σ t²
+    -7.0
+    ```
     """
     experiments, datas, fixed = like
     params = params_from_vector(theta, names, fixed)

@@ -38,6 +38,21 @@ def chain_statistics(theta):
     `theta` is ``(chains, draws, P)``. The standard error of σ uses the effective sample size
     of the squared deviations and the sample kurtosis,
     ``SE(σ̂) = sqrt(Var[(x - x̄)²] / ESS₂) / (2σ̂)``, which is ``σ/sqrt(2 ESS)`` for a Gaussian.
+
+    Returns a dict of ``(P,)`` arrays: ``mean``, ``sigma``, ``se_mean``, ``se_sigma``,
+    ``skewness``, ``asymmetry`` (of the central 68.27 % interval) and ``se_asymmetry``,
+    ``ess``, ``ess_sq``, ``rhat``, and ``interval``, the quantiles (q₁₆, q₅₀, q₈₄).
+
+    ```python
+    >>> import numpy as np
+    >>> from fisherforecast._sampling.stats import chain_statistics
+    >>> draws = np.random.default_rng(0).normal(2.0, 0.5, size=(4, 2000, 1))
+    >>> s = chain_statistics(draws)
+    >>> round(float(s["mean"][0]), 2), round(float(s["sigma"][0]), 2)
+    (2.0, 0.5)
+    >>> bool(abs(s["rhat"][0] - 1) < 0.01), bool(s["ess"][0] > 4000)
+    (True, True)
+    ```
     """
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
@@ -74,7 +89,18 @@ def chain_statistics(theta):
     }
 
 
-def format_table(header, rows):
+def format_table(header, rows) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned.
+
+    ```python
+    >>> from fisherforecast._sampling.stats import format_table
+    >>> print(format_table(["name", "sigma"], [["a", "0.1"], ["long", "12.5"]]))
+    name  sigma
+    -----------
+    a       0.1
+    long   12.5
+    ```
+    """
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     line = "  ".join(
         f"{h:>{w}}" if i else f"{h:<{w}}"
