@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +26,7 @@ from .._checks import (
     is_real_number,
 )
 from .._engine import split
-from .._errors import InputError, SingularFisherError, quote
+from .._errors import InputError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
 from .._record import Record
@@ -38,9 +37,8 @@ from .nuts import (
     TARGET_ACCEPT,
     check_sampler_settings,
     describe_prior,
-    resolve_priors,
+    prepare_sampler,
     run_nuts,
-    whitening,
 )
 from .stats import chain_statistics, format_table, plain_data
 
@@ -339,10 +337,6 @@ def crosscheck(
     seed = check_seed(seed)
 
     F = fisher(experiments, fid, params=names, mode=mode)
-    try:
-        sigma_fisher = F.sigma()
-    except SingularFisherError:
-        sigma_fisher = {n: math.inf for n in names}
     theta0 = np.array([fid[n] for n in names], dtype=np.float64)
     key_data, key_mcmc = jax.random.split(jax.random.PRNGKey(seed))
 
@@ -351,15 +345,8 @@ def crosscheck(
         fixed = {k: v for k, v in fid64.items() if k not in names}
         datas, kind = _observed_data(data, experiments, fid64, names, key_data)
         like = (tuple(experiments), datas, fixed)
-        priors, defaulted = resolve_priors(prior, names, fid, sigma_fisher, bounds_sigma)
-        if defaulted:
-            warnings.warn(
-                f"crosscheck: no prior bounds for {defaulted}; using flat priors on fiducial ± "
-                f"{bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}} to set them.",
-                UserWarning,
-                stacklevel=2,
-            )
-        v0, L = whitening(F.matrix, theta0, priors, names)
+        sampler = prepare_sampler(F, fid, prior, bounds_sigma, who="crosscheck")
+        priors, v0, L = sampler.priors, sampler.v0, sampler.L
         if kind == "asimov":
             reference, ref_note = theta0.copy(), None
         else:
@@ -401,10 +388,10 @@ def crosscheck(
         datas,
         reference,
         ref_note,
-        sigma_fisher,
+        sampler.sigma,
         tol,
         prior_text,
-        tuple(defaulted),
+        sampler.defaulted,
         kind,
         settings,
     )

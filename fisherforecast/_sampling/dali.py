@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from functools import partial
 
 import jax
@@ -43,9 +42,9 @@ from .nuts import (
     TARGET_ACCEPT,
     check_sampler_settings,
     describe_prior,
+    prepare_sampler,
     resolve_priors,
     run_nuts,
-    whitening,
 )
 from .stats import chain_statistics
 
@@ -315,23 +314,12 @@ class DALI(Record):
         )
         seed = check_seed(seed)
         prior = self.prior if prior is None else prior
-        try:
-            sigma = self.fisher.sigma()
-        except SingularFisherError:
-            sigma = {n: math.inf for n in self.names}
         theta0 = np.array([self.fiducial[n] for n in self.names])
         with float64():
-            priors, defaulted = resolve_priors(
-                prior, self.names, self.fiducial, sigma, bounds_sigma
+            sampler = prepare_sampler(
+                self.fisher, self.fiducial, prior, bounds_sigma, who="DALI.sample"
             )
-            if defaulted:
-                warnings.warn(
-                    f"DALI.sample: no prior bounds for {defaulted}; using flat priors on "
-                    f"fiducial ± {bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}}.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            v0, L = whitening(self.fisher.matrix, theta0, priors, self.names)
+            priors, v0, L = sampler.priors, sampler.v0, sampler.L
             like = (jnp.asarray(theta0), self._tensor_tuple())
             run = run_nuts(
                 dali_loglik,

@@ -14,15 +14,17 @@ from __future__ import annotations
 import collections
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from .._errors import InputError, ParameterError, quote
+from .._errors import InputError, ParameterError, SingularFisherError, quote
 from .._linalg import robust_inverse
 
 #: Default half-width of the flat prior box, in Fisher σ, when no bounds are given.
@@ -354,3 +356,52 @@ def describe_prior(d) -> str:
     if isinstance(d, dist.Uniform):
         return f"flat on [{float(d.low):.6g}, {float(d.high):.6g}]"
     return repr(d)
+
+
+class Sampler(NamedTuple):
+    """What NUTS needs besides the likelihood: the prior distributions, the names that got
+    default bounds, the whitening ``(v0, L)`` and the Fisher σ (``inf`` where singular)."""
+
+    priors: tuple
+    defaulted: tuple
+    v0: np.ndarray
+    L: np.ndarray
+    sigma: dict
+
+
+def prepare_sampler(fisher_matrix, fiducial, prior, bounds_sigma, *, who: str) -> Sampler:
+    """Priors and Fisher whitening for sampling around ``fiducial``. Call under float64.
+
+    ``fisher_matrix`` is a :class:`FisherMatrix` over the sampled names. Names without a
+    prior get a flat one on fiducial ± ``bounds_sigma`` σ_Fisher and a ``UserWarning``
+    that starts with ``who``.
+
+    ```python
+    >>> import jax, numpy as np, fisherforecast as ff
+    >>> from fisherforecast._sampling.nuts import prepare_sampler
+    >>> F = ff.FisherMatrix(np.diag([4.0, 1.0]), ["a", "b"])
+    >>> with jax.enable_x64(True):
+    ...     s = prepare_sampler(F, {"a": 0.0, "b": 1.0}, {"a": (-5, 5), "b": (0, 4)}, 10.0,
+    ...                         who="example")
+    >>> s.sigma, s.defaulted
+    ({'a': 0.5, 'b': 1.0}, ())
+    >>> describe_prior(s.priors[1])
+    'flat on [0, 4]'
+    ```
+    """
+    names = tuple(fisher_matrix.names)
+    try:
+        sigma = fisher_matrix.sigma()
+    except SingularFisherError:
+        sigma = {n: math.inf for n in names}
+    priors, defaulted = resolve_priors(prior, names, fiducial, sigma, bounds_sigma)
+    if defaulted:
+        warnings.warn(
+            f"{who}: no prior bounds for {defaulted}; using flat priors on fiducial ± "
+            f"{bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}} to set them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    theta0 = np.array([fiducial[n] for n in names], dtype=np.float64)
+    v0, L = whitening(fisher_matrix.matrix, theta0, priors, names)
+    return Sampler(priors, tuple(defaulted), v0, L, dict(sigma))
