@@ -33,6 +33,7 @@ from ._noise import Poisson as Poisson
 _LAZY = {
     "ode_model": "._ode",
     "check_solve": "._ode",
+<<<<<<< HEAD
     "identifiability": "._identify.analysis",
     "IdentifiabilityReport": "._identify.report",
     "collinearity_index": "._identify.analysis",
@@ -49,6 +50,24 @@ _LAZY = {
     "DALI": "._dali",
     "fisher_batch": "._batch.run",
     "FisherBatch": "._batch.container",
+=======
+    "identifiability": "._identifiability",
+    "IdentifiabilityReport": "._identifiability",
+    "collinearity_index": "._identifiability",
+    "profile_likelihood": "._profile",
+    "ProfileLikelihood": "._profile",
+    "ProfileBatch": "._profile",
+    "nullspace_prior": "._identifiability",
+    "nullspace_penalty": "._identifiability",
+    "crosscheck": "._sampling.crosscheck",
+    "CrossCheck": "._sampling.crosscheck",
+    "coverage": "._sampling.coverage",
+    "Coverage": "._sampling.coverage",
+    "dali": "._sampling.dali",
+    "DALI": "._sampling.dali",
+    "fisher_batch": "._batch",
+    "FisherBatch": "._batch",
+>>>>>>> sampling
     "optimize_design": "._design_optimize",
     "DesignResult": "._design_optimize",
     "select_measurements": "._design_select",

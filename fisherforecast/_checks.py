@@ -170,16 +170,23 @@ def check_probabilities(levels, what: str = "levels") -> tuple[float, ...]:
     return out
 
 
-def check_data(data, experiments, means, what: str = "data") -> tuple[np.ndarray, ...]:
+def check_data(
+    data, experiments, means, what: str = "data", *, alternatives: Sequence[str] = ()
+) -> tuple[np.ndarray, ...]:
     """User data against the model outputs: one array per experiment (a bare array for one
     experiment), each numeric, finite and of the output's shape; complex only where the
-    noise model accepts it. Returns a tuple of float64 / complex128 arrays."""
+    noise model accepts it. Returns a tuple of float64 / complex128 arrays.
+
+    ``alternatives`` names the other values the argument accepts (e.g. ``("asimov",
+    "simulate")``), for the message about a malformed list."""
     many = len(experiments) > 1
     if many:
         if not isinstance(data, list | tuple) or len(data) != len(experiments):
+            others = "".join(f"{a!r}, " for a in alternatives[:-1])
+            others += f"{alternatives[-1]!r} or " if alternatives else ""
             raise InputError(
-                f"`{what}` must be a list of {len(experiments)} arrays (one per experiment); "
-                f"received {quote(data)}."
+                f"`{what}` must be {others}a list of {len(experiments)} arrays (one per "
+                f"experiment); received {quote(data)}."
             )
         items = list(data)
     else:
@@ -208,6 +215,7 @@ def check_data(data, experiments, means, what: str = "data") -> tuple[np.ndarray
     return tuple(out)
 
 
+<<<<<<< HEAD
 def check_delta_levels(
     deltas, what: str = "deltas", *, probabilities: bool = True, stacklevel: int = 3
 ) -> tuple[float, ...]:
@@ -247,3 +255,10 @@ def check_delta_levels(
             raise InputError(message)
         warnings.warn(message + " Using them as Δ thresholds.", UserWarning, stacklevel=stacklevel)
     return values
+=======
+def check_seed(seed, what: str = "seed") -> int:
+    """A random seed: an integer (not a bool)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"`{what}` must be an integer; received {quote(seed)}.")
+    return int(seed)
+>>>>>>> sampling

@@ -69,7 +69,7 @@ def _is_sample_dict(obj) -> bool:
 
 def _items(obj, label=None):
     """Expand one input into a list of ``(label, kind, payload)``; kind 'fisher'/'samples'."""
-    from ._crosscheck import CrossCheck
+    from ._sampling.crosscheck import CrossCheck
 
     if isinstance(obj, FisherMatrix):
         return [(label or obj.name or "Fisher", "fisher", obj)]
