@@ -215,7 +215,6 @@ def check_data(
     return tuple(out)
 
 
-<<<<<<< HEAD
 def check_delta_levels(
     deltas, what: str = "deltas", *, probabilities: bool = True, stacklevel: int = 3
 ) -> tuple[float, ...]:
@@ -255,10 +254,10 @@ def check_delta_levels(
             raise InputError(message)
         warnings.warn(message + " Using them as Δ thresholds.", UserWarning, stacklevel=stacklevel)
     return values
-=======
+
+
 def check_seed(seed, what: str = "seed") -> int:
     """A random seed: an integer (not a bool)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"`{what}` must be an integer; received {quote(seed)}.")
     return int(seed)
->>>>>>> sampling

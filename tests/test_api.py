@@ -108,25 +108,18 @@ ENGINE_MODULES = [
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
     "_ode",
-<<<<<<< HEAD
     "_identify.analysis",
     "_identify.nullspace",
     "_identify.words",
     "_identify.report",
     "_identify.profile",
     "_identify.profile_report",
-    "_crosscheck",
-    "_dali",
-=======
-    "_identifiability",
-    "_profile",
     "_sampling.nuts",
     "_sampling.stats",
     "_sampling.likelihood",
     "_sampling.crosscheck",
     "_sampling.coverage",
     "_sampling.dali",
->>>>>>> sampling
     "plot",
     "_batch.run",
     "_batch.container",
