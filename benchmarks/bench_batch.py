@@ -86,15 +86,15 @@ def xla_memory_per_item(exp, pop, chunk):
     import jax
     import jax.numpy as jnp
 
-    from fisherforecast import _batch
+    from fisherforecast._batch import kernel, plan
     from fisherforecast._x64 import float64
 
     n_bins = np.asarray(exp.design).size
-    estimate = _batch._bytes_per_item([jax.ShapeDtypeStruct((n_bins,), jnp.complex128)], len(pop))
+    estimate = plan.bytes_per_item([jax.ShapeDtypeStruct((n_bins,), jnp.complex128)], len(pop))
     with float64():
         fids = {k: v[:chunk] for k, v in pop.items()}
         try:
-            compiled = _batch._chunk_kernel.lower(
+            compiled = kernel.chunk_kernel.lower(
                 (exp,), fids, tuple(pop), "forward", False
             ).compile()
             analysis = compiled.memory_analysis()

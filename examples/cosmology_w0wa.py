@@ -41,9 +41,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from fisherforecast.models import cosmology as cosmo
 
 import fisherforecast as ff
+from fisherforecast.models import cosmology as cosmo
 
 H0_PRIOR_SIGMA = 100.0  # km/s/Mpc: removes the radiation-mediated artefact only (see above)
 LABELS = {

@@ -40,9 +40,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from fisherforecast.models import gw
 
 import fisherforecast as ff
+from fisherforecast.models import gw
 
 SNRS = (10.0, 20.0, 50.0, 100.0)
 NETWORK_COLUMNS = ("H1", "L1", "V1", "H1+L1", "H1+V1", "H1+L1+V1")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from fisherforecast.models import biology as bio
 
 import fisherforecast as ff
+from fisherforecast.models import biology as bio
 
 #: Theophylline (Pinheiro & Bates 2000) with an illustrative oral bioavailability of 0.8.
 FIDUCIAL = {**bio.THEOPHYLLINE_FIDUCIAL, "F": 0.8}

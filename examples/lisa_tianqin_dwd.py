@@ -37,9 +37,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from fisherforecast.models import dwd
 
 import fisherforecast as ff
+from fisherforecast.models import dwd
 
 YEAR_S = 365.25 * 86400.0
 T_OBS_YEARS = 4.0

@@ -36,9 +36,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from fisherforecast.models import microlensing as ml
 
 import fisherforecast as ff
+from fisherforecast.models import microlensing as ml
 
 GAIN, FLOOR = 2.0e4, 0.003
 PARAMS = ("t0", "u0", "tE", "Fs", "Fb")

@@ -8,7 +8,10 @@ names the argument, quotes what it received and says what to do; bad values rais
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -167,16 +170,23 @@ def check_probabilities(levels, what: str = "levels") -> tuple[float, ...]:
     return out
 
 
-def check_data(data, experiments, means, what: str = "data") -> tuple[np.ndarray, ...]:
+def check_data(
+    data, experiments, means, what: str = "data", *, alternatives: Sequence[str] = ()
+) -> tuple[np.ndarray, ...]:
     """User data against the model outputs: one array per experiment (a bare array for one
     experiment), each numeric, finite and of the output's shape; complex only where the
-    noise model accepts it. Returns a tuple of float64 / complex128 arrays."""
+    noise model accepts it. Returns a tuple of float64 / complex128 arrays.
+
+    ``alternatives`` names the other values the argument accepts (e.g. ``("asimov",
+    "simulate")``), for the message about a malformed list."""
     many = len(experiments) > 1
     if many:
         if not isinstance(data, list | tuple) or len(data) != len(experiments):
+            others = "".join(f"{a!r}, " for a in alternatives[:-1])
+            others += f"{alternatives[-1]!r} or " if alternatives else ""
             raise InputError(
-                f"`{what}` must be a list of {len(experiments)} arrays (one per experiment); "
-                f"received {quote(data)}."
+                f"`{what}` must be {others}a list of {len(experiments)} arrays (one per "
+                f"experiment); received {quote(data)}."
             )
         items = list(data)
     else:
@@ -203,3 +213,51 @@ def check_data(data, experiments, means, what: str = "data") -> tuple[np.ndarray
             raise InputError(f"{name} contains NaN or inf at {where}.")
         out.append(arr)
     return tuple(out)
+
+
+def check_delta_levels(
+    deltas, what: str = "deltas", *, probabilities: bool = True, stacklevel: int = 3
+) -> tuple[float, ...]:
+    """Thresholds of Δ(−2 ln L) (1 for the 68.27 %, 3.84 for the 95 % interval of one
+    parameter): positive and finite, one or a sequence, as a tuple of floats.
+
+    With `probabilities` (default), values that all lie below 1 look like probability
+    contents: from 0.5 up they are refused, with the thresholds to use instead; below 0.5
+    they are used as given, with a ``UserWarning`` (`stacklevel` points it at the caller's
+    caller).
+
+    ```python
+    >>> check_delta_levels((1, 3.84))
+    (1.0, 3.84)
+    ```
+    """
+    items = (deltas,) if is_real_number(deltas) else deltas
+    try:
+        items = tuple(items) if not isinstance(items, str | bytes | Mapping) else ()
+    except TypeError:
+        items = ()
+    if not items or not all(is_real_number(v) and 0 < float(v) < math.inf for v in items):
+        raise InputError(
+            f"`{what}` must be positive, finite Δ(−2 ln L) values (1 for the 68.27 %, 3.84 "
+            f"for the 95 % interval); received {quote(deltas)}."
+        )
+    values = tuple(float(v) for v in items)
+    if probabilities and max(values) < 1.0:
+        hint = ", ".join(f"{NormalDist().inv_cdf(0.5 * (1.0 + p)) ** 2:.4g}" for p in values)
+        message = (
+            f"`{what}` = {quote(deltas)}: every value is below 1, as if they were "
+            f"probabilities. `{what}` are Δ(−2 ln L) thresholds, not confidence levels: 1 "
+            "gives the 68.27 % and 3.84 the 95 % interval of one parameter. For the "
+            f"probabilities {', '.join(f'{v:g}' for v in values)} pass {what}=({hint})."
+        )
+        if min(values) >= 0.5:
+            raise InputError(message)
+        warnings.warn(message + " Using them as Δ thresholds.", UserWarning, stacklevel=stacklevel)
+    return values
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """A random seed: an integer (not a bool)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"`{what}` must be an integer; received {quote(seed)}.")
+    return int(seed)

@@ -259,12 +259,12 @@ class Checked(NamedTuple):
 
     ``means`` and ``whitened`` (one entry per experiment; a whitened entry is ``None``
     where the noise model has no data-space square root) are filled by
-    ``evaluate_checked(..., detail=True)`` only.
+    ``evaluate_checked(..., detail=True)`` only (empty otherwise).
     """
 
     fisher: np.ndarray
-    means: tuple | None = None
-    whitened: tuple | None = None
+    means: tuple = ()
+    whitened: tuple = ()
 
 
 def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checked:
@@ -274,14 +274,13 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
     or parameters at fault, or an :class:`InputError` quoting failed noise values.
     """
     names = tuple(names)
-    total = None
+    total = np.zeros((len(names), len(names)))
     if detail:
         evaluations = full_kernel(tuple(experiments), fid64, names, mode)
         means, blocks = [], []
         for exp, ev in zip(experiments, evaluations, strict=True):
             raise_if_invalid(exp, ev, names, fid64, mode)
-            F = np.asarray(ev.fisher, dtype=np.float64)
-            total = F if total is None else total + F
+            total = total + np.asarray(ev.fisher, dtype=np.float64)
             means.append(np.asarray(ev.mean))
             blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
         result = Checked(total, tuple(means), tuple(blocks))
@@ -291,8 +290,7 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
             if not bool(ok):  # rare path: fetch the outputs and Jacobian to say what failed
                 ev = full_kernel((exp,), fid64, names, mode)[0]
                 raise_if_invalid(exp, ev, names, fid64, mode)
-            F = np.asarray(F, dtype=np.float64)
-            total = F if total is None else total + F
+            total = total + np.asarray(F, dtype=np.float64)
         result = Checked(total)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(
@@ -364,8 +362,8 @@ def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
         # smears one parameter's inf over every column; reverse mode localises columns.
         with float64():
             _, J_rev = jacobian_kernel(experiment, fiducial, names, "reverse")
-            bad_rev = ~np.isfinite(np.asarray(J_rev)).any(axis=0)
-        both = [n for n, b in zip(names, bad_rev, strict=True) if b and n in cols]
+            finite_rev = np.atleast_1d(np.isfinite(np.asarray(J_rev)).all(axis=0))
+        both = [n for i, n in enumerate(names) if not finite_rev[i] and n in cols]
         cols = both or cols
     rows = np.nonzero(badJ.any(axis=1))[0]
     idx = [tuple(int(i) for i in np.unravel_index(r, mean.shape)) for r in rows[:5]]

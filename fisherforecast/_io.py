@@ -197,16 +197,12 @@ def _read_hdf5(path):
         for key in ("matrix", "names"):
             if key not in h:
                 raise ValueError(f"{str(path)!r} is missing the {key!r} dataset.")
-        matrix = h["matrix"][()]
+        matrix = _read_dataset(h, "matrix", path)
         if matrix.dtype != np.float64:
             raise ValueError(f"{str(path)!r}: matrix has dtype {matrix.dtype}, expected f8.")
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in h["names"][()]]
-        labels = (
-            [n.decode() if isinstance(n, bytes) else str(n) for n in h["labels"][()]]
-            if "labels" in h
-            else None
-        )
-        fid = h["fiducial"][()] if "fiducial" in h else None
+        names = [_as_str(n) for n in _read_dataset(h, "names", path)]
+        labels = [_as_str(n) for n in _read_dataset(h, "labels", path)] if "labels" in h else None
+        fid = _read_dataset(h, "fiducial", path) if "fiducial" in h else None
         name = h.attrs.get("experiment") or None
         meta = json.loads(h.attrs.get("metadata", "{}"))
         meta.setdefault("library_version", h.attrs.get("library_version"))
@@ -223,6 +219,23 @@ def _read_hdf5(path):
             )
     fiducial = dict(zip(names, fid.tolist(), strict=True)) if fid is not None else None
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
+
+
+def _read_dataset(h, key, path):
+    """The array stored in dataset `key` of the open HDF5 file `h` (a group there is an error)."""
+    import h5py
+
+    obj = h[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(
+            f"{str(path)!r}: {key!r} is a {type(obj).__name__}, expected a dataset; "
+            "the file is not one written by FisherMatrix.save."
+        )
+    return np.asarray(obj[()])
+
+
+def _as_str(value):
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _check_text_names(F):
@@ -450,7 +463,10 @@ def _parse_own_paramnames(pn, entries, fid_column):
     for line in entries:
         name, sep, rest = line.partition(_SEP)
         if not sep or any(c.isspace() for c in name):  # hand-edited: other whitespace
-            name, rest = re.match(r"(\S+)\s*(.*)", line, re.DOTALL).groups()
+            match = re.match(r"(\S+)\s*(.*)", line, re.DOTALL)
+            if match is None:
+                raise ValueError(f"{str(pn)!r}: line {line!r} does not start with a name.")
+            name, rest = match.groups()
         if fid_column:
             body = rest.rstrip()
             token = body.rsplit(None, 1)[-1] if body.strip() else ""
@@ -483,8 +499,8 @@ def _parse_foreign_paramnames(entries, legacy):
         names.append(parts[0].rstrip("*"))
         labels.append(parts[1].strip() if len(parts) > 1 else parts[0].rstrip("*"))
     if legacy:
-        matches = [_LEGACY_LINE.fullmatch(line) for line in entries]
-        if matches and all(m and _is_float_repr(m[3]) for m in matches):
+        matches = [m for line in entries if (m := _LEGACY_LINE.fullmatch(line)) is not None]
+        if matches and len(matches) == len(entries) and all(_is_float_repr(m[3]) for m in matches):
             return names, [m[2] for m in matches], [float(m[3]) for m in matches]
     return names, labels, None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import operator
 from collections.abc import Mapping
 
 import jax
@@ -307,7 +309,7 @@ def contributions(experiments, fiducial=None, *, params=None, prior=None) -> Con
             "contributions needs at least one experiment; received an empty "
             f"{type(experiments).__name__}."
         )
-    total = sum(fishers.values())
+    total = functools.reduce(operator.add, fishers.values())
     names = total.names
     # Embed each matrix into the full parameter set so that σ is comparable. σ comes from
     # the whole matrix (prior included): every parameter not reported is marginalised over,

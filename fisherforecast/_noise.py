@@ -130,26 +130,33 @@ class NoiseModel(abc.ABC):
         # Every noise model is a pytree (arrays = leaves, callables = static), subclasses
         # of concrete noise models included, so that jit caches on them correctly.
         super().__init_subclass__(**kwargs)
+
+        def unflatten(aux, children):
+            return cls.tree_unflatten(aux, children)
+
         jax.tree_util.register_pytree_node(
             cls,
             lambda obj: obj.tree_flatten(),
-            lambda aux, children: cls.tree_unflatten(aux, children),
+            unflatten,  # pyright: ignore[reportArgumentType]
         )
 
     # --- pytree hooks --------------------------------------------------------------------
     @abc.abstractmethod
     def tree_flatten(self) -> tuple[tuple, object]:
         """``(children, aux)``: array settings as children, callables and flags as aux."""
+        raise NotImplementedError
 
     @classmethod
     @abc.abstractmethod
-    def tree_unflatten(cls, aux, children):
+    def tree_unflatten(cls, aux, children) -> NoiseModel:
         """Rebuild the noise model from :meth:`tree_flatten`'s output (without checks)."""
+        raise NotImplementedError
 
     # --- the metric ----------------------------------------------------------------------
     @abc.abstractmethod
-    def inner(self, a, b, mean, params, design):
+    def inner(self, a, b, mean, params, design) -> jax.Array:
         """The data-space metric ``aᵀ W b`` (``a``, ``b``: ``(N,)`` or ``(N, P)``)."""
+        raise NotImplementedError
 
     def whiten(self, x, mean, params, design):
         """A real array ``W^½ x`` with ``(W^½a)ᵀ(W^½b) = inner(a, b)``, or ``None``.
@@ -204,8 +211,9 @@ class NoiseModel(abc.ABC):
 
     # --- likelihood ----------------------------------------------------------------------
     @abc.abstractmethod
-    def log_likelihood(self, data, mean, params, design):
+    def log_likelihood(self, data, mean, params, design) -> jax.Array:
         """``ln p(data | mean, params)`` (constants may be dropped)."""
+        raise NotImplementedError
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``E[−2 ln L(mean, params)]`` over data drawn at ``(mean0, params0)``, up to a

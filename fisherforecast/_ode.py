@@ -27,6 +27,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from ._errors import ParameterError, quote
 
@@ -77,7 +78,7 @@ def _real_array(name, value, what):
 def _check_tolerance(name, value, *, allow_zero):
     """rtol (> 0) / atol (>= 0): finite real numbers, or arrays of them (one per state
     component, element-wise); returned unchanged."""
-    if isinstance(value, jax.core.Tracer):  # built inside a trace: cannot be checked
+    if isinstance(value, Tracer):  # built inside a trace: cannot be checked
         return value
     bound = ">= 0" if allow_zero else "> 0"
     what = f"a finite real number {bound} (or an array of them, one per state component)"
@@ -89,7 +90,7 @@ def _check_tolerance(name, value, *, allow_zero):
 
 
 def _check_dt0(dt0):
-    if dt0 is None or isinstance(dt0, jax.core.Tracer):
+    if dt0 is None or isinstance(dt0, Tracer):
         return dt0
     what = "None (diffrax chooses) or a finite number > 0"
     arr = _real_array("dt0", dt0, what)
@@ -212,7 +213,7 @@ class ODEModel:
         True
         ```
         """
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(times)):
+        if any(isinstance(x, Tracer) for x in jax.tree_util.tree_leaves(times)):
             raise TypeError(
                 "check_times needs concrete times; it cannot check traced values inside "
                 "jax.jit (there, inadmissible times give NaN outputs)."
@@ -315,6 +316,7 @@ class ODEModel:
         # by _taylor_in_time (dy/dt = f), which is cheaper and more accurate than
         # differentiating through the adaptive steps and the dense-output interpolant.
         sol, init_ok = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
+        assert sol.ys is not None  # diffeqsolve saves at `ts`, so ys is always there
         ys = jnp.empty_like(sol.ys).at[order].set(sol.ys)
         ys = _taylor_in_time(self.rhs, safe, ys, params)
         ok = (sol.result == diffrax.RESULTS.successful) & init_ok & valid
@@ -322,8 +324,9 @@ class ODEModel:
         # solve can never yield a finite, wrong Fisher matrix.
         flag = jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype)
         ys = ys * flag.reshape(flag.shape + (1,) * (ys.ndim - 1))
-        if observe and self.observe is not None:
-            ys = jax.vmap(lambda y: jnp.asarray(self.observe(y, params)))(ys)
+        observe_fn = self.observe if observe else None
+        if observe_fn is not None:
+            ys = jax.vmap(lambda y: jnp.asarray(observe_fn(y, params)))(ys)
         return ys, sol, init_ok
 
     def states(self, params, times) -> jax.Array:

@@ -71,8 +71,8 @@ class Record:
     >>> r = Result(value=1.5, names=("a",))
     >>> r.to_dict()
     {'value': 1.5, 'names': ['a']}
-    >>> r.summary()
-    'Result: value=1.5, names=(\\'a\\',)'
+    >>> print(r.summary())
+    Result: value=1.5, names=('a',)
     ```
     """
 

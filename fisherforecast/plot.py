@@ -69,7 +69,7 @@ def _is_sample_dict(obj) -> bool:
 
 def _items(obj, label=None):
     """Expand one input into a list of ``(label, kind, payload)``; kind 'fisher'/'samples'."""
-    from ._crosscheck import CrossCheck
+    from ._sampling.crosscheck import CrossCheck
 
     if isinstance(obj, FisherMatrix):
         return [(label or obj.name or "Fisher", "fisher", obj)]
@@ -274,7 +274,7 @@ def corner(
     if K == 0:
         raise ValueError("nothing to plot: no parameter names.")
     for label, kind, payload in items:
-        if kind == "samples":
+        if kind == "samples" and not isinstance(payload, FisherMatrix):
             missing = [n for n in names if n not in payload]
             if missing:
                 raise KeyError(
@@ -552,7 +552,8 @@ def ellipse(
     levels = _check_levels(levels)
     if ax is None:
         ax = plt.figure(figsize=(4.5, 4.0)).add_subplot()
-    color = color or ax._get_lines.get_next_color()
+    # Axes._get_lines is private but is the only way to advance the axes' own colour cycle.
+    color = color or ax._get_lines.get_next_color()  # pyright: ignore[reportAttributeAccessIssue]
     label = label if label is not None else (F.name or "Fisher")
     for k, level in enumerate(levels):
         e = F.ellipse(a, b, level)
@@ -605,6 +606,7 @@ def sigma_bars(fishers, names=None, *, relative=False, log=False, ax=None, color
     ```
     """
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if isinstance(fishers, FisherMatrix):
         fishers = [fishers]
@@ -674,7 +676,8 @@ def sigma_bars(fishers, names=None, *, relative=False, log=False, ax=None, color
     if log:
         ax.set_yscale("log")
     ax.legend(fontsize="small", frameon=False)
-    ax.figure.tight_layout()
+    if isinstance(ax.figure, Figure):  # a SubFigure has no tight_layout: its parent lays out
+        ax.figure.tight_layout()
     return ax.figure
 
 

@@ -526,6 +526,10 @@ def pk_oral(params, times):
     >>> import numpy as np
     >>> from fisherforecast.models.biology import pk_oral, THEOPHYLLINE_FIDUCIAL
     >>> c = pk_oral(THEOPHYLLINE_FIDUCIAL, np.array([0.0, 2.0, 24.0]))   # mg/L
+    >>> ka, ke, V, D = 1.57, 0.088, 0.46, 4.0   # the Bateman function, written out
+    >>> bateman = D * ka / (V * (ka - ke)) * (np.exp(-ke * 24.0) - np.exp(-ka * 24.0))
+    >>> float(c[0]), bool(abs(float(c[2]) / bateman - 1) < 1e-12)
+    (0.0, True)
     """
     t = jnp.asarray(times)
     f = params.get("F", 1.0)

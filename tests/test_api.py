@@ -3,13 +3,12 @@ the runnable examples in the engine's docstrings."""
 
 from __future__ import annotations
 
-import doctest
 import importlib
-import re
 import subprocess
 import sys
 
 import pytest
+from helpers import docstring_tests, run_docstring_examples
 
 import fisherforecast as ff
 
@@ -109,12 +108,24 @@ ENGINE_MODULES = [
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
     "_ode",
-    "_identifiability",
-    "_profile",
-    "_crosscheck",
-    "_dali",
+    "_identify.analysis",
+    "_identify.nullspace",
+    "_identify.words",
+    "_identify.report",
+    "_identify.profile",
+    "_identify.profile_report",
+    "_sampling.nuts",
+    "_sampling.stats",
+    "_sampling.likelihood",
+    "_sampling.crosscheck",
+    "_sampling.coverage",
+    "_sampling.dali",
     "plot",
-    "_batch",
+    "_batch.run",
+    "_batch.container",
+    "_batch.algebra",
+    "_batch.reasons",
+    "_batch.plan",
     "_design",
     "_design_optimize",
     "_design_select",
@@ -164,31 +175,15 @@ def test_import_is_light_and_leaves_jax_config_alone():
     assert out.stdout.strip() == "[] False", out.stdout + out.stderr
 
 
-class MarkdownDocTestParser(doctest.DocTestParser):
-    """Docstrings are Markdown: a closing ``` fence must not count as expected output."""
-
-    FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.MULTILINE)
-
-    def parse(self, string, name="<string>"):
-        return super().parse(self.FENCE.sub("", string), name)
-
-
 @pytest.mark.parametrize("module", ENGINE_MODULES + ANALYSIS_MODULES)
 def test_docstring_examples_run(module):
     """The examples in the engine's docstrings run and print what they claim (float32
     default config, so they also exercise the float64 context)."""
     mod = importlib.import_module(f"fisherforecast.{module}")
-    finder = doctest.DocTestFinder(parser=MarkdownDocTestParser())
-    runner = doctest.DocTestRunner(
-        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
-    )
-    tests = [t for t in finder.find(mod, mod.__name__) if t.examples]
-    for test in tests:
-        runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.failed == 0
+    failed, attempted, report = run_docstring_examples(docstring_tests(mod))
+    assert failed == 0, report
     if module not in ("_errors", "_x64", "_checks"):
-        assert result.attempted > 0
+        assert attempted > 0
 
 
 def test_every_public_name_is_documented():

@@ -1,8 +1,9 @@
 """Tests for ff.fisher_batch / ff.FisherBatch.
 
 References: closed-form Fisher matrices written out in numpy here, the single-item path
-``ff.fisher`` (an independent call path that only shares the model), VALIDATION.md cases 1
-and 5, and an uninterrupted run for the resume and Dask tests.
+``ff.fisher`` (an independent call path that only shares the model), the closed forms of the
+linear model μ = (a, b, a + 2b) (F = [[2, 2], [2, 5]]) and of the GW amplitude identity
+(F_lnA,lnA = SNR²), and an uninterrupted run for the resume and Dask tests.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import load_example
 
 import fisherforecast as ff
-from fisherforecast import _batch
+from fisherforecast import _linalg
+from fisherforecast._batch import chunk as b_chunk
+from fisherforecast._batch import execute as b_execute
+from fisherforecast._batch import plan as b_plan
+from fisherforecast._batch.reasons import Reason
 
 ROOT = Path(__file__).resolve().parents[1]
 T = np.linspace(0.0, 4.0, 25)
@@ -128,7 +134,8 @@ def test_subset_of_params_lists_and_scalar_broadcast():
 
 
 def test_psd_amplitude_identity_in_batch():
-    """VALIDATION case 5: F_lnA,lnA = SNR² and ln A decouples from phase parameters."""
+    """Closed form (h = A·g(f; θ), PSD noise): F_lnA,lnA = SNR² = 4 Re Σ |h|²/S_n Δf, and
+    ln A decouples from phase parameters."""
     f = np.linspace(20.0, 200.0, 300)
     psd = 1e-2 * (1 + (50.0 / f) ** 4 + (f / 150.0) ** 2)
 
@@ -165,13 +172,13 @@ def test_failure_isolation():
     clean = population(12, seed=3)
     batch = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False)
     expected = {
-        2: _batch.BAD_OUTPUT,
-        4: _batch.SINGULAR,
-        6: _batch.NO_INFORMATION,
-        9: _batch.BAD_FIDUCIAL,
+        2: Reason.BAD_OUTPUT,
+        4: Reason.SINGULAR,
+        6: Reason.NO_INFORMATION,
+        9: Reason.BAD_FIDUCIAL,
     }
     for i in range(12):
-        assert batch.reason_codes[i] == expected.get(i, _batch.OK), (i, batch.reason[i])
+        assert batch.reason_codes[i] == expected.get(i, Reason.OK), (i, batch.reason[i])
         assert batch.ok[i] == (i not in expected)
     assert batch.reason[2] == "model output is NaN/inf"
     assert set(batch.failures()) == {ff.FisherBatch.REASONS[c] for c in expected.values()}
@@ -204,7 +211,7 @@ def test_runtime_error_in_one_item_is_isolated(capfd):
     a[[3, 11]] = 500.0
     batch = ff.fisher_batch(exp, {"a": a, "k": 0.5}, chunk_size=8, progress=False)
     assert np.nonzero(~batch.ok)[0].tolist() == [3, 11]
-    assert set(batch.reason_codes[[3, 11]]) == {_batch.ERROR}
+    assert set(batch.reason_codes[[3, 11]]) == {Reason.ERROR}
     assert "amplitude out of range" in batch.messages[3]
     # The errors are kept per item; JAX's callback tracebacks are not printed.
     assert "Traceback" not in capfd.readouterr().err
@@ -223,7 +230,7 @@ def test_out_of_memory_stops_instead_of_bisecting(monkeypatch):
             "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 123456789 bytes."
         )
 
-    monkeypatch.setattr(_batch._Chunk, "dispatch", exhausted)
+    monkeypatch.setattr(b_chunk.Chunk, "dispatch", exhausted)
     with pytest.raises(MemoryError, match=r"chunk of 8 items.*smaller chunk_size \(e.g. 2\)"):
         ff.fisher_batch(EXP, population(16), chunk_size=8, progress=False)
     assert calls == [8, 8]  # the two chunks in flight, and no bisection
@@ -299,7 +306,7 @@ def test_out_file_layout_and_roundtrip(tmp_path):
 def test_resume_after_interruption(tmp_path, monkeypatch):
     fid = population(37, seed=5)
     path = tmp_path / "pop.h5"
-    original = _batch._finish_chunk
+    original = b_execute.finish_chunk
     calls = []
 
     def flaky(*args, **kwargs):
@@ -308,7 +315,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_batch, "_finish_chunk", flaky)
+    monkeypatch.setattr(b_execute, "finish_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
     # The file is valid, with exactly the two finished chunks flagged done.
@@ -324,7 +331,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
         counted.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_batch, "_finish_chunk", counting)
+    monkeypatch.setattr(b_execute, "finish_chunk", counting)
     resumed = ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
     assert len(counted) == 3
     assert resumed.metadata["chunks_resumed"] == 2
@@ -338,12 +345,12 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
     path = tmp_path / "pop.h5"
     script = textwrap.dedent("""
         import os, signal, sys
-        from fisherforecast import _batch
+        from fisherforecast._batch import store
         sys.path.insert(0, sys.argv[2])
         from test_batch import EXP, population
         import fisherforecast as ff
 
-        original, calls = _batch._H5Store._sync, []
+        original, calls = store.H5Store._sync, []
 
         def sync(self):
             original(self)
@@ -351,7 +358,7 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
             if len(calls) == 5:  # chunks 1-2: data + flag; chunk 3: data only
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        _batch._H5Store._sync = sync
+        store.H5Store._sync = sync
         ff.fisher_batch(EXP, population(37, seed=5), chunk_size=8, progress=False,
                         out=sys.argv[1])
     """)
@@ -365,7 +372,7 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
     assert run.returncode == -9, run.stderr[-2000:]
     partial = ff.FisherBatch.load(path, allow_partial=True)
     assert partial.metadata["chunks_done"] == 2 and partial.ok[:16].all()
-    assert (partial.reason_codes[16:] == _batch.NOT_COMPUTED).all()
+    assert (partial.reason_codes[16:] == Reason.NOT_COMPUTED).all()
     # The fingerprint names the model by module: use the module the child imported.
     sys.path.insert(0, str(Path(__file__).parent))
     try:
@@ -383,7 +390,7 @@ def test_file_survives_a_kill_between_data_and_done_flag(tmp_path):
 def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
     fid = population(20, seed=6)
     path = tmp_path / "pop.h5"
-    original = _batch._finish_chunk
+    original = b_execute.finish_chunk
     state = {"n": 0}
 
     def stop_after_one(*args, **kwargs):
@@ -392,10 +399,10 @@ def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
         state["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_batch, "_finish_chunk", stop_after_one)
+    monkeypatch.setattr(b_execute, "finish_chunk", stop_after_one)
     with pytest.raises(RuntimeError, match="node failure"):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=path)
-    monkeypatch.setattr(_batch, "_finish_chunk", original)
+    monkeypatch.setattr(b_execute, "finish_chunk", original)
     changed = {**fid, "a": fid["a"] * 1.5}
     with pytest.raises(ValueError, match=r"cannot resume .* fiducials_hash.*1 of 3 chunks"):
         ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=path)
@@ -415,10 +422,10 @@ def test_resume_refuses_mismatched_files(tmp_path, monkeypatch):
     def stop_at_once(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(_batch, "_finish_chunk", stop_at_once)
+    monkeypatch.setattr(b_execute, "finish_chunk", stop_at_once)
     with pytest.raises(RuntimeError, match="killed"):
         ff.fisher_batch(EXP, fid, chunk_size=8, progress=False, out=empty)
-    monkeypatch.setattr(_batch, "_finish_chunk", original)
+    monkeypatch.setattr(b_execute, "finish_chunk", original)
     fresh = ff.fisher_batch(EXP, changed, chunk_size=8, progress=False, out=empty)
     assert fresh.metadata["chunks_computed"] == 3
     other = tmp_path / "notes.h5"
@@ -515,7 +522,7 @@ def test_bad_inputs():
 # ----- chunking, devices, progress ---------------------------------------------------------
 def test_automatic_chunk_size_follows_memory_budget():
     # Output of 25 reals, P = 4: (25 × 5 × 8 + 4² × 8) × BYTES_FACTOR bytes per item.
-    per_item = (25 * 5 * 8 + 16 * 8) * _batch.BYTES_FACTOR
+    per_item = (25 * 5 * 8 + 16 * 8) * b_plan.BYTES_FACTOR
     batch = ff.fisher_batch(EXP, population(40), memory_budget=per_item * 10 + 7, progress=False)
     assert batch.metadata["chunk_size"] == 10 and batch.metadata["n_chunks"] == 4
     small = ff.fisher_batch(EXP, population(3), progress=False)
@@ -524,8 +531,8 @@ def test_automatic_chunk_size_follows_memory_budget():
     # 4 of 10 plus one of 1 padded to 10.
     even = ff.fisher_batch(EXP, population(41), memory_budget=per_item * 10 + 7, progress=False)
     assert even.metadata["chunk_size"] == 9 and even.metadata["n_chunks"] == 5
-    assert _batch._auto_chunk_size(1, 8192, 10_000, 1) == 5000
-    assert _batch._auto_chunk_size(1, 8192, 10_000, 3) == 5001  # a multiple of the devices
+    assert b_plan.auto_chunk_size(1, 8192, 10_000, 1) == 5000
+    assert b_plan.auto_chunk_size(1, 8192, 10_000, 3) == 5001  # a multiple of the devices
 
 
 def test_explicit_single_device_and_progress_bar(capsys):
@@ -585,7 +592,8 @@ def test_sharding_over_several_cpu_devices(tmp_path):
 
 # ----- FisherBatch as a value --------------------------------------------------------------
 def test_fisher_batch_container_against_closed_forms(tmp_path):
-    # VALIDATION case 1 (F = [[2, 2], [2, 5]], σ = (0.912871, 0.577350)), a diagonal matrix,
+    # The linear model μ = (a, b, a + 2b) (closed form F = JᵀJ = [[2, 2], [2, 5]],
+    # σ = (0.912871, 0.577350)), a diagonal matrix,
     # a singular one and a NaN one.
     mats = [
         [[2.0, 2.0], [2.0, 5.0]],
@@ -639,8 +647,8 @@ def test_batched_inversion_blocks_fallback_and_concatenate():
     ok = np.ones(7, bool)
     ok[5] = False
     for block in (2, 8192):  # several blocks, one block
-        cov = _batch._batched_covariance(mats, ok, block=block)
-        var = _batch._batched_covariance(mats, ok, diagonal_only=True, block=block)
+        cov = _linalg.covariance(mats, ok, block=block)
+        var = _linalg.covariance(mats, ok, diagonal_only=True, block=block)
         for i in range(7):
             if ok[i]:
                 np.testing.assert_allclose(cov[i], np.linalg.inv(mats[i]), rtol=1e-10, atol=1e-12)
@@ -676,16 +684,12 @@ def test_plot_structure():
 
 
 def test_population_example_runs_fast(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "population_forecast", ROOT / "examples" / "population_forecast.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("population_forecast")
     result = module.main(n=40, out_dir=tmp_path, seed=1, progress=False)
     assert (tmp_path / "population.h5").exists() and (tmp_path / "sigma_vs_snr.png").exists()
     batch = ff.FisherBatch.load(tmp_path / "population.h5")
     assert len(batch) == 40 and batch.ok.sum() >= 38
-    # VALIDATION case 5 in the population: σ(ln A) = 1 / SNR exactly.
+    # The GW amplitude identity in the population (closed form): σ(ln A) = 1 / SNR exactly.
     ok = batch.ok
     np.testing.assert_allclose(batch.sigma()["lnA"][ok] * result["snr"][ok], 1.0, rtol=1e-8)
     # Fixing phase parameters and a prior on η leave σ(ln A) = 1/SNR (ln A decouples) and
@@ -726,8 +730,8 @@ def test_batch_algebra_matches_per_item_matrices_and_closed_forms():
         )
         assert_matrix_close(both.matrices[i], closed, rtol=1e-10)
     # Failed evaluations stay failed with their reason; the sum is classified afresh.
-    assert both.reason_codes[2] == _batch.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
-    assert both.reason_codes[4] == _batch.SINGULAR  # k == m is degenerate for any grid
+    assert both.reason_codes[2] == Reason.BAD_OUTPUT and np.all(np.isnan(both.matrices[2]))
+    assert both.reason_codes[4] == Reason.SINGULAR  # k == m is degenerate for any grid
     assert both.metadata["experiment"] == "decay+late"
     assert sum([early_b, late_b]).matrices[0].tolist() == both.matrices[0].tolist()
     # Same as summing the per-item FisherMatrix objects (parameter alignment by name).
@@ -749,7 +753,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
         M,
         ("a", "b"),
         None,
-        np.array([0, 7, _batch.BAD_OUTPUT]),
+        np.array([0, 7, Reason.BAD_OUTPUT]),
         np.array([9.0, np.inf, np.nan]),
         {},
         {},
@@ -758,7 +762,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     # A prior on b breaks the degeneracy of item 1: F = [[1, 1], [1, 1 + 1/σ²]].
     pri = batch.with_prior({"b": 0.5})
     assert pri.ok.tolist() == [True, True, False]
-    assert pri.reason_codes[2] == _batch.BAD_OUTPUT
+    assert pri.reason_codes[2] == Reason.BAD_OUTPUT
     # σ_a² = (F⁻¹)_aa = F_bb / det: item 0 [[2, 1], [1, 5]] -> 5/9; item 1 -> 5/4.
     np.testing.assert_allclose(pri.sigma()["a"][:2], np.sqrt([5 / 9, 5 / 4]), rtol=1e-14)
     # Per-item priors as an array (a huge σ adds nothing).
@@ -773,7 +777,7 @@ def test_batch_priors_fix_and_marginalize_closed_forms():
     # kept a, so its marginal is undefined: it stays singular (NaN), never round-off.
     marg = batch.marginalize(["a"])
     np.testing.assert_allclose(marg.matrices[0], [[1.0]], rtol=1e-14)
-    assert marg.reason_codes.tolist() == [_batch.OK, _batch.SINGULAR, _batch.BAD_OUTPUT]
+    assert marg.reason_codes.tolist() == [Reason.OK, Reason.SINGULAR, Reason.BAD_OUTPUT]
     assert np.isnan(marg.matrices[1]).all()
     np.testing.assert_allclose(
         marg.matrices[0], batch.select(0).marginalize(["a"]).matrix, rtol=1e-14
@@ -845,7 +849,7 @@ def test_batch_marginalize_rank_checks_every_item():
         items.append(J.T @ J)
         closed.append(np.linalg.inv(np.linalg.inv(X.T @ X)[:2, :2]))
     pair = ff.FisherBatch(items, ["x", "y", "tc", "phic"])
-    assert pair.reason_codes.tolist() == [_batch.SINGULAR] * 5
+    assert pair.reason_codes.tolist() == [Reason.SINGULAR] * 5
     marg = pair.marginalize(["x", "y"])
     assert marg.ok.all()
     for i in range(5):
@@ -863,7 +867,7 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
     b1 = ff.fisher_batch(EXP, fid, progress=False)
     b2 = ff.fisher_batch(EXP.replace(design=T + 5.0), fid, progress=False)
     both = b1 + b2  # the NaN fiducial does not abort the sum
-    assert both.reason_codes[1] == _batch.BAD_FIDUCIAL and both.ok.sum() == 5
+    assert both.reason_codes[1] == Reason.BAD_FIDUCIAL and both.ok.sum() == 5
     assert sum([b1, b2]).ok.tolist() == both.ok.tolist()
     # A prior that scales with the source, NaN on the failed item, is fine; inf adds 0.
     pri = b1.with_prior({"k": 0.1 * np.abs(b1.fiducials["k"])})
@@ -900,7 +904,7 @@ def test_batch_algebra_with_failed_items_and_per_item_inputs():
 def test_batch_edge_cases_found_in_review(tmp_path):
     # Non-PSD input is its own failure, and stays failed through algebra.
     b = ff.FisherBatch([[[1.0, 0.0], [0.0, -1.0]], [[1.0, 2.0], [2.0, 1.0]], np.eye(2)], ["a", "b"])
-    assert b.reason_codes.tolist() == [_batch.NOT_PSD, _batch.NOT_PSD, _batch.OK]
+    assert b.reason_codes.tolist() == [Reason.NOT_PSD, Reason.NOT_PSD, Reason.OK]
     assert not b.with_prior({"a": 0.01, "b": 0.01}).ok[:2].any()
     with pytest.raises(ff.FisherError, match="item 1 is not a valid Fisher matrix"):
         b.select(1)
@@ -923,7 +927,7 @@ def test_batch_edge_cases_found_in_review(tmp_path):
         np.full((2, 1, 1), np.nan),
         ("a",),
         None,
-        np.array([_batch.ERROR, _batch.OK]),
+        np.array([Reason.ERROR, Reason.OK]),
         np.full(2, np.nan),
         {0: "boom"},
         {},
@@ -952,7 +956,7 @@ def test_batch_edge_cases_found_in_review(tmp_path):
 def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
     batch = ff.fisher_batch(EXP, population(20), chunk_size=8, progress=False)
     codes = batch.reason_codes.copy()
-    codes[16:] = _batch.NOT_COMPUTED
+    codes[16:] = Reason.NOT_COMPUTED
     part = ff.FisherBatch._build(
         batch.matrices,
         batch.names,
@@ -967,3 +971,45 @@ def test_saving_a_partially_loaded_batch_keeps_it_partial(tmp_path):
         ff.FisherBatch.load(tmp_path / "p.h5")
     back = ff.FisherBatch.load(tmp_path / "p.h5", allow_partial=True)
     assert back.reason_codes.tolist() == codes.tolist()
+
+
+def test_reason_codes_are_stable_and_carry_their_messages(tmp_path):
+    # The integers are stored in files: they never change.
+    table = {
+        "OK": 0,
+        "BAD_FIDUCIAL": 1,
+        "BAD_OUTPUT": 2,
+        "BAD_JACOBIAN": 3,
+        "BAD_NOISE": 4,
+        "BAD_MATRIX": 5,
+        "NO_INFORMATION": 6,
+        "SINGULAR": 7,
+        "ERROR": 8,
+        "NOT_COMPUTED": 9,
+        "NOT_PSD": 10,
+    }
+    assert {r.name: int(r) for r in Reason} == table
+    assert Reason.SINGULAR.message == "singular Fisher matrix (degenerate parameter combination)"
+    assert ff.FisherBatch.REASONS == tuple(Reason(c).message for c in range(11))
+    # Failures before a matrix exists stay failed through algebra; matrix-level ones do not.
+    assert {r.name for r in Reason if r.upstream} == {
+        "BAD_FIDUCIAL",
+        "BAD_OUTPUT",
+        "BAD_JACOBIAN",
+        "BAD_NOISE",
+        "ERROR",
+        "NOT_COMPUTED",
+        "NOT_PSD",
+    }
+    batch = ff.FisherBatch([np.eye(2), np.ones((2, 2)), [[1.0, 0.0], [0.0, 0.0]]], ["a", "b"])
+    assert batch.reason_codes.tolist() == [Reason.OK, Reason.SINGULAR, Reason.NO_INFORMATION]
+    assert batch.reason.tolist() == [
+        "ok",
+        Reason.SINGULAR.message,
+        "a parameter has zero information (zero diagonal entry)",
+    ]
+    # The file keeps the same codes and the message table.
+    batch.save(tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5") as h:
+        assert h["reason"][()].tolist() == [0, 7, 6]
+        assert json.loads(h.attrs["reasons"]) == [r.message for r in Reason]

@@ -1,4 +1,6 @@
-"""HMC cross-checks and coverage against analytic posteriors (VALIDATION.md 15 and 16).
+"""HMC cross-checks and coverage against analytic posteriors: a linear-Gaussian model, whose
+posterior is exactly Gaussian (HMC σ = Fisher σ within the Monte Carlo error), and y = exp(θ)
+weakly constrained, whose skewed posterior the Fisher ellipse misrepresents.
 
 The references are independent of the library: weighted least squares and Gaussian
 conjugate formulae written here in numpy, a quadrature of the skewed posterior, and the
@@ -12,10 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import decay, load_example
 from scipy.integrate import quad
 
 import fisherforecast as ff
-from fisherforecast import _crosscheck
+from fisherforecast._sampling import coverage as _coverage
+from fisherforecast._sampling import crosscheck as _crosscheck
+from fisherforecast._sampling import likelihood as _likelihood
+from fisherforecast._sampling import nuts as _nuts
+from fisherforecast._sampling import stats as _stats
 
 X = np.linspace(0.0, 1.0, 20)
 SIGMA = 0.1
@@ -27,10 +34,6 @@ def line(p, x):
 
 def exp_theta(p):
     return jnp.exp(p["theta"]) * jnp.ones(4)
-
-
-def decay(p, t):
-    return p["A"] * jnp.exp(-p["k"] * t)
 
 
 LINE = ff.Experiment(line, ff.Gaussian(sigma=SIGMA), design=X)
@@ -93,7 +96,7 @@ def test_monte_carlo_errors_are_calibrated_and_nothing_recompiles(linear_check):
     unit normal; the compiled sampler is reused for every seed, fiducial and prior of the
     same shapes."""
     del linear_check  # compiled already
-    size = _crosscheck._nuts._cache_size()
+    size = _nuts._nuts._cache_size()
     z_ratio, z_shift, z_asym = [], [], []
     for seed in range(1, 21):
         fid = {"a": 1.0 + 0.01 * seed, "b": 2.0}
@@ -101,7 +104,7 @@ def test_monte_carlo_errors_are_calibrated_and_nothing_recompiles(linear_check):
         z_ratio += [(cc.ratio[n] - 1) / cc.ratio_error[n] for n in cc.names]
         z_shift += [cc.shift[n] / cc.shift_error[n] for n in cc.names]
         z_asym += [cc.asymmetry[n] / cc.asymmetry_error[n] for n in cc.names]
-    assert _crosscheck._nuts._cache_size() == size
+    assert _nuts._nuts._cache_size() == size
     # 40 values: the standard deviation of a unit normal's sample is 1 ± 0.11.
     assert 0.6 < np.std(z_ratio) < 1.5
     assert 0.6 < np.std(z_shift) < 1.5
@@ -146,7 +149,7 @@ def test_user_data_and_simulated_data_use_the_best_fit_as_reference():
 
 
 # ---------------------------------------------------------------------------------------
-# Skewed posterior (VALIDATION.md 16): y = exp(θ), weakly constrained
+# Skewed posterior (exact by quadrature): y = exp(θ), weakly constrained
 # ---------------------------------------------------------------------------------------
 def _exact_posterior_moments(noise_sigma, low, high):
     def density(t):
@@ -193,7 +196,8 @@ def test_skewed_posterior_is_flagged_and_well_constrained_one_is_not():
 # Other noise models use their own likelihood
 # ---------------------------------------------------------------------------------------
 def test_parameter_dependent_noise():
-    """N draws of N(μ, s²) (VALIDATION.md 2) against the exact posterior with flat priors.
+    """N draws of N(μ, s²) (closed form F = diag(N/s², 2N/s²)) against the exact posterior
+    with flat priors.
 
     With S = Σ(d − d̄)², p(s | d) ∝ s^-(N-1) exp(−S/2s²): E[s] = sqrt(S/2) Γ((N−3)/2) /
     Γ((N−2)/2), E[s²] = S/(N − 4); μ is Student-t with sd sqrt(S/(N(N − 4))). Fisher:
@@ -276,7 +280,7 @@ def test_bad_input_is_named(kwargs, error, match):
 def test_sampler_defaults_to_target_accept_0_9():
     import inspect
 
-    for fn in (ff.crosscheck, _crosscheck.run_nuts, ff.DALI.sample):
+    for fn in (ff.crosscheck, _nuts.run_nuts, ff.DALI.sample):
         assert inspect.signature(fn).parameters["target_accept"].default == 0.9
 
 
@@ -288,7 +292,7 @@ def _synthetic_compare(draws, diverging=None, settings=None):
     theta = np.asarray(draws, dtype=np.float64)[..., None]
     if diverging is None:
         diverging = np.zeros(theta.shape[:2], dtype=bool)
-    run = _crosscheck.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
+    run = _nuts.NutsRun(theta, diverging, np.ones(theta.shape[:2], int), 0.0)
     F = ff.FisherMatrix(np.eye(1), ["a"])
     tol = dict(rtol=0.1, shift_tol=0.2, asym_tol=0.1, n_se=3.5, rhat_max=1.05, min_ess=100.0)
     settings = settings or dict(
@@ -354,7 +358,7 @@ def test_sigma_error_accounts_for_autocorrelation():
         x[:, t] = phi * x[:, t - 1] + noise[:, t]
     sig, se = [], []
     for r in range(reps):
-        stats = _crosscheck.chain_statistics(x[r][None, :, None])
+        stats = _stats.chain_statistics(x[r][None, :, None])
         sig.append(stats["sigma"][0])
         se.append(stats["se_sigma"][0])
     # Scatter of σ̂ over 200 replicates is known to ±5 %.
@@ -389,9 +393,9 @@ def test_coverage_of_a_regular_model_is_nominal():
 
 def test_coverage_fits_are_the_least_squares_solutions():
     cov = ff.coverage(LINE, LINE_FID, n_sims=50, seed=3, keep_data=True)
-    size = _crosscheck._fit_batch._cache_size()
+    size = _likelihood.fit_batch._cache_size()
     again = ff.coverage(LINE, {"a": 0.5, "b": 1.0}, n_sims=50, seed=4)
-    assert _crosscheck._fit_batch._cache_size() == size  # no recompilation
+    assert _likelihood.fit_batch._cache_size() == size  # no recompilation
     assert again.n_ok == 50
     A = np.column_stack([np.ones_like(X), X])
     data = cov.data[0]
@@ -446,7 +450,7 @@ def test_joint_coverage_counts_towards_calibration():
     F = ff.FisherMatrix(np.linalg.inv(C), ["a", "b"])
     est = np.random.default_rng(0).multivariate_normal([0, 0], [[1, -0.9], [-0.9, 1]], 2000)
     levels = (0.6827, 0.9545)
-    cov = _crosscheck._coverage_stats(
+    cov = _coverage._coverage_stats(
         F,
         ("a", "b"),
         {"a": 0.0, "b": 0.0},
@@ -468,7 +472,7 @@ def test_joint_coverage_counts_towards_calibration():
     assert "NOT CALIBRATED" in cov.summary()
     # The same estimates drawn with the Fisher correlation are calibrated.
     good = np.random.default_rng(0).multivariate_normal([0, 0], C, 2000)
-    cov = _crosscheck._coverage_stats(
+    cov = _coverage._coverage_stats(
         F,
         ("a", "b"),
         {"a": 0.0, "b": 0.0},
@@ -485,15 +489,96 @@ def test_joint_coverage_counts_towards_calibration():
 
 
 def test_microlensing_example_runs_fast(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "examples" / "hmc_crosscheck.py"
-    spec = importlib.util.spec_from_file_location("hmc_crosscheck_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("hmc_crosscheck")
     results = example.run(fast=True, out_dir=tmp_path)
     for name in ("high_magnification", "low_magnification"):
         png = tmp_path / f"hmc_crosscheck_{name}.png"
         assert png.stat().st_size > 10_000
     assert not results["low_magnification"].agrees
+
+
+# ---------------------------------------------------------------------------------------
+# Results are Records; argument checks shared with the rest of the library
+# ---------------------------------------------------------------------------------------
+def test_reports_are_frozen_records_with_json_ready_dicts():
+    import dataclasses
+
+    from fisherforecast._record import Record
+
+    draws = np.random.default_rng(1).normal(size=(2, 500))
+    cc = _synthetic_compare(draws)
+    assert isinstance(cc, Record)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cc.agrees = True
+    d = json.loads(json.dumps(cc.to_dict()))
+    assert d["names"] == ["a"] and d["interval"]["a"] == list(cc.interval["a"])
+    assert d["samples"]["a"] == cc.samples["a"].tolist() and d["data"] == []
+    # Complex data (a PSD experiment) are written as real and imaginary parts.
+    z = np.array([1 + 2j, 3 - 1j])
+    assert cc.replace(data=(z,)).to_dict()["data"] == [{"real": [1.0, 3.0], "imag": [2.0, -1.0]}]
+    assert cc.replace(data=(z,)).verdict == cc.verdict
+    cov = _coverage._coverage_stats(
+        ff.FisherMatrix(np.eye(1), ["a"]),
+        ("a",),
+        {"a": 0.0},
+        np.zeros(1),
+        np.ones(1),
+        draws.reshape(-1, 1),
+        np.ones(1000, bool),
+        (0.6827,),
+        3.0,
+        0.0,
+        (np.zeros((1000, 3)),),
+    )
+    assert isinstance(cov, Record)
+    d = json.loads(json.dumps(cov.to_dict()))
+    assert "data" not in d and d["coverage"]["0.6827"]["a"] == cov.coverage[0.6827]["a"]
+    assert d["fisher"] == cov.fisher.to_dict()
+
+
+def test_input_errors_are_input_errors_naming_the_argument():
+    with pytest.raises(ff.InputError, match=r"`num_samples` must be an integer >= 4; received 2"):
+        ff.crosscheck(LINE, LINE_FID, num_samples=2)
+    with pytest.raises(ff.InputError, match=r"`rtol` must be a non-negative number.*True"):
+        ff.crosscheck(LINE, LINE_FID, rtol=True)
+    with pytest.raises(TypeError, match=r"`seed` must be an integer; received 1.5"):
+        ff.crosscheck(LINE, LINE_FID, seed=1.5)
+    with pytest.raises(ff.ParameterError, match="not sampled parameters"):
+        ff.crosscheck(LINE, LINE_FID, prior={"c": (0.0, 1.0)})
+    with pytest.raises(ff.InputError, match=r"`levels` .* entry 1.5 is outside \(0, 1\)"):
+        ff.coverage(LINE, LINE_FID, n_sims=10, levels=(0.5, 1.5))
+    with pytest.raises(ff.InputError, match=r"`n_sims` must be an integer >= 2; received 1"):
+        ff.coverage(LINE, LINE_FID, n_sims=1)
+    # Data for two experiments: the message lists every accepted form.
+    two = [LINE, LINE]
+    with pytest.raises(ff.InputError, match=r"'asimov', 'simulate' or a list of 2 arrays"):
+        ff.crosscheck(two, LINE_FID, prior=LINE_PRIOR, data=np.zeros(20))
+    with pytest.raises(ff.InputError, match=r"`data\[1\]` contains NaN or inf at \[\[3\]\]"):
+        bad = np.zeros(20)
+        bad[3] = np.nan
+        ff.crosscheck(two, LINE_FID, prior=LINE_PRIOR, data=[np.zeros(20), bad])
+
+
+def test_asimov_check_asks_the_noise_model_first():
+    """A noise model that declares itself parameter-independent is not asked for its
+    covariance term; one that does not say is, and is refused when the term is non-zero."""
+
+    class Counting(ff.Gaussian):
+        calls = 0
+
+        def covariance_information(self, *args):
+            type(self).calls += 1
+            return super().covariance_information(*args)
+
+    fid = {"a": 1.0, "b": 2.0}
+    with jax.enable_x64(True):
+        fid64 = {k: jnp.float64(v) for k, v in fid.items()}
+        fixed = ff.Experiment(line, Counting(sigma=SIGMA), design=X)
+        assert fixed.noise.parameter_dependent is False
+        _crosscheck._check_asimov([fixed], fid64, ("a", "b"), [line(fid, X)])
+        assert Counting.calls == 0
+        het = ff.Experiment(line, ff.Gaussian(sigma=lambda p: p["a"] * 0.1), design=X)
+        with pytest.raises(ff.InputError, match="noise-free data have zero scatter"):
+            _crosscheck._check_asimov([het], fid64, ("a", "b"), [line(fid, X)])
+        # The noise depends on `a` only: sampling `b` alone from Asimov data is fine.
+        _crosscheck._check_asimov([het], fid64, ("b",), [line(fid, X)])

@@ -14,22 +14,19 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
+from helpers import linear3
 
 import fisherforecast as ff
 
 matplotlib.use("Agg")
 
 
-def linear3(p):
-    return jnp.stack([p["a"], p["b"], p["a"] + 2 * p["b"]])
-
-
 def test_linear_model_dali_is_fisher():
-    """VALIDATION.md 1: μ = (a, b, a + 2b), unit noise: F = [[2, 2], [2, 5]]."""
+    """Closed form: μ = (a, b, a + 2b), unit noise: F = JᵀJ = [[2, 2], [2, 5]]."""
     exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
     fid = {"a": 1.0, "b": 2.0}
     F = np.array([[2.0, 2.0], [2.0, 5.0]])
-    from fisherforecast import _dali
+    from fisherforecast._sampling import dali as _dali
 
     for order in (2, 3):
         D = ff.dali(exp, fid, order=order)
@@ -232,3 +229,24 @@ def test_dali_plot(banana_runs):
 
     plt.close(fig)
     assert math.isfinite(draws.ess["t2"])
+
+
+def test_dali_results_are_records():
+    import dataclasses
+    import json
+
+    from fisherforecast._record import Record
+
+    exp = ff.Experiment(linear3, ff.Gaussian(sigma=1.0))
+    D = ff.dali(exp, {"a": 1.0, "b": 2.0}, prior={"a": (0.0, 2.0)})
+    assert isinstance(D, Record)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        D.order = 3
+    d = json.loads(json.dumps(D.to_dict()))
+    assert sorted(d) == ["fiducial", "fisher", "names", "order", "tensors"]
+    assert d["tensors"]["F"] == [[2.0, 2.0], [2.0, 5.0]]
+    assert D.prior_terms[0] == (0,) and "prior_terms" not in repr(D)
+    with pytest.raises(ff.ParameterError, match=r"missing parameters \['b'\]"):
+        D.log_likelihood({"a": 1.0})
+    with pytest.raises(TypeError, match="`seed` must be an integer"):
+        D.sample(seed="0")

@@ -1,41 +1,31 @@
 """Optimal experimental design (issue 7): known optimal designs, gradients, multistart,
 discrete selection, required repeats and identifiability repair.
 
-References are closed forms re-derived here in numpy (VALIDATION.md cases 8, 11, 13, 14),
-brute-force enumeration and finite differences, never the design code's own output.
+References are closed forms re-derived here in numpy (the product model a·b·e^(−kt); the
+collinearity index of Brun, Reichert & Künsch 2001; the D-optimal design {0, 1/k} of
+exponential decay; the Rooney & Biegler 2001 model), brute-force enumeration and finite
+differences, never the design code's own output.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from helpers import decay, load_example, rooney_biegler
 
 import fisherforecast as ff
 from fisherforecast import _design, _design_optimize, _design_select
 from fisherforecast._design import design_criterion, fom_criterion, sigma_criterion
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 # ---------------------------------------------------------------------------------------
 # Models and their closed-form Fisher matrices
 # ---------------------------------------------------------------------------------------
-def decay(p, t):
-    return p["A"] * jnp.exp(-p["k"] * t)
-
-
-def rooney_biegler(p, t):
-    return p["a"] * (1.0 - jnp.exp(-p["b"] * t))
-
-
 RB_FID = {"a": 15.0, "b": 0.5}
 RB_SIGMA = 0.1
 
@@ -63,7 +53,8 @@ def rb_two_point():
 
 
 # ---------------------------------------------------------------------------------------
-# VALIDATION.md case 14: the Rooney–Biegler Fisher matrix at one point
+# The Rooney & Biegler (2001) model y = a(1 − e^(−bt)), (a, b) = (15, 0.5), σ = 0.1: its
+# Fisher matrix at t = 5, log-FIM [[18957.78, 4238.27], [4238.27, 947.52]] (closed form)
 # ---------------------------------------------------------------------------------------
 def test_rooney_biegler_fim_at_one_point_matches_validation():
     exp = ff.Experiment(rooney_biegler, ff.Gaussian(sigma=RB_SIGMA), design=np.array([5.0]))
@@ -79,7 +70,7 @@ def test_rooney_biegler_fim_at_one_point_matches_validation():
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("k", [0.5, 1.5])
 def test_exponential_decay_two_point_design_is_zero_and_one_over_k(k):
-    # VALIDATION case 13. det F = A² e^{-2k(t1+t2)} (t1 - t2)² / σ⁴ is maximised on t ≥ 0 by
+    # Closed form: det F = A² e^{-2k(t1+t2)} (t1 - t2)² / σ⁴ is maximised on t ≥ 0 by
     # {0, 1/k}; the upper bound 10 is not active.
     exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([3.0, 4.0]))
     res = ff.optimize_design(exp, {"A": 2.0, "k": k}, bounds=(0.0, 10.0), n_starts=8)
@@ -93,7 +84,7 @@ def test_exponential_decay_two_point_design_is_zero_and_one_over_k(k):
 def test_rooney_biegler_two_point_design(rb_two_point):
     res = rb_two_point
     t = np.sort(res.design)
-    # Published optimum (VALIDATION case 14) ...
+    # Reference optimum for the Rooney & Biegler (2001) model without a prior ...
     assert t[1] == pytest.approx(10.0, abs=1e-9)
     assert t[0] == pytest.approx(1.932, abs=5e-4)
     # ... and an independent 1-D maximisation of the hand-written determinant with t2 = 10.
@@ -505,13 +496,14 @@ def test_required_samples_with_a_prior_and_an_unreachable_target():
 # repair_identifiability
 # ---------------------------------------------------------------------------------------
 def _collinearity(J):
-    """Brun et al. collinearity index from a sensitivity matrix (VALIDATION case 11)."""
+    """Collinearity index from a sensitivity matrix (Brun, Reichert & Künsch 2001, Water
+    Resour. Res. 37, 1015): 1/√λ_min of the unit-normalised columns."""
     S = J / np.linalg.norm(J, axis=0)
     return 1.0 / math.sqrt(np.linalg.eigvalsh(S.T @ S)[0])
 
 
 def test_repair_product_model_with_another_observable():
-    # VALIDATION case 8: rank 2 of 3, null direction ∝ (1, -1, 0) in ln-parameters.
+    # Closed form for a·b·e^(−kt): rank 2 of 3, null direction ∝ (1, -1, 0) in ln-parameters.
     t = np.arange(0.0, 5.01, 0.5)
     product = lambda p, t: p["a"] * p["b"] * jnp.exp(-p["k"] * t)  # noqa: E731
     exp = ff.Experiment(product, ff.Gaussian(sigma=1.0), design=t)
@@ -579,11 +571,7 @@ def test_repair_with_candidate_times_ranks_by_lift_along_the_null_direction():
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_design_example_runs_fast(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "design_sampling_times", ROOT / "examples" / "design_sampling_times.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("design_sampling_times")
     out = module.main(fast=True, out_dir=tmp_path)
     assert out["figure"].exists()
     assert out["subjects_after"].overall < out["subjects_before"].overall

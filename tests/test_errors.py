@@ -6,14 +6,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import line
 
 import fisherforecast as ff
 
 T = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-
-
-def line(p, t):
-    return p["a"] + p["b"] * t
 
 
 def good_experiment(**kw):

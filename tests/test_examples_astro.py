@@ -8,30 +8,22 @@ phase errors match the continuous-time closed forms, SNRs match independent quad
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fisherforecast.models import cosmology as cosmo
-from fisherforecast.models import dwd
+from helpers import load_example
 from scipy import integrate
 
 import fisherforecast as ff
+from fisherforecast.models import cosmology as cosmo
+from fisherforecast.models import dwd
 
-ROOT = Path(__file__).resolve().parents[1]
 MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s]
 MPC_S = 1e6 * 149_597_870_700.0 * 648_000.0 / math.pi / 299_792_458.0  # 1 Mpc / c [s]
 YEAR_S = 365.25 * 86400.0
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_example(name, tmp_path_factory):
@@ -125,7 +117,8 @@ def cosmo_result(tmp_path_factory):
 
 
 def detf_fom(F):
-    """[det Cov(w0, wa)]^(-1/2) by a plain scaled numpy inverse (VALIDATION case 7)."""
+    """[det Cov(w0, wa)]^(-1/2) by a plain scaled numpy inverse: the DETF figure of merit
+    (Albrecht et al. 2006, Dark Energy Task Force report), after marginalising the rest."""
     d = np.sqrt(np.diag(F.matrix))
     cov = np.linalg.inv(F.matrix / np.outer(d, d)) / np.outer(d, d)
     i, j = F.names.index("w0"), F.names.index("wa")

@@ -1,5 +1,10 @@
 """The Fisher engine against mathematics: closed forms, numpy re-derivations and finite
-differences written independently in this file (VALIDATION.md cases 1-5).
+differences written independently in this file. Closed forms: the linear model
+μ = (a, b, a + 2b) with F = JᵀJ = [[2, 2], [2, 5]]; N draws of N(μ, s²) with
+F = diag(N/s², 2N/s²), which needs the ½ tr(C⁻¹∂ᵢC C⁻¹∂ⱼC) term (its omission is the bug
+known from LSSTDESC/tomo_challenge #37); Poisson F = Σ ∂ᵢλ ∂ⱼλ / λ; the Fisher bias
+Δθ = F⁻¹ Jᵀ C⁻¹ Δμ (exactly δ for a linear model with Δμ = J δ); and the GW amplitude
+identity F_lnA,lnA = SNR² = 4 Re Σ |h|²/S_n Δf, with ln A decoupled from phase parameters.
 
 Every test runs under JAX's default float32 configuration; the engine must compute in float64
 on its own.

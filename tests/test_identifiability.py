@@ -1,12 +1,25 @@
 """Identifiability report, collinearity index and null-space regularisation.
 
-References: VALIDATION.md cases 8-12 (numbers computed independently of fisherforecast),
-closed forms written here in numpy, and a scipy Lambert-W / solve_ivp re-derivation of the
-Michaelis-Menten and FitzHugh-Nagumo sensitivities.
+References, all computed independently of fisherforecast:
+
+* y = a·b·e^(−kt) (closed form): rank 2 of 3, null direction ∝ (1, −1, 0) in ln-parameters,
+  infinite collinearity index;
+* reduced Michaelis–Menten, S' = −V S/(K + S), (V, K) = (1, 10), substrate observed:
+  log-FIM condition number ≈ 2.07e4 and collinearity ≈ 102 at S0 = 1, ≈ 559 and ≈ 5.42 at
+  S0 = 100 (scipy Lambert-W re-derivation here);
+* FitzHugh–Nagumo, (a, b, c) = (0.2, 0.2, 3), (V0, R0) = (−1, 1): V observed, condition
+  number ≈ 2.0e4, collinearity ≈ 4.05; V and R observed, ≈ 8.1e3 and ≈ 2.68 (solve_ivp
+  re-derivation here);
+* the collinearity index of Brun, Reichert & Künsch (2001, Water Resour. Res. 37, 1015):
+  γ = 1/√λ_min of the unit-normalised sensitivities, scale invariant;
+* identifiability decided on scale-free quantities (log-parameters, relative CRB,
+  collinearity), not on raw eigenvalues, which depend on units;
+* closed forms written here in numpy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -16,22 +29,15 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.special
+from helpers import load_example, product_decay
 
 import fisherforecast as ff
 from fisherforecast._engine import full_kernel
-from fisherforecast._identifiability import (
-    _sloppy_text,
-    describe_null_direction,
-)
-
+from fisherforecast._identify.words import describe_null_direction, sloppy_text
 
 # ---------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------
-def product_decay(p, t):
-    return p["a"] * p["b"] * jnp.exp(-p["k"] * t)
-
-
 T8 = np.arange(0.0, 5.01, 0.5)
 FID8 = {"a": 2.0, "b": 3.0, "k": 0.5}
 
@@ -773,6 +779,17 @@ def test_summary_to_dict_and_plot(report8):
     assert [t.get_text() for t in ax_comp.get_legend().get_texts()] == ["ln a", "ln b", "ln k"]
 
 
+def test_report_is_a_read_only_record_with_declared_fields(report8):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report8.rank = 3
+    fields = report8.public_fields()
+    assert fields[:3] == ["names", "n_params", "source"] and "_Rn" not in fields
+    assert set(fields) - set(report8.to_dict()) == {"fisher"}  # the matrix is not JSON
+    changed = report8.replace(notes=["edited"])
+    assert changed.notes == ["edited"] and report8.notes != ["edited"]
+    assert changed.collinearity_index(["a", "k"]) == report8.collinearity_index(["a", "k"])
+
+
 def test_describe_null_direction_words():
     log = dict.fromkeys("abcV", True)
     assert describe_null_direction({"a": 0.7, "b": 0.7}, log).endswith("only a/b is identifiable")
@@ -861,7 +878,7 @@ def test_sloppy_words_with_several_better_combinations():
     log = dict.fromkeys(names, True)
     labels = {n: f"ln {n}" for n in names}
     shown = dict(zip(names, V[:, 0], strict=True))
-    text = _sloppy_text(0, shown, names, log, labels, lam, V, 0)
+    text = sloppy_text(0, shown, names, log, labels, lam, V, 0)
     w_ab = math.sqrt(np.array([1, -1, 0]) @ cov @ np.array([1, -1, 0]))
     w_ac = math.sqrt(np.array([1, 0, -1]) @ cov @ np.array([1, 0, -1]))
     assert text == (
@@ -870,7 +887,7 @@ def test_sloppy_words_with_several_better_combinations():
         "determined"
     )
     # A single-parameter sloppy direction is poorly determined, not "without effect".
-    one = _sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
+    one = sloppy_text(0, {"a": 1.0}, names, log, labels, lam, np.eye(3), 0)
     assert one == "ln a is poorly determined (1σ width 10 in ln-units)"
 
 
@@ -908,13 +925,7 @@ def test_input_errors():
 
 @pytest.mark.slow  # compiles two ODE Jacobians and two ODE profiles (~15 s of CPU)
 def test_walkthrough_example_runs_fast(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "examples" / "identifiability_walkthrough.py"
-    spec = importlib.util.spec_from_file_location("identifiability_walkthrough", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("identifiability_walkthrough")
     out = module.main(tmp_path, fast=True)
     assert out["report"].rank == 3 and out["joint"].rank == 4
     assert out["report"].identifiable == {"ka": True, "ke": True, "V": False, "F": False}

@@ -178,6 +178,18 @@ def test_load_rejects_corrupted_datasets_naming_file_and_dataset(F, tmp_path, da
     assert dataset in message or dataset.rstrip("s") in message
 
 
+@pytest.mark.parametrize("dataset", ["matrix", "names", "labels", "fiducial"])
+def test_load_rejects_a_group_where_a_dataset_belongs(F, tmp_path, dataset):
+    path = tmp_path / "F.h5"
+    F.save(path)
+    with h5py.File(path, "r+") as h:
+        del h[dataset]
+        h.create_group(dataset)
+    with pytest.raises(ValueError, match="expected a dataset") as info:
+        ff.load(path)
+    assert str(path) in str(info.value) and repr(dataset) in str(info.value)
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_load_rejects_a_damaged_file_naming_it(F, tmp_path, damage):
     path = tmp_path / "F.h5"

@@ -1,5 +1,6 @@
 """Robust inversion against arbitrary-precision and exact references, and singular matrices
-whose degenerate combinations must be named (VALIDATION.md case 8)."""
+whose degenerate combinations must be named (closed form: y = a·b·e^(−kt) has rank 2 of 3,
+only a·b is identifiable)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import mpmath
 import numpy as np
 import pytest
+from helpers import product_decay
 
 import fisherforecast as ff
 
@@ -132,12 +134,8 @@ def test_exact_hilbert_formula_is_right():
 T_PRODUCT = np.arange(0.0, 5.01, 0.5)
 
 
-def product_model(p, t):
-    return p["a"] * p["b"] * jnp.exp(-p["k"] * t)
-
-
 def test_product_degeneracy_is_named():
-    exp = ff.Experiment(product_model, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
+    exp = ff.Experiment(product_decay, ff.Gaussian(sigma=0.1), design=T_PRODUCT)
     fid = {"a": 2.0, "b": 3.0, "k": 0.5}
     F = ff.fisher(exp, fid)
     # Independent check that (1, −1, 0) is the null direction in ln-parameters:
@@ -290,11 +288,11 @@ def inverse_3x3(M):
 
 
 def test_status_codes_have_the_batch_meanings():
-    from fisherforecast import _batch
+    from fisherforecast._batch.reasons import REASONS, Reason
 
     for code in ("OK", "BAD_MATRIX", "NO_INFORMATION", "SINGULAR", "NOT_PSD"):
-        assert getattr(L, code) == getattr(_batch, code), code
-        assert L.STATUS[getattr(L, code)] == _batch.REASONS[getattr(L, code)]
+        assert getattr(L, code) == Reason[code], code
+        assert L.STATUS[getattr(L, code)] == Reason[code].message == REASONS[getattr(L, code)]
 
 
 def test_unit_diagonal_single_and_stacked():

@@ -1,5 +1,7 @@
 """FisherMatrix algebra against linear-algebra identities computed with numpy in the test
-(VALIDATION.md cases 6 and 7: 2-D joint contours and the DETF figure of merit)."""
+(closed forms: 2-D joint contours at Δχ² = −2 ln(1 − p) = 2.30, 6.18, 11.83, semi-axes
+α = √Δχ² = 1.515, 2.486, 3.439 times √λ of the covariance; the DETF figure of merit
+[det Cov(w0, wa)]^(−1/2), Albrecht et al. 2006)."""
 
 from __future__ import annotations
 
@@ -286,7 +288,8 @@ def test_reparameterize_inverse_may_reduce_dimension():
 
 
 # ---------------------------------------------------------------------------------------
-# 2-D contours (VALIDATION case 6) and the DETF figure of merit (case 7)
+# 2-D contours (closed form: Δχ² = −2 ln(1 − p), two degrees of freedom) and the DETF
+# figure of merit (Albrecht et al. 2006: [det Cov(w0, wa)]^(−1/2))
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("level", "dchi2", "alpha"),

@@ -1,7 +1,7 @@
 """Plot structure: labels, legends, and contour geometry against the analytic ellipse.
 
 The semi-axes of a 2-D joint region of probability p are sqrt(−2 ln(1 − p) λ) for the
-eigenvalues λ of the 2 × 2 marginal covariance (VALIDATION.md 6: 1.515 and 2.486 × sqrt(λ)
+eigenvalues λ of the 2 × 2 marginal covariance (closed form: 1.515 and 2.486 × sqrt(λ)
 for 68.27 % and 95.45 %). The covariance here comes from numpy, not from the library.
 """
 
@@ -49,7 +49,7 @@ def test_corner_fisher_structure_and_ellipse_vertices():
     assert axes[0, 0].get_xlabel() == "" and axes[1, 1].get_ylabel() == ""
     assert not axes[0, 1].get_frame_on()
     assert fig.legends == []  # one item: no legend by default
-    alphas = [1.515, 2.486]  # VALIDATION.md 6
+    alphas = [1.515, 2.486]  # sqrt(−2 ln(1 − p)) for p = 68.27 %, 95.45 %
     for i, j in ((1, 0), (2, 0), (2, 1)):
         lines = _ellipse_lines(axes[i, j])
         assert len(lines) == 2
@@ -177,6 +177,15 @@ def test_sigma_bars_heights_and_singular_matrix():
     assert heights[0] == pytest.approx(np.sqrt(COV[0, 0]) / 1.0)
     assert np.isnan(heights[2])  # fiducial 0: no relative error
     assert fig.axes[0].get_yscale() == "log"
+
+
+def test_sigma_bars_on_the_axes_of_a_subfigure():
+    left, _ = plt.figure().subfigures(1, 2)
+    out = ff.plot.sigma_bars([F], ax=left.add_subplot())
+    assert out is left
+    np.testing.assert_allclose(
+        [r.get_height() for r in left.axes[0].containers[0]], np.sqrt(np.diag(COV)), rtol=1e-12
+    )
 
 
 def test_spectrum():

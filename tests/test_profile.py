@@ -5,11 +5,13 @@
 * y = a·b·x: the profile of a is flat and the nuisance follows b = (a·b)₀/a.
 * Poisson decay counts and Gaussian data with an unknown variance: the nuisance can be
   profiled out by hand, giving closed-form profiles.
-* Michaelis–Menten (VALIDATION case 9): open profiles at S0 ≪ K, closed ones at S0 ≫ K.
+* Reduced Michaelis–Menten, S' = −V S/(K + S) with (V, K) = (1, 10), substrate observed:
+  open profiles at S0 ≪ K (only V/K is determined), closed ones at S0 ≫ K.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 import fisherforecast as ff
-from fisherforecast._profile import _profile_scan
+from fisherforecast._identify.profile_kernels import profile_scan
 
 X = np.linspace(0.0, 2.0, 7)
 QUAD_FID = {"a": 1.0, "b": 2.0, "c": 0.5}
@@ -170,7 +172,7 @@ def test_gaussian_with_unknown_variance_against_closed_form():
 
 
 # ---------------------------------------------------------------------------------------
-# ODE model (VALIDATION case 9): practical non-identifiability
+# ODE model (reduced Michaelis–Menten, S0 ≪ K): practical non-identifiability
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # one ODE profile compilation (~10 s of CPU)
 def test_michaelis_menten_profiles_open_at_low_substrate():
@@ -208,17 +210,32 @@ def test_batch_isolates_failures_and_does_not_retrace():
     )
     fid = {"a": 1.0, "c": 4.0}
     ff.profile_likelihood(exp, fid, "a", n_grid=7)
-    before = _profile_scan._cache_size()
+    before = profile_scan._cache_size()
     # The grid brackets a's best fit (1) but not c's (4): c's profile fails, a's does not.
     # Six grid points plus the inserted best fit make the same 7-point scan as above.
     with pytest.warns(UserWarning, match="limited by the grid"):  # a coarse grid for a
         batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, 3.5, 6))
-    assert _profile_scan._cache_size() == before
-    assert isinstance(batch, ff._profile.ProfileBatch)
+    assert profile_scan._cache_size() == before
+    assert isinstance(batch, ff.ProfileBatch)
     assert list(batch) == ["a"] and "c" in batch.errors
     assert "both sides of the best fit" in batch.errors["c"]
     assert "failed" in batch.summary()
     json.dumps(batch.to_dict(), allow_nan=False)
+
+
+def test_results_are_read_only_records(quad_exp):
+    batch = ff.profile_likelihood(quad_exp, QUAD_FID, ["a", "b"], n_grid=9)
+    prof = batch["b"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prof.estimate = 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        batch.errors = {}
+    with pytest.raises(TypeError):
+        batch["c"] = prof  # a read-only mapping
+    assert len(batch) == 2 and dict(batch.items()) == {"a": batch["a"], "b": prof}
+    assert "_center" not in prof.public_fields() and "deltas" in prof.public_fields()
+    assert batch.to_dict()["profiles"]["b"] == prof.to_dict()
+    assert prof.to_dict()["deltas"] == list(prof.deltas) == [1.0, pytest.approx(3.8415, abs=1e-4)]
 
 
 def test_summary_to_dict_and_plot(quad_exp):
@@ -248,7 +265,7 @@ def test_summary_to_dict_and_plot(quad_exp):
         ({"grid": [1.0, 0.5, 2.0]}, ValueError, "grid"),
         ({"n_grid": 3}, ValueError, "n_grid"),
         ({"data": np.ones(3)}, ValueError, "shape"),
-        ({"levels": (-1.0,)}, ValueError, "levels"),
+        ({"deltas": (-1.0,)}, ValueError, "deltas"),
         ({"mode": "sideways"}, ValueError, "mode"),
     ],
 )
@@ -494,13 +511,31 @@ def test_levels_are_thresholds_and_numpy_scalars_are_accepted(quad_exp):
     )
     assert prof.interval(np.int64(1)) == prof.interval(1.0)
     with pytest.raises(ValueError, match=r"thresholds, not confidence levels.*3\.841"):
-        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(0.68, 0.95))
     with pytest.raises(ValueError, match="not confidence levels"):
         prof.interval(0.95)
     with pytest.raises(ValueError, match="`level`"):
         prof.interval("1")
     with pytest.warns(UserWarning, match="below 1"):
         prof.interval(0.455)
+
+
+def test_levels_is_a_deprecated_alias_of_deltas(quad_exp):
+    new = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, deltas=(1.0, 4.0))
+    with pytest.warns(FutureWarning, match="use|deltas="):
+        old = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, levels=(1.0, 4.0))
+    assert old.deltas == new.deltas == old.levels == (1.0, 4.0)
+    assert old.intervals == new.intervals
+    # The interval of a linear model is the Fisher one, b ± sqrt(Δ)·σ (closed form).
+    sig = quad_sigma()[1]
+    assert new.intervals[4.0] == (
+        pytest.approx(2.0 - 2 * sig, abs=1e-6 * sig),
+        pytest.approx(2.0 + 2 * sig, abs=1e-6 * sig),
+    )
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="not confidence levels"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
+    with pytest.raises(ValueError, match="both `deltas` and `levels`"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(1.0,), levels=(1.0,))
 
 
 def test_reverse_mode_on_a_forward_only_ode_model_is_refused_clearly():

@@ -1,20 +1,15 @@
 """The flagship example (`make demo`) runs and its forecast obeys the mathematics."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
+from helpers import load_example
 
 import fisherforecast as ff
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "quickstart.py"
-
 
 def test_quickstart_forecast_and_outputs(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("quickstart", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("quickstart")
     F = module.main(tmp_path)
     assert (tmp_path / "quickstart.png").stat().st_size > 0
     G = ff.load(tmp_path / "quickstart.h5")

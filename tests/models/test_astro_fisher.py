@@ -15,12 +15,12 @@ import math
 import jax
 import numpy as np
 import pytest
-from fisherforecast.models import cosmology as cosmo
-from fisherforecast.models import dwd, gw, sgwb
-from fisherforecast.models import microlensing as ml
 from scipy import integrate
 
 import fisherforecast as ff
+from fisherforecast.models import cosmology as cosmo
+from fisherforecast.models import dwd, gw, sgwb
+from fisherforecast.models import microlensing as ml
 
 YEAR = 365.25 * 86400.0
 

@@ -12,10 +12,11 @@ import math
 import jax
 import numpy as np
 import pytest
+from scipy import constants, integrate, special
+
 from fisherforecast.models import cosmology as cosmo
 from fisherforecast.models import dwd, gw, sgwb
 from fisherforecast.models import microlensing as ml
-from scipy import constants, integrate, special
 
 GAMMA_E = 0.5772156649015329
 MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s] (IAU 2015 nominal GM_sun)

@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fisherforecast.models import biology as bio
 from scipy import integrate, linalg, special
 
 import fisherforecast as ff
+from fisherforecast.models import biology as bio
 
 pytestmark = pytest.mark.usefixtures("float64_context")
 

@@ -32,11 +32,11 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fisherforecast.models import gw
 from scipy import integrate
 
 import fisherforecast as ff
 from fisherforecast._x64 import float64
+from fisherforecast.models import gw
 
 MTSUN = 4.925490947641267e-6  # G M_sun / c^3 [s]
 F_LOW, F0_PW = 10.0, 70.0

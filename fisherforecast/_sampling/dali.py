@@ -25,28 +25,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_experiments, check_fiducial, check_names
-from ._crosscheck import (
+from .._checks import as_experiments, check_fiducial, check_names, check_seed
+from .._engine import call_model, split
+from .._errors import InputError, NonFiniteError, ParameterError, SingularFisherError, quote
+from .._matrix import FisherMatrix
+from .._record import Record
+from .._x64 import float64
+from .nuts import (
     DEFAULT_BOUNDS_SIGMA,
     TARGET_ACCEPT,
-    chain_statistics,
     check_sampler_settings,
     describe_prior,
+    prepare_sampler,
     resolve_priors,
     run_nuts,
-    whitening,
 )
-from ._engine import call_model, split
-from ._errors import NonFiniteError, SingularFisherError, quote
-from ._matrix import FisherMatrix
-from ._x64 import float64
+from .stats import chain_statistics
 
 HIGHEST = jax.lax.Precision.HIGHEST
 #: Tensor names by order: (derivative orders of the two factors) in ``μ,a·μ,b``.
@@ -156,7 +156,9 @@ def _given_priors(prior, names, fiducial):
         return (), ()
     unknown = [k for k in prior if k not in names]
     if unknown:
-        raise ValueError(f"`prior` names {unknown}, which are not DALI parameters {list(names)}.")
+        raise ParameterError(
+            f"`prior` names {unknown}, which are not DALI parameters {list(names)}."
+        )
     given = tuple(n for n in names if n in prior)
     dists, _ = resolve_priors(prior, given, fiducial, {}, DEFAULT_BOUNDS_SIGMA)
     return tuple(names.index(n) for n in given), dists
@@ -165,8 +167,8 @@ def _given_priors(prior, names, fiducial):
 # =======================================================================================
 # Result object
 # =======================================================================================
-@dataclasses.dataclass(frozen=True, eq=False)
-class DALISamples:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class DALISamples(Record):
     """Posterior draws from a DALI approximation (:meth:`DALI.sample`).
 
     `samples` (name -> all chains concatenated), `chains` (name -> ``(chains, draws)``),
@@ -189,16 +191,11 @@ class DALISamples:
     priors: dict
     seconds: float
 
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["names"] = list(self.names)
-        out["samples"] = {k: np.asarray(v).tolist() for k, v in self.samples.items()}
-        out["chains"] = {k: np.asarray(v).tolist() for k, v in self.chains.items()}
-        return out
+    __repr__ = Record.__repr__  # short: the samples are arrays of thousands of draws
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class DALI:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class DALI(Record):
     """A DALI approximation of the likelihood around the fiducial (:func:`dali`).
 
     **Attributes:** `names`, `fiducial`, `order` (2: doublet, 3: triplet), `fisher` (the
@@ -215,19 +212,24 @@ class DALI:
     tensors: dict
     prior: dict | None = None
     #: Internal: (indices, numpy distributions) of the parameters that `prior` names.
-    prior_terms: tuple = dataclasses.field(default=((), ()), repr=False)
+    _prior_terms: tuple = dataclasses.field(default=((), ()), repr=False)
+
+    @property
+    def prior_terms(self) -> tuple:
+        """Internal: ``(indices, distributions)`` of the parameters that `prior` names."""
+        return self._prior_terms
 
     def _theta_array(self, theta):
         if isinstance(theta, dict):
             missing = [n for n in self.names if n not in theta]
             if missing:
-                raise KeyError(
+                raise ParameterError(
                     f"theta is missing parameters {missing}; DALI parameters: {list(self.names)}."
                 )
             return jnp.stack([jnp.asarray(theta[n]) for n in self.names], axis=-1)
         arr = jnp.asarray(theta)
         if arr.ndim == 0 or arr.shape[-1] != len(self.names):
-            raise ValueError(
+            raise InputError(
                 f"theta must be a dict name -> value or an array whose last axis has "
                 f"{len(self.names)} entries {list(self.names)}; received shape "
                 f"{tuple(arr.shape)}."
@@ -248,7 +250,7 @@ class DALI:
             th = th.astype(jnp.result_type(th.dtype, jnp.float32))
             theta0 = jnp.asarray([self.fiducial[n] for n in self.names])
             value = _dali_loglik_batch(th, theta0, self._tensor_tuple())
-            index, priors = self.prior_terms
+            index, priors = self._prior_terms
             if with_prior and index:
                 value = value + _log_prior_batch(th, index, priors)
             return value
@@ -310,26 +312,14 @@ class DALI:
         check_sampler_settings(
             num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth
         )
-        if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
-            raise TypeError(f"`seed` must be an integer; received {seed!r}.")
+        seed = check_seed(seed)
         prior = self.prior if prior is None else prior
-        try:
-            sigma = self.fisher.sigma()
-        except SingularFisherError:
-            sigma = {n: math.inf for n in self.names}
         theta0 = np.array([self.fiducial[n] for n in self.names])
         with float64():
-            priors, defaulted = resolve_priors(
-                prior, self.names, self.fiducial, sigma, bounds_sigma
+            sampler = prepare_sampler(
+                self.fisher, self.fiducial, prior, bounds_sigma, who="DALI.sample"
             )
-            if defaulted:
-                warnings.warn(
-                    f"DALI.sample: no prior bounds for {defaulted}; using flat priors on "
-                    f"fiducial ± {bounds_sigma:g} σ_Fisher. Pass prior={{name: (low, high)}}.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            v0, L = whitening(self.fisher.matrix, theta0, priors, self.names)
+            priors, v0, L = sampler.priors, sampler.v0, sampler.L
             like = (jnp.asarray(theta0), self._tensor_tuple())
             run = run_nuts(
                 dali_loglik,
@@ -372,7 +362,7 @@ class DALI:
     def plot(self, samples=None, **kwargs):
         """Corner plot of DALI samples (drawn with defaults if not given) with the Fisher
         ellipses; keyword arguments go to ``ff.plot.corner``."""
-        from . import plot
+        from .. import plot
 
         if samples is None:
             samples = self.sample()
@@ -407,13 +397,11 @@ class DALI:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {
-            "names": list(self.names),
-            "fiducial": dict(self.fiducial),
-            "order": self.order,
-            "fisher": self.fisher.to_dict(),
-            "tensors": {k: np.asarray(v).tolist() for k, v in self.tensors.items()},
-        }
+        """Plain-Python view: names, fiducial, order, the Fisher matrix and the tensors (the
+        prior, which may hold numpyro distributions, is left out)."""
+        out = super().to_dict()
+        del out["prior"]
+        return out
 
     def __repr__(self):
         return f"DALI(names={list(self.names)}, order={self.order})"
@@ -445,9 +433,9 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     **Returns:** a :class:`DALI` with `.log_posterior(θ)` (jittable), `.sample(...)`
     (numpyro NUTS), `.plot()`, `.summary()` and `.tensors`.
 
-    **Raises:** `NotImplementedError` for an unsupported noise model, `ValueError` for an
-    `order` other than 2 or 3 or tensors too large to store, `NonFiniteError` for NaN
-    derivatives.
+    **Raises:** `NotImplementedError` for an unsupported noise model, `InputError` (a
+    ValueError) for an `order` other than 2 or 3 or tensors too large to store,
+    `NonFiniteError` for NaN derivatives.
 
     ```python
     >>> import jax.numpy as jnp, fisherforecast as ff
@@ -460,7 +448,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     """
     experiments = as_experiments(experiment)
     if isinstance(order, bool) or not isinstance(order, int | np.integer) or order not in (2, 3):
-        raise ValueError(
+        raise InputError(
             f"`order` must be 2 (doublet) or 3 (triplet), as an int; received "
             f"{quote(order)} of type {type(order).__name__}."
         )
@@ -471,7 +459,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     names = check_names(params, fid)
     P = len(names)
     if P ** (2 * order) > MAX_TENSOR_ENTRIES:
-        raise ValueError(
+        raise InputError(
             f"a DALI {'doublet' if order == 2 else 'triplet'} with {P} parameters needs a "
             f"tensor of {P}^{2 * order} = {P ** (2 * order):.3g} entries; the limit is "
             f"{MAX_TENSOR_ENTRIES:.3g}. Use fewer parameters (params=[...]) or order=2."
@@ -508,5 +496,5 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
         fisher=F,
         tensors=dict(zip(TENSORS[order], totals, strict=True)),
         prior=prior,
-        prior_terms=prior_terms,
+        _prior_terms=prior_terms,
     )

@@ -1,0 +1,278 @@
+"""HDF5 storage: preallocated, atomic per chunk, resumable, with an input fingerprint."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from .._errors import InputError
+from .reasons import REASONS, Reason
+
+FILE_FORMAT = "fisherforecast.FisherBatch"
+FILE_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------
+# Fingerprint of the inputs (for resuming an HDF5 file)
+# ---------------------------------------------------------------------------------------
+def hash_arrays(tree):
+    h = hashlib.sha256()
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    h.update(str(treedef).encode())
+    for leaf in leaves:
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        h.update(str((arr.dtype.str, arr.shape)).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()[:32]
+
+
+def input_fingerprint(experiments, fiducials, names, mode, design_batch, B):
+    models = [
+        f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
+        for e in experiments
+    ]
+    return {
+        "names": json.dumps(list(names)),
+        "fiducial_names": json.dumps(list(fiducials)),
+        "batch_size": int(B),
+        "mode": mode,
+        "design_batch": bool(design_batch),
+        "models": json.dumps(models),
+        "experiment_names": json.dumps([e.name or "" for e in experiments]),
+        "fiducials_hash": hash_arrays([fiducials[k] for k in fiducials]),
+        "experiment_hash": hash_arrays([(e.noise, e.design) for e in experiments]),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# HDF5 storage: preallocated, atomic per chunk, resumable
+# ---------------------------------------------------------------------------------------
+def early_dcpl():
+    import h5py
+
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    # Allocate every chunk when the file is created: writing a chunk later touches only raw
+    # data, never the file's metadata, so an interrupted write cannot break the file.
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
+def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, done=None, data=None):
+    """Write the full layout of a batch file to `tmp` (a fresh path)."""
+    import h5py
+
+    from .. import __version__
+
+    P = len(names)
+    n_chunks = math.ceil(B / chunk_size)
+    c = min(chunk_size, B)
+    with h5py.File(tmp, "w") as h:
+        h.attrs["format"] = FILE_FORMAT
+        h.attrs["format_version"] = FILE_VERSION
+        h.attrs["library_version"] = __version__
+        h.attrs["created"] = datetime.datetime.now(datetime.UTC).isoformat()
+        h.attrs["experiment"] = label or ""
+        h.attrs["chunk_size"] = int(chunk_size)
+        h.attrs["n_chunks"] = n_chunks
+        h.attrs["reasons"] = json.dumps(list(REASONS))
+        for key, value in fingerprint.items():
+            h.attrs[f"fp_{key}"] = value
+        str_dt = h5py.string_dtype()
+        h.create_dataset("names", data=np.array(names, dtype=object), dtype=str_dt)
+        specs = {
+            "matrices": ((B, P, P), "f8", (c, P, P), np.nan),
+            "ok": ((B,), "?", (c,), False),
+            "reason": ((B,), "i1", (c,), int(Reason.NOT_COMPUTED)),
+            "condition": ((B,), "f8", (c,), np.nan),
+        }
+        for key, (shape, dtype, chunks, fill) in specs.items():
+            h.create_dataset(
+                key, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fill, dcpl=early_dcpl()
+            )
+            if data is not None:
+                h[key][...] = data[key]
+        g = h.create_group("fiducials")
+        for k, v in fiducials.items():
+            g.create_dataset(k, data=v, dtype="f8", chunks=(c,))
+        h.create_dataset(
+            "done",
+            data=np.zeros(n_chunks, bool) if done is None else done,
+            dtype="?",
+            dcpl=early_dcpl(),
+        )
+
+
+class H5Store:
+    """The output file of a streaming run (see docs/batch.md for the layout)."""
+
+    def __init__(
+        self,
+        path,
+        *,
+        names,
+        fiducials,
+        B,
+        chunk_size,
+        chunk_size_given,
+        fingerprint,
+        label,
+        overwrite,
+    ):
+        import h5py
+
+        from .._io import atomic_path
+
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        if self.path.exists():
+            state = inspect_existing(self.path)
+            if state is None:
+                if not overwrite:
+                    raise FileExistsError(
+                        f"`out` = {str(self.path)!r} exists and is not a fisherforecast batch "
+                        "file; pass overwrite=True to replace it, or choose another path."
+                    )
+            else:
+                attrs, done = state
+                diff = [k for k, v in fingerprint.items() if attrs.get(f"fp_{k}") != v]
+                if chunk_size_given and attrs["chunk_size"] != chunk_size:
+                    diff.append("chunk_size")
+                if not diff:
+                    self.chunk_size = int(attrs["chunk_size"])
+                    self.h = h5py.File(self.path, "r+")
+                    self.done = np.asarray(self.h["done"][()], dtype=bool)
+                    return
+                # A file with no finished chunk holds nothing to lose (e.g. the first run
+                # stopped on a model error): replace it.
+                if not overwrite and done.any():
+                    what = ", ".join(diff)
+                    if done.all():
+                        raise FileExistsError(
+                            f"`out` = {str(self.path)!r} holds a finished batch computed from "
+                            f"different inputs (they differ in: {what}). Pass overwrite=True "
+                            "to replace it, or choose another path."
+                        )
+                    raise InputError(
+                        f"cannot resume into `out` = {str(self.path)!r}: it was started with "
+                        f"different inputs (they differ in: {what}); {int(done.sum())} of "
+                        f"{done.size} chunks are finished. Rerun with the original inputs to "
+                        "resume, pass overwrite=True to start again, or choose another path."
+                    )
+                overwrite = True  # nothing finished in it
+        with atomic_path(self.path, overwrite) as tmp:
+            create_file(
+                tmp,
+                names=names,
+                fiducials=fiducials,
+                B=B,
+                chunk_size=self.chunk_size,
+                fingerprint=fingerprint,
+                label=label,
+            )
+        self.h = h5py.File(self.path, "r+")
+        self.done = np.zeros(math.ceil(B / self.chunk_size), dtype=bool)
+
+    def write(self, k, F, codes, cond):
+        start = k * self.chunk_size
+        stop = start + F.shape[0]
+        self.h["matrices"][start:stop] = F
+        self.h["ok"][start:stop] = codes == Reason.OK
+        self.h["reason"][start:stop] = codes
+        self.h["condition"][start:stop] = cond
+        self._sync()  # the chunk's data is on disk ...
+        self.h["done"][k] = True
+        self._sync()  # ... before its flag says so
+        self.done[k] = True
+
+    def _sync(self):
+        self.h.flush()
+        try:
+            os.fsync(self.h.id.get_vfd_handle())
+        except (OSError, TypeError, ValueError, AttributeError):
+            pass
+
+    def close(self):
+        self.h.close()
+
+
+def inspect_existing(path):
+    """``(attrs, done)`` of a batch file, or ``None`` if `path` is not one."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h:
+            if h.attrs.get("format") != FILE_FORMAT or "done" not in h:
+                return None
+            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h.attrs.items()}
+            return attrs, np.asarray(h["done"][()], dtype=bool)
+    except OSError:
+        return None
+
+
+class StoredBatch(NamedTuple):
+    """The contents of a batch file (unfinished items flagged ``NOT_COMPUTED``)."""
+
+    matrices: np.ndarray
+    names: tuple
+    fiducials: dict | None
+    codes: np.ndarray
+    condition: np.ndarray
+    metadata: dict
+
+
+def read_file(path, allow_partial) -> StoredBatch:
+    """Read a batch file; an unfinished one raises unless `allow_partial`."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no batch file at {str(path)!r}.")
+    try:
+        h = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{str(path)!r} is not an HDF5 file: {exc}") from None
+    with h:
+        if h.attrs.get("format") != FILE_FORMAT:
+            raise InputError(
+                f"{str(path)!r} is not a fisherforecast batch file (format attribute "
+                f"{h.attrs.get('format')!r})."
+            )
+        done = np.asarray(h["done"][()], dtype=bool)
+        chunk_size = int(h.attrs["chunk_size"])
+        if not done.all() and not allow_partial:
+            missing = np.nonzero(~done)[0]
+            raise InputError(
+                f"{str(path)!r} is incomplete: {missing.size} of {done.size} chunks are not "
+                f"finished (first: {missing[:5].tolist()}). Rerun fisher_batch(..., "
+                f"out={str(path)!r}) with the same inputs to resume, or load with "
+                "allow_partial=True (unfinished items are flagged 'not computed')."
+            )
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in h["names"][()])
+        matrices = h["matrices"][()]
+        codes = np.asarray(h["reason"][()], dtype=np.int8)
+        cond = h["condition"][()]
+        fiducials = {k: h["fiducials"][k][()] for k in h["fiducials"]} or None
+        order = json.loads(h.attrs.get("fp_fiducial_names", "null") or "null")
+        if fiducials and order and set(order) == set(fiducials):
+            fiducials = {k: fiducials[k] for k in order}
+        meta = {
+            "experiment": h.attrs.get("experiment") or None,
+            "chunk_size": chunk_size,
+            "n_chunks": int(done.size),
+            "chunks_done": int(done.sum()),
+            "library_version": h.attrs.get("library_version"),
+            "created": h.attrs.get("created"),
+            "mode": h.attrs.get("fp_mode"),
+            "path": str(path),
+        }
+    for k in np.nonzero(~done)[0]:
+        codes[k * chunk_size : (k + 1) * chunk_size] = Reason.NOT_COMPUTED
+    return StoredBatch(matrices, names, fiducials, codes, cond, meta)

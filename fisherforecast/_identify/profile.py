@@ -1,0 +1,558 @@
+"""Profile likelihoods: re-optimise the other parameters along a grid of one parameter.
+
+For a parameter ψ and the others η, the profile is
+
+    Δ(ψ) = min_η [−2 ln L(ψ, η)] − min_{ψ,η} [−2 ln L(ψ, η)],
+
+with ``ln L`` the noise model's own ``log_likelihood`` (the one definition every analysis
+uses). The likelihood-ratio interval at the threshold ``Δ = 1`` is the 68.27 % interval of one
+parameter and ``Δ = 3.84`` the 95 % one (Wilks). A profile that stays below the threshold on one
+side is *open* (practically non-identifiable in the sense of Raue et al. 2009,
+Bioinformatics 25, 1923); one that stays flat is *structurally* non-identifiable.
+
+Without data (Asimov) the profiled quantity is the *expected* deviance under the fiducial,
+``E₀[−2 ln L(θ)]``: for noise that does not depend on the parameters (and for Poisson
+counts) that is ``−2 ln L`` of the noise-free data up to a constant; for a
+parameter-dependent Gaussian covariance it is
+``ln det C(θ) + tr(C(θ)⁻¹C₀) + (μ − μ₀)ᵀC(θ)⁻¹(μ − μ₀)``, minimised exactly at the fiducial,
+with half its Hessian the Fisher matrix including ``½ tr(C⁻¹∂C C⁻¹∂C)``. (Noise-free data
+themselves would drive the noise to zero.)
+
+The inner minimisation is ``optimistix.BFGS`` in coordinates scaled by the conditional
+Fisher errors ``1/sqrt(F_jj)`` (so that the problem is roughly isotropic), compiled once per
+model and grid length, and run along the grid with ``jax.lax.scan``: outwards from the best
+fit to the right, then again from the best fit to the left, each point warm-started from its
+neighbour. Gradients are forward-mode by default (``mode="forward"``), which ODE models
+solved with ``diffrax.ForwardMode`` require.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from .._checks import (
+    as_experiments,
+    check_data,
+    check_delta_levels,
+    check_fiducial,
+    check_int,
+    check_mode,
+    check_names,
+    is_real_number,
+)
+from .._engine import evaluate_checked
+from .._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
+from .._linalg import pinv_sigma
+from .._x64 import float64
+from .factor import NULL_COMPONENT_TOL, STRUCTURAL_RTOL, reference_scale
+from .profile_grid import check_grid, coarse_message, default_grid, read_intervals, verdict
+from .profile_kernels import (
+    chi2_at_data,
+    global_fit,
+    noise_gradients,
+    profile_direct,
+    profile_scan,
+)
+from .profile_report import ProfileBatch, ProfileLikelihood
+
+#: Δ(−2 ln L) thresholds of the 68.27 % and 95 % likelihood-ratio intervals of one parameter.
+DELTAS = (1.0, 3.841458820694124)
+#: A profile whose largest Δ(−2 ln L) over the grid stays below this is called flat.
+FLAT_TOL = 1e-3
+
+
+class _Setup(NamedTuple):
+    """What every profile of one call shares: the data, the best fit and the fit options."""
+
+    experiments: tuple
+    data: tuple
+    fixed: dict
+    names: tuple
+    theta_hat: np.ndarray  # best fit (the fiducial for Asimov data)
+    theta_ref: np.ndarray  # the fiducial: the truth of the expected deviance
+    ref: float  # −2 ln L at the best fit (NaN: take the profile's minimum)
+    scales: np.ndarray  # optimiser coordinates: conditional Fisher errors
+    sigma: dict  # marginal Fisher σ at the best fit
+    tol: float
+    max_steps: int
+    autodiff: str
+    expected: bool  # Asimov: profile the expected deviance
+    kind: str  # "asimov" or "user"
+    notes: tuple
+    fiducial: dict
+
+
+class _GridOptions(NamedTuple):
+    grid: object
+    n_grid: int
+    span: float
+    rel_span: float
+
+
+# ---------------------------------------------------------------------------------------
+# One profile
+# ---------------------------------------------------------------------------------------
+def _grid_for(name, k, setup: _Setup, opts: _GridOptions, notes):
+    """The grid of parameter `k` and the default grid's clipping (``None`` if not clipped)."""
+    center = float(setup.theta_hat[k])
+    if opts.grid is not None:
+        return check_grid(opts.grid, name, center), None
+
+    def finite_at(points):
+        try:
+            values, _ = _direct(setup, k, points)
+        except (RuntimeError, FloatingPointError, ValueError):
+            # e.g. an ff.ode_model with throw=True whose solve fails past zero: clip.
+            return np.zeros(points.shape, dtype=bool)
+        return np.isfinite(values)
+
+    g, clip = default_grid(
+        center,
+        setup.fiducial[name],
+        setup.sigma[name],
+        opts.n_grid,
+        opts.span,
+        opts.rel_span,
+        finite_at,
+    )
+    if clip:
+        side, edge, first = clip
+        notes.append(
+            f"Grid clipped {side} at {edge:.4g} (1 % of the best fit): −2 ln L is not finite "
+            f"at {name} = {first:.4g} with the other parameters at the best fit; pass `grid` "
+            "to go further."
+        )
+    return g, clip
+
+
+def _direct(setup: _Setup, k, points):
+    values, thetas = profile_direct(
+        setup.experiments,
+        setup.data,
+        setup.fixed,
+        setup.theta_hat,
+        setup.theta_ref,
+        np.int32(k),
+        points,
+        names=setup.names,
+        expected=setup.expected,
+    )
+    return np.asarray(values), np.asarray(thetas)
+
+
+def _scan(setup: _Setup, k, g, c):
+    """−2 ln L along the grid `g` (best fit at index `c`), the others re-optimised: outwards
+    to the right from the best fit, then to the left; arrays in grid order."""
+    n = g.size
+    order = np.concatenate([np.arange(c, n), np.arange(c - 1, -1, -1)]).astype(np.int32)
+    resets = np.zeros(n, dtype=bool)
+    resets[0] = True
+    if c > 0:
+        resets[n - c] = True  # the left sweep restarts from the best fit
+    free = np.array([i for i in range(len(setup.names)) if i != k], dtype=np.int32)
+    if free.size:
+        out = profile_scan(
+            setup.experiments,
+            setup.data,
+            setup.fixed,
+            setup.theta_hat,
+            setup.theta_ref,
+            setup.scales,
+            np.int32(k),
+            free,
+            g[order],
+            resets,
+            names=setup.names,
+            tol=setup.tol,
+            max_steps=setup.max_steps,
+            autodiff=setup.autodiff,
+            expected=setup.expected,
+        )
+        values, thetas, converged, steps = (np.asarray(a) for a in out)
+    else:
+        values, thetas = _direct(setup, k, g[order])
+        converged, steps = np.isfinite(values), np.zeros(n, dtype=np.int64)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(n)
+    return values[inverse], thetas[inverse], converged[inverse].astype(bool), steps[inverse]
+
+
+def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLikelihood:
+    names = setup.names
+    k = names.index(name)
+    center_value = float(setup.theta_hat[k])
+    notes = list(setup.notes)
+    g, clip = _grid_for(name, k, setup, opts, notes)
+    c = int(np.argmin(np.abs(g - center_value)))
+    values, thetas, converged, steps = _scan(setup, k, g, c)
+    finite = np.isfinite(values)
+    if not np.any(finite):
+        raise NonFiniteError(
+            f"The profile of {name!r} is NaN at every grid point: the model or the fit "
+            f"failed. Check the model on the grid {g[0]:.6g} … {g[-1]:.6g}, or pass a "
+            "narrower `grid`."
+        )
+    ref = setup.ref if math.isfinite(setup.ref) else float(np.min(values[finite]))
+    values = values - ref
+    floor = min(0.0, float(np.min(values[finite])))
+    estimate = center_value
+    if floor < -1e-6:
+        notes.append(
+            f"The profile goes {-floor:.3g} below the best fit: the global fit had not fully "
+            "converged; Δ is measured from the lowest profile point."
+        )
+        estimate = float(g[np.nanargmin(np.where(finite, values, np.nan))])
+    delta = values - floor
+    center = int(np.nanargmin(np.where(finite, delta, np.nan)))
+    if abs(g[center] - estimate) > abs(g[c] - estimate):
+        center = c
+    found = read_intervals(g, delta, center, estimate, deltas)
+    notes += [f"Open side: {r}." for r in sorted(found.reasons)]
+    if found.coarse_ends:
+        notes.append(coarse_message(name, found.coarse_ends))
+    other = found.other_minimum
+    if other is not None:
+        notes.append(
+            f"The profile falls below a threshold again beyond the interval (Δ = "
+            f"{other[1]:.3g} at {name} = {other[0]:.6g}): the likelihood is multimodal "
+            "within the grid, and the interval around the best fit is only part of the "
+            "confidence set."
+        )
+    flat = bool(np.nanmax(delta) < FLAT_TOL)
+    top = max(deltas)
+    best = {nm: float(setup.theta_hat[i]) for i, nm in enumerate(names)}
+    best.update({kk: float(v) for kk, v in setup.fixed.items()})
+    profile = ProfileLikelihood(
+        name=name,
+        grid=g,
+        delta=delta,
+        converged=converged,
+        steps=steps,
+        nuisance={names[i]: thetas[:, i] for i in range(len(names)) if i != k},
+        estimate=estimate,
+        best_fit=best,
+        deltas=tuple(deltas),
+        intervals=found.intervals,
+        open=found.open,
+        flat=flat,
+        multimodal=other is not None,
+        other_minimum=other,
+        identifiable=bool(not any(found.open[top]) and not flat and other is None),
+        verdict=verdict(name, flat, top, found, clip),
+        fisher_sigma=float(setup.sigma[name]),
+        data=setup.kind,
+        notes=notes,
+        _center=center,
+    )
+    if found.coarse_ends:
+        warnings.warn(coarse_message(name, found.coarse_ends), UserWarning, stacklevel=3)
+    return profile
+
+
+# ---------------------------------------------------------------------------------------
+# Data, best fit and Fisher scales, shared by the profiles of one call
+# ---------------------------------------------------------------------------------------
+def _noise_depends_on_parameters(experiments, data, fixed, theta0, names):
+    """Per experiment: does its noise model depend on the varied parameters? (Asked of the
+    noise model's capability first; measured by a gradient where it is undeclared.)"""
+    out, unknown = [], []
+    for i, exp in enumerate(experiments):
+        flag = exp.noise.parameter_dependent
+        if isinstance(flag, bool | np.bool_):
+            out.append(bool(flag))
+        else:
+            out.append(None)
+            unknown.append(i)
+    if unknown:
+        grads = noise_gradients(
+            tuple(experiments[i] for i in unknown),
+            tuple(data[i] for i in unknown),
+            fixed,
+            theta0,
+            names=names,
+        )
+        for i, grad in zip(unknown, grads, strict=True):
+            grad = np.asarray(grad)
+            out[i] = bool(np.any(grad != 0) or not np.all(np.isfinite(grad)))
+    return out
+
+
+def _asimov_needs_fit(experiments, means, fixed, theta0, names) -> bool:
+    """Asimov data: Gaussian (any covariance), Poisson and PSD noise declare the expected
+    deviance, known and minimal at the fiducial. Other noise models profile the Asimov
+    −2 ln L, valid only where the noise does not depend on the parameters (a global fit then
+    confirms the minimum)."""
+    custom = [i for i, e in enumerate(experiments) if not e.noise.has_expected_deviance]
+    if not custom:
+        return False
+    depends = _noise_depends_on_parameters(
+        [experiments[i] for i in custom], [means[i] for i in custom], fixed, theta0, names
+    )
+    bad = [experiments[i] for i, d in zip(custom, depends, strict=True) if d]
+    if bad:
+        raise InputError(
+            f"profile_likelihood without `data`: the noise model {bad[0].noise!r} of "
+            f"{bad[0].label} depends on the parameters {list(names)}, and its expected "
+            "−2 ln L under the fiducial has no known formula; noise-free (Asimov) data would "
+            "drive its noise to zero. Pass `data=` (e.g. data simulated with "
+            "exp.noise.simulate), or hold the noise parameters fixed with `params=`."
+        )
+    return True
+
+
+def _sigma_and_scales(F, names, point, theta):
+    """Marginal Fisher σ per name and the optimiser's coordinate scales ``1/sqrt(F_jj)``."""
+    # The structural rank rule on singular values (s > rtol·s_max) is the eigenvalue rule
+    # λ > rtol²·λ_max; null-space membership is judged in ln-coordinates, as the report does.
+    values = pinv_sigma(
+        np.asarray(F, dtype=np.float64),
+        rtol=STRUCTURAL_RTOL**2,
+        scale=reference_scale(names, point),
+        null_tol=NULL_COMPONENT_TOL,
+    )
+    sigma = {n: float(v) for n, v in zip(names, values, strict=True)}
+    diag = np.diag(F)
+    scales = np.where(
+        diag > 0,
+        1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
+        np.where(theta != 0, np.abs(theta), 1.0),
+    )
+    return sigma, scales
+
+
+def _fit(experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes):
+    """The best fit, −2 ln L there, and the Fisher σ and optimiser scales at it."""
+    tol, max_steps, autodiff, expected, needs_fit = options
+    sigma, scales = _sigma_and_scales(F, names, fid64, theta0)
+    if not needs_fit:
+        ref = float(chi2_at_data(experiments, data_t, fid64, expected=expected))
+        return theta0, ref, sigma, scales
+    th, value, ok = global_fit(
+        experiments,
+        data_t,
+        fixed,
+        theta0,
+        scales,
+        names=names,
+        tol=tol,
+        max_steps=max_steps,
+        autodiff=autodiff,
+        expected=expected,
+    )
+    th, ref = np.asarray(th), float(value)
+    if not (np.all(np.isfinite(th)) and math.isfinite(ref)):
+        notes.append("The global fit failed; profiles start from the fiducial.")
+        return theta0, math.nan, sigma, scales
+    if not bool(ok):
+        notes.append(
+            "The global fit stopped before its tolerance; the profile minimum is used as the "
+            "reference if it is lower."
+        )
+    if not np.array_equal(th, theta0):
+        # Compare with (and scale the grid and the optimiser by) the Fisher matrix at the
+        # best fit, not at the fiducial that only started the fit.
+        best64 = dict(fid64)
+        best64.update({n: np.float64(th[i]) for i, n in enumerate(names)})
+        try:
+            F_hat = evaluate_checked(experiments, best64, names, mode, detail=True).fisher
+        except (FisherError, FloatingPointError) as exc:
+            notes.append(
+                "The Fisher matrix could not be evaluated at the best fit "
+                f"({str(exc).splitlines()[0]}); Fisher σ, the default grid and the optimiser "
+                "scales use the fiducial's."
+            )
+        else:
+            sigma, scales = _sigma_and_scales(F_hat, names, best64, th)
+    return th, ref, sigma, scales
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------
+def _targets(name_or_names, names):
+    single = isinstance(name_or_names, str)
+    if single:
+        targets = [name_or_names]
+    elif isinstance(name_or_names, Sequence):
+        targets = list(name_or_names)
+    else:
+        targets = None
+    if not targets or not all(isinstance(t, str) for t in targets):
+        raise TypeError(
+            "`name_or_names` must be a parameter name or a list of names; "
+            f"received {quote(name_or_names)}."
+        )
+    unknown = [t for t in targets if t not in names]
+    if unknown:
+        raise ParameterError(
+            f"cannot profile {unknown}: not among the varied parameters {list(names)}."
+        )
+    return single, targets
+
+
+def _check_thresholds(deltas, levels):
+    """`deltas` (or the deprecated alias `levels`) as a tuple of Δ(−2 ln L) thresholds."""
+    if levels is None:
+        return check_delta_levels(DELTAS if deltas is None else deltas, "deltas", stacklevel=4)
+    if deltas is not None:
+        raise InputError(
+            "profile_likelihood received both `deltas` and `levels`; pass `deltas` only "
+            f"(`levels` is its deprecated alias); received deltas={quote(deltas)}, "
+            f"levels={quote(levels)}."
+        )
+    warnings.warn(
+        "profile_likelihood(levels=...) is deprecated: the Δ(−2 ln L) thresholds are now "
+        "passed as `deltas=` (`levels` means a probability content elsewhere in the library).",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return check_delta_levels(levels, "levels", stacklevel=4)
+
+
+def _grid_options(grid, n_grid, span, rel_span, tol) -> _GridOptions:
+    n_grid = check_int(n_grid, "n_grid", 5)
+    if n_grid % 2 == 0:
+        n_grid += 1
+    for label, value in (("span", span), ("rel_span", rel_span), ("tol", tol)):
+        if not (is_real_number(value) and 0 < value < math.inf):
+            raise InputError(f"`{label}` must be a positive number; received {value!r}.")
+    return _GridOptions(grid, n_grid, float(span), float(rel_span))
+
+
+def profile_likelihood(
+    experiment,
+    fiducial,
+    name_or_names,
+    *,
+    data=None,
+    grid=None,
+    n_grid=21,
+    span=4.0,
+    rel_span=0.5,
+    params=None,
+    deltas=None,
+    levels=None,
+    tol=1e-6,
+    max_steps=256,
+    mode="forward",
+):
+    """Profile likelihood of one or several parameters, with LR and Fisher intervals.
+
+    For each grid value ψ of the parameter the other parameters in `params` are
+    re-optimised (``optimistix.BFGS``, jitted, ``lax.scan`` along the grid with warm starts);
+    ``Δ(ψ) = min −2 ln L(ψ, ·) − min −2 ln L``. ``−2 ln L`` is the noise model's own
+    ``log_likelihood``, summed over the experiments; without `data` it is its expectation
+    under the fiducial (see `data`).
+
+    **Arguments:**
+
+    - `experiment`: an :class:`Experiment` or a list of independent experiments.
+    - `fiducial`: dict name -> value: the truth for Asimov data, the start of the fit for
+      user data.
+    - `name_or_names`: one parameter name (returns a :class:`ProfileLikelihood`) or a list
+      of names (returns a :class:`ProfileBatch`, a dict name -> profile).
+    - `data`: observed data in the model's output shape (a list, one per experiment, for
+      several). Default ``None``: Asimov, the expected −2 ln L for data drawn at the
+      fiducial, whose best fit is the fiducial itself. For noise that does not depend on the
+      parameters (and Poisson counts) that is −2 ln L of the noise-free model at the
+      fiducial; for a parameter-dependent Gaussian covariance it is
+      ``ln det C + tr(C⁻¹C₀) + (μ−μ₀)ᵀC⁻¹(μ−μ₀)``. Other parameter-dependent noise models
+      need `data`.
+    - `grid`: the values of the parameter (1-D, increasing). Default: `n_grid` points on
+      ψ̂ ± `span`·σ_Fisher, or ψ̂·(1 ± `rel_span`) when the Fisher matrix cannot bound the
+      parameter; clipped at 1 % of ψ̂ where going on to zero or past it would make −2 ln L
+      non-finite (see the docs).
+    - `params`: the parameters that vary (default: all of the fiducial); the rest are fixed.
+    - `deltas`: Δ(−2 ln L) thresholds for the intervals (default ``DELTAS``: 1 and 3.84, the
+      68.27 % and 95 % intervals of one parameter), not probabilities. The verdict uses the
+      largest.
+    - `levels`: deprecated alias of `deltas` (emits a ``FutureWarning``): elsewhere in the
+      library `levels` are probability contents.
+    - `tol`: BFGS relative/absolute tolerance; `max_steps`: BFGS steps per grid point.
+    - `mode`: ``"forward"`` (forward-mode gradients, default; needed for diffrax
+      ``ForwardMode`` ODE models) or ``"reverse"``.
+
+    The Fisher σ that the intervals are compared with, and that sets the default grid and
+    the optimiser's scales, is evaluated at the best fit (the fiducial for Asimov data).
+
+    **Returns:** a :class:`ProfileLikelihood` or a :class:`ProfileBatch`.
+
+    **Raises:** `ParameterError` for unknown names, `InputError` (a `ValueError`) for bad
+    data, grid, deltas or mode, or for Asimov profiles of a parameter-dependent noise model
+    that declares no expected deviance; `NonFiniteError` when the profile cannot be
+    evaluated anywhere (single name). Warns (`UserWarning`) when an interval endpoint is
+    limited by the grid spacing.
+
+    ```python
+    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.5),
+    ...                     design=jnp.linspace(-1.0, 1.0, 5))
+    >>> prof = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "b")
+    >>> lo, hi = prof.interval(1.0)
+    >>> round(lo, 6), round(hi, 6), prof.verdict     # exactly the Fisher interval
+    (1.683772, 2.316228, 'identifiable')
+    ```
+    """
+    experiments = tuple(as_experiments(experiment))
+    fid = check_fiducial(fiducial)
+    names = check_names(params, fid)
+    check_mode(mode, experiments)
+    single, targets = _targets(name_or_names, names)
+    opts = _grid_options(grid, n_grid, span, rel_span, tol)
+    max_steps = check_int(max_steps, "max_steps", 1)
+    deltas = _check_thresholds(deltas, levels)
+    autodiff = "fwd" if mode == "forward" else "bwd"
+
+    notes = []
+    with float64():
+        fid64 = {k: np.float64(v) for k, v in fid.items()}
+        fixed = {k: v for k, v in fid64.items() if k not in names}
+        theta0 = np.array([fid[n] for n in names], dtype=np.float64)
+        # The Fisher matrix at the fiducial and the Asimov data, from the same compiled
+        # function as ff.identifiability (one Jacobian compilation for both analyses).
+        F, means, _ = evaluate_checked(experiments, fid64, names, mode, detail=True)
+        if data is None:
+            data_t, kind = tuple(means), "asimov"
+            needs_fit = _asimov_needs_fit(experiments, data_t, fixed, theta0, names)
+        else:
+            data_t, kind, needs_fit = check_data(data, experiments, means), "user", True
+        expected = kind == "asimov"
+        options = (float(tol), max_steps, autodiff, expected, needs_fit)
+        theta_hat, ref, sigma, scales = _fit(
+            experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes
+        )
+        setup = _Setup(
+            experiments=experiments,
+            data=data_t,
+            fixed=fixed,
+            names=names,
+            theta_hat=theta_hat,
+            theta_ref=theta0,
+            ref=ref,
+            scales=scales,
+            sigma=sigma,
+            tol=float(tol),
+            max_steps=max_steps,
+            autodiff=autodiff,
+            expected=expected,
+            kind=kind,
+            notes=tuple(notes),
+            fiducial=fid,
+        )
+        if single:
+            return _profile_one(name_or_names, setup, opts, deltas)
+        profiles, errors = {}, {}
+        for t in targets:
+            try:
+                profiles[t] = _profile_one(t, setup, opts, deltas)
+            except (FisherError, ValueError, FloatingPointError, RuntimeError) as exc:
+                errors[t] = f"{type(exc).__name__}: {exc}"
+        return ProfileBatch(profiles=profiles, errors=errors)
+
+
+__all__ = ["DELTAS", "profile_likelihood"]

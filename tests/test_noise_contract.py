@@ -1,0 +1,322 @@
+"""The noise-model contract: every noise model through every analysis it supports.
+
+One parametrised matrix. A new noise model is one class plus one line in ``NOISE_CASES``; the
+analyses it joins follow from its capabilities (``parameter_dependent``, ``gaussian``,
+``covariance``, ``has_expected_deviance``, ``simulate``), exactly as the library decides.
+
+The reference Fisher matrices are computed here independently of the library: a 5-point
+finite-difference Jacobian of a numpy copy of the model, contracted with the textbook Fisher
+information of each distribution —
+
+* Gaussian ``N(μ(θ), C(θ))``: ``JᵀC⁻¹J + ½ tr(C⁻¹∂ᵢC C⁻¹∂ⱼC)`` (e.g. Kay, *Fundamentals of
+  Statistical Signal Processing*, vol. 1, eq. 3.31), ``∂C`` by finite differences;
+* Poisson counts: ``Σ_k ∂ᵢλ_k ∂ⱼλ_k / λ_k``;
+* stationary noise with one-sided PSD ``S`` on a grid ``Δf``: ``4Δf Re Σ ∂ᵢh* ∂ⱼh / S``
+  (Cutler & Flanagan 1994, eq. 2.4–2.5);
+* Student-t location with fixed ``ν`` and scale ``s``: ``(ν + 1) / ((ν + 3) s²)`` per datum
+  (Lange, Little & Taylor 1989, JASA 84, 881, Sec. 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fisherforecast as ff
+from fisherforecast._x64 import float64
+
+T = np.linspace(0.2, 3.0, 10)
+FID = {"A": 20.0, "k": 0.7}
+KERNEL = 0.5 * np.eye(T.size) + 0.5 * np.exp(-np.abs(T[:, None] - T[None, :]))
+
+
+def decay_np(p, t=T):
+    return p["A"] * np.exp(-p["k"] * t) + 5.0
+
+
+def decay(p, t):
+    return p["A"] * jnp.exp(-p["k"] * t) + 5.0
+
+
+def decay_complex(p, t):
+    return decay(p, t) * (1.0 + 0.3j)
+
+
+class StudentT(ff.NoiseModel):
+    """Student-t residuals with fixed ν and scale: a noise model written as a user would."""
+
+    parameter_dependent = False
+
+    def __init__(self, scale, nu):
+        self.scale, self.nu = float(scale), float(nu)
+
+    def tree_flatten(self):
+        return (), (self.scale, self.nu)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*aux)
+
+    def inner(self, a, b, mean, params, design):
+        weight = (self.nu + 1.0) / ((self.nu + 3.0) * self.scale**2)
+        return weight * (a.T @ b)
+
+    def whiten(self, x, mean, params, design):
+        return x * jnp.sqrt((self.nu + 1.0) / ((self.nu + 3.0) * self.scale**2))
+
+    def log_likelihood(self, data, mean, params, design):
+        z = (jnp.asarray(data) - mean).reshape(-1) / self.scale
+        return jnp.sum(-0.5 * (self.nu + 1.0) * jnp.log1p(z**2 / self.nu)) - z.size * jnp.log(
+            self.scale
+        )
+
+    def simulate(self, key, mean, params, design):
+        return mean + self.scale * jax.random.t(key, self.nu, mean.shape, dtype=mean.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    make: object  # () -> noise model
+    model: object = decay
+    extra: dict = dataclasses.field(default_factory=dict)  # noise parameters in the fiducial
+    complex_output: bool = False
+
+
+NOISE_CASES = {
+    "gaussian-sigma": Case(lambda: ff.Gaussian(sigma=0.5)),
+    "gaussian-cov": Case(lambda: ff.Gaussian(cov=0.25 * KERNEL)),
+    "gaussian-sigma-fn": Case(
+        lambda: ff.Gaussian(sigma=lambda p: p["s"] * jnp.ones(T.size)), extra={"s": 0.5}
+    ),
+    "gaussian-cov-fn": Case(
+        lambda: ff.Gaussian(cov=lambda p: p["s"] ** 2 * jnp.asarray(KERNEL)), extra={"s": 0.5}
+    ),
+    "poisson": Case(ff.Poisson),
+    "psd": Case(lambda: ff.PSD(2.0, 0.5), model=decay_complex, complex_output=True),
+    "student-t": Case(lambda: StudentT(0.5, 5.0)),
+}
+
+
+def numpy_model(case, p):
+    out = decay_np(p)
+    return out * (1.0 + 0.3j) if case.complex_output else out
+
+
+def fd_derivative(f, p, name, h_rel=1e-4):
+    """5-point central difference of f (a function of the parameter dict) along `name`."""
+    h = h_rel * max(abs(p[name]), 1.0)
+
+    def at(step):
+        q = dict(p)
+        q[name] = p[name] + step * h
+        return np.asarray(f(q))
+
+    return (-at(2) + 8 * at(1) - 8 * at(-1) + at(-2)) / (12 * h)
+
+
+def reference_fisher(case_id, fid):
+    """The textbook Fisher matrix, independent of the library (see the module docstring)."""
+    case = NOISE_CASES[case_id]
+    names = list(fid)
+    J = np.stack([fd_derivative(lambda q: numpy_model(case, q), fid, n) for n in names], axis=1)
+    if case_id == "poisson":
+        return J.T @ (J / decay_np(fid)[:, None])
+    if case_id == "psd":
+        return 4 * 0.5 / 2.0 * np.real(J.conj().T @ J)
+    if case_id == "student-t":
+        return (6.0 / (8.0 * 0.25)) * J.T @ J
+    s = fid.get("s", 0.5)
+    if case_id.startswith("gaussian-sigma"):
+
+        def cov(q):
+            return q.get("s", 0.5) ** 2 * np.eye(T.size)
+    else:
+
+        def cov(q):
+            return q.get("s", 0.5) ** 2 * KERNEL
+
+    C = cov(fid)
+    Ci = np.linalg.inv(C)
+    F = J.T @ Ci @ J
+    if case.extra:
+        dC = [fd_derivative(cov, fid, n) for n in names]
+        F = F + 0.5 * np.array([[np.trace(Ci @ a @ Ci @ b) for b in dC] for a in dC])
+    assert s > 0
+    return F
+
+
+def assert_fisher_close(actual, reference, rtol=1e-7):
+    """Relative agreement, with an absolute floor for entries that vanish exactly (finite
+    differences leave ~1e-11 of the largest entry there)."""
+    actual, reference = np.asarray(actual), np.asarray(reference)
+    np.testing.assert_allclose(actual, reference, rtol=rtol, atol=1e-9 * np.abs(reference).max())
+
+
+def experiment(case_id):
+    case = NOISE_CASES[case_id]
+    return ff.Experiment(case.model, case.make(), design=T, name=case_id)
+
+
+def fiducial(case_id):
+    return {**FID, **NOISE_CASES[case_id].extra}
+
+
+CASE_IDS = list(NOISE_CASES)
+
+
+def capability(case_id, what):
+    noise = NOISE_CASES[case_id].make()
+    if what == "fixed":
+        return noise.parameter_dependent is False
+    if what == "dali":
+        return noise.gaussian and noise.parameter_dependent is False
+    if what == "covariance":
+        with float64():
+            return (
+                not noise.parameter_dependent
+                and noise.covariance(jnp.zeros(T.size), {}, T) is not None
+            )
+    if what == "expected_deviance":
+        return noise.has_expected_deviance
+    raise AssertionError(what)
+
+
+# ---------------------------------------------------------------------------------------
+# Every noise model
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_contract_is_complete(case_id):
+    noise = NOISE_CASES[case_id].make()
+    assert isinstance(noise, ff.NoiseModel)
+    leaves, tree = jax.tree_util.tree_flatten(noise)
+    rebuilt = jax.tree_util.tree_unflatten(tree, leaves)
+    assert type(rebuilt) is type(noise)
+    assert noise.parameter_dependent in (True, False, None)
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_fisher_matches_textbook_information(case_id):
+    fid = fiducial(case_id)
+    F = ff.fisher(experiment(case_id), fid)
+    assert_fisher_close(F.matrix, reference_fisher(case_id, fid))
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_batch_equals_single_evaluations(case_id):
+    fid = fiducial(case_id)
+    fids = {n: np.array([v, 1.1 * v, 0.9 * v]) for n, v in fid.items()}
+    batch = ff.fisher_batch(experiment(case_id), fids, progress=False)
+    for i in range(3):
+        single = ff.fisher(experiment(case_id), {n: float(v[i]) for n, v in fids.items()})
+        np.testing.assert_allclose(batch.matrices[i], single.matrix, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_identifiability_sees_a_full_rank_model(case_id):
+    fid = fiducial(case_id)
+    report = ff.identifiability(experiment(case_id), fid, n_random=1)
+    assert report.rank == len(fid)
+    assert report.to_dict()["rank"] == len(fid)
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_profile_has_its_minimum_at_the_fiducial(case_id):
+    fid = fiducial(case_id)
+    prof = ff.profile_likelihood(experiment(case_id), fid, "A", n_grid=7)
+    assert prof.estimate == pytest.approx(fid["A"], rel=1e-6)
+    assert np.min(prof.delta) == pytest.approx(0.0, abs=1e-8)
+    assert np.all(np.asarray(prof.delta) >= -1e-8)
+
+
+@pytest.mark.parametrize("case_id", [c for c in CASE_IDS if capability(c, "fixed")])
+def test_bias_of_a_model_shaped_shift_is_the_shift(case_id):
+    """Δμ = J v moves the best fit by exactly v when F = Jᵀ W J (fixed noise)."""
+    fid = fiducial(case_id)
+    case = NOISE_CASES[case_id]
+    v = {"A": 1e-3, "k": -2e-4}
+    shifted = {n: fid[n] + v[n] for n in fid}
+    # J v by a central difference of the numpy model (linear in v to O(v³)).
+    minus = {n: fid[n] - v[n] for n in fid}
+    delta = 0.5 * (numpy_model(case, shifted) - numpy_model(case, minus))
+    shift = ff.bias(experiment(case_id), fid, delta)
+    for n in fid:
+        assert shift[n] == pytest.approx(v[n], rel=1e-5)
+
+
+@pytest.mark.parametrize("case_id", [c for c in CASE_IDS if capability(c, "expected_deviance")])
+def test_expected_deviance_curvature_is_the_fisher_matrix(case_id):
+    """½ ∂²E₀[−2 ln L]/∂θ² at the fiducial is the Fisher matrix (the information identity)."""
+    fid = fiducial(case_id)
+    exp = experiment(case_id)
+    names = list(fid)
+    with float64():
+        fid64 = {n: jnp.float64(v) for n, v in fid.items()}
+        mean0 = exp(fid64)
+
+        def deviance(theta):
+            params = dict(zip(names, theta, strict=True))
+            return exp.noise.expected_deviance(exp(params), mean0, params, fid64, T)
+
+        H = np.asarray(jax.hessian(deviance)(jnp.asarray([fid[n] for n in names])))
+    assert_fisher_close(0.5 * H, reference_fisher(case_id, fid))
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
+def test_simulated_data_scatter_as_the_noise_model_says(case_id):
+    fid = fiducial(case_id)
+    exp = experiment(case_id)
+    n = 4000
+    with float64():
+        params = {k: jnp.float64(v) for k, v in fid.items()}
+        mean = exp(params)
+        keys = jax.random.split(jax.random.PRNGKey(1), n)
+        draws = np.asarray(jax.vmap(lambda k: exp.noise.simulate(k, mean, params, T))(keys))
+    mean = np.asarray(mean)
+    if case_id == "poisson":
+        var = mean
+    elif case_id == "psd":
+        var = np.full(T.size, 2.0 / (4 * 0.5))  # per real and per imaginary part
+        draws = draws.real  # the imaginary part is checked the same way below
+    elif case_id == "student-t":
+        var = np.full(T.size, 0.25 * 5.0 / 3.0)
+    else:
+        var = np.full(T.size, 0.25) if "cov" not in case_id else 0.25 * np.diag(KERNEL)
+    mean_real = mean.real
+    z = (draws.mean(axis=0) - mean_real) / np.sqrt(var / n)
+    assert np.max(np.abs(z)) < 5.0
+    ratio = draws.var(axis=0) / var
+    assert np.all(np.abs(ratio - 1.0) < 0.12)
+
+
+@pytest.mark.parametrize("case_id", [c for c in CASE_IDS if capability(c, "dali")])
+def test_dali_fisher_term_equals_the_fisher_matrix(case_id):
+    fid = fiducial(case_id)
+    result = ff.dali(experiment(case_id), fid)
+    assert_fisher_close(result.tensors["F"], reference_fisher(case_id, fid))
+
+
+@pytest.mark.parametrize("case_id", [c for c in CASE_IDS if capability(c, "covariance")])
+def test_joint_experiment_without_cross_covariance_adds_information(case_id):
+    fid = fiducial(case_id)
+    joint = ff.JointExperiment([experiment(case_id), experiment(case_id)])
+    assert_fisher_close(ff.fisher(joint, fid).matrix, 2 * reference_fisher(case_id, fid))
+
+
+def test_undeclared_dependence_is_tested_numerically():
+    """A noise model that does not declare `parameter_dependent` and depends on a parameter
+    is caught by the profile likelihood's numerical test."""
+
+    class Scaled(StudentT):
+        parameter_dependent = None
+
+        def log_likelihood(self, data, mean, params, design):
+            z = (jnp.asarray(data) - mean).reshape(-1) / params["s"]
+            return jnp.sum(-3.0 * jnp.log1p(z**2 / 5.0)) - z.size * jnp.log(params["s"])
+
+    exp = ff.Experiment(decay, Scaled(0.5, 5.0), design=T)
+    with pytest.raises(ValueError, match="depends on the parameters"):
+        ff.profile_likelihood(exp, {**FID, "s": 0.5}, "A")
