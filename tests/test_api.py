@@ -115,9 +115,12 @@ ANALYSIS_MODULES = [
     "_dali",
     "plot",
     "_batch",
-    "_design",
-    "_design_optimize",
-    "_design_select",
+    "_design.criteria",
+    "_design.objective",
+    "_design.optimise",
+    "_design.select",
+    "_design.samples",
+    "_design.repair",
 ]
 
 

@@ -19,8 +19,10 @@ import pytest
 import scipy.optimize
 
 import fisherforecast as ff
-from fisherforecast import _design, _design_optimize, _design_select
-from fisherforecast._design import design_criterion, fom_criterion, sigma_criterion
+from fisherforecast._design import criteria, objective, optimise
+from fisherforecast._design import select as select_mod
+from fisherforecast._design.criteria import fom_criterion, sigma_criterion
+from fisherforecast._design.objective import design_criterion
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,7 +197,7 @@ def test_design_fisher_methods_match_fisher_matrix():
     names = ("w0", "wa", "h")
     ref = ff.FisherMatrix(M, names)
     with jax.enable_x64(True):
-        F = _design.DesignFisher(jnp.asarray(M), names)
+        F = criteria.DesignFisher(jnp.asarray(M), names)
         np.testing.assert_allclose(np.asarray(F.covariance()), ref.covariance(), rtol=1e-12)
         assert float(F.sigma("wa")) == pytest.approx(ref.sigma()["wa"], rel=1e-12)
         np.testing.assert_allclose(
@@ -331,7 +333,7 @@ def test_repeated_designs_do_not_recompile():
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
     sizes = [
         f._cache_size()
-        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
     ]
     ff.optimize_design(
         exp.replace(design=np.array([0.1, 7.5])),
@@ -342,7 +344,7 @@ def test_repeated_designs_do_not_recompile():
     )
     assert [
         f._cache_size()
-        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
     ] == sizes
 
 
@@ -622,7 +624,7 @@ def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
     # Padded pools: a new k on the same candidates reuses the compiled criterion.
     sizes = [
         f._cache_size()
-        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+        for f in (select_mod._losses_of_matrices, select_mod._relaxed_loss_and_grad)
     ]
     for k in (3, 4):
         other = ff.select_measurements(exp, fid, grid, k, "E")
@@ -632,7 +634,7 @@ def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
         assert other.criterion_value == pytest.approx(best, rel=1e-10)
     assert [
         f._cache_size()
-        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+        for f in (select_mod._losses_of_matrices, select_mod._relaxed_loss_and_grad)
     ] == sizes
 
 
@@ -665,8 +667,8 @@ def test_design_criterion_of_a_singular_design_is_the_worst_value():
         exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=t)
         for criterion, value in worst.items():
             assert design_criterion(exp, fid, criterion=criterion) == value, (t, criterion)
-            crit = _design._check_criterion(criterion, None, ("A", "k"))
-            assert _design._natural_numpy(ff.fisher(exp, fid).matrix, crit) == value
+            crit = criteria.check_criterion(criterion, None, ("A", "k"))
+            assert criteria.natural_numpy(ff.fisher(exp, fid).matrix, crit) == value
 
 
 def test_coinciding_start_points_are_separated(monkeypatch):
@@ -678,7 +680,7 @@ def test_coinciding_start_points_are_separated(monkeypatch):
     np.testing.assert_allclose(np.sort(res.design), [0.0, 2.0], atol=1e-7)
     # Without the nudge the start is stuck, and the error blames the optimiser, not the
     # model (other designs are identifiable).
-    monkeypatch.setattr(_design_optimize, "_separate_ties", lambda x, low, high: x)
+    monkeypatch.setattr(optimise, "_separate_ties", lambda x, low, high: x)
     with pytest.raises(ff.SingularFisherError, match="no start reached a non-singular design"):
         ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=1)
 
