@@ -47,17 +47,6 @@ RIDGE = 1e-10
 # =======================================================================================
 # The Fisher matrix a user criterion sees
 # =======================================================================================
-class ImmutableResult:
-    """Base of the design results: fields given once at construction, read-only after."""
-
-    def __init__(self, **fields):
-        for k, v in fields.items():
-            object.__setattr__(self, k, v)
-
-    def __setattr__(self, key, value):
-        raise AttributeError(f"{type(self).__name__} is immutable.")
-
-
 class DesignFisher:
     """The Fisher matrix handed to a user design criterion: a JAX array with names.
 

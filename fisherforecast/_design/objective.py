@@ -27,25 +27,25 @@ __all__ = ["design_criterion"]
 _FIRST_STEP = 0.1
 
 
-def fisher_of_x(x, dyn, spec):
+def fisher_of_x(x, arrays, spec):
     """Total (scaled) Fisher matrix, prior included, of the design with free entries x."""
-    designs = designs_from_x(x, dyn, spec)
-    F = jnp.asarray(dyn["prior"])
-    for exp, design in zip(dyn["experiments"], designs, strict=True):
+    designs = designs_from_x(x, arrays, spec)
+    F = jnp.asarray(arrays.prior)
+    for exp, design in zip(arrays.experiments, designs, strict=True):
         F = F + fisher_information(
-            exp.replace(design=design), dyn["fid"], spec.crit.names, spec.mode
+            exp.replace(design=design), arrays.fiducial, spec.crit.names, spec.mode
         )
-    s = jnp.asarray(dyn["scale"])
+    s = jnp.asarray(arrays.scale)
     return F * jnp.outer(s, s)
 
 
-def _raw_loss(x, dyn, spec):
-    return loss_from_matrix(fisher_of_x(x, dyn, spec), spec.crit, spec.ridge)
+def _raw_loss(x, arrays, spec):
+    return loss_from_matrix(fisher_of_x(x, arrays, spec), spec.crit, spec.ridge)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _loss_x(x, dyn, spec):
-    return _raw_loss(x, dyn, spec)
+def _loss_x(x, arrays, spec):
+    return _raw_loss(x, arrays, spec)
 
 
 @_loss_x.defjvp
@@ -53,22 +53,22 @@ def _loss_x_jvp(spec, primals, tangents):
     # The gradient is computed here in the mode the user chose and contracted with the
     # tangent, so that reverse-mode callers (optimistix, jax.grad) never reverse-differentiate
     # through the model: ODE models built for forward-mode autodiff keep working.
-    x, dyn = primals
+    x, arrays = primals
     x_dot = tangents[0]
     if spec.gradient == "forward":
-        grad, value = jax.jacfwd(lambda z: (_raw_loss(z, dyn, spec),) * 2, has_aux=True)(x)
+        grad, value = jax.jacfwd(lambda z: (_raw_loss(z, arrays, spec),) * 2, has_aux=True)(x)
     else:
-        value, grad = jax.value_and_grad(_raw_loss)(x, dyn, spec)
+        value, grad = jax.value_and_grad(_raw_loss)(x, arrays, spec)
     return value, jnp.dot(grad, x_dot, precision=HIGHEST)
 
 
-def _natural_x(x, dyn, spec):
-    return natural_from_matrix(fisher_of_x(x, dyn, spec), spec.crit)
+def _natural_x(x, arrays, spec):
+    return natural_from_matrix(fisher_of_x(x, arrays, spec), spec.crit)
 
 
 # ----- jitted entry points (module level: compiled once per problem shape) -------------
 @partial(jax.jit, static_argnames=("spec", "max_steps", "rtol", "batch_size"))
-def multistart(u0s, dyn, spec, max_steps, rtol, batch_size=None):
+def multistart(u0s, arrays, spec, max_steps, rtol, batch_size=None):
     """Batched BFGS from every start; returns end points, loss, criterion, converged.
 
     ``batch_size=None`` runs every start under one ``vmap``; an integer runs them in
@@ -81,12 +81,12 @@ def multistart(u0s, dyn, spec, max_steps, rtol, batch_size=None):
 
     solver = optx.BFGS(rtol=rtol, atol=rtol)
 
-    def objective(u, dyn):
-        return _loss_x(x_from_u(u, dyn, spec), dyn, spec)
+    def objective(u, arrays):
+        return _loss_x(x_from_u(u, arrays, spec), arrays, spec)
 
     def scaled(u, args):
-        dyn, scale = args
-        return objective(u, dyn) / scale
+        arrays, scale = args
+        return objective(u, arrays) / scale
 
     def one(u0):
         # BFGS starts from an identity Hessian, so its first step is the raw gradient and
@@ -95,11 +95,13 @@ def multistart(u0s, dyn, spec, max_steps, rtol, batch_size=None):
         # u (a few per cent of the range): every start is a genuinely local optimisation,
         # and the multistart, not a lucky jump, finds the global optimum. The BFGS updates
         # learn the curvature from there.
-        gmax = jnp.max(jnp.abs(jax.grad(objective)(u0, dyn)))
+        gmax = jnp.max(jnp.abs(jax.grad(objective)(u0, arrays)))
         scale = jnp.where(jnp.isfinite(gmax) & (gmax > 0), gmax / _FIRST_STEP, 1.0)
-        sol = optx.minimise(scaled, solver, u0, args=(dyn, scale), max_steps=max_steps, throw=False)
-        x = x_from_u(sol.value, dyn, spec)
-        F = fisher_of_x(x, dyn, spec)
+        sol = optx.minimise(
+            scaled, solver, u0, args=(arrays, scale), max_steps=max_steps, throw=False
+        )
+        x = x_from_u(sol.value, arrays, spec)
+        F = fisher_of_x(x, arrays, spec)
         return (
             x,
             loss_from_matrix(F, spec.crit, spec.ridge),
@@ -113,21 +115,21 @@ def multistart(u0s, dyn, spec, max_steps, rtol, batch_size=None):
 
 
 @partial(jax.jit, static_argnames=("spec",))
-def loss_and_grad(x, dyn, spec):
-    return jax.value_and_grad(_loss_x)(x, dyn, spec)
+def loss_and_grad(x, arrays, spec):
+    return jax.value_and_grad(_loss_x)(x, arrays, spec)
 
 
 @partial(jax.jit, static_argnames=("spec",))
-def natural_batch(xs, dyn, spec):
-    return jax.vmap(lambda x: _natural_x(x, dyn, spec))(xs)
+def natural_batch(xs, arrays, spec):
+    return jax.vmap(lambda x: _natural_x(x, arrays, spec))(xs)
 
 
 @partial(jax.jit, static_argnames=("spec",))
-def natural_and_grad(x, dyn, spec):
+def natural_and_grad(x, arrays, spec):
     if spec.gradient == "forward":
-        grad, value = jax.jacfwd(lambda z: (_natural_x(z, dyn, spec),) * 2, has_aux=True)(x)
+        grad, value = jax.jacfwd(lambda z: (_natural_x(z, arrays, spec),) * 2, has_aux=True)(x)
         return value, grad
-    return jax.value_and_grad(_natural_x)(x, dyn, spec)
+    return jax.value_and_grad(_natural_x)(x, arrays, spec)
 
 
 # =======================================================================================
@@ -180,7 +182,7 @@ def design_criterion(
             f"`gradient_mode` must be 'forward' or 'reverse'; received {gradient_mode!r}."
         )
     with float64():
-        spec, dyn, x0 = build_problem(
+        spec, arrays, x0 = build_problem(
             experiments,
             joint,
             fid,
@@ -195,13 +197,13 @@ def design_criterion(
             None,
         )
         if not gradient:
-            return float(natural_batch(jnp.asarray(x0[None, :]), dyn, spec)[0])
-        value, grad_x = natural_and_grad(jnp.asarray(x0), dyn, spec)
+            return float(natural_batch(jnp.asarray(x0[None, :]), arrays, spec)[0])
+        value, grad_x = natural_and_grad(jnp.asarray(x0), arrays, spec)
         value = float(value)
         grad_x = np.asarray(grad_x, dtype=np.float64)
     # Scatter the gradient back onto the design's structure.
     flat = np.zeros(spec.n_flat)
-    flat[dyn["free"]] = grad_x
+    flat[arrays.free] = grad_x
     leaves = []
     for shape, offset in spec.leaves:
         if offset < 0:

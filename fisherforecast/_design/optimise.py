@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
-from .._errors import FisherError, SingularFisherError, quote
+from .._errors import FisherError, InputError, SingularFisherError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
 from .._x64 import float64
@@ -147,12 +148,12 @@ def optimize_design(
         experiment, fiducial, params, criterion, maximize, prior, relative, mode
     )
     if bounds is None:
-        raise ValueError(
+        raise InputError(
             "`bounds` is required: give (low, high) for every design entry, or "
             "a pytree of (low, high) pairs with the design's structure."
         )
     if gradient not in ("forward", "reverse"):
-        raise ValueError(f"`gradient` must be 'forward' or 'reverse'; received {gradient!r}.")
+        raise InputError(f"`gradient` must be 'forward' or 'reverse'; received {gradient!r}.")
     n_starts = check_int(n_starts, "n_starts", 1)
     n_polish = check_int(n_polish, "n_polish", 0)
     max_steps = check_int(max_steps, "max_steps", 1)
@@ -162,7 +163,7 @@ def optimize_design(
     rtol = _check_rtol(rtol)
 
     with float64():
-        spec, dyn, x_init = build_problem(
+        problem = build_problem(
             experiments,
             joint,
             fid,
@@ -176,72 +177,29 @@ def optimize_design(
             fixed,
             constraints,
         )
-        x_start = _separate_ties(np.clip(x_init, dyn["low"], dyn["high"]), dyn["low"], dyn["high"])
-        starts = np.concatenate([x_start[None, :], random_x(rng, n_starts - 1, dyn, spec)])
-        u0s = np.stack([u_from_x(x, dyn, spec) for x in starts])
-        xs, losses, all_values, converged = multistart(
-            jnp.asarray(u0s), dyn, spec, max_steps, float(rtol), batch_size
-        )
-        xs = np.asarray(xs, dtype=np.float64)
-        losses = np.asarray(losses, dtype=np.float64)
-        all_values = np.asarray(all_values, dtype=np.float64)
-        converged = np.asarray(converged, dtype=bool)
-        losses = np.where(np.isfinite(losses), losses, np.inf)
-
-        # Polish the best distinct end points in the bounded variables.
-        order = np.argsort(losses)
-        chosen = []
-        span = np.where(np.isfinite(dyn["high"] - dyn["low"]), dyn["high"] - dyn["low"], 1.0)
-        for i in order:
-            if not np.isfinite(losses[i]) or len(chosen) >= max(n_polish, 1):
-                break
-            if all(np.max(np.abs(xs[i] - xs[j]) / span) > 1e-6 for j in chosen):
-                chosen.append(i)
+        run = _run_starts(problem, rng, n_starts, max_steps, rtol, batch_size)
+        chosen = _distinct_best(run, problem.arrays, n_polish)
         if not chosen:
-            _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit)
+            _raise_if_criterion_nan(experiments, fid, names, mode, problem.arrays, crit)
             raise FisherError(
                 "every start of the design optimisation failed (non-finite criterion). "
                 "Check that the model is finite and differentiable over the whole `bounds` "
                 "(e.g. an ODE solve failing for some times) and that the design can "
                 "constrain the parameters (ff.repair_identifiability)."
             )
-        best_x, best_loss = xs[chosen[0]], losses[chosen[0]]
-        n_polished = 0
-        if n_polish > 0:
-            for i in chosen:
-                x_p, loss_p = _polish(xs[i], dyn, spec)
-                n_polished += 1
-                if np.isfinite(loss_p) and loss_p < best_loss:
-                    best_x, best_loss = x_p, loss_p
-        designs_opt = jax.tree_util.tree_map(
-            lambda v: np.asarray(v, dtype=np.asarray(v).dtype),
-            designs_from_x(jnp.asarray(best_x), dyn, spec),
-        )
+        best_x, n_polished = _polish_best(run, chosen, problem, n_polish)
+        designs_opt = designs_from_x(jnp.asarray(best_x), problem.arrays, problem.spec)
 
     designs_opt = [jax.tree_util.tree_map(np.asarray, d) for d in designs_opt]
     exps_opt = [e.replace(design=d) for e, d in zip(experiments, designs_opt, strict=True)]
     F_opt = fisher(exps_opt, fid, params=names, mode=mode)
-    prior_m = dyn["prior"]
-    S2 = np.outer(dyn["scale"], dyn["scale"])
-    total = FisherMatrix(F_opt.matrix + prior_m, names, fiducial=F_opt.fiducial, name=F_opt.name)
+    total = _plus_prior(F_opt, problem.arrays.prior)
     if singular_numpy(total.matrix):
-        _raise_singular(total, crit, xs, spec, dyn)
+        _raise_singular(total, crit, run.xs, problem.spec, problem.arrays)
+    S2 = np.outer(problem.arrays.scale, problem.arrays.scale)
     best_value = natural_numpy(total.matrix * S2, crit)
-    try:
-        F_init = fisher(experiments, fid, params=names, mode=mode)
-        total_init = FisherMatrix(
-            F_init.matrix + prior_m, names, fiducial=F_init.fiducial, name=F_init.name
-        )
-        init_value = natural_numpy(total_init.matrix * S2, crit)
-    except FisherError:  # e.g. a model that is NaN at the initial design: nothing to compare
-        F_init = total_init = None
-        init_value = math.nan
-    gain = best_value - init_value if crit.maximize else init_value - best_value
-    efficiency = None
-    if crit.kind == "D" and not math.isnan(init_value):
-        efficiency = float(math.exp((init_value - best_value) / len(names)))
-    elif crit.kind == "A" and not math.isnan(init_value):
-        efficiency = abs(float(best_value / init_value)) if np.isfinite(init_value) else 0.0
+    initial = _initial_figures(experiments, fid, names, mode, problem.arrays, crit)
+    gain, efficiency = _gain_and_efficiency(best_value, initial.value, crit, len(names))
     initial_designs = [e.design for e in experiments]
     return DesignResult(
         design=designs_opt if joint else designs_opt[0],
@@ -252,25 +210,117 @@ def optimize_design(
         fisher=F_opt,
         total_fisher=total,
         initial_design=initial_designs if joint else initial_designs[0],
-        initial_value=init_value,
-        initial_fisher=F_init,
-        initial_total_fisher=total_init,
-        gain=float(gain),
+        initial_value=initial.value,
+        initial_fisher=initial.fisher,
+        initial_total_fisher=initial.total_fisher,
+        initial_error=initial.error,
+        gain=gain,
         efficiency=efficiency,
-        all_starts=all_values,
-        converged=converged,
+        all_starts=run.values,
+        converged=run.converged,
         n_polished=n_polished,
         joint=joint,
         _crit=crit,
-        _plot={
-            "spec": spec,
-            "dyn": dyn,
-            "x": best_x,
-            "low": dyn["low"],
-            "high": dyn["high"],
-            "fid": fid,
-        },
+        _problem=problem,
+        _x=best_x,
     )
+
+
+class _Run(NamedTuple):
+    """End points of the batched multistart (numpy)."""
+
+    xs: np.ndarray  # (n_starts, n_free)
+    losses: np.ndarray  # objective to minimise, inf where a start failed
+    values: np.ndarray  # the criterion as defined (NaN where a start failed)
+    converged: np.ndarray
+
+
+def _run_starts(problem, rng, n_starts, max_steps, rtol, batch_size) -> _Run:
+    """Start 0 at the initial design (ties separated), the others random and feasible."""
+    spec, arrays = problem.spec, problem.arrays
+    x_start = _separate_ties(np.clip(problem.x0, arrays.low, arrays.high), arrays.low, arrays.high)
+    starts = np.concatenate([x_start[None, :], random_x(rng, n_starts - 1, arrays, spec)])
+    u0s = np.stack([u_from_x(x, arrays, spec) for x in starts])
+    xs, losses, values, converged = multistart(
+        jnp.asarray(u0s), arrays, spec, max_steps, float(rtol), batch_size
+    )
+    losses = np.asarray(losses, dtype=np.float64)
+    return _Run(
+        xs=np.asarray(xs, dtype=np.float64),
+        losses=np.where(np.isfinite(losses), losses, np.inf),
+        values=np.asarray(values, dtype=np.float64),
+        converged=np.asarray(converged, dtype=bool),
+    )
+
+
+def _distinct_best(run: _Run, arrays, n_polish) -> list[int]:
+    """The starts with the lowest finite losses, distinct end points only (at most
+    ``max(n_polish, 1)``)."""
+    chosen = []
+    span = np.where(np.isfinite(arrays.high - arrays.low), arrays.high - arrays.low, 1.0)
+    for i in np.argsort(run.losses):
+        if not np.isfinite(run.losses[i]) or len(chosen) >= max(n_polish, 1):
+            break
+        if all(np.max(np.abs(run.xs[i] - run.xs[j]) / span) > 1e-6 for j in chosen):
+            chosen.append(int(i))
+    return chosen
+
+
+def _polish_best(run: _Run, chosen, problem, n_polish):
+    """Polish the chosen end points in the bounded variables; the best and how many."""
+    best_x, best_loss = run.xs[chosen[0]], run.losses[chosen[0]]
+    n_polished = 0
+    if n_polish > 0:
+        for i in chosen:
+            x_p, loss_p = _polish(run.xs[i], problem.arrays, problem.spec)
+            n_polished += 1
+            if np.isfinite(loss_p) and loss_p < best_loss:
+                best_x, best_loss = x_p, loss_p
+    return best_x, n_polished
+
+
+def _plus_prior(F: FisherMatrix, prior_matrix) -> FisherMatrix:
+    return FisherMatrix(F.matrix + prior_matrix, F.names, fiducial=F.fiducial, name=F.name)
+
+
+class _Initial(NamedTuple):
+    """The initial design's figures, or why they are unavailable."""
+
+    value: float
+    fisher: FisherMatrix | None
+    total_fisher: FisherMatrix | None
+    error: str | None
+
+
+def _initial_figures(experiments, fid, names, mode, arrays, crit) -> _Initial:
+    """The criterion at the initial design, for the reported gain.
+
+    The optimum is already found when this runs: whatever fails here (a model or noise
+    model invalid at the initial design, e.g. Poisson counts <= 0; an ODE solver error; a
+    criterion that raises) must not discard it. The figure is then reported as unavailable
+    (NaN) with the reason.
+    """
+    try:
+        F_init = fisher(experiments, fid, params=names, mode=mode)
+        total_init = _plus_prior(F_init, arrays.prior)
+        value = natural_numpy(total_init.matrix * np.outer(arrays.scale, arrays.scale), crit)
+    except Exception as exc:  # any failure here only loses the comparison
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return _Initial(math.nan, None, None, reason)
+    return _Initial(float(value), F_init, total_init, None)
+
+
+def _gain_and_efficiency(best_value, init_value, crit, n_params):
+    """Improvement over the initial design (NaN when unavailable) and, for "D" and "A",
+    the initial design's efficiency (None when unavailable)."""
+    gain = best_value - init_value if crit.maximize else init_value - best_value
+    if math.isnan(init_value):
+        return float(gain), None
+    if crit.kind == "D":
+        return float(gain), float(math.exp((init_value - best_value) / n_params))
+    if crit.kind == "A":
+        return float(gain), abs(float(best_value / init_value)) if np.isfinite(init_value) else 0.0
+    return float(gain), None
 
 
 def _check_seed(seed):
@@ -335,13 +385,13 @@ def _separate_ties(x, low, high):
     return np.clip(out, low, high)
 
 
-def _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit):
+def _raise_if_criterion_nan(experiments, fid, names, mode, arrays, crit):
     """Every start failed: say so if the criterion, not the model, is NaN."""
     try:
         F = fisher(experiments, fid, params=names, mode=mode).matrix
-    except FisherError:
+    except Exception:  # a diagnostic only: the caller raises its own error next
         return
-    total = (np.asarray(F) + dyn["prior"]) * np.outer(dyn["scale"], dyn["scale"])
+    total = (np.asarray(F) + arrays.prior) * np.outer(arrays.scale, arrays.scale)
     if not np.all(np.isfinite(total)):
         return
     try:
@@ -362,16 +412,16 @@ def _raise_if_criterion_nan(experiments, fid, names, mode, dyn, crit):
 _N_PROBES = 16
 
 
-def _raise_singular(total, crit, xs, spec, dyn):
+def _raise_singular(total, crit, xs, spec, arrays):
     """The optimised design is singular: say whether other designs would not be."""
     identifiable_elsewhere = False
     with float64():
         probe_spec = dataclasses.replace(spec, crit=Criterion("D", True, spec.crit.names))
         probes = np.concatenate(
-            [xs, random_x(np.random.default_rng(20240607), _N_PROBES, dyn, spec)]
+            [xs, random_x(np.random.default_rng(20240607), _N_PROBES, arrays, spec)]
         )
         try:
-            logdets = np.asarray(natural_batch(jnp.asarray(probes), dyn, probe_spec))
+            logdets = np.asarray(natural_batch(jnp.asarray(probes), arrays, probe_spec))
             identifiable_elsewhere = bool(np.any(np.isfinite(logdets)))
         except (ValueError, TypeError, FloatingPointError):
             pass
@@ -398,19 +448,19 @@ def _raise_singular(total, crit, xs, spec, dyn):
     raise SingularFisherError(message, directions=directions, names=names)
 
 
-def _polish(x0, dyn, spec):
+def _polish(x0, arrays, spec):
     """Local polish in the bounded variables with scipy, using the JAX gradient."""
     import scipy.optimize
 
     def fun(x):
-        value, grad = loss_and_grad(jnp.asarray(x), dyn, spec)
+        value, grad = loss_and_grad(jnp.asarray(x), arrays, spec)
         value = float(value)
         grad = np.asarray(grad, dtype=np.float64)
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
             return np.inf, np.zeros_like(grad)
         return value, grad
 
-    bounds = list(zip(dyn["low"], dyn["high"], strict=True))
+    bounds = list(zip(arrays.low, arrays.high, strict=True))
     try:
         if spec.ordered:
             rows, rhs = [], []
@@ -432,7 +482,7 @@ def _polish(x0, dyn, spec):
                 constraints=cons,
                 options={"maxiter": 500, "ftol": 1e-14},
             )
-            x = np.clip(res.x, dyn["low"], dyn["high"])
+            x = np.clip(res.x, arrays.low, arrays.high)
             if np.any(A @ x - b < -1e-9 * (1 + np.abs(b))):
                 return x0, np.inf
         else:
@@ -444,7 +494,7 @@ def _polish(x0, dyn, spec):
                 bounds=bounds,
                 options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-12},
             )
-            x = np.clip(res.x, dyn["low"], dyn["high"])
+            x = np.clip(res.x, arrays.low, arrays.high)
     except (ValueError, FloatingPointError):
         return x0, np.inf
     value, _ = fun(x)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._checks import as_experiments, check_fiducial, check_mode, check_names
-from .._errors import ParameterError, quote
+from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._matrix import FisherMatrix
 from .criteria import RIDGE, Criterion, check_criterion
@@ -98,8 +98,36 @@ def _per_leaf(prefix, full, what, is_leaf=None):
     return out
 
 
-def _is_float_leaf(leaf) -> bool:
-    return np.issubdtype(np.asarray(leaf).dtype, np.floating)
+class DesignArrays(NamedTuple):
+    """The arrays of a design problem: the dynamic (traced) argument of every compiled
+    design function, next to the static :class:`Spec`. Immutable, and a pytree."""
+
+    experiments: tuple  # the experiments, designs still the initial ones
+    fiducial: dict  # name -> numpy float64
+    prior: np.ndarray  # (P, P), aligned to the varied parameters (zeros without a prior)
+    scale: np.ndarray  # (P,): ones, or |fiducial| for relative=True
+    base: np.ndarray  # every float design entry, flattened (initial values)
+    free: np.ndarray  # int32 indices of the free entries into `base`
+    low: np.ndarray  # per free entry (-inf without bounds)
+    high: np.ndarray
+    nonfloat: tuple  # the non-float design leaves, held as they are
+
+
+class DesignProblem(NamedTuple):
+    """A checked design problem: ``spec`` (static), ``arrays`` (dynamic) and ``x0``, the
+    free entries of the initial design."""
+
+    spec: Spec
+    arrays: DesignArrays
+    x0: np.ndarray
+
+
+class _Leaf(NamedTuple):
+    """One float design leaf, flattened: its initial values and free entries."""
+
+    leaf: np.ndarray
+    start: int  # first index of its free entries in the free vector
+    free: np.ndarray  # indices of its free entries within the leaf
 
 
 def build_problem(
@@ -115,170 +143,178 @@ def build_problem(
     bounds,
     fixed,
     constraints,
-):
+) -> DesignProblem:
+    """Check `bounds`, `fixed` and `constraints` against the designs of `experiments`.
+
+    Returns a :class:`DesignProblem`; raises a clear error naming the argument at fault.
+    """
     designs = [e.design for e in experiments]
-    leaves, treedef = jax.tree_util.tree_flatten(designs)
+    leaves = jax.tree_util.tree_leaves(designs)
     if not leaves:
-        raise ValueError(
+        raise InputError(
             "the experiment has no design to optimise: give it one, e.g. "
             "ff.Experiment(model, noise, design=initial_times)."
         )
+    treedef = jax.tree_util.tree_structure(designs)
     leaves = [np.asarray(v) for v in leaves]
+    masks = _fixed_masks(fixed, designs, leaves, joint)
+    pairs = _bound_pairs(bounds, designs, leaves, joint)
 
-    # ----- fixed mask ------------------------------------------------------------------
+    info, base, nonfloat, frees, lows, highs, blocks = [], [], [], [], [], [], []
+    offset = n_free = 0
+    for leaf, mask, pair in zip(leaves, masks, pairs, strict=True):
+        if not np.issubdtype(leaf.dtype, np.floating):
+            info.append((leaf.shape, -1))
+            nonfloat.append(leaf)
+            continue
+        info.append((leaf.shape, offset))
+        values = leaf.astype(np.float64).reshape(-1)
+        free_here = np.nonzero(~mask.reshape(-1))[0]
+        low, high = _leaf_bounds(pair, leaf, values, free_here, bounds is not None)
+        base.append(values)
+        frees.append(offset + free_here)
+        blocks.append(_Leaf(leaf, n_free, free_here))
+        lows.append(low)
+        highs.append(high)
+        offset += values.size
+        n_free += free_here.size
+    if n_free == 0:
+        raise InputError(
+            "every design entry is fixed (or not a float): nothing to optimise. Check `fixed`."
+        )
+    free = np.concatenate(frees)
+    low, high = np.concatenate(lows), np.concatenate(highs)
+    spec = Spec(
+        crit=crit,
+        treedef=treedef,
+        leaves=tuple(info),
+        n_flat=offset,
+        ordered=_ordered_blocks(_check_constraints(constraints), blocks, low, high),
+        mode=mode,
+        gradient=gradient,
+    )
+    arrays = DesignArrays(
+        experiments=tuple(experiments),
+        fiducial={k: np.float64(v) for k, v in fid.items()},
+        prior=align_prior(prior, names),
+        scale=scale_vector(fid, names, relative),
+        base=np.concatenate(base),
+        free=free.astype(np.int32),
+        low=low,
+        high=high,
+        nonfloat=tuple(nonfloat),
+    )
+    return DesignProblem(spec, arrays, arrays.base[free])
+
+
+def _fixed_masks(fixed, designs, leaves, joint) -> list[np.ndarray]:
+    """One boolean mask per design leaf (True = held fixed)."""
     if fixed is None:
-        fixed_leaves = [False] * len(leaves)
-    else:
-        if (
-            not joint
-            and len(leaves) == 1
-            and isinstance(fixed, list | tuple)
-            and all(isinstance(v, bool | np.bool_) for v in fixed)
-        ):
-            # A plain list of booleans for a single design array is that array's mask.
-            fixed = np.asarray(fixed, dtype=bool)
-        prefix = fixed if joint else [fixed]
-        fixed_leaves = _per_leaf(prefix, designs, "fixed")
+        return [np.zeros(leaf.shape, dtype=bool) for leaf in leaves]
+    if (
+        not joint
+        and len(leaves) == 1
+        and isinstance(fixed, list | tuple)
+        and all(isinstance(v, bool | np.bool_) for v in fixed)
+    ):
+        # A plain list of booleans for a single design array is that array's mask.
+        fixed = np.asarray(fixed, dtype=bool)
     masks = []
-    for leaf, f in zip(leaves, fixed_leaves, strict=True):
+    for leaf, f in zip(
+        leaves, _per_leaf(fixed if joint else [fixed], designs, "fixed"), strict=True
+    ):
         f = np.asarray(f)
         if f.dtype != np.bool_:
             raise TypeError(f"`fixed` must hold booleans (True = held fixed); received {quote(f)}.")
         try:
             masks.append(np.broadcast_to(f, leaf.shape))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"`fixed` has an entry of shape {f.shape} for a design leaf of shape {leaf.shape}."
             ) from None
+    return masks
 
-    # ----- bounds ----------------------------------------------------------------------
+
+def _bound_pairs(bounds, designs, leaves, joint) -> list:
+    """One ``(low, high)`` entry per design leaf."""
     if bounds is None:
-        bound_leaves = [(-np.inf, np.inf)] * len(leaves)
-    elif _is_pair(bounds):
-        bound_leaves = [tuple(bounds)] * len(leaves)
-    else:
-        prefix = bounds if joint else [bounds]
-        bound_leaves = _per_leaf(prefix, designs, "bounds", is_leaf=_is_pair)
+        return [(-np.inf, np.inf)] * len(leaves)
+    if _is_pair(bounds):
+        return [tuple(bounds)] * len(leaves)
+    return _per_leaf(bounds if joint else [bounds], designs, "bounds", is_leaf=_is_pair)
 
-    # ----- flat vector of float leaves, free entries -------------------------------------
-    info, base, free, lows, highs, nonfloat = [], [], [], [], [], []
-    offset = 0
-    free_ranges = []
-    for i, (leaf, mask, pair) in enumerate(zip(leaves, masks, bound_leaves, strict=True)):
-        if not _is_float_leaf(leaf):
-            info.append((leaf.shape, -1))
-            nonfloat.append(leaf)
-            continue
-        info.append((leaf.shape, offset))
-        values = leaf.astype(np.float64).reshape(-1)
-        base.append(values)
-        free_here = np.nonzero(~mask.reshape(-1))[0]
-        start = sum(len(f) for f in free)
-        free.append(offset + free_here)
-        free_ranges.append((i, start, start + len(free_here), leaf, free_here))
-        if len(free_here) and bounds is not None:
-            if not _is_pair(pair):
-                raise ValueError(
-                    f"`bounds` entries must be (low, high) pairs; received {quote(pair)}."
-                )
-            try:
-                low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64), leaf.shape).reshape(-1)
-                high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64), leaf.shape).reshape(
-                    -1
-                )
-            except ValueError:
-                raise ValueError(
-                    f"`bounds` (low, high) of shapes {np.shape(pair[0])} and "
-                    f"{np.shape(pair[1])} do not broadcast to the design array of shape "
-                    f"{leaf.shape}; received {quote(pair)}. Give scalars, or arrays with "
-                    "one entry per design entry."
-                ) from None
-            low, high = low[free_here], high[free_here]
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise ValueError(f"`bounds` must be finite; received {quote(pair)}.")
-            if np.any(low >= high):
-                raise ValueError(
-                    f"`bounds` need low < high for every free design entry; received {quote(pair)}."
-                )
-            current = values[free_here]
-            outside = (current < low) | (current > high)
-            if np.any(outside):
-                # The gain and efficiency are quoted against the initial design: it must be
-                # a feasible one.
-                raise ValueError(
-                    f"the initial `design` has entries outside `bounds` {quote(pair)}: "
-                    f"{current[outside][:5].tolist()} at positions "
-                    f"{free_here[outside][:5].tolist()}. Start from a design inside the "
-                    "bounds (e.g. exp.replace(design=...)), or widen `bounds`."
-                )
-        else:
-            low = np.full(len(free_here), -np.inf)
-            high = np.full(len(free_here), np.inf)
-        lows.append(low)
-        highs.append(high)
-        offset += values.size
-    free_idx = np.concatenate(free) if free else np.zeros(0, int)
-    if free_idx.size == 0:
-        raise ValueError(
-            "every design entry is fixed (or not a float): nothing to optimise. Check `fixed`."
+
+def _leaf_bounds(pair, leaf, values, free_here, bounded):
+    """``(low, high)`` of the free entries of one float leaf, checked."""
+    if not (free_here.size and bounded):
+        return np.full(free_here.size, -np.inf), np.full(free_here.size, np.inf)
+    if not _is_pair(pair):
+        raise InputError(f"`bounds` entries must be (low, high) pairs; received {quote(pair)}.")
+    try:
+        low = np.broadcast_to(np.asarray(pair[0], dtype=np.float64), leaf.shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(pair[1], dtype=np.float64), leaf.shape).reshape(-1)
+    except ValueError:
+        raise InputError(
+            f"`bounds` (low, high) of shapes {np.shape(pair[0])} and {np.shape(pair[1])} do "
+            f"not broadcast to the design array of shape {leaf.shape}; received {quote(pair)}. "
+            "Give scalars, or arrays with one entry per design entry."
+        ) from None
+    low, high = low[free_here], high[free_here]
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise InputError(f"`bounds` must be finite; received {quote(pair)}.")
+    if np.any(low >= high):
+        raise InputError(
+            f"`bounds` need low < high for every free design entry; received {quote(pair)}."
         )
-    low = np.concatenate(lows)
-    high = np.concatenate(highs)
+    current = values[free_here]
+    outside = (current < low) | (current > high)
+    if np.any(outside):
+        # The gain and efficiency are quoted against the initial design: it must be a
+        # feasible one.
+        raise InputError(
+            f"the initial `design` has entries outside `bounds` {quote(pair)}: "
+            f"{current[outside][:5].tolist()} at positions "
+            f"{free_here[outside][:5].tolist()}. Start from a design inside the "
+            "bounds (e.g. exp.replace(design=...)), or widen `bounds`."
+        )
+    return low, high
 
-    # ----- constraints -----------------------------------------------------------------
-    spacing = _check_constraints(constraints)
+
+def _ordered_blocks(spacing, blocks, low, high) -> tuple:
+    """``((start, stop, spacing), ...)`` in free coordinates: the 1-D design arrays kept
+    sorted (and ``spacing`` apart) by `constraints`."""
+    if spacing is None:
+        return ()
     ordered = []
-    if spacing is not None:
-        for _i, start, stop, leaf, free_here in free_ranges:
-            if leaf.ndim != 1 or leaf.size < 2 or len(free_here) == 0:
-                continue
-            if len(free_here) != leaf.size:
-                raise ValueError(
-                    "`constraints` (ordering / min_spacing) need every entry of "
-                    "a 1-D design array free; this one has fixed entries "
-                    "(`fixed`). Split the fixed entries into their own leaf."
-                )
-            lo, hi = low[start:stop], high[start:stop]
-            if np.ptp(lo) > 0 or np.ptp(hi) > 0:
-                raise ValueError(
-                    "`constraints` (ordering / min_spacing) need one (low, high) "
-                    "pair for the whole 1-D design array."
-                )
-            n = stop - start
-            if (n - 1) * spacing >= hi[0] - lo[0]:
-                raise ValueError(
-                    f"constraints min_spacing={spacing!r} cannot be met: {n} points need "
-                    f"{(n - 1) * spacing:g} but the bounds span only {hi[0] - lo[0]:g}."
-                )
-            ordered.append((start, stop, float(spacing)))
-        if not ordered:
-            raise ValueError(
-                "`constraints` apply to 1-D design arrays of two or more entries; "
-                "the design has none."
+    for block in blocks:
+        leaf, free_here = block.leaf, block.free
+        if leaf.ndim != 1 or leaf.size < 2 or free_here.size == 0:
+            continue
+        if free_here.size != leaf.size:
+            raise InputError(
+                "`constraints` (ordering / min_spacing) need every entry of a 1-D design "
+                "array free; this one has fixed entries (`fixed`). Split the fixed entries "
+                "into their own leaf."
             )
-
-    spec = Spec(
-        crit=crit,
-        treedef=treedef,
-        leaves=tuple(info),
-        n_flat=offset,
-        ordered=tuple(ordered),
-        mode=mode,
-        gradient=gradient,
-    )
-    dyn = {
-        "experiments": tuple(experiments),
-        "fid": {k: np.float64(v) for k, v in fid.items()},
-        "prior": align_prior(prior, names),
-        "scale": scale_vector(fid, names, relative),
-        "base": np.concatenate(base) if base else np.zeros(0),
-        "free": free_idx.astype(np.int32),
-        "low": low,
-        "high": high,
-        "nonfloat": tuple(nonfloat),
-    }
-    x0 = dyn["base"][free_idx]
-    return spec, dyn, x0
+        start, stop = block.start, block.start + free_here.size
+        lo, hi = low[start:stop], high[start:stop]
+        if np.ptp(lo) > 0 or np.ptp(hi) > 0:
+            raise InputError(
+                "`constraints` (ordering / min_spacing) need one (low, high) pair for the "
+                "whole 1-D design array."
+            )
+        n = stop - start
+        if (n - 1) * spacing >= hi[0] - lo[0]:
+            raise InputError(
+                f"constraints min_spacing={spacing!r} cannot be met: {n} points need "
+                f"{(n - 1) * spacing:g} but the bounds span only {hi[0] - lo[0]:g}."
+            )
+        ordered.append((start, stop, float(spacing)))
+    if not ordered:
+        raise InputError(
+            "`constraints` apply to 1-D design arrays of two or more entries; the design has none."
+        )
+    return tuple(ordered)
 
 
 def _check_constraints(constraints):
@@ -350,9 +386,9 @@ def scale_vector(fid, names, relative):
 
 
 # ----- pure, traced maps ---------------------------------------------------------------
-def designs_from_x(x, dyn, spec):
-    flat = jnp.asarray(dyn["base"]).at[dyn["free"]].set(x)
-    nonfloat = iter(dyn["nonfloat"])
+def designs_from_x(x, arrays, spec):
+    flat = jnp.asarray(arrays.base).at[arrays.free].set(x)
+    nonfloat = iter(arrays.nonfloat)
     leaves = []
     for shape, offset in spec.leaves:
         if offset < 0:
@@ -363,9 +399,9 @@ def designs_from_x(x, dyn, spec):
     return jax.tree_util.tree_unflatten(spec.treedef, leaves)
 
 
-def x_from_u(u, dyn, spec):
-    low = jnp.asarray(dyn["low"])
-    high = jnp.asarray(dyn["high"])
+def x_from_u(u, arrays, spec):
+    low = jnp.asarray(arrays.low)
+    high = jnp.asarray(arrays.high)
     x = low + (high - low) * 0.5 * (1.0 + jnp.sin(u))
     for start, stop, spacing in spec.ordered:
         n = stop - start
@@ -376,9 +412,9 @@ def x_from_u(u, dyn, spec):
     return x
 
 
-def u_from_x(x, dyn, spec):
+def u_from_x(x, arrays, spec):
     """Inverse of :func:`x_from_u` (numpy), nudged inside the feasible set."""
-    low, high = dyn["low"], dyn["high"]
+    low, high = arrays.low, arrays.high
     frac = np.clip((x - low) / (high - low), 0.0, 1.0)
     u = np.arcsin(np.clip(2.0 * frac - 1.0, -0.999, 0.999))
     for start, stop, spacing in spec.ordered:
@@ -394,8 +430,8 @@ def u_from_x(x, dyn, spec):
     return u
 
 
-def random_x(rng, n, dyn, spec):
-    low, high = dyn["low"], dyn["high"]
+def random_x(rng, n, arrays, spec):
+    low, high = arrays.low, arrays.high
     x = rng.uniform(low, high, size=(n, low.size))
     for start, stop, spacing in spec.ordered:
         m = stop - start

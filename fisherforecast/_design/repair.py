@@ -4,6 +4,7 @@ smallest set of added measurements that makes every parameter identifiable.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -15,7 +16,7 @@ from .._experiment import Experiment
 from .._fisher import fisher
 from .._linalg import RANK_RTOL, describe_direction
 from .._matrix import FisherMatrix
-from .criteria import ImmutableResult
+from .._record import Record
 from .problem import align_prior
 from .select import check_candidates, per_candidate_fisher
 
@@ -25,7 +26,8 @@ __all__ = ["RepairResult", "repair_identifiability"]
 # =======================================================================================
 # repair_identifiability
 # =======================================================================================
-class RepairResult(ImmutableResult):
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class RepairResult(Record):
     """The result of :func:`repair_identifiability`.
 
     Attributes:
@@ -48,7 +50,27 @@ class RepairResult(ImmutableResult):
             candidate adds along the weak directions, ``Σ_v vᵀ F_c v`` in the scaled
             parameters), with the rank and collinearity index the candidate gives alone.
         fisher_after: the Fisher matrix with the added measurements.
+        threshold, max_add: the arguments; n_params: the number of varied parameters;
+        labels: the candidates' labels; null_texts: the weak directions in words.
     """
+
+    added: list
+    success: bool
+    exhaustive: bool
+    rank_before: int
+    rank_after: int
+    collinearity_before: float
+    collinearity_after: float
+    null_directions: list
+    null_texts: list
+    ranking: list
+    fisher_after: FisherMatrix
+    threshold: float
+    n_params: int
+    labels: list
+    best_attempt: dict | None
+    no_lift: bool
+    max_add: int
 
     def summary(self) -> str:
         lines = [

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._errors import FisherError
+from .._matrix import FisherMatrix
+from .._record import Record
 from .._x64 import float64
-from .criteria import ImmutableResult
+from .criteria import Criterion
 from .objective import natural_batch
-from .problem import fmt_design
+from .problem import DesignProblem, fmt_design
 
 __all__ = ["DesignResult"]
 
 
-class DesignResult(ImmutableResult):
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class DesignResult(Record):
     """The result of :func:`optimize_design`.
 
     Attributes:
@@ -31,18 +36,46 @@ class DesignResult(ImmutableResult):
         fisher: the Fisher matrix of the optimised experiment(s) alone (no prior).
         total_fisher: ``fisher`` plus the prior (what the criterion was evaluated on,
             before any ``relative`` scaling).
-        initial_design, initial_value, initial_fisher: the same for the starting design.
+        initial_design, initial_value, initial_fisher, initial_total_fisher: the same for
+            the starting design (``initial_value`` NaN and the matrices ``None`` when the
+            initial design cannot be evaluated; ``initial_error`` then says why).
+        initial_error: ``None``, or why the initial design's figures are unavailable (e.g.
+            a noise model that is invalid there); the optimum is returned all the same.
         gain: the improvement of the criterion over the initial design, in the criterion's
-            own units and direction (positive is better).
+            own units and direction (positive is better); NaN when the initial figure is
+            unavailable.
         efficiency: the initial design's efficiency relative to the optimum, for "D"
             (``(det F_init / det F_opt)^(1/P)``) and "A" (``tr F_opt⁻¹ / tr F_init⁻¹``);
-            ``None`` for other criteria.
+            ``None`` for other criteria, or when the initial figure is unavailable.
         all_starts: the criterion value reached by every start of the batched multistart
             (before polishing; NaN for a start that failed); start 0 is the initial design
             (with coinciding entries moved apart by a tiny jitter, see `n_starts`).
         converged: per start, whether BFGS met its tolerance.
         n_polished: how many distinct end points were polished.
+        joint: whether several experiments were optimised together.
     """
+
+    design: Any
+    criterion_value: float
+    criterion: str
+    maximize: bool
+    experiment: Any
+    fisher: FisherMatrix
+    total_fisher: FisherMatrix
+    initial_design: Any
+    initial_value: float
+    initial_fisher: FisherMatrix | None
+    initial_total_fisher: FisherMatrix | None
+    initial_error: str | None = None
+    gain: float
+    efficiency: float | None
+    all_starts: np.ndarray
+    converged: np.ndarray
+    n_polished: int
+    joint: bool = False
+    _crit: Criterion = dataclasses.field(repr=False)
+    _problem: DesignProblem = dataclasses.field(repr=False)
+    _x: np.ndarray = dataclasses.field(repr=False)
 
     @property
     def n_starts(self) -> int:
@@ -58,15 +91,15 @@ class DesignResult(ImmutableResult):
         return int(np.sum(ok & (v <= self.criterion_value + tol)))
 
     def sigma_table(self) -> dict:
-        """Marginal σ before and after: ``{name: (initial, optimal)}`` (prior included)."""
-        out = {}
-        before = (
-            _safe_sigma(self.initial_total_fisher) if self.initial_total_fisher is not None else {}
-        )
+        """Marginal σ before and after: ``{name: (initial, optimal)}`` (prior included;
+        the initial σ is NaN when the initial design could not be evaluated)."""
         after = _safe_sigma(self.total_fisher)
-        for n in self.total_fisher.names:
-            out[n] = (before.get(n, math.inf), after.get(n, math.inf))
-        return out
+        if self.initial_total_fisher is None:  # the initial design could not be evaluated
+            return {n: (math.nan, after.get(n, math.inf)) for n in self.total_fisher.names}
+        before = _safe_sigma(self.initial_total_fisher)
+        return {
+            n: (before.get(n, math.inf), after.get(n, math.inf)) for n in self.total_fisher.names
+        }
 
     def summary(self) -> str:
         """Criterion before/after, the design, and a σ table before/after."""
@@ -74,9 +107,17 @@ class DesignResult(ImmutableResult):
             f"Optimal design: {self.criterion}",
             f"  {self.n_starts} starts (batched BFGS), {int(np.sum(self.converged))} "
             f"converged, {self.n_at_best()} reached the optimum; {self.n_polished} polished",
-            f"  criterion: initial {self.initial_value:.6g} -> optimal "
-            f"{self.criterion_value:.6g} (gain {self.gain:+.6g})",
         ]
+        if self.initial_error is None:
+            lines.append(
+                f"  criterion: initial {self.initial_value:.6g} -> optimal "
+                f"{self.criterion_value:.6g} (gain {self.gain:+.6g})"
+            )
+        else:
+            lines.append(
+                f"  criterion: optimal {self.criterion_value:.6g}; initial design unavailable "
+                f"({self.initial_error})"
+            )
         if self.efficiency is not None:
             lines.append(f"  efficiency of the initial design: {self.efficiency:.4g}")
         designs = self.design if self.joint else [self.design]
@@ -108,6 +149,7 @@ class DesignResult(ImmutableResult):
             "maximize": self.maximize,
             "criterion_value": self.criterion_value,
             "initial_value": self.initial_value,
+            "initial_error": self.initial_error,
             "gain": self.gain,
             "efficiency": self.efficiency,
             "design": tolist(self.design),
@@ -142,7 +184,7 @@ class DesignResult(ImmutableResult):
             not self.joint
             and isinstance(self.design, np.ndarray)
             and self.design.ndim == 1
-            and np.isfinite(self._plot["low"]).all()
+            and np.isfinite(self._problem.arrays.low).all()
         )
         ncols = 3 if one_d else 1
         fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.8), squeeze=False)
@@ -158,7 +200,8 @@ class DesignResult(ImmutableResult):
             np.arange(1, values.size + 1), values, "o", ms=3, color="C0", label="end of each start"
         )
         ax.axhline(self.criterion_value, color="C3", lw=1, label="returned optimum")
-        ax.axhline(self.initial_value, color="0.5", ls="--", lw=1, label="initial design")
+        if math.isfinite(self.initial_value):
+            ax.axhline(self.initial_value, color="0.5", ls="--", lw=1, label="initial design")
         ax.set_xlabel("start (sorted)")
         ax.set_ylabel(f"criterion ({self._crit.short})")
         ax.set_title("multistart")
@@ -167,12 +210,13 @@ class DesignResult(ImmutableResult):
         return fig
 
     def _plot_curve(self, ax, n_grid):
-        low, high = float(np.min(self._plot["low"])), float(np.max(self._plot["high"]))
+        arrays = self._problem.arrays
+        low, high = float(np.min(arrays.low)), float(np.max(arrays.high))
         grid = np.linspace(low, high, n_grid)
         exp = self.experiment
         try:
             with float64():
-                fid = {k: np.float64(v) for k, v in self._plot["fid"].items()}
+                fid = arrays.fiducial
                 curve = np.asarray(exp.model(fid, jnp.asarray(grid)))
                 y0 = np.asarray(exp.model(fid, jnp.asarray(self.initial_design)))
                 y1 = np.asarray(exp.model(fid, jnp.asarray(self.design)))
@@ -210,10 +254,10 @@ class DesignResult(ImmutableResult):
         ax.legend(fontsize=7)
 
     def _plot_profiles(self, ax, n_grid, max_curves):
-        p = self._plot
-        low, high = float(np.min(p["low"])), float(np.max(p["high"]))
+        spec, arrays = self._problem.spec, self._problem.arrays
+        low, high = float(np.min(arrays.low)), float(np.max(arrays.high))
         grid = np.linspace(low, high, n_grid)
-        x = np.asarray(p["x"], dtype=float)
+        x = np.asarray(self._x, dtype=float)
         distinct = []
         for i, v in enumerate(x):
             if all(abs(v - x[j]) > 1e-6 * (high - low) for j in distinct):
@@ -223,7 +267,7 @@ class DesignResult(ImmutableResult):
         for k, i in enumerate(distinct):
             xs[k * n_grid : (k + 1) * n_grid, i] = grid
         with float64():
-            values = np.asarray(natural_batch(jnp.asarray(xs), p["dyn"], p["spec"]))
+            values = np.asarray(natural_batch(jnp.asarray(xs), arrays, spec))
         values = values.reshape(len(distinct), n_grid)
         for k, i in enumerate(distinct):
             ax.plot(grid, values[k], lw=1, color=f"C{k}", label=f"move point {i}")

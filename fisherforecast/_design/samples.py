@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -11,6 +12,8 @@ from .._checks import as_experiments, check_fiducial, check_names
 from .._errors import ParameterError, quote
 from .._fisher import fisher
 from .._linalg import RANK_RTOL, unit_diagonal
+from .._matrix import FisherMatrix
+from .._record import Record
 from .problem import align_prior
 
 __all__ = ["RequiredSamples", "required_samples"]
@@ -19,7 +22,8 @@ __all__ = ["RequiredSamples", "required_samples"]
 # =======================================================================================
 # required_samples
 # =======================================================================================
-class RequiredSamples:
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class RequiredSamples(Record):
     """The result of :func:`required_samples`.
 
     Attributes:
@@ -31,20 +35,17 @@ class RequiredSamples:
         target: dict name -> target σ.
     """
 
-    def __init__(
-        self, per_parameter, overall, sigma_single, target, fisher_single, prior, marginal
-    ):
-        self.per_parameter = per_parameter
-        self.overall = overall
-        self.sigma_single = sigma_single
-        self.target = target
-        self._F1 = fisher_single
-        self._prior = prior
-        self._marginal = marginal
+    per_parameter: dict
+    overall: float
+    sigma_single: dict
+    target: dict
+    _fisher_single: FisherMatrix = dataclasses.field(repr=False)
+    _prior: np.ndarray = dataclasses.field(repr=False)
+    _marginal: bool = dataclasses.field(repr=False)
 
     def sigma_at(self, n: float) -> dict:
         """σ per parameter after ``n`` repeats (``n`` may be fractional: observing time)."""
-        return _sigma_repeats(self._F1, self._prior, n, self._marginal)
+        return _sigma_repeats(self._fisher_single, self._prior, n, self._marginal)
 
     def summary(self) -> str:
         names = list(self.target)
@@ -195,7 +196,15 @@ def required_samples(
             per[x] = _bisect_repeats(F1, prior_m, x, t, marginal)
     finite = [v for v in per.values() if math.isfinite(v)]
     overall = max(finite) if len(finite) == len(per) else math.inf
-    return RequiredSamples(per, overall, sigma1, target, F1, prior_m, marginal)
+    return RequiredSamples(
+        per_parameter=per,
+        overall=overall,
+        sigma_single=sigma1,
+        target=target,
+        _fisher_single=F1,
+        _prior=prior_m,
+        _marginal=marginal,
+    )
 
 
 def _bisect_repeats(F1, prior_m, name, target, marginal):

@@ -6,7 +6,9 @@ shared with :func:`~fisherforecast._design.repair.repair_identifiability`.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +20,11 @@ from .._errors import SingularFisherError, quote
 from .._experiment import Experiment
 from .._fisher import fisher
 from .._matrix import FisherMatrix
+from .._record import Record
 from .._x64 import float64
 from .criteria import (
     HIGHEST,
     Criterion,
-    ImmutableResult,
     loss_from_matrix,
     natural_from_matrix,
     natural_numpy,
@@ -145,7 +147,8 @@ def per_candidate_fisher(experiment, fid, names, mode, candidates, n):
     return Fc, bad
 
 
-class Selection(ImmutableResult):
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Selection(Record):
     """The result of :func:`select_measurements`.
 
     Attributes:
@@ -161,7 +164,22 @@ class Selection(ImmutableResult):
         start: which start the returned selection came from (``"greedy"``,
             ``"relaxation"`` or ``"random i"``); starts: dict start -> criterion value
             after its exchange.
+        n_candidates: how many candidates there were.
     """
+
+    indices: np.ndarray
+    design: Any
+    experiment: Experiment
+    fisher: FisherMatrix
+    criterion_value: float
+    criterion: str
+    method: str
+    bound: float | None
+    iterations: int
+    history: list
+    n_candidates: int
+    start: str
+    starts: dict
 
     def summary(self) -> str:
         lines = [
