@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import ParameterError, quote
-from .._linalg import RANK_RTOL
+from .._linalg import OK, RANK_RTOL, classify, covariance, logdet
 from .._x64 import float64
 
 __all__ = [
@@ -343,13 +343,9 @@ def singular_jax(F):
 
 
 def singular_numpy(F) -> bool:
-    """Whether F is rank deficient, judged on the unit-diagonal matrix (unit-free)."""
-    diag = np.diag(F)
-    if np.any(diag <= 0):
-        return True
-    d = np.sqrt(diag)
-    w = np.linalg.eigvalsh(F / np.outer(d, d))
-    return bool(w[0] <= RANK_RTOL * F.shape[0] * w[-1])
+    """Whether F is not a full-rank Fisher matrix, by the package's one rank rule
+    (:func:`fisherforecast._linalg.classify` on the unit-diagonal matrix, unit-free)."""
+    return bool(classify(np.asarray(F, dtype=np.float64))[0] != OK)
 
 
 def natural_from_matrix(F, crit: Criterion):
@@ -390,14 +386,10 @@ def natural_numpy(F, crit: Criterion) -> float:
     # the worst value in the criterion's direction.
     if singular_numpy(F):
         return {"D": -math.inf, "A": -math.inf, "E": 0.0, "ME": math.inf}[kind]
-    if kind in ("D", "A"):
-        # log det F = log det S + Σ log F_ii, F⁻¹ = D⁻¹ S⁻¹ D⁻¹.
-        diag = np.diag(F)
-        d = np.sqrt(diag)
-        w, V = np.linalg.eigh(F / np.outer(d, d))
-        if kind == "D":
-            return float(np.sum(np.log(w)) + 2.0 * np.sum(np.log(d)))
-        return float(-np.sum(((V**2) @ (1.0 / w)) / diag))
+    if kind == "D":
+        return float(logdet(F))  # log det S + Σ log F_ii: no overflow
+    if kind == "A":
+        return -float(np.sum(covariance(F, diagonal_only=True)))  # F⁻¹ = D⁻¹ S⁻¹ D⁻¹
     w = np.linalg.eigvalsh(F)
     if kind == "E":
         return float(w[0])

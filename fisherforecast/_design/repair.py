@@ -7,14 +7,22 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_experiments, check_fiducial, check_int, check_mode, check_names
-from .._errors import FisherError, quote
+from .._checks import (
+    as_experiments,
+    check_fiducial,
+    check_int,
+    check_mode,
+    check_names,
+    is_real_number,
+)
+from .._errors import FisherError, InputError, quote
 from .._experiment import Experiment
 from .._fisher import fisher
-from .._linalg import RANK_RTOL, describe_direction
+from .._linalg import RANK_RTOL, describe_direction, unit_diagonal
 from .._matrix import FisherMatrix
 from .._record import Record
 from .problem import align_prior
@@ -145,11 +153,8 @@ class RepairResult(Record):
 def _rank_and_collinearity(M):
     """Rank and Brun et al. (2001) collinearity index ``1/sqrt(λ_min)`` of unit-diag M."""
     P = M.shape[-1]
-    diag = np.diagonal(M, axis1=-2, axis2=-1)
-    zero = diag <= 0
-    d = np.sqrt(np.where(zero, 1.0, diag))
-    S = M / (d[..., :, None] * d[..., None, :])
-    S = np.where(zero[..., :, None] | zero[..., None, :], 0.0, S)
+    zero = ~(np.diagonal(M, axis1=-2, axis2=-1) > 0)
+    S = np.where(zero[..., :, None] | zero[..., None, :], 0.0, unit_diagonal(M)[0])
     w = np.linalg.eigvalsh(S)
     tol = RANK_RTOL * P * np.maximum(w[..., -1], 1e-300)
     rank = np.sum(w > tol[..., None], axis=-1)
@@ -220,24 +225,10 @@ def repair_identifiability(
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     check_mode(mode)
-    threshold = float(threshold)
-    if not threshold > 1:
-        raise ValueError(f"`threshold` must be > 1 (a collinearity index); received {threshold!r}.")
+    threshold = _check_threshold(threshold)
     max_add = check_int(max_add, "max_add", 1)
     max_subsets = check_int(max_subsets, "max_subsets", 1)
-    if weak_rtol is not None:
-        if isinstance(weak_rtol, bool) or not isinstance(
-            weak_rtol, int | float | np.integer | np.floating
-        ):
-            raise TypeError(
-                f"`weak_rtol` must be None or a number in (0, 1]; received {quote(weak_rtol)}."
-            )
-        if not 0 < weak_rtol <= 1:
-            raise ValueError(
-                f"`weak_rtol` must be in (0, 1] (a fraction of the largest "
-                f"eigenvalue); received {weak_rtol!r}."
-            )
-        weak_rtol = float(weak_rtol)
+    weak_rtol = _check_weak_rtol(weak_rtol)
     P = len(names)
     F0 = sum(
         (np.asarray(fisher(e, fid, params=names, mode=mode).matrix) for e in experiments),
@@ -245,113 +236,34 @@ def repair_identifiability(
     ) + align_prior(prior, names)
 
     Fc, failed, default_labels = _repair_candidates(experiments, fid, names, mode, candidates)
-    n = Fc.shape[0]
-    if labels is None:
-        labels = default_labels
-    else:
-        labels = [str(x) for x in labels]
-        if len(labels) != n:
-            raise ValueError(f"`labels` has {len(labels)} entries for {n} candidates.")
+    labels = _check_labels(labels, default_labels)
 
     # Scaled (ln θ) coordinates make the weak directions independent of units.
     s = np.array([abs(fid[x]) if fid[x] != 0 else 1.0 for x in names])
     S2 = np.outer(s, s)
     F0s, Fcs = F0 * S2, Fc * S2
     rank0, gamma0 = _rank_and_collinearity(F0s)
-    d0 = np.sqrt(np.where(np.diag(F0s) > 0, np.diag(F0s), 1.0))
-    U = F0s / np.outer(d0, d0)
-    U = np.where((np.diag(F0s) <= 0)[:, None] | (np.diag(F0s) <= 0)[None, :], 0.0, U)
-    w, V = np.linalg.eigh(U)
-    cut = weak_rtol * w[-1] if weak_rtol is not None else 1.0 / threshold**2
-    weak = np.nonzero(w <= max(cut, RANK_RTOL * P * w[-1]))[0]
-    # Eigenvectors of the unit-diagonal matrix -> directions in the scaled parameters.
-    dirs = []
-    for j in weak:
-        v = V[:, j] / d0
-        dirs.append(v / np.linalg.norm(v))
-    dirs = np.array(dirs).reshape(len(weak), P)
-    null_dirs, null_texts = [], []
-    for v in dirs:
-        coeffs, text = describe_direction(v * s, names, fid)  # raw δθ = |θ| δφ
-        null_dirs.append(coeffs)
-        null_texts.append(text)
-    lift = np.einsum("vi,nij,vj->n", dirs, Fcs, dirs) if len(dirs) else np.zeros(n)
-    lift = np.where(failed, np.nan, lift)
-    # No lift: every usable candidate's information along the weak directions is round-off
-    # relative to its total (unit-free) information.
-    total_info = np.trace(Fcs, axis1=1, axis2=2)
-    no_lift = bool(len(dirs)) and bool(
-        np.all(failed | (np.abs(np.nan_to_num(lift)) <= 1e-10 * np.abs(total_info)))
-    )
+    dirs = _weak_directions(F0s, threshold, weak_rtol)
+    described = [describe_direction(v * s, names, fid) for v in dirs]  # raw δθ = |θ| δφ
+    lift, no_lift = _lift(dirs, Fcs, failed)
+    ranking = _ranking(F0s, Fcs, lift, failed, labels)
 
-    alone_rank, alone_gamma = _rank_and_collinearity(F0s[None] + Fcs)
-    ranking = []
-    for i in np.argsort(-np.nan_to_num(lift, nan=-np.inf), kind="stable"):
-        ranking.append(
-            {
-                "index": int(i),
-                "label": labels[i],
-                "lift": float(lift[i]),
-                "rank": int(alone_rank[i]),
-                "collinearity": float(alone_gamma[i]),
-                "failed": bool(failed[i]),
-            }
-        )
-
-    def ok(rank, gamma):
-        return (rank == P) & (gamma < threshold)
-
-    usable = [i for i in range(n) if not failed[i]]
-    best_attempt = None
-    if ok(rank0, gamma0):
-        added, success, exhaustive = [], True, True
+    if _identifiable(rank0, gamma0, P, threshold):
+        search = _Search([], True, True, None)
     else:
-        added, success, exhaustive = None, False, True
-        best_prev = []
-        for size in range(1, max_add + 1):
-            count = math.comb(len(usable), size)
-            if count == 0:
-                break
-            if count <= max_subsets:
-                subsets = np.array(list(itertools.combinations(usable, size)))
-                mats = F0s[None] + Fcs[subsets].sum(axis=1)
-            else:
-                exhaustive = False
-                pool = [i for i in usable if i not in best_prev]
-                subsets = np.array([[*best_prev, j] for j in pool])
-                mats = F0s[None] + Fcs[subsets].sum(axis=1)
-            rank, gamma = _rank_and_collinearity(mats)
-            good = ok(rank, gamma)
-            score = np.where(np.isfinite(gamma), gamma, np.inf)
-            if np.any(good):
-                # Among the repairing sets of this size, the one with the most information
-                # in its weakest direction: the largest smallest eigenvalue of the Fisher
-                # matrix of ln θ (E-optimality in relative parameters).
-                floor = np.linalg.eigvalsh(mats)[:, 0]
-                j = int(np.argmax(np.where(good, floor, -np.inf)))
-                added, success = [int(i) for i in subsets[j]], True
-                break
-            # Keep the best (highest rank, then lowest collinearity) as the greedy seed.
-            j = int(np.lexsort((score, -rank))[0])
-            best_prev = [int(i) for i in subsets[j]]
-        if added is None:
-            # Nothing repairs: report no additions, and the closest attempt separately.
-            added = []
-            if best_prev:
-                r, g = _rank_and_collinearity(F0s + Fcs[best_prev].sum(axis=0))
-                best_attempt = {"added": best_prev, "rank": int(r), "collinearity": float(g)}
-    F_after = F0 + (Fc[added].sum(axis=0) if added else 0.0)
+        search = _smallest_repair(F0s, Fcs, failed, P, threshold, max_add, max_subsets)
+    F_after = F0 + (Fc[search.added].sum(axis=0) if search.added else 0.0)
     rank1, gamma1 = _rank_and_collinearity(F_after * S2)
     return RepairResult(
-        added=added,
-        success=bool(success),
-        exhaustive=bool(exhaustive),
+        added=search.added,
+        success=bool(search.success),
+        exhaustive=bool(search.exhaustive),
         rank_before=int(rank0),
         rank_after=int(rank1),
         collinearity_before=float(gamma0),
         collinearity_after=float(gamma1),
-        null_directions=null_dirs,
-        null_texts=null_texts,
+        null_directions=[coeffs for coeffs, _ in described],
+        null_texts=[text for _, text in described],
         ranking=ranking,
         fisher_after=FisherMatrix(
             0.5 * (F_after + F_after.T), names, fiducial={x: fid[x] for x in names}
@@ -359,10 +271,133 @@ def repair_identifiability(
         threshold=threshold,
         n_params=P,
         labels=labels,
-        best_attempt=best_attempt,
+        best_attempt=search.best_attempt,
         no_lift=no_lift,
         max_add=max_add,
     )
+
+
+def _check_threshold(threshold) -> float:
+    if not is_real_number(threshold) or not threshold > 1:
+        raise InputError(
+            f"`threshold` must be a number > 1 (a collinearity index); received {quote(threshold)}."
+        )
+    return float(threshold)
+
+
+def _check_weak_rtol(weak_rtol):
+    if weak_rtol is None:
+        return None
+    if not is_real_number(weak_rtol):
+        raise TypeError(
+            f"`weak_rtol` must be None or a number in (0, 1]; received {quote(weak_rtol)}."
+        )
+    if not 0 < weak_rtol <= 1:
+        raise InputError(
+            f"`weak_rtol` must be in (0, 1] (a fraction of the largest "
+            f"eigenvalue); received {weak_rtol!r}."
+        )
+    return float(weak_rtol)
+
+
+def _check_labels(labels, default_labels) -> list[str]:
+    if labels is None:
+        return default_labels
+    labels = [str(x) for x in labels]
+    if len(labels) != len(default_labels):
+        raise InputError(
+            f"`labels` has {len(labels)} entries for {len(default_labels)} candidates."
+        )
+    return labels
+
+
+def _identifiable(rank, gamma, P, threshold):
+    return (rank == P) & (gamma < threshold)
+
+
+def _weak_directions(F0s, threshold, weak_rtol) -> np.ndarray:
+    """Unit vectors (rows) in the scaled parameters along which `F0s` is weak or null."""
+    P = F0s.shape[0]
+    U, d0 = unit_diagonal(F0s)
+    zero = np.diag(F0s) <= 0
+    U = np.where(zero[:, None] | zero[None, :], 0.0, U)
+    w, V = np.linalg.eigh(U)
+    cut = weak_rtol * w[-1] if weak_rtol is not None else 1.0 / threshold**2
+    weak = np.nonzero(w <= max(cut, RANK_RTOL * P * w[-1]))[0]
+    # Eigenvectors of the unit-diagonal matrix -> directions in the scaled parameters.
+    dirs = [V[:, j] / d0 for j in weak]
+    return np.array([v / np.linalg.norm(v) for v in dirs]).reshape(len(weak), P)
+
+
+def _lift(dirs, Fcs, failed):
+    """Each candidate's information along the weak directions, and whether none has any
+    (every usable candidate's lift is round-off relative to its total information)."""
+    n = Fcs.shape[0]
+    lift = np.einsum("vi,nij,vj->n", dirs, Fcs, dirs) if len(dirs) else np.zeros(n)
+    lift = np.where(failed, np.nan, lift)
+    total_info = np.trace(Fcs, axis1=1, axis2=2)
+    no_lift = bool(len(dirs)) and bool(
+        np.all(failed | (np.abs(np.nan_to_num(lift)) <= 1e-10 * np.abs(total_info)))
+    )
+    return lift, no_lift
+
+
+def _ranking(F0s, Fcs, lift, failed, labels) -> list[dict]:
+    alone_rank, alone_gamma = _rank_and_collinearity(F0s[None] + Fcs)
+    return [
+        {
+            "index": int(i),
+            "label": labels[i],
+            "lift": float(lift[i]),
+            "rank": int(alone_rank[i]),
+            "collinearity": float(alone_gamma[i]),
+            "failed": bool(failed[i]),
+        }
+        for i in np.argsort(-np.nan_to_num(lift, nan=-np.inf), kind="stable")
+    ]
+
+
+class _Search(NamedTuple):
+    added: list
+    success: bool
+    exhaustive: bool
+    best_attempt: dict | None
+
+
+def _smallest_repair(F0s, Fcs, failed, P, threshold, max_add, max_subsets) -> _Search:
+    """Check every subset of size 1, 2, ... `max_add` (greedily past `max_subsets`)."""
+    usable = [i for i in range(Fcs.shape[0]) if not failed[i]]
+    exhaustive = True
+    best_prev = []
+    for size in range(1, max_add + 1):
+        count = math.comb(len(usable), size)
+        if count == 0:
+            break
+        if count <= max_subsets:
+            subsets = np.array(list(itertools.combinations(usable, size)))
+        else:
+            exhaustive = False
+            subsets = np.array([[*best_prev, j] for j in usable if j not in best_prev])
+        mats = F0s[None] + Fcs[subsets].sum(axis=1)
+        rank, gamma = _rank_and_collinearity(mats)
+        good = _identifiable(rank, gamma, P, threshold)
+        if np.any(good):
+            # Among the repairing sets of this size, the one with the most information in
+            # its weakest direction: the largest smallest eigenvalue of the Fisher matrix
+            # of ln θ (E-optimality in relative parameters).
+            floor = np.linalg.eigvalsh(mats)[:, 0]
+            j = int(np.argmax(np.where(good, floor, -np.inf)))
+            return _Search([int(i) for i in subsets[j]], True, exhaustive, None)
+        # Keep the best (highest rank, then lowest collinearity) as the greedy seed.
+        score = np.where(np.isfinite(gamma), gamma, np.inf)
+        j = int(np.lexsort((score, -rank))[0])
+        best_prev = [int(i) for i in subsets[j]]
+    # Nothing repairs: report no additions, and the closest attempt separately.
+    best_attempt = None
+    if best_prev:
+        r, g = _rank_and_collinearity(F0s + Fcs[best_prev].sum(axis=0))
+        best_attempt = {"added": best_prev, "rank": int(r), "collinearity": float(g)}
+    return _Search([], False, exhaustive, best_attempt)
 
 
 def _repair_candidates(experiments, fid, names, mode, candidates):
