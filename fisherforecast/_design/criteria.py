@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ParameterError, quote
+from .._errors import InputError, ParameterError, quote
 from .._linalg import OK, RANK_RTOL, classify, covariance, logdet
 from .._x64 import float64
 
@@ -271,13 +271,13 @@ def check_criterion(criterion, maximize, names) -> Criterion:
     if isinstance(criterion, str):
         key = criterion.upper()
         if key not in CRITERIA:
-            raise ValueError(
+            raise InputError(
                 f"`criterion` must be one of {CRITERIA} or a callable criterion(F) -> scalar; "
                 f"received {criterion!r}."
             )
         natural = key != "ME"
         if maximize is not None and bool(maximize) != natural:
-            raise ValueError(
+            raise InputError(
                 f"criterion {key!r} is {'maximised' if natural else 'minimised'} by "
                 f"definition; received maximize={maximize!r}. Leave `maximize` unset for the "
                 "built-in criteria."
@@ -304,7 +304,7 @@ def user_value(F, crit):
     value = crit.kind(DesignFisher(F, crit.names))
     value = jnp.asarray(value)
     if value.shape != ():
-        raise ValueError(
+        raise InputError(
             f"the design criterion {crit.short!r} must return a scalar; it returned an array "
             f"of shape {value.shape}."
         )

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._engine import fisher_information
+from .._errors import InputError
 from .._x64 import float64
 from .criteria import HIGHEST, loss_from_matrix, natural_from_matrix
 from .problem import build_problem, common_setup, designs_from_x, x_from_u
@@ -178,7 +179,7 @@ def design_criterion(
         experiment, fiducial, params, criterion, maximize, prior, relative, mode
     )
     if gradient_mode not in ("forward", "reverse"):
-        raise ValueError(
+        raise InputError(
             f"`gradient_mode` must be 'forward' or 'reverse'; received {gradient_mode!r}."
         )
     with float64():

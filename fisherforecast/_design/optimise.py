@@ -335,7 +335,7 @@ def _check_seed(seed):
             f"received {quote(seed)}."
         )
     if isinstance(seed, int | np.integer) and seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer; received {seed!r}.")
+        raise InputError(f"`seed` must be a non-negative integer; received {seed!r}.")
     return seed
 
 
@@ -346,7 +346,7 @@ def _check_rtol(rtol):
         )
     rtol = float(rtol)
     if not (math.isfinite(rtol) and rtol > 0):
-        raise ValueError(
+        raise InputError(
             f"`rtol` must be a positive, finite number (the BFGS tolerance); received {rtol!r}."
         )
     return rtol

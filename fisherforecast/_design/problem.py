@@ -86,7 +86,7 @@ def _per_leaf(prefix, full, what, is_leaf=None):
     try:
         subtrees = prefix_def.flatten_up_to(full)
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise InputError(
             f"`{what}` must be a single value for every design entry or a pytree with the "
             f"structure of the design {jax.tree_util.tree_structure(full)}; received "
             f"{quote(prefix)} ({exc})."
@@ -324,7 +324,7 @@ def _check_constraints(constraints):
     if isinstance(constraints, str):
         if constraints == "ordered":
             return 0.0
-        raise ValueError(
+        raise InputError(
             f"`constraints` must be None, 'ordered' or a dict with 'ordered' "
             f"and/or 'min_spacing'; received {constraints!r}."
         )
@@ -334,7 +334,7 @@ def _check_constraints(constraints):
         )
     unknown = sorted(set(constraints) - {"ordered", "min_spacing"})
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"`constraints` has unknown keys {unknown}; supported: 'ordered' "
             "(sorted times) and 'min_spacing' (sorted, neighbours at least this "
             "far apart)."
@@ -344,7 +344,7 @@ def _check_constraints(constraints):
         return 0.0 if constraints.get("ordered", False) else None
     spacing = float(spacing)
     if not (math.isfinite(spacing) and spacing >= 0):
-        raise ValueError(
+        raise InputError(
             f"constraints['min_spacing'] must be a finite number >= 0; received "
             f"{constraints['min_spacing']!r}."
         )
@@ -372,13 +372,21 @@ def align_prior(prior, names):
     return M
 
 
-def scale_vector(fid, names, relative):
+def scale_vector(fid, names, relative, *, zero_as_one=False) -> np.ndarray:
+    """The relative scaling by the fiducial: ``|θ₀|`` per varied parameter (the Fisher
+    matrix of ``θ/|θ₀|``, i.e. of ``ln θ``), or ones when not `relative`.
+
+    A zero fiducial has no relative scale: an error naming the parameters, or, with
+    `zero_as_one`, a scale of 1 (that parameter stays in its own units).
+    """
     if not relative:
         return np.ones(len(names))
     values = np.array([fid[n] for n in names], dtype=np.float64)
+    if zero_as_one:
+        return np.where(values != 0, np.abs(values), 1.0)
     if np.any(values == 0):
         zero = [n for n, v in zip(names, values, strict=True) if v == 0]
-        raise ValueError(
+        raise InputError(
             f"relative=True scales by the fiducial values, but {zero} have "
             "fiducial 0; use relative=False or a non-zero fiducial."
         )

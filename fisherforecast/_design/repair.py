@@ -25,7 +25,7 @@ from .._fisher import fisher
 from .._linalg import RANK_RTOL, describe_direction, unit_diagonal
 from .._matrix import FisherMatrix
 from .._record import Record
-from .problem import align_prior
+from .problem import align_prior, scale_vector
 from .select import check_candidates, per_candidate_fisher
 
 __all__ = ["RepairResult", "repair_identifiability"]
@@ -239,7 +239,7 @@ def repair_identifiability(
     labels = _check_labels(labels, default_labels)
 
     # Scaled (ln θ) coordinates make the weak directions independent of units.
-    s = np.array([abs(fid[x]) if fid[x] != 0 else 1.0 for x in names])
+    s = scale_vector(fid, names, True, zero_as_one=True)
     S2 = np.outer(s, s)
     F0s, Fcs = F0 * S2, Fc * S2
     rank0, gamma0 = _rank_and_collinearity(F0s)
@@ -419,7 +419,7 @@ def _repair_candidates(experiments, fid, names, mode, candidates):
                 failed.append(True)
         return np.array(mats), np.array(failed), labels
     if len(experiments) != 1:
-        raise ValueError(
+        raise InputError(
             "candidate design points need a single `experiment` to apply to; "
             "for several experiments give the candidates as a list of "
             "ff.Experiment."

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._checks import as_experiments, check_fiducial, check_names
-from .._errors import ParameterError, quote
+from .._errors import InputError, ParameterError, quote
 from .._fisher import fisher
 from .._linalg import RANK_RTOL, unit_diagonal
 from .._matrix import FisherMatrix
@@ -152,7 +152,7 @@ def required_samples(
     marginal = bool(marginal)
     if isinstance(target_sigma, Mapping):
         if not target_sigma:
-            raise ValueError(
+            raise InputError(
                 "`target_sigma` is an empty dict: give a number (one target "
                 "for every parameter) or a dict name -> target."
             )
@@ -174,12 +174,12 @@ def required_samples(
             )
         t = float(t)
         if not (math.isfinite(t) and t > 0):
-            raise ValueError(
+            raise InputError(
                 f"`target_sigma` must be positive and finite; received {t!r} for {x!r}."
             )
         if relative:
             if fid[x] == 0:
-                raise ValueError(f"relative=True but the fiducial of {x!r} is 0.")
+                raise InputError(f"relative=True but the fiducial of {x!r} is 0.")
             t = t * abs(fid[x])
         checked[x] = t
     target = checked

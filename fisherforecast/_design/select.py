@@ -16,7 +16,7 @@ import numpy as np
 
 from .._checks import check_int
 from .._engine import fisher_information
-from .._errors import SingularFisherError, quote
+from .._errors import InputError, SingularFisherError, quote
 from .._experiment import Experiment
 from .._fisher import fisher
 from .._matrix import FisherMatrix
@@ -77,26 +77,26 @@ def check_candidates(candidates):
         candidates = np.asarray(candidates)  # a plain list of points is an array of them
     leaves = jax.tree_util.tree_leaves(candidates)
     if not leaves:
-        raise ValueError(f"`candidates` is empty; received {quote(candidates)}.")
+        raise InputError(f"`candidates` is empty; received {quote(candidates)}.")
     arrays = [np.asarray(v) for v in leaves]
     for a in arrays:
         if a.ndim == 0:
-            raise ValueError(
+            raise InputError(
                 "`candidates` must be an array (or pytree of arrays) whose first axis runs "
                 f"over the candidate points; received a scalar {quote(candidates)}."
             )
         if not np.issubdtype(a.dtype, np.number):
             raise TypeError(f"`candidates` must be numeric; received dtype {a.dtype}.")
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-            raise ValueError("`candidates` contains NaN or inf.")
+            raise InputError("`candidates` contains NaN or inf.")
     n = arrays[0].shape[0]
     if n == 0:
-        raise ValueError(
+        raise InputError(
             f"`candidates` holds no candidate points (length 0 along axis 0); "
             f"received {quote(candidates)}."
         )
     if any(a.shape[0] != n for a in arrays):
-        raise ValueError(
+        raise InputError(
             "every leaf of `candidates` must have the same length along axis 0 "
             f"(one entry per candidate); received lengths "
             f"{[a.shape[0] for a in arrays]}."
@@ -125,7 +125,7 @@ def per_candidate_fisher(experiment, fid, names, mode, candidates, n):
                 dtype=np.float64,
             )
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise InputError(
             "could not evaluate the Fisher matrix of single candidate points: the candidates "
             "are used as designs (candidates[i:i+1] for one point, candidates[S] for a "
             "subset S), so the model and the noise must accept designs of any length (a "
@@ -137,7 +137,7 @@ def per_candidate_fisher(experiment, fid, names, mode, candidates, n):
         total = Fc.sum(axis=0)
         scale = np.sqrt(np.outer(np.diag(F_all), np.diag(F_all))) + 1e-300
         if np.max(np.abs(F_all - total) / scale) > 1e-6:
-            raise ValueError(
+            raise InputError(
                 "the Fisher information of the candidate points does not add up: the "
                 "Fisher matrix of all candidates together differs from the sum over single "
                 "candidates (correlated noise between design points, or a model whose "
@@ -292,11 +292,11 @@ def select_measurements(
         experiment, fiducial, params, criterion, maximize, prior, relative, mode
     )
     if method not in ("exchange", "relaxation"):
-        raise ValueError(f"`method` must be 'exchange' or 'relaxation'; received {method!r}.")
+        raise InputError(f"`method` must be 'exchange' or 'relaxation'; received {method!r}.")
     candidates, n = check_candidates(candidates)
     k = check_int(k, "k", 1)
     if not allow_repeats and k > n:
-        raise ValueError(
+        raise InputError(
             f"`k`={k} exceeds the number of candidates ({n}); pass "
             "allow_repeats=True to allow replicate measurements."
         )
@@ -311,7 +311,7 @@ def select_measurements(
     base = align_prior(prior, names) * S2
     usable = np.nonzero(~bad)[0]
     if (not allow_repeats and usable.size < k) or usable.size == 0:
-        raise ValueError(
+        raise InputError(
             f"only {usable.size} of {n} candidates give a finite Fisher matrix; cannot select {k}."
         )
     # A small ridge keeps the criterion finite while fewer than P points are selected.
