@@ -171,7 +171,7 @@ def core_timings(exp, inits, repeats):
     with float64():
         names = tuple(FIDUCIAL)
         crit = criteria.check_criterion("D", None, names)
-        spec, dyn, _ = problem.build_problem(
+        prob = problem.build_problem(
             [exp],
             False,
             FIDUCIAL,
@@ -185,8 +185,8 @@ def core_timings(exp, inits, repeats):
             None,
             None,
         )
-        u0s = np.stack([problem.u_from_x(x, dyn, spec) for x in inits])
-        args = (dyn, spec, 500, 1e-10)
+        u0s = np.stack([problem.u_from_x(x, prob.arrays, prob.spec) for x in inits])
+        args = (prob.arrays, prob.spec, 500, 1e-10)
 
         def run(lo, hi, batch_size=None):
             return jax.block_until_ready(
