@@ -126,9 +126,12 @@ ANALYSIS_MODULES = [
     "_batch.algebra",
     "_batch.reasons",
     "_batch.plan",
-    "_design",
-    "_design_optimize",
-    "_design_select",
+    "_design.criteria",
+    "_design.objective",
+    "_design.optimise",
+    "_design.select",
+    "_design.samples",
+    "_design.repair",
 ]
 
 
