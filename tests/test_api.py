@@ -117,6 +117,7 @@ ANALYSIS_MODULES = [
     "_crosscheck",
     "_dali",
     "plot",
+    "_plot.style",
     "_batch.run",
     "_batch.container",
     "_batch.algebra",

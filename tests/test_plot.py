@@ -133,6 +133,10 @@ def test_sample_contours_enclose_the_same_probability_as_the_ellipses():
 def test_corner_input_errors():
     with pytest.raises(ValueError, match="levels"):
         ff.plot.corner(F, levels=(68.27,))
+    with pytest.raises(ff.InputError, match=r"`levels`.*repeated"):
+        ff.plot.corner(F, levels=(0.5, 0.5))
+    with pytest.raises(ff.InputError, match=r"`levels`.*'0\.7'"):
+        ff.plot.ellipse(F, "a", "b", levels="0.7")
     with pytest.raises(KeyError, match=r"\['c'\]"):
         ff.plot.corner({"s": {"a": np.zeros(10), "b": np.ones(10)}, "F": F})
     with pytest.raises(KeyError, match="no input has"):
