@@ -37,7 +37,7 @@ from ._checks import as_experiments, check_fiducial, check_names
 from ._engine import call_model, params_from_vector, split
 from ._errors import FisherError, SingularFisherError, quote
 from ._fisher import fisher
-from ._linalg import robust_inverse
+from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
 

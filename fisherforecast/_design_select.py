@@ -43,7 +43,8 @@ from ._engine import fisher_information
 from ._errors import FisherError, ParameterError, SingularFisherError, quote
 from ._experiment import Experiment
 from ._fisher import fisher
-from ._linalg import RANK_RTOL, describe_direction
+from ._inverse import describe_direction
+from ._linalg import RANK_RTOL
 from ._matrix import FisherMatrix
 from ._x64 import float64
 

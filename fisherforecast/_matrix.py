@@ -11,17 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import FisherError, ParameterError, SingularFisherError, quote
-from ._linalg import (
-    NOT_PSD,
-    Inverse,
-    check_matrix,
-    classify,
-    logdet,
-    pinv_sigma,
-    robust_inverse,
-    schur_marginal,
-    unit_diagonal,
-)
+from ._inverse import Inverse, robust_inverse, schur_marginal
+from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
 from ._x64 import float64
 
 

@@ -100,6 +100,7 @@ ENGINE_MODULES = [
     "_record",
     "_matrix",
     "_linalg",
+    "_inverse",
     "_io",
     "_errors",
     "_x64",
