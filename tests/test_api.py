@@ -101,6 +101,7 @@ ENGINE_MODULES = [
     "_matrix",
     "_linalg",
     "_inverse",
+    "_reparam",
     "_io",
     "_errors",
     "_x64",
