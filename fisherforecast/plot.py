@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,9 @@ def corner(
     # Sample sets first (through corner), then the Fisher matrices analytically; the
     # legend keeps the order of the inputs.
     handles = []
-    style = dict(levels=levels, bins=bins, smooth=smooth, linewidth=linewidth, fill=fill)
+    style: dict[str, Any] = dict(
+        levels=levels, bins=bins, smooth=smooth, linewidth=linewidth, fill=fill
+    )
     for idx, (label, kind, payload) in enumerate(items):
         if kind == "samples":
             style.update(color=colors[idx], contours=contours)

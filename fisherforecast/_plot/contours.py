@@ -121,7 +121,7 @@ def draw_fisher(axes, F, sig, names, rng, diag_max, levels, color, linewidth) ->
     for i, n in enumerate(names):
         if n not in sig:
             continue
-        x = np.linspace(*rng[i], 400)
+        x = np.linspace(rng[i][0], rng[i][1], 400)
         pdf = np.exp(-0.5 * ((x - fid[n]) / sig[n]) ** 2) / (math.sqrt(2 * math.pi) * sig[n])
         (line,) = axes[i, i].plot(x, pdf, color=color, lw=linewidth)
         line.set_gid("fisher-gaussian")

@@ -49,7 +49,7 @@ def _items(obj, label=None):
     )
 
 
-def normalise_items(fishers_or_samples) -> list[tuple[str, str, object]]:
+def normalise_items(fishers_or_samples) -> list[tuple]:
     """The inputs of ``corner`` as a list of ``(label, kind, payload)``, kind ``"fisher"``
     (payload a FisherMatrix) or ``"samples"`` (payload a dict name -> 1-D array)."""
     obj = fishers_or_samples
