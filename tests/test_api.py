@@ -120,6 +120,8 @@ ANALYSIS_MODULES = [
     "_dali",
     "plot",
     "_plot.style",
+    "_plot.inputs",
+    "_plot.layout",
     "_batch.run",
     "_batch.container",
     "_batch.algebra",

@@ -51,7 +51,15 @@ def _items(obj, label=None):
 
 def normalise_items(fishers_or_samples) -> list[tuple]:
     """The inputs of ``corner`` as a list of ``(label, kind, payload)``, kind ``"fisher"``
-    (payload a FisherMatrix) or ``"samples"`` (payload a dict name -> 1-D array)."""
+    (payload a FisherMatrix) or ``"samples"`` (payload a dict name -> 1-D array).
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> F = ff.FisherMatrix([[2.0]], ["a"], name="exp")
+    >>> [(lab, kind) for lab, kind, _ in normalise_items([F, {"a": np.zeros(3)}])]
+    [('exp', 'fisher'), ('samples', 'samples')]
+    ```
+    """
     obj = fishers_or_samples
     if isinstance(obj, Mapping) and not is_sample_dict(obj):
         out = []
@@ -74,7 +82,15 @@ def _names_of(kind, payload):
 
 def resolve_names(items, names) -> tuple[str, ...]:
     """The parameters to plot: `names` checked against the inputs, or the union of theirs in
-    order of appearance; every sample set must have samples of each."""
+    order of appearance; every sample set must have samples of each.
+
+    ```python
+    >>> import fisherforecast as ff
+    >>> items = normalise_items([ff.FisherMatrix([[1.0]], ["a"]), ff.FisherMatrix([[1.0]], ["b"])])
+    >>> resolve_names(items, None), resolve_names(items, "b")
+    (('a', 'b'), ('b',))
+    ```
+    """
     if names is None:
         seen = []
         for _, kind, payload in items:
@@ -103,7 +119,16 @@ def resolve_names(items, names) -> tuple[str, ...]:
 
 def resolve_labels(items, names, labels) -> dict[str, str]:
     """Axis label per parameter: `labels` (dict or list), else FisherMatrix labels, else
-    the name."""
+    the name.
+
+    ```python
+    >>> import fisherforecast as ff
+    >>> items = normalise_items(ff.FisherMatrix(
+    ...     [[1.0, 0.0], [0.0, 1.0]], ["a", "b"], labels={"a": r"\\alpha"}))
+    >>> resolve_labels(items, ("a", "b"), None), resolve_labels(items, ("a", "b"), ["x", "y"])
+    ({'a': '\\\\alpha', 'b': 'b'}, {'a': 'x', 'b': 'y'})
+    ```
+    """
     axis_labels = {n: n for n in names}
     for _, kind, payload in items:
         if kind == "fisher":
@@ -124,7 +149,13 @@ def resolve_labels(items, names, labels) -> dict[str, str]:
 
 
 def resolve_colors(items, colors) -> list:
-    """One matplotlib colour per item: `colors` checked, or ``C0, C1, …``."""
+    """One matplotlib colour per item: `colors` checked, or ``C0, C1, …``.
+
+    ```python
+    >>> resolve_colors([("x", "fisher", None)] * 2, None), resolve_colors([("x", "", None)], "k")
+    (['C0', 'C1'], ['k'])
+    ```
+    """
     if colors is None:
         return [f"C{i % 10}" for i in range(len(items))]
     colors = [colors] if isinstance(colors, str) else list(colors)

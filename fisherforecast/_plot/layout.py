@@ -28,7 +28,16 @@ class Extent:
 
 def data_extent(items, names, range_sigma) -> Extent:
     """Every Fisher fiducial ± `range_sigma` σ and the 0.1–99.9 % range of every sample set
-    (padded by 5 %). A singular Fisher matrix is recorded, not raised."""
+    (padded by 5 %). A singular Fisher matrix is recorded, not raised.
+
+    ```python
+    >>> import fisherforecast as ff
+    >>> F = ff.FisherMatrix([[4.0]], ["a"], fiducial={"a": 1.0})  # σ = 0.5
+    >>> ext = data_extent([("F", "fisher", F)], ("a",), range_sigma=2.0)
+    >>> ext.lo, ext.hi, ext.singular
+    ({'a': 0.0}, {'a': 2.0}, set())
+    ```
+    """
     ext = Extent({n: math.inf for n in names}, {n: -math.inf for n in names}, {}, set())
     for idx, (_, kind, payload) in enumerate(items):
         if kind == "fisher":
@@ -86,6 +95,13 @@ def axis_ranges(ext, names, axes, overplot, ranges):
 
     `ranges` override the data; overplotting widens to what an earlier call drew (unless
     `ranges` is given) and keeps its diagonal heights; degenerate ranges become ±1.
+
+    ```python
+    >>> ext = Extent({"a": 0.0, "b": math.inf}, {"a": 2.0, "b": -math.inf}, {}, set())
+    >>> rng, diag_max = axis_ranges(ext, ("a", "b"), None, False, {"a": (-1, 1)})
+    >>> rng, diag_max.tolist()
+    ([(-1.0, 1.0), (-1.0, 1.0)], [0.0, 0.0])
+    ```
     """
     lo, hi = dict(ext.lo), dict(ext.hi)
     if ranges:
