@@ -17,9 +17,9 @@ from ._errors import SingularFisherError as SingularFisherError
 from ._experiment import Experiment as Experiment
 from ._fisher import bias as bias
 from ._fisher import fisher as fisher
+from ._inverse import Inverse as Inverse
+from ._inverse import robust_inverse as robust_inverse
 from ._io import load as load
-from ._linalg import Inverse as Inverse
-from ._linalg import robust_inverse as robust_inverse
 from ._matrix import Ellipse as Ellipse
 from ._matrix import FisherMatrix as FisherMatrix
 from ._matrix import delta_chi2_2d as delta_chi2_2d

@@ -22,7 +22,8 @@ from .._checks import (
 from .._errors import FisherError, InputError, quote
 from .._experiment import Experiment
 from .._fisher import fisher
-from .._linalg import RANK_RTOL, describe_direction, unit_diagonal
+from .._inverse import describe_direction
+from .._linalg import RANK_RTOL, unit_diagonal
 from .._matrix import FisherMatrix
 from .._record import Record
 from .problem import align_prior, scale_vector
