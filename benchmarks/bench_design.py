@@ -164,14 +164,14 @@ def make_closed_form():
 
 def core_timings(exp, inits, repeats):
     """Wall and CPU time of the batched phase alone, for several ways to run the starts."""
-    from fisherforecast import _design
+    from fisherforecast._design import criteria, objective, problem
     from fisherforecast._x64 import float64
 
     n = len(inits)
     with float64():
         names = tuple(FIDUCIAL)
-        crit = _design._check_criterion("D", None, names)
-        spec, dyn, _ = _design._build_problem(
+        crit = criteria.check_criterion("D", None, names)
+        prob = problem.build_problem(
             [exp],
             False,
             FIDUCIAL,
@@ -185,12 +185,12 @@ def core_timings(exp, inits, repeats):
             None,
             None,
         )
-        u0s = np.stack([_design._u_from_x(x, dyn, spec) for x in inits])
-        args = (dyn, spec, 500, 1e-10)
+        u0s = np.stack([problem.u_from_x(x, prob.arrays, prob.spec) for x in inits])
+        args = (prob.arrays, prob.spec, 500, 1e-10)
 
         def run(lo, hi, batch_size=None):
             return jax.block_until_ready(
-                _design._multistart(jnp.asarray(u0s[lo:hi]), *args, batch_size)
+                objective.multistart(jnp.asarray(u0s[lo:hi]), *args, batch_size)
             )
 
         variants = {

@@ -17,9 +17,9 @@ from ._errors import SingularFisherError as SingularFisherError
 from ._experiment import Experiment as Experiment
 from ._fisher import bias as bias
 from ._fisher import fisher as fisher
+from ._inverse import Inverse as Inverse
+from ._inverse import robust_inverse as robust_inverse
 from ._io import load as load
-from ._linalg import Inverse as Inverse
-from ._linalg import robust_inverse as robust_inverse
 from ._matrix import Ellipse as Ellipse
 from ._matrix import FisherMatrix as FisherMatrix
 from ._matrix import delta_chi2_2d as delta_chi2_2d
@@ -49,18 +49,18 @@ _LAZY = {
     "DALI": "._sampling.dali",
     "fisher_batch": "._batch.run",
     "FisherBatch": "._batch.container",
-    "optimize_design": "._design_optimize",
-    "DesignResult": "._design_optimize",
-    "select_measurements": "._design_select",
-    "required_samples": "._design_select",
-    "repair_identifiability": "._design_select",
-    "design_criterion": "._design",
-    "sigma_criterion": "._design",
-    "fom_criterion": "._design",
-    "DesignFisher": "._design",
-    "Selection": "._design_select",
-    "RequiredSamples": "._design_select",
-    "RepairResult": "._design_select",
+    "optimize_design": "._design.optimise",
+    "DesignResult": "._design.result",
+    "select_measurements": "._design.select",
+    "required_samples": "._design.samples",
+    "repair_identifiability": "._design.repair",
+    "design_criterion": "._design.objective",
+    "sigma_criterion": "._design.criteria",
+    "fom_criterion": "._design.criteria",
+    "DesignFisher": "._design.criteria",
+    "Selection": "._design.select",
+    "RequiredSamples": "._design.samples",
+    "RepairResult": "._design.repair",
     "JointExperiment": "._joint",
     "contributions": "._joint",
     "plot": ".plot",

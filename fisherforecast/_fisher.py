@@ -12,7 +12,7 @@ import numpy as np
 from ._checks import as_experiments, check_fiducial, check_mode, check_names
 from ._engine import evaluate_checked, full_kernel, raise_if_invalid, split
 from ._errors import InputError
-from ._linalg import robust_inverse
+from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
 

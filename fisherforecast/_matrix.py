@@ -6,23 +6,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ._errors import FisherError, ParameterError, SingularFisherError, quote
-from ._linalg import (
-    NOT_PSD,
-    Inverse,
-    check_matrix,
-    classify,
-    logdet,
-    pinv_sigma,
-    robust_inverse,
-    schur_marginal,
-    unit_diagonal,
-)
-from ._x64 import float64
+from ._inverse import Inverse, robust_inverse, schur_marginal
+from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
+from ._reparam import pull_back, push_forward
 
 
 #: Probability content -> Δχ² for a 2-D joint region: Δχ² = −2 ln(1 − p).
@@ -376,78 +365,13 @@ class FisherMatrix:
         ```
         """
         if inverse:
-            if fiducial is None:
-                raise ValueError(
-                    "reparameterize(inverse=True) needs `fiducial`, the values "
-                    "of the new parameters."
-                )
-            new_fid = {k: float(v) for k, v in fiducial.items()}
-            new_names = tuple(new_fid)
-            with float64():
-                x0 = jnp.array([new_fid[n] for n in new_names], dtype=jnp.float64)
-
-                def old_of(x):
-                    out = transform(dict(zip(new_names, x, strict=True)))
-                    missing = [n for n in self._names if n not in out]
-                    if missing:
-                        raise KeyError(
-                            f"transform must return every parameter of the matrix; missing "
-                            f"{missing} (returned {list(out)})."
-                        )
-                    return jnp.stack([jnp.asarray(out[n], jnp.float64) for n in self._names])
-
-                old0 = np.asarray(old_of(x0))
-                J = np.asarray(jax.jacfwd(old_of)(x0), dtype=np.float64)
-            _check_transform_finite(old0, J)
-            if self._fiducial is not None:
-                ref = np.array([self._fiducial[n] for n in self._names])
-                # Each parameter's own scale: its value, or its conditional 1σ near zero.
-                _, d = unit_diagonal(self._matrix)
-                scale = np.where(np.diag(self._matrix) > 0, 1.0 / d, 0.0)
-                if not np.all(np.abs(old0 - ref) <= 1e-6 * (np.abs(ref) + scale)):
-                    raise ValueError(
-                        "transform(fiducial) does not reproduce this matrix's fiducial: got "
-                        f"{dict(zip(self._names, old0.tolist(), strict=True))}, expected "
-                        f"{self._fiducial}."
-                    )
-            M = J.T @ self._matrix @ J
+            M, new_names, new_fid = pull_back(
+                self._matrix, self._names, self._fiducial, transform, fiducial
+            )
         else:
-            if self._fiducial is None:
-                raise ValueError("reparameterize needs the matrix's fiducial values.")
-            with float64():
-                x0 = jnp.array([self._fiducial[n] for n in self._names], dtype=jnp.float64)
-                probe = transform(dict(zip(self._names, x0, strict=True)))
-                new_names = tuple(probe)
-
-                def new_of(x):
-                    out = transform(dict(zip(self._names, x, strict=True)))
-                    return jnp.stack([jnp.asarray(out[n], jnp.float64) for n in new_names])
-
-                new0 = np.asarray(new_of(x0))
-                J = np.asarray(jax.jacfwd(new_of)(x0), dtype=np.float64)
-            _check_transform_finite(new0, J)
-            if J.shape[0] != J.shape[1]:
-                raise ValueError(
-                    f"transform returned {len(new_names)} parameters {list(new_names)} for "
-                    f"{self.n_params} parameters {list(self._names)}; a forward "
-                    "reparameterization must be one-to-one (return unchanged parameters "
-                    "too), or use inverse=True."
-                )
-            # Judge invertibility on the row- and column-normalised Jacobian, so that a change
-            # of units (a diagonal J with entries 1e9 and 1e-9) is not mistaken for singular.
-            rows = np.linalg.norm(J, axis=1, keepdims=True)
-            Jn = J / np.where(rows > 0, rows, 1.0)
-            cols = np.linalg.norm(Jn, axis=0, keepdims=True)
-            Jn = Jn / np.where(cols > 0, cols, 1.0)
-            s = np.linalg.svd(Jn, compute_uv=False)
-            if not (rows > 0).all() or s[-1] <= 1e-12 * s[0]:
-                raise ValueError(
-                    "the Jacobian of transform is singular at the fiducial: the "
-                    "new parameters are not a valid change of variables there."
-                )
-            A = np.linalg.solve(J.T, self._matrix)  # J⁻ᵀ F
-            M = np.linalg.solve(J.T, A.T).T  # J⁻ᵀ F J⁻¹
-            new_fid = dict(zip(new_names, new0.tolist(), strict=True))
+            M, new_names, new_fid = push_forward(
+                self._matrix, self._names, self._fiducial, transform
+            )
         M = 0.5 * (M + M.T)
         lab = {n: (self._labels[n] if n in self._labels else n) for n in new_names}
         lab.update(labels or {})
@@ -685,14 +609,6 @@ def _merge_fiducials(a, b, names):
     if any(n not in merged for n in names):
         return None
     return merged
-
-
-def _check_transform_finite(values, J):
-    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(J))):
-        raise ValueError(
-            "transform gives NaN/inf values or derivatives at the fiducial (values "
-            f"{values.tolist()}); it must be smooth and finite there."
-        )
 
 
 def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:

@@ -21,157 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._errors import FisherError, quote
+from ._errors import quote
 from ._matrix import FisherMatrix, delta_chi2_2d, marginal_sigma_or_inf
+from ._plot import contours as _contours
+from ._plot import inputs as _inputs
+from ._plot import layout as _layout
+from ._plot.style import linestyle, sorted_levels, tex
 
 __all__ = ["corner", "ellipse", "sigma_bars", "spectrum"]
-
-_LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _tex(label: str) -> str:
-    """Wrap a LaTeX label in ``$…$`` for matplotlib unless it already has math or is plain."""
-    if "$" in label:
-        return label
-    if any(c in label for c in "\\^_{}"):
-        return f"${label}$"
-    return label
-
-
-def _check_levels(levels):
-    if isinstance(levels, int | float):
-        levels = (levels,)
-    levels = tuple(float(lv) for lv in levels)
-    if not levels or not all(0 < lv < 1 for lv in levels):
-        raise ValueError(
-            f"`levels` must be probabilities in (0, 1), e.g. (0.6827, 0.9545); received {levels!r}."
-        )
-    return tuple(sorted(levels))
-
-
-# ---------------------------------------------------------------------------------------
-# Normalising the inputs of corner()
-# ---------------------------------------------------------------------------------------
-def _is_sample_dict(obj) -> bool:
-    if not isinstance(obj, Mapping) or not obj:
-        return False
-    return all(
-        isinstance(k, str)
-        and not isinstance(v, Mapping | FisherMatrix)
-        and not hasattr(v, "samples")
-        and np.ndim(v) == 1
-        for k, v in obj.items()
-    )
-
-
-def _items(obj, label=None):
-    """Expand one input into a list of ``(label, kind, payload)``; kind 'fisher'/'samples'."""
-    from ._sampling.crosscheck import CrossCheck
-
-    if isinstance(obj, FisherMatrix):
-        return [(label or obj.name or "Fisher", "fisher", obj)]
-    if isinstance(obj, CrossCheck):
-        F = obj.fisher
-        centred = FisherMatrix(
-            F.matrix, F.names, fiducial=dict(obj.reference), labels=F.labels, name=F.name
-        )
-        prefix = f"{label}: " if label else ""
-        return [(f"{prefix}HMC", "samples", obj.samples), (f"{prefix}Fisher", "fisher", centred)]
-    if _is_sample_dict(obj):
-        return [(label or "samples", "samples", obj)]
-    if hasattr(obj, "samples") and _is_sample_dict(obj.samples):
-        return [
-            (label or type(obj).__name__.replace("Samples", " samples"), "samples", obj.samples)
-        ]
-    raise TypeError(
-        "ff.plot.corner expects FisherMatrix objects, sample dicts (name -> 1-D array), "
-        "CrossCheck results, or a list / dict label -> of these; received "
-        f"{quote(obj)}."
-    )
-
-
-def _normalise(fishers_or_samples):
-    obj = fishers_or_samples
-    if isinstance(obj, Mapping) and not _is_sample_dict(obj):
-        out = []
-        for k, v in obj.items():
-            out += _items(v, str(k))
-        return out
-    if isinstance(obj, Sequence) and not isinstance(obj, str):
-        if not obj:
-            raise ValueError("ff.plot.corner received an empty list.")
-        out = []
-        for v in obj:
-            out += _items(v)
-        return out
-    return _items(obj)
-
-
-def _names_of(kind, payload):
-    return tuple(payload.names) if kind == "fisher" else tuple(payload)
-
-
-# ---------------------------------------------------------------------------------------
-# Sample contours, binned in whitened coordinates
-# ---------------------------------------------------------------------------------------
-def _density_thresholds(H, levels):
-    """Densities whose upper sets hold the fractions `levels` of the histogram mass."""
-    flat = np.sort(H.ravel())[::-1]
-    cdf = np.cumsum(flat)
-    cdf /= cdf[-1]
-    out = [flat[min(int(np.searchsorted(cdf, lv)), flat.size - 1)] for lv in levels]
-    return out
-
-
-def _whitened_contours(ax, x, y, levels, color, bins, smooth, linewidth, fill):
-    """2-D contours of samples at probability contents `levels`, affine invariant.
-
-    The samples are mapped to ``w = L⁻¹ (p − mean)`` with ``L Lᵀ`` their covariance; the
-    histogram (and its Gaussian smoothing) lives on a square grid in ``w``; the grid is
-    mapped back and drawn with matplotlib's curvilinear ``contour``.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    pts = np.column_stack([x, y])
-    mean = pts.mean(axis=0)
-    cov = np.cov(pts, rowvar=False)
-    try:
-        L = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return None
-    w = np.linalg.solve(L, (pts - mean).T).T
-    lo, hi = np.quantile(w, [0.0005, 0.9995], axis=0)
-    pad = 0.1 * (hi - lo)
-    edges = [np.linspace(lo[k] - pad[k], hi[k] + pad[k], bins + 1) for k in range(2)]
-    H, eu, ev = np.histogram2d(w[:, 0], w[:, 1], bins=edges)
-    if smooth:
-        H = gaussian_filter(H, smooth)
-    thresholds = _density_thresholds(H, levels)  # descending with ascending levels
-    if len(set(thresholds)) < len(thresholds) or min(thresholds) <= 0:
-        return None
-    cu, cv = 0.5 * (eu[1:] + eu[:-1]), 0.5 * (ev[1:] + ev[:-1])
-    U, V = np.meshgrid(cu, cv, indexing="ij")
-    X = mean[0] + L[0, 0] * U + L[0, 1] * V
-    Y = mean[1] + L[1, 0] * U + L[1, 1] * V
-    order = np.argsort(thresholds)
-    styles = [_LINESTYLES[k % len(_LINESTYLES)] for k in order]
-    if fill:
-        bounds = [thresholds[k] for k in order] + [H.max() * 1.0001]
-        ax.contourf(X, Y, H, levels=bounds, colors=[color], alpha=0.25)
-    cs = ax.contour(
-        X,
-        Y,
-        H,
-        levels=[thresholds[k] for k in order],
-        colors=[color],
-        linewidths=linewidth,
-        linestyles=styles,
-    )
-    cs.set_gid("sample-contour")
-    return cs
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,273 +109,49 @@ def corner(
     ['experiment', 'with prior']
     ```
     """
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    levels = _check_levels(levels)
+    levels = sorted_levels(levels)
     if contours not in ("whitened", "corner"):
         raise ValueError(f"`contours` must be 'whitened' or 'corner'; received {contours!r}.")
-    items = _normalise(fishers_or_samples)
-
-    # Parameters and labels.
-    if names is None:
-        seen = []
-        for _, kind, payload in items:
-            seen += [n for n in _names_of(kind, payload) if n not in seen]
-        names = tuple(seen)
-    else:
-        names = (names,) if isinstance(names, str) else tuple(names)
-        known = set()
-        for _, kind, payload in items:
-            known.update(_names_of(kind, payload))
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise KeyError(f"`names` lists {unknown}, which no input has; known: {sorted(known)}.")
+    items = _inputs.normalise_items(fishers_or_samples)
+    names = _inputs.resolve_names(items, names)
+    axis_labels = _inputs.resolve_labels(items, names, labels)
+    colors = _inputs.resolve_colors(items, colors)
     K = len(names)
-    if K == 0:
-        raise ValueError("nothing to plot: no parameter names.")
-    for label, kind, payload in items:
-        if kind == "samples" and not isinstance(payload, FisherMatrix):
-            missing = [n for n in names if n not in payload]
-            if missing:
-                raise KeyError(
-                    f"sample set {label!r} has no samples of {missing}; pass "
-                    f"names=[...] to plot a subset."
-                )
-    axis_labels = {n: n for n in names}
-    for _, kind, payload in items:
-        if kind == "fisher":
-            for n, lab in payload.labels.items():
-                if n in axis_labels and axis_labels[n] == n:
-                    axis_labels[n] = lab
-    if labels is not None:
-        if isinstance(labels, Mapping):
-            axis_labels.update({k: str(v) for k, v in labels.items() if k in axis_labels})
-        else:
-            labels = list(labels)
-            if len(labels) != K:
-                raise ValueError(
-                    f"`labels` has {len(labels)} entries for {K} parameters {list(names)}."
-                )
-            axis_labels = dict(zip(names, map(str, labels), strict=True))
 
-    if colors is None:
-        colors = [f"C{i % 10}" for i in range(len(items))]
-    else:
-        colors = [colors] if isinstance(colors, str) else list(colors)
-        if len(colors) < len(items):
-            raise ValueError(
-                f"`colors` has {len(colors)} entries for {len(items)} items "
-                f"{[lab for lab, _, _ in items]}."
-            )
+    ext = _layout.data_extent(items, names, range_sigma)
+    fig, axes, overplot = _layout.figure_axes(fig, K)
+    rng, diag_max = _layout.axis_ranges(ext, names, axes, overplot, ranges)
+    tr = _layout.adjust_margins(fig, K)
 
-    # Ranges.
-    lo = {n: math.inf for n in names}
-    hi = {n: -math.inf for n in names}
-    sigmas, singular = {}, set()
-    for idx, (_, kind, payload) in enumerate(items):
-        if kind == "fisher":
-            try:
-                sig = payload.sigma()
-            except FisherError:
-                # One unconstrained matrix must not stop the plot: it gets a legend entry
-                # that says so and no contours.
-                singular.add(idx)
-                continue
-            sigmas[idx] = sig
-            fid = payload.fiducial or {n: 0.0 for n in payload.names}
-            for n in names:
-                if n in sig:
-                    lo[n] = min(lo[n], fid[n] - range_sigma * sig[n])
-                    hi[n] = max(hi[n], fid[n] + range_sigma * sig[n])
-        else:
-            for n in names:
-                x = np.asarray(payload[n], dtype=np.float64)
-                x = x[np.isfinite(x)]
-                if x.size:
-                    q = np.quantile(x, [0.001, 0.999])
-                    pad = 0.05 * (q[1] - q[0])
-                    lo[n] = min(lo[n], q[0] - pad)
-                    hi[n] = max(hi[n], q[1] + pad)
-    if ranges:
-        for n, (a, b) in ranges.items():
-            if n in lo:
-                lo[n], hi[n] = float(a), float(b)
-    # Figure with K × K axes (corner's layout).
-    factor, lbdim, trdim, whspace = 2.0, 1.0, 0.4, 0.05
-    plotdim = factor * K + factor * (K - 1.0) * whspace
-    dim = lbdim + plotdim + trdim
-    if fig is None:
-        fig = plt.figure(figsize=(dim, dim))
-    overplot = bool(fig.axes)
-    if not overplot:
-        fig.subplots(K, K, squeeze=False)
-    if len(fig.axes) != K * K:
-        raise ValueError(
-            f"`fig` has {len(fig.axes)} axes; a corner plot of {K} parameters "
-            f"needs {K * K} (or pass an empty figure)."
-        )
-    axes = np.array(fig.axes).reshape(K, K)
-    diag_max = np.zeros(K)
-    if overplot and not ranges:  # keep what an earlier call drew in view
-        for i, n in enumerate(names):
-            a, b = axes[K - 1, i].get_xlim()
-            lo[n], hi[n] = min(lo[n], a), max(hi[n], b)
-    if overplot:
-        diag_max = np.array([axes[i, i].get_ylim()[1] / 1.1 for i in range(K)])
-    for n in names:
-        if not (math.isfinite(lo[n]) and math.isfinite(hi[n])) or lo[n] >= hi[n]:
-            c = 0.0 if not math.isfinite(lo[n]) else lo[n]
-            lo[n], hi[n] = c - 1.0, c + 1.0
-    rng = [(lo[n], hi[n]) for n in names]
-    lb, tr = lbdim / dim, (lbdim + plotdim) / dim
-    fig.subplots_adjust(left=lb, bottom=lb, right=tr, top=tr, wspace=whspace, hspace=whspace)
-
-    # Sample sets through corner.
+    # Sample sets first (through corner), then the Fisher matrices analytically; the
+    # legend keeps the order of the inputs.
     handles = []
+    style: dict[str, Any] = dict(
+        levels=levels, bins=bins, smooth=smooth, linewidth=linewidth, fill=fill
+    )
     for idx, (label, kind, payload) in enumerate(items):
-        color = colors[idx]
-        if kind != "samples":
-            continue
-        import corner as corner_pkg
-
-        data = np.column_stack([np.asarray(payload[n], dtype=np.float64) for n in names])
-        data = data[np.all(np.isfinite(data), axis=1)]
-        own = contours == "whitened"
-        corner_pkg.corner(
-            data,
-            fig=fig,
-            range=rng,
-            bins=bins,
-            levels=levels,
-            color=color,
-            smooth=smooth,
-            plot_datapoints=False,
-            plot_density=False,
-            plot_contours=not own,
-            fill_contours=fill and not own,
-            no_fill_contours=True,
-            hist_kwargs={"density": True, "color": color},
-            contour_kwargs={"linewidths": linewidth},
-        )
-        if own:
-            for i in range(K):
-                for j in range(i):
-                    _whitened_contours(
-                        axes[i, j],
-                        data[:, j],
-                        data[:, i],
-                        levels,
-                        color,
-                        bins,
-                        smooth,
-                        linewidth,
-                        fill,
-                    )
-        for i in range(K):
-            counts, _ = np.histogram(data[:, i], bins=bins, range=rng[i], density=True)
-            diag_max[i] = max(diag_max[i], counts.max(initial=0.0))
-        handles.append((idx, Line2D([], [], color=color, lw=linewidth, label=label)))
-
-    # Fisher matrices, analytically.
+        if kind == "samples":
+            style.update(color=colors[idx], contours=contours)
+            _contours.draw_samples(fig, axes, payload, names, rng, diag_max, style)
+            handles.append((idx, Line2D([], [], color=colors[idx], lw=linewidth, label=label)))
     for idx, (label, kind, payload) in enumerate(items):
         if kind != "fisher":
             continue
-        color = colors[idx]
-        if idx in singular:
-            handles.append(
-                (
-                    idx,
-                    Line2D(
-                        [],
-                        [],
-                        color=color,
-                        lw=linewidth,
-                        ls=":",
-                        label=f"{label} (singular: not drawn)",
-                    ),
-                )
+        if idx in ext.singular:
+            label = f"{label} (singular: not drawn)"
+        else:
+            sig = ext.sigmas[idx]
+            _contours.draw_fisher(
+                axes, payload, sig, names, rng, diag_max, levels, colors[idx], linewidth
             )
-            continue
-        sig = sigmas[idx]
-        fid = payload.fiducial or {n: 0.0 for n in payload.names}
-        for i, n in enumerate(names):
-            if n not in sig:
-                continue
-            ax = axes[i, i]
-            x = np.linspace(*rng[i], 400)
-            pdf = np.exp(-0.5 * ((x - fid[n]) / sig[n]) ** 2) / (math.sqrt(2 * math.pi) * sig[n])
-            (line,) = ax.plot(x, pdf, color=color, lw=linewidth)
-            line.set_gid("fisher-gaussian")
-            diag_max[i] = max(diag_max[i], pdf.max())
-        for i, yn in enumerate(names):
-            for j, xn in enumerate(names[:i]):
-                if xn not in sig or yn not in sig:
-                    continue
-                ax = axes[i, j]
-                for k, level in enumerate(levels):
-                    verts = payload.ellipse(xn, yn, level).vertices(201)
-                    (line,) = ax.plot(
-                        verts[:, 0],
-                        verts[:, 1],
-                        color=color,
-                        lw=linewidth,
-                        ls=_LINESTYLES[k % len(_LINESTYLES)],
-                    )
-                    line.set_gid("fisher-ellipse")
-        handles.append((idx, Line2D([], [], color=color, lw=linewidth, label=label)))
+        ls = ":" if idx in ext.singular else "-"
+        handles.append((idx, Line2D([], [], color=colors[idx], lw=linewidth, ls=ls, label=label)))
     handles = [h for _, h in sorted(handles, key=lambda pair: pair[0])]
 
-    # Axes formatting (after corner, which formats only its own calls).
-    from matplotlib.ticker import MaxNLocator, NullLocator
-
-    for i in range(K):
-        for j in range(K):
-            ax = axes[i, j]
-            if j > i:
-                ax.set_frame_on(False)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                continue
-            ax.set_xlim(rng[j])
-            ax.xaxis.set_major_locator(MaxNLocator(4, prune="both"))
-            if i == j:
-                ax.set_ylim(0, 1.1 * diag_max[i] if diag_max[i] > 0 else 1.0)
-                ax.yaxis.set_major_locator(NullLocator())
-                ax.set_yticklabels([])
-            else:
-                ax.set_ylim(rng[i])
-                ax.yaxis.set_major_locator(MaxNLocator(4, prune="both"))
-            if i < K - 1:
-                ax.set_xticklabels([])
-                ax.set_xlabel("")
-            else:
-                ax.set_xlabel(_tex(axis_labels[names[j]]))
-                for t in ax.get_xticklabels():
-                    t.set_rotation(45)
-            if j > 0 or i == 0:
-                if i != j:
-                    ax.set_yticklabels([])
-                ax.set_ylabel("")
-            else:
-                ax.set_ylabel(_tex(axis_labels[names[i]]))
-                for t in ax.get_yticklabels():
-                    t.set_rotation(45)
-
-    show = legend if legend is not None else len(handles) > 1
-    if show is not False:
-        if isinstance(show, list | tuple):
-            if len(show) != len(handles):
-                raise ValueError(f"`legend` has {len(show)} labels for {len(handles)} items.")
-            for h, text in zip(handles, show, strict=True):
-                h.set_label(str(text))
-        fig.legend(
-            handles=handles,
-            loc="upper right",
-            bbox_to_anchor=(tr, tr),
-            frameon=False,
-            title=f"contours: {', '.join(f'{lv:.4g}' for lv in levels)} (2-D)" if K > 1 else None,
-        )
+    _layout.format_axes(axes, names, axis_labels, rng, diag_max)
+    _layout.add_legend(fig, handles, legend, levels, K, tr)
     return fig
 
 
@@ -549,7 +186,7 @@ def ellipse(
 
     if not isinstance(F, FisherMatrix):
         raise TypeError(f"ellipse expects a FisherMatrix; received {quote(F)}.")
-    levels = _check_levels(levels)
+    levels = sorted_levels(levels)
     if ax is None:
         ax = plt.figure(figsize=(4.5, 4.0)).add_subplot()
     # Axes._get_lines is private but is the only way to advance the axes' own colour cycle.
@@ -563,7 +200,7 @@ def ellipse(
             verts[:, 1],
             color=color,
             lw=linewidth,
-            ls=_LINESTYLES[k % len(_LINESTYLES)],
+            ls=linestyle(k),
             label=f"{label} ({level:.4g}, Δχ² = {e.delta_chi2:.2f})",
         )
         line.set_gid("fisher-ellipse")
@@ -573,8 +210,8 @@ def ellipse(
     (center,) = ax.plot(*e.center, marker="+", color=color, ls="none")
     center.set_gid("fisher-center")
     labels = F.labels
-    ax.set_xlabel(_tex(labels[a]))
-    ax.set_ylabel(_tex(labels[b]))
+    ax.set_xlabel(tex(labels[a]))
+    ax.set_ylabel(tex(labels[b]))
     ax.legend(fontsize="small", frameon=False)
     ax.autoscale_view()
     return ax.figure
@@ -671,7 +308,7 @@ def sigma_bars(fishers, names=None, *, relative=False, log=False, ax=None, color
         for n, lab in F.labels.items() if isinstance(F, FisherMatrix) else ():
             labels.setdefault(n, lab)
     ax.set_xticks(x)
-    ax.set_xticklabels([_tex(labels.get(n, n)) for n in names])
+    ax.set_xticklabels([tex(labels.get(n, n)) for n in names])
     ax.set_ylabel("σ / |fiducial|" if relative else "marginal σ")
     if log:
         ax.set_yscale("log")
@@ -730,7 +367,7 @@ def spectrum(F, *, ax=None):
     if ax2 is not None:
         im = ax2.imshow(V**2, vmin=0, vmax=1, cmap="Blues", aspect="auto")
         ax2.set_yticks(np.arange(P))
-        ax2.set_yticklabels([_tex(F.labels[n]) for n in F.names])
+        ax2.set_yticklabels([tex(F.labels[n]) for n in F.names])
         ax2.set_xticks(np.arange(P))
         ax2.set_xlabel("eigen-direction (weakest first)")
         ax2.set_title("squared components")

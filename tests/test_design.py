@@ -9,7 +9,9 @@ differences, never the design code's own output.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 
 import jax
@@ -20,8 +22,11 @@ import scipy.optimize
 from helpers import decay, load_example, rooney_biegler
 
 import fisherforecast as ff
-from fisherforecast import _design, _design_optimize, _design_select
-from fisherforecast._design import design_criterion, fom_criterion, sigma_criterion
+from fisherforecast._design import criteria, objective, optimise
+from fisherforecast._design import select as select_mod
+from fisherforecast._design.criteria import fom_criterion, sigma_criterion
+from fisherforecast._design.objective import design_criterion
+from fisherforecast._record import Record
 
 # ---------------------------------------------------------------------------------------
 # Models and their closed-form Fisher matrices
@@ -186,7 +191,7 @@ def test_design_fisher_methods_match_fisher_matrix():
     names = ("w0", "wa", "h")
     ref = ff.FisherMatrix(M, names)
     with jax.enable_x64(True):
-        F = _design.DesignFisher(jnp.asarray(M), names)
+        F = criteria.DesignFisher(jnp.asarray(M), names)
         np.testing.assert_allclose(np.asarray(F.covariance()), ref.covariance(), rtol=1e-12)
         assert float(F.sigma("wa")) == pytest.approx(ref.sigma()["wa"], rel=1e-12)
         np.testing.assert_allclose(
@@ -322,7 +327,7 @@ def test_repeated_designs_do_not_recompile():
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
     sizes = [
         f._cache_size()
-        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
     ]
     ff.optimize_design(
         exp.replace(design=np.array([0.1, 7.5])),
@@ -333,7 +338,7 @@ def test_repeated_designs_do_not_recompile():
     )
     assert [
         f._cache_size()
-        for f in (_design._multistart, _design._loss_and_grad, _design._natural_batch)
+        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
     ] == sizes
 
 
@@ -609,8 +614,7 @@ def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
     assert sel.criterion_value >= relaxed.criterion_value - 1e-9
     # Padded pools: a new k on the same candidates reuses the compiled criterion.
     sizes = [
-        f._cache_size()
-        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+        f._cache_size() for f in (select_mod._losses_of_matrices, select_mod._relaxed_loss_and_grad)
     ]
     for k in (3, 4):
         other = ff.select_measurements(exp, fid, grid, k, "E")
@@ -619,8 +623,7 @@ def test_exchange_finds_the_e_optimal_subset_and_does_not_retrace():
         )[:, 0].max()
         assert other.criterion_value == pytest.approx(best, rel=1e-10)
     assert [
-        f._cache_size()
-        for f in (_design_select._losses_of_matrices, _design_select._relaxed_loss_and_grad)
+        f._cache_size() for f in (select_mod._losses_of_matrices, select_mod._relaxed_loss_and_grad)
     ] == sizes
 
 
@@ -653,8 +656,8 @@ def test_design_criterion_of_a_singular_design_is_the_worst_value():
         exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=t)
         for criterion, value in worst.items():
             assert design_criterion(exp, fid, criterion=criterion) == value, (t, criterion)
-            crit = _design._check_criterion(criterion, None, ("A", "k"))
-            assert _design._natural_numpy(ff.fisher(exp, fid).matrix, crit) == value
+            crit = criteria.check_criterion(criterion, None, ("A", "k"))
+            assert criteria.natural_numpy(ff.fisher(exp, fid).matrix, crit) == value
 
 
 def test_coinciding_start_points_are_separated(monkeypatch):
@@ -666,7 +669,7 @@ def test_coinciding_start_points_are_separated(monkeypatch):
     np.testing.assert_allclose(np.sort(res.design), [0.0, 2.0], atol=1e-7)
     # Without the nudge the start is stuck, and the error blames the optimiser, not the
     # model (other designs are identifiable).
-    monkeypatch.setattr(_design_optimize, "_separate_ties", lambda x, low, high: x)
+    monkeypatch.setattr(optimise, "_separate_ties", lambda x, low, high: x)
     with pytest.raises(ff.SingularFisherError, match="no start reached a non-singular design"):
         ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=1)
 
@@ -717,3 +720,64 @@ def test_more_bad_input_is_rejected_with_the_argument_named():
         ff.repair_identifiability(exp, fid, np.arange(3.0), weak_rtol=-1)
     with pytest.raises(TypeError, match=r"`name` must be a string.*\['a'\]"):
         sigma_criterion(["a"])
+
+
+# ---------------------------------------------------------------------------------------
+# The initial design cannot be evaluated: the optimum is still returned
+# ---------------------------------------------------------------------------------------
+def counts(p, t):
+    return p["a"] * t + p["b"] * t**2
+
+
+def test_poisson_initial_design_with_zero_counts_still_returns_the_optimum():
+    # λ(0) = 0 at the initial design: Poisson noise is undefined there, but not at the
+    # optimum. The optimum is returned, the initial figures are unavailable and say why.
+    exp = ff.Experiment(counts, ff.Poisson(), design=np.array([0.0, 0.5]))
+    fid = {"a": 2.0, "b": 1.0}
+    res = ff.optimize_design(exp, fid, bounds=(0.0, 5.0), n_starts=4)
+    # Independent value: log det of the Poisson Fisher matrix Σ ∇λ ∇λᵀ / λ at the optimum.
+    t = np.asarray(res.design)
+    grads = np.stack([t, t**2], axis=1)
+    F = (grads / (2.0 * t + t**2)[:, None]).T @ grads
+    assert res.criterion_value == pytest.approx(np.linalg.slogdet(F)[1], rel=1e-9)
+    assert math.isnan(res.initial_value) and math.isnan(res.gain)
+    assert res.efficiency is None and res.initial_fisher is None
+    assert "expected counts must be positive" in res.initial_error
+    assert "initial design unavailable" in res.summary()
+    assert res.to_dict()["initial_error"] == res.initial_error
+
+
+def test_any_failure_at_the_initial_design_keeps_the_optimum(monkeypatch):
+    # Errors other than FisherError (an ODE solver raising, a criterion that fails) used to
+    # abort the run after the optimisation had succeeded.
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([1.0, 5.0]))
+    fid = {"A": 2.0, "k": 0.5}
+    real_fisher = optimise.fisher
+
+    def failing_at_the_initial_design(experiments, *args, **kwargs):
+        if np.allclose(experiments[0].design, [1.0, 5.0]):
+            raise RuntimeError("solver failed at t = 5")
+        return real_fisher(experiments, *args, **kwargs)
+
+    monkeypatch.setattr(optimise, "fisher", failing_at_the_initial_design)
+    res = ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=4)
+    np.testing.assert_allclose(np.sort(res.design), [0.0, 2.0], atol=1e-7)  # {0, 1/k}
+    assert res.initial_error == "RuntimeError: solver failed at t = 5"
+    assert math.isnan(res.gain) and res.initial_total_fisher is None
+    assert all(math.isnan(before) for before, _ in res.sigma_table().values())
+
+
+def test_design_results_are_frozen_records():
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([1.0, 5.0]))
+    fid = {"A": 2.0, "k": 0.5}
+    res = ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=2)
+    sel = ff.select_measurements(exp, fid, np.arange(0.0, 4.0), 2)
+    need = ff.required_samples(exp, fid, 0.01)
+    rep = ff.repair_identifiability(exp, fid, np.array([0.0, 2.0]))
+    for result in (res, sel, need, rep):
+        assert isinstance(result, Record)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            result.summary_text = "x"
+        json.dumps(result.to_dict())  # plain values only
+        assert result.summary()
+    assert rep.replace(success=False).success is False and rep.success

@@ -259,6 +259,7 @@ def test_robust_inverse_names_an_indefinite_matrix_and_checks_names():
 # ---------------------------------------------------------------------------------------
 # Batched kernels (fisherforecast._linalg), against independent answers
 # ---------------------------------------------------------------------------------------
+from fisherforecast import _inverse as I  # noqa: E402
 from fisherforecast import _linalg as L  # noqa: E402
 
 
@@ -596,7 +597,7 @@ def test_logdet_against_numpy_and_extreme_scales():
 
 def test_schur_marginal_rejects_an_indefinite_matrix():
     with pytest.raises(ff.SingularFisherError, match="not positive semi-definite"):
-        L.schur_marginal(np.diag([1.0, 2.0, -0.5]) + 0.0, [0], [1, 2], ("a", "b", "c"))
+        I.schur_marginal(np.diag([1.0, 2.0, -0.5]) + 0.0, [0], [1, 2], ("a", "b", "c"))
 
 
 def test_fisher_matrix_summaries_through_the_kernels():

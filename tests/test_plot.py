@@ -133,6 +133,10 @@ def test_sample_contours_enclose_the_same_probability_as_the_ellipses():
 def test_corner_input_errors():
     with pytest.raises(ValueError, match="levels"):
         ff.plot.corner(F, levels=(68.27,))
+    with pytest.raises(ff.InputError, match=r"`levels`.*repeated"):
+        ff.plot.corner(F, levels=(0.5, 0.5))
+    with pytest.raises(ff.InputError, match=r"`levels`.*'0\.7'"):
+        ff.plot.ellipse(F, "a", "b", levels="0.7")
     with pytest.raises(KeyError, match=r"\['c'\]"):
         ff.plot.corner({"s": {"a": np.zeros(10), "b": np.ones(10)}, "F": F})
     with pytest.raises(KeyError, match="no input has"):
@@ -203,3 +207,21 @@ def test_plot_module_imports_matplotlib_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("contours", ["whitened", "corner"])
+def test_corner_geometry_matches_the_stored_reference(contours):
+    """One corner plot (FisherMatrix + samples) against arrays captured from the code before
+    corner() was split: contour and line vertices, histogram outlines, limits, labels, legend.
+    Regenerate with ``python tests/corner_snapshot.py`` only for an intended change."""
+    from corner_snapshot import REFERENCE, snapshot
+
+    ref = np.load(REFERENCE)
+    got = snapshot(contours)
+    expected = {k: ref[k] for k in ref.files if k.startswith(f"{contours}:")}
+    assert sorted(got) == sorted(expected)
+    for key, want in expected.items():
+        if want.dtype.kind in "US":
+            assert got[key].tolist() == want.tolist(), key
+        else:
+            np.testing.assert_allclose(got[key], want, rtol=1e-12, atol=1e-14, err_msg=key)

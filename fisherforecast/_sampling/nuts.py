@@ -25,7 +25,7 @@ import numpy as np
 
 from .._checks import check_int
 from .._errors import InputError, ParameterError, SingularFisherError, quote
-from .._linalg import robust_inverse
+from .._inverse import robust_inverse
 
 #: Default half-width of the flat prior box, in Fisher σ, when no bounds are given.
 DEFAULT_BOUNDS_SIGMA = 10.0
