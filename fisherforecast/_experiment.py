@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _compile
+from ._compile import LEGACY
 from ._errors import quote
 from ._noise import NoiseModel
 from ._x64 import as_float64_tree
@@ -226,7 +226,7 @@ class _StaticModel:
 
     def key(self):
         if self._key is None:
-            self._key = _Leaf(self.model) if _compile.LEGACY else _value_key(self.model)
+            self._key = _Leaf(self.model) if LEGACY else _value_key(self.model)
         return self._key
 
     def __eq__(self, other):
