@@ -7,6 +7,7 @@ import inspect
 from typing import Any
 
 import jax
+import jax.core
 
 from ._errors import quote
 from ._noise import NoiseModel
