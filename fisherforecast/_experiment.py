@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 import jax
+import jax.core
 import numpy as np
 
 from ._compile import LEGACY

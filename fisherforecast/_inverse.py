@@ -13,7 +13,7 @@ entries are known exactly but whose scaled condition number exceeds what float64
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -74,6 +74,7 @@ def describe_direction(vector, names, fiducial=None, involved=None) -> tuple[dic
     vector = np.where(involved, vector, 0.0)
     use_log = _log_space(names, involved, fiducial)
     if use_log:  # δ ln θ = δθ / θ; entries not involved keep their (negligible) value
+        assert fiducial is not None  # _log_space is False without one
         scale = np.array([fiducial[n] if (fiducial.get(n) or 0) > 0 else 1.0 for n in names])
         vec = vector / scale
     else:
@@ -234,7 +235,7 @@ def _mpmath_inverse(F, d, dps):
             for j in range(P):
                 S[i, j] = M[i, j] / (Dm[i] * Dm[j])
         try:
-            S_inv = S**-1
+            S_inv: Any = S**-1  # an mpmath matrix (untyped: pyright infers the int 1)
         except ZeroDivisionError as exc:
             raise SingularFisherError(f"matrix is exactly singular even at {dps} digits.") from exc
         eig = mpmath.eigsy(S)[0]

@@ -43,6 +43,7 @@ import inspect
 from typing import ClassVar
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 

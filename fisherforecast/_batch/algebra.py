@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -12,9 +12,6 @@ from .._errors import InputError, quote
 from .._linalg import classify, schur_complement
 from .._matrix import FisherMatrix
 from .reasons import UPSTREAM, Reason
-
-if TYPE_CHECKING:
-    from .container import FisherBatch
 
 
 class BatchAlgebra:
@@ -28,9 +25,25 @@ class BatchAlgebra:
     #: NumPy must not broadcast ``array * batch`` into an object array of batches.
     __array_ufunc__ = None
 
+    if TYPE_CHECKING:  # what the mixin reads from the container (declared there)
+        _matrices: np.ndarray
+        _names: tuple[str, ...]
+        _fiducials: dict[str, np.ndarray] | None
+        _codes: np.ndarray
+        _messages: dict[int, str]
+        _metadata: dict[str, Any]
+
+        @property
+        def n_params(self) -> int: ...
+
+        def __len__(self) -> int: ...
+
+        @classmethod
+        def _build(cls, matrices, names, fiducials, codes, cond, messages, metadata) -> Self: ...
+
     def _derive(
         self, matrices, names, fiducials, upstream, operation, messages=None, metadata=None
-    ):
+    ) -> Self:
         """A new batch from new matrices; items that failed upstream keep their code.
 
         `matrices` must be a fresh array (it is modified in place). `upstream` is a ``(B,)``
@@ -113,7 +126,7 @@ class BatchAlgebra:
         meta = {"experiment": label, **({"mode": mode} if mode else {}), "operations": ["sum"]}
         return self._derive(M, names, fids, upstream, "sum", messages, meta)
 
-    def __add__(self, other) -> FisherBatch:
+    def __add__(self, other) -> Self:
         """Item-wise sum with another batch of the same length (e.g. a second detector
         observing the same sources), or with one :class:`ff.FisherMatrix` added to every
         item (an external constraint). Parameters are matched by name; the result has the
@@ -147,14 +160,14 @@ class BatchAlgebra:
             return self._combine(self, other)
         return NotImplemented
 
-    def __radd__(self, other) -> FisherBatch:
+    def __radd__(self, other) -> Self:
         if isinstance(other, int | float) and not isinstance(other, bool) and other == 0:
             return self
         if isinstance(other, FisherMatrix):
             return self._combine(other, self)
         return NotImplemented
 
-    def __mul__(self, factor) -> FisherBatch:
+    def __mul__(self, factor) -> Self:
         """Every matrix times a positive number, or item ``i`` times ``factor[i]`` for a
         ``(B,)`` array (e.g. each source's observing time over the one simulated).
 
@@ -193,7 +206,7 @@ class BatchAlgebra:
 
     __rmul__ = __mul__
 
-    def with_prior(self, sigmas: Mapping) -> FisherBatch:
+    def with_prior(self, sigmas: Mapping) -> Self:
         """Add independent Gaussian priors, ``F_ii += 1/σ_i²``, to every item.
 
         Each σ is a positive number or a ``(B,)`` array of them (one per item, e.g. a prior
@@ -241,7 +254,7 @@ class BatchAlgebra:
             M[:, k, k] += np.where(live, add, 0.0)
         return self._derive(M, self._names, self._fiducials, upstream, "with_prior")
 
-    def fix(self, names) -> FisherBatch:
+    def fix(self, names) -> Self:
         """Hold `names` fixed at their fiducial values in every item (delete their rows and
         columns). Fixing one side of a degeneracy can turn singular items ok.
 
@@ -260,7 +273,7 @@ class BatchAlgebra:
         M = self._matrices[:, idx[:, None], idx[None, :]]
         return self._derive(M, tuple(keep), self._fiducials, self._upstream(), "fix")
 
-    def marginalize(self, keep) -> FisherBatch:
+    def marginalize(self, keep) -> Self:
         """Marginalise every item over the parameters not in `keep`: the Fisher matrix of
         the kept parameters, ``F_kk − F_kd F_dd⁻¹ F_dk`` (the inverse of their covariance
         block).

@@ -23,10 +23,10 @@ def placement(devices):
     if len(devices) == 1:
         device = devices[0]
 
-        def place(experiments, fids, design_batch):
+        def place_one(experiments, fids, design_batch):
             return jax.device_put(experiments, device), jax.device_put(fids, device)
 
-        return place
+        return place_one
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.asarray(devices), ("batch",))

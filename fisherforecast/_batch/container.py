@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 from collections.abc import Mapping
+from typing import Self
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class FisherBatch(BatchAlgebra):
         self._init(M, names, fiducials, codes, cond, {}, dict(metadata or {}))
 
     @classmethod
-    def _build(cls, matrices, names, fiducials, codes, cond, messages, metadata):
+    def _build(cls, matrices, names, fiducials, codes, cond, messages, metadata) -> Self:
         obj = object.__new__(cls)
         obj._init(
             np.asarray(matrices, dtype=np.float64),
@@ -370,6 +371,8 @@ class FisherBatch(BatchAlgebra):
         y = self.sigma()[param]
         ylabel = rf"$\sigma({param})$"
         if relative:
+            if self._fiducials is None:  # was the TypeError of subscripting None
+                raise TypeError("plot(relative=True) needs fiducial values; this batch has none.")
             y = y / np.abs(self._fiducials[param])
             ylabel = rf"$\sigma({param}) / |{param}|$"
         if x is None:

@@ -40,6 +40,9 @@ class Reason(enum.IntEnum):
     ```
     """
 
+    message: str
+    upstream: bool
+
     def __new__(cls, value: int, message: str, upstream: bool = False):
         member = int.__new__(cls, value)
         member._value_ = value

@@ -8,7 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import jax
 import numpy as np
@@ -16,8 +16,21 @@ import numpy as np
 from .._errors import InputError
 from .reasons import REASONS, Reason
 
+if TYPE_CHECKING:
+    import h5py
+
 FILE_FORMAT = "fisherforecast.FisherBatch"
 FILE_VERSION = 1
+
+
+def dataset(node: h5py.Group, key) -> h5py.Dataset:
+    """``node[key]``, a dataset by the file layout (h5py types a member as any node)."""
+    return cast("h5py.Dataset", node[key])
+
+
+def group(node: h5py.Group, key: str) -> h5py.Group:
+    """``node[key]``, a group by the file layout (h5py types a member as any node)."""
+    return cast("h5py.Group", node[key])
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,7 +111,7 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
                 key, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fill, dcpl=early_dcpl()
             )
             if data is not None:
-                h[key][...] = data[key]
+                dataset(h, key)[...] = data[key]
         g = h.create_group("fiducials")
         for k, v in fiducials.items():
             g.create_dataset(k, data=v, dtype="f8", chunks=(c,))
@@ -148,7 +161,7 @@ class H5Store:
                 if not diff:
                     self.chunk_size = int(attrs["chunk_size"])
                     self.h = h5py.File(self.path, "r+")
-                    self.done = np.asarray(self.h["done"][()], dtype=bool)
+                    self.done = np.asarray(dataset(self.h, "done")[()], dtype=bool)
                     return
                 # A file with no finished chunk holds nothing to lose (e.g. the first run
                 # stopped on a model error): replace it.
@@ -183,12 +196,12 @@ class H5Store:
     def write(self, k, F, codes, cond):
         start = k * self.chunk_size
         stop = start + F.shape[0]
-        self.h["matrices"][start:stop] = F
-        self.h["ok"][start:stop] = codes == Reason.OK
-        self.h["reason"][start:stop] = codes
-        self.h["condition"][start:stop] = cond
+        dataset(self.h, "matrices")[start:stop] = F
+        dataset(self.h, "ok")[start:stop] = codes == Reason.OK
+        dataset(self.h, "reason")[start:stop] = codes
+        dataset(self.h, "condition")[start:stop] = cond
         self._sync()  # the chunk's data is on disk ...
-        self.h["done"][k] = True
+        dataset(self.h, "done")[k] = True
         self._sync()  # ... before its flag says so
         self.done[k] = True
 
@@ -212,7 +225,7 @@ def inspect_existing(path):
             if h.attrs.get("format") != FILE_FORMAT or "done" not in h:
                 return None
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h.attrs.items()}
-            return attrs, np.asarray(h["done"][()], dtype=bool)
+            return attrs, np.asarray(dataset(h, "done")[()], dtype=bool)
     except OSError:
         return None
 
@@ -245,8 +258,8 @@ def read_file(path, allow_partial) -> StoredBatch:
                 f"{str(path)!r} is not a fisherforecast batch file (format attribute "
                 f"{h.attrs.get('format')!r})."
             )
-        done = np.asarray(h["done"][()], dtype=bool)
-        chunk_size = int(h.attrs["chunk_size"])
+        done = np.asarray(dataset(h, "done")[()], dtype=bool)
+        chunk_size = int(h.attrs["chunk_size"])  # pyright: ignore[reportArgumentType]  # stored as an int
         if not done.all() and not allow_partial:
             missing = np.nonzero(~done)[0]
             raise InputError(
@@ -255,11 +268,14 @@ def read_file(path, allow_partial) -> StoredBatch:
                 f"out={str(path)!r}) with the same inputs to resume, or load with "
                 "allow_partial=True (unfinished items are flagged 'not computed')."
             )
-        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in h["names"][()])
-        matrices = h["matrices"][()]
-        codes = np.asarray(h["reason"][()], dtype=np.int8)
-        cond = h["condition"][()]
-        fiducials = {k: h["fiducials"][k][()] for k in h["fiducials"]} or None
+        names = tuple(
+            n.decode() if isinstance(n, bytes) else str(n) for n in dataset(h, "names")[()]
+        )
+        matrices = dataset(h, "matrices")[()]
+        codes = np.asarray(dataset(h, "reason")[()], dtype=np.int8)
+        cond = dataset(h, "condition")[()]
+        fids = group(h, "fiducials")
+        fiducials = {k: dataset(fids, k)[()] for k in fids} or None
         order = json.loads(h.attrs.get("fp_fiducial_names", "null") or "null")
         if fiducials and order and set(order) == set(fiducials):
             fiducials = {k: fiducials[k] for k in order}

@@ -63,7 +63,8 @@ def factor_at(experiments, fid64, names, mode, scale):
     if any(b is None for b in blocks) or not all(np.all(np.isfinite(b)) for b in blocks):
         return factor_from_fisher(F_total, scale)
     S_log = np.concatenate(blocks, axis=0) * scale
-    R = np.linalg.qr(S_log, mode="r")
+    # numpy's stub types every mode as QRResult; mode="r" returns R alone
+    R: np.ndarray = np.linalg.qr(S_log, mode="r")  # pyright: ignore[reportAssignmentType]
     if R.shape[0] < P:
         R = np.vstack([R, np.zeros((P - R.shape[0], P))])
     # The whitening must reproduce the engine's Fisher matrix (the one definition of the

@@ -86,7 +86,7 @@ def _minimise(objective, x0, args, tol, max_steps, autodiff):
     """BFGS from `x0`; returns the minimiser, the objective there, success and steps."""
     sol = optx.minimise(
         objective,
-        _BFGS(rtol=tol, atol=tol),
+        _BFGS(rtol=tol, atol=tol),  # pyright: ignore[reportCallIssue]  # eqx: BFGS.__init__
         x0,
         args=args,
         max_steps=max_steps,

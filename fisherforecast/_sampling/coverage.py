@@ -62,9 +62,9 @@ class Coverage(Record):
     joint_coverage: dict
     joint_coverage_error: dict
     scatter_ratio: dict
-    scatter_error: dict
+    scatter_error: float
     bias: dict
-    bias_error: dict
+    bias_error: float
     n_se: float
     calibrated: bool
     reasons: tuple

@@ -28,6 +28,7 @@ import math
 from functools import partial
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -485,6 +486,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
             totals = (
                 tensors if totals is None else [a + b for a, b in zip(totals, tensors, strict=True)]
             )
+    assert totals is not None  # as_experiments returns a non-empty list
     label = "+".join(e.name for e in experiments if e.name) or None
     F = FisherMatrix(totals[0], names, fiducial={n: fid[n] for n in names}, name=label)
     with float64():

@@ -255,7 +255,7 @@ def _nuts(
             target_accept_prob=target_accept,
             dense_mass=dense_mass,
             max_tree_depth=max_tree_depth,
-            trajectory_length=None,
+            trajectory_length=None,  # pyright: ignore[reportArgumentType]  # None: NUTS
             rng_key=key,
         )
         state = jax.lax.fori_loop(0, num_warmup, lambda i, s: sample_kernel(s), state)
@@ -354,7 +354,9 @@ def describe_prior(d) -> str:
     import numpyro.distributions as dist
 
     if isinstance(d, dist.Uniform):
-        return f"flat on [{float(d.low):.6g}, {float(d.high):.6g}]"
+        # numpyro's inferred attribute types are too wide for float()
+        low, high = float(d.low), float(d.high)  # pyright: ignore[reportArgumentType]
+        return f"flat on [{low:.6g}, {high:.6g}]"
     return repr(d)
 
 

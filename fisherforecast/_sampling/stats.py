@@ -123,7 +123,7 @@ def plain_data(arrays) -> list:
     for a in arrays:
         a = np.asarray(a)
         if np.iscomplexobj(a):
-            out.append({"real": a.real.tolist(), "imag": a.imag.tolist()})
+            out.append({"real": np.real(a).tolist(), "imag": np.imag(a).tolist()})
         else:
             out.append(a.tolist())
     return out
