@@ -36,6 +36,7 @@ import threading
 from pathlib import Path
 
 import jax
+import jax.core
 import numpy as np
 
 from . import __version__
@@ -171,7 +172,7 @@ def _environment_fingerprint() -> bytes:
         _FORMAT.decode().strip(),
         f"fisherforecast {__version__}",
         f"jax {jax.__version__}",
-        f"jaxlib {jaxlib.__version__}",
+        f"jaxlib {getattr(jaxlib, '__version__', '?')}",
         f"platform {client.platform} {client.platform_version}",
         f"device {device.device_kind} x{len(jax.devices())}",
         f"XLA_FLAGS {os.environ.get('XLA_FLAGS', '')}",
@@ -181,7 +182,7 @@ def _environment_fingerprint() -> bytes:
 
 def _target_device():
     """The device a single-device kernel runs on: JAX's default device (or the first)."""
-    device = jax.config.jax_default_device
+    device = jax.config.jax_default_device  # pyright: ignore[reportAttributeAccessIssue]
     if device is None:
         return jax.devices()[0]
     if isinstance(device, str):  # a platform name
@@ -299,7 +300,7 @@ try:  # the tuple of configuration values that jax.jit itself keys its caches on
 except Exception:  # pragma: no cover - a JAX without it: key on the float64 switch only
 
     def _trace_context():
-        return (jax.config.jax_enable_x64,)
+        return (jax.config.jax_enable_x64,)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 _Tracer = jax.core.Tracer
@@ -398,7 +399,7 @@ class CachedKernel:
         key = (tuple(args[i] for i in self._static_idx), treedef, sigs, _trace_context())
         compiled = self._table.get(key)
         if compiled is None:
-            if jax.config.jax_disable_jit:
+            if jax.config.jax_disable_jit:  # pyright: ignore[reportAttributeAccessIssue]
                 return self._fn(*args)
             compiled = self._compile(key, args)
         return compiled(*dyn)
@@ -415,7 +416,7 @@ class CachedKernel:
         if compiled is None:
             compiled = lowered.compile()
             _count("compiles")
-            if directory is not None:
+            if directory is not None and entry is not None:
                 _store(directory, entry, compiled, device)
         if len(self._table) >= _MAX_TABLE:
             self._table.pop(next(iter(self._table)), None)
@@ -425,11 +426,11 @@ class CachedKernel:
     def clear(self) -> None:
         """Forget the compiled kernels of this process (the disk cache stays)."""
         self._table.clear()
-        self._jit.clear_cache()
+        self._jit.clear_cache()  # pyright: ignore[reportAttributeAccessIssue]
 
     def _cache_size(self) -> int:
         """Kernels compiled or loaded in this process (as ``jax.jit``'s ``_cache_size``)."""
-        return len(self._table) + self._jit._cache_size()
+        return len(self._table) + self._jit._cache_size()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def cached_kernel(fn=None, *, static_argnames=()):

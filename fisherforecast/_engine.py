@@ -361,7 +361,8 @@ def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
         # Forward mode multiplies zero tangents by an infinite local derivative, which
         # smears one parameter's inf over every column; reverse mode localises columns.
         with float64():
-            _, J_rev = jacobian_kernel(experiment, fiducial, names, "reverse")
+            kernel = jacobian_kernel
+            _, J_rev = kernel(experiment, fiducial, names, "reverse")  # pyright: ignore[reportCallIssue]
             finite_rev = np.atleast_1d(np.isfinite(np.asarray(J_rev)).all(axis=0))
         both = [n for i, n in enumerate(names) if not finite_rev[i] and n in cols]
         cols = both or cols

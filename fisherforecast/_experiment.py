@@ -143,7 +143,8 @@ def _value_key(obj, depth=0):
         if arr.dtype != object:
             return _ArrayKey(type(obj), arr)
     if type(obj) in (tuple, list) or (isinstance(obj, tuple) and hasattr(obj, "_fields")):
-        return (type(obj), tuple(_value_key(x, depth + 1) for x in obj))
+        items = tuple(obj)  # pyright: ignore[reportArgumentType]
+        return (type(obj), tuple(_value_key(x, depth + 1) for x in items))
     if type(obj) is dict:
         try:
             items = sorted(obj.items())
