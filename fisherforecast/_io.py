@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_overwrite
+from ._errors import InputError
 from ._matrix import FisherMatrix
 
 FORMAT_TAG = "fisherforecast.FisherMatrix"
@@ -29,9 +31,17 @@ _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Text format: the matrix file carries a '# fisherforecast: {json}' header line recording how
 # the '.paramnames' sidecar is laid out, so that reading it back is unambiguous.
-TEXT_FORMAT_VERSION = 2
+# Version 3: the '.paramnames' file is getdist's two columns (name TAB label); the fiducials
+# and the SHA-256 of the '.paramnames' bytes live in the matrix file's record, so a pair read
+# while a writer replaces it (or a stale or edited '.paramnames') is detected, not mixed.
+TEXT_FORMAT_VERSION = 3
 _TEXT_RECORD = "fisherforecast:"
-_SEP = "    "  # between the columns of a '.paramnames' line written here
+_SEP = "    "  # between the columns of a '.paramnames' line written by version 2
+_TAB = "\t"  # between the columns of a '.paramnames' line written by version 3
+
+
+class InconsistentPairError(InputError):
+    """The matrix file and its '.paramnames' do not belong to the same save."""
 
 
 def _version():
@@ -284,8 +294,8 @@ def _save_text(F, path, overwrite, meta_json):
     try:
         for target in targets:
             tmps.append(_new_tmp(folder, target.name))
-        _write_text(F, tmps[0], meta_json)
-        _write_paramnames(F, tmps[1])
+        digest = _write_paramnames(F, tmps[1])
+        _write_text(F, tmps[0], meta_json, digest)
         for tmp in tmps:
             _fsync(tmp)
         _commit_pair(list(zip(tmps, targets, strict=True)), folder, overwrite)
@@ -342,15 +352,18 @@ def _backup(target, folder):
     return backup
 
 
-def _write_text(F, tmp, meta_json):
+def _write_text(F, tmp, meta_json, paramnames_sha256):
+    fid = F.fiducial
     record = {
         "format": FORMAT_TAG,
         "text_format_version": TEXT_FORMAT_VERSION,
         "library_version": _version(),
         "experiment": F.name,
         "parameters": len(F.names),
-        "paramnames_columns": 2 if F.fiducial is None else 3,
-        "fiducial_column": F.fiducial is not None,
+        "paramnames_columns": 2,
+        "fiducial_column": False,
+        "fiducial": None if fid is None else [float(fid[n]) for n in F.names],
+        "paramnames_sha256": paramnames_sha256,
     }
     with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(f"# {' '.join(F.names)}\n")
@@ -361,18 +374,20 @@ def _write_text(F, tmp, meta_json):
 
 
 def _write_paramnames(F, tmp):
-    fid = F.fiducial
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        for n in F.names:
-            line = f"{n}{_SEP}{F.labels[n]}"
-            if fid is not None:
-                line += f"{_SEP}{float(fid[n])!r}"
-            fh.write(line + "\n")
+    """Write getdist's two columns, name TAB label; return the SHA-256 of the bytes written."""
+    data = "".join(f"{n}{_TAB}{F.labels[n]}\n" for n in F.names).encode("utf-8")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_utf8(path):
+    return _decode_utf8(path, Path(path).read_bytes())
+
+
+def _decode_utf8(path, raw):
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{str(path)!r} is neither an HDF5 file nor UTF-8 text (undecodable byte at "
@@ -382,19 +397,23 @@ def _read_utf8(path):
 
 
 def _read_text(path):
-    lines = _read_utf8(path).splitlines()
-    header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
-    rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    """Read a text pair; a pair caught mid-replacement is read once more, then refused."""
     try:
-        matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(
-            f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
-            "whitespace-separated row of numbers per parameter."
+        return _read_text_once(path)
+    except InconsistentPairError:
+        pass
+    try:
+        return _read_text_once(path)
+    except InconsistentPairError as exc:
+        raise InconsistentPairError(
+            f"{exc} Read twice with the same result: the pair is inconsistent (a stale, "
+            "swapped or edited '.paramnames', or a writer replacing the pair continuously); "
+            "save the matrix again."
         ) from None
-    names = labels = fiducial = name = record = None
-    legacy = False  # written by fisherforecast before the format record existed
-    meta = {}
+
+
+def _read_header(path, header):
+    meta, record, name, legacy = {}, None, None, False
     for h in header:
         try:
             if h.startswith("metadata:"):
@@ -402,14 +421,13 @@ def _read_text(path):
             elif h.startswith(_TEXT_RECORD):
                 record = json.loads(h[len(_TEXT_RECORD) :])
             elif h.startswith("fisherforecast") and "; experiment:" in h:
-                legacy = True
+                legacy = True  # written by fisherforecast before the format record existed
                 name = h.split("; experiment:", 1)[1].strip() or None
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{str(path)!r}: cannot read the header line {'# ' + h!r} "
                 f"({exc}); the file is corrupted."
             ) from None
-    fid_column = False
     if record is not None:
         if (
             not isinstance(record, dict)
@@ -420,24 +438,35 @@ def _read_text(path):
                 f"{str(path)!r}: unreadable '# {_TEXT_RECORD}' header record "
                 f"{record!r}; the file is corrupted."
             )
-        fid_column = record["fiducial_column"]
         name = record.get("experiment") or None
         legacy = False
+    return meta, record, name, legacy
+
+
+def _read_text_once(path):
+    lines = _read_utf8(path).splitlines()
+    header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
+    rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    try:
+        matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(
+            f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
+            "whitespace-separated row of numbers per parameter."
+        ) from None
+    meta, record, name, legacy = _read_header(path, header)
+    names = labels = fiducial = None
     pn = Path(str(path) + ".paramnames")
     if not pn.exists():
         pn = Path(path).with_suffix(".paramnames")
         record = None  # the record describes the sidecar written as 'path.paramnames' only
     if pn.exists():
+        raw = pn.read_bytes()
         entries = [
-            ln for ln in _read_utf8(pn).splitlines() if ln.strip() and not ln.startswith("#")
+            ln for ln in _decode_utf8(pn, raw).splitlines() if ln.strip() and not ln.startswith("#")
         ]
         if record is not None:
-            names, labels, fid_values = _parse_own_paramnames(pn, entries, fid_column)
-            if len(names) != record.get("parameters", len(names)):
-                raise ValueError(
-                    f"{str(pn)!r} lists {len(names)} parameters but {str(path)!r}"
-                    f" records {record['parameters']}; the pair is inconsistent."
-                )
+            names, labels, fid_values = _read_own_pair(path, pn, raw, entries, record, header)
         else:
             names, labels, fid_values = _parse_foreign_paramnames(entries, legacy)
         if fid_values is not None:
@@ -457,11 +486,43 @@ def _read_text(path):
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
 
 
-def _parse_own_paramnames(pn, entries, fid_column):
+def _read_own_pair(path, pn, raw, entries, record, header):
+    """Names, labels and fiducials of a pair written here, checked to belong together."""
+    version = record.get("text_format_version")
+    digest = record.get("paramnames_sha256")
+    if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+        raise InconsistentPairError(
+            f"{str(pn)!r} is not the '.paramnames' written with {str(path)!r} (its SHA-256 "
+            "differs from the one recorded in the matrix file)."
+        )
+    sep = _TAB if isinstance(version, int) and version >= 3 else _SEP
+    names, labels, fid_values = _parse_own_paramnames(pn, entries, record["fiducial_column"], sep)
+    header_names = header[0].split() if header else []
+    if len(names) != record.get("parameters", len(names)) or header_names != names:
+        raise InconsistentPairError(
+            f"{str(pn)!r} lists the parameters {names} but {str(path)!r} records "
+            f"{header_names}; the pair is inconsistent."
+        )
+    if "fiducial" in record:
+        fid = record["fiducial"]
+        if fid is not None and (
+            not isinstance(fid, list)
+            or len(fid) != len(names)
+            or not all(isinstance(v, int | float) for v in fid)
+        ):
+            raise ValueError(
+                f"{str(path)!r}: the fiducial values recorded in the header, {fid!r}, are not "
+                f"one number per parameter {names}; the file is corrupted."
+            )
+        fid_values = None if fid is None else [float(v) for v in fid]
+    return names, labels, fid_values
+
+
+def _parse_own_paramnames(pn, entries, fid_column, column_sep):
     """Read a sidecar written by `_write_paramnames`; labels come back exactly."""
     names, labels, fid_values = [], [], []
     for line in entries:
-        name, sep, rest = line.partition(_SEP)
+        name, sep, rest = line.partition(column_sep)
         if not sep or any(c.isspace() for c in name):  # hand-edited: other whitespace
             match = re.match(r"(\S+)\s*(.*)", line, re.DOTALL)
             if match is None:
