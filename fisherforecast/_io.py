@@ -26,7 +26,8 @@ from ._errors import InputError
 from ._matrix import FisherMatrix
 
 FORMAT_TAG = "fisherforecast.FisherMatrix"
-FORMAT_VERSION = 1
+# Version 2 adds the 'checksum' attribute: SHA-256 of the contents, verified on load.
+FORMAT_VERSION = 2
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Text format: the matrix file carries a '# fisherforecast: {json}' header line recording how
@@ -150,10 +151,21 @@ def _write_hdf5(F, tmp, meta_json):
         h.create_dataset(
             "labels", data=np.array([F.labels[n] for n in F.names], dtype=object), dtype=str_dt
         )
+        fid = None
         if F.fiducial is not None:
-            h.create_dataset(
-                "fiducial", data=np.array([F.fiducial[n] for n in F.names], dtype=np.float64)
-            )
+            fid = np.array([F.fiducial[n] for n in F.names], dtype=np.float64)
+            h.create_dataset("fiducial", data=fid)
+        labels = [F.labels[n] for n in F.names]
+        h.attrs["checksum"] = _checksum(F.matrix, F.names, labels, fid, F.name or "", meta_json)
+
+
+def _checksum(matrix, names, labels, fid, experiment, meta_json):
+    """SHA-256 of everything a load returns, in a canonical byte form."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(matrix, dtype="<f8").tobytes())
+    h.update(b"\0" if fid is None else np.ascontiguousarray(fid, dtype="<f8").tobytes())
+    h.update(json.dumps([list(names), list(labels), experiment, meta_json]).encode("utf-8"))
+    return h.hexdigest()
 
 
 def load(path, format=None) -> FisherMatrix:
@@ -204,17 +216,21 @@ def _read_hdf5(path):
             raise ValueError(
                 f"{str(path)!r} is not a fisherforecast file (format attribute {tag!r})."
             )
+        version = _check_format_version(h.attrs.get("format_version"), path)
         for key in ("matrix", "names"):
             if key not in h:
                 raise ValueError(f"{str(path)!r} is missing the {key!r} dataset.")
         matrix = _read_dataset(h, "matrix", path)
         if matrix.dtype != np.float64:
             raise ValueError(f"{str(path)!r}: matrix has dtype {matrix.dtype}, expected f8.")
-        names = [_as_str(n) for n in _read_dataset(h, "names", path)]
-        labels = [_as_str(n) for n in _read_dataset(h, "labels", path)] if "labels" in h else None
+        names = [_as_str(n) for n in _read_strings(h, "names", path)]
+        labels = [_as_str(n) for n in _read_strings(h, "labels", path)] if "labels" in h else None
         fid = _read_dataset(h, "fiducial", path) if "fiducial" in h else None
         name = h.attrs.get("experiment") or None
-        meta = json.loads(h.attrs.get("metadata", "{}"))
+        meta_json = h.attrs.get("metadata", "{}")
+        meta = _parse_metadata(meta_json, path)
+        if version >= 2:
+            _verify_checksum(h, path, (matrix, names, labels or names, fid, name or "", meta_json))
         meta.setdefault("library_version", h.attrs.get("library_version"))
         meta.setdefault("created", h.attrs.get("created"))
     if matrix.shape != (len(names), len(names)):
@@ -229,6 +245,59 @@ def _read_hdf5(path):
             )
     fiducial = dict(zip(names, fid.tolist(), strict=True)) if fid is not None else None
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
+
+
+def _check_format_version(version, path):
+    ok = isinstance(version, int | np.integer) and not isinstance(version, bool | np.bool_)
+    if not ok or not 1 <= int(version) <= FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format_version {version!r}; this fisherforecast "
+            f"({_version()}) reads format versions 1 to {FORMAT_VERSION}. A larger version "
+            "was written by a newer fisherforecast: upgrade to read it."
+        )
+    return int(version)
+
+
+def _parse_metadata(meta_json, path):
+    try:
+        meta = json.loads(_as_str(meta_json))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(
+            f"{str(path)!r}: the 'metadata' attribute is not valid JSON ({exc}); "
+            "it was edited or corrupted."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{str(path)!r}: the 'metadata' attribute holds {type(meta).__name__} "
+            "JSON, expected an object; it was edited or corrupted."
+        )
+    return meta
+
+
+def _verify_checksum(h, path, contents):
+    stored = h.attrs.get("checksum")
+    matrix, names, labels, fid, experiment, meta_json = contents
+    if len(labels) != len(names) or (fid is not None and fid.shape != (len(names),)):
+        return  # the shape checks after this name the problem
+    actual = _checksum(matrix, names, labels, fid, experiment, _as_str(meta_json))
+    if stored is None or _as_str(stored) != actual:
+        raise ValueError(
+            f"{str(path)!r}: the checksum of the contents ({actual[:16]}…) does not match "
+            f"the 'checksum' attribute ({stored!r}); the file is corrupted or was edited."
+        )
+
+
+def _read_strings(h, key, path):
+    """The strings stored in dataset `key`; any other dtype is an error."""
+    import h5py
+
+    values = _read_dataset(h, key, path)
+    if h5py.check_string_dtype(h[key].dtype) is None or values.ndim != 1:
+        raise ValueError(
+            f"{str(path)!r}: the {key!r} dataset holds {values.dtype} values of shape "
+            f"{values.shape}, expected a list of strings; the file is corrupted."
+        )
+    return values
 
 
 def _read_dataset(h, key, path):

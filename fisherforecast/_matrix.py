@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._errors import FisherError, ParameterError, SingularFisherError, quote
+from ._errors import FisherError, InputError, ParameterError, SingularFisherError, quote
 from ._inverse import Inverse, robust_inverse, schur_marginal
 from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
 from ._reparam import pull_back, push_forward
@@ -67,6 +67,11 @@ def _check_names(names, size=None):
     for n in names:
         if not isinstance(n, str) or not n:
             raise TypeError(f"parameter names must be non-empty strings; received {n!r}.")
+        if "\x00" in n:
+            raise InputError(
+                f"parameter name {n!r} contains a NUL character ('\\x00'), which no file "
+                "format can store; remove it."
+            )
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"duplicate parameter names {dup} in {list(names)}.")
@@ -591,7 +596,14 @@ def _check_labels(labels, names):
     unknown = [k for k in labels if k not in names]
     if unknown:
         raise ValueError(f"`labels` names unknown parameters {unknown}; names: {list(names)}.")
-    return {n: str(labels.get(n, n)) for n in names}
+    out = {n: str(labels.get(n, n)) for n in names}
+    bad = {n: v for n, v in out.items() if "\x00" in v}
+    if bad:
+        raise InputError(
+            f"`labels` {bad} contain a NUL character ('\\x00'), which no file format can "
+            "store; remove it."
+        )
+    return out
 
 
 def _merge_fiducials(a, b, names):

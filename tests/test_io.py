@@ -209,6 +209,11 @@ def test_load_rejects_a_non_symmetric_stored_matrix(F, tmp_path):
     F.save(path)
     with h5py.File(path, "r+") as h:
         h["matrix"][0, 1] = 5.0
+    with pytest.raises(ValueError, match="checksum"):  # the checksum notices first
+        ff.load(path)
+    with h5py.File(path, "r+") as h:  # a format-1 file (no checksum): the value checks
+        h.attrs["format_version"] = 1
+        del h.attrs["checksum"]
     with pytest.raises(ValueError, match="not symmetric"):
         ff.load(path)
 

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import h5py
 import numpy as np
 import pytest
 
@@ -94,3 +95,64 @@ def test_text_old_three_column_files_still_load(tmp_path):
     (tmp_path / "F.txt.paramnames").write_text("A    a    1.0\nB    b    -0.5\n")
     G = ff.load(tmp_path / "F.txt")
     assert G.fiducial == {"A": 1.0, "B": -0.5} and G.labels == {"A": "a", "B": "b"}
+
+
+# ----- item 2: strict HDF5 loader -----------------------------------------------------------
+@pytest.fixture
+def h5file(tmp_path):
+    path = tmp_path / "F.h5"
+    _pair(0).save(path)
+    return path
+
+
+def test_hdf5_future_format_version_is_refused(h5file):
+    with h5py.File(h5file, "r+") as h:
+        h.attrs["format_version"] = 99
+    with pytest.raises(ValueError, match=r"format_version.*99"):
+        ff.load(h5file)
+
+
+def test_hdf5_integer_names_are_refused(h5file):
+    with h5py.File(h5file, "r+") as h:
+        del h["names"]
+        h["names"] = np.array([1, 2])
+    with pytest.raises(ValueError, match="names"):
+        ff.load(h5file)
+
+
+def test_hdf5_flipped_bit_is_detected(h5file):
+    with h5py.File(h5file, "r+") as h:
+        m = h["matrix"][()]
+        bits = m.view(np.uint64)
+        bits[0, 0] ^= np.uint64(1)
+        h["matrix"][...] = bits.view(np.float64)
+    with pytest.raises(ValueError, match="checksum"):
+        ff.load(h5file)
+
+
+def test_hdf5_edited_metadata_gives_a_clear_error(h5file):
+    with h5py.File(h5file, "r+") as h:
+        h.attrs["metadata"] = "{not json"
+    with pytest.raises(ValueError, match=r"F\.h5.*'metadata'"):
+        ff.load(h5file)
+
+
+def test_hdf5_format_1_file_without_checksum_still_loads(h5file):
+    with h5py.File(h5file, "r+") as h:
+        h.attrs["format_version"] = 1
+        del h.attrs["checksum"]
+    assert ff.load(h5file).matrix.tobytes() == _pair(0).matrix.tobytes()
+
+
+def test_hdf5_removed_checksum_is_refused(h5file):
+    with h5py.File(h5file, "r+") as h:
+        del h.attrs["checksum"]
+    with pytest.raises(ValueError, match="checksum"):
+        ff.load(h5file)
+
+
+def test_nul_in_a_name_is_refused_at_construction():
+    with pytest.raises(ValueError, match=r"'a\\x00b'"):
+        ff.FisherMatrix(np.eye(1), ["a\x00b"])
+    with pytest.raises(ValueError, match="labels"):
+        ff.FisherMatrix(np.eye(1), ["a"], labels={"a": "x\x00"})
