@@ -24,6 +24,7 @@ import numpy as np
 from ._checks import check_overwrite
 from ._errors import InputError
 from ._matrix import FisherMatrix
+from ._tempfiles import clean_stale_temporaries, writer_tag
 
 FORMAT_TAG = "fisherforecast.FisherMatrix"
 # Version 2 adds the 'checksum' attribute: SHA-256 of the contents, verified on load.
@@ -70,11 +71,20 @@ def _folder_of(path):
     return folder
 
 
+def _refuse_symlink(path, overwrite):
+    if overwrite and os.path.islink(path):
+        raise InputError(
+            f"{str(path)!r} is a symbolic link (to {os.readlink(path)!r}); overwrite=True "
+            "would replace the link, not the file it points to. Save to the target path "
+            "itself, or remove the link first."
+        )
+
+
 def _new_tmp(folder, name, kind="tmp"):
     """Create an empty file beside the target, named so that it is hidden and unique."""
     # Created by hand rather than with mkstemp so that the user's umask applies (mkstemp
     # files are 0600, which would hide forecasts from collaborators on a shared cluster).
-    tmp = str(Path(folder) / f".{name}.{secrets.token_hex(8)}.{kind}")
+    tmp = str(Path(folder) / f".{name}.{writer_tag()}.{secrets.token_hex(8)}.{kind}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return tmp
 
@@ -106,9 +116,11 @@ def atomic_path(path, overwrite: bool):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
     check_overwrite(overwrite)
     path = Path(path)
+    _refuse_symlink(path, overwrite)
     if path.exists() and not overwrite:
         raise _exists_error(path)
     folder = _folder_of(path)
+    clean_stale_temporaries(folder, path.name)
     tmp = _new_tmp(folder, path.name)
     try:
         yield tmp
@@ -354,11 +366,13 @@ def _save_text(F, path, overwrite, meta_json):
     _check_text_names(F)
     names_path = Path(str(path) + ".paramnames")
     targets = (path, names_path)
-    if not overwrite:
-        for target in targets:
-            if os.path.lexists(target):
-                raise _exists_error(target)
+    for target in targets:
+        _refuse_symlink(target, overwrite)
+        if not overwrite and os.path.lexists(target):
+            raise _exists_error(target)
     folder = _folder_of(path)
+    for target in targets:
+        clean_stale_temporaries(folder, target.name)
     tmps = []
     try:
         for target in targets:
@@ -411,7 +425,7 @@ def _commit_pair(moves, folder, overwrite):
 
 def _backup(target, folder):
     """Keep the file about to be replaced under a hidden name (a hard link if possible)."""
-    backup = str(Path(folder) / f".{target.name}.{secrets.token_hex(8)}.bak")
+    backup = str(Path(folder) / f".{target.name}.{writer_tag()}.{secrets.token_hex(8)}.bak")
     try:
         os.link(target, backup, follow_symlinks=False)
     except FileExistsError:

@@ -618,8 +618,14 @@ def _merge_fiducials(a, b, names):
                     f"{k!r} is {merged[k]!r} in one and {v!r} in the other."
                 )
             merged[k] = v
-    if any(n not in merged for n in names):
-        return None
+    missing = [n for n in names if n not in merged]
+    if missing:
+        raise InputError(
+            f"cannot add these Fisher matrices: one has fiducial values and the sum would "
+            f"have none for {missing}, so the known fiducials would be lost. Give the other "
+            "matrix its fiducial (FisherMatrix(..., fiducial=...)), or add matrices built "
+            "without fiducials on both sides."
+        )
     return merged
 
 

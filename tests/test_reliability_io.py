@@ -7,12 +7,15 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 import fisherforecast as ff
+import fisherforecast._io as ffio
+from fisherforecast._tempfiles import HOST_TAG
 
 
 def _pair(i):
@@ -156,3 +159,67 @@ def test_nul_in_a_name_is_refused_at_construction():
         ff.FisherMatrix(np.eye(1), ["a\x00b"])
     with pytest.raises(ValueError, match="labels"):
         ff.FisherMatrix(np.eye(1), ["a"], labels={"a": "x\x00"})
+
+
+# ----- item 3: smaller items ------------------------------------------------------------------
+def test_stale_temp_files_of_the_target_are_cleaned(tmp_path):
+    F = _pair(0)
+    me, host = os.getpid(), HOST_TAG
+    dead = tmp_path / f".F.h5.999999999-{host}.0123456789abcdef.tmp"  # pid that cannot exist
+    old = tmp_path / f".F.h5.{me}-{host}.fedcba9876543210.tmp"  # untouched for an hour
+    live = tmp_path / f".F.h5.{me}-{host}.00112233445566ff.tmp"  # ours, fresh: in use
+    elsewhere = tmp_path / ".F.h5.999999999-00000000.00112233445566ff.tmp"  # other host
+    other = tmp_path / f".G.h5.999999999-{host}.0123456789abcdef.tmp"  # another target
+    foreign = tmp_path / ".F.h5.mine.tmp"  # not ours
+    backup = tmp_path / f".F.h5.999999999-{host}.0123456789abcdef.bak"  # never removed
+    for p in (dead, old, live, elsewhere, other, foreign, backup):
+        p.write_bytes(b"partial")
+    t = time.time() - 3600
+    os.utime(old, (t, t))
+    F.save(tmp_path / "F.h5")
+    assert not dead.exists() and not old.exists()
+    assert all(p.exists() for p in (live, elsewhere, other, foreign, backup))
+    dead.write_bytes(b"partial")
+    F.save(tmp_path / "F.txt")  # text pairs clean their own targets' leftovers only
+    assert dead.exists()
+    dead.rename(tmp_path / f".F.txt.paramnames.999999999-{host}.0123456789abcdef.tmp")
+    F.save(tmp_path / "F.txt", overwrite=True)
+    assert not (tmp_path / f".F.txt.paramnames.999999999-{host}.0123456789abcdef.tmp").exists()
+
+
+def test_overwrite_of_a_symlinked_paramnames_is_refused(tmp_path):
+    F = _pair(0)
+    F.save(tmp_path / "F.txt")
+    (tmp_path / "G.txt.paramnames").symlink_to(tmp_path / "F.txt.paramnames")
+    with pytest.raises(ValueError, match="symbolic link"):
+        F.save(tmp_path / "G.txt", overwrite=True)
+    assert not (tmp_path / "G.txt").exists()
+
+
+def test_overwrite_through_a_symlink_is_refused(tmp_path):
+    F = _pair(0)
+    F.save(tmp_path / "real.h5")
+    (tmp_path / "link.h5").symlink_to(tmp_path / "real.h5")
+    with pytest.raises(ValueError, match="symbolic link"):
+        _pair(1).save(tmp_path / "link.h5", overwrite=True)
+    assert (tmp_path / "link.h5").is_symlink()
+    assert ff.load(tmp_path / "real.h5").matrix.tobytes() == F.matrix.tobytes()
+
+
+def test_adding_drops_no_fiducials():
+    A = ff.FisherMatrix(np.eye(2), ["a", "b"], fiducial={"a": 1.0, "b": 2.0})
+    B = ff.FisherMatrix(np.eye(2), ["b", "c"])
+    with pytest.raises(ValueError, match=r"fiducial.*'c'"):
+        A + B
+    C = ff.FisherMatrix(np.eye(1), ["a"])
+    assert (A + C).fiducial == {"a": 1.0, "b": 2.0}
+
+
+def test_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ffio, "_write_hdf5", boom)
+    with pytest.raises(OSError):
+        _pair(0).save(tmp_path / "F.h5")
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == []
