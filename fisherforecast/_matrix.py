@@ -13,6 +13,10 @@ from ._inverse import Inverse, robust_inverse, schur_marginal
 from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
 from ._reparam import pull_back, push_forward
 
+#: Metadata key of a sum's known fiducial values when some of its parameters have none
+#: (a prior on a nuisance parameter, say): a later sum that supplies the rest restores them.
+KNOWN_FIDUCIAL = "known_fiducial"
+
 
 #: Probability content -> Δχ² for a 2-D joint region: Δχ² = −2 ln(1 − p).
 def delta_chi2_2d(level: float) -> float:
@@ -487,10 +491,12 @@ class FisherMatrix:
         for F in (self, other):
             idx = [names.index(n) for n in F._names]
             M[np.ix_(idx, idx)] += F._matrix
-        fid = _merge_fiducials(self._fiducial, other._fiducial, names)
+        known = _merge_fiducials(_known_fiducial(self), _known_fiducial(other), names)
+        fid = known if known is not None and len(known) == P else None
         # Parameters held fixed in one matrix must sit at the other's value too.
         values = [
-            {**(F._metadata.get("fixed") or {}), **(F._fiducial or {})} for F in (self, other)
+            {**(F._metadata.get("fixed") or {}), **(_known_fiducial(F) or {})}
+            for F in (self, other)
         ]
         for k in sorted(set(values[0]) & set(values[1])):
             a, b = values[0][k], values[1][k]
@@ -511,6 +517,9 @@ class FisherMatrix:
         meta.pop("fixed", None)
         if fixed:
             meta["fixed"] = fixed
+        meta.pop(KNOWN_FIDUCIAL, None)
+        if known and fid is None:  # some parameters have no fiducial: keep the others
+            meta[KNOWN_FIDUCIAL] = known
         return FisherMatrix(M, names, fiducial=fid, labels=labels, name=label, metadata=meta)
 
     __radd__ = __add__
@@ -606,6 +615,13 @@ def _check_labels(labels, names):
     return out
 
 
+def _known_fiducial(F):
+    """The fiducial values `F` knows: all of them, or those a sum kept in its metadata."""
+    if F._fiducial is not None:
+        return F._fiducial
+    return F._metadata.get(KNOWN_FIDUCIAL) or None
+
+
 def _merge_fiducials(a, b, names):
     if a is None and b is None:
         return None
@@ -618,15 +634,7 @@ def _merge_fiducials(a, b, names):
                     f"{k!r} is {merged[k]!r} in one and {v!r} in the other."
                 )
             merged[k] = v
-    missing = [n for n in names if n not in merged]
-    if missing:
-        raise InputError(
-            f"cannot add these Fisher matrices: one has fiducial values and the sum would "
-            f"have none for {missing}, so the known fiducials would be lost. Give the other "
-            "matrix its fiducial (FisherMatrix(..., fiducial=...)), or add matrices built "
-            "without fiducials on both sides."
-        )
-    return merged
+    return {n: merged[n] for n in names if n in merged}
 
 
 def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:

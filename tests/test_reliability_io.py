@@ -206,11 +206,19 @@ def test_overwrite_through_a_symlink_is_refused(tmp_path):
     assert ff.load(tmp_path / "real.h5").matrix.tobytes() == F.matrix.tobytes()
 
 
-def test_adding_drops_no_fiducials():
+def test_adding_keeps_the_known_fiducials():
+    """A prior on a parameter without fiducial: the sum keeps the fiducials it knows (in
+    metadata) and a later sum that supplies the rest restores the full fiducial."""
     A = ff.FisherMatrix(np.eye(2), ["a", "b"], fiducial={"a": 1.0, "b": 2.0})
-    B = ff.FisherMatrix(np.eye(2), ["b", "c"])
-    with pytest.raises(ValueError, match=r"fiducial.*'c'"):
-        A + B
+    prior = ff.FisherMatrix(np.eye(2), ["b", "c"])
+    S = A + prior
+    assert S.fiducial is None
+    assert S.metadata["known_fiducial"] == {"a": 1.0, "b": 2.0}
+    D = ff.FisherMatrix(np.eye(1), ["c"], fiducial={"c": 3.0})
+    assert (S + D).fiducial == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert "known_fiducial" not in (S + D).metadata
+    with pytest.raises(ValueError, match="different fiducials"):
+        S + ff.FisherMatrix(np.eye(1), ["b"], fiducial={"b": 5.0})
     C = ff.FisherMatrix(np.eye(1), ["a"])
     assert (A + C).fiducial == {"a": 1.0, "b": 2.0}
 
