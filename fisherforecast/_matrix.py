@@ -553,7 +553,7 @@ class FisherMatrix:
         """Save atomically; HDF5 for ``.h5``/``.hdf5``, plain text otherwise.
 
         The text format writes the matrix with a ``#`` header of names, and a
-        ``.paramnames`` file beside it (name, LaTeX label, fiducial), as CosmicFish and
+        ``.paramnames`` file beside it (name TAB LaTeX label), as CosmicFish and
         getdist do. Refuses to overwrite an existing file unless ``overwrite=True``.
         """
         from ._io import save
