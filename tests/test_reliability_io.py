@@ -62,6 +62,21 @@ def test_text_pair_is_never_read_torn(tmp_path):
     assert refused < loads // 2
 
 
+def test_text_inconsistent_read_is_retried_once(tmp_path, monkeypatch):
+    _pair(0).save(tmp_path / "F.txt")
+    real, calls = ffio._read_own_pair, []
+
+    def torn_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ffio.InconsistentPairError("torn")
+        return real(*args)
+
+    monkeypatch.setattr(ffio, "_read_own_pair", torn_once)
+    assert ff.load(tmp_path / "F.txt").fiducial == _pair(0).fiducial
+    assert len(calls) == 2
+
+
 def test_text_stale_paramnames_is_refused(tmp_path):
     A, B = _pair(0), _pair(1).fix("a")
     A.save(tmp_path / "A.txt")
