@@ -43,8 +43,7 @@ def test_text_pair_is_never_read_torn(tmp_path):
     t.start()
     loads = torn = refused = 0
     try:
-        deadline = time.monotonic() + 60  # bound: never run away
-        while loads < 5000 and time.monotonic() < deadline:
+        while loads < 5000:  # bounded by the count (a few seconds), not by a clock
             try:
                 G = ff.load(path)
             except ValueError as exc:
