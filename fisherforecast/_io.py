@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -21,17 +22,28 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_overwrite
+from ._errors import InputError
 from ._matrix import FisherMatrix
+from ._tempfiles import clean_stale_temporaries, writer_tag
 
 FORMAT_TAG = "fisherforecast.FisherMatrix"
-FORMAT_VERSION = 1
+# Version 2 adds the 'checksum' attribute: SHA-256 of the contents, verified on load.
+FORMAT_VERSION = 2
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # Text format: the matrix file carries a '# fisherforecast: {json}' header line recording how
 # the '.paramnames' sidecar is laid out, so that reading it back is unambiguous.
-TEXT_FORMAT_VERSION = 2
+# Version 3: the '.paramnames' file is getdist's two columns (name TAB label); the fiducials
+# and the SHA-256 of the '.paramnames' bytes live in the matrix file's record, so a pair read
+# while a writer replaces it (or a stale or edited '.paramnames') is detected, not mixed.
+TEXT_FORMAT_VERSION = 3
 _TEXT_RECORD = "fisherforecast:"
-_SEP = "    "  # between the columns of a '.paramnames' line written here
+_SEP = "    "  # between the columns of a '.paramnames' line written by version 2
+_TAB = "\t"  # between the columns of a '.paramnames' line written by version 3
+
+
+class InconsistentPairError(InputError):
+    """The matrix file and its '.paramnames' do not belong to the same save."""
 
 
 def _version():
@@ -59,11 +71,20 @@ def _folder_of(path):
     return folder
 
 
+def _refuse_symlink(path, overwrite):
+    if overwrite and os.path.islink(path):
+        raise InputError(
+            f"{str(path)!r} is a symbolic link (to {os.readlink(path)!r}); overwrite=True "
+            "would replace the link, not the file it points to. Save to the target path "
+            "itself, or remove the link first."
+        )
+
+
 def _new_tmp(folder, name, kind="tmp"):
     """Create an empty file beside the target, named so that it is hidden and unique."""
     # Created by hand rather than with mkstemp so that the user's umask applies (mkstemp
     # files are 0600, which would hide forecasts from collaborators on a shared cluster).
-    tmp = str(Path(folder) / f".{name}.{secrets.token_hex(8)}.{kind}")
+    tmp = str(Path(folder) / f".{name}.{writer_tag()}.{secrets.token_hex(8)}.{kind}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return tmp
 
@@ -95,9 +116,11 @@ def atomic_path(path, overwrite: bool):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds."""
     check_overwrite(overwrite)
     path = Path(path)
+    _refuse_symlink(path, overwrite)
     if path.exists() and not overwrite:
         raise _exists_error(path)
     folder = _folder_of(path)
+    clean_stale_temporaries(folder, path.name)
     tmp = _new_tmp(folder, path.name)
     try:
         yield tmp
@@ -140,10 +163,21 @@ def _write_hdf5(F, tmp, meta_json):
         h.create_dataset(
             "labels", data=np.array([F.labels[n] for n in F.names], dtype=object), dtype=str_dt
         )
+        fid = None
         if F.fiducial is not None:
-            h.create_dataset(
-                "fiducial", data=np.array([F.fiducial[n] for n in F.names], dtype=np.float64)
-            )
+            fid = np.array([F.fiducial[n] for n in F.names], dtype=np.float64)
+            h.create_dataset("fiducial", data=fid)
+        labels = [F.labels[n] for n in F.names]
+        h.attrs["checksum"] = _checksum(F.matrix, F.names, labels, fid, F.name or "", meta_json)
+
+
+def _checksum(matrix, names, labels, fid, experiment, meta_json):
+    """SHA-256 of everything a load returns, in a canonical byte form."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(matrix, dtype="<f8").tobytes())
+    h.update(b"\0" if fid is None else np.ascontiguousarray(fid, dtype="<f8").tobytes())
+    h.update(json.dumps([list(names), list(labels), experiment, meta_json]).encode("utf-8"))
+    return h.hexdigest()
 
 
 def load(path, format=None) -> FisherMatrix:
@@ -194,17 +228,21 @@ def _read_hdf5(path):
             raise ValueError(
                 f"{str(path)!r} is not a fisherforecast file (format attribute {tag!r})."
             )
+        version = _check_format_version(h.attrs.get("format_version"), path)
         for key in ("matrix", "names"):
             if key not in h:
                 raise ValueError(f"{str(path)!r} is missing the {key!r} dataset.")
         matrix = _read_dataset(h, "matrix", path)
         if matrix.dtype != np.float64:
             raise ValueError(f"{str(path)!r}: matrix has dtype {matrix.dtype}, expected f8.")
-        names = [_as_str(n) for n in _read_dataset(h, "names", path)]
-        labels = [_as_str(n) for n in _read_dataset(h, "labels", path)] if "labels" in h else None
+        names = [_as_str(n) for n in _read_strings(h, "names", path)]
+        labels = [_as_str(n) for n in _read_strings(h, "labels", path)] if "labels" in h else None
         fid = _read_dataset(h, "fiducial", path) if "fiducial" in h else None
         name = h.attrs.get("experiment") or None
-        meta = json.loads(h.attrs.get("metadata", "{}"))
+        meta_json = h.attrs.get("metadata", "{}")
+        meta = _parse_metadata(meta_json, path)
+        if version >= 2:
+            _verify_checksum(h, path, (matrix, names, labels or names, fid, name or "", meta_json))
         meta.setdefault("library_version", h.attrs.get("library_version"))
         meta.setdefault("created", h.attrs.get("created"))
     if matrix.shape != (len(names), len(names)):
@@ -219,6 +257,59 @@ def _read_hdf5(path):
             )
     fiducial = dict(zip(names, fid.tolist(), strict=True)) if fid is not None else None
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
+
+
+def _check_format_version(version, path):
+    ok = isinstance(version, int | np.integer) and not isinstance(version, bool | np.bool_)
+    if not ok or not 1 <= int(version) <= FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format_version {version!r}; this fisherforecast "
+            f"({_version()}) reads format versions 1 to {FORMAT_VERSION}. A larger version "
+            "was written by a newer fisherforecast: upgrade to read it."
+        )
+    return int(version)
+
+
+def _parse_metadata(meta_json, path):
+    try:
+        meta = json.loads(_as_str(meta_json))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(
+            f"{str(path)!r}: the 'metadata' attribute is not valid JSON ({exc}); "
+            "it was edited or corrupted."
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{str(path)!r}: the 'metadata' attribute holds {type(meta).__name__} "
+            "JSON, expected an object; it was edited or corrupted."
+        )
+    return meta
+
+
+def _verify_checksum(h, path, contents):
+    stored = h.attrs.get("checksum")
+    matrix, names, labels, fid, experiment, meta_json = contents
+    if len(labels) != len(names) or (fid is not None and fid.shape != (len(names),)):
+        return  # the shape checks after this name the problem
+    actual = _checksum(matrix, names, labels, fid, experiment, _as_str(meta_json))
+    if stored is None or _as_str(stored) != actual:
+        raise ValueError(
+            f"{str(path)!r}: the checksum of the contents ({actual[:16]}…) does not match "
+            f"the 'checksum' attribute ({stored!r}); the file is corrupted or was edited."
+        )
+
+
+def _read_strings(h, key, path):
+    """The strings stored in dataset `key`; any other dtype is an error."""
+    import h5py
+
+    values = _read_dataset(h, key, path)
+    if h5py.check_string_dtype(h[key].dtype) is None or values.ndim != 1:
+        raise ValueError(
+            f"{str(path)!r}: the {key!r} dataset holds {values.dtype} values of shape "
+            f"{values.shape}, expected a list of strings; the file is corrupted."
+        )
+    return values
 
 
 def _read_dataset(h, key, path):
@@ -275,17 +366,19 @@ def _save_text(F, path, overwrite, meta_json):
     _check_text_names(F)
     names_path = Path(str(path) + ".paramnames")
     targets = (path, names_path)
-    if not overwrite:
-        for target in targets:
-            if os.path.lexists(target):
-                raise _exists_error(target)
+    for target in targets:
+        _refuse_symlink(target, overwrite)
+        if not overwrite and os.path.lexists(target):
+            raise _exists_error(target)
     folder = _folder_of(path)
+    for target in targets:
+        clean_stale_temporaries(folder, target.name)
     tmps = []
     try:
         for target in targets:
             tmps.append(_new_tmp(folder, target.name))
-        _write_text(F, tmps[0], meta_json)
-        _write_paramnames(F, tmps[1])
+        digest = _write_paramnames(F, tmps[1])
+        _write_text(F, tmps[0], meta_json, digest)
         for tmp in tmps:
             _fsync(tmp)
         _commit_pair(list(zip(tmps, targets, strict=True)), folder, overwrite)
@@ -332,7 +425,7 @@ def _commit_pair(moves, folder, overwrite):
 
 def _backup(target, folder):
     """Keep the file about to be replaced under a hidden name (a hard link if possible)."""
-    backup = str(Path(folder) / f".{target.name}.{secrets.token_hex(8)}.bak")
+    backup = str(Path(folder) / f".{target.name}.{writer_tag()}.{secrets.token_hex(8)}.bak")
     try:
         os.link(target, backup, follow_symlinks=False)
     except FileExistsError:
@@ -342,15 +435,18 @@ def _backup(target, folder):
     return backup
 
 
-def _write_text(F, tmp, meta_json):
+def _write_text(F, tmp, meta_json, paramnames_sha256):
+    fid = F.fiducial
     record = {
         "format": FORMAT_TAG,
         "text_format_version": TEXT_FORMAT_VERSION,
         "library_version": _version(),
         "experiment": F.name,
         "parameters": len(F.names),
-        "paramnames_columns": 2 if F.fiducial is None else 3,
-        "fiducial_column": F.fiducial is not None,
+        "paramnames_columns": 2,
+        "fiducial_column": False,
+        "fiducial": None if fid is None else [float(fid[n]) for n in F.names],
+        "paramnames_sha256": paramnames_sha256,
     }
     with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(f"# {' '.join(F.names)}\n")
@@ -361,18 +457,20 @@ def _write_text(F, tmp, meta_json):
 
 
 def _write_paramnames(F, tmp):
-    fid = F.fiducial
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        for n in F.names:
-            line = f"{n}{_SEP}{F.labels[n]}"
-            if fid is not None:
-                line += f"{_SEP}{float(fid[n])!r}"
-            fh.write(line + "\n")
+    """Write getdist's two columns, name TAB label; return the SHA-256 of the bytes written."""
+    data = "".join(f"{n}{_TAB}{F.labels[n]}\n" for n in F.names).encode("utf-8")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_utf8(path):
+    return _decode_utf8(path, Path(path).read_bytes())
+
+
+def _decode_utf8(path, raw):
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{str(path)!r} is neither an HDF5 file nor UTF-8 text (undecodable byte at "
@@ -382,19 +480,23 @@ def _read_utf8(path):
 
 
 def _read_text(path):
-    lines = _read_utf8(path).splitlines()
-    header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
-    rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    """Read a text pair; a pair caught mid-replacement is read once more, then refused."""
     try:
-        matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(
-            f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
-            "whitespace-separated row of numbers per parameter."
+        return _read_text_once(path)
+    except InconsistentPairError:
+        pass
+    try:
+        return _read_text_once(path)
+    except InconsistentPairError as exc:
+        raise InconsistentPairError(
+            f"{exc} Read twice with the same result: the pair is inconsistent (a stale, "
+            "swapped or edited '.paramnames', or a writer replacing the pair continuously); "
+            "save the matrix again."
         ) from None
-    names = labels = fiducial = name = record = None
-    legacy = False  # written by fisherforecast before the format record existed
-    meta = {}
+
+
+def _read_header(path, header):
+    meta, record, name, legacy = {}, None, None, False
     for h in header:
         try:
             if h.startswith("metadata:"):
@@ -402,14 +504,13 @@ def _read_text(path):
             elif h.startswith(_TEXT_RECORD):
                 record = json.loads(h[len(_TEXT_RECORD) :])
             elif h.startswith("fisherforecast") and "; experiment:" in h:
-                legacy = True
+                legacy = True  # written by fisherforecast before the format record existed
                 name = h.split("; experiment:", 1)[1].strip() or None
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{str(path)!r}: cannot read the header line {'# ' + h!r} "
                 f"({exc}); the file is corrupted."
             ) from None
-    fid_column = False
     if record is not None:
         if (
             not isinstance(record, dict)
@@ -420,24 +521,35 @@ def _read_text(path):
                 f"{str(path)!r}: unreadable '# {_TEXT_RECORD}' header record "
                 f"{record!r}; the file is corrupted."
             )
-        fid_column = record["fiducial_column"]
         name = record.get("experiment") or None
         legacy = False
+    return meta, record, name, legacy
+
+
+def _read_text_once(path):
+    lines = _read_utf8(path).splitlines()
+    header = [ln[1:].strip() for ln in lines if ln.startswith("#")]
+    rows = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    try:
+        matrix = np.array([[float(x) for x in ln.split()] for ln in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(
+            f"{str(path)!r}: cannot read the matrix ({exc}); expected one "
+            "whitespace-separated row of numbers per parameter."
+        ) from None
+    meta, record, name, legacy = _read_header(path, header)
+    names = labels = fiducial = None
     pn = Path(str(path) + ".paramnames")
     if not pn.exists():
         pn = Path(path).with_suffix(".paramnames")
         record = None  # the record describes the sidecar written as 'path.paramnames' only
     if pn.exists():
+        raw = pn.read_bytes()
         entries = [
-            ln for ln in _read_utf8(pn).splitlines() if ln.strip() and not ln.startswith("#")
+            ln for ln in _decode_utf8(pn, raw).splitlines() if ln.strip() and not ln.startswith("#")
         ]
         if record is not None:
-            names, labels, fid_values = _parse_own_paramnames(pn, entries, fid_column)
-            if len(names) != record.get("parameters", len(names)):
-                raise ValueError(
-                    f"{str(pn)!r} lists {len(names)} parameters but {str(path)!r}"
-                    f" records {record['parameters']}; the pair is inconsistent."
-                )
+            names, labels, fid_values = _read_own_pair(path, pn, raw, entries, record, header)
         else:
             names, labels, fid_values = _parse_foreign_paramnames(entries, legacy)
         if fid_values is not None:
@@ -457,11 +569,43 @@ def _read_text(path):
     return FisherMatrix(matrix, names, fiducial=fiducial, labels=labels, name=name, metadata=meta)
 
 
-def _parse_own_paramnames(pn, entries, fid_column):
+def _read_own_pair(path, pn, raw, entries, record, header):
+    """Names, labels and fiducials of a pair written here, checked to belong together."""
+    version = record.get("text_format_version")
+    digest = record.get("paramnames_sha256")
+    if digest is not None and hashlib.sha256(raw).hexdigest() != digest:
+        raise InconsistentPairError(
+            f"{str(pn)!r} is not the '.paramnames' written with {str(path)!r} (its SHA-256 "
+            "differs from the one recorded in the matrix file)."
+        )
+    sep = _TAB if isinstance(version, int) and version >= 3 else _SEP
+    names, labels, fid_values = _parse_own_paramnames(pn, entries, record["fiducial_column"], sep)
+    header_names = header[0].split() if header else []
+    if len(names) != record.get("parameters", len(names)) or header_names != names:
+        raise InconsistentPairError(
+            f"{str(pn)!r} lists the parameters {names} but {str(path)!r} records "
+            f"{header_names}; the pair is inconsistent."
+        )
+    if "fiducial" in record:
+        fid = record["fiducial"]
+        if fid is not None and (
+            not isinstance(fid, list)
+            or len(fid) != len(names)
+            or not all(isinstance(v, int | float) for v in fid)
+        ):
+            raise ValueError(
+                f"{str(path)!r}: the fiducial values recorded in the header, {fid!r}, are not "
+                f"one number per parameter {names}; the file is corrupted."
+            )
+        fid_values = None if fid is None else [float(v) for v in fid]
+    return names, labels, fid_values
+
+
+def _parse_own_paramnames(pn, entries, fid_column, column_sep):
     """Read a sidecar written by `_write_paramnames`; labels come back exactly."""
     names, labels, fid_values = [], [], []
     for line in entries:
-        name, sep, rest = line.partition(_SEP)
+        name, sep, rest = line.partition(column_sep)
         if not sep or any(c.isspace() for c in name):  # hand-edited: other whitespace
             match = re.match(r"(\S+)\s*(.*)", line, re.DOTALL)
             if match is None:

@@ -8,10 +8,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._errors import FisherError, ParameterError, SingularFisherError, quote
+from ._errors import FisherError, InputError, ParameterError, SingularFisherError, quote
 from ._inverse import Inverse, robust_inverse, schur_marginal
 from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
 from ._reparam import pull_back, push_forward
+
+#: Metadata key of a sum's known fiducial values when some of its parameters have none
+#: (a prior on a nuisance parameter, say): a later sum that supplies the rest restores them.
+KNOWN_FIDUCIAL = "known_fiducial"
 
 
 #: Probability content -> Δχ² for a 2-D joint region: Δχ² = −2 ln(1 − p).
@@ -67,6 +71,11 @@ def _check_names(names, size=None):
     for n in names:
         if not isinstance(n, str) or not n:
             raise TypeError(f"parameter names must be non-empty strings; received {n!r}.")
+        if "\x00" in n:
+            raise InputError(
+                f"parameter name {n!r} contains a NUL character ('\\x00'), which no file "
+                "format can store; remove it."
+            )
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"duplicate parameter names {dup} in {list(names)}.")
@@ -482,10 +491,12 @@ class FisherMatrix:
         for F in (self, other):
             idx = [names.index(n) for n in F._names]
             M[np.ix_(idx, idx)] += F._matrix
-        fid = _merge_fiducials(self._fiducial, other._fiducial, names)
+        known = _merge_fiducials(_known_fiducial(self), _known_fiducial(other), names)
+        fid = known if known is not None and len(known) == P else None
         # Parameters held fixed in one matrix must sit at the other's value too.
         values = [
-            {**(F._metadata.get("fixed") or {}), **(F._fiducial or {})} for F in (self, other)
+            {**(F._metadata.get("fixed") or {}), **(_known_fiducial(F) or {})}
+            for F in (self, other)
         ]
         for k in sorted(set(values[0]) & set(values[1])):
             a, b = values[0][k], values[1][k]
@@ -506,6 +517,9 @@ class FisherMatrix:
         meta.pop("fixed", None)
         if fixed:
             meta["fixed"] = fixed
+        meta.pop(KNOWN_FIDUCIAL, None)
+        if known and fid is None:  # some parameters have no fiducial: keep the others
+            meta[KNOWN_FIDUCIAL] = known
         return FisherMatrix(M, names, fiducial=fid, labels=labels, name=label, metadata=meta)
 
     __radd__ = __add__
@@ -539,7 +553,7 @@ class FisherMatrix:
         """Save atomically; HDF5 for ``.h5``/``.hdf5``, plain text otherwise.
 
         The text format writes the matrix with a ``#`` header of names, and a
-        ``.paramnames`` file beside it (name, LaTeX label, fiducial), as CosmicFish and
+        ``.paramnames`` file beside it (name TAB LaTeX label), as CosmicFish and
         getdist do. Refuses to overwrite an existing file unless ``overwrite=True``.
         """
         from ._io import save
@@ -591,7 +605,21 @@ def _check_labels(labels, names):
     unknown = [k for k in labels if k not in names]
     if unknown:
         raise ValueError(f"`labels` names unknown parameters {unknown}; names: {list(names)}.")
-    return {n: str(labels.get(n, n)) for n in names}
+    out = {n: str(labels.get(n, n)) for n in names}
+    bad = {n: v for n, v in out.items() if "\x00" in v}
+    if bad:
+        raise InputError(
+            f"`labels` {bad} contain a NUL character ('\\x00'), which no file format can "
+            "store; remove it."
+        )
+    return out
+
+
+def _known_fiducial(F):
+    """The fiducial values `F` knows: all of them, or those a sum kept in its metadata."""
+    if F._fiducial is not None:
+        return F._fiducial
+    return F._metadata.get(KNOWN_FIDUCIAL) or None
 
 
 def _merge_fiducials(a, b, names):
@@ -606,9 +634,7 @@ def _merge_fiducials(a, b, names):
                     f"{k!r} is {merged[k]!r} in one and {v!r} in the other."
                 )
             merged[k] = v
-    if any(n not in merged for n in names):
-        return None
-    return merged
+    return {n: merged[n] for n in names if n in merged}
 
 
 def marginal_sigma_or_inf(F: FisherMatrix) -> dict[str, float]:

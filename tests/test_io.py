@@ -209,6 +209,11 @@ def test_load_rejects_a_non_symmetric_stored_matrix(F, tmp_path):
     F.save(path)
     with h5py.File(path, "r+") as h:
         h["matrix"][0, 1] = 5.0
+    with pytest.raises(ValueError, match="checksum"):  # the checksum notices first
+        ff.load(path)
+    with h5py.File(path, "r+") as h:  # a format-1 file (no checksum): the value checks
+        h.attrs["format_version"] = 1
+        del h.attrs["checksum"]
     with pytest.raises(ValueError, match="not symmetric"):
         ff.load(path)
 
@@ -249,11 +254,12 @@ def test_text_round_trip_exact_to_float_repr(F, tmp_path):
     assert lines[0].split()[1:] == list(F.names)
     rows = [ln for ln in lines if not ln.startswith("#")]
     assert len(rows) == 4
-    # .paramnames sidecar: name, LaTeX label, fiducial, one parameter per line.
+    # .paramnames sidecar: getdist's two columns, name TAB label, one parameter per line;
+    # the fiducials are in the matrix file's header record.
     pn = (tmp_path / "F.txt.paramnames").read_text(encoding="utf-8").splitlines()
-    assert [ln.split()[0] for ln in pn] == list(F.names)
-    assert [float(ln.split()[-1]) for ln in pn] == [F.fiducial[n] for n in F.names]
-    assert LABELS["w0"] in pn[2]
+    assert [ln.split("\t", 1) for ln in pn] == [[n, F.labels[n]] for n in F.names]
+    record = json.loads(lines[1].split(":", 1)[1])
+    assert record["fiducial"] == [F.fiducial[n] for n in F.names]
 
 
 def test_text_round_trip_keeps_experiment_name(F, tmp_path):
@@ -343,7 +349,7 @@ def test_text_labels_ending_in_numbers_round_trip_exactly(tmp_path, with_fiducia
 def test_text_header_records_the_paramnames_layout(F, tmp_path):
     F.save(tmp_path / "F.txt")
     ff.FisherMatrix(np.eye(2), ["a", "b"]).save(tmp_path / "G.txt")
-    for stem, columns in (("F", 3), ("G", 2)):
+    for stem, columns in (("F", 2), ("G", 2)):
         header = [
             ln
             for ln in (tmp_path / f"{stem}.txt").read_text().splitlines()
@@ -352,7 +358,8 @@ def test_text_header_records_the_paramnames_layout(F, tmp_path):
         assert len(header) == 1
         record = json.loads(header[0].split(":", 1)[1])
         assert record["paramnames_columns"] == columns
-        assert record["fiducial_column"] is (columns == 3)
+        assert record["fiducial_column"] is False
+        assert (record["fiducial"] is None) is (stem == "G")
 
 
 def test_text_experiment_name_with_line_break_round_trips(tmp_path):
