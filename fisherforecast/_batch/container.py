@@ -456,7 +456,7 @@ class FisherBatch(BatchAlgebra):
         """
         s = read_file(path, allow_partial)
         return FisherBatch._build(
-            s.matrices, s.names, s.fiducials, s.codes, s.condition, {}, s.metadata
+            s.matrices, s.names, s.fiducials, s.codes, s.condition, s.messages, s.metadata
         )
 
 

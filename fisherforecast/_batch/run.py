@@ -205,6 +205,7 @@ class Collector:
             )
         stored = read_file(meta["path"], allow_partial=False)
         meta = {**meta, "created": stored.metadata.get("created")}
+        messages = {**stored.messages, **self.messages}
         return assemble_batch(
-            stored.matrices, names, fiducials, stored.codes, stored.condition, self.messages, meta
+            stored.matrices, names, fiducials, stored.codes, stored.condition, messages, meta
         )

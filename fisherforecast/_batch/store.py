@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from .._errors import InputError
+from .._linalg import STATUS, classify
 from .reasons import REASONS, Reason
 
 if TYPE_CHECKING:
@@ -115,6 +116,14 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
         g = h.create_group("fiducials")
         for k, v in fiducials.items():
             g.create_dataset(k, data=v, dtype="f8", chunks=(c,))
+        sums = np.zeros(n_chunks, "S64")
+        if data is not None and done is not None:
+            for k in np.nonzero(done)[0]:
+                sl = slice(k * chunk_size, (k + 1) * chunk_size)
+                sums[k] = chunk_checksum(
+                    data["matrices"][sl], data["reason"][sl], data["condition"][sl]
+                )
+        h.create_dataset("checksum", data=sums, dtype="S64", dcpl=early_dcpl())
         h.create_dataset(
             "done",
             data=np.zeros(n_chunks, bool) if done is None else done,
@@ -145,6 +154,7 @@ class H5Store:
 
         self.path = Path(path)
         self.chunk_size = chunk_size
+        self.corrupt = {}
         if self.path.exists():
             state = inspect_existing(self.path)
             if state is None:
@@ -162,6 +172,13 @@ class H5Store:
                     self.chunk_size = int(attrs["chunk_size"])
                     self.h = h5py.File(self.path, "r+")
                     self.done = np.asarray(dataset(self.h, "done")[()], dtype=bool)
+                    self.corrupt = corrupt_chunks(self.h, self.done, self.chunk_size)
+                    for k in self.corrupt:  # recomputed by this run
+                        self.done[k] = False
+                        dataset(self.h, "done")[k] = False
+                    if "checksum" not in self.h:  # a file from before checksums
+                        self.h.create_dataset("checksum", data=np.zeros(self.done.size, "S64"))
+                    self._sync()
                     return
                 # A file with no finished chunk holds nothing to lose (e.g. the first run
                 # stopped on a model error): replace it.
@@ -200,6 +217,7 @@ class H5Store:
         dataset(self.h, "ok")[start:stop] = codes == Reason.OK
         dataset(self.h, "reason")[start:stop] = codes
         dataset(self.h, "condition")[start:stop] = cond
+        dataset(self.h, "checksum")[k] = chunk_checksum(F, codes, cond)
         self._sync()  # the chunk's data is on disk ...
         dataset(self.h, "done")[k] = True
         self._sync()  # ... before its flag says so
@@ -230,6 +248,56 @@ def inspect_existing(path):
         return None
 
 
+# ---------------------------------------------------------------------------------------
+# Integrity of stored chunks
+# ---------------------------------------------------------------------------------------
+def chunk_checksum(matrices, codes, cond) -> bytes:
+    """SHA-256 (hex) of one chunk's matrices, reason codes and condition numbers."""
+    h = hashlib.sha256()
+    for arr, dtype in ((matrices, np.float64), (codes, np.int8), (cond, np.float64)):
+        h.update(np.ascontiguousarray(np.asarray(arr, dtype=dtype)).tobytes())
+    return h.hexdigest().encode()
+
+
+def chunk_problem(h: h5py.File, k, chunk_size) -> str | None:
+    """Why finished chunk `k` of an open batch file cannot be trusted, or ``None``.
+
+    The chunk's checksum (files written before checksums existed have none) and a recheck
+    of its items: codes must be known, and an item stored as ok must still classify ok
+    (finite, PSD, invertible).
+    """
+    sl = slice(k * chunk_size, (k + 1) * chunk_size)
+    F = np.asarray(dataset(h, "matrices")[sl], dtype=np.float64)
+    codes = np.asarray(dataset(h, "reason")[sl])
+    cond = np.asarray(dataset(h, "condition")[sl])
+    stored = bytes(dataset(h, "checksum")[k]) if "checksum" in h else b""
+    if stored and stored != chunk_checksum(F, codes, cond):
+        return f"chunk {k}: checksum mismatch (its data changed after it was written)"
+    unknown = (codes < 0) | (codes >= len(Reason))
+    if unknown.any():
+        return f"chunk {k}: unknown reason code {int(codes[unknown][0])}"
+    ok = codes == Reason.OK
+    if ok.any():
+        now, _ = classify(F[ok])
+        if np.any(now != Reason.OK):
+            i = int(np.nonzero(ok)[0][np.nonzero(now != Reason.OK)[0][0]])
+            return (
+                f"chunk {k}: item {sl.start + i} is stored as ok but its matrix is "
+                f"'{STATUS[int(now[now != Reason.OK][0])]}'"
+            )
+    return None
+
+
+def corrupt_chunks(h: h5py.File, done, chunk_size) -> dict[int, str]:
+    """Finished chunk -> what is wrong with it, for the chunks that fail :func:`chunk_problem`."""
+    found = {}
+    for k in np.nonzero(done)[0]:
+        problem = chunk_problem(h, int(k), chunk_size)
+        if problem is not None:
+            found[int(k)] = problem
+    return found
+
+
 class StoredBatch(NamedTuple):
     """The contents of a batch file (unfinished items flagged ``NOT_COMPUTED``)."""
 
@@ -239,6 +307,7 @@ class StoredBatch(NamedTuple):
     codes: np.ndarray
     condition: np.ndarray
     metadata: dict
+    messages: dict  # item index -> why it is flagged STORED_CORRUPT
 
 
 def read_file(path, allow_partial) -> StoredBatch:
@@ -260,6 +329,7 @@ def read_file(path, allow_partial) -> StoredBatch:
             )
         done = np.asarray(dataset(h, "done")[()], dtype=bool)
         chunk_size = int(h.attrs["chunk_size"])  # pyright: ignore[reportArgumentType]  # stored as an int
+        corrupt = corrupt_chunks(h, done, chunk_size)
         if not done.all() and not allow_partial:
             missing = np.nonzero(~done)[0]
             raise InputError(
@@ -291,4 +361,12 @@ def read_file(path, allow_partial) -> StoredBatch:
         }
     for k in np.nonzero(~done)[0]:
         codes[k * chunk_size : (k + 1) * chunk_size] = Reason.NOT_COMPUTED
-    return StoredBatch(matrices, names, fiducials, codes, cond, meta)
+    messages = {}
+    for k, problem in corrupt.items():
+        sl = slice(k * chunk_size, min((k + 1) * chunk_size, codes.size))
+        codes[sl] = Reason.STORED_CORRUPT
+        cond[sl] = np.nan
+        messages.update(dict.fromkeys(range(sl.start, sl.stop), problem))
+    if corrupt:
+        meta["corrupt_chunks"] = sorted(corrupt)
+    return StoredBatch(matrices, names, fiducials, codes, cond, meta, messages)
