@@ -15,6 +15,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._linalg import STATUS, classify
+from .fingerprint import model_fingerprint
 from .reasons import REASONS, Reason
 
 if TYPE_CHECKING:
@@ -49,11 +50,16 @@ def hash_arrays(tree):
 
 
 def input_fingerprint(experiments, fiducials, names, mode, design_batch, B):
-    models = [
-        f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
-        for e in experiments
-    ]
-    return {
+    """``(fingerprint, opaque)``: the attributes that identify a run's inputs, and the
+    parts of the models that could not be fingerprinted by value (see ``fingerprint.py``)."""
+    models, opaque = [], []
+    for i, e in enumerate(experiments):
+        digest, parts = model_fingerprint(e.model)
+        name = f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
+        models.append(f"{name}#{digest}")
+        where = f"experiment {i} " if len(experiments) > 1 else ""
+        opaque += [where + part for part in parts]
+    fingerprint = {
         "names": json.dumps(list(names)),
         "fiducial_names": json.dumps(list(fiducials)),
         "batch_size": int(B),
@@ -64,6 +70,7 @@ def input_fingerprint(experiments, fiducials, names, mode, design_batch, B):
         "fiducials_hash": hash_arrays([fiducials[k] for k in fiducials]),
         "experiment_hash": hash_arrays([(e.noise, e.design) for e in experiments]),
     }
+    return fingerprint, opaque
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,9 +142,17 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
 class H5Store:
     """The output file of a streaming run (see docs/batch.md for the layout)."""
 
-    def __init__(
+    def __init__(self, path, **options):
+        self.path = Path(path)
+        self.lock = lock_run(self.path)  # held until close(): one run per file
+        try:
+            self._open(**options)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(
         self,
-        path,
         *,
         names,
         fiducials,
@@ -147,12 +162,13 @@ class H5Store:
         fingerprint,
         label,
         overwrite,
+        opaque=(),
+        resume=None,
     ):
         import h5py
 
         from .._io import atomic_path
 
-        self.path = Path(path)
         self.chunk_size = chunk_size
         self.corrupt = {}
         if self.path.exists():
@@ -168,6 +184,15 @@ class H5Store:
                 diff = [k for k, v in fingerprint.items() if attrs.get(f"fp_{k}") != v]
                 if chunk_size_given and attrs["chunk_size"] != chunk_size:
                     diff.append("chunk_size")
+                if resume is False:
+                    diff.append("resume=False")
+                if not diff and opaque and resume is None and done.any():
+                    raise InputError(
+                        f"cannot tell whether `out` = {str(self.path)!r} was started with the "
+                        "same model: it could not be fingerprinted by value (opaque: "
+                        f"{', '.join(opaque[:3])}). Pass resume=True to resume it (you vouch "
+                        "that the model is the same), or overwrite=True to start again."
+                    )
                 if not diff:
                     self.chunk_size = int(attrs["chunk_size"])
                     self.h = h5py.File(self.path, "r+")
@@ -231,7 +256,84 @@ class H5Store:
             pass
 
     def close(self):
-        self.h.close()
+        try:
+            self.h.close()
+        finally:
+            self.release()
+
+    def release(self):
+        """Let go of the run's lock (see :func:`lock_run`)."""
+        if self.lock is not None:
+            unlock(self.lock)
+            self.lock = None
+
+
+# ---------------------------------------------------------------------------------------
+# One run per file: an advisory lock on a sidecar file
+# ---------------------------------------------------------------------------------------
+class FileInUseError(OSError):
+    """The batch file is being written by another run (another process, or this one)."""
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def in_use_error(path) -> FileInUseError:
+    return FileInUseError(
+        f"`out` = {str(path)!r} is in use by another process (a fisher_batch run is writing "
+        "it). Wait for that run to finish and rerun to pick up its results, or choose "
+        "another path."
+    )
+
+
+def lock_run(path: Path):
+    """Hold an exclusive ``flock`` on ``<out>.lock`` for the run, or raise
+    :class:`FileInUseError` at once when another run holds it. The lock goes with the
+    process (a killed run frees it); the small ``.lock`` file is left in place, since
+    removing it would race with a run about to take it. ``None`` where ``fcntl`` is
+    missing (Windows) or the folder does not exist (the error comes later, worded)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise in_use_error(path) from None
+    return fd
+
+
+def unlock(fd):
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def check_not_in_use(path):
+    """Raise :class:`FileInUseError` when a run holds `path`'s lock (nothing is created)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        fd = os.open(lock_path(Path(path)), os.O_RDWR)
+    except OSError:
+        return  # no lock file: no run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise in_use_error(path) from None
+    finally:
+        os.close(fd)  # closing also drops the lock if it was taken
 
 
 def inspect_existing(path):
@@ -244,7 +346,9 @@ def inspect_existing(path):
                 return None
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h.attrs.items()}
             return attrs, np.asarray(dataset(h, "done")[()], dtype=bool)
-    except OSError:
+    except OSError as exc:
+        if "lock" in str(exc).lower():  # HDF5's own file lock: open elsewhere for writing
+            raise in_use_error(path) from None
         return None
 
 
