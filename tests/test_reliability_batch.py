@@ -222,6 +222,58 @@ def test_second_run_on_a_file_in_use_is_refused(tmp_path):
     assert ff.FisherBatch.load(path).ok.all()
 
 
+def test_file_in_use_refuses_writers_and_readers(tmp_path):
+    # In one process: while a run holds the file, another run, save() and load() say so.
+    from fisherforecast._batch import store
+
+    path = tmp_path / "b.h5"
+    run(path)
+    lock = store.lock_run(path)
+    try:
+        with pytest.raises(OSError, match="in use by another process") as info:
+            run(path, overwrite=True)
+        assert "overwrite" not in str(info.value)
+        with pytest.raises(OSError, match="in use by another process"):
+            ff.FisherBatch(np.stack([np.eye(2)]), ["a", "tau"]).save(path, overwrite=True)
+    finally:
+        store.unlock(lock)
+    assert run(path).metadata["chunks_resumed"] == 3  # free again, file intact
+
+
+def test_load_of_a_file_open_for_writing_elsewhere(tmp_path):
+    # HDF5's own file lock (another process has it open for writing) reads as "in use".
+    path = tmp_path / "b.h5"
+    run(path)
+    holder = (
+        "import h5py, os, sys, time\n"
+        "h = h5py.File(sys.argv[1], 'r+')\n"
+        "open(sys.argv[1] + '.held', 'w').close()\n"
+        "for _ in range(600):\n"
+        "    if os.path.exists(sys.argv[1] + '.go'): break\n"
+        "    time.sleep(0.05)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(path)])
+    try:
+        for _ in range(600):
+            if os.path.exists(f"{path}.held") or proc.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        with pytest.raises(OSError, match="in use by another process"):
+            ff.FisherBatch.load(path)
+    finally:
+        Path(f"{path}.go").touch()
+        proc.wait(timeout=60)
+    assert ff.FisherBatch.load(path).ok.all()
+
+
+def test_resume_false_never_resumes(tmp_path):
+    path = tmp_path / "b.h5"
+    run(path)
+    with pytest.raises(FileExistsError, match="resume=False"):
+        run(path, resume=False)
+    assert run(path, resume=False, overwrite=True).metadata["chunks_computed"] == 3
+
+
 # ----- 4. boolean fiducials ---------------------------------------------------------------------
 def test_boolean_fiducials_refused_like_ff_fisher():
     with pytest.raises(ff.InputError, match="real number"):

@@ -424,6 +424,8 @@ def read_file(path, allow_partial) -> StoredBatch:
     try:
         h = h5py.File(path, "r")
     except OSError as exc:
+        if "lock" in str(exc).lower():  # HDF5's file lock: a run is writing it
+            raise in_use_error(path) from None
         raise InputError(f"{str(path)!r} is not an HDF5 file: {exc}") from None
     with h:
         if h.attrs.get("format") != FILE_FORMAT:
