@@ -282,3 +282,24 @@ def test_boolean_fiducials_refused_like_ff_fisher():
         ff.fisher_batch(EXP, {"a": np.array([True, False]), "tau": 1.0}, progress=False)
     with pytest.raises(ff.InputError, match=r"fiducials\['a'\]"):
         ff.fisher_batch(EXP, {"a": True, "tau": np.ones(2)}, progress=False)
+
+
+def test_fingerprint_follows_jit_and_ode_models():
+    import jax
+
+    from fisherforecast._batch.fingerprint import model_fingerprint
+
+    assert model_fingerprint(jax.jit(make(1.0))) == model_fingerprint(jax.jit(make(1.0)))
+    assert model_fingerprint(jax.jit(make(1.0)))[0] != model_fingerprint(jax.jit(make(2.0)))[0]
+
+    def rhs(t, y, p):
+        return -p["k"] * y
+
+    def ode(rtol):
+        return ff.ode_model(rhs, lambda p: jnp.array([p["y0"]]), rtol=rtol)
+
+    a, opaque = model_fingerprint(ode(1e-8))
+    assert opaque == [] and a == model_fingerprint(ode(1e-8))[0]
+    assert a != model_fingerprint(ode(1e-6))[0]
+    _, opaque = model_fingerprint(Opaque(1.0))
+    assert opaque == ["model (a Opaque object)"]

@@ -12,6 +12,7 @@ object) is *opaque*: its value cannot be fingerprinted, and the fingerprint says
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import dis
 import functools
 import hashlib
@@ -94,6 +95,17 @@ class Walker:
             self.put("module", obj.__name__)
         elif isinstance(obj, type) or library_object(obj):
             self.put("named", getattr(obj, "__module__", None), qualname(obj))
+        elif dataclasses.is_dataclass(obj):  # (equinox modules, diffrax solvers, ...)
+            self.put("dataclass", type(obj).__module__, type(obj).__qualname__)
+            for field in dataclasses.fields(obj):
+                self.put(field.name)
+                self.feed(getattr(obj, field.name, None), f"{where}.{field.name}", depth + 1)
+        elif own_object(obj) and hasattr(obj, "__dict__"):  # e.g. ff.ode_model(...)
+            self.put("object", type(obj).__module__, type(obj).__qualname__)
+            self.feed(dict(vars(obj)), where, depth + 1)
+        elif callable(obj) and callable(getattr(obj, "__wrapped__", None)):  # jax.jit(f), ...
+            self.put("wrapper", type(obj).__module__, type(obj).__qualname__)
+            self.feed(obj.__wrapped__, f"{where}.__wrapped__", depth + 1)
         else:
             self.put("opaque", type(obj).__module__, type(obj).__qualname__)
             self.opaque.append(f"{where} (a {type(obj).__qualname__} object)")
@@ -118,6 +130,8 @@ class Walker:
             return
         if library_object(obj):
             self.put("named", obj.__module__, obj.__qualname__)
+            if own_object(obj):  # a closure of this library (a model factory): its values
+                self.closure(obj, where, depth)
             return
         if id(obj) in self.stack:  # recursion: already being fed
             self.put("cycle", obj.__qualname__)
@@ -126,16 +140,7 @@ class Walker:
         try:
             self.put("function", obj.__module__, obj.__qualname__)
             self.code(obj.__code__, f"{where}.__code__", depth + 1)
-            self.feed(obj.__defaults__, f"{where}.__defaults__", depth + 1)
-            self.feed(obj.__kwdefaults__, f"{where}.__kwdefaults__", depth + 1)
-            cells = obj.__closure__ or ()
-            for name, cell in zip(obj.__code__.co_freevars, cells, strict=False):
-                try:
-                    value = cell.cell_contents
-                except ValueError:  # an empty cell
-                    value = None
-                self.put(name)
-                self.feed(value, f"{where} closure {name!r}", depth + 1)
+            self.closure(obj, where, depth)
             for name in sorted(global_names(obj.__code__)):
                 if name in obj.__globals__:
                     self.put(name)
@@ -144,6 +149,19 @@ class Walker:
                     self.put(name, "unbound")
         finally:
             self.stack.discard(id(obj))
+
+    def closure(self, obj, where, depth):
+        """A function's defaults and the values of its closure cells."""
+        self.feed(obj.__defaults__, f"{where}.__defaults__", depth + 1)
+        self.feed(obj.__kwdefaults__, f"{where}.__kwdefaults__", depth + 1)
+        cells = obj.__closure__ or ()
+        for name, cell in zip(obj.__code__.co_freevars, cells, strict=False):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                value = None
+            self.put(name)
+            self.feed(value, f"{where} closure {name!r}", depth + 1)
 
     def code(self, code, where, depth):
         self.put("code", code.co_name, code.co_argcount, code.co_kwonlyargcount)
@@ -170,6 +188,14 @@ def global_names(code) -> set[str]:
 
 def qualname(obj) -> str:
     return str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or "")
+
+
+def own_object(obj) -> bool:
+    """Defined in fisherforecast (its closures and objects are followed by value)."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str):
+        module = type(obj).__module__
+    return module.split(".")[0] == "fisherforecast"
 
 
 def library_object(obj) -> bool:
