@@ -987,10 +987,11 @@ def test_reason_codes_are_stable_and_carry_their_messages(tmp_path):
         "ERROR": 8,
         "NOT_COMPUTED": 9,
         "NOT_PSD": 10,
+        "STORED_CORRUPT": 11,
     }
     assert {r.name: int(r) for r in Reason} == table
     assert Reason.SINGULAR.message == "singular Fisher matrix (degenerate parameter combination)"
-    assert ff.FisherBatch.REASONS == tuple(Reason(c).message for c in range(11))
+    assert ff.FisherBatch.REASONS == tuple(Reason(c).message for c in range(12))
     # Failures before a matrix exists stay failed through algebra; matrix-level ones do not.
     assert {r.name for r in Reason if r.upstream} == {
         "BAD_FIDUCIAL",
@@ -1000,6 +1001,7 @@ def test_reason_codes_are_stable_and_carry_their_messages(tmp_path):
         "ERROR",
         "NOT_COMPUTED",
         "NOT_PSD",
+        "STORED_CORRUPT",
     }
     batch = ff.FisherBatch([np.eye(2), np.ones((2, 2)), [[1.0, 0.0], [0.0, 0.0]]], ["a", "b"])
     assert batch.reason_codes.tolist() == [Reason.OK, Reason.SINGULAR, Reason.NO_INFORMATION]

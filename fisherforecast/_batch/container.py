@@ -16,7 +16,7 @@ from .._matrix import FisherMatrix
 from .algebra import BatchAlgebra
 from .plan import check_fiducials
 from .reasons import REASONS, Reason
-from .store import create_file, read_file
+from .store import check_not_in_use, create_file, read_file
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,6 +403,7 @@ class FisherBatch(BatchAlgebra):
         """
         from .._io import atomic_path
 
+        check_not_in_use(path)
         B = len(self)
         if B == 0:
             raise InputError("cannot save an empty FisherBatch (0 items).")
@@ -456,7 +457,7 @@ class FisherBatch(BatchAlgebra):
         """
         s = read_file(path, allow_partial)
         return FisherBatch._build(
-            s.matrices, s.names, s.fiducials, s.codes, s.condition, {}, s.metadata
+            s.matrices, s.names, s.fiducials, s.codes, s.condition, s.messages, s.metadata
         )
 
 

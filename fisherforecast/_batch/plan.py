@@ -73,7 +73,8 @@ def check_fiducials(fiducials, n_items=None, source=None):
         if not isinstance(name, str):
             raise TypeError(f"`fiducials` keys must be strings; received key {name!r}.")
         arr = np.asarray(value)
-        if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        # As ff.fisher (_checks.check_fiducial): numbers only, so True/False are refused.
+        if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"fiducials[{name!r}] must be real numbers; received {quote(value)}.")
         if arr.ndim > 1:
             raise InputError(

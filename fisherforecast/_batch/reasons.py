@@ -61,6 +61,7 @@ class Reason(enum.IntEnum):
     ERROR = (8, "evaluation raised an error (e.g. an ODE solver that threw)", True)
     NOT_COMPUTED = (9, "not computed (chunk not finished)", True)
     NOT_PSD = (MATRIX_NOT_PSD, STATUS[MATRIX_NOT_PSD], True)
+    STORED_CORRUPT = (11, "stored data corrupt (checksum or recheck of a file chunk failed)", True)
 
     @classmethod
     def texts(cls, codes) -> np.ndarray:

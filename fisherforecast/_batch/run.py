@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .._checks import as_experiments, check_mode
+from .._errors import quote
 from .._x64 import float64
 from .chunk import quiet_callback_errors
 from .container import FisherBatch, assemble_batch
@@ -31,6 +32,7 @@ def fisher_batch(
     design_batch=False,
     overwrite=False,
     memory_budget=None,
+    resume=None,
 ) -> FisherBatch:
     """Fisher matrices for a whole population of fiducials (or designs) at once.
 
@@ -65,6 +67,11 @@ def fisher_batch(
     - `overwrite`: replace an existing `out` file made from different inputs.
     - `memory_budget`: bytes for one chunk when picking the chunk size (default: see
       `chunk_size`).
+    - `resume`: what to do with an existing `out` file started from the same inputs.
+      ``None`` (default): resume when the model's fingerprint by value is complete and
+      matches; a model that cannot be fingerprinted by value (a callable object, an opaque
+      closure value) then raises. ``True``: resume even then (you vouch for the model).
+      ``False``: never resume (with `overwrite` the file is started again).
 
     **Returns:** a :class:`FisherBatch`.
 
@@ -89,6 +96,8 @@ def fisher_batch(
     t0 = time.perf_counter()
     experiments = tuple(as_experiments(experiment))
     check_mode(mode)
+    if resume is not None and not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be None, True or False; received {quote(resume)}.")
     check_run_options(
         design_batch=design_batch,
         progress=progress,
@@ -112,7 +121,11 @@ def fisher_batch(
         store = None
         if out is not None:
             store = open_store(
-                out, plan, chunk_size_given=chunk_size is not None, overwrite=overwrite
+                out,
+                plan,
+                chunk_size_given=chunk_size is not None,
+                overwrite=overwrite,
+                resume=resume,
             )
             plan = plan._replace(chunk_size=store.chunk_size)  # a resume adopts the file's
         done = store.done.copy() if store is not None else np.zeros(plan.n_chunks, bool)
@@ -146,8 +159,11 @@ def fisher_batch(
     return collected.batch(meta)
 
 
-def open_store(out, plan, *, chunk_size_given, overwrite) -> H5Store:
+def open_store(out, plan, *, chunk_size_given, overwrite, resume) -> H5Store:
     """The output file: resumed when it holds the same inputs, else created."""
+    fingerprint, opaque = input_fingerprint(
+        plan.experiments, plan.fiducials, plan.names, plan.mode, plan.design_batch, plan.B
+    )
     return H5Store(
         out,
         names=plan.names,
@@ -155,11 +171,11 @@ def open_store(out, plan, *, chunk_size_given, overwrite) -> H5Store:
         B=plan.B,
         chunk_size=plan.chunk_size,
         chunk_size_given=chunk_size_given,
-        fingerprint=input_fingerprint(
-            plan.experiments, plan.fiducials, plan.names, plan.mode, plan.design_batch, plan.B
-        ),
+        fingerprint=fingerprint,
         label=plan.label,
         overwrite=overwrite,
+        opaque=opaque,
+        resume=resume,
     )
 
 
@@ -205,6 +221,7 @@ class Collector:
             )
         stored = read_file(meta["path"], allow_partial=False)
         meta = {**meta, "created": stored.metadata.get("created")}
+        messages = {**stored.messages, **self.messages}
         return assemble_batch(
-            stored.matrices, names, fiducials, stored.codes, stored.condition, self.messages, meta
+            stored.matrices, names, fiducials, stored.codes, stored.condition, messages, meta
         )

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 
 from .._errors import InputError
+from .._linalg import STATUS, classify
+from .fingerprint import model_fingerprint
 from .reasons import REASONS, Reason
 
 if TYPE_CHECKING:
@@ -48,11 +50,16 @@ def hash_arrays(tree):
 
 
 def input_fingerprint(experiments, fiducials, names, mode, design_batch, B):
-    models = [
-        f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
-        for e in experiments
-    ]
-    return {
+    """``(fingerprint, opaque)``: the attributes that identify a run's inputs, and the
+    parts of the models that could not be fingerprinted by value (see ``fingerprint.py``)."""
+    models, opaque = [], []
+    for i, e in enumerate(experiments):
+        digest, parts = model_fingerprint(e.model)
+        name = f"{getattr(e.model, '__module__', '?')}.{getattr(e.model, '__qualname__', '?')}"
+        models.append(f"{name}#{digest}")
+        where = f"experiment {i} " if len(experiments) > 1 else ""
+        opaque += [where + part for part in parts]
+    fingerprint = {
         "names": json.dumps(list(names)),
         "fiducial_names": json.dumps(list(fiducials)),
         "batch_size": int(B),
@@ -63,6 +70,7 @@ def input_fingerprint(experiments, fiducials, names, mode, design_batch, B):
         "fiducials_hash": hash_arrays([fiducials[k] for k in fiducials]),
         "experiment_hash": hash_arrays([(e.noise, e.design) for e in experiments]),
     }
+    return fingerprint, opaque
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,6 +123,14 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
         g = h.create_group("fiducials")
         for k, v in fiducials.items():
             g.create_dataset(k, data=v, dtype="f8", chunks=(c,))
+        sums = np.zeros(n_chunks, "S64")
+        if data is not None and done is not None:
+            for k in np.nonzero(done)[0]:
+                sl = slice(k * chunk_size, (k + 1) * chunk_size)
+                sums[k] = chunk_checksum(
+                    data["matrices"][sl], data["reason"][sl], data["condition"][sl]
+                )
+        h.create_dataset("checksum", data=sums, dtype="S64", dcpl=early_dcpl())
         h.create_dataset(
             "done",
             data=np.zeros(n_chunks, bool) if done is None else done,
@@ -126,9 +142,17 @@ def create_file(tmp, *, names, fiducials, B, chunk_size, fingerprint, label, don
 class H5Store:
     """The output file of a streaming run (see docs/batch.md for the layout)."""
 
-    def __init__(
+    def __init__(self, path, **options):
+        self.path = Path(path)
+        self.lock = lock_run(self.path)  # held until close(): one run per file
+        try:
+            self._open(**options)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(
         self,
-        path,
         *,
         names,
         fiducials,
@@ -138,13 +162,15 @@ class H5Store:
         fingerprint,
         label,
         overwrite,
+        opaque=(),
+        resume=None,
     ):
         import h5py
 
         from .._io import atomic_path
 
-        self.path = Path(path)
         self.chunk_size = chunk_size
+        self.corrupt = {}
         if self.path.exists():
             state = inspect_existing(self.path)
             if state is None:
@@ -158,10 +184,26 @@ class H5Store:
                 diff = [k for k, v in fingerprint.items() if attrs.get(f"fp_{k}") != v]
                 if chunk_size_given and attrs["chunk_size"] != chunk_size:
                     diff.append("chunk_size")
+                if resume is False:
+                    diff.append("resume=False")
+                if not diff and opaque and resume is None and done.any():
+                    raise InputError(
+                        f"cannot tell whether `out` = {str(self.path)!r} was started with the "
+                        "same model: it could not be fingerprinted by value (opaque: "
+                        f"{', '.join(opaque[:3])}). Pass resume=True to resume it (you vouch "
+                        "that the model is the same), or overwrite=True to start again."
+                    )
                 if not diff:
                     self.chunk_size = int(attrs["chunk_size"])
                     self.h = h5py.File(self.path, "r+")
                     self.done = np.asarray(dataset(self.h, "done")[()], dtype=bool)
+                    self.corrupt = corrupt_chunks(self.h, self.done, self.chunk_size)
+                    for k in self.corrupt:  # recomputed by this run
+                        self.done[k] = False
+                        dataset(self.h, "done")[k] = False
+                    if "checksum" not in self.h:  # a file from before checksums
+                        self.h.create_dataset("checksum", data=np.zeros(self.done.size, "S64"))
+                    self._sync()
                     return
                 # A file with no finished chunk holds nothing to lose (e.g. the first run
                 # stopped on a model error): replace it.
@@ -200,6 +242,7 @@ class H5Store:
         dataset(self.h, "ok")[start:stop] = codes == Reason.OK
         dataset(self.h, "reason")[start:stop] = codes
         dataset(self.h, "condition")[start:stop] = cond
+        dataset(self.h, "checksum")[k] = chunk_checksum(F, codes, cond)
         self._sync()  # the chunk's data is on disk ...
         dataset(self.h, "done")[k] = True
         self._sync()  # ... before its flag says so
@@ -213,7 +256,84 @@ class H5Store:
             pass
 
     def close(self):
-        self.h.close()
+        try:
+            self.h.close()
+        finally:
+            self.release()
+
+    def release(self):
+        """Let go of the run's lock (see :func:`lock_run`)."""
+        if self.lock is not None:
+            unlock(self.lock)
+            self.lock = None
+
+
+# ---------------------------------------------------------------------------------------
+# One run per file: an advisory lock on a sidecar file
+# ---------------------------------------------------------------------------------------
+class FileInUseError(OSError):
+    """The batch file is being written by another run (another process, or this one)."""
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def in_use_error(path) -> FileInUseError:
+    return FileInUseError(
+        f"`out` = {str(path)!r} is in use by another process (a fisher_batch run is writing "
+        "it). Wait for that run to finish and rerun to pick up its results, or choose "
+        "another path."
+    )
+
+
+def lock_run(path: Path):
+    """Hold an exclusive ``flock`` on ``<out>.lock`` for the run, or raise
+    :class:`FileInUseError` at once when another run holds it. The lock goes with the
+    process (a killed run frees it); the small ``.lock`` file is left in place, since
+    removing it would race with a run about to take it. ``None`` where ``fcntl`` is
+    missing (Windows) or the folder does not exist (the error comes later, worded)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise in_use_error(path) from None
+    return fd
+
+
+def unlock(fd):
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def check_not_in_use(path):
+    """Raise :class:`FileInUseError` when a run holds `path`'s lock (nothing is created)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        fd = os.open(lock_path(Path(path)), os.O_RDWR)
+    except OSError:
+        return  # no lock file: no run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise in_use_error(path) from None
+    finally:
+        os.close(fd)  # closing also drops the lock if it was taken
 
 
 def inspect_existing(path):
@@ -226,8 +346,60 @@ def inspect_existing(path):
                 return None
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h.attrs.items()}
             return attrs, np.asarray(dataset(h, "done")[()], dtype=bool)
-    except OSError:
+    except OSError as exc:
+        if "lock" in str(exc).lower():  # HDF5's own file lock: open elsewhere for writing
+            raise in_use_error(path) from None
         return None
+
+
+# ---------------------------------------------------------------------------------------
+# Integrity of stored chunks
+# ---------------------------------------------------------------------------------------
+def chunk_checksum(matrices, codes, cond) -> bytes:
+    """SHA-256 (hex) of one chunk's matrices, reason codes and condition numbers."""
+    h = hashlib.sha256()
+    for arr, dtype in ((matrices, np.float64), (codes, np.int8), (cond, np.float64)):
+        h.update(np.ascontiguousarray(np.asarray(arr, dtype=dtype)).tobytes())
+    return h.hexdigest().encode()
+
+
+def chunk_problem(h: h5py.File, k, chunk_size) -> str | None:
+    """Why finished chunk `k` of an open batch file cannot be trusted, or ``None``.
+
+    The chunk's checksum (files written before checksums existed have none) and a recheck
+    of its items: codes must be known, and an item stored as ok must still classify ok
+    (finite, PSD, invertible).
+    """
+    sl = slice(k * chunk_size, (k + 1) * chunk_size)
+    F = np.asarray(dataset(h, "matrices")[sl], dtype=np.float64)
+    codes = np.asarray(dataset(h, "reason")[sl])
+    cond = np.asarray(dataset(h, "condition")[sl])
+    stored = bytes(dataset(h, "checksum")[k]) if "checksum" in h else b""
+    if stored and stored != chunk_checksum(F, codes, cond):
+        return f"chunk {k}: checksum mismatch (its data changed after it was written)"
+    unknown = (codes < 0) | (codes >= len(Reason))
+    if unknown.any():
+        return f"chunk {k}: unknown reason code {int(codes[unknown][0])}"
+    ok = codes == Reason.OK
+    if ok.any():
+        now, _ = classify(F[ok])
+        if np.any(now != Reason.OK):
+            i = int(np.nonzero(ok)[0][np.nonzero(now != Reason.OK)[0][0]])
+            return (
+                f"chunk {k}: item {sl.start + i} is stored as ok but its matrix is "
+                f"'{STATUS[int(now[now != Reason.OK][0])]}'"
+            )
+    return None
+
+
+def corrupt_chunks(h: h5py.File, done, chunk_size) -> dict[int, str]:
+    """Finished chunk -> what is wrong with it, for the chunks that fail :func:`chunk_problem`."""
+    found = {}
+    for k in np.nonzero(done)[0]:
+        problem = chunk_problem(h, int(k), chunk_size)
+        if problem is not None:
+            found[int(k)] = problem
+    return found
 
 
 class StoredBatch(NamedTuple):
@@ -239,6 +411,7 @@ class StoredBatch(NamedTuple):
     codes: np.ndarray
     condition: np.ndarray
     metadata: dict
+    messages: dict  # item index -> why it is flagged STORED_CORRUPT
 
 
 def read_file(path, allow_partial) -> StoredBatch:
@@ -251,6 +424,8 @@ def read_file(path, allow_partial) -> StoredBatch:
     try:
         h = h5py.File(path, "r")
     except OSError as exc:
+        if "lock" in str(exc).lower():  # HDF5's file lock: a run is writing it
+            raise in_use_error(path) from None
         raise InputError(f"{str(path)!r} is not an HDF5 file: {exc}") from None
     with h:
         if h.attrs.get("format") != FILE_FORMAT:
@@ -260,6 +435,7 @@ def read_file(path, allow_partial) -> StoredBatch:
             )
         done = np.asarray(dataset(h, "done")[()], dtype=bool)
         chunk_size = int(h.attrs["chunk_size"])  # pyright: ignore[reportArgumentType]  # stored as an int
+        corrupt = corrupt_chunks(h, done, chunk_size)
         if not done.all() and not allow_partial:
             missing = np.nonzero(~done)[0]
             raise InputError(
@@ -291,4 +467,12 @@ def read_file(path, allow_partial) -> StoredBatch:
         }
     for k in np.nonzero(~done)[0]:
         codes[k * chunk_size : (k + 1) * chunk_size] = Reason.NOT_COMPUTED
-    return StoredBatch(matrices, names, fiducials, codes, cond, meta)
+    messages = {}
+    for k, problem in corrupt.items():
+        sl = slice(k * chunk_size, min((k + 1) * chunk_size, codes.size))
+        codes[sl] = Reason.STORED_CORRUPT
+        cond[sl] = np.nan
+        messages.update(dict.fromkeys(range(sl.start, sl.stop), problem))
+    if corrupt:
+        meta["corrupt_chunks"] = sorted(corrupt)
+    return StoredBatch(matrices, names, fiducials, codes, cond, meta, messages)
