@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_experiments, check_fiducial, check_mode, check_names
-from ._engine import evaluate_checked, full_kernel, raise_if_invalid, split
+from ._engine import evaluate_checked, full_kernel, raise_if_invalid, refuse_tracers, split
 from ._errors import InputError
 from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
@@ -48,6 +48,7 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     (('A', 'tau'), dtype('float64'))
     ```
     """
+    refuse_tracers("ff.fisher", experiment_or_list, fiducial)
     experiments = as_experiments(experiment_or_list)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
@@ -93,6 +94,7 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
     {'a': 0.0, 'b': 0.1}
     ```
     """
+    refuse_tracers("ff.bias", experiment, fiducial, delta_data)
     experiments = as_experiments(experiment)
     deltas = delta_data if isinstance(experiment, list | tuple) else [delta_data]
     if len(deltas) != len(experiments):

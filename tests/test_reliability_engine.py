@@ -1,0 +1,110 @@
+"""Reliability of the evaluation path: faults a user met while probing the library with bad
+models and inputs. Each test reproduces one probe and checks the error or warning it now gets."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fisherforecast as ff
+
+T = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+FID = {"a": 1.0, "b": 2.0}
+
+
+def line(p, t):
+    return p["a"] + p["b"] * t
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Integer and boolean model outputs
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_])
+def test_integer_or_bool_model_output_is_refused(dtype):
+    exp = ff.Experiment(
+        lambda p, t: (p["a"] + p["b"] * t).astype(dtype), ff.Gaussian(sigma=0.1), design=T
+    )
+    with pytest.raises(TypeError) as info:
+        ff.fisher(exp, FID)
+    msg = str(info.value)
+    assert "integer or boolean" in msg and "derivative" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Error attribution
+# ---------------------------------------------------------------------------------------
+def test_keyerror_from_the_users_own_dict_is_not_called_a_missing_parameter():
+    table = {"x": 1.0}
+
+    def model(p, t):
+        return p["a"] * table["y"] + p["b"] * t
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=T)
+    with pytest.raises(KeyError) as info:
+        ff.fisher(exp, FID)
+    assert not isinstance(info.value, ff.ParameterError)
+    assert info.value.args == ("y",)
+
+
+def test_missing_parameter_is_still_named():
+    exp = ff.Experiment(lambda p, t: p["a"] + p["c"] * t, ff.Gaussian(sigma=0.1), design=T)
+    with pytest.raises(ff.ParameterError, match="'c'"):
+        ff.fisher(exp, FID)
+
+
+def test_params_lookups_by_get_and_tree_map_still_work():
+    def model(p, t):
+        q = jax.tree_util.tree_map(lambda v: 2.0 * v, p)
+        return q["a"] + p.get("b", 0.0) * t + p.get("absent", 0.0)
+
+    F = ff.fisher(ff.Experiment(model, ff.Gaussian(sigma=1.0), design=T), FID)
+    assert F.matrix[0, 0] == pytest.approx(4.0 * len(T))
+
+
+@pytest.mark.parametrize("returned", [None, "oops"])
+def test_model_returning_none_or_a_string_says_what_it_returned(returned):
+    exp = ff.Experiment(lambda p, t: returned, ff.Gaussian(sigma=0.1), design=T)
+    with pytest.raises(TypeError) as info:
+        ff.fisher(exp, FID)
+    assert repr(returned) in str(info.value) and "returned" in str(info.value)
+
+
+def test_design_of_strings_is_refused_at_construction_naming_the_leaf():
+    with pytest.raises(ff.InputError) as info:
+        ff.Experiment(line, ff.Gaussian(sigma=0.1), design={"t": T, "unit": "s"})
+    msg = str(info.value)
+    assert "`design`" in msg and "unit" in msg and "'s'" in msg
+
+
+@pytest.mark.parametrize("transform", ["jit", "grad"])
+def test_jit_or_grad_around_ff_fisher_points_to_fisher_information(transform):
+    exp = ff.Experiment(line, ff.Gaussian(sigma=0.1), design=T)
+
+    def f(a):
+        return ff.fisher(exp, {"a": a, "b": 2.0}).matrix[0, 0]
+
+    wrapped = jax.jit(f) if transform == "jit" else jax.grad(f)
+    with pytest.raises(ff.InputError) as info:
+        wrapped(1.0)
+    msg = str(info.value)
+    assert "ff.fisher_information" in msg and "traced" in msg
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Runtime errors raised inside the model
+# ---------------------------------------------------------------------------------------
+def test_runtime_error_inside_the_model_surfaces_its_own_message():
+    eqx = pytest.importorskip("equinox")
+
+    def model(p, t):
+        out = p["a"] + p["b"] * t
+        return eqx.error_if(out, p["a"] > 0.5, "amplitude above the threshold")
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=T, name="probe")
+    with pytest.raises(ff.FisherError) as info:
+        ff.fisher(exp, FID)
+    msg = str(info.value)
+    assert "amplitude above the threshold" in msg and "'probe'" in msg
+    assert "CpuCallback" not in msg
