@@ -13,7 +13,7 @@ import numpy as np
 
 from ._compile import LEGACY
 from ._errors import InputError, quote
-from ._noise import NoiseModel
+from ._noise import NoiseModel, warn_if_float32
 from ._x64 import as_float64_tree
 
 
@@ -70,6 +70,7 @@ class Experiment:
         _check_model_signature(self.model, with_design=self.design is not None)
         if self.design is not None and not _has_tracer(self.design):
             _check_design_leaves(self.design)
+            warn_if_float32(self.design, "An Experiment design", stacklevel=4)
             object.__setattr__(self, "design", as_float64_tree(self.design))
 
     @property

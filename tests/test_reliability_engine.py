@@ -3,6 +3,8 @@ models and inputs. Each test reproduces one probe and checks the error or warnin
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,59 @@ def test_runtime_error_inside_the_model_surfaces_its_own_message():
     msg = str(info.value)
     assert "amplitude above the threshold" in msg and "'probe'" in msg
     assert "CpuCallback" not in msg
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Float32 inputs
+# ---------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_float32_warnings(monkeypatch):
+    """Forget which float32 warnings this process already gave (they are once per process)."""
+    from fisherforecast import _noise
+
+    monkeypatch.setattr(_noise, "_FLOAT32_WARNED", set())
+
+
+def test_float32_design_warns_once_with_the_fix(fresh_float32_warnings):
+    t32 = jnp.linspace(0.0, 10.0, 50)  # JAX's float32 default: already rounded
+    assert t32.dtype == jnp.float32
+    with pytest.warns(UserWarning, match=r"float32.*np\.linspace.*enable_x64"):
+        ff.Experiment(line, ff.Gaussian(sigma=0.1), design=t32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ff.Experiment(line, ff.Gaussian(sigma=0.1), design=t32)  # once per process
+
+
+def test_float32_noise_arrays_warn(fresh_float32_warnings):
+    with pytest.warns(UserWarning, match="noise model received a float32"):
+        ff.Gaussian(sigma=jnp.full(5, 0.1))
+    with pytest.warns(UserWarning, match="noise model received a float32"):
+        from fisherforecast import _noise
+
+        _noise._FLOAT32_WARNED.clear()
+        ff.PSD(jnp.ones(5), 0.5)
+
+
+def test_float64_and_numpy_inputs_do_not_warn(fresh_float32_warnings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ff.Experiment(line, ff.Gaussian(sigma=np.full(5, 0.1)), design=np.linspace(0, 1, 5))
+        ff.Experiment(line, ff.Gaussian(sigma=0.1), design=[1.0, 2.0])
+        with jax.enable_x64(True):
+            ff.Experiment(line, ff.Gaussian(sigma=jnp.full(5, 0.1)), design=jnp.linspace(0, 1, 5))
+
+
+def test_readme_quickstart_and_examples_do_not_build_float32_arrays(
+    fresh_float32_warnings, tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)  # the README saves decay.h5
+    readme = (root / "README.md").read_text()
+    code = readme.split("```python", 1)[1].split("```", 1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        exec(compile(code, "README.md", "exec"), {})
+    quick = (root / "examples" / "quickstart.py").read_text()
+    assert "design=jnp." not in quick and "design=jnp." not in readme
