@@ -407,6 +407,7 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
                 raise_if_invalid(exp, ev, names, fid64, mode)  # pyright: ignore[reportPossiblyUnboundVariable]
             total = total + np.asarray(F, dtype=np.float64)
         result = Checked(total)
+    raise_if_underflow(experiments, result.fisher, fid64, names, mode)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(
             "The Fisher matrix has NaN/inf entries although the model and its derivatives "
@@ -414,6 +415,42 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
             "1/sigma² stays below ~1e300."
         )
     return result
+
+
+#: Fisher information below this is the square of whitened derivatives of order 1e-145 or
+#: less: its terms fall near or below float64's smallest normal number (2.2e-308) and lose
+#: digits or flush to zero.
+TINY_INFORMATION = 1e-290
+
+
+class UnderflowError(FisherError):
+    """The Fisher information of some parameter underflowed float64: the model does depend
+    on it, but the whitened derivatives are so small that their squares flush to zero."""
+
+
+def raise_if_underflow(experiments, fisher, fid64, names, mode) -> None:
+    """Raise :class:`UnderflowError` when a diagonal entry is below ``TINY_INFORMATION``
+    although some experiment's derivative with respect to that parameter is nonzero."""
+    diag = np.diag(fisher)
+    tiny = np.nonzero(np.isfinite(diag) & (np.abs(diag) < TINY_INFORMATION))[0]
+    if tiny.size == 0:
+        return
+    for exp in experiments:
+        _, J = jacobian_kernel(exp, fid64, names, mode)  # pyright: ignore[reportCallIssue]
+        J = np.abs(np.asarray(J)).reshape(-1, len(names))
+        hit = [int(i) for i in tiny if np.any(J[:, i] != 0)]
+        if not hit:
+            continue
+        bad = [names[i] for i in hit]
+        raise UnderflowError(
+            f"The Fisher information of {bad} from {exp.label} underflows float64: "
+            f"F = {[float(diag[i]) for i in hit]} although the model depends on them (largest "
+            f"|d output / d parameter| = {[float(J[:, i].max()) for i in hit]}). Derivatives "
+            "divided by the noise of order 1e-145 or less square to below the smallest float64 "
+            "(2.2e-308), so their information is rounded or flushed to zero. Rescale the model "
+            "output and the noise together (express the data in units where the values are "
+            "not tiny), or rescale the parameter (e.g. fit a·1e150 instead of a)."
+        )
 
 
 def raise_if_invalid(experiment, evaluation, names, fiducial=None, mode="forward") -> None:

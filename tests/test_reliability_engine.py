@@ -166,3 +166,70 @@ def test_readme_quickstart_and_examples_do_not_build_float32_arrays(
         exec(compile(code, "README.md", "exec"), {})
     quick = (root / "examples" / "quickstart.py").read_text()
     assert "design=jnp." not in quick and "design=jnp." not in readme
+
+
+# ---------------------------------------------------------------------------------------
+# 6. Digits lost to ill-conditioning
+# ---------------------------------------------------------------------------------------
+def ill_conditioned(cond, P=4, seed=0):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(P, P)))
+    F = (Q * np.logspace(0, -np.log10(cond), P)) @ Q.T
+    return 0.5 * (F + F.T)
+
+
+def mpmath_sigma(F):
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(60):
+        M = mpmath.matrix(F.tolist())
+        inv = M**-1
+        return np.array([float(mpmath.sqrt(inv[i, i])) for i in range(F.shape[0])])
+
+
+def test_sigma_warns_when_the_condition_number_costs_digits():
+    F = ff.FisherMatrix(ill_conditioned(1e14), ["a", "b", "c", "d"])
+    assert 1e13 < F.condition_number < 1e15
+    with pytest.warns(UserWarning, match=r"condition number.*digits.*precision='mpmath'"):
+        s = F.sigma()
+    exact = mpmath_sigma(F.matrix)
+    err = np.max(np.abs(np.array(list(s.values())) / exact - 1))
+    assert err > 1e-9  # float64 really did lose digits: the warning is deserved
+    # The suggested remedy agrees with mpmath to float64 rounding, without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hp = F.sigma(precision="mpmath")
+    assert np.allclose(np.array(list(hp.values())), exact, rtol=1e-12, atol=0)
+
+
+def test_well_conditioned_inverse_does_not_warn():
+    F = ff.FisherMatrix(ill_conditioned(1e8), ["a", "b", "c", "d"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = F.sigma()
+    assert np.allclose(np.array(list(s.values())), mpmath_sigma(F.matrix), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Information below float64's range (underflow in the contraction)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1e-154, 1e-155, 1e-170])
+def test_information_flushed_to_zero_is_reported_with_the_fix(scale):
+    def model(p, t):
+        return scale * p["a"] * t + p["b"] * t
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=1.0), design=T, name="tiny")
+    with pytest.raises(ff.FisherError) as info:
+        ff.fisher(exp, FID)
+    msg = str(info.value)
+    assert "underflow" in msg and "['a']" in msg and "'tiny'" in msg and "rescale" in msg.lower()
+
+
+def test_tiny_but_representable_information_passes_and_zero_dependence_is_not_underflow():
+    def model(p, t):
+        return 1e-140 * p["a"] * t + p["b"] * t
+
+    F = ff.fisher(ff.Experiment(model, ff.Gaussian(sigma=1.0), design=T), FID)
+    assert F.matrix[0, 0] == pytest.approx(1e-280 * np.sum(T**2), rel=1e-12)
+    exp = ff.Experiment(lambda p, t: p["b"] * t, ff.Gaussian(sigma=1.0), design=T)
+    F = ff.fisher(exp, FID)  # 'a' not used: zero information, no underflow error
+    assert F.matrix[0, 0] == 0.0
