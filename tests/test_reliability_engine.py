@@ -233,3 +233,14 @@ def test_tiny_but_representable_information_passes_and_zero_dependence_is_not_un
     exp = ff.Experiment(lambda p, t: p["b"] * t, ff.Gaussian(sigma=1.0), design=T)
     F = ff.fisher(exp, FID)  # 'a' not used: zero information, no underflow error
     assert F.matrix[0, 0] == 0.0
+
+
+def test_runtime_error_inside_the_model_in_ff_bias_surfaces_its_own_message():
+    eqx = pytest.importorskip("equinox")
+
+    def model(p, t):
+        return eqx.error_if(p["a"] + p["b"] * t, p["a"] > 0.5, "bias probe threshold")
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=T, name="probe")
+    with pytest.raises(ff.FisherError, match="bias probe threshold"):
+        ff.bias(exp, FID, 0.01 * T)
