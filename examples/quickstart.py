@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 
 import fisherforecast as ff
 
@@ -32,8 +33,8 @@ def main(out: Path) -> ff.FisherMatrix:
     fiducial = {"A": 1.0, "tau": 2.0, "B": 0.1, "rate": 50.0, "bkg": 5.0}
     labels = {"A": "A", "tau": r"\tau", "B": "B", "rate": "R", "bkg": "b"}
 
-    lab = ff.Experiment(decay, ff.Gaussian(sigma=0.05), design=jnp.linspace(0, 10, 50), name="lab")
-    counter = ff.Experiment(counts, ff.Poisson(), design=jnp.linspace(0, 8, 40), name="counter")
+    lab = ff.Experiment(decay, ff.Gaussian(sigma=0.05), design=np.linspace(0, 10, 50), name="lab")
+    counter = ff.Experiment(counts, ff.Poisson(), design=np.linspace(0, 8, 40), name="counter")
 
     F_lab = ff.fisher(lab, fiducial, params=["A", "tau", "B"])
     F_counter = ff.fisher(counter, fiducial, params=["tau", "rate", "bkg"])

@@ -20,16 +20,19 @@ model compile it once).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import NamedTuple
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
 from ._compile import cached_kernel
-from ._errors import FisherError, InputError, NonFiniteError, ParameterError
+from ._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
 from ._experiment import Experiment
 from ._x64 import float64
 
@@ -63,32 +66,103 @@ def require_x64(what: str) -> None:
         )
 
 
+def _leaves(tree) -> list:
+    """Pytree leaves, tolerating dicts whose keys do not sort (those are checked later)."""
+    if isinstance(tree, Mapping):
+        return [leaf for v in tree.values() for leaf in _leaves(v)]
+    if isinstance(tree, list | tuple):
+        return [leaf for v in tree for leaf in _leaves(v)]
+    try:
+        return jax.tree_util.tree_leaves(tree)
+    except (TypeError, ValueError):
+        return []
+
+
+def refuse_tracers(what: str, *args) -> None:
+    """Host-side entry points (``ff.fisher``, ``ff.bias``) return numpy values and cannot
+    run inside ``jax.jit``/``grad``/``vmap``: say so, and name the pure function to use."""
+    for leaf in _leaves(args):
+        if isinstance(leaf, jax.core.Tracer):
+            raise InputError(
+                f"{what} received a traced value ({type(leaf).__name__}): it returns numpy "
+                "results and cannot run inside jax.jit, jax.grad or jax.vmap. Transform the "
+                "pure function ff.fisher_information(experiment, fiducial, names) instead, "
+                "under `with jax.enable_x64(True):`."
+            )
+
+
 # ---------------------------------------------------------------------------------------
 # Pure core
 # ---------------------------------------------------------------------------------------
+class TrackedParams(dict):
+    """The parameter dict handed to the model: a plain dict that records the names the
+    model looked up and did not find, so that a ``KeyError`` from the model's *own* lookup
+    tables is not mistaken for a missing parameter. A pytree like ``dict``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.missing: list = []
+
+    def __missing__(self, key):
+        self.missing.append(key)
+        raise KeyError(key)
+
+
+jax.tree_util.register_pytree_with_keys(
+    TrackedParams,
+    lambda d: (tuple((jax.tree_util.DictKey(k), d[k]) for k in sorted(d)), tuple(sorted(d))),
+    lambda keys, values: TrackedParams(zip(keys, values, strict=True)),
+    flatten_func=lambda d: (tuple(d[k] for k in sorted(d)), tuple(sorted(d))),
+)
+
+
 def call_model(experiment: Experiment, params):
     """The model output at ``params`` as a floating JAX array (a missing parameter raises
-    :class:`ParameterError`, a dict output a ``TypeError``)."""
+    :class:`ParameterError`; a dict, ``None``, a string or an integer/boolean output a
+    ``TypeError``)."""
+    tracked = TrackedParams(params)
     try:
-        out = experiment(params)
+        out = experiment(tracked)
     except KeyError as exc:
         missing = exc.args[0] if exc.args else "?"
-        if isinstance(missing, str) and missing not in params:
+        if isinstance(missing, str) and missing not in params and missing in tracked.missing:
             raise ParameterError(
                 f"The model of {experiment.label} asked for parameter {missing!r}, which the "
                 f"fiducial does not give. Fiducial names: {sorted(params)}. Add {missing!r} "
                 "to the fiducial dict."
             ) from None
         raise
+    return as_output_array(experiment, out)
+
+
+def as_output_array(experiment: Experiment, out):
+    """The model's return value as a floating JAX array, or a ``TypeError`` saying what the
+    model returned instead."""
     if isinstance(out, Mapping):
         raise TypeError(
             f"The model of {experiment.label} returned a dict (keys {list(out)[:5]}); it must "
             "return an array (stack several observables with jnp.stack or jnp.concatenate)."
         )
-    out = jnp.asarray(out)
-    if not jnp.issubdtype(out.dtype, jnp.inexact):
-        out = out.astype(jnp.float64)
-    return out
+    if out is None or isinstance(out, str | bytes):
+        raise TypeError(
+            f"The model of {experiment.label} returned {quote(out)}; it must return an array "
+            "of floats (did the function forget its `return`?)."
+        )
+    try:
+        arr = jnp.asarray(out)
+    except TypeError as exc:
+        raise TypeError(
+            f"The model of {experiment.label} returned {quote(out)} "
+            f"(type {type(out).__name__}), which is not an array of numbers: {exc}"
+        ) from None
+    if not jnp.issubdtype(arr.dtype, jnp.inexact):
+        raise TypeError(
+            f"The model of {experiment.label} returned an integer or boolean array (dtype "
+            f"{arr.dtype}, shape {tuple(arr.shape)}): its derivative with respect to every "
+            "parameter is zero, so the Fisher matrix would be zero. Return floats (remove "
+            "the astype/round/comparison that makes the output integer)."
+        )
+    return arr
 
 
 def jacobian(
@@ -267,16 +341,54 @@ class Checked(NamedTuple):
     whitened: tuple = ()
 
 
+class ModelRuntimeError(FisherError):
+    """The model raised an error while it ran compiled (``equinox.error_if``, an ODE solver
+    set to throw): the message carries the model's own words."""
+
+
+def runtime_message(exc: Exception) -> str:
+    """The model's own message out of a ``JaxRuntimeError`` (whose text is a host callback's
+    traceback): the last ``SomethingError: message`` line, else the first line."""
+    text = str(exc)
+    found = re.findall(
+        r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Warning)): (.*?)(?=\n\s*\n|\Z)",
+        text,
+        flags=re.M | re.S,
+    )
+    if found:
+        return found[-1][1].strip()
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+@contextmanager
+def model_runtime_errors(experiments):
+    """Turn a runtime error raised inside compiled model code into a :class:`ModelRuntimeError`
+    naming the experiment(s) and quoting the model's message."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as exc:
+        labels = " / ".join(e.label for e in experiments)
+        raise ModelRuntimeError(
+            f"The model of {labels} raised an error while it ran at the fiducial: "
+            f"{runtime_message(exc)!r}. Check the model at these parameter values (an "
+            "equinox.error_if condition, or an ODE solver that failed: "
+            "ff.check_solve(model, params, times) names the solver failure)."
+        ) from exc
+
+
 def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checked:
     """Evaluate and check each experiment, and sum the matrices. Call under float64.
 
     ``fid64`` holds numpy float64 values. Raises :class:`NonFiniteError` naming the outputs
-    or parameters at fault, or an :class:`InputError` quoting failed noise values.
+    or parameters at fault, an :class:`InputError` quoting failed noise values, or a
+    :class:`ModelRuntimeError` with the model's own message when it raised at run time.
     """
     names = tuple(names)
     total = np.zeros((len(names), len(names)))
     if detail:
-        evaluations = full_kernel(tuple(experiments), fid64, names, mode)
+        with model_runtime_errors(experiments):
+            evaluations = full_kernel(tuple(experiments), fid64, names, mode)
+            evaluations = jax.device_get(evaluations)
         means, blocks = [], []
         for exp, ev in zip(experiments, evaluations, strict=True):
             raise_if_invalid(exp, ev, names, fid64, mode)
@@ -286,12 +398,16 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
         result = Checked(total, tuple(means), tuple(blocks))
     else:
         for exp in experiments:
-            F, ok = flagged_kernel(exp, fid64, names, mode)
-            if not bool(ok):  # rare path: fetch the outputs and Jacobian to say what failed
-                ev = full_kernel((exp,), fid64, names, mode)[0]
-                raise_if_invalid(exp, ev, names, fid64, mode)
+            with model_runtime_errors([exp]):
+                F, ok = flagged_kernel(exp, fid64, names, mode)
+                ok = bool(ok)
+                if not ok:  # rare path: fetch the outputs and Jacobian to say what failed
+                    ev = full_kernel((exp,), fid64, names, mode)[0]
+            if not ok:
+                raise_if_invalid(exp, ev, names, fid64, mode)  # pyright: ignore[reportPossiblyUnboundVariable]
             total = total + np.asarray(F, dtype=np.float64)
         result = Checked(total)
+    raise_if_underflow(experiments, result.fisher, fid64, names, mode)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(
             "The Fisher matrix has NaN/inf entries although the model and its derivatives "
@@ -299,6 +415,42 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
             "1/sigma² stays below ~1e300."
         )
     return result
+
+
+#: Fisher information below this is the square of whitened derivatives of order 1e-145 or
+#: less: its terms fall near or below float64's smallest normal number (2.2e-308) and lose
+#: digits or flush to zero.
+TINY_INFORMATION = 1e-290
+
+
+class UnderflowError(FisherError):
+    """The Fisher information of some parameter underflowed float64: the model does depend
+    on it, but the whitened derivatives are so small that their squares flush to zero."""
+
+
+def raise_if_underflow(experiments, fisher, fid64, names, mode) -> None:
+    """Raise :class:`UnderflowError` when a diagonal entry is below ``TINY_INFORMATION``
+    although some experiment's derivative with respect to that parameter is nonzero."""
+    diag = np.diag(fisher)
+    tiny = np.nonzero(np.isfinite(diag) & (np.abs(diag) < TINY_INFORMATION))[0]
+    if tiny.size == 0:
+        return
+    for exp in experiments:
+        _, J = jacobian_kernel(exp, fid64, names, mode)  # pyright: ignore[reportCallIssue]
+        J = np.abs(np.asarray(J)).reshape(-1, len(names))
+        hit = [int(i) for i in tiny if np.any(J[:, i] != 0)]
+        if not hit:
+            continue
+        bad = [names[i] for i in hit]
+        raise UnderflowError(
+            f"The Fisher information of {bad} from {exp.label} underflows float64: "
+            f"F = {[float(diag[i]) for i in hit]} although the model depends on them (largest "
+            f"|d output / d parameter| = {[float(J[:, i].max()) for i in hit]}). Derivatives "
+            "divided by the noise of order 1e-145 or less square to below the smallest float64 "
+            "(2.2e-308), so their information is rounded or flushed to zero. Rescale the model "
+            "output and the noise together (express the data in units where the values are "
+            "not tiny), or rescale the parameter (e.g. fit a·1e150 instead of a)."
+        )
 
 
 def raise_if_invalid(experiment, evaluation, names, fiducial=None, mode="forward") -> None:

@@ -12,8 +12,8 @@ import jax.core
 import numpy as np
 
 from ._compile import LEGACY
-from ._errors import quote
-from ._noise import NoiseModel
+from ._errors import InputError, quote
+from ._noise import NoiseModel, warn_if_float32
 from ._x64 import as_float64_tree
 
 
@@ -69,6 +69,8 @@ class Experiment:
             raise TypeError(f"Experiment `name` must be a string; received {quote(self.name)}.")
         _check_model_signature(self.model, with_design=self.design is not None)
         if self.design is not None and not _has_tracer(self.design):
+            _check_design_leaves(self.design)
+            warn_if_float32(self.design, "An Experiment design", stacklevel=4)
             object.__setattr__(self, "design", as_float64_tree(self.design))
 
     @property
@@ -91,6 +93,33 @@ class Experiment:
         design = jax.tree_util.tree_map(lambda x: getattr(x, "shape", x), self.design)
         return (
             f"Experiment(model={model}, noise={self.noise!r}, design={design}, name={self.name!r})"
+        )
+
+
+def _check_design_leaves(design):
+    """Refuse design leaves that are not numbers (strings, bytes, objects): JAX cannot
+    carry them into compiled code, and would fail later with its own message."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(design)
+    for path, leaf in leaves:
+        if callable(leaf):
+            continue
+        where = "design" + jax.tree_util.keystr(path)
+        try:
+            arr = np.asarray(leaf)
+        except Exception:  # ragged nests and the like
+            arr = np.asarray([None], dtype=object)
+        if arr.dtype.kind in "biufc":
+            continue
+        if arr.dtype == object:
+            try:
+                arr.astype(np.float64)
+                continue
+            except (TypeError, ValueError):
+                pass
+        raise InputError(
+            f"Experiment `design` must hold numbers only (arrays, floats, ints), but "
+            f"{where} is {quote(leaf)}. Keep labels, units and other settings out of the "
+            "design: bind them into the model with functools.partial or a closure."
         )
 
 

@@ -6,11 +6,19 @@ evaluation path for every analysis) and return numpy float64 results.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_experiments, check_fiducial, check_mode, check_names
-from ._engine import evaluate_checked, full_kernel, raise_if_invalid, split
+from ._engine import (
+    evaluate_checked,
+    full_kernel,
+    model_runtime_errors,
+    raise_if_invalid,
+    refuse_tracers,
+    split,
+)
 from ._errors import InputError
 from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
@@ -48,6 +56,7 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     (('A', 'tau'), dtype('float64'))
     ```
     """
+    refuse_tracers("ff.fisher", experiment_or_list, fiducial)
     experiments = as_experiments(experiment_or_list)
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
@@ -93,6 +102,7 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
     {'a': 0.0, 'b': 0.1}
     ```
     """
+    refuse_tracers("ff.bias", experiment, fiducial, delta_data)
     experiments = as_experiments(experiment)
     deltas = delta_data if isinstance(experiment, list | tuple) else [delta_data]
     if len(deltas) != len(experiments):
@@ -111,7 +121,8 @@ def bias(experiment, fiducial, delta_data, *, params=None, mode="forward") -> di
             delta = delta.astype(np.complex128 if np.iscomplexobj(delta) else np.float64)
             if not np.all(np.isfinite(delta)):
                 raise InputError("`delta_data` contains NaN or inf.")
-            ev = full_kernel((exp,), fid64, names, mode)[0]
+            with model_runtime_errors([exp]):
+                ev = jax.block_until_ready(full_kernel((exp,), fid64, names, mode)[0])
             mean = ev.mean
             if delta.shape != mean.shape:
                 raise InputError(

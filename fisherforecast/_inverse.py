@@ -13,6 +13,8 @@ entries are known exactly but whose scaled condition number exceeds what float64
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,6 +30,26 @@ from ._linalg import (
     schur_complement,
     unit_diagonal,
 )
+
+#: Past this scaled condition number a float64 inverse loses more than 12 of its ~16 digits:
+#: :func:`robust_inverse` warns and suggests ``precision="mpmath"`` (docs/reliability.md).
+COND_WARN = 1e12
+
+
+def warn_digits_lost(cond: float, what: str = "Fisher matrix") -> None:
+    """Warn that inverting a matrix of scaled condition number `cond` in float64 loses
+    about ``log10(cond)`` of its ~16 significant digits."""
+    lost = round(math.log10(cond))
+    left = max(16 - lost, 0)
+    warnings.warn(
+        f"The {what} has scaled condition number {cond:.3g}: inverting it in float64 loses "
+        f"about {lost} of ~16 digits, so its covariance and sigma are good to only ~{left} "
+        "digits. If its entries are accurate, invert with precision='mpmath' "
+        "(F.sigma(precision='mpmath'), F.covariance(precision='mpmath')); otherwise fix or "
+        "give a prior to the nearly degenerate combination (F.eigen() shows it).",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class Inverse(NamedTuple):
@@ -208,6 +230,8 @@ def robust_inverse(
     if w[0] <= tol:
         _singular_error(S, d, names, fiducial, w, V, tol, what)
     cond = float(w[-1] / w[0])
+    if cond > COND_WARN:
+        warn_digits_lost(cond, what)
     try:
         c, lower = scipy.linalg.cho_factor(S, lower=True, check_finite=False)
         S_inv = scipy.linalg.cho_solve((c, lower), np.eye(P), check_finite=False)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import warnings
 from typing import ClassVar
 
 import jax
@@ -95,6 +96,32 @@ def _broadcast_flat(values, shape, what):
             "an array that broadcasts to the output."
         ) from None
     return out.reshape(-1)
+
+
+_FLOAT32_WARNED: set[str] = set()
+_LOW_PRECISION = ("float16", "bfloat16", "float32", "complex64")
+
+
+def warn_if_float32(tree, what: str, stacklevel: int = 3) -> None:
+    """Warn (once per process for each ``what``) when a user array arrives in 32-bit
+    precision: it was rounded before fisherforecast saw it, and converting it to float64
+    cannot restore the lost digits (e.g. ``jnp.linspace`` under JAX's float32 default)."""
+    if what in _FLOAT32_WARNED:
+        return
+    for leaf in jax.tree_util.tree_leaves(tree):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or str(dtype) not in _LOW_PRECISION or _is_traced(leaf):
+            continue
+        _FLOAT32_WARNED.add(what)
+        warnings.warn(
+            f"{what} received a {dtype} array: its values were rounded to ~7 digits before "
+            "fisherforecast could store them in float64, so the Fisher matrix describes the "
+            "rounded values. Build the arrays with numpy (np.linspace, np.array) or inside "
+            "`with jax.enable_x64(True):`. (Warned once per process.)",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        return
 
 
 class NoiseModel(abc.ABC):
@@ -278,11 +305,13 @@ class Gaussian(NoiseModel):
             if callable(sigma):
                 self.sigma_fn, self.arity = sigma, _call_arity(sigma, "sigma")
             else:
+                warn_if_float32(sigma, "A noise model")
                 self.sigma = _check_sigma(sigma)
         else:
             if callable(cov):
                 self.cov_fn, self.arity = cov, _call_arity(cov, "cov")
             else:
+                warn_if_float32(cov, "A noise model")
                 self.cov, self.cov_cholesky = _check_cov(cov)
 
     def tree_flatten(self):
@@ -584,7 +613,9 @@ class PSD(NoiseModel):
         if callable(psd):
             self.psd_fn = psd
         else:
+            warn_if_float32(psd, "A noise model")
             self.psd = _check_positive(psd, "psd")
+        warn_if_float32(df, "A noise model")
         self.df = _check_positive(df, "df")
 
     def tree_flatten(self):
