@@ -303,3 +303,17 @@ def test_fingerprint_follows_jit_and_ode_models():
     assert a != model_fingerprint(ode(1e-6))[0]
     _, opaque = model_fingerprint(Opaque(1.0))
     assert opaque == ["model (a Opaque object)"]
+
+
+@pytest.mark.parametrize("entry", ["done", "names", "matrices", "reason", "condition", "fiducials"])
+def test_damaged_file_names_what_it_lacks(tmp_path, entry):
+    """A batch file missing an entry is refused with the entry named (was a raw KeyError)."""
+    exp = ff.Experiment(lambda p, t: p["a"] * t + p["b"], ff.Gaussian(sigma=1.0), np.arange(5.0))
+    path = tmp_path / "b.h5"
+    ff.fisher_batch(
+        exp, {"a": np.array([1.0, 2.0]), "b": np.array([0.0, 1.0])}, progress=False
+    ).save(path)
+    with h5py.File(path, "r+") as h:
+        del h[entry]
+    with pytest.raises(ff.InputError, match=f"damaged.*lacks.*{entry}"):
+        ff.FisherBatch.load(path)

@@ -414,6 +414,23 @@ class StoredBatch(NamedTuple):
     messages: dict  # item index -> why it is flagged STORED_CORRUPT
 
 
+#: What every batch file holds (datasets and groups, then attributes).
+REQUIRED_ENTRIES = ("done", "names", "matrices", "reason", "condition", "fiducials")
+REQUIRED_ATTRIBUTES = ("chunk_size",)
+
+
+def check_layout(h: h5py.File, path) -> None:
+    """Refuse a damaged batch file with the entries it lacks, not a deep ``KeyError``."""
+    missing = [k for k in REQUIRED_ENTRIES if k not in h]
+    missing += [f"attribute {a!r}" for a in REQUIRED_ATTRIBUTES if a not in h.attrs]
+    if missing:
+        raise InputError(
+            f"{str(path)!r} is a damaged fisherforecast batch file: it lacks {missing}. "
+            "Recompute it (fisher_batch(..., out=..., overwrite=True) once no run uses it), "
+            "or restore it from a copy."
+        )
+
+
 def read_file(path, allow_partial) -> StoredBatch:
     """Read a batch file; an unfinished one raises unless `allow_partial`."""
     import h5py
@@ -433,6 +450,7 @@ def read_file(path, allow_partial) -> StoredBatch:
                 f"{str(path)!r} is not a fisherforecast batch file (format attribute "
                 f"{h.attrs.get('format')!r})."
             )
+        check_layout(h, path)
         done = np.asarray(dataset(h, "done")[()], dtype=bool)
         chunk_size = int(h.attrs["chunk_size"])  # pyright: ignore[reportArgumentType]  # stored as an int
         corrupt = corrupt_chunks(h, done, chunk_size)
