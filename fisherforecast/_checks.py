@@ -261,3 +261,16 @@ def check_seed(seed, what: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"`{what}` must be an integer; received {quote(seed)}.")
     return int(seed)
+
+
+def check_name_mapping(value, names, what: str, expected: str, among: str) -> dict:
+    """A dict keyed by some of `names` (``None`` gives ``{}``): refuses another type
+    (`expected` says what the dict maps to) and unknown keys (`among` names the set)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"`{what}` must be a dict {expected}; received {quote(value)}.")
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ParameterError(f"`{what}` names {unknown}, which are not {among} {list(names)}.")
+    return dict(value)

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._errors import FisherError, InputError, ParameterError, SingularFisherError, quote
+from ._checks import check_subset
+from ._errors import FisherError, InputError, SingularFisherError, quote
 from ._inverse import Inverse, robust_inverse, schur_marginal
 from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
 from ._reparam import pull_back, push_forward
@@ -84,21 +85,6 @@ def _check_names(names, size=None):
             f"`names` has {len(names)} entries {list(names)} but the matrix is {size} × {size}."
         )
     return names
-
-
-def _subset(requested, names, what):
-    if isinstance(requested, str):
-        requested = [requested]
-    requested = list(requested)
-    unknown = [n for n in requested if n not in names]
-    if unknown:
-        raise ParameterError(
-            f"{what} names {unknown}, which are not in this matrix. Parameters: {list(names)}."
-        )
-    dup = sorted({n for n in requested if requested.count(n) > 1})
-    if dup:
-        raise ValueError(f"{what} lists {dup} more than once.")
-    return requested
 
 
 class FisherMatrix:
@@ -277,7 +263,7 @@ class FisherMatrix:
 
         Equivalent to inverting the `keep` block of the covariance.
         """
-        keep = _subset(keep, self._names, "marginalize(keep)")
+        keep = check_subset(keep, self._names, "marginalize(keep)")
         drop = [n for n in self._names if n not in keep]
         M = schur_marginal(
             self._matrix, self._index(keep), self._index(drop), self._names, self._fiducial
@@ -286,7 +272,7 @@ class FisherMatrix:
 
     def fix(self, names) -> FisherMatrix:
         """Hold `names` fixed at their fiducial values (delete their rows and columns)."""
-        names = _subset(names, self._names, "fix(names)")
+        names = check_subset(names, self._names, "fix(names)")
         keep = [n for n in self._names if n not in names]
         idx = self._index(keep)
         return self._replace(matrix=self._matrix[np.ix_(idx, idx)], names=tuple(keep))
@@ -303,7 +289,7 @@ class FisherMatrix:
         """
         if not isinstance(sigmas, Mapping):
             raise TypeError(f"with_prior expects a dict name -> sigma; received {sigmas!r}.")
-        _subset(list(sigmas), self._names, "with_prior(sigmas)")
+        check_subset(list(sigmas), self._names, "with_prior(sigmas)")
         M = np.array(self._matrix)
         for n, s in sigmas.items():
             try:
@@ -323,7 +309,7 @@ class FisherMatrix:
 
         The new parameters are named ``ln_<name>``; their fiducial values are ``ln θ``.
         """
-        names = list(self._names) if names is None else _subset(names, self._names, "to_log")
+        names = list(self._names) if names is None else check_subset(names, self._names, "to_log")
         if self._fiducial is None:
             raise ValueError("to_log needs the fiducial values; this matrix has none.")
         bad = {n: self._fiducial[n] for n in names if not self._fiducial[n] > 0}
@@ -392,7 +378,7 @@ class FisherMatrix:
 
         For ``names=["w0", "wa"]`` this is the Dark Energy Task Force FoM.
         """
-        names = _subset(names, self._names, "figure_of_merit")
+        names = check_subset(names, self._names, "figure_of_merit")
         try:
             # det(Cov_sub)^(-1/2) = det(F_marg)^(1/2); the marginal is rank-aware, so a
             # degeneracy among the marginalised parameters alone does not matter.
@@ -409,7 +395,7 @@ class FisherMatrix:
         `level` is the 2-D probability content: 0.6827 uses Δχ² = 2.30 (semi-axes 1.515 ×
         the square roots of the covariance eigenvalues), 0.9545 uses Δχ² = 6.18.
         """
-        _subset([a, b], self._names, "ellipse")
+        check_subset([a, b], self._names, "ellipse")
         # The covariance of (a, b) with the rest marginalised; rank-aware, so a degeneracy
         # among the other parameters alone does not matter.
         sub = self.marginalize([a, b]).covariance()

@@ -38,12 +38,17 @@ Thresholds (module constants, each overridable per call; see ``docs/identifiabil
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_experiments, check_fiducial, check_mode, check_names
+from .._checks import (
+    as_experiments,
+    check_fiducial,
+    check_mode,
+    check_name_mapping,
+    check_names,
+)
 from .._errors import FisherError, InputError, ParameterError, quote
 from .._matrix import FisherMatrix
 from .._x64 import float64
@@ -352,18 +357,15 @@ def analyse(co: Coordinates, st: Structure, th: Thresholds) -> IdentifiabilityRe
 
 def check_scales(scales, names, fid):
     """`scales` -> dict name -> float, for parameters whose fiducial is 0."""
-    if scales is None:
+    scales = check_name_mapping(
+        scales,
+        names,
+        "scales",
+        "name -> reference scale (for parameters whose fiducial is 0)",
+        "analysed; the parameters are",
+    )
+    if not scales:
         return {}
-    if not isinstance(scales, Mapping):
-        raise TypeError(
-            "`scales` must be a dict name -> reference scale (for parameters "
-            f"whose fiducial is 0); received {quote(scales)}."
-        )
-    unknown = [n for n in scales if n not in names]
-    if unknown:
-        raise ParameterError(
-            f"`scales` names {unknown}, which are not analysed; the parameters are {list(names)}."
-        )
     out = {}
     for n, v in scales.items():
         if (

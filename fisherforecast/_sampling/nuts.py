@@ -15,7 +15,6 @@ import collections
 import math
 import time
 import warnings
-from collections.abc import Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -23,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_int
-from .._errors import InputError, ParameterError, SingularFisherError, quote
+from .._checks import check_int, check_name_mapping
+from .._errors import InputError, SingularFisherError, quote
 from .._inverse import robust_inverse
 
 #: Default half-width of the flat prior box, in Fisher σ, when no bounds are given.
@@ -57,18 +56,13 @@ def resolve_priors(prior, names, fiducial, sigma, bounds_sigma):
     """
     import numpyro.distributions as dist
 
-    if prior is None:
-        prior = {}
-    if not isinstance(prior, Mapping):
-        raise TypeError(
-            "`prior` must be a dict name -> (low, high) or name -> numpyro distribution; "
-            f"received {quote(prior)}."
-        )
-    unknown = [k for k in prior if k not in names]
-    if unknown:
-        raise ParameterError(
-            f"`prior` names {unknown}, which are not sampled parameters {list(names)}."
-        )
+    prior = check_name_mapping(
+        prior,
+        names,
+        "prior",
+        "name -> (low, high) or name -> numpyro distribution",
+        "sampled parameters",
+    )
     if not (
         isinstance(bounds_sigma, int | float) and bounds_sigma > 0 and math.isfinite(bounds_sigma)
     ):
