@@ -317,3 +317,49 @@ def test_damaged_file_names_what_it_lacks(tmp_path, entry):
         del h[entry]
     with pytest.raises(ff.InputError, match=f"damaged.*lacks.*{entry}"):
         ff.FisherBatch.load(path)
+
+
+# ----- a deleted checksum does not turn a file into an "old" unchecked one -------------------
+def test_deleted_checksum_dataset_flags_every_chunk(tmp_path):
+    path = tmp_path / "b.h5"
+    run(path)
+    with h5py.File(path, "r+") as h:
+        h["matrices"][20] = 2.0 * h["matrices"][20]  # plausible damage only a checksum sees
+        del h["checksum"]
+    loaded = ff.FisherBatch.load(path)
+    assert (loaded.reason_codes == Reason.STORED_CORRUPT).all()
+    assert "checksum dataset is missing" in loaded.messages[0]
+
+
+def test_blanked_checksum_entry_flags_its_chunk(tmp_path):
+    path = tmp_path / "b.h5"
+    run(path)
+    with h5py.File(path, "r+") as h:
+        h["checksum"][1] = b""
+    loaded = ff.FisherBatch.load(path)
+    bad = loaded.reason_codes == Reason.STORED_CORRUPT
+    assert bad[8:16].all() and not bad[:8].any() and not bad[16:].any()
+    assert "no checksum" in loaded.messages[8]
+
+
+def test_version_1_file_resumes_and_gains_checksums(tmp_path):
+    path = tmp_path / "b.h5"
+    ref = run(path)
+    with h5py.File(path, "r+") as h:  # what a file from before checksums looks like
+        del h["checksum"]
+        h.attrs["format_version"] = 1
+    assert ff.FisherBatch.load(path).ok.all()  # old files still load
+    again = run(path)
+    assert again.metadata["chunks_computed"] == 0
+    np.testing.assert_array_equal(again.matrices, ref.matrices)
+    with h5py.File(path, "r") as h:
+        assert h.attrs["format_version"] == 2 and all(bytes(c) for c in h["checksum"][()])
+
+
+def test_future_batch_format_is_refused(tmp_path):
+    path = tmp_path / "b.h5"
+    run(path)
+    with h5py.File(path, "r+") as h:
+        h.attrs["format_version"] = 99
+    with pytest.raises(ValueError, match="format_version 99"):
+        ff.FisherBatch.load(path)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     import h5py
 
 FILE_FORMAT = "fisherforecast.FisherBatch"
-FILE_VERSION = 1
+FILE_VERSION = 2
+# Version 2 files carry a SHA-256 per chunk; version 1 files (before checksums) have none.
+CHECKSUM_VERSION = 2
 
 
 def dataset(node: h5py.Group, key) -> h5py.Dataset:
@@ -201,8 +203,16 @@ class H5Store:
                     for k in self.corrupt:  # recomputed by this run
                         self.done[k] = False
                         dataset(self.h, "done")[k] = False
-                    if "checksum" not in self.h:  # a file from before checksums
+                    if "checksum" not in self.h:  # a version-1 file: add checksums
                         self.h.create_dataset("checksum", data=np.zeros(self.done.size, "S64"))
+                        for k in np.nonzero(self.done)[0]:
+                            sl = slice(k * self.chunk_size, (k + 1) * self.chunk_size)
+                            dataset(self.h, "checksum")[k] = chunk_checksum(
+                                dataset(self.h, "matrices")[sl],
+                                dataset(self.h, "reason")[sl],
+                                dataset(self.h, "condition")[sl],
+                            )
+                        self.h.attrs["format_version"] = FILE_VERSION
                     self._sync()
                     return
                 # A file with no finished chunk holds nothing to lose (e.g. the first run
@@ -374,7 +384,12 @@ def chunk_problem(h: h5py.File, k, chunk_size) -> str | None:
     F = np.asarray(dataset(h, "matrices")[sl], dtype=np.float64)
     codes = np.asarray(dataset(h, "reason")[sl])
     cond = np.asarray(dataset(h, "condition")[sl])
+    checksummed = int(h.attrs.get("format_version", 1)) >= CHECKSUM_VERSION  # pyright: ignore[reportArgumentType]
+    if checksummed and "checksum" not in h:
+        return f"chunk {k}: the file's checksum dataset is missing (the file was altered)"
     stored = bytes(dataset(h, "checksum")[k]) if "checksum" in h else b""
+    if checksummed and not stored:
+        return f"chunk {k}: finished but has no checksum (the file was altered)"
     if stored and stored != chunk_checksum(F, codes, cond):
         return f"chunk {k}: checksum mismatch (its data changed after it was written)"
     unknown = (codes < 0) | (codes >= len(Reason))
@@ -428,6 +443,12 @@ def check_layout(h: h5py.File, path) -> None:
             f"{str(path)!r} is a damaged fisherforecast batch file: it lacks {missing}. "
             "Recompute it (fisher_batch(..., out=..., overwrite=True) once no run uses it), "
             "or restore it from a copy."
+        )
+    version = h.attrs.get("format_version", 1)
+    if int(version) > FILE_VERSION:  # pyright: ignore[reportArgumentType]
+        raise InputError(
+            f"{str(path)!r} has batch format_version {version}, newer than this fisherforecast "
+            f"reads (up to {FILE_VERSION}). Upgrade fisherforecast to load it."
         )
 
 
