@@ -250,3 +250,19 @@ def test_dali_results_are_records():
         D.log_likelihood({"a": 1.0})
     with pytest.raises(TypeError, match="`seed` must be an integer"):
         D.sample(seed="0")
+
+
+def test_dali_uses_the_checked_evaluation_path():
+    # Non-finite output is reported as ff.fisher reports it: which outputs, at which fiducial.
+    t = np.linspace(0.0, 2.0, 6)
+    exp = ff.Experiment(lambda p, t: jnp.log(p["a"] - t), ff.Gaussian(sigma=0.1), design=t)
+    with pytest.raises(ff.NonFiniteError) as via_dali:
+        ff.dali(exp, {"a": 1.5})
+    with pytest.raises(ff.NonFiniteError) as via_fisher:
+        ff.fisher(exp, {"a": 1.5})
+    assert str(via_dali.value) == str(via_fisher.value)
+    # ...and the doublet's Fisher block is the closed form Σ 1/(σ²(a − t)²).
+    ok = ff.Experiment(lambda p, t: jnp.log(p["a"] - t), ff.Gaussian(sigma=0.1), design=t)
+    D = ff.dali(ok, {"a": 3.0})
+    closed = float(np.sum(1.0 / (0.01 * (3.0 - t) ** 2)))
+    np.testing.assert_allclose(D.fisher.matrix[0, 0], closed, rtol=1e-12)

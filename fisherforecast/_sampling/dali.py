@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import as_experiments, check_fiducial, check_names, check_seed
-from .._engine import call_model, split
+from .._compile import cached_kernel
+from .._engine import call_model, evaluate_checked, split
 from .._errors import InputError, NonFiniteError, ParameterError, SingularFisherError, quote
 from .._matrix import FisherMatrix
 from .._record import Record
@@ -71,7 +72,7 @@ def _check_supported(exp):
 # =======================================================================================
 # Tensors: nested forward-mode derivatives, contracted with the noise model's metric
 # =======================================================================================
-@partial(jax.jit, static_argnames=("names", "order"))
+@cached_kernel(static_argnames=("names", "order"))
 def dali_tensors(experiment, fiducial, names, order):
     """The DALI tensors of one experiment as a tuple (see ``TENSORS``). Pure, under float64."""
     theta, to_params = split(fiducial, names)
@@ -470,6 +471,10 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
     totals = None
     with float64():
         fid64 = {k: np.float64(v) for k, v in fid.items()}
+        # The Fisher matrix comes from the one checked evaluation path (its errors name the
+        # non-finite outputs and parameters, and quote a model's run-time error); the
+        # higher tensors below only add the derivatives DALI needs beyond it.
+        checked = evaluate_checked(experiments, fid64, names, "forward").fisher
         for exp in experiments:
             tensors, mean = dali_tensors(exp, fid64, names, order)
             tensors = [np.asarray(t, dtype=np.float64) for t in tensors]
@@ -488,6 +493,7 @@ def dali(experiment, fiducial, order=2, *, params=None, prior=None) -> DALI:
             )
     assert totals is not None  # as_experiments returns a non-empty list
     label = "+".join(e.name for e in experiments if e.name) or None
+    totals[0] = np.asarray(checked, dtype=np.float64)
     F = FisherMatrix(totals[0], names, fiducial={n: fid[n] for n in names}, name=label)
     with float64():
         prior_terms = _given_priors(prior, names, fid)  # validates names and bounds
