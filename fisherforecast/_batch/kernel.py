@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import cached_kernel
 from .._engine import call_model, evaluate
 from .reasons import Reason
 
@@ -37,7 +36,7 @@ def evaluate_item(experiments, fiducial, names, mode):
     return total, code.astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("names", "mode", "design_batch"))
+@cached_kernel(static_argnames=("names", "mode", "design_batch"))
 def chunk_kernel(experiments, fiducials, names, mode, design_batch):
     """``(C, P, P)`` matrices and ``(C,)`` codes for a chunk of ``C`` items."""
     if design_batch:

@@ -299,5 +299,5 @@ def make_plan(
     idx0 = np.arange(min(size, B))
     first = {k: np.where(np.isfinite(v[idx0]), v[idx0], fid0[k]) for k, v in fids.items()}
     exps_c, fids_c = take(experiments, first, idx0, design_batch, size)
-    jax.eval_shape(chunk_kernel, exps_c, fids_c, names, mode, design_batch)
+    chunk_kernel.trace(exps_c, fids_c, names, mode, design_batch)
     return Plan(experiments, fids, names, mode, design_batch, B, size, devices, label)
