@@ -7,6 +7,7 @@ import functools
 import math
 import warnings
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 
@@ -57,16 +58,17 @@ class PopulationExperiment(Experiment):
     ```python
     >>> import jax.numpy as jnp, fisherforecast as ff
     >>> def pk(p, t):                       # one-compartment oral absorption, dose 70
-    ...     k = p["CL"] / p["V"]
-    ...     return 70 * p["KA"] / (p["V"] * (p["KA"] - k)) * (jnp.exp(-k * t) - jnp.exp(-p["KA"] * t))
+    ...     k, ka = p["CL"] / p["V"], p["KA"]
+    ...     return 70 * ka / (p["V"] * (ka - k)) * (jnp.exp(-k * t) - jnp.exp(-ka * t))
     >>> group = ff.PopulationExperiment(
     ...     pk, jnp.array([0.5, 1, 2, 6, 24, 36, 72, 120.0]), group_size=32,
     ...     random={"CL": "exponential", "V": "exponential", "KA": "exponential"},
     ...     error="proportional", fim="reduced")
     >>> fid = {"CL": 0.15, "V": 8.0, "KA": 1.0, "omega2_CL": 0.07, "omega2_V": 0.02,
     ...        "omega2_KA": 0.6, "sigma2_prop": 0.01}
-    >>> {k: round(v, 3) for k, v in ff.fisher(group, fid).rse().items()}   # PopED's RSE %
-    {'CL': 4.738, 'V': 2.756, 'KA': 13.926, 'omega2_CL': 25.627, 'omega2_V': 30.344, 'omega2_KA': 25.777, 'sigma2_prop': 11.171}
+    >>> rse = ff.fisher(group, fid).rse()        # PopED's published RSE %
+    >>> [round(rse[k], 3) for k in fid]
+    [4.738, 2.756, 13.926, 25.627, 30.344, 25.777, 11.171]
 
     ```
     """
@@ -80,7 +82,7 @@ class PopulationExperiment(Experiment):
         *,
         random=None,
         error="proportional",
-        group_size=1,
+        group_size: float = 1,
         fim="full",
         approximation="fo",
         n_eta=512,
@@ -119,46 +121,51 @@ class PopulationExperiment(Experiment):
 
     # --- read-only views of the settings ------------------------------------------------
     @property
+    def population_noise(self) -> PopulationNoise:
+        """The noise model: the population covariance of this group."""
+        return cast(PopulationNoise, self.noise)
+
+    @property
     def individual_model(self):
         """The individual prediction ``model(params, design)`` as given."""
-        return self.noise.model
+        return self.population_noise.model
 
     @property
     def random(self) -> dict:
-        return dict(self.noise.random)
+        return dict(self.population_noise.random)
 
     @property
     def error(self) -> str:
-        return self.noise.error
+        return self.population_noise.error
 
     @property
     def fim(self) -> str:
-        return self.noise.fim
+        return self.population_noise.fim
 
     @property
     def group_size(self) -> float:
-        return float(self.noise.group_size)
+        return float(self.population_noise.group_size)
 
     @property
     def approximation(self) -> str:
-        return "fo" if self.noise.z is None else "mc"
+        return "fo" if self.population_noise.z is None else "mc"
 
     @property
     def variance_names(self) -> tuple[str, ...]:
         """The fiducial names of the variances: ``omega2_*`` then ``sigma2_*``."""
-        return variance_names(self.noise.random, self.noise.error)
+        return variance_names(self.population_noise.random, self.population_noise.error)
 
     def with_group_size(self, group_size) -> PopulationExperiment:
         """The same group with another number of individuals (no recompilation)."""
-        noise = self.noise
+        noise = self.population_noise
         new = PopulationNoise(
             noise.model, noise.random, noise.error, check_group_size(group_size), noise.fim, noise.z
         )
-        return self.replace(noise=new)
+        return cast(PopulationExperiment, self.replace(noise=new))
 
     def variant(self, *, fim=None, approximation=None, n_eta=512, seed=0):
         """The same group under another `fim` and/or `approximation`."""
-        n = self.noise
+        n = self.population_noise
         return PopulationExperiment(
             n.model,
             self.design,
@@ -242,6 +249,5 @@ def _sobol_normal(n, dim, seed):
         return np.zeros((n, 0))
     with warnings.catch_warnings():  # n need not be a power of 2
         warnings.simplefilter("ignore", UserWarning)
-        u = qmc.Sobol(d=dim, scramble=True, seed=seed).random(n)
+        u = qmc.Sobol(d=dim, scramble=True, rng=np.random.default_rng(seed)).random(n)
     return norm.ppf(np.clip(u, 1e-12, 1 - 1e-12))
-

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import InputError, ParameterError
+from .._errors import ParameterError
 from .._noise import NoiseModel
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -208,7 +208,7 @@ class PopulationNoise(NoiseModel):
         variances = jnp.stack([jnp.asarray(params[n]) for n in self.variance_names])
         V = self.individual_covariance(params, design)
         return {
-            "the population variances (omega2_*, sigma2_*) must be positive and finite "
+            "omega2_* and sigma2_* (the population variances) must be positive and finite "
             f"(values quoted in the order {list(self.variance_names)})": variances,
             "the population covariance V = G Omega G^T + Sigma must be positive definite "
             "(values quoted are its eigenvalues; with proportional error, a prediction of 0 "

@@ -52,7 +52,7 @@ def _integer_size(group) -> int:
             f"simulating a trial needs whole individuals, but {group.label} has group_size={n}; "
             "use group.with_group_size(round(n))."
         )
-    return int(round(n))
+    return round(n)
 
 
 # =======================================================================================
@@ -105,13 +105,13 @@ def simulate_trials(groups, fiducial, n_trials=1, *, seed=0) -> list[np.ndarray]
     with float64():
         params = {k: jnp.float64(v) for k, v in fid.items()}
         for key, g in zip(keys, groups, strict=True):
-            require_variances(params, g.noise.random, g.error)
+            require_variances(params, g.population_noise.random, g.error)
             y = _simulate_group(
                 key,
                 params,
                 g.design,
                 g.individual_model,
-                g.noise.random,
+                g.population_noise.random,
                 g.error,
                 (n_trials, _integer_size(g)),
             )
@@ -201,11 +201,11 @@ def _fit_setup(groups, start, params):
     for g in groups:
         if not g.random:
             raise InputError(f"{g.label} has no random effects; fit it with a plain likelihood.")
-        require_variances(fid, g.noise.random, g.error)
+        require_variances(fid, g.population_noise.random, g.error)
     designs = []
     for g in groups:
         design = jax.tree_util.tree_map(jnp.asarray, g.design)
-        designs.append((g.individual_model, g.noise.random, g.error, design))
+        designs.append((g.individual_model, g.population_noise.random, g.error, design))
     return groups, fid, names, designs
 
 
@@ -313,7 +313,8 @@ class PopulationCheck(Record):
         ]
         for n in self.names:
             t = abs(self.truth[n])
-            emp = f"{100 * self.empirical_se[n] / t:8.2f} ± {100 * self.empirical_se_error[n] / t:4.2f}"
+            se, err = 100 * self.empirical_se[n] / t, 100 * self.empirical_se_error[n] / t
+            emp = f"{se:8.2f} ± {err:4.2f}"
             row = f"{n:<14}{emp:>16}" + "".join(
                 f"{100 * self.predicted_se[lab][n] / t:>18.2f}" for lab in labels
             )
