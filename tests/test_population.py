@@ -495,3 +495,40 @@ def test_laplace_individual_against_importance_sampling():
             ll = -0.5 * np.sum((yi - f) ** 2 / var + np.log(2 * np.pi * var), axis=1)
             mc = np.log(np.mean(np.exp(ll - ll.max()))) + ll.max()
             assert lap == pytest.approx(mc, abs=0.25)
+
+
+def test_population_check_linear_model_fixed_effects():
+    """FO is exact for the linear mixed model: the empirical SE of the fixed effects over
+    simulated trials agrees with the Fisher prediction (loose: 40 trials)."""
+    check = ff.population_check(
+        line_group(30), LINE_FID, n_trials=40, predictions=(("fo", "full"),), seed=2
+    )
+    assert check.n_failed == 0
+    assert check.estimates.shape == (40, 5)
+    ratio = check.ratio("fo/full")
+    for k in ("a", "b"):
+        assert 0.7 < ratio[k] < 1.45, (k, ratio[k])
+    assert "fo/full RSE%" in check.summary()
+    assert set(check.to_dict()) >= {"empirical_se", "predicted_se", "bias"}
+
+
+@pytest.mark.slow
+def test_warfarin_example_fast_mode(capsys):
+    from helpers import load_example
+
+    module = load_example("warfarin_design")
+    out = module.main(fast=True)
+    for k, v in module.POPED_RSE.items():
+        assert out["rse_poped_design"][k] == pytest.approx(v, rel=1e-4)
+    res = out["design_result"]
+    assert res.criterion_value >= res.initial_value
+    for d in out["design"]:
+        assert np.all((d["t"] >= 0.25 - 1e-9) & (d["t"] <= 120 + 1e-9))
+        assert d["dose"] == 70.0
+    # RSE(CL) ∝ 1/√N: the required number per group from the optimal design's RSE.
+    n = out["required_per_group"]
+    expect = int(np.ceil(16 * (out["rse_optimal"]["CL"] / 10.0) ** 2))
+    assert n == expect
+    check = out["check"]
+    assert check.n_trials == 4 and check.estimates.shape[1] == 7
+    assert "PopED" in capsys.readouterr().out
