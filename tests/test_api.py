@@ -142,6 +142,8 @@ ANALYSIS_MODULES = [
     "_design.select",
     "_design.samples",
     "_design.repair",
+    "_population.experiment",
+    "_population.simulate",
 ]
 
 
