@@ -56,12 +56,12 @@ class PopulationExperiment(Experiment):
     residual variances ``sigma2_prop``/``sigma2_add``; ``params=`` fixes any of them.
 
     ```python
-    >>> import jax.numpy as jnp, fisherforecast as ff
+    >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
     >>> def pk(p, t):                       # one-compartment oral absorption, dose 70
     ...     k, ka = p["CL"] / p["V"], p["KA"]
     ...     return 70 * ka / (p["V"] * (ka - k)) * (jnp.exp(-k * t) - jnp.exp(-ka * t))
     >>> group = ff.PopulationExperiment(
-    ...     pk, jnp.array([0.5, 1, 2, 6, 24, 36, 72, 120.0]), group_size=32,
+    ...     pk, np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0]), group_size=32,
     ...     random={"CL": "exponential", "V": "exponential", "KA": "exponential"},
     ...     error="proportional", fim="reduced")
     >>> fid = {"CL": 0.15, "V": 8.0, "KA": 1.0, "omega2_CL": 0.07, "omega2_V": 0.02,

@@ -89,8 +89,8 @@ def simulate_trials(groups, fiducial, n_trials=1, *, seed=0) -> list[np.ndarray]
     **Returns:** one array per group, ``(n_trials, group_size, n_obs)`` (flattened output).
 
     ```python
-    >>> import jax.numpy as jnp, fisherforecast as ff
-    >>> g = ff.PopulationExperiment(lambda p, t: p["A"] * jnp.exp(-t), jnp.arange(3.0),
+    >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
+    >>> g = ff.PopulationExperiment(lambda p, t: p["A"] * jnp.exp(-t), np.arange(3.0),
     ...                             random={"A": "exponential"}, error="additive", group_size=5)
     >>> ff.simulate_trials(g, {"A": 1.0, "omega2_A": 0.1, "sigma2_add": 0.01}, 4)[0].shape
     (4, 5, 3)
