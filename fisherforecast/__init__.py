@@ -63,6 +63,11 @@ _LAZY = {
     "RepairResult": "._design.repair",
     "JointExperiment": "._joint",
     "contributions": "._joint",
+    "PopulationExperiment": "._population.experiment",
+    "simulate_trials": "._population.simulate",
+    "fit_population": "._population.simulate",
+    "population_check": "._population.simulate",
+    "PopulationCheck": "._population.simulate",
     "plot": ".plot",
     "models": ".models",
 }

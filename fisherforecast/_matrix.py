@@ -239,6 +239,18 @@ class FisherMatrix:
         cov = self.covariance(precision)
         return {n: float(math.sqrt(c)) for n, c in zip(self._names, np.diag(cov), strict=True)}
 
+    def rse(self) -> dict[str, float]:
+        """Relative standard errors in %, ``100 σᵢ / |θᵢ|``, as pharmacometricians report
+        them (``InputError`` without a fiducial or for a zero one: report ``sigma()``)."""
+        fid = self._fiducial or {}
+        bad = {n: fid.get(n) for n in self._names if not fid.get(n)}
+        if bad:
+            raise InputError(
+                f"rse() divides by the fiducial, which is missing or zero for {bad}; build "
+                "the matrix with a fiducial (ff.fisher does) or use sigma()."
+            )
+        return {n: 100.0 * s / abs(fid[n]) for n, s in self.sigma().items()}
+
     def conditional_sigma(self) -> dict[str, float]:
         """1σ errors with all other parameters fixed, ``1/sqrt(F_ii)``."""
         return {

@@ -33,6 +33,8 @@ PUBLIC_API = [
     "PSD",
     "ParameterError",
     "Poisson",
+    "PopulationCheck",
+    "PopulationExperiment",
     "ProfileBatch",
     "ProfileLikelihood",
     "RepairResult",
@@ -51,6 +53,7 @@ PUBLIC_API = [
     "fisher",
     "fisher_batch",
     "fisher_information",
+    "fit_population",
     "fom_criterion",
     "identifiability",
     "jacobian",
@@ -61,12 +64,14 @@ PUBLIC_API = [
     "ode_model",
     "optimize_design",
     "plot",
+    "population_check",
     "profile_likelihood",
     "repair_identifiability",
     "required_samples",
     "robust_inverse",
     "select_measurements",
     "sigma_criterion",
+    "simulate_trials",
 ]
 
 ENGINE_NAMES = [
@@ -137,6 +142,8 @@ ANALYSIS_MODULES = [
     "_design.select",
     "_design.samples",
     "_design.repair",
+    "_population.experiment",
+    "_population.simulate",
 ]
 
 
