@@ -257,9 +257,9 @@ def omega_gw(params, f, *, n_modes=30, n_panels=16):
 
     Example
     -------
-    >>> import numpy as np
+    >>> import jax, numpy as np
     >>> fid = {"Gmu": 1e-7, "alpha": 1e-9, "p": 1.0}
-    >>> high = float(omega_gw(fid, np.array([100.0]))[0])
+    >>> high = float(jax.jit(omega_gw)(fid, np.array([100.0]))[0])  # one compilation
     >>> round(high / float(omega_plateau(fid)), 2)   # radiation-era plateau
     1.0
     """
