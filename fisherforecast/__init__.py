@@ -23,6 +23,9 @@ from ._io import load as load
 from ._matrix import Ellipse as Ellipse
 from ._matrix import FisherMatrix as FisherMatrix
 from ._matrix import delta_chi2_2d as delta_chi2_2d
+from ._merge import MergedPytree as MergedPytree
+from ._merge import merge as merge
+from ._merge import merge_pytrees as merge_pytrees
 from ._noise import PSD as PSD
 from ._noise import Gaussian as Gaussian
 from ._noise import NoiseModel as NoiseModel

@@ -8,10 +8,12 @@ user would write it. Modules:
 * :mod:`~fisherforecast.models.microlensing` — Paczyński light curves with blending.
 * :mod:`~fisherforecast.models.cosmology` — w0–wa distances: SN Ia, BAO, CMB priors.
 * :mod:`~fisherforecast.models.sgwb` — stochastic GW backgrounds.
+* :mod:`~fisherforecast.models.cosmic_strings` — cosmic-string loop SGWB and CMB B-modes.
 * :mod:`~fisherforecast.models.biology` — biology and pharmacology ODE models.
 """
 
 from . import biology as biology
+from . import cosmic_strings as cosmic_strings
 from . import cosmology as cosmology
 from . import dwd as dwd
 from . import gw as gw

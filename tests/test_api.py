@@ -28,6 +28,7 @@ PUBLIC_API = [
     "InputError",
     "Inverse",
     "JointExperiment",
+    "MergedPytree",
     "NoiseModel",
     "NonFiniteError",
     "PSD",
@@ -58,6 +59,8 @@ PUBLIC_API = [
     "identifiability",
     "jacobian",
     "load",
+    "merge",
+    "merge_pytrees",
     "models",
     "nullspace_penalty",
     "nullspace_prior",
@@ -111,6 +114,7 @@ ENGINE_MODULES = [
     "_errors",
     "_x64",
     "_joint",
+    "_merge",
 ]
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [

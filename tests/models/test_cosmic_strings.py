@@ -1,0 +1,281 @@
+"""The cosmic-string zoo entry against independent answers.
+
+* the background: the age of the universe by scipy quadrature, a(t) by an independent ODE
+  solve (scipy DOP853) of d ln a / d ln t = t H;
+* the SGWB: the radiation-era plateau against its closed form (derived in the module
+  docstring; Auclair et al. 2020 without g_*), approached as 1/f; the full ΛCDM spectrum of
+  one harmonic against scipy adaptive quadrature over emission time with the ODE a(t);
+* the Fisher matrices of the PTA, LISA, ground and CMB experiments against a 7-point central
+  finite-difference Jacobian in numpy with the noise metric written out here; the CMB
+  matrix against its closed form.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import numpy as np
+import pytest
+from scipy import integrate, optimize
+
+import fisherforecast as ff
+from fisherforecast.models import cosmic_strings as cs
+
+H0 = cs.H0_S
+LOG10_FID = {f"log10_{k}": math.log10(v) for k, v in cs.EXAMPLE_FIDUCIAL.items()}
+
+
+@functools.cache
+def _jitted_spectrum(n_modes):
+    return jax.jit(functools.partial(cs.omega_gw, n_modes=n_modes))
+
+
+def spectrum(params, f, n_modes=5):
+    """cs.omega_gw compiled once per n_modes (op-by-op dispatch would compile every op)."""
+    with jax.enable_x64(True):
+        params = {k: np.float64(v) for k, v in params.items()}
+        return np.asarray(_jitted_spectrum(n_modes)(params, np.asarray(f, dtype=np.float64)))
+
+
+def hubble(a):
+    return H0 * math.sqrt(cs.OMEGA_R / a**4 + cs.OMEGA_M / a**3 + cs.OMEGA_L)
+
+
+def age(a):
+    """t(a) by adaptive quadrature of dt = d ln a / H from a radiation-era start."""
+    a0 = 1e-20
+    start = a0**2 / (2 * H0 * math.sqrt(cs.OMEGA_R))
+    val, _ = integrate.quad(
+        lambda x: 1.0 / hubble(math.exp(x)),
+        math.log(a0),
+        math.log(a),
+        epsabs=0.0,
+        epsrel=1e-13,
+        limit=400,
+    )
+    return start + val
+
+
+@pytest.fixture(scope="module")
+def ode_scale_factor():
+    """ln a(ln t) from an ODE solve, independent of the module's table."""
+    t_start = 1e-40**2 / (2 * H0 * math.sqrt(cs.OMEGA_R))
+
+    def rhs(lnt, lna):
+        return [math.exp(lnt) * hubble(math.exp(lna[0]))]
+
+    sol = integrate.solve_ivp(
+        rhs,
+        (math.log(t_start), math.log(cs.T0_S) + 0.01),
+        [math.log(1e-40)],
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-12,
+        dense_output=True,
+    )
+    return lambda t: math.exp(float(sol.sol(math.log(t))[0]))
+
+
+def test_age_and_scale_factor(ode_scale_factor):
+    assert cs.T0_S == pytest.approx(age(1.0), rel=1e-9)
+    assert cs.T0_S / (365.25 * 86400 * 1e9) == pytest.approx(13.8, abs=0.05)  # Planck 2018
+    with jax.enable_x64(True):
+        for t in (1e-10, 1.0, 1e12, 1e16, 3e17):
+            assert float(cs.scale_factor(t)) == pytest.approx(ode_scale_factor(t), rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("gmu", "alpha"), [(1e-7, 1e-9), (1e-9, 5e-8), (1e-11, 1e-3), (1e-11, 0.1)]
+)
+def test_plateau_matches_closed_form(gmu, alpha):
+    """ε = α/ΓGμ from 2e-4 to 2e8: the spectrum tends to the analytic plateau as ~1/f
+    (the matter-era correction), to < 1e-6 at 1 kHz."""
+    fid = {"Gmu": gmu, "alpha": alpha, "p": 0.3}
+    eps = alpha / (cs.GAMMA * gmu)
+    closed = (
+        128
+        * math.pi
+        / 9
+        * cs.F_ALPHA
+        * cs.C_EFF_RADIATION
+        * cs.OMEGA_R
+        / 0.3
+        * gmu
+        / eps
+        * ((1 + eps) ** 1.5 - 1)
+    )
+    with jax.enable_x64(True):
+        assert float(cs.omega_plateau(fid)) == pytest.approx(closed, rel=1e-12)
+        f = np.array([10.0, 100.0, 1000.0])
+        # Σ_k Γ_k = Γ for any number of harmonics, so every K has the same plateau.
+        dev = spectrum(fid, f) / closed - 1.0
+    assert 0 < dev[2] < 1e-6
+    assert 8 < dev[0] / dev[1] < 15 and 8 < dev[1] / dev[2] < 15  # roughly ∝ 1/f
+
+
+def test_plateau_limits():
+    small = {"Gmu": 1e-7, "alpha": 1e-14, "p": 1.0}  # ε ≪ 1: (3/2) Gμ, no α
+    large = {"Gmu": 1e-12, "alpha": 0.1, "p": 1.0}  # ε ≫ 1: √(α Gμ / Γ)
+    pre = 128 * math.pi / 9 * cs.F_ALPHA * cs.C_EFF_RADIATION * cs.OMEGA_R
+    with jax.enable_x64(True):
+        assert float(cs.omega_plateau(small)) == pytest.approx(pre * 1.5e-7, rel=1e-6)
+        assert float(cs.omega_plateau(large)) == pytest.approx(
+            pre * math.sqrt(0.1 * 1e-12 / cs.GAMMA), rel=1e-4
+        )
+
+
+def test_one_harmonic_spectrum_against_scipy_quadrature(ode_scale_factor):
+    """Full ΛCDM, matter-era peak and radiation tail, k = 1, against adaptive quadrature over
+    ln t̃ of the emission integral (module docstring) with the ODE a(t)."""
+    gmu, alpha, p = 1e-9, 1e-6, 0.5
+    g = cs.GAMMA * gmu
+    a_of = ode_scale_factor
+
+    def c_eff(a):
+        w = a / (a + cs.OMEGA_R / cs.OMEGA_M)
+        return cs.C_EFF_RADIATION * (1 - w) + cs.C_EFF_MATTER * w
+
+    def omega(f):
+        def integrand(lnt):
+            t = math.exp(lnt)
+            a = a_of(t)
+            ti = (2 * a / f + g * t) / (alpha + g)
+            ai = a_of(ti)
+            return t * c_eff(ai) * a**2 * ai**3 / ti**4
+
+        # birth of the emitting loop: 2 a(t)/f = α t
+        lnt_star = optimize.brentq(
+            lambda x: math.log(2 * a_of(math.exp(x)) / f) - x - math.log(alpha),
+            -130.0,
+            math.log(cs.T0_S),
+            xtol=1e-14,
+        )
+        val, _ = integrate.quad(
+            integrand, lnt_star, math.log(cs.T0_S), epsabs=0.0, epsrel=1e-10, limit=400
+        )
+        amp = gmu**2 / (p * alpha * (alpha + g)) * cs.GAMMA * cs.F_ALPHA
+        return 8 * math.pi / (3 * H0**2) * (2 / f) * amp * val
+
+    freqs = np.array([1e-11, 1e-10, 1e-9, 1e-7, 1e-4])
+    with jax.enable_x64(True):
+        ours = spectrum({"Gmu": gmu, "alpha": alpha, "p": p}, freqs, n_modes=1)
+    ref = np.array([omega(f) for f in freqs])
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    assert ref[1] > 5 * ref[-1]  # the matter-era peak stands above the plateau
+
+
+def test_p_and_gmu_scalings():
+    with jax.enable_x64(True):
+        f = np.geomspace(1e-9, 1e2, 7)
+        a = spectrum({"Gmu": 1e-8, "alpha": 1e-7, "p": 1.0}, f)
+        b = spectrum({"Gmu": 1e-8, "alpha": 1e-7, "p": 0.01}, f)
+        np.testing.assert_allclose(b, 100 * a, rtol=1e-13)  # n_loops ∝ 1/p
+        ell = np.array([100.0, 600.0, 2000.0])
+        c1 = np.asarray(cs.cmb_bb_string({"Gmu": 1e-7, "p": 1.0}, ell))
+        c2 = np.asarray(cs.cmb_bb_string({"log10_Gmu": -6.0, "p": 0.25}, ell))
+        np.testing.assert_allclose(c2, 100 * 2 * c1, rtol=1e-13)  # (Gμ)² p^(-1/2)
+
+
+# -----------------------------------------------------------------------------------------
+# Fisher matrices against 7-point finite differences
+# -----------------------------------------------------------------------------------------
+STENCIL = ((1, 45.0), (2, -9.0), (3, 1.0))
+
+
+def fd_jacobian(call, fid, names, h):
+    cols = []
+    for n in names:
+        acc = 0.0
+        for k, c in STENCIL:
+            up, down = dict(fid), dict(fid)
+            up[n] += k * h
+            down[n] -= k * h
+            acc = acc + c * (call(up) - call(down))
+        cols.append(acc / (60.0 * h))
+    return np.stack(cols, axis=-1)
+
+
+def evaluator(fn):
+    with jax.enable_x64(True):
+        jitted = jax.jit(fn)
+
+    def call(params):
+        with jax.enable_x64(True):
+            return np.asarray(jitted({k: np.float64(v) for k, v in params.items()}))
+
+    return call
+
+
+def noise_sigma(exp):
+    """The experiment's Gaussian σ at the fiducial (a callable σ is evaluated there)."""
+    noise = exp.noise
+    if noise.sigma_fn is not None:
+        return np.asarray(noise.sigma_fn(LOG10_FID, exp.design))
+    return np.broadcast_to(np.asarray(noise.sigma), exp.design.shape)
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [
+        pytest.param("PTA", marks=pytest.mark.slow),
+        pytest.param("LISA", marks=pytest.mark.slow),
+        "ground",
+        "CMB-S4",
+    ],
+)
+def test_fisher_against_finite_differences(detector):
+    if detector == "CMB-S4":
+        exp = cs.cmb_experiment(detector)
+    else:
+        exp = cs.sgwb_experiment(detector, n_modes=5, n_panels=8)
+    names = tuple(LOG10_FID)
+    F = ff.fisher(exp, LOG10_FID)
+    mean = evaluator(lambda p: exp.model(p, exp.design))
+    # 2e-4 dex: small enough that no PTA bin crosses a harmonic's cut-off 2k/(α t0) within
+    # the stencil (the spectrum has a kink there), large enough for round-off ~1e-12.
+    J = fd_jacobian(mean, LOG10_FID, names, 2e-4)
+    with jax.enable_x64(True):
+        sigma = noise_sigma(exp)
+    ref = J.T @ (J / sigma[:, None] ** 2)
+    d = np.sqrt(np.diag(ref))
+    d = np.where(d > 0, d, 1.0)
+    np.testing.assert_allclose(np.diag(F.matrix), np.diag(ref), rtol=1e-6, atol=1e-300)
+    np.testing.assert_allclose(F.matrix / np.outer(d, d), ref / np.outer(d, d), atol=1e-6)
+
+
+def test_cmb_fisher_closed_form_is_rank_one():
+    exp = cs.cmb_experiment("CMB-S4")
+    F = ff.fisher(exp, LOG10_FID)
+    with jax.enable_x64(True):
+        ell = exp.design
+        c_s = np.asarray(cs.cmb_bb_string(cs.EXAMPLE_FIDUCIAL, ell))
+        sigma = noise_sigma(exp)
+    # ∂C/∂log10 Gμ = 2 ln10 C_s, ∂C/∂log10 p = −½ ln10 C_s, ∂C/∂α = 0.
+    grad = np.stack([2 * math.log(10) * c_s, 0 * c_s, -0.5 * math.log(10) * c_s], axis=1)
+    np.testing.assert_allclose(
+        F.matrix, grad.T @ (grad / sigma[:, None] ** 2), rtol=1e-10, atol=1e-12
+    )
+    # only 2 log10 Gμ − ½ log10 p is measured: rank 1.
+    w = np.linalg.eigvalsh(F.matrix)
+    assert w[1] < 1e-12 * w[2]
+
+
+@pytest.mark.slow
+def test_each_probe_alone_is_degenerate_and_the_combination_is_not():
+    probes = {
+        "PTA": cs.sgwb_experiment("PTA", n_modes=5, n_panels=8),
+        "LISA": cs.sgwb_experiment("LISA", n_modes=5, n_panels=8),
+        "CMB": cs.cmb_experiment("CMB-S4"),
+    }
+    fishers = {k: ff.fisher(e, LOG10_FID) for k, e in probes.items()}
+    for label, F in fishers.items():
+        assert F.condition_number > 1e8, label
+    total = fishers["PTA"] + fishers["LISA"] + fishers["CMB"]
+    assert total.condition_number < 1e6
+    # The GW probes see Gμ/p (the loop density ∝ 1/p times the emitted power ∝ Gμ):
+    # their weakest direction moves ln Gμ and ln p together, at fixed Gμ/p.
+    _, V = np.linalg.eigh(fishers["LISA"].matrix)
+    weak = V[:, 0] / np.max(np.abs(V[:, 0]))
+    assert abs(weak[0] - weak[2]) < 1e-3 and abs(weak[1]) < 1e-3
