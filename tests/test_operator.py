@@ -136,9 +136,9 @@ def test_exact_diagonal_and_hutchinson_within_its_error(op):
 
 def test_logdet_and_trace_within_their_error_bars(op):
     want = np.linalg.slogdet(F_DENSE)[1]
-    ld = op.logdet(n_probes=30, steps=60, seed=1)
+    ld = op.logdet(n_probes=20, steps=40, seed=1)
     assert abs(ld.value - want) < 3 * ld.error and ld.error < 0.01 * abs(want)
-    tr = op.trace(n_probes=30, seed=2)
+    tr = op.trace(n_probes=20, steps=2, seed=2)  # one Gauss node integrates x exactly
     assert abs(tr.value - np.trace(F_DENSE)) < 3 * tr.error
 
 
@@ -259,14 +259,15 @@ def test_empirical_gradients_sum_to_the_score_and_average_to_fisher():
     # rows: (d − μ) ∂μ / σ² (closed form)
     r = d - np.exp(-1.5 * x)
     assert np.allclose(G[:, 1], r * (-x * np.exp(-1.5 * x)) / 0.04, atol=1e-12)
-    # E[GᵀG] = F: over 200 data sets the mean empirical Fisher is within 3 % of F
+    # E[GᵀG] = F: over 50 data sets the mean empirical Fisher is within 5 % of F (the
+    # relative scatter of the mean is about √(2/400/50) = 1 %)
     F = ff.fisher(exp, fid).matrix
     acc = np.zeros((2, 2))
-    for _ in range(200):
+    for _ in range(50):
         d = np.exp(-1.5 * x) + 0.2 * rng.standard_normal(x.size)
         G, _ = ff.empirical_gradients(exp, fid, d)
-        acc += G.T @ G / 200
-    assert np.allclose(acc, F, rtol=0.03)
+        acc += G.T @ G / 50
+    assert np.allclose(acc, F, rtol=0.05)
 
 
 def test_errors_name_the_argument(op):
