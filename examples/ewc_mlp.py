@@ -27,11 +27,11 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.example_libraries import optimizers  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from jax.example_libraries import optimizers
 
-import fisherforecast as ff  # noqa: E402
+import fisherforecast as ff
 
 SIGMA_MODEL = 0.1  # what the likelihood assumes
 SIGMA_TRUE = 0.2  # what the data have: a misspecified noise model
@@ -85,7 +85,10 @@ def main(out_dir=".", fast=False, seed=0):
     yb = np.cos(2 * xb) - 0.5 + SIGMA_TRUE * rng.standard_normal(n_b)
     n_w = sum(int(np.prod(s)) for s in layer_shapes(width))
     scale = np.concatenate(
-        [np.full(int(np.prod(s)), 1.0 / np.sqrt(s[0]) if len(s) == 2 else 0.0) for s in layer_shapes(width)]
+        [
+            np.full(int(np.prod(s)), 1.0 / np.sqrt(s[0]) if len(s) == 2 else 0.0)
+            for s in layer_shapes(width)
+        ]
     )
 
     with jax.enable_x64(True):

@@ -148,7 +148,9 @@ def test_parameter_dependent_sigma_matches_closed_form():
     def sig(p, x):
         return 0.1 * jnp.exp(p["k"][0] * x + p["k"][1] * x**2) + 0.05 * p["k"][2]
 
-    exp = ff.Experiment(lambda p, x: p["a"] * jnp.sin(3 * x) + p["k"][0] * x, ff.Gaussian(sigma=sig), design=x)
+    exp = ff.Experiment(
+        lambda p, x: p["a"] * jnp.sin(3 * x) + p["k"][0] * x, ff.Gaussian(sigma=sig), design=x
+    )
     fid = {"a": 1.0, "k": np.array([0.3, -0.2, 1.0])}
     op = ff.fisher_operator(exp, fid)
     # closed form: J of the mean and of σ, F = Jμᵀ Jμ/σ² + 2 Jσᵀ Jσ/σ²
@@ -283,5 +285,5 @@ def test_errors_name_the_argument(op):
         ff.mfac(np.ones((2, 3)), 0.0)
     x = np.linspace(0.0, 1.0, 10)
     singular = ff.Experiment(lambda p, x: (p["a"] + p["b"]) * x, ff.Gaussian(sigma=1.0), design=x)
-    with pytest.raises(ff.NonFiniteError, match="singular|converge"):
+    with pytest.raises(ff.NonFiniteError, match=r"singular|converge"):
         ff.fisher_operator(singular, {"a": 1.0, "b": 1.0}).sigma(["a"], max_steps=50)

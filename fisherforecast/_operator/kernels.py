@@ -22,6 +22,7 @@ Nothing here forms ``J`` (``N × P``) or ``F`` (``P × P``), except the last fal
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -62,29 +63,34 @@ def parts(experiment, fiducial, names) -> Parts:
 
     has_root = noise.whiten(flat0, mean0, params0, design) is not None
     dependent = bool(noise.parameter_dependent)
-    root = inner_mv = cov_mv = None
+    root: Callable | None = None
+    inner_mv: Callable | None = None
+    cov_mv: Callable | None = None
     if has_root:
         diag_sigma = dependent and _per_datum_gaussian(noise)
         ones = jnp.ones(flat0.shape, dtype=jnp.float64)
 
-        def root(th):
+        def root_fn(th):
             w = noise.whiten(model_flat(th), mean0, params0, design)
             if not diag_sigma:
                 return w
             log_w = jnp.log(noise.whiten(ones, mean0, to_params(th), design))
             return jnp.concatenate([w, jnp.sqrt(2.0) * log_w])
 
+        root = root_fn
+
         if dependent and not diag_sigma:
             cov_mv = _covariance_matvec(noise, mean0, theta, to_params, design)
     else:
 
-        def inner_mv(v):
+        def inner_fn(v):
             _, u = jax.jvp(model_flat, (theta,), (v,))
             u = jax.lax.stop_gradient(u)
             return jax.grad(lambda th: noise.inner(model_flat(th), u, mean0, params0, design))(
                 theta
             )
 
+        inner_mv = inner_fn
         if dependent:
             cov_mv = _covariance_matvec(noise, mean0, theta, to_params, design)
     return Parts(theta, root, inner_mv, cov_mv, mean0, noise.checks(mean0, params0, design))
@@ -214,7 +220,7 @@ def exact_diagonal(experiments, fiducial, names, prior, chunk):
             total = total + by(p.root, p.theta, chunk)
         rest = p._replace(root=None)
         if p.inner_mv is not None or p.cov_mv is not None:
-            total = total + _diagonal_by_matvecs(lambda v: matvec_parts(rest, v), n, chunk)
+            total = total + _diagonal_by_matvecs(partial(matvec_parts, rest), n, chunk)
     return total
 
 

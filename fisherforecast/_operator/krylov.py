@@ -39,7 +39,8 @@ def lanczos(mv, q0, m: int, steps=None):
     ...     A = jnp.diag(jnp.arange(1.0, 6.0))
     ...     a, b, Q = lanczos(lambda v: A @ v, jnp.ones(5), 5)
     ...     T = jnp.diag(a) + jnp.diag(b[:-1], 1) + jnp.diag(b[:-1], -1)
-    >>> [round(float(x), 10) for x in jnp.linalg.eigvalsh(T)]
+    ...     w = jnp.linalg.eigvalsh(T)
+    >>> [round(float(x), 10) for x in w]
     [1.0, 2.0, 3.0, 4.0, 5.0]
     ```
     """

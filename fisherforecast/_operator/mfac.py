@@ -154,7 +154,9 @@ def mfac(grads, damping) -> MFAC:
     try:
         lam = float(damping)
     except (TypeError, ValueError):
-        raise InputError(f"`damping` must be a positive number; received {quote(damping)}.") from None
+        raise InputError(
+            f"`damping` must be a positive number; received {quote(damping)}."
+        ) from None
     if not (np.isfinite(lam) and lam > 0):
         raise InputError(f"`damping` must be positive and finite; received {damping!r}.")
     with float64():

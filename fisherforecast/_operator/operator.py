@@ -36,6 +36,9 @@ from .._record import Record
 from .._x64 import float64
 from . import kernels, krylov
 
+#: Up to this many parameters ``sigma(preconditioner="auto")`` computes the exact diagonal.
+AUTO_EXACT_DIAGONAL = 4096
+
 
 # ---------------------------------------------------------------------------------------
 # Compiled kernels (one per experiments' structure, names and shapes)
@@ -279,7 +282,9 @@ class FisherOperator:
         for name in self._names:
             if name in values:
                 sl = self._slice(name)
-                out[sl] = np.broadcast_to(np.asarray(values[name], float), self._shape(name)).ravel()
+                out[sl] = np.broadcast_to(
+                    np.asarray(values[name], float), self._shape(name)
+                ).ravel()
         for label, v in values.items():
             if label in index:
                 out[index[label]] = float(v)
@@ -388,13 +393,17 @@ class FisherOperator:
         )
 
     # ----- marginal errors ---------------------------------------------------------------
-    def sigma(self, names=None, *, rtol=1e-10, max_steps=None, preconditioner="jacobi"):
+    def sigma(self, names=None, *, rtol=1e-10, max_steps=None, preconditioner="auto"):
         """Marginal 1σ bounds ``√(F⁻¹)ᵢᵢ`` of a few parameters, over all the others.
 
         Solves ``F x = eᵢ`` by preconditioned conjugate gradients (lineax) for each element
         of `names` (parameter or element names; default: all, only sensible for small
-        ``P``). `preconditioner`: ``"jacobi"`` (the exact diagonal, computed once and kept),
-        ``None``, or a ``(P,)`` array approximating the diagonal. Returns a
+        ``P``). `preconditioner` (Jacobi, ``diag(F)⁻¹``): ``"jacobi"`` (the exact diagonal,
+        computed once and kept: min(N, P) passes), ``"hutchinson"`` (64 Rademacher products,
+        good to a few per cent, enough for a preconditioner), ``"auto"`` (exact up to
+        ``P = 4096``, Hutchinson above), ``None``, or a ``(P,)`` array approximating the
+        diagonal. The preconditioner changes the number of iterations, not the answer.
+        Returns a
         :class:`MarginalSigma` with each solve's residual; a solve that has not reached
         `rtol` in `max_steps` (default ``P``) iterations raises, naming the residual.
 
@@ -456,12 +465,20 @@ class FisherOperator:
         if preconditioner is None:
             return np.ones(self.size)
         if isinstance(preconditioner, str):
-            if preconditioner != "jacobi":
+            if preconditioner not in ("auto", "jacobi", "hutchinson"):
                 raise InputError(
-                    "`preconditioner` must be 'jacobi', None or a (P,) array approximating "
-                    f"the diagonal; received {preconditioner!r}."
+                    "`preconditioner` must be 'auto', 'jacobi', 'hutchinson', None or a (P,) "
+                    f"array approximating the diagonal; received {preconditioner!r}."
                 )
-            d = self.diagonal("exact").values
+            exact = preconditioner == "jacobi" or (
+                preconditioner == "auto" and self.size <= AUTO_EXACT_DIAGONAL
+            )
+            if exact:
+                d = self.diagonal("exact").values
+            else:
+                if "hutchinson" not in self._diag:
+                    self._diag["hutchinson"] = self.diagonal("hutchinson", n_probes=64).values
+                d = self._diag["hutchinson"]
         else:
             d = np.asarray(preconditioner, dtype=np.float64)
             if d.shape != (self.size,):
@@ -477,9 +494,10 @@ class FisherOperator:
         """The `k` largest or smallest eigenpairs by Lanczos with full reorthogonalisation.
 
         The largest come from ARPACK's implicitly restarted Lanczos (``scipy``'s ``eigsh``
-        on ``F v``). For the smallest, Lanczos runs ``m`` steps from a random start (``m = max(4k, 60)``, doubled until the
-        wanted Ritz pairs have residual ``‖Fv − θv‖ ≤ tol·|θ|``, at most `max_steps`,
-        default ``P``: then the result is exact). Memory ``m × P``.
+        on ``F v``). For the smallest, Lanczos runs ``m`` steps from a random start
+        (``m = max(4k, 60)``, doubled until the wanted Ritz pairs have residual
+        ``‖Fv − θv‖ ≤ tol·|θ|``; at most `max_steps`, default ``P``: then the result is
+        exact). Memory ``m × P``.
 
         Returns an :class:`OperatorEigen`: eigenvalues descending, eigenvectors as dicts
         name -> component(s), and each pair's relative residual ``‖Fv − λv‖/|λ|``
@@ -501,7 +519,9 @@ class FisherOperator:
         k = check_int(k, "k", 1)
         if k > self.size:
             raise InputError(f"`k` must be at most the number of parameters ({self.size}).")
-        cap = self.size if max_steps is None else min(check_int(max_steps, "max_steps", k), self.size)
+        cap = (
+            self.size if max_steps is None else min(check_int(max_steps, "max_steps", k), self.size)
+        )
         m = min(cap, max(4 * k, 60))
         q0 = np.random.default_rng(check_seed(seed)).standard_normal(self.size)
         if which == "largest" and k < self.size - 1:
