@@ -144,11 +144,11 @@ def check_names(params, fiducial) -> tuple[str, ...]:
     unknown = [p for p in params if p not in fiducial]
     elements = [p for p in unknown if isinstance(p, str) and p.split("[")[0] in fiducial]
     if elements:
+        block = elements[0].split("[")[0]
         raise ParameterError(
             f"`params` names {elements}: single elements of an array-valued parameter cannot "
-            "vary on their own. Vary the whole array (params=[{!r}, ...]) and use "
-            "F.fix(...) or F.marginalize(...) on the result, or split the array into "
-            "scalars.".format(elements[0].split("[")[0])
+            f"vary on their own. Vary the whole array (params=[{block!r}, ...]) and use "
+            "F.fix(...) or F.marginalize(...) on the result, or split the array into scalars."
         )
     if unknown:
         raise ParameterError(
