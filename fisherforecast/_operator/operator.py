@@ -36,6 +36,9 @@ from .._record import Record
 from .._x64 import float64
 from . import kernels, krylov
 
+#: Default cap on the Lanczos steps of ``eigen(which="smallest")`` (memory: steps × P).
+DEFAULT_LANCZOS_STEPS = 2000
+
 #: Up to this many parameters ``sigma(preconditioner="auto")`` computes the exact diagonal.
 AUTO_EXACT_DIAGONAL = 4096
 
@@ -496,8 +499,8 @@ class FisherOperator:
         The largest come from ARPACK's implicitly restarted Lanczos (``scipy``'s ``eigsh``
         on ``F v``). For the smallest, Lanczos runs ``m`` steps from a random start
         (``m = max(4k, 60)``, doubled until the wanted Ritz pairs have residual
-        ``‖Fv − θv‖ ≤ tol·|θ|``; at most `max_steps`, default ``P``: then the result is
-        exact). Memory ``m × P``.
+        ``‖Fv − θv‖ ≤ tol·|θ|``; at most `max_steps`, default ``min(P, 2000)``; with ``P``
+        steps the result is exact). Memory ``m × P``.
 
         Returns an :class:`OperatorEigen`: eigenvalues descending, eigenvectors as dicts
         name -> component(s), and each pair's relative residual ``‖Fv − λv‖/|λ|``
@@ -520,13 +523,15 @@ class FisherOperator:
         if k > self.size:
             raise InputError(f"`k` must be at most the number of parameters ({self.size}).")
         cap = (
-            self.size if max_steps is None else min(check_int(max_steps, "max_steps", k), self.size)
+            min(self.size, DEFAULT_LANCZOS_STEPS)
+            if max_steps is None
+            else min(check_int(max_steps, "max_steps", k), self.size)
         )
         m = min(cap, max(4 * k, 60))
         q0 = np.random.default_rng(check_seed(seed)).standard_normal(self.size)
         if which == "largest" and k < self.size - 1:
             return self._eigen_arpack(k, tol, q0)
-        buffer = min(cap, 16 * m)  # one compiled kernel for several lengths
+        buffer = min(cap, 4 * m)  # one compiled kernel for several lengths
         while True:
             buffer = max(buffer, m)
             with float64(), model_runtime_errors(self._experiments):
