@@ -616,6 +616,15 @@ def fisher_operator(experiment_or_list, fiducial, *, params=None) -> FisherOpera
     """
     refuse_tracers("ff.fisher_operator", experiment_or_list, fiducial)
     experiments = as_experiments(experiment_or_list)
+    for exp in experiments:
+        modes = getattr(exp.model, "autodiff_modes", None)
+        if modes is not None and not {"forward", "reverse"} <= set(modes):
+            raise InputError(
+                f"ff.fisher_operator needs both a jvp and a vjp through the model, but the "
+                f"model of {exp.label} supports only {tuple(modes)} differentiation. For an "
+                "ff.ode_model pass adjoint=diffrax.DirectAdjoint() (both modes), or use "
+                "ff.fisher for a dense matrix."
+            )
     fid = check_fiducial_arrays(fiducial)
     names = check_names(params, fid)
     fid64 = {k: np.asarray(v, dtype=np.float64) for k, v in fid.items()}
