@@ -284,6 +284,15 @@ def test_errors_name_the_argument(op):
     with pytest.raises(ValueError, match="damping"):
         ff.mfac(np.ones((2, 3)), 0.0)
     x = np.linspace(0.0, 1.0, 10)
+
+    class ForwardOnly:  # as an ff.ode_model with its default adjoint declares
+        autodiff_modes = ("forward",)
+
+        def __call__(self, p, x):
+            return p["a"] * x
+
+    with pytest.raises(ValueError, match="DirectAdjoint"):
+        ff.fisher_operator(ff.Experiment(ForwardOnly(), ff.Gaussian(1.0), design=x), {"a": 1.0})
     singular = ff.Experiment(lambda p, x: (p["a"] + p["b"]) * x, ff.Gaussian(sigma=1.0), design=x)
     with pytest.raises(ff.NonFiniteError, match=r"singular|converge"):
         ff.fisher_operator(singular, {"a": 1.0, "b": 1.0}).sigma(["a"], max_steps=50)
