@@ -36,7 +36,29 @@ def as_experiments(experiment_or_list) -> list[Experiment]:
 
 
 def check_fiducial(fiducial) -> dict[str, float]:
-    """Validate a fiducial dict (names -> finite real scalars); return name -> float."""
+    """Validate a fiducial dict (names -> finite real scalars); return name -> float.
+
+    Analyses that accept array-valued parameters use :func:`check_fiducial_arrays`."""
+    out = check_fiducial_arrays(fiducial)
+    arrays = {k: np.shape(v) for k, v in out.items() if np.ndim(v)}
+    if arrays:
+        name, shape = next(iter(arrays.items()))
+        raise InputError(
+            f"fiducial[{name!r}] must be a scalar here; received shape {shape}. Array-valued "
+            "parameters are accepted by ff.fisher and ff.fisher_operator; for this analysis "
+            "split them into named scalars (e.g. 'c0', 'c1', ...)."
+        )
+    return {k: float(v) for k, v in out.items()}
+
+
+def check_fiducial_arrays(fiducial) -> dict[str, float | np.ndarray]:
+    """Validate a fiducial dict whose values are finite real scalars or arrays; return
+    name -> float (scalars) or read-only float64 array (array-valued parameters).
+
+    An array parameter ``"calib"`` of shape ``(n,)`` gives the element names
+    ``calib[0]``, ..., ``calib[n-1]`` (see :func:`element_names`), which must not clash
+    with another fiducial key.
+    """
     if not isinstance(fiducial, Mapping):
         raise TypeError(
             f"`fiducial` must be a dict of parameter name -> value; received {quote(fiducial)}."
@@ -48,16 +70,62 @@ def check_fiducial(fiducial) -> dict[str, float]:
         if not isinstance(name, str):
             raise TypeError(f"fiducial keys must be strings; received key {name!r}.")
         arr = np.asarray(value)
-        if arr.shape != ():
-            raise InputError(
-                f"fiducial[{name!r}] must be a scalar; received shape {arr.shape}. Split "
-                "vector parameters into named scalars (e.g. 'c0', 'c1', ...)."
-            )
-        if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype == object or arr.dtype == bool or np.iscomplexobj(arr):
+            raise InputError(f"fiducial[{name!r}] must be real numbers; received {quote(value)}.")
+        if not np.issubdtype(arr.dtype, np.number):
             raise InputError(f"fiducial[{name!r}] must be a real number; received {value!r}.")
-        if not np.isfinite(arr):
-            raise InputError(f"fiducial[{name!r}] must be finite; received {value!r}.")
-        out[name] = float(arr)
+        if arr.size == 0:
+            raise InputError(
+                f"fiducial[{name!r}] is an empty array (shape {arr.shape}); give at least one "
+                "value or drop the parameter."
+            )
+        if not np.all(np.isfinite(arr)):
+            where = np.argwhere(~np.isfinite(arr))[:5].tolist() if arr.ndim else "scalar"
+            raise InputError(
+                f"fiducial[{name!r}] must be finite; received {quote(value)} (bad entries at "
+                f"{where})."
+            )
+        if arr.ndim == 0:
+            out[name] = float(arr)
+        else:
+            arr = np.array(arr, dtype=np.float64)
+            arr.setflags(write=False)
+            out[name] = arr
+    clash = [n for k, v in out.items() if np.ndim(v) for n in element_names(k, v) if n in out]
+    if clash:
+        raise InputError(
+            f"fiducial keys {clash[:5]} clash with the element names of an array-valued "
+            "parameter; rename one of them."
+        )
+    return out
+
+
+def element_names(name: str, value) -> tuple[str, ...]:
+    """The names of a parameter's elements: ``(name,)`` for a scalar, ``name[i]`` (or
+    ``name[i,j]`` for higher rank) in C order for an array.
+
+    ```python
+    >>> element_names("calib", [1.0, 2.0]), element_names("A", 1.0)
+    (('calib[0]', 'calib[1]'), ('A',))
+    ```
+    """
+    shape = np.shape(value)
+    if not shape:
+        return (name,)
+    return tuple(f"{name}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape))
+
+
+def expand_names(fiducial: Mapping, names: Sequence[str]) -> tuple[str, ...]:
+    """The element names of the varied parameters ``names``, in the engine's order."""
+    return tuple(e for n in names for e in element_names(n, fiducial[n]))
+
+
+def flat_values(fiducial: Mapping, names: Sequence[str]) -> dict[str, float]:
+    """Element name -> float value for ``names`` (array parameters expanded)."""
+    out = {}
+    for n in names:
+        values = np.asarray(fiducial[n], dtype=np.float64).reshape(-1)
+        out.update(zip(element_names(n, fiducial[n]), values.tolist(), strict=True))
     return out
 
 
@@ -74,6 +142,14 @@ def check_names(params, fiducial) -> tuple[str, ...]:
     if dup:
         raise ParameterError(f"`params` lists {dup} more than once; received {params}.")
     unknown = [p for p in params if p not in fiducial]
+    elements = [p for p in unknown if isinstance(p, str) and p.split("[")[0] in fiducial]
+    if elements:
+        block = elements[0].split("[")[0]
+        raise ParameterError(
+            f"`params` names {elements}: single elements of an array-valued parameter cannot "
+            f"vary on their own. Vary the whole array (params=[{block!r}, ...]) and use "
+            "F.fix(...) or F.marginalize(...) on the result, or split the array into scalars."
+        )
     if unknown:
         raise ParameterError(
             f"`params` names {unknown}, which are not in the fiducial. Known parameters: "
@@ -86,16 +162,34 @@ def check_subset(requested, names: Sequence[str], what: str) -> list[str]:
     """``requested`` names (a name or a list), each known and listed once."""
     if isinstance(requested, str):
         requested = [requested]
-    requested = list(requested)
+    requested = expand_blocks(list(requested), names)
     unknown = [n for n in requested if n not in names]
     if unknown:
+        shown = list(names) if len(names) <= 40 else [*names[:20], "...", *names[-5:]]
         raise ParameterError(
-            f"{what} names {unknown}, which are not in this matrix. Parameters: {list(names)}."
+            f"{what} names {unknown}, which are not in this matrix. Parameters: {shown}."
         )
     dup = sorted({n for n in requested if requested.count(n) > 1})
     if dup:
         raise InputError(f"{what} lists {dup} more than once.")
     return requested
+
+
+def expand_blocks(requested: list, names: Sequence[str]) -> list:
+    """Replace the name of an array-valued parameter (``"calib"``, not itself in
+    ``names``) by its element names (``calib[0]``, ``calib[1]``, ... found in ``names``)."""
+    if all(n in names for n in requested):
+        return requested
+    out = []
+    for n in requested:
+        block = [] if not isinstance(n, str) or n in names else _block(n, names)
+        out.extend(block or [n])
+    return out
+
+
+def _block(name: str, names: Sequence[str]) -> list[str]:
+    prefix = name + "["
+    return [m for m in names if m.startswith(prefix) and m.endswith("]")]
 
 
 def check_mode(mode, experiments=()) -> str:

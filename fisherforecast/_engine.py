@@ -20,6 +20,7 @@ model compile it once).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ import jax.core
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import expand_names
 from ._compile import cached_kernel
 from ._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
 from ._experiment import Experiment
@@ -40,19 +42,47 @@ from ._x64 import float64
 # ---------------------------------------------------------------------------------------
 # Parameters: dict <-> the vector of varied parameters
 # ---------------------------------------------------------------------------------------
-def params_from_vector(theta, names: Sequence[str], fixed: Mapping) -> dict:
-    """The full parameter dict: ``fixed`` values updated with ``theta[i]`` for ``names[i]``."""
+def params_from_vector(theta, names: Sequence[str], fixed: Mapping, shapes=None) -> dict:
+    """The full parameter dict: ``fixed`` values updated with the varied ones from ``theta``.
+
+    Without ``shapes`` every name is a scalar, ``theta[i]`` for ``names[i]``; with ``shapes``
+    (one shape per name) each name takes the next ``prod(shape)`` entries of ``theta``,
+    reshaped: an array-valued parameter is one slice of the vector, so tracing and compiling
+    do not grow with its size.
+    """
     params = dict(fixed)
-    params.update({n: theta[i] for i, n in enumerate(names)})
+    if shapes is None or not any(shapes):
+        params.update({n: theta[i] for i, n in enumerate(names)})
+        return params
+    start = 0
+    for n, shape in zip(names, shapes, strict=True):
+        size = math.prod(shape)
+        params[n] = theta[start] if not shape else theta[start : start + size].reshape(shape)
+        start += size
     return params
 
 
 def split(fiducial: Mapping, names: Sequence[str]):
-    """``(theta, to_params)``: the varied parameters as a float64 vector, and the map back
-    to a full parameter dict (the other fiducial values held fixed)."""
-    theta = jnp.stack([jnp.asarray(fiducial[n], dtype=jnp.float64) for n in names])
+    """``(theta, to_params)``: the varied parameters as a float64 vector (array-valued
+    parameters flattened in C order, in the order of ``names``), and the map back to a full
+    parameter dict (the other fiducial values held fixed)."""
+    values = [jnp.asarray(fiducial[n], dtype=jnp.float64) for n in names]
+    shapes = tuple(tuple(v.shape) for v in values)
+    if any(shapes):
+        theta = jnp.concatenate([v.reshape(-1) for v in values])
+    else:
+        theta = jnp.stack(values)
+        shapes = None
     fixed = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in fiducial.items() if k not in names}
-    return theta, partial(params_from_vector, names=tuple(names), fixed=fixed)
+    return theta, partial(params_from_vector, names=tuple(names), fixed=fixed, shapes=shapes)
+
+
+def labels_of(fiducial, names: Sequence[str]) -> tuple[str, ...]:
+    """The element names of ``names`` (array-valued parameters expanded); ``names`` as
+    given when the fiducial is unknown."""
+    if fiducial is None:
+        return tuple(names)
+    return expand_names(fiducial, names)
 
 
 def require_x64(what: str) -> None:
@@ -384,7 +414,8 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
     :class:`ModelRuntimeError` with the model's own message when it raised at run time.
     """
     names = tuple(names)
-    total = np.zeros((len(names), len(names)))
+    size = len(labels_of(fid64, names))
+    total = np.zeros((size, size))
     if detail:
         with model_runtime_errors(experiments):
             evaluations = full_kernel(tuple(experiments), fid64, names, mode)
@@ -435,13 +466,14 @@ def raise_if_underflow(experiments, fisher, fid64, names, mode) -> None:
     tiny = np.nonzero(np.isfinite(diag) & (np.abs(diag) < TINY_INFORMATION))[0]
     if tiny.size == 0:
         return
+    labels = labels_of(fid64, names)
     for exp in experiments:
         _, J = jacobian_kernel(exp, fid64, names, mode)  # pyright: ignore[reportCallIssue]
-        J = np.abs(np.asarray(J)).reshape(-1, len(names))
+        J = np.abs(np.asarray(J)).reshape(-1, len(labels))
         hit = [int(i) for i in tiny if np.any(J[:, i] != 0)]
         if not hit:
             continue
-        bad = [names[i] for i in hit]
+        bad = [labels[i] for i in hit]
         raise UnderflowError(
             f"The Fisher information of {bad} from {exp.label} underflows float64: "
             f"F = {[float(diag[i]) for i in hit]} although the model depends on them (largest "
@@ -508,7 +540,8 @@ def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
     badJ = ~np.isfinite(J)
     if not np.any(badJ):
         return
-    cols = [names[j] for j in np.nonzero(badJ.any(axis=0))[0]]
+    labels = labels_of(fiducial, names)
+    cols = [labels[j] for j in np.nonzero(badJ.any(axis=0))[0]]
     if mode == "forward" and fiducial is not None and len(cols) > 1:
         # Forward mode multiplies zero tangents by an infinite local derivative, which
         # smears one parameter's inf over every column; reverse mode localises columns.
@@ -516,7 +549,7 @@ def _raise_bad_jacobian(experiment, mean, J, names, fiducial, mode):
             kernel = jacobian_kernel
             _, J_rev = kernel(experiment, fiducial, names, "reverse")  # pyright: ignore[reportCallIssue]
             finite_rev = np.atleast_1d(np.isfinite(np.asarray(J_rev)).all(axis=0))
-        both = [n for i, n in enumerate(names) if not finite_rev[i] and n in cols]
+        both = [n for i, n in enumerate(labels) if not finite_rev[i] and n in cols]
         cols = both or cols
     rows = np.nonzero(badJ.any(axis=1))[0]
     idx = [tuple(int(i) for i in np.unravel_index(r, mean.shape)) for r in rows[:5]]

@@ -10,7 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_experiments, check_fiducial, check_mode, check_names
+from ._checks import (
+    as_experiments,
+    check_fiducial,
+    check_fiducial_arrays,
+    check_mode,
+    check_names,
+    expand_names,
+    flat_values,
+)
 from ._engine import (
     evaluate_checked,
     full_kernel,
@@ -34,9 +42,11 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
       whose information adds. All models read their parameters from the same fiducial
       dict, so shared physics parameters are one column and each experiment's own nuisance
       parameters get rows only where that experiment depends on them.
-    - `fiducial`: dict parameter name -> value at which the matrix is evaluated.
+    - `fiducial`: dict parameter name -> value at which the matrix is evaluated. A value may
+      be an array (``{"calib": np.ones(100), "A": 1.0}``): the model receives it as an
+      array, and the matrix names its elements ``calib[0]``, ``calib[1]``, ...
     - `params`: names of the parameters that vary (default: all of `fiducial`); the others
-      are held at their fiducial values.
+      are held at their fiducial values. An array-valued parameter varies as a whole.
     - `mode`: ``"forward"`` (``jax.jacfwd``, default: best for few parameters and many
       data) or ``"reverse"`` (``jax.jacrev``).
 
@@ -58,21 +68,20 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     """
     refuse_tracers("ff.fisher", experiment_or_list, fiducial)
     experiments = as_experiments(experiment_or_list)
-    fid = check_fiducial(fiducial)
+    fid = check_fiducial_arrays(fiducial)
     names = check_names(params, fid)
     check_mode(mode, experiments)
     with float64():
-        fid64 = {k: np.float64(v) for k, v in fid.items()}
+        fid64 = {k: np.asarray(v, dtype=np.float64) for k, v in fid.items()}
         total = evaluate_checked(experiments, fid64, names, mode).fisher
     label = "+".join(e.name for e in experiments if e.name) or None
+    fixed = [k for k in fid if k not in names]
     return FisherMatrix(
         total,
-        names,
-        fiducial={n: fid[n] for n in names},
+        expand_names(fid, names),
+        fiducial=flat_values(fid, names),
         name=label,
-        metadata={"fixed": {k: v for k, v in fid.items() if k not in names}}
-        if len(names) < len(fid)
-        else None,
+        metadata={"fixed": flat_values(fid, fixed)} if fixed else None,
     )
 
 

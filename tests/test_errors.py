@@ -62,7 +62,7 @@ def test_params_empty():
     [
         ([1.0, 2.0], TypeError, "[1.0, 2.0]"),
         ({}, ValueError, "empty"),
-        ({"a": np.ones(2), "b": 2.0}, ValueError, "(2,)"),
+        ({"a": np.ones(0), "b": 2.0}, ValueError, "(0,)"),  # arrays are fine, empty ones not
         ({"a": float("nan"), "b": 2.0}, ValueError, "nan"),
         ({"a": float("inf"), "b": 2.0}, ValueError, "inf"),
         ({"a": 1 + 2j, "b": 2.0}, ValueError, "(1+2j)"),
