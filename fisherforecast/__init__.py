@@ -63,6 +63,7 @@ _LAZY = {
     "RepairResult": "._design.repair",
     "JointExperiment": "._joint",
     "contributions": "._joint",
+    "sigma_table": "._interop",
     "plot": ".plot",
     "models": ".models",
 }

@@ -67,6 +67,7 @@ PUBLIC_API = [
     "robust_inverse",
     "select_measurements",
     "sigma_criterion",
+    "sigma_table",
 ]
 
 ENGINE_NAMES = [
@@ -137,6 +138,7 @@ ANALYSIS_MODULES = [
     "_design.select",
     "_design.samples",
     "_design.repair",
+    "_interop",
 ]
 
 
