@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -73,10 +74,13 @@ def _reference() -> str:
     return "\n".join(lines)
 
 
+CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)", re.DOTALL)
+
+
 def _prose(text: str) -> str:
     """A docstring as Markdown: brackets outside code spans are literal, not links."""
-    parts = text.split("`")
-    return "`".join(p if i % 2 else p.replace("[", "\\[") for i, p in enumerate(parts))
+    parts = CODE_SPAN.split(text)  # odd indices are the code spans
+    return "".join(p if i % 2 else p.replace("[", "\\[") for i, p in enumerate(parts))
 
 
 def _page(config, files, stem: str, title: str) -> str:
