@@ -112,7 +112,7 @@ def test_dali_samples_to_getdist_and_arviz(dali_samples):
     post = idata.posterior
     assert dict(post.sizes) == {"chain": 2, "draw": 600}
     np.testing.assert_array_equal(post["a"].values, s.chains["a"])
-    summary = az.summary(idata, kind="all")
+    summary = az.summary(idata, kind="all", round_to="none")
     sigma = dict(zip(s.names, LINEAR3_SIGMA, strict=True))
     for name in s.names:
         # arviz's sd and ESS of the same draws: sd with ddof 1; ESS by its own estimator.
