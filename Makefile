@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs docs-check bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/basedpyright
 
-test: lint
+# The documentation site: render the tutorials' figures (examples in fast mode, skipped when
+# unchanged), then build site/ with every warning an error. docs-check builds without
+# rendering (tutorial pages say how to get their figures), for `make test`.
+docs: $(STAMP)
+	MPLBACKEND=Agg $(PY) tools/docs/render_figures.py
+	$(VENV)/bin/mkdocs build --strict
+
+docs-check: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check
+
+test: lint docs-check
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 --durations=15
 
 bench: $(STAMP)

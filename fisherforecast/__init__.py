@@ -76,6 +76,7 @@ _LAZY = {
     "fit_population": "._population.simulate",
     "population_check": "._population.simulate",
     "PopulationCheck": "._population.simulate",
+    "sigma_table": "._interop",
     "plot": ".plot",
     "models": ".models",
 }

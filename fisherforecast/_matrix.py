@@ -558,6 +558,25 @@ class FisherMatrix:
 
         save(self, path, overwrite=overwrite, metadata=metadata, format=format)
 
+    # ----- interop: getdist, ChainConsumer, pandas (see fisherforecast/_interop.py) ------
+    def to_getdist(self, names=None, label=None):
+        """getdist ``GaussianND`` (mean: fiducial, covariance ``F⁻¹``); see ``_interop``."""
+        from ._interop import to_getdist
+
+        return to_getdist(self, names, label)
+
+    def to_chainconsumer(self, names=None, name=None):
+        """ChainConsumer ``Chain.from_covariance`` of this forecast; see ``_interop``."""
+        from ._interop import to_chainconsumer
+
+        return to_chainconsumer(self, names, name)
+
+    def to_dataframe(self, kind="matrix"):
+        """pandas DataFrame: ``"matrix"``, ``"covariance"``, ``"correlation"``, ``"summary"``."""
+        from ._interop import to_dataframe
+
+        return to_dataframe(self, kind)
+
 
 def _rebuild(matrix, names, fiducial, labels, name, metadata):
     return FisherMatrix(

@@ -80,6 +80,7 @@ PUBLIC_API = [
     "select_measurements",
     "sigma_criterion",
     "simulate_trials",
+    "sigma_table",
 ]
 
 ENGINE_NAMES = [
@@ -156,6 +157,7 @@ ANALYSIS_MODULES = [
     "_operator.operator",
     "_operator.krylov",
     "_operator.mfac",
+    "_interop",
 ]
 
 

@@ -582,3 +582,21 @@ def test_asimov_check_asks_the_noise_model_first():
             _crosscheck._check_asimov([het], fid64, ("a", "b"), [line(fid, X)])
         # The noise depends on `a` only: sampling `b` alone from Asimov data is fine.
         _crosscheck._check_asimov([het], fid64, ("b",), [line(fid, X)])
+
+
+def test_crosscheck_hands_its_draws_to_arviz_and_getdist(linear_check):
+    """Interop (fisherforecast[interop]): arviz and getdist read the same draws and agree
+    with the cross-check's own σ; the Fisher Gaussian goes to getdist with σ_Fisher."""
+    cc = linear_check
+    az = pytest.importorskip("arviz")
+    idata = cc.to_inference_data()
+    assert dict(idata.posterior.sizes) == {"chain": 1, "draw": cc.settings["num_samples"]}
+    summary = az.summary(idata, kind="stats", round_to="none")
+    for name in cc.names:
+        assert summary.loc[name, "sd"] == pytest.approx(cc.sigma_hmc[name], rel=2e-3)
+    pytest.importorskip("getdist")
+    mc = cc.to_getdist(label="HMC")
+    gauss = cc.fisher.to_getdist()
+    for i, name in enumerate(cc.names):
+        assert mc.std(name) == pytest.approx(np.std(cc.samples[name]), rel=1e-9)
+        assert gauss.covs[0][i, i] ** 0.5 == pytest.approx(cc.sigma_fisher[name], rel=1e-12)

@@ -28,6 +28,7 @@ from .._checks import (
 from .._engine import split
 from .._errors import InputError, quote
 from .._fisher import fisher
+from .._interop import SampleConversions
 from .._matrix import FisherMatrix
 from .._record import Record
 from .._x64 import float64
@@ -79,7 +80,7 @@ def _check_asimov(experiments, fid64, names, means):
 # crosscheck
 # =======================================================================================
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class CrossCheck(Record):
+class CrossCheck(Record, SampleConversions):
     """Result of :func:`crosscheck`: Fisher prediction against the sampled posterior.
 
     **Attributes** (dicts are keyed by parameter name):

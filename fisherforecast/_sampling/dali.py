@@ -36,6 +36,7 @@ from .._checks import as_experiments, check_fiducial, check_names, check_seed
 from .._compile import cached_kernel
 from .._engine import call_model, evaluate_checked, split
 from .._errors import InputError, NonFiniteError, ParameterError, SingularFisherError, quote
+from .._interop import SampleConversions
 from .._matrix import FisherMatrix
 from .._record import Record
 from .._x64 import float64
@@ -170,7 +171,7 @@ def _given_priors(prior, names, fiducial):
 # Result object
 # =======================================================================================
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class DALISamples(Record):
+class DALISamples(Record, SampleConversions):
     """Posterior draws from a DALI approximation (:meth:`DALI.sample`).
 
     `samples` (name -> all chains concatenated), `chains` (name -> ``(chains, draws)``),

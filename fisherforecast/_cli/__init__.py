@@ -1,0 +1,3 @@
+"""The ``fisherforecast`` command-line tool (``python -m fisherforecast``); see :func:`main`."""
+
+from .main import main as main
