@@ -266,6 +266,8 @@ def petab(args) -> None:
     # (PEtab problems mostly estimate log10 θ) where the importer offers the choice.
     takes_scale = "scale" in inspect.signature(loader).parameters
     problem: Any = loader(args.problem, scale=args.scale) if takes_scale else loader(args.problem)
+    if not takes_scale:
+        progress("note: this PEtab importer has no scale option; parameters on the problem's scale")
     experiments, nominal = list(problem.experiments), problem.nominal
     progress("identifiability at the nominal parameters (compiles the model)")
     report = analyse(experiments, nominal)
