@@ -175,6 +175,12 @@ def test_petab_runs_the_report_through_the_importer_api(files, capsys, monkeypat
     assert status == 0, err
     assert seen == [str(yaml)] and "Identifiability report" in out
     np.testing.assert_allclose(ff.load(files / "P.h5").matrix, [[2.0, 2.0], [2.0, 5.0]])
+    # An importer that offers `scale` is asked for linear-scale parameters by default.
+    scales = []
+    fake.load = lambda path, scale="problem": scales.append(scale) or problem
+    assert run(["petab", yaml, "-q"], capsys)[0] == 0
+    assert run(["petab", yaml, "-q", "--scale", "problem"], capsys)[0] == 0
+    assert scales == ["linear", "problem"]
     status, _, err = run(["petab", files / "absent.yaml"], capsys)
     assert status == 1 and "absent.yaml" in err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -233,7 +234,7 @@ def _petab_loader():
             raise CommandError(f"the PEtab importer is broken: {exc}") from None
         raise CommandError(
             f"the PEtab importer needs the package {exc.name!r}, which is not installed; "
-            "install it (pip install petab) and run again."
+            'install it (pip install "fisherforecast[petab]") and run again.'
         ) from None
     except AttributeError:
         raise CommandError(
@@ -261,8 +262,13 @@ def petab(args) -> None:
         _refuse_existing(args.output, args.force)
     progress = Progress(args.quiet)
     progress(f"importing {args.problem}")
-    problem: Any = loader(args.problem)
-    experiments, nominal = problem.experiments, problem.nominal
+    # ln θ with relative errors is what the report reads: ask for linear-scale parameters
+    # (PEtab problems mostly estimate log10 θ) where the importer offers the choice.
+    takes_scale = "scale" in inspect.signature(loader).parameters
+    problem: Any = loader(args.problem, scale=args.scale) if takes_scale else loader(args.problem)
+    if not takes_scale:
+        progress("note: this PEtab importer has no scale option; parameters on the problem's scale")
+    experiments, nominal = list(problem.experiments), problem.nominal
     progress("identifiability at the nominal parameters (compiles the model)")
     report = analyse(experiments, nominal)
     if args.json:

@@ -186,9 +186,17 @@ def _add_petab(sub) -> None:
         "petab",
         help="identifiability report of a PEtab problem (needs fisherforecast.petab)",
         description="Import a PEtab problem with fisherforecast.petab and print the "
-        "identifiability report at its nominal parameter values.",
+        "identifiability report at its nominal parameter values (-o also saves the Fisher "
+        "matrix there, on the same parameter scale).",
     )
     p.add_argument("problem", help="the PEtab problem's YAML file")
+    p.add_argument(
+        "--scale",
+        choices=("linear", "problem"),
+        default="linear",
+        help="parameters on their linear scale (default: the report's relative errors are "
+        "then errors of θ) or on the problem's own (mostly log10) scale",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _output(p, "also save the problem's Fisher matrix here", required=False)
     _common(p)

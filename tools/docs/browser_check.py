@@ -21,10 +21,11 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: name -> (path, screenshot height): the tutorial's shot is tall enough to show a figure.
 PAGES = {
-    "home": "",
-    "tutorial": "tutorials/cosmology_w0wa/",
-    "reference": "reference/",
+    "home": ("", 1400),
+    "tutorial": ("tutorials/cosmology_w0wa/", 2600),
+    "reference": ("reference/", 1400),
 }
 FLAGS = [
     "--headless",
@@ -55,10 +56,10 @@ def check(site: Path, out: Path, browser: str) -> list[str]:
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     problems = []
     try:
-        for name, page in PAGES.items():
+        for name, (page, height) in PAGES.items():
             url = base + page
             shot = out / f"{name}.png"
-            for mode in ([f"--screenshot={shot}", "--window-size=1280,1400"], ["--dump-dom"]):
+            for mode in ([f"--screenshot={shot}", f"--window-size=1280,{height}"], ["--dump-dom"]):
                 done = subprocess.run(
                     [browser, *FLAGS, *mode, url], capture_output=True, text=True, timeout=120
                 )
