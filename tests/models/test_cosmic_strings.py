@@ -280,3 +280,29 @@ def test_each_probe_alone_is_degenerate_and_the_combination_is_not():
     _, V = np.linalg.eigh(fishers["LISA"].matrix)
     weak = V[:, 0] / np.max(np.abs(V[:, 0]))
     assert abs(weak[0] - weak[2]) < 1e-3 and abs(weak[1]) < 1e-3
+
+
+def test_rebuilt_experiment_does_not_recompile():
+    """Equal constructor calls give equal models (models._values.Bound): the second Fisher
+    matrix reuses the first one's kernel, with no new trace."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def count_traces():
+        counts = {"trace": 0}
+
+        def listener(event, duration_secs, **kwargs):
+            if event == "/jax/core/compile/jaxpr_trace_duration":
+                counts["trace"] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            yield counts
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+
+    first = ff.fisher(cs.sgwb_experiment("ground", n_modes=5, n_panels=8), LOG10_FID)
+    with count_traces() as counts:
+        again = ff.fisher(cs.sgwb_experiment("ground", n_modes=5, n_panels=8), LOG10_FID)
+    assert counts["trace"] == 0
+    np.testing.assert_array_equal(first.matrix, again.matrix)
