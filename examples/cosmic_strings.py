@@ -15,7 +15,8 @@ arXiv:1210.2829). The model is ``fisherforecast.models.cosmic_strings``:
 The fiducial (Gμ, α, p) = (5e-8, 1e-9, 0.5) puts the matter-era peak of the background in
 the PTA band at Ω ≈ 1e-8 (about the level of the NANOGrav 15-yr signal), the
 radiation-era plateau Ω ≈ 3e-10 in the LISA and ground bands, and the string B-modes
-at a few per cent of the lensing B-modes near ℓ ~ 600 (a ~10σ CMB-S4 detection).
+at a few per cent of the lensing B-modes near ℓ ~ 600 (CMB-S4 measures their amplitude
+to ≈ 7 %, a ≈ 15σ detection).
 Parameters are varied as log10 values.
 
 **What each probe measures.** With ε = α/ΓGμ ≈ 4e-4 (small loops that die within a Hubble

@@ -265,6 +265,8 @@ def plot(res, path):
             range(len(labels)), [scores[k][0] for k in labels], color=["C0", "C1", "0.6", "C3", "k"]
         )
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        values = [scores[k][0] for k in labels]
+        ax.set_ylim(0.9 * min(values), 1.03 * max(values))  # the differences, not the zero
         ax.set_ylabel("test log-loss (whole input space)")
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

@@ -291,6 +291,11 @@ def merge_pytrees(params, fishers, weights=None, *, epsilon: float = 0.0) -> Mer
                         f"merge_pytrees: leaf {j} of {what}[{k}] has shape {arr.shape}, but "
                         f"params[0] has {shape} there."
                     )
+            if not np.all(np.isfinite(all_thetas[k][j])):
+                raise InputError(
+                    f"merge_pytrees: leaf {j} of params[{k}] contains NaN or inf; merge "
+                    "finite parameters only."
+                )
             if np.any(all_fishers[k][j] < 0) or not np.all(np.isfinite(all_fishers[k][j])):
                 raise InputError(
                     f"merge_pytrees: leaf {j} of fishers[{k}] has negative or non-finite "

@@ -268,6 +268,7 @@ def test_pytree_merge_million_parameters():
         ([{"x": np.ones(2)}, {"y": np.ones(2)}], [{"x": np.ones(2)}] * 2, {}, "structure"),
         ([{"x": np.ones(2)}], [{"x": np.ones(3)}], {}, "shape"),
         ([{"x": np.ones(2)}], [{"x": -np.ones(2)}], {}, "negative"),
+        ([{"x": np.array([1.0, np.nan])}], [{"x": np.ones(2)}], {}, "NaN"),
         ([{"x": np.ones(2)}], [{"x": np.ones(2)}], {"epsilon": -1.0}, "epsilon"),
         ([{"x": np.ones(2)}], [{"x": np.ones(2)}], {"weights": [1.0, 1.0]}, "1 models"),
     ],
