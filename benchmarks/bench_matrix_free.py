@@ -181,7 +181,7 @@ def main():
     print(machine_info())
     print("\n1. Compile time of ff.fisher against P (first call, disk cache off)")
     sizes = (10, 100, 500) if args.quick else (10, 100, 500, 2000)
-    scalar_sizes = (10, 100) if args.quick else (10, 100, 200)
+    scalar_sizes = (10, 100) if args.quick else (10, 50, 100, 200)
     compile_times(sizes, scalar_sizes)
     n_bins = args.bins or (5_000 if args.quick else 100_000)
     print(f"\n2. At scale: 3 physical parameters + {n_bins:,} calibration factors")
