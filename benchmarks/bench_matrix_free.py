@@ -23,6 +23,10 @@ import resource
 import time
 
 os.environ.setdefault("FISHERFORECAST_CACHE", "0")  # compile times without the disk cache
+# On a shared, overloaded 2-core machine OpenBLAS's threads thrash: numpy's eigvalsh of a
+# 500 × 500 matrix (FisherMatrix's PSD check) took 5.9 s with the default threads and 0.33 s
+# with one (measured side by side, load average 16). One thread keeps host algebra honest.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +72,7 @@ def compile_times(sizes, scalar_sizes):
         scalars = fmt_time(t_sc) if t_sc == t_sc else "(not run)"
         print(
             f"  P = {P:5d}: one array: first call {fmt_time(t_vec):>9}, later {fmt_time(t_run):>9}"
-            f"   dict of scalars: first call {scalars:>9}",
+            f" (compile ≈ {fmt_time(t_vec - t_run)})   dict of scalars: first call {scalars:>9}",
             flush=True,
         )
     return rows
