@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_subset
+from ._checks import check_subset, expand_blocks
 from ._errors import FisherError, InputError, SingularFisherError, quote
 from ._inverse import Inverse, robust_inverse, schur_marginal
 from ._linalg import NOT_PSD, check_matrix, classify, logdet, pinv_sigma, unit_diagonal
@@ -303,7 +303,7 @@ class FisherMatrix:
             raise TypeError(f"with_prior expects a dict name -> sigma; received {sigmas!r}.")
         check_subset(list(sigmas), self._names, "with_prior(sigmas)")
         M = np.array(self._matrix)
-        for n, s in sigmas.items():
+        for n, s in _element_priors(sigmas, self._names).items():
             try:
                 s = float(s)
             except (TypeError, ValueError):
@@ -576,6 +576,29 @@ class FisherMatrix:
         from ._interop import to_dataframe
 
         return to_dataframe(self, kind)
+
+
+def _element_priors(sigmas, names) -> dict:
+    """Prior σ per element: the name of an array-valued parameter (``"calib"`` for
+    ``calib[0]``, ...) takes one σ for every element, or an array of them in C order."""
+    out = {}
+    for n, s in sigmas.items():
+        block = expand_blocks([n], names) if n not in names else [n]
+        if block == [n]:
+            out[n] = s
+            continue
+        values = (
+            np.broadcast_to(np.asarray(s, dtype=object), (len(block),))
+            if np.ndim(s) == 0
+            else np.ravel(np.asarray(s, dtype=object))
+        )
+        if len(values) != len(block):
+            raise ValueError(
+                f"prior sigmas for {n!r} must be one number or {len(block)} (one per "
+                f"element); received {len(values)}."
+            )
+        out.update(zip(block, values.tolist(), strict=True))
+    return out
 
 
 def _rebuild(matrix, names, fiducial, labels, name, metadata):

@@ -97,3 +97,12 @@ def test_no_retrace_for_new_values_of_the_same_shape():
     before = _compile.compile_stats()["lowerings"]
     ff.fisher(exp, {"c": np.full(30, 2.0), "A": 3.0})
     assert _compile.compile_stats()["lowerings"] == before
+
+
+def test_fisher_matrix_prior_on_a_block():
+    F = ff.FisherMatrix(np.eye(3), ["c[0]", "c[1]", "A"])
+    assert np.allclose(np.diag(F.with_prior({"c": 0.5}).matrix), [5.0, 5.0, 1.0])
+    both = F.with_prior({"c": [0.5, 1.0], "A": 2.0})
+    assert np.allclose(np.diag(both.matrix), [5.0, 2.0, 1.25])
+    with pytest.raises(ValueError, match="one number or 2"):
+        F.with_prior({"c": [1.0, 2.0, 3.0]})

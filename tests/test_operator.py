@@ -134,6 +134,7 @@ def test_exact_diagonal_and_hutchinson_within_its_error(op):
     assert 0.5 < np.median(z) < 0.9  # median of |N(0,1)| is 0.674
 
 
+@pytest.mark.slow  # 20 probes × 40 sequential Lanczos steps
 def test_logdet_and_trace_within_their_error_bars(op):
     want = np.linalg.slogdet(F_DENSE)[1]
     ld = op.logdet(n_probes=20, steps=40, seed=1)

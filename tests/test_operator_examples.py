@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from helpers import load_example
 
+pytestmark = pytest.mark.slow  # trains an MLP three times (~1 min on the loaded 2-core VM)
+
 
 @pytest.fixture(scope="module")
 def ewc(tmp_path_factory):

@@ -45,15 +45,15 @@ def _factor(G, damping):
 
 @jax.jit
 def _solve(G, L, damping, v):
-    Gv = jnp.matmul(v, G.T, precision=HIGHEST)  # (k, m)
-    y = jax.scipy.linalg.cho_solve((L, True), Gv.T).T
-    return (v - jnp.matmul(y, G, precision=HIGHEST)) / damping
+    Gv = jnp.matmul(G, v.T, precision=HIGHEST)  # (m, k): G read row by row, no transpose
+    y = jax.scipy.linalg.cho_solve((L, True), Gv)
+    return (v - jnp.matmul(y.T, G, precision=HIGHEST)) / damping
 
 
 @jax.jit
 def _apply(G, damping, v):
-    Gv = jnp.matmul(v, G.T, precision=HIGHEST)
-    return damping * v + jnp.matmul(Gv, G, precision=HIGHEST) / G.shape[0]
+    Gv = jnp.matmul(G, v.T, precision=HIGHEST)
+    return damping * v + jnp.matmul(Gv.T, G, precision=HIGHEST) / G.shape[0]
 
 
 class MFAC:
