@@ -341,8 +341,12 @@ def test_bad_arguments_are_named(kw, match):
 
 
 def test_nonpositive_variance_is_refused_with_values():
+    t = np.array([0.0, 1.0, 2.0])
+    g = ff.PopulationExperiment(
+        lambda p, t: p["a"] + p["b"] * t, t, random={"a": "additive"}, error="additive"
+    )
     with pytest.raises(ff.InputError, match="omega2"):
-        ff.fisher(group(), {**FID, "omega2_CL": -0.01})
+        ff.fisher(g, {"a": 1.0, "b": 0.5, "omega2_a": -0.01, "sigma2_add": 0.1})
 
 
 # ---------------------------------------------------------------------------------------
