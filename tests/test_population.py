@@ -552,3 +552,12 @@ def test_ode_individual_model_matches_closed_form():
     F_ode = ff.fisher(g_ode, FID)
     F = ff.fisher(group(fim="full"), FID)
     np.testing.assert_allclose(F_ode.matrix, F.matrix, rtol=1e-5)
+
+
+def test_fit_population_refuses_bad_data():
+    with pytest.raises(ff.InputError, match=r"data\[0\].*\(30, 3\)"):
+        ff.fit_population(line_group(30), [np.zeros((30, 3))], LINE_FID)
+    with pytest.raises(ff.InputError, match="one \\(group_size, n_obs\\) array per group"):
+        ff.fit_population(line_group(30), np.zeros((30, 4)), LINE_FID)
+    with pytest.raises(ff.InputError, match="whole individuals"):
+        ff.simulate_trials(line_group(2.5), LINE_FID)
