@@ -561,3 +561,15 @@ def test_fit_population_refuses_bad_data():
         ff.fit_population(line_group(30), np.zeros((30, 4)), LINE_FID)
     with pytest.raises(ff.InputError, match="whole individuals"):
         ff.simulate_trials(line_group(2.5), LINE_FID)
+
+
+def test_no_random_effects_is_replicated_regression():
+    """random={}: N replicates of y = a + b t + ε, so F_ab = N XᵀX/σ² and
+    F_σ²σ² = N n / (2σ⁴)."""
+    t = np.array([0.0, 1.0, 2.0])
+    g = ff.PopulationExperiment(line, t, random={}, error="additive", group_size=4)
+    F = ff.fisher(g, {"a": 1.0, "b": 2.0, "sigma2_add": 0.5})
+    X = np.stack([np.ones(3), t], 1)
+    np.testing.assert_allclose(F.matrix[:2, :2], 4 * X.T @ X / 0.5, rtol=1e-13)
+    assert F.matrix[2, 2] == pytest.approx(4 * 3 / (2 * 0.5**2), rel=1e-13)
+    np.testing.assert_allclose(F.matrix[:2, 2], 0.0, atol=1e-12)
