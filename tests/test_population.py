@@ -216,16 +216,15 @@ def test_linear_mixed_model_closed_form():
     np.testing.assert_allclose(F_mc.matrix / np.outer(d, d), F.matrix / np.outer(d, d), atol=1e-2)
 
 
-def test_mc_fisher_converges_and_differs_from_fo_where_nonlinear():
-    """The Monte-Carlo moments converge with n_eta (two seeds agree), and differ from FO
-    for the strongly nonlinear KA (ω²_KA = 0.6), less for CL."""
+def test_mc_fisher_differs_from_fo_where_nonlinear():
+    """The Monte-Carlo moments differ from FO for the strongly nonlinear KA
+    (ω²_KA = 0.6), much less for CL, and the variance block stays close."""
     a = ff.fisher(group(approximation="mc", n_eta=1024, seed=1), FID).rse()
-    b = ff.fisher(group(approximation="mc", n_eta=1024, seed=2), FID).rse()
     fo = ff.fisher(group(), FID).rse()
-    for k in FID:
-        assert a[k] == pytest.approx(b[k], rel=0.02), k
     assert abs(a["KA"] / fo["KA"] - 1) > 0.5
     assert abs(a["CL"] / fo["CL"] - 1) < 0.3
+    for k in ("omega2_CL", "omega2_V", "omega2_KA"):
+        assert abs(a[k] / fo[k] - 1) < 0.25, k
 
 
 # ---------------------------------------------------------------------------------------
@@ -478,6 +477,7 @@ def test_laplace_fit_equals_closed_form_mle_for_linear_model():
     np.testing.assert_allclose(got, expect, rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_laplace_individual_against_importance_sampling():
     """The Laplace marginal of one warfarin individual is within a few % of a brute-force
     Monte-Carlo integral over η (100 000 prior draws)."""
