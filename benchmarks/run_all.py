@@ -17,6 +17,7 @@ SCRIPTS = {
     "bench_identifiability.py": ["--quick"],
     "bench_crosscheck.py": ["--quick"],
     "bench_design.py": ["--fast"],
+    "bench_population.py": ["--fast"],
 }
 
 

@@ -216,16 +216,15 @@ def test_linear_mixed_model_closed_form():
     np.testing.assert_allclose(F_mc.matrix / np.outer(d, d), F.matrix / np.outer(d, d), atol=1e-2)
 
 
-def test_mc_fisher_converges_and_differs_from_fo_where_nonlinear():
-    """The Monte-Carlo moments converge with n_eta (two seeds agree), and differ from FO
-    for the strongly nonlinear KA (ω²_KA = 0.6), less for CL."""
+def test_mc_fisher_differs_from_fo_where_nonlinear():
+    """The Monte-Carlo moments differ from FO for the strongly nonlinear KA
+    (ω²_KA = 0.6), much less for CL, and the variance block stays close."""
     a = ff.fisher(group(approximation="mc", n_eta=1024, seed=1), FID).rse()
-    b = ff.fisher(group(approximation="mc", n_eta=1024, seed=2), FID).rse()
     fo = ff.fisher(group(), FID).rse()
-    for k in FID:
-        assert a[k] == pytest.approx(b[k], rel=0.02), k
     assert abs(a["KA"] / fo["KA"] - 1) > 0.5
     assert abs(a["CL"] / fo["CL"] - 1) < 0.3
+    for k in ("omega2_CL", "omega2_V", "omega2_KA"):
+        assert abs(a[k] / fo[k] - 1) < 0.25, k
 
 
 # ---------------------------------------------------------------------------------------
@@ -341,8 +340,12 @@ def test_bad_arguments_are_named(kw, match):
 
 
 def test_nonpositive_variance_is_refused_with_values():
+    t = np.array([0.0, 1.0, 2.0])
+    g = ff.PopulationExperiment(
+        lambda p, t: p["a"] + p["b"] * t, t, random={"a": "additive"}, error="additive"
+    )
     with pytest.raises(ff.InputError, match="omega2"):
-        ff.fisher(group(), {**FID, "omega2_CL": -0.01})
+        ff.fisher(g, {"a": 1.0, "b": 0.5, "omega2_a": -0.01, "sigma2_add": 0.1})
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,6 +368,7 @@ def test_design_gradient_matches_finite_differences():
         assert grad[i] == pytest.approx(ref, rel=1e-4, abs=1e-8)
 
 
+@pytest.mark.slow
 def test_optimize_two_groups_sampling_times():
     g1 = group(fim="reduced", group_size=16).replace(design=np.array([0.5, 2.0, 24.0, 120.0]))
     g2 = group(fim="reduced", group_size=16).replace(design=np.array([1.0, 6.0, 36.0, 72.0]))
@@ -390,26 +394,26 @@ def test_optimize_two_groups_sampling_times():
 
 def test_dose_as_design_variable():
     """With purely proportional error the FIM does not depend on the dose (f scales);
-    with additive error the largest dose is D-optimal."""
+    with additive error it grows with the dose: the exact design gradient in the dose
+    matches finite differences of the numpy reference."""
     design = {"t": TIMES, "dose": 70.0}
     prop = ff.PopulationExperiment(warfarin_dose, design, random=RANDOM, group_size=32)
     F70 = ff.fisher(prop, FID)
     F10 = ff.fisher(prop.replace(design={"t": TIMES, "dose": 10.0}), FID)
     np.testing.assert_allclose(F10.matrix, F70.matrix, rtol=1e-9)
     add = ff.PopulationExperiment(
-        warfarin_dose, design, random=RANDOM, error="additive", group_size=32
+        warfarin_dose, design, random=RANDOM, error="additive", group_size=32, fim="reduced"
     )
     fid = {**{k: v for k, v in FID.items() if k != "sigma2_prop"}, "sigma2_add": 0.25}
-    res = ff.optimize_design(
-        add,
-        fid,
-        bounds={"t": (0.0, 120.0), "dose": (10.0, 100.0)},
-        fixed={"t": True, "dose": False},
-        n_starts=1,
-        max_steps=20,
-        n_polish=1,
-    )
-    assert res.design["dose"] == pytest.approx(100.0, abs=1e-3)
+    _, grad = ff.design_criterion(add, fid, criterion="D", gradient=True)
+
+    def logdet(dose):
+        f_np = lambda p: warfarin_np(p, dose=dose[0])  # noqa: E731
+        return np.linalg.slogdet(fo_fisher_np(fid, RANDOM, "additive", 32, True, f_np=f_np))[1]
+
+    ref = fd(logdet, np.array([70.0]), 0, 0.5)
+    assert grad["dose"] > 0
+    assert float(grad["dose"]) == pytest.approx(ref, rel=1e-4)
 
 
 def test_required_individuals_for_rse_cl_10_percent():
@@ -473,6 +477,7 @@ def test_laplace_fit_equals_closed_form_mle_for_linear_model():
     np.testing.assert_allclose(got, expect, rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_laplace_individual_against_importance_sampling():
     """The Laplace marginal of one warfarin individual is within a few % of a brute-force
     Monte-Carlo integral over η (100 000 prior draws)."""
@@ -532,3 +537,39 @@ def test_warfarin_example_fast_mode(capsys):
     check = out["check"]
     assert check.n_trials == 4 and check.estimates.shape[1] == 7
     assert "PopED" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ode_individual_model_matches_closed_form():
+    """An ff.ode_model individual model works unchanged: the one-compartment ODE gives the
+    closed-form warfarin Fisher matrix (full FO, all derivatives through diffrax)."""
+
+    def rhs(t, y, p):
+        return jnp.stack([-p["KA"] * y[0], p["KA"] * y[0] - p["CL"] / p["V"] * y[1]])
+
+    ode = ff.ode_model(rhs, y0=jnp.array([D0, 0.0]), observe=lambda y, p: y[1] / p["V"])
+    g_ode = ff.PopulationExperiment(ode, TIMES, random=RANDOM, group_size=32, fim="full")
+    F_ode = ff.fisher(g_ode, FID)
+    F = ff.fisher(group(fim="full"), FID)
+    np.testing.assert_allclose(F_ode.matrix, F.matrix, rtol=1e-5)
+
+
+def test_fit_population_refuses_bad_data():
+    with pytest.raises(ff.InputError, match=r"data\[0\].*\(30, 3\)"):
+        ff.fit_population(line_group(30), [np.zeros((30, 3))], LINE_FID)
+    with pytest.raises(ff.InputError, match="one \\(group_size, n_obs\\) array per group"):
+        ff.fit_population(line_group(30), np.zeros((30, 4)), LINE_FID)
+    with pytest.raises(ff.InputError, match="whole individuals"):
+        ff.simulate_trials(line_group(2.5), LINE_FID)
+
+
+def test_no_random_effects_is_replicated_regression():
+    """random={}: N replicates of y = a + b t + ε, so F_ab = N XᵀX/σ² and
+    F_σ²σ² = N n / (2σ⁴)."""
+    t = np.array([0.0, 1.0, 2.0])
+    g = ff.PopulationExperiment(line, t, random={}, error="additive", group_size=4)
+    F = ff.fisher(g, {"a": 1.0, "b": 2.0, "sigma2_add": 0.5})
+    X = np.stack([np.ones(3), t], 1)
+    np.testing.assert_allclose(F.matrix[:2, :2], 4 * X.T @ X / 0.5, rtol=1e-13)
+    assert F.matrix[2, 2] == pytest.approx(4 * 3 / (2 * 0.5**2), rel=1e-13)
+    np.testing.assert_allclose(F.matrix[:2, 2], 0.0, atol=1e-12)

@@ -54,6 +54,13 @@ class PopulationExperiment(Experiment):
 
     The fiducial holds the fixed effects by name, the variances ``omega2_<name>`` and the
     residual variances ``sigma2_prop``/``sigma2_add``; ``params=`` fixes any of them.
+    ``ff.population_check`` tests the prediction by simulation and estimation; on the
+    warfarin example the reduced FO matrix matches it and the full one overstates the
+    information on strongly nonlinear fixed effects (``docs/population.md``).
+
+    **Raises:** `InputError` for an unknown `random` kind, `error`, `fim` or
+    `approximation`, or a non-positive `group_size`; at evaluation, `ParameterError` when
+    the fiducial lacks a variance and `InputError` for non-positive variances.
 
     ```python
     >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff

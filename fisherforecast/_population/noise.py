@@ -170,9 +170,9 @@ class PopulationNoise(NoiseModel):
         if self.z is not None:
             return mc_moments(self.model, self.random, self.error, params, design, self.z)[1]
         f, G = fo_terms(self.model, self.random, params, design)
-        omega = jnp.stack([jnp.asarray(params[omega_name(n)]) for n, _ in self.random])
         V = jnp.diag(residual_variance(self.error, f, params))
         if self.random:
+            omega = jnp.stack([jnp.asarray(params[omega_name(n)]) for n, _ in self.random])
             V = V + jnp.matmul(G * omega, G.T, precision=HIGHEST)
         return V
 

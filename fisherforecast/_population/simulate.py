@@ -222,10 +222,27 @@ def fit_population(groups, data, start, *, params=None, n_newton=25) -> dict:
     from scipy.optimize import minimize
 
     groups, fid, names, designs = _fit_setup(groups, start, params)
-    data = [jnp.asarray(np.asarray(d, dtype=np.float64)) for d in data]
-    if len(data) != len(groups):
-        raise InputError(f"`data` must hold one array per group ({len(groups)}); got {len(data)}.")
+    if not isinstance(data, list | tuple) or len(data) != len(groups):
+        raise InputError(
+            f"`data` must be a list with one (group_size, n_obs) array per group "
+            f"({len(groups)}); received {quote(data)}."
+        )
+    data = [
+        _check_trial_data(d, g, fid, i) for i, (d, g) in enumerate(zip(data, groups, strict=True))
+    ]
     return _fit_one(designs, data, fid, names, n_newton, minimize)
+
+
+def _check_trial_data(d, group, fid, i):
+    arr = np.asarray(d, dtype=np.float64)
+    with float64():
+        n_obs = int(np.size(group.individual_model(fid, group.design)))
+    if arr.ndim != 2 or arr.shape[1] != n_obs or not np.all(np.isfinite(arr)):
+        raise InputError(
+            f"`data[{i}]` must be a finite (n_individuals, {n_obs}) array for {group.label}; "
+            f"received shape {arr.shape}{'' if np.all(np.isfinite(arr)) else ' with NaN/inf'}."
+        )
+    return jnp.asarray(arr)
 
 
 def _fit_one(designs, data, fid, names, n_newton, minimize):
