@@ -29,8 +29,8 @@ PUBLIC_API = [
     "InputError",
     "Inverse",
     "JointExperiment",
-    "MergedPytree",
     "MFAC",
+    "MergedPytree",
     "NoiseModel",
     "NonFiniteError",
     "PSD",
@@ -57,8 +57,8 @@ PUBLIC_API = [
     "fisher",
     "fisher_batch",
     "fisher_information",
-    "fit_population",
     "fisher_operator",
+    "fit_population",
     "fom_criterion",
     "identifiability",
     "jacobian",
@@ -79,8 +79,8 @@ PUBLIC_API = [
     "robust_inverse",
     "select_measurements",
     "sigma_criterion",
-    "simulate_trials",
     "sigma_table",
+    "simulate_trials",
 ]
 
 ENGINE_NAMES = [
