@@ -248,7 +248,7 @@ class Binomial(Family):
         k, _ = self.counts(data, mean)
         return self.distribution(mean, params).log_prob(k).reshape(-1)
 
-    def in_support(self, data, mean, params):
+    def data_in_support(self, data, mean, params, design):
         k, n = self.counts(data, mean)
         ok = (jnp.abs(k - jnp.round(k)) < 1e-9 * jnp.maximum(n, 1.0)) & (k >= 0) & (k <= n)
         return ok.reshape(-1)

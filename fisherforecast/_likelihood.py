@@ -16,7 +16,7 @@ event dimensions). The noise-model contract is filled from the distribution:
   from ``n_samples`` draws per datum at a fixed ``seed`` (common random numbers: the
   estimate is a deterministic, smooth function of the parameters). ``ff.fisher`` reports
   its standard error in ``F.metadata["fisher_standard_error"]``;
-* ``log_likelihood`` is the distribution's ``log_prob`` (``in_support`` checks user data),
+* ``log_likelihood`` is the distribution's ``log_prob`` (``data_in_support`` checks user data),
   ``simulate`` its ``sample``, ``check_values`` the per-datum information ``w`` (positive
   and finite where the distribution is valid).
 """
@@ -255,7 +255,7 @@ class Likelihood(NoiseModel):
             "positive and finite (is the model output inside the distribution's domain?)": w
         }
 
-    def in_support(self, data, mean, params):
+    def data_in_support(self, data, mean, params, design):
         """Boolean ``(N,)``: whether each datum lies in the distribution's support."""
         d = self.distribution(mean, params)
         return jnp.asarray(d.support(jnp.asarray(data))).reshape(-1)
@@ -263,7 +263,7 @@ class Likelihood(NoiseModel):
     def log_likelihood_terms(self, data, mean, params, design):
         # The distribution's own log_prob, continued where it is defined (e.g. counts at
         # the non-integer Asimov data of a profile); data from users are checked against
-        # the support (`in_support`) where they enter.
+        # the support (`data_in_support`) where they enter.
         data = jnp.asarray(data).reshape(mean.shape)
         return self.distribution(mean, params).log_prob(data).reshape(-1)
 

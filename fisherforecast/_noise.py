@@ -26,6 +26,8 @@ every method takes its arguments in one order — what is being measured first, 
     entering the same per-datum distribution as the mean), or ``None`` where they vanish;
   - ``log_likelihood_terms(data, mean, params, design)``: the ``(N,)`` per-datum terms of
     an independent-data log-likelihood, or ``None`` (the empirical Fisher needs them);
+  - ``data_in_support(data, mean, params, design)``: boolean ``(N,)``, whether each datum
+    can occur (e.g. whole non-negative counts), or ``None`` (any finite value can);
   - ``gaussian``: the log-likelihood is ``−½ inner(r, r)`` plus a term free of the mean
     (needed by DALI);
   - ``covariance(mean, params, design)``: the dense data covariance, or ``None``
@@ -230,6 +232,10 @@ class NoiseModel(abc.ABC):
     def log_likelihood_terms(self, data, mean, params, design):
         """``(N,)`` per-datum terms summing to :meth:`log_likelihood` for independent data,
         or ``None`` (the default: correlated data, or not defined)."""
+        return None
+
+    def data_in_support(self, data, mean, params, design):
+        """Boolean ``(N,)``: which data the noise model can produce; ``None``: all."""
         return None
 
     def expected_deviance(self, mean, mean0, params, params0, design):
@@ -564,6 +570,10 @@ class Poisson(NoiseModel):
 
     def check_values(self, mean, params, design):
         return {"expected counts must be positive and finite (Poisson noise)": mean.reshape(-1)}
+
+    def data_in_support(self, data, mean, params, design):
+        d = jnp.asarray(data).reshape(-1)
+        return (d >= 0) & (d == jnp.round(d))
 
     def log_likelihood_terms(self, data, mean, params, design):
         d, lam = jnp.asarray(data).reshape(-1), mean.reshape(-1)
