@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._errors import InputError, quote
+from ._information import log_prob
 from ._likelihood import Likelihood, dist_arity
 from ._values import check_positive, warn_if_float32
 
@@ -246,7 +247,7 @@ class Binomial(Family):
 
     def log_likelihood_terms(self, data, mean, params, design):
         k, _ = self.counts(data, mean)
-        return self.distribution(mean, params).log_prob(k).reshape(-1)
+        return log_prob(self.distribution(mean, params), k).reshape(-1)
 
     def data_in_support(self, data, mean, params, design):
         k, n = self.counts(data, mean)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ._errors import InputError, quote
-from ._information import lookup
+from ._information import log_prob, lookup
 from ._noise import HIGHEST, NoiseModel
 
 #: Spellings of the ``information`` argument.
@@ -106,12 +106,14 @@ class Likelihood(NoiseModel):
 
     # --- pytree ----------------------------------------------------------------------
     def tree_flatten(self):
-        return (), (self.dist_fn, self.arity, self.information, self.n_samples, self.seed)
+        # The seed is a leaf: estimates at several seeds share one compiled kernel.
+        return (self.seed,), (self.dist_fn, self.arity, self.information, self.n_samples)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        obj.dist_fn, obj.arity, obj.information, obj.n_samples, obj.seed = aux
+        obj.dist_fn, obj.arity, obj.information, obj.n_samples = aux
+        (obj.seed,) = children
         return obj
 
     def __repr__(self):
@@ -128,7 +130,14 @@ class Likelihood(NoiseModel):
     # --- the distribution ------------------------------------------------------------
     def distribution(self, mean, params):
         """The numpyro distribution at prediction ``mean`` (model shape), checked."""
-        d = self.dist_fn(mean) if self.arity == 1 else self.dist_fn(mean, params)
+        try:
+            d = self.dist_fn(mean) if self.arity == 1 else self.dist_fn(mean, params)
+        except ValueError as exc:  # numpyro's own argument validation (concrete values)
+            raise InputError(
+                f"The dist_fn of {self!r} failed at the fiducial: {exc} The parameters of the "
+                "distribution must satisfy numpyro's arg_constraints (positive scales and "
+                "rates, probabilities in [0, 1], ...)."
+            ) from None
         return check_distribution(d, mean.shape, self)
 
     def uses_closed_form(self, d) -> bool:
@@ -192,7 +201,7 @@ class Likelihood(NoiseModel):
         y = jax.lax.stop_gradient(d.sample(jax.random.PRNGKey(self.seed), (self.n_samples,)))
 
         def logp(m, p):
-            lp = self.distribution(m.reshape(shape), p).log_prob(y)
+            lp = log_prob(self.distribution(m.reshape(shape), p), y)
             return lp.reshape(self.n_samples, -1)
 
         _, u_mu = jax.jvp(lambda m: logp(m, params), (mu,), (jnp.ones_like(mu),))
@@ -251,9 +260,26 @@ class Likelihood(NoiseModel):
     def check_values(self, mean, params, design):
         w = self.local_information(mean, params=params)[0]
         return {
+            f"the parameters of the distribution of {self!r} must satisfy numpyro's "
+            "arg_constraints (value 0 marks a datum where one does not: a negative scale or "
+            "rate, a probability outside [0, 1], ...)": self.valid_arguments(mean, params),
             f"the per-datum Fisher information of {self!r} in the prediction must be "
-            "positive and finite (is the model output inside the distribution's domain?)": w
+            "positive and finite (is the model output inside the distribution's domain?)": w,
         }
+
+    def valid_arguments(self, mean, params):
+        """``(N,)`` 1.0 where every constructor argument of the distribution satisfies its
+        numpyro constraint, 0.0 where one does not."""
+        d = self.distribution(mean, params)
+        ok = jnp.ones(mean.shape, dtype=bool)
+        for name, constraint in getattr(d, "arg_constraints", {}).items():
+            value = d.__dict__.get(name)
+            if value is None or getattr(value, "dtype", None) is None:
+                continue
+            flag = jnp.asarray(constraint(value))
+            if flag.dtype == bool and jnp.broadcast_shapes(flag.shape, mean.shape) == mean.shape:
+                ok = ok & flag
+        return jnp.where(ok, 1.0, 0.0).reshape(-1)
 
     def data_in_support(self, data, mean, params, design):
         """Boolean ``(N,)``: whether each datum lies in the distribution's support."""
@@ -265,7 +291,7 @@ class Likelihood(NoiseModel):
         # the non-integer Asimov data of a profile); data from users are checked against
         # the support (`data_in_support`) where they enter.
         data = jnp.asarray(data).reshape(mean.shape)
-        return self.distribution(mean, params).log_prob(data).reshape(-1)
+        return log_prob(self.distribution(mean, params), data).reshape(-1)
 
     def log_likelihood(self, data, mean, params, design):
         return jnp.sum(self.log_likelihood_terms(data, mean, params, design))
