@@ -13,6 +13,7 @@ from helpers import docstring_tests, run_docstring_examples
 import fisherforecast as ff
 
 PUBLIC_API = [
+    "Binomial",
     "Coverage",
     "CrossCheck",
     "DALI",
@@ -28,6 +29,11 @@ PUBLIC_API = [
     "InputError",
     "Inverse",
     "JointExperiment",
+    "Laplace",
+    "Likelihood",
+    "Log10Normal",
+    "LogNormal",
+    "NegativeBinomial",
     "NoiseModel",
     "NonFiniteError",
     "PSD",
@@ -39,6 +45,7 @@ PUBLIC_API = [
     "RequiredSamples",
     "Selection",
     "SingularFisherError",
+    "StudentT",
     "bias",
     "check_solve",
     "collinearity_index",
@@ -106,6 +113,11 @@ ENGINE_MODULES = [
     "_errors",
     "_x64",
     "_joint",
+    "_values",
+    "_information",
+    "_likelihood",
+    "_families",
+    "_fisher_kinds",
 ]
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
