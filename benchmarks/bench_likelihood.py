@@ -56,47 +56,48 @@ def pairs(n):
     }
 
 
-def run(n, quick):
+def compare(ref, lik, fid, min_time):
+    """Interleaved timings of one (reference, likelihood) pair."""
     import fisherforecast as ff
 
+    names_ref, names_lik = tuple(FID), tuple(fid)
+    with jax.enable_x64(True):
+        f64_ref = {k: jnp.float64(v) for k, v in FID.items()}
+        f64_lik = {k: jnp.float64(v) for k, v in fid.items()}
+        k_ref = jax.jit(lambda f: ff.fisher_information(ref, f, names_ref))
+        k_lik = jax.jit(lambda f: ff.fisher_information(lik, f, names_lik))
+        k_ref(f64_ref).block_until_ready()
+        k_lik(f64_lik).block_until_ready()
+        kr, kl = [], []
+        for _ in range(3):  # interleaved
+            kr.append(timeit(lambda: k_ref(f64_ref).block_until_ready(), min_time=min_time)[0])
+            kl.append(timeit(lambda: k_lik(f64_lik).block_until_ready(), min_time=min_time)[0])
+    ff.fisher(ref, FID)
+    ff.fisher(lik, fid)
+    fr, fl = [], []
+    for _ in range(3):
+        fr.append(timeit(lambda: ff.fisher(ref, FID), min_time=min_time)[0])
+        fl.append(timeit(lambda: ff.fisher(lik, fid), min_time=min_time)[0])
+    Fr = ff.fisher(ref, FID).matrix
+    Fl = ff.fisher(lik, fid).matrix[: len(FID), : len(FID)]
+    return {
+        "kernel_ref": min(kr),
+        "kernel_lik": min(kl),
+        "kernel_ratio": min(kl) / min(kr),
+        "call_ref": min(fr),
+        "call_lik": min(fl),
+        "call_ratio": min(fl) / min(fr),
+        "max_rel_diff": float(np.max(np.abs(Fl - Fr)) / np.max(np.abs(Fr))),
+    }
+
+
+def run(n, quick):
     min_time = 0.3 if quick else 1.0
-    rows = {}
-    for name, (ref, lik, fid) in pairs(n).items():
-        names_ref = tuple(FID)
-        names_lik = tuple(fid)
-        with jax.enable_x64(True):
-            f64_ref = {k: jnp.float64(v) for k, v in FID.items()}
-            f64_lik = {k: jnp.float64(v) for k, v in fid.items()}
-            k_ref = jax.jit(lambda f, e=ref: ff.fisher_information(e, f, names_ref))
-            k_lik = jax.jit(lambda f, e=lik: ff.fisher_information(e, f, names_lik))
-            k_ref(f64_ref).block_until_ready()
-            k_lik(f64_lik).block_until_ready()
-            kr, kl = [], []
-            for _ in range(3):  # interleaved
-                kr.append(timeit(lambda: k_ref(f64_ref).block_until_ready(), min_time=min_time)[0])
-                kl.append(timeit(lambda: k_lik(f64_lik).block_until_ready(), min_time=min_time)[0])
-        ff.fisher(ref, FID)
-        ff.fisher(lik, fid)
-        fr, fl = [], []
-        for _ in range(3):
-            fr.append(timeit(lambda: ff.fisher(ref, FID), min_time=min_time)[0])
-            fl.append(timeit(lambda: ff.fisher(lik, fid), min_time=min_time)[0])
-        Fr = ff.fisher(ref, FID).matrix
-        Fl = ff.fisher(lik, fid).matrix[: len(FID), : len(FID)]
-        rows[name] = {
-            "kernel_ref": min(kr),
-            "kernel_lik": min(kl),
-            "kernel_ratio": min(kl) / min(kr),
-            "call_ref": min(fr),
-            "call_lik": min(fl),
-            "call_ratio": min(fl) / min(fr),
-            "max_rel_diff": float(np.max(np.abs(Fl - Fr)) / np.max(np.abs(Fr))),
-        }
-    return rows
+    return {name: compare(ref, lik, fid, min_time) for name, (ref, lik, fid) in pairs(n).items()}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=4096, help="number of model outputs")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")

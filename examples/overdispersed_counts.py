@@ -61,10 +61,16 @@ def run(fast: bool) -> dict:
         print(f"{n:8s}{s_p[n]:12.4g}{s_nb[n]:16.4g}{s_nb[n] / s_p[n]:8.2f}")
     print(f"{'r':8s}{'-':>12s}{s_nb['r']:16.4g}")
 
-    settings = dict(num_warmup=300, num_samples=600) if fast else dict(num_warmup=800, num_samples=3000)
+    settings = (
+        dict(num_warmup=300, num_samples=600) if fast else dict(num_warmup=800, num_samples=3000)
+    )
     start = time.perf_counter()
-    check = ff.crosscheck(nb, FIDUCIAL, params=VARIED, prior=PRIOR, data="simulate", seed=2, **settings)
-    print(f"\nHMC cross-check of the negative-binomial forecast ({time.perf_counter() - start:.1f} s)")
+    check = ff.crosscheck(
+        nb, FIDUCIAL, params=VARIED, prior=PRIOR, data="simulate", seed=2, **settings
+    )
+    print(
+        f"\nHMC cross-check of the negative-binomial forecast ({time.perf_counter() - start:.1f} s)"
+    )
     print(check.summary())
     print(
         "\nPoisson σ / HMC σ: "
@@ -74,7 +80,7 @@ def run(fast: bool) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="fewer HMC samples")
     args = parser.parse_args(argv)
     return run(args.fast)

@@ -83,7 +83,8 @@ def fisher(
             if error is not None:
                 meta["fisher_standard_error"] = error[0].tolist()
                 meta["information"] = "; ".join(
-                    f"Monte Carlo, {n.n_samples} draws per datum, seed {int(n.seed)}" for n in error[1]
+                    f"Monte Carlo, {n.n_samples} draws per datum, seed {int(n.seed)}"
+                    for n in error[1]
                 )
         else:
             total = fisher_at_data(experiments, fid64, names, mode, kind, data)

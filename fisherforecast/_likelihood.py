@@ -27,6 +27,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._errors import InputError, quote
 from ._information import log_prob, lookup
@@ -102,7 +103,8 @@ class Likelihood(NoiseModel):
             raise InputError(f"`n_samples` must be an integer ≥ 2; received {quote(n_samples)}.")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InputError(f"`seed` must be an integer; received {quote(seed)}.")
-        self.information, self.n_samples, self.seed = information, n_samples, seed
+        # a float64 leaf, like every other array the engine hands to a compiled kernel
+        self.information, self.n_samples, self.seed = information, n_samples, np.float64(seed)
 
     # --- pytree ----------------------------------------------------------------------
     def tree_flatten(self):
@@ -198,7 +200,7 @@ class Likelihood(NoiseModel):
         shape = mean.shape
         mu = mean.reshape(-1)
         d = self.distribution(mean, params)
-        y = jax.lax.stop_gradient(d.sample(jax.random.PRNGKey(self.seed), (self.n_samples,)))
+        y = jax.lax.stop_gradient(d.sample(jax.random.PRNGKey(jnp.asarray(self.seed).astype(jnp.int32)), (self.n_samples,)))
 
         def logp(m, p):
             lp = log_prob(self.distribution(m.reshape(shape), p), y)
