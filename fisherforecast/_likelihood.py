@@ -200,7 +200,8 @@ class Likelihood(NoiseModel):
         shape = mean.shape
         mu = mean.reshape(-1)
         d = self.distribution(mean, params)
-        y = jax.lax.stop_gradient(d.sample(jax.random.PRNGKey(jnp.asarray(self.seed).astype(jnp.int32)), (self.n_samples,)))
+        key = jax.random.PRNGKey(jnp.asarray(self.seed).astype(jnp.int32))
+        y = jax.lax.stop_gradient(d.sample(key, (self.n_samples,)))
 
         def logp(m, p):
             lp = log_prob(self.distribution(m.reshape(shape), p), y)
