@@ -74,9 +74,15 @@ class Family(Likelihood):
             )
         return f"{type(self).__name__}({', '.join(parts)})"
 
+    #: setting name -> index of the distribution parameter it sets (``_information`` order)
+    argument_of: tuple[tuple[str, int], ...] = ()
+
     @property
     def parameter_dependent(self) -> bool:
         return any(callable(getattr(self, n)) for n in self.settings)
+
+    def fixed_arguments(self) -> frozenset[int]:
+        return frozenset(i for n, i in self.argument_of if not callable(getattr(self, n)))
 
     def value(self, name, params):
         v = getattr(self, name)
@@ -100,6 +106,7 @@ class LogNormal(Family):
     """
 
     settings = ("sigma",)
+    argument_of = (("sigma", 1),)
 
     def __init__(self, sigma):
         super().__init__(sigma)
@@ -150,6 +157,7 @@ class Laplace(Family):
     """
 
     settings = ("scale",)
+    argument_of = (("scale", 1),)
 
     def __init__(self, scale):
         super().__init__(scale)
@@ -185,6 +193,7 @@ class NegativeBinomial(Family):
     """
 
     settings = ("concentration",)
+    argument_of = (("concentration", 1),)
 
     def __init__(self, concentration):
         super().__init__(concentration)
@@ -279,6 +288,7 @@ class StudentT(Family):
     """
 
     settings = ("scale", "df")
+    argument_of = (("df", 0), ("scale", 2))
 
     def __init__(self, scale, df):
         super().__init__(scale, df)

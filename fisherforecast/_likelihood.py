@@ -142,6 +142,11 @@ class Likelihood(NoiseModel):
             ) from None
         return check_distribution(d, mean.shape, self)
 
+    def fixed_arguments(self) -> frozenset[int]:
+        """Indices of the distribution parameters ``φ`` (in :mod:`._information` order)
+        known to be constants; none for a general ``dist_fn``."""
+        return frozenset()
+
     def uses_closed_form(self, d) -> bool:
         """Whether the expected information of ``d`` comes from a closed form."""
         if self.information == "monte-carlo":
@@ -181,6 +186,9 @@ class Likelihood(NoiseModel):
         )
         info = entry.matrix(phi)
         m = len(phi)
+        for a in self.fixed_arguments():  # constant: its (possibly costly) entries go unused
+            for b in range(m):
+                info[a][b] = info[b][a] = 0.0
         w = sum(g_mu[a] * info[a][b] * g_mu[b] for a in range(m) for b in range(m))
         if theta is None or to_params is None:
             return _flat(w, mu.shape), None, None
