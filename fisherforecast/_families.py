@@ -19,9 +19,9 @@ value — a scalar or an array that broadcasts to the model output — or a call
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from ._errors import InputError, quote
-from ._information import log_prob
 from ._likelihood import Likelihood, dist_arity
 from ._values import check_positive, warn_if_float32
 
@@ -88,7 +88,7 @@ class Family(Likelihood):
         v = getattr(self, name)
         return jnp.asarray(v(params) if callable(v) else v, dtype=jnp.float64)
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         raise NotImplementedError
 
 
@@ -113,7 +113,7 @@ class LogNormal(Family):
 
     log_scale = 1.0
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         import numpyro.distributions as dist
 
         s = self.value("sigma", params) * self.log_scale
@@ -162,7 +162,7 @@ class Laplace(Family):
     def __init__(self, scale):
         super().__init__(scale)
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         import numpyro.distributions as dist
 
         return dist.Laplace(mean, jnp.broadcast_to(self.value("scale", params), mean.shape))
@@ -198,7 +198,7 @@ class NegativeBinomial(Family):
     def __init__(self, concentration):
         super().__init__(concentration)
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         import numpyro.distributions as dist
 
         r = jnp.broadcast_to(self.value("concentration", params), mean.shape)
@@ -244,7 +244,7 @@ class Binomial(Family):
             )
         super().__init__(n)
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         import numpyro.distributions as dist
 
         n = jnp.broadcast_to(self.value("total_count", params), mean.shape)
@@ -255,8 +255,10 @@ class Binomial(Family):
         return jnp.asarray(data).reshape(mean.shape) * n, n
 
     def log_likelihood_terms(self, data, mean, params, design):
-        k, _ = self.counts(data, mean)
-        return log_prob(self.distribution(mean, params), k).reshape(-1)
+        k, n = self.counts(data, mean)
+        p = mean.reshape(k.shape)
+        log_choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+        return (log_choose + xlogy(k, p) + xlog1py(n - k, -p)).reshape(-1)
 
     def data_in_support(self, data, mean, params, design):
         k, n = self.counts(data, mean)
@@ -268,8 +270,10 @@ class Binomial(Family):
         return -2.0 * self.log_likelihood(mean0, mean, params, design)
 
     def simulate(self, key, mean, params, design):
-        k = self.distribution(mean, params).sample(key)
+        import numpyro.distributions as dist
+
         n = jnp.broadcast_to(self.value("total_count", {}), mean.shape)
+        k = dist.BinomialProbs(mean, n.astype(jnp.int32)).sample(key)
         return (jnp.asarray(k, dtype=mean.dtype) / n).reshape(mean.shape)
 
 
@@ -293,7 +297,7 @@ class StudentT(Family):
     def __init__(self, scale, df):
         super().__init__(scale, df)
 
-    def distribution(self, mean, params):
+    def build(self, mean, params):
         import numpyro.distributions as dist
 
         s = jnp.broadcast_to(self.value("scale", params), mean.shape)

@@ -130,10 +130,22 @@ class Likelihood(NoiseModel):
         return False if self.arity == 1 else None
 
     # --- the distribution ------------------------------------------------------------
+    def build(self, mean, params):
+        """The distribution as ``dist_fn`` returns it (unchecked)."""
+        return self.dist_fn(mean) if self.arity == 1 else self.dist_fn(mean, params)
+
     def distribution(self, mean, params):
-        """The numpyro distribution at prediction ``mean`` (model shape), checked."""
+        """The numpyro distribution at prediction ``mean`` (model shape), checked.
+
+        Built with numpyro's validation off: its ``log_prob`` is then the density's own
+        continuation (e.g. counts at the non-integer Asimov data of a profile) instead of
+        ``-inf`` with a warning; arguments are checked by :meth:`check_values` and user data
+        by :meth:`data_in_support`."""
+        from numpyro import validation_enabled
+
         try:
-            d = self.dist_fn(mean) if self.arity == 1 else self.dist_fn(mean, params)
+            with validation_enabled(False):
+                d = self.build(mean, params)
         except ValueError as exc:  # numpyro's own argument validation (concrete values)
             raise InputError(
                 f"The dist_fn of {self!r} failed at the fiducial: {exc} The parameters of the "

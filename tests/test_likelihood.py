@@ -270,6 +270,7 @@ def test_monte_carlo_fisher_lies_within_its_reported_error():
     assert "fisher_standard_error" not in fisher(ff.Likelihood(normal_with_scale), fid).metadata
 
 
+@pytest.mark.slow
 def test_monte_carlo_standard_error_is_the_scatter_over_seeds():
     """The reported SE agrees with the spread of independent estimates (chi-square), and
     the seeds share one compiled kernel (the seed is a pytree leaf)."""
@@ -311,6 +312,7 @@ def simulated_information(exp, fid, kind, n, seed=0):
         return np.asarray(run(f64, jax.random.PRNGKey(seed)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["observed", "empirical"])
 @pytest.mark.parametrize(
     "noise,extra",
@@ -329,6 +331,18 @@ def test_observed_and_empirical_average_to_the_expected(kind, noise, extra):
     mean, se = Fs.mean(axis=0), Fs.std(axis=0, ddof=1) / np.sqrt(len(Fs))
     z = (mean - expected) / np.where(se > 0, se, 1.0)
     assert np.max(np.abs(z)) < 4.5, z
+
+
+def test_observed_and_empirical_average_to_the_expected_fast():
+    """One case of the slow test above, always run: NB with r a parameter, 400 data sets."""
+    fid = {**FID, "r": 3.0}
+    exp = ff.Experiment(decay, ff.NegativeBinomial(lambda p: p["r"]), design=T)
+    expected = ff.fisher(exp, fid).matrix
+    for kind in ("observed", "empirical"):
+        Fs = simulated_information(exp, fid, kind, 400, seed=5)
+        se = Fs.std(axis=0, ddof=1) / np.sqrt(len(Fs))
+        z = (Fs.mean(axis=0) - expected) / np.where(se > 0, se, 1.0)
+        assert np.max(np.abs(z)) < 4.5, (kind, z)
 
 
 @pytest.mark.parametrize(
@@ -417,7 +431,7 @@ def test_invalid_distribution_parameters_are_named():
     with pytest.raises(ff.InputError, match="arg_constraints"):
         fisher(ff.Likelihood(lambda mu: dist.Normal(mu, -1.0)))
     with pytest.raises(ff.InputError, match=r"Fisher information .* in the prediction"):
-        fisher(ff.Likelihood(lambda mu: dist.Exponential(jnp.sqrt(mu - 10.0))))
+        fisher(ff.Likelihood(lambda mu: dist.Normal(mu, 1e-200)))  # 1/s² overflows
 
 
 class NaNNormal(dist.Normal):
@@ -491,6 +505,7 @@ def test_observed_dispersion_information_where_betaln_fails():
 # Analyses beyond the Fisher matrix (the contract matrix covers fisher_batch,
 # identifiability and profiles)
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_coverage_of_a_negative_binomial_forecast_with_dispersion():
     """Simulated NB data (r a parameter), batched ML fits: the scatter of the estimates is the
     Fisher σ (Cramér–Rao, asymptotically; 48 counts of mean 7-25 are close to it)."""
