@@ -526,3 +526,18 @@ def test_design_selection_uses_the_likelihood_information():
     b = ff.select_measurements(g, FID, cand, 3)
     assert sorted(np.asarray(a.indices).tolist()) == sorted(np.asarray(b.indices).tolist())
     np.testing.assert_allclose(a.fisher.matrix, b.fisher.matrix, rtol=1e-10)
+
+
+def test_profile_of_an_overdispersed_model_is_centred_with_fisher_curvature():
+    """Noise-free NB profile (expected deviance): minimum at the fiducial, and near it
+    Δ(−2 ln L) = (ΔA)²/σ_A² with σ_A from the Fisher matrix."""
+    exp = nb_exp()
+    prof = ff.profile_likelihood(exp, FID, "A", n_grid=21)
+    assert prof.estimate == pytest.approx(FID["A"], rel=1e-6)
+    sigma = fisher(ff.NegativeBinomial(3.0)).sigma()["A"]
+    grid, delta = np.asarray(prof.grid), np.asarray(prof.delta)
+    near = np.abs(grid - FID["A"]) < 0.6 * sigma
+    assert near.sum() >= 1
+    np.testing.assert_allclose(
+        delta[near], ((grid[near] - FID["A"]) / sigma) ** 2, rtol=0.25, atol=1e-6
+    )

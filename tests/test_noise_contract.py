@@ -113,7 +113,7 @@ NOISE_CASES = {
     "psd": Case(lambda: ff.PSD(2.0, 0.5), model=decay_complex, complex_output=True),
     "student-t": Case(lambda: StudentT(0.5, 5.0)),
     "student-t-family": Case(lambda: ff.StudentT(0.5, 5.0)),
-    "negative-binomial": Case(lambda: ff.NegativeBinomial(30.0)),
+    "negative-binomial": Case(lambda: ff.NegativeBinomial(300.0)),
     "likelihood-nb-dispersion": Case(nb_generic, extra={"r": 30.0}),
     "lognormal": Case(lambda: ff.LogNormal(0.1)),
     "laplace": Case(lambda: ff.Laplace(0.5)),
@@ -152,7 +152,7 @@ def _textbook_other(case_id, case, fid, J):
     if case_id == "binomial":
         return J.T @ (J * (40.0 / (mu * (1 - mu)))[:, None])
     if "nb" in case_id or case_id == "negative-binomial":
-        r = fid.get("r", 30.0)
+        r = fid.get("r", 300.0 if case_id == "negative-binomial" else 30.0)
         F = np.zeros((len(fid), len(fid)))
         F[:2, :2] = J[:, :2].T @ (J[:, :2] * (r / (mu * (mu + r)))[:, None])
         if "r" in fid:
@@ -339,7 +339,7 @@ def test_simulated_data_scatter_as_the_noise_model_says(case_id):
     elif case_id == "binomial":
         var = mean * (1 - mean) / 40.0
     elif "nb" in case_id or case_id == "negative-binomial":
-        var = mean + mean**2 / 30.0
+        var = mean + mean**2 / (300.0 if case_id == "negative-binomial" else 30.0)
     elif case_id == "poisson":
         var = mean
     elif case_id == "psd":
