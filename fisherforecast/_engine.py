@@ -292,7 +292,8 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate one experiment at one fiducial. Pure; call under float64.
 
-    ``F = inner(J, J) + covariance_information`` with the noise model's own metric.
+    ``F = inner(J, J) + covariance_information + cross_information`` with the noise
+    model's own metric.
     """
     names = tuple(names)
     mean, J = jacobian(experiment, fiducial, names, mode)
@@ -304,6 +305,9 @@ def evaluate(
     extra = noise.covariance_information(mean, theta, to_params, design, mode)
     if extra is not None:
         F = F + extra
+    cross = noise.cross_information(J, mean, theta, to_params, design, mode)
+    if cross is not None:
+        F = F + cross
     F = 0.5 * (F + F.T)
     whitened = None
     if whiten and not noise.parameter_dependent:

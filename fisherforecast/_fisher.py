@@ -28,12 +28,15 @@ from ._engine import (
     split,
 )
 from ._errors import InputError
+from ._fisher_kinds import check_kind, fisher_at_data, monte_carlo_error
 from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
 
 
-def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> FisherMatrix:
+def fisher(
+    experiment_or_list, fiducial, *, params=None, mode="forward", kind="expected", data=None
+) -> FisherMatrix:
     """Fisher information matrix of one or several independent experiments.
 
     **Arguments:**
@@ -49,6 +52,15 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
       are held at their fiducial values. An array-valued parameter varies as a whole.
     - `mode`: ``"forward"`` (``jax.jacfwd``, default: best for few parameters and many
       data) or ``"reverse"`` (``jax.jacrev``).
+    - `kind`: ``"expected"`` (default: the average over data, what a forecast needs),
+      ``"observed"`` (``−∂²ln L/∂θ∂θᵀ`` at `data`) or ``"empirical"`` (the sum of per-datum
+      score outer products at `data`); see ``docs/likelihoods.md``.
+    - `data`: the data for ``kind="observed"``/``"empirical"`` (model output shape; a list
+      for several experiments).
+
+    A noise model whose expected information is a Monte-Carlo estimate (``ff.Likelihood``
+    with a distribution of no known closed form) reports its standard error in
+    ``F.metadata["fisher_standard_error"]``.
 
     **Returns:** a :class:`FisherMatrix` in float64, whatever the global JAX setting.
 
@@ -71,17 +83,32 @@ def fisher(experiment_or_list, fiducial, *, params=None, mode="forward") -> Fish
     fid = check_fiducial_arrays(fiducial)
     names = check_names(params, fid)
     check_mode(mode, experiments)
+    check_kind(kind, data)
+    meta = {}
     with float64():
         fid64 = {k: np.asarray(v, dtype=np.float64) for k, v in fid.items()}
-        total = evaluate_checked(experiments, fid64, names, mode).fisher
+        if kind == "expected":
+            total = evaluate_checked(experiments, fid64, names, mode).fisher
+            error = monte_carlo_error(experiments, fid64, names, mode)
+            if error is not None:
+                meta["fisher_standard_error"] = error[0].tolist()
+                meta["information"] = "; ".join(
+                    f"Monte Carlo, {n.n_samples} draws per datum, seed {int(n.seed)}"
+                    for n in error[1]
+                )
+        else:
+            total = fisher_at_data(experiments, fid64, names, mode, kind, data)
+            meta["kind"] = kind
     label = "+".join(e.name for e in experiments if e.name) or None
     fixed = [k for k in fid if k not in names]
+    if fixed:
+        meta["fixed"] = flat_values(fid, fixed)
     return FisherMatrix(
         total,
         expand_names(fid, names),
         fiducial=flat_values(fid, names),
         name=label,
-        metadata={"fixed": flat_values(fid, fixed)} if fixed else None,
+        metadata=meta or None,
     )
 
 

@@ -21,6 +21,13 @@ every method takes its arguments in one order — what is being measured first, 
     not declared);
     ``covariance_information(mean, theta, to_params, design, mode)`` then returns the extra
     information ``½ tr(C⁻¹ ∂ᵢC C⁻¹ ∂ⱼC)``;
+  - ``cross_information(jacobian, mean, theta, to_params, design, mode)``: the cross terms
+    ``Jᵀ C + Cᵀ J`` between the mean and parameter-dependent noise (e.g. a dispersion
+    entering the same per-datum distribution as the mean), or ``None`` where they vanish;
+  - ``log_likelihood_terms(data, mean, params, design)``: the ``(N,)`` per-datum terms of
+    an independent-data log-likelihood, or ``None`` (the empirical Fisher needs them);
+  - ``data_in_support(data, mean, params, design)``: boolean ``(N,)``, whether each datum
+    can occur (e.g. whole non-negative counts), or ``None`` (any finite value can);
   - ``gaussian``: the log-likelihood is ``−½ inner(r, r)`` plus a term free of the mean
     (needed by DALI);
   - ``covariance(mean, params, design)``: the dense data covariance, or ``None``
@@ -40,7 +47,6 @@ from __future__ import annotations
 
 import abc
 import inspect
-import warnings
 from typing import ClassVar
 
 import jax
@@ -50,6 +56,7 @@ import numpy as np
 
 from ._errors import InputError, quote
 from ._linalg import check_matrix
+from ._values import check_positive, warn_if_float32
 from ._x64 import as_float64_tree
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -96,32 +103,6 @@ def _broadcast_flat(values, shape, what):
             "an array that broadcasts to the output."
         ) from None
     return out.reshape(-1)
-
-
-_FLOAT32_WARNED: set[str] = set()
-_LOW_PRECISION = ("float16", "bfloat16", "float32", "complex64")
-
-
-def warn_if_float32(tree, what: str, stacklevel: int = 3) -> None:
-    """Warn (once per process for each ``what``) when a user array arrives in 32-bit
-    precision: it was rounded before fisherforecast saw it, and converting it to float64
-    cannot restore the lost digits (e.g. ``jnp.linspace`` under JAX's float32 default)."""
-    if what in _FLOAT32_WARNED:
-        return
-    for leaf in jax.tree_util.tree_leaves(tree):
-        dtype = getattr(leaf, "dtype", None)
-        if dtype is None or str(dtype) not in _LOW_PRECISION or _is_traced(leaf):
-            continue
-        _FLOAT32_WARNED.add(what)
-        warnings.warn(
-            f"{what} received a {dtype} array: its values were rounded to ~7 digits before "
-            "fisherforecast could store them in float64, so the Fisher matrix describes the "
-            "rounded values. Build the arrays with numpy (np.linspace, np.array) or inside "
-            "`with jax.enable_x64(True):`. (Warned once per process.)",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
-        return
 
 
 class NoiseModel(abc.ABC):
@@ -209,6 +190,11 @@ class NoiseModel(abc.ABC):
         """
         return None
 
+    def cross_information(self, jacobian, mean, theta, to_params, design, mode):
+        """Information shared by the mean and the noise parameters, ``(P, P)``, or ``None``
+        (the default: the two are orthogonal, as for Gaussian noise)."""
+        return None
+
     def covariance(self, mean, params, design):
         """The dense ``(N, N)`` covariance of Gaussian data, or ``None``."""
         return None
@@ -242,6 +228,15 @@ class NoiseModel(abc.ABC):
     def log_likelihood(self, data, mean, params, design) -> jax.Array:
         """``ln p(data | mean, params)`` (constants may be dropped)."""
         raise NotImplementedError
+
+    def log_likelihood_terms(self, data, mean, params, design):
+        """``(N,)`` per-datum terms summing to :meth:`log_likelihood` for independent data,
+        or ``None`` (the default: correlated data, or not defined)."""
+        return None
+
+    def data_in_support(self, data, mean, params, design):
+        """Boolean ``(N,)``: which data the noise model can produce; ``None``: all."""
+        return None
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``E[−2 ln L(mean, params)]`` over data drawn at ``(mean0, params0)``, up to a
@@ -443,6 +438,13 @@ class Gaussian(NoiseModel):
             }
         return {}
 
+    def log_likelihood_terms(self, data, mean, params, design):
+        if not self.diagonal:
+            return None
+        r = (jnp.asarray(data) - mean).reshape(-1)
+        s = self.sigma_flat(mean.shape, params, design)
+        return -0.5 * (r / s) ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
+
     def log_likelihood(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
         if self.diagonal:
@@ -569,9 +571,16 @@ class Poisson(NoiseModel):
     def check_values(self, mean, params, design):
         return {"expected counts must be positive and finite (Poisson noise)": mean.reshape(-1)}
 
+    def data_in_support(self, data, mean, params, design):
+        d = jnp.asarray(data).reshape(-1)
+        return (d >= 0) & (d == jnp.round(d))
+
+    def log_likelihood_terms(self, data, mean, params, design):
+        d, lam = jnp.asarray(data).reshape(-1), mean.reshape(-1)
+        return jax.scipy.special.xlogy(d, lam) - lam - jax.scipy.special.gammaln(d + 1)
+
     def log_likelihood(self, data, mean, params, design):
-        d = jnp.asarray(data)
-        return jnp.sum(jax.scipy.special.xlogy(d, mean) - mean - jax.scipy.special.gammaln(d + 1))
+        return jnp.sum(self.log_likelihood_terms(data, mean, params, design))
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``−2 Σ (λ₀ ln λ − λ)``: linear in the data, so −2 ln L of the data ``λ₀``."""
@@ -614,9 +623,9 @@ class PSD(NoiseModel):
             self.psd_fn = psd
         else:
             warn_if_float32(psd, "A noise model")
-            self.psd = _check_positive(psd, "psd")
+            self.psd = check_positive(psd, "psd")
         warn_if_float32(df, "A noise model")
-        self.df = _check_positive(df, "df")
+        self.df = check_positive(df, "df")
 
     def tree_flatten(self):
         return (self.psd, self.df), self.psd_fn
@@ -681,19 +690,3 @@ class PSD(NoiseModel):
         if jnp.iscomplexobj(mean):
             noise = noise + 1j * sd * jax.random.normal(k2, sd.shape)
         return mean + noise.reshape(mean.shape).astype(mean.dtype)
-
-
-def _check_positive(value, what):
-    if _is_traced(value):
-        return value
-    arr = np.asarray(value)
-    if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{what} must be real and positive; received {quote(value)}.")
-    arr = arr.astype(np.float64)
-    bad = ~(np.isfinite(arr) & (arr > 0))
-    if np.any(bad):
-        where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
-        raise InputError(
-            f"{what} must be positive and finite; received {quote(value)} (bad entries at {where})."
-        )
-    return arr

@@ -13,6 +13,7 @@ from helpers import docstring_tests, run_docstring_examples
 import fisherforecast as ff
 
 PUBLIC_API = [
+    "Binomial",
     "Coverage",
     "CrossCheck",
     "DALI",
@@ -29,8 +30,13 @@ PUBLIC_API = [
     "InputError",
     "Inverse",
     "JointExperiment",
+    "Laplace",
+    "Likelihood",
+    "Log10Normal",
+    "LogNormal",
     "MFAC",
     "MergedPytree",
+    "NegativeBinomial",
     "NoiseModel",
     "NonFiniteError",
     "PSD",
@@ -44,6 +50,7 @@ PUBLIC_API = [
     "RequiredSamples",
     "Selection",
     "SingularFisherError",
+    "StudentT",
     "bias",
     "check_solve",
     "collinearity_index",
@@ -121,6 +128,11 @@ ENGINE_MODULES = [
     "_x64",
     "_joint",
     "_merge",
+    "_values",
+    "_information",
+    "_likelihood",
+    "_families",
+    "_fisher_kinds",
 ]
 # Analyses: their docstring examples run here too (one parser, one runner for all modules).
 ANALYSIS_MODULES = [
