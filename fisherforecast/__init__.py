@@ -65,6 +65,7 @@ _LAZY = {
     "contributions": "._joint",
     "plot": ".plot",
     "models": ".models",
+    "petab": ".petab",
 }
 
 

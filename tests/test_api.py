@@ -60,6 +60,7 @@ PUBLIC_API = [
     "nullspace_prior",
     "ode_model",
     "optimize_design",
+    "petab",
     "plot",
     "profile_likelihood",
     "repair_identifiability",
@@ -137,6 +138,8 @@ ANALYSIS_MODULES = [
     "_design.select",
     "_design.samples",
     "_design.repair",
+    "petab._noise",
+    "petab._problem",
 ]
 
 

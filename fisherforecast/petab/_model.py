@@ -54,6 +54,7 @@ class PetabModel:
         self.preequilibrate = preequilibrate
         self.steady_rows = steady_rows
         self.__name__ = "petab_model"
+        self.traces = 0  # how many times JAX traced the model (a retracing check)
 
     # --- parameters -----------------------------------------------------------------------
     def constants(self, params):
@@ -127,6 +128,7 @@ class PetabModel:
         return jnp.where(src >= 0, k[jnp.maximum(src, 0)], jnp.asarray(val))
 
     def __call__(self, params, design):
+        self.traces += 1
         k, tf, X = self.states(params, design)
         opl = self._placeholders(k, design["obs_src"], design["obs_val"])
         npl = self._placeholders(k, design["noise_src"], design["noise_val"])

@@ -18,12 +18,14 @@ with no ``y``–``σ`` cross term (both densities are symmetric).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 from .._noise import NoiseModel
 
-LN10 = float(jnp.log(10.0))
+LN10 = math.log(10.0)
 TRANSFORMS = ("lin", "log", "log10")
 DISTRIBUTIONS = ("normal", "laplace")
 

@@ -101,7 +101,8 @@ class PetabProblem(Record):
         with float64():
             p64 = {k: jnp.float64(v) for k, v in full.items()}
             for exp, data in zip(self.experiments, self.data, strict=True):
-                total += float(_jit_llh(exp, p64, jnp.asarray(data)))
+                mean = _jit_call(exp, p64)
+                total += float(exp.noise.log_likelihood(jnp.asarray(data), mean, p64, exp.design))
         if prior:
             total += log_prior(self.priors, full, self.scales)
         return total
@@ -126,12 +127,6 @@ class PetabProblem(Record):
 @jax.jit
 def _jit_call(exp, params):
     return exp(params)
-
-
-@jax.jit
-def _jit_llh(exp, params, data):
-    mean = exp(params)
-    return exp.noise.log_likelihood(data, mean, params, exp.design)
 
 
 def _read_tables(path):
