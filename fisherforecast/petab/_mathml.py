@@ -11,9 +11,13 @@ sub-expressions are evaluated once per call.
 
 from __future__ import annotations
 
+import itertools
 import math
+from typing import Any
 
+import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import libsbml
 import sympy as sp
 
@@ -69,6 +73,65 @@ _REFUSED = {
 }
 
 
+def _relation(rel):
+    def make(kids):
+        pairs = [rel(a, b, evaluate=False) for a, b in itertools.pairwise(kids)]
+        return pairs[0] if len(pairs) == 1 else sp.And(*pairs)
+
+    return make
+
+
+def _spread(f):
+    def call(kids):
+        return f(*kids)
+
+    return call
+
+
+_LEAVES = {
+    libsbml.AST_NAME_TIME: TIME,
+    libsbml.AST_NAME_AVOGADRO: sp.Float(6.02214076e23, 17),
+    libsbml.AST_CONSTANT_PI: sp.pi,
+    libsbml.AST_CONSTANT_E: sp.E,
+    libsbml.AST_CONSTANT_TRUE: sp.true,
+    libsbml.AST_CONSTANT_FALSE: sp.false,
+}
+_OPS = {
+    libsbml.AST_PLUS: lambda k: sp.Add(*k) if k else sp.Integer(0),
+    libsbml.AST_TIMES: lambda k: sp.Mul(*k) if k else sp.Integer(1),
+    libsbml.AST_MINUS: lambda k: -k[0] if len(k) == 1 else k[0] - k[1],
+    libsbml.AST_DIVIDE: lambda k: k[0] / k[1],
+    libsbml.AST_POWER: lambda k: sp.Pow(k[0], k[1]),
+    libsbml.AST_FUNCTION_POWER: lambda k: sp.Pow(k[0], k[1]),
+    libsbml.AST_FUNCTION_ROOT: lambda k: sp.Pow(k[1], 1 / k[0]) if len(k) == 2 else sp.sqrt(k[0]),
+    # A one-argument log is log10 in SBML; with a <logbase>, the base comes first.
+    libsbml.AST_FUNCTION_LOG: lambda k: sp.log(k[0], 10) if len(k) == 1 else sp.log(k[1], k[0]),
+    libsbml.AST_FUNCTION_MAX: lambda k: sp.Max(*k),
+    libsbml.AST_FUNCTION_MIN: lambda k: sp.Min(*k),
+    libsbml.AST_FUNCTION_REM: lambda k: sp.Mod(k[0], k[1]),
+    libsbml.AST_FUNCTION_QUOTIENT: lambda k: sp.floor(k[0] / k[1]),
+    libsbml.AST_LOGICAL_NOT: lambda k: sp.Not(k[0]),
+    libsbml.AST_FUNCTION_PIECEWISE: lambda k: _piecewise(k),
+    **{t: _spread(f) for t, f in _FUNCS.items()},
+    **{t: _spread(f) for t, f in _LOGIC.items()},
+    **{t: _relation(r) for t, r in _RELATIONS.items()},
+}
+
+
+def _number(node):
+    if node.getType() == libsbml.AST_INTEGER:
+        return sp.Integer(node.getInteger())
+    value = node.getReal()
+    if math.isnan(value):
+        return sp.nan
+    if math.isinf(value):
+        return sp.oo if value > 0 else -sp.oo
+    return sp.Float(value, 17)
+
+
+_NUMBERS = (libsbml.AST_INTEGER, libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL)
+
+
 def to_sympy(node, functions: dict, where: str):
     """Convert a libsbml ``ASTNode`` into a sympy expression.
 
@@ -78,65 +141,15 @@ def to_sympy(node, functions: dict, where: str):
     if node is None:
         raise InputError(f"{where} has no math.")
     t = node.getType()
-    kids = [to_sympy(node.getChild(i), functions, where) for i in range(node.getNumChildren())]
-    if t == libsbml.AST_INTEGER:
-        return sp.Integer(node.getInteger())
-    if t in (libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL):
-        value = node.getReal()
-        if math.isnan(value):
-            return sp.nan
-        if math.isinf(value):
-            return sp.oo if value > 0 else -sp.oo
-        return sp.Float(value, 17)
+    if t in _NUMBERS:
+        return _number(node)
     if t == libsbml.AST_NAME:
         return sp.Symbol(node.getName())
-    if t == libsbml.AST_NAME_TIME:
-        return TIME
-    if t == libsbml.AST_NAME_AVOGADRO:
-        return sp.Float(6.02214076e23, 17)
-    if t == libsbml.AST_CONSTANT_PI:
-        return sp.pi
-    if t == libsbml.AST_CONSTANT_E:
-        return sp.E
-    if t == libsbml.AST_CONSTANT_TRUE:
-        return sp.true
-    if t == libsbml.AST_CONSTANT_FALSE:
-        return sp.false
-    if t == libsbml.AST_PLUS:
-        return sp.Add(*kids) if kids else sp.Integer(0)
-    if t == libsbml.AST_TIMES:
-        return sp.Mul(*kids) if kids else sp.Integer(1)
-    if t == libsbml.AST_MINUS:
-        return -kids[0] if len(kids) == 1 else kids[0] - kids[1]
-    if t == libsbml.AST_DIVIDE:
-        return kids[0] / kids[1]
-    if t in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER):
-        return sp.Pow(kids[0], kids[1])
-    if t == libsbml.AST_FUNCTION_ROOT:
-        return sp.Pow(kids[1], 1 / kids[0]) if len(kids) == 2 else sp.sqrt(kids[0])
-    if t == libsbml.AST_FUNCTION_LOG:
-        # A one-argument log is log10 in SBML; with a <logbase>, the base comes first.
-        return sp.log(kids[0], 10) if len(kids) == 1 else sp.log(kids[1], kids[0])
-    if t in _FUNCS:
-        return _FUNCS[t](*kids)
-    if t == libsbml.AST_FUNCTION_MAX:
-        return sp.Max(*kids)
-    if t == libsbml.AST_FUNCTION_MIN:
-        return sp.Min(*kids)
-    if t == libsbml.AST_FUNCTION_REM:
-        return sp.Mod(kids[0], kids[1])
-    if t == libsbml.AST_FUNCTION_QUOTIENT:
-        return sp.floor(kids[0] / kids[1])
-    if t in _RELATIONS:
-        rel = _RELATIONS[t]
-        pairs = [rel(a, b, evaluate=False) for a, b in zip(kids, kids[1:], strict=False)]
-        return pairs[0] if len(pairs) == 1 else sp.And(*pairs)
-    if t in _LOGIC:
-        return _LOGIC[t](*kids)
-    if t == libsbml.AST_LOGICAL_NOT:
-        return sp.Not(kids[0])
-    if t == libsbml.AST_FUNCTION_PIECEWISE:
-        return _piecewise(kids)
+    if t in _LEAVES:
+        return _LEAVES[t]
+    kids = [to_sympy(node.getChild(i), functions, where) for i in range(node.getNumChildren())]
+    if t in _OPS:
+        return _OPS[t](kids)
     if t == libsbml.AST_FUNCTION:
         name = node.getName()
         if name not in functions:
@@ -194,7 +207,7 @@ _UNARY = {
     sp.sec: lambda x: 1 / jnp.cos(x),
     sp.csc: lambda x: 1 / jnp.sin(x),
     sp.cot: lambda x: 1 / jnp.tan(x),
-    sp.factorial: lambda x: jnp.exp(jnp.lgamma(x + 1.0)),
+    sp.factorial: lambda x: jnp.exp(jax.scipy.special.gammaln(x + 1.0)),
 }
 _COMPARE = {
     sp.StrictLessThan: jnp.less,
@@ -255,7 +268,8 @@ class JaxWalker:
             return _UNARY[e.func](self(e.args[0]))
         if isinstance(e, sp.Piecewise):
             out = None
-            for value, cond in reversed(e.args):
+            pieces: Any = e.args
+            for value, cond in reversed(pieces):
                 v = self(value)
                 out = v if out is None else jnp.where(self(cond), v, out)
             return out

@@ -23,11 +23,10 @@ PRIOR_TYPES = (
 )
 
 
-def read_priors(par_df, names, where) -> dict:
-    """``{name: (type, (a, b))}`` for the estimated parameters that have a prior."""
-    type_col = next(
-        (c for c in ("objectivePriorType", "priorType") if c in par_df.columns), None
-    )
+def read_priors(par_df, names, where, scales) -> dict:
+    """``{name: (type, (a, b), scale)}`` for the estimated parameters that have a prior
+    (``scale``: the problem's scale of the parameter, which parameterScale priors use)."""
+    type_col = next((c for c in ("objectivePriorType", "priorType") if c in par_df.columns), None)
     if type_col is None:
         return {}
     par_col = type_col.replace("Type", "Parameters")
@@ -45,7 +44,7 @@ def read_priors(par_df, names, where) -> dict:
         if cell is None or (not isinstance(cell, str) and pd.isna(cell)):
             raise InputError(f"{where}: the prior of {p!r} has no parameters.")
         a, b = (float(v) for v in str(cell).split(";"))
-        out[p] = (kind, (a, b))
+        out[p] = (kind, (a, b), scales[p])
     return out
 
 
@@ -53,26 +52,42 @@ def _linear(theta, scale):
     return theta if scale == "lin" else math.exp(theta) if scale == "log" else 10.0**theta
 
 
-def _dlinear(theta, scale):
-    x = _linear(theta, scale)
+def _to_scale(x, scale):
+    return x if scale == "lin" else math.log(x) if scale == "log" else math.log10(x)
+
+
+def _dx(x, scale):
+    """``dx/dθ`` for ``θ`` on `scale`, at linear value ``x``."""
     return 1.0 if scale == "lin" else x if scale == "log" else x * math.log(10.0)
 
 
+def _variable(kind, theta, scale, prior_scale):
+    """The prior's variable ``v`` at ``θ`` (on `scale`) and ``dv/dθ``; None if undefined."""
+    x = _linear(theta, scale)
+    dx = _dx(x, scale)
+    if kind.startswith("parameterScale"):
+        if prior_scale != "lin" and x <= 0:
+            return None
+        return _to_scale(x, prior_scale), dx / _dx(x, prior_scale)
+    if kind.startswith("log"):
+        if x <= 0:
+            return None
+        return math.log(x), dx / x
+    return x, dx
+
+
 def log_prior(priors, params, scales) -> float:
-    """Sum of the priors' log-densities at `params` (on the problem's scale)."""
+    """Sum of the priors' log-densities at `params` (on `scales`)."""
     total = 0.0
-    for p, (kind, (a, b)) in priors.items():
-        theta = float(params[p])
-        v = theta if kind.startswith("parameterScale") else _linear(theta, scales[p])
+    for p, (kind, (a, b), prior_scale) in priors.items():
+        got = _variable(kind, float(params[p]), scales[p], prior_scale)
+        if got is None:
+            return -math.inf
+        v = got[0]
         base = kind.replace("parameterScale", "").lower()
-        if base.startswith("log"):
-            if v <= 0:
-                return -math.inf
-            jac = -math.log(v)
-            v = math.log(v)
-            base = base[3:]
-        else:
-            jac = 0.0
+        # log-normal / log-Laplace are densities of x: include d ln x / dx = 1/x.
+        jac = -v if base.startswith("log") else 0.0
+        base = base[3:] if base.startswith("log") else base
         if base == "normal":
             total += -0.5 * math.log(2 * math.pi * b**2) - 0.5 * ((v - a) / b) ** 2 + jac
         elif base == "laplace":
@@ -83,21 +98,17 @@ def log_prior(priors, params, scales) -> float:
 
 
 def prior_fisher(priors, nominal, scales) -> FisherMatrix:
-    """The priors' Fisher information on the problem's scale, at the nominal values."""
+    """The priors' Fisher information in the coordinates of `scales`, at the nominal
+    values: ``(dv/dθ)² / s²`` for a normal (``s = σ``) or Laplace (``s = b``) prior on ``v``;
+    uniform priors add none."""
     names = list(nominal)
     F = np.zeros((len(names), len(names)))
-    for p, (kind, (_, b)) in priors.items():
+    for p, (kind, (_, b), prior_scale) in priors.items():
         if kind.endswith("niform"):
             continue
-        theta = float(nominal[p])
-        if kind.startswith("parameterScale"):
-            d = 1.0
-        elif kind.startswith("log"):
-            d = {"lin": 1.0 / theta if theta else np.inf, "log": 1.0, "log10": math.log(10.0)}[
-                scales[p]
-            ]
-        else:
-            d = _dlinear(theta, scales[p])
+        got = _variable(kind, float(nominal[p]), scales[p], prior_scale)
+        if got is None:
+            continue
         i = names.index(p)
-        F[i, i] = (d / b) ** 2
+        F[i, i] = (got[1] / b) ** 2
     return FisherMatrix(F, names, fiducial=dict(nominal), name="prior")

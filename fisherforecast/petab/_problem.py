@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ class PetabProblem(Record):
             row 0 the data, row 1 unused; padding rows have weight 0).
         rows: per experiment, the measurement-table row numbers of its data entries.
         n_data: the number of measurements; priors: the objective priors, name -> (type,
-            parameters).
+            parameters, the parameter's scale in the problem).
+        observable_ids: the observables, in the order of ``design["observable"]``.
+        measurements: the measurement table (pandas), in the row order of ``simulate``.
     """
 
     name: str
@@ -62,6 +65,7 @@ class PetabProblem(Record):
     rows: tuple
     n_data: int
     priors: dict
+    observable_ids: tuple = ()
     measurements: Any = None
 
     def _params(self, params):
@@ -117,6 +121,38 @@ class PetabProblem(Record):
         parameter has no such prior)."""
         return prior_fisher(self.priors, self.nominal, self.scales)
 
+    def candidate_experiments(self, times, observables=None, experiment=0) -> list:
+        """New single measurements to consider (e.g. for ``ff.repair_identifiability``):
+        one ``ff.Experiment`` per observable and time, in the condition of experiment
+        number `experiment`, with the placeholders and noise of that observable's first
+        measurement there.
+
+        **Arguments:** `times` (a sequence of times), `observables` (ids; default: every
+        observable the experiment measures), `experiment` (an index into ``experiments``).
+        """
+        exp = self.experiments[experiment]
+        d = exp.design
+        measured = [
+            self.observable_ids[i]
+            for i in dict.fromkeys(np.asarray(d["observable"])[np.asarray(d["weight"]) > 0])
+        ]
+        wanted = measured if observables is None else list(observables)
+        unknown = [o for o in wanted if o not in measured]
+        if unknown:
+            raise InputError(
+                f"`observables` {unknown} are not measured in {exp.label}; it measures {measured}."
+            )
+        out = []
+        for oid in wanted:
+            idx = self.observable_ids.index(oid)
+            row = int(np.flatnonzero(np.asarray(d["observable"]) == idx)[0])
+            for t in np.asarray(times, dtype=np.float64).reshape(-1):
+                design = {k: np.asarray(v)[row : row + 1].copy() for k, v in d.items()}
+                design["time"] = np.array([t])
+                design["weight"] = np.ones(1)
+                out.append(exp.replace(design=design, name=f"{oid} at t={t:g}"))
+        return out
+
     def __repr__(self):
         return (
             f"PetabProblem({self.name!r}: {len(self.nominal)} parameters, "
@@ -133,7 +169,12 @@ def _read_tables(path):
     import petab.v1 as pv
 
     try:
-        return pv.Problem.from_yaml(str(path))
+        with warnings.catch_warnings():
+            # petab 0.8 asks pandas for float_precision="round_trip" (exact decimal
+            # parsing), which pandas 3 deprecates with a warning: keep the behaviour.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pv.Problem.from_yaml(str(path))
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -153,7 +194,9 @@ def _problem_sbml(path):
     return Path(path).parent / problems[0]["sbml_files"][0]
 
 
-def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabProblem:
+def load(
+    problem_yaml, *, scale="problem", rtol=1e-10, atol=1e-10, max_steps=100_000
+) -> PetabProblem:
     """Import a PEtab (v1) problem: one experiment per condition, nominal parameters, data.
 
     The SBML model becomes a JAX right-hand side (MathML → sympy → JAX); each condition is
@@ -163,6 +206,9 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     **Arguments:**
 
     - `problem_yaml`: path to the problem's YAML file.
+    - `scale`: ``"problem"`` (default): parameters on the problem's own scale (mostly
+      log10), as PEtab estimates them; ``"linear"``: every parameter on its linear scale,
+      so that ``ff.identifiability`` (which works in ``ln θ``) reads relative errors.
     - `rtol`, `atol`, `max_steps`: the ODE solver's tolerances and step budget.
 
     **Returns:** a :class:`PetabProblem`.
@@ -175,7 +221,8 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     ```python
     >>> import fisherforecast as ff
     >>> from pathlib import Path
-    >>> yaml = Path(ff.__file__).parents[1] / "tests/data/petab/Boehm_JProteomeRes2014/Boehm_JProteomeRes2014.yaml"
+    >>> data = Path(ff.__file__).parents[1] / "tests/data/petab"
+    >>> yaml = data / "Boehm_JProteomeRes2014" / "Boehm_JProteomeRes2014.yaml"
     >>> problem = ff.petab.load(yaml)
     >>> problem
     PetabProblem('Boehm_JProteomeRes2014': 9 parameters, 1 conditions, 48 data)
@@ -183,13 +230,15 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     -138.222
     ```
     """
+    if scale not in ("problem", "linear"):
+        raise InputError(f"`scale` must be 'problem' or 'linear'; received {quote(scale)}.")
     path = Path(problem_yaml)
     if not path.is_file():
         raise InputError(f"`problem_yaml` must be a PEtab YAML file; {quote(str(path))} is not.")
     name = path.stem
     where = f"PEtab problem {name!r}"
     sbml_path = _problem_sbml(path)
-    tables = _read_tables(path)
+    tables: Any = _read_tables(path)
     model = read_sbml(sbml_path, where)
     par_df = tables.parameter_df
     meas = tables.measurement_df.reset_index(drop=True)
@@ -214,6 +263,9 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     for p, s in scales.items():
         if s not in SCALES:
             raise Unsupported(f"{where}: parameter {p!r} has the scale {s!r}; supported: {SCALES}.")
+    priors = read_priors(par_df, names, where, scales)
+    if scale == "linear":
+        scales = dict.fromkeys(names, "lin")
     codes = [SCALES.index(scales[p]) for p in names]
     nominal = {p: _to_scale(float(est.loc[p, "nominalValue"]), scales[p]) for p in names}
     bounds = {
@@ -225,9 +277,7 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     }
 
     state_index = {s: i for i, s in enumerate(model.state_ids)}
-    targets = condition_targets(
-        cond_df, k_index, state_index, {v for v, _ in model.rules}, where
-    )
+    targets = condition_targets(cond_df, k_index, state_index, {v for v, _ in model.rules}, where)
     _check_symbols(obs, model, k_names, where)
     obs_ids = list(obs)
     observables = []
@@ -241,7 +291,9 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     if preeq_col not in meas:
         meas[preeq_col] = np.nan
     meas[preeq_col] = meas[preeq_col].where(meas[preeq_col].notna(), None)
-    groups = list(meas.groupby([preeq_col, "simulationConditionId"], dropna=False, sort=False))
+    groups: list[Any] = list(
+        meas.groupby([preeq_col, "simulationConditionId"], dropna=False, sort=False)
+    )
     has_inf = bool(np.isinf(meas["time"].astype(float)).any())
     any_pre = bool(meas[preeq_col].notna().any())
 
@@ -263,16 +315,16 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     noise = PetabNoise()
     experiments, conditions, datas, rows_list = [], [], [], []
     for (pre_id, sim_id), g in groups:
-        pre_id = None if pre_id is None or (isinstance(pre_id, float) and np.isnan(pre_id)) else (
-            str(pre_id)
+        pre_id = (
+            None
+            if pre_id is None or (isinstance(pre_id, float) and np.isnan(pre_id))
+            else (str(pre_id))
         )
         design, data = _design(
             g, n_pad, obs, obs_ids, observables, cond_df, targets, k_index, pre_id, sim_id, where
         )
         label = str(sim_id) if pre_id is None else f"{pre_id}->{sim_id}"
-        experiments.append(
-            Experiment(models[pre_id is not None], noise, design=design, name=label)
-        )
+        experiments.append(Experiment(models[pre_id is not None], noise, design=design, name=label))
         conditions.append((pre_id, str(sim_id)))
         datas.append(data)
         rows_list.append(np.asarray(g.index, dtype=np.int64))
@@ -287,7 +339,6 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
     features.append("observables: " + "/".join(["lin", "log", "log10"][t] for t in trs))
     dists = sorted({obs[o][3] for o in obs_ids})
     features.append("noise: " + "/".join(["normal", "laplace"][d] for d in dists))
-    priors = read_priors(par_df, names, where)
     if priors:
         features.append(f"{len(priors)} priors")
     return PetabProblem(
@@ -302,6 +353,7 @@ def load(problem_yaml, *, rtol=1e-10, atol=1e-10, max_steps=100_000) -> PetabPro
         rows=tuple(rows_list),
         n_data=len(meas),
         priors=priors,
+        observable_ids=tuple(obs_ids),
         measurements=meas,
     )
 

@@ -84,9 +84,10 @@ def read_sbml(path, where: str) -> SbmlModel:
                 f"{where}: compartment {cid!r} changes size in time (a rule), which is "
                 "not supported."
             )
-    ias = {ia.getSymbol(): math(ia, f"initial assignment of {ia.getSymbol()!r}") for ia in (
-        model.getListOfInitialAssignments()
-    )}
+    ias = {
+        ia.getSymbol(): math(ia, f"initial assignment of {ia.getSymbol()!r}")
+        for ia in (model.getListOfInitialAssignments())
+    }
     species = list(model.getListOfSpecies())
     compartment_of = {s.getId(): s.getCompartment() for s in species}
     concentration = {s.getId(): not s.getHasOnlySubstanceUnits() for s in species}
@@ -96,32 +97,9 @@ def read_sbml(path, where: str) -> SbmlModel:
     state_ids = [s.getId() for s in species if s.getId() not in rules]
     state_ids += [v for v in rate_rules if v not in state_ids]
     index = {s: i for i, s in enumerate(state_ids)}
-    n = len(state_ids)
-    dxdt = [sp.Integer(0)] * n
-    reactions = list(model.getListOfReactions())
-    stoich = np.zeros((n, len(reactions)))
-    nonunit = False
-    for j, rx in enumerate(reactions):
-        rate = _kinetic_law(rx, math, where)
-        for refs, sign in ((rx.getListOfReactants(), -1.0), (rx.getListOfProducts(), 1.0)):
-            for ref in refs:
-                sid = ref.getSpecies()
-                sp_obj = model.getSpecies(sid)
-                if sp_obj.getBoundaryCondition() or sp_obj.getConstant() or sid in rules:
-                    continue
-                if ref.isSetStoichiometryMath() or (ref.isSetId() and ref.getId() in ias):
-                    raise Unsupported(
-                        f"{where}: reaction {rx.getId()!r} has a variable stoichiometry, "
-                        "which is not supported."
-                    )
-                nu = sign * _value(ref.getStoichiometry(), 1.0)
-                nonunit = nonunit or abs(nu) != 1.0
-                i = index[sid]
-                stoich[i, j] += nu
-                term = sp.Float(nu, 17) * rate
-                if concentration[sid]:
-                    term = term / sp.Symbol(compartment_of[sid])
-                dxdt[i] = dxdt[i] + term
+    dxdt, stoich, nonunit = _reaction_terms(
+        model, math, where, index, rules, ias, concentration, compartment_of
+    )
     if nonunit:
         features.append("non-unit stoichiometry")
     for v, expr in rate_rules.items():
@@ -147,10 +125,7 @@ def read_sbml(path, where: str) -> SbmlModel:
         init.append(_initial_expr(s, model, ias, params, concentration, compartment_of))
     init = _resolve_initial(init, state_ids, ordered_rules, const_set, where)
     volume = np.array(
-        [
-            comp_size[compartment_of[s]] if s in concentration and concentration[s] else 1.0
-            for s in state_ids
-        ]
+        [comp_size[compartment_of[s]] if concentration.get(s) else 1.0 for s in state_ids]
     )
     reaction_rows = np.array([s in compartment_of and s not in rate_rules for s in state_ids])
     conservation = _conservation(stoich, volume, reaction_rows)
@@ -171,6 +146,37 @@ def read_sbml(path, where: str) -> SbmlModel:
         compartment_of=compartment_of,
         species_ids=tuple(s.getId() for s in species),
     )
+
+
+def _reaction_terms(model, math, where, index, rules, ias, concentration, compartment_of):
+    """``(dx/dt from reactions, stoichiometry (states × reactions), non-unit?)``."""
+    n = len(index)
+    dxdt = [sp.Integer(0)] * n
+    reactions = list(model.getListOfReactions())
+    stoich = np.zeros((n, len(reactions)))
+    nonunit = False
+    for j, rx in enumerate(reactions):
+        rate = _kinetic_law(rx, math, where)
+        for refs, sign in ((rx.getListOfReactants(), -1.0), (rx.getListOfProducts(), 1.0)):
+            for ref in refs:
+                sid = ref.getSpecies()
+                sp_obj = model.getSpecies(sid)
+                if sp_obj.getBoundaryCondition() or sp_obj.getConstant() or sid in rules:
+                    continue
+                if ref.isSetStoichiometryMath() or (ref.isSetId() and ref.getId() in ias):
+                    raise Unsupported(
+                        f"{where}: reaction {rx.getId()!r} has a variable stoichiometry, "
+                        "which is not supported."
+                    )
+                nu = sign * _value(ref.getStoichiometry(), 1.0)
+                nonunit = nonunit or abs(nu) != 1.0
+                i = index[sid]
+                stoich[i, j] += nu
+                term = sp.Float(nu, 17) * rate
+                if concentration[sid]:
+                    term = term / sp.Symbol(compartment_of[sid])
+                dxdt[i] = dxdt[i] + term
+    return dxdt, stoich, nonunit
 
 
 def _refuse(model, where):

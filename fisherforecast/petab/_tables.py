@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,8 @@ def parse_formula(text, where):
     if not isinstance(expr, sp.Expr):
         expr = sp.sympify(expr)
     mapping = {}
-    for s in expr.free_symbols:
+    symbols: Any = expr.free_symbols
+    for s in symbols:
         mapping[s] = TIME if s.name in ("time", "t") else sp.Symbol(s.name)
     try:
         return expr.xreplace(mapping)
