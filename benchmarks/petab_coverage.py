@@ -29,8 +29,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -90,8 +88,9 @@ def problem_yaml(folder: Path) -> Path:
     return found[0]
 
 
-def worker(yaml_path: str) -> dict:
-    """Import one problem and measure it (runs in a child process)."""
+def worker(yaml_path: str, report=None) -> dict:
+    """Import one problem and measure it (runs in a child process); `report(partial)` is
+    called with the results so far after each stage."""
     import jax
     import numpy as np
 
@@ -108,6 +107,14 @@ def worker(yaml_path: str) -> dict:
     out["n_data"] = problem.n_data
     out["features"] = list(problem.features)
     names = tuple(problem.nominal)
+    t = time.perf_counter()
+    out["llh"] = problem.log_likelihood()
+    out["llh_first_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    problem.log_likelihood()
+    out["llh_warm_s"] = time.perf_counter() - t
+    if report is not None:
+        report(dict(out))
 
     def evaluate():
         F = np.zeros((len(names), len(names)))
@@ -141,26 +148,52 @@ def worker(yaml_path: str) -> dict:
     return out
 
 
+def _child(yaml_path: str, queue) -> None:
+    try:
+        queue.put(("ok", worker(yaml_path, lambda part: queue.put(("partial", part)))))
+    except Exception as exc:  # reported in the table
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
 def run_one(folder: Path, timeout: float) -> dict:
+    """One problem in a forked child (the parent has imported everything already, so a
+    child starts in milliseconds), stopped at `timeout` seconds."""
+    import multiprocessing as mp
+
     name = folder.name
     row = {"problem": name, "reference": REFERENCE.get(name)}
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(problem_yaml(folder))]
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(str(problem_yaml(folder)), queue))
     t = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
+    proc.start()
+    proc.join(timeout)
+    timed_out = proc.is_alive()
+    if timed_out:
+        proc.terminate()
+        proc.join()
+    row["wall_s"] = time.perf_counter() - t
+    kind, payload = "none", None
+    while True:  # the last message wins (partial results, then the final one)
+        try:
+            kind, payload = queue.get(timeout=1)
+        except Exception:
+            break
+        if kind != "partial":
+            break
+        row.update(payload)
+    if timed_out:
         row.update(status="timeout", message=f"stopped after the {timeout:.0f} s cap")
         return row
-    row["wall_s"] = time.perf_counter() - t
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode == 0 and lines:
-        row.update(json.loads(lines[-1][7:]))
-        row["status"] = "ok"
+    if kind in ("none", "partial"):
+        row.update(status="failed", message=f"the child exited with code {proc.exitcode}")
         return row
-    err = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    last = err[-1] if err else f"exit code {proc.returncode}"
-    row.update(status="refused" if "not supported" in last else "failed", message=last[:400])
+    if kind == "ok":
+        row.update(payload)
+        row["status"] = "ok"
+    else:
+        message = payload.splitlines()[0][:400] if payload else "?"
+        row.update(status="refused" if "not supported" in payload else "failed", message=message)
     return row
 
 
@@ -178,7 +211,8 @@ def render(rows: list[dict]) -> str:
         "timings are wall-clock and were taken while other work ran on the same two cores).",
         "",
         "Columns: P parameters, C conditions (experiments), N data; llh at the nominal",
-        "parameters and its difference from AMICI's benchmark reference; *first* is the first",
+        "parameters and its difference from AMICI's benchmark reference (and the time of the",
+        "first llh, with compilation, and of a warm one); *FIM first* is the first",
         "Fisher matrix + llh evaluation including compilation, *warm* a second one (forward-mode",
         "sensitivities through diffrax Kvaerno5, rtol = atol = 1e-10), *AMICI t_fwd* AMICI's own",
         "time budget for a forward-sensitivity gradient; rank is the numerical rank of the",
@@ -186,9 +220,9 @@ def render(rows: list[dict]) -> str:
         "eigen-directions with σ above one unit (a decade for log10 parameters), and the",
         "weakest direction the eigenvector of the smallest eigenvalue.",
         "",
-        "| problem | status | P | C | N | llh | reference | Δ | first (s) | warm (s) "
-        "| AMICI t_fwd (s) | rank | σ>1 | weakest direction |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| problem | status | P | C | N | llh | reference | Δ | llh first / warm (s) "
+        "| FIM first (s) | FIM warm (s) | AMICI t_fwd (s) | rank | σ>1 | weakest direction |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     n_ok = n_ref = n_match = 0
     for r in sorted(rows, key=lambda r: r["problem"]):
@@ -216,6 +250,9 @@ def render(rows: list[dict]) -> str:
                     _fmt(llh, ".6f"),
                     _fmt(ref, ".6f") if ref is not None else "none found",
                     _fmt(delta, ".1e"),
+                    ""
+                    if r.get("llh_first_s") is None
+                    else f"{r['llh_first_s']:.1f} / {r['llh_warm_s']:.2f}",
                     _fmt(r.get("first_s"), ".1f"),
                     _fmt(r.get("warm_s"), ".2f"),
                     _fmt(AMICI_T_FWD.get(r["problem"]), "g"),
@@ -249,6 +286,8 @@ def main():
     if args.worker:
         print("RESULT " + json.dumps(worker(args.worker)), flush=True)
         return
+    if not args.render:
+        import fisherforecast.petab  # noqa: F401 - imported once, before the children fork
     rows = {}
     if RESULTS.exists():
         for ln in RESULTS.read_text().splitlines():

@@ -82,10 +82,10 @@ def test_boehm_simulation_matches_shipped_simulated_data(boehm):
 def _fd_jacobian(problem, exp, h=1e-3):
     """4th-order central differences of the model output (observables and σ)."""
     names = list(problem.nominal)
-    base = {k: jnp.float64(v) for k, v in problem.nominal.items()}
     call = jax.jit(lambda e, p: e(p))
     cols = []
     with jax.enable_x64(True):
+        base = {k: jnp.float64(v) for k, v in problem.nominal.items()}
         for n in names:
             outs = []
             for step in (-2, -1, 1, 2):
@@ -105,20 +105,33 @@ def test_boehm_fisher_against_finite_differences(boehm, boehm_fisher):
     F_fd = W.T @ W
     F = boehm_fisher.matrix
     assert boehm_fisher.names == tuple(boehm.nominal)
-    d = np.sqrt(np.outer(np.diag(F_fd), np.diag(F_fd)))
-    assert np.max(np.abs(F - F_fd) / d) < 1e-6
+    assert np.linalg.norm(F - F_fd) / np.linalg.norm(F) < 1e-6
+    # Entry-wise, relative to sqrt(F_ii F_jj): 1e-6 where the information is not tiny. The
+    # weakly determined k_imp_homo (F_ii ~ 1e-3 of the others' 1e3) is limited by the
+    # finite differences themselves (solver tolerance 1e-10 over h = 1e-3): 1e-2 there.
+    diag = np.diag(F_fd)
+    d = np.sqrt(np.outer(diag, diag))
+    rel = np.abs(F - F_fd) / d
+    strong = diag > 1e-3 * diag.max()
+    assert np.max(rel[np.ix_(strong, strong)]) < 1e-6
+    assert np.max(rel) < 1e-2
     top, top_fd = np.linalg.eigvalsh(F)[::-1][:3], np.linalg.eigvalsh(F_fd)[::-1][:3]
     np.testing.assert_allclose(top, top_fd, rtol=1e-6)
 
 
-def test_boehm_identifiability_names_weak_parameters(boehm):
-    rep = ff.identifiability(list(boehm.experiments), boehm.nominal, n_random=1)
-    assert rep.rank == 9  # full rank (structural)
-    text = str(rep)
-    weak = [n for n, ok in rep.practical.items() if ok is False]
-    assert weak, text
-    for n in weak:
-        assert n in text
+def test_boehm_identifiability_names_weak_parameters():
+    """On the linear scale (the report works in ln θ): k_imp_homo is known to be
+    practically non-identifiable in Boehm (its 1σ spans ~10⁴ decades at the nominal
+    point, see the finite-difference Fisher matrix above), k_phos is determined to ~13 %."""
+    lin = ff.petab.load(BOEHM, scale="linear")
+    assert set(lin.scales.values()) == {"lin"}
+    assert lin.nominal["k_phos"] == pytest.approx(10**4.1977354885, rel=1e-9)
+    rep = ff.identifiability(list(lin.experiments), lin.nominal, n_random=1)
+    weak = [n for n, ok in rep.practically_identifiable.items() if ok is False]
+    assert "k_imp_homo" in weak
+    assert rep.practically_identifiable["k_phos"] is True
+    text = rep.summary()
+    assert "k_imp_homo" in text
 
 
 def test_no_retracing_across_calls(boehm, boehm_fisher):

@@ -257,24 +257,7 @@ def load(
     for p, row in par_df.iterrows():
         base_k[k_index[p]] = float(row["nominalValue"])
 
-    est = par_df[par_df["estimate"].astype(int) == 1]
-    names = [str(p) for p in est.index]
-    scales = {str(p): str(est.loc[p, "parameterScale"]) for p in names}
-    for p, s in scales.items():
-        if s not in SCALES:
-            raise Unsupported(f"{where}: parameter {p!r} has the scale {s!r}; supported: {SCALES}.")
-    priors = read_priors(par_df, names, where, scales)
-    if scale == "linear":
-        scales = dict.fromkeys(names, "lin")
-    codes = [SCALES.index(scales[p]) for p in names]
-    nominal = {p: _to_scale(float(est.loc[p, "nominalValue"]), scales[p]) for p in names}
-    bounds = {
-        p: (
-            _to_scale(float(est.loc[p, "lowerBound"]), scales[p]),
-            _to_scale(float(est.loc[p, "upperBound"]), scales[p]),
-        )
-        for p in names
-    }
+    names, scales, codes, nominal, bounds, priors = _parameters(par_df, scale, where)
 
     state_index = {s: i for i, s in enumerate(model.state_ids)}
     targets = condition_targets(cond_df, k_index, state_index, {v for v, _ in model.rules}, where)
@@ -356,6 +339,31 @@ def load(
         observable_ids=tuple(obs_ids),
         measurements=meas,
     )
+
+
+def _parameters(par_df, scale, where):
+    """The estimated parameters: names, scales, scale codes, nominal values and bounds
+    (on the scales used), and the priors."""
+    est = par_df[par_df["estimate"].astype(int) == 1]
+    names = [str(p) for p in est.index]
+    scales = {str(p): str(est.loc[p, "parameterScale"]) for p in names}
+    for p, s in scales.items():
+        if s not in SCALES:
+            raise Unsupported(f"{where}: parameter {p!r} has the scale {s!r}; supported: {SCALES}.")
+    priors = read_priors(par_df, names, where, scales)
+    if scale == "linear":
+        scales = dict.fromkeys(names, "lin")
+    codes = [SCALES.index(scales[p]) for p in names]
+    nominal = {p: _to_scale(float(est.loc[p, "nominalValue"]), scales[p]) for p in names}
+    bounds = {
+        p: (
+            _to_scale(float(est.loc[p, "lowerBound"]), scales[p]),
+            _to_scale(float(est.loc[p, "upperBound"]), scales[p]),
+        )
+        for p in names
+    }
+
+    return names, scales, codes, nominal, bounds, priors
 
 
 def _to_scale(x, scale):
