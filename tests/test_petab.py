@@ -276,3 +276,30 @@ def test_reference_llh(name):
     pre-equilibration with conserved totals and time discontinuities (Brannmark)."""
     problem = ff.petab.load(DATA / name / f"{name}.yaml")
     assert abs(problem.log_likelihood() - REFERENCE_LLH[name]) < 1e-3
+
+
+@pytest.mark.parametrize("dist", [0, 1])
+def test_noise_simulate_and_expected_deviance_by_monte_carlo(dist):
+    """Draws have the right spread on the log10 scale; expected_deviance matches the Monte
+    Carlo mean of −2 ln L up to its mean-free constant (differences between two means)."""
+    noise = ff.petab.PetabNoise()
+    n = 20000
+    design = {
+        "transform": np.full(n, 2),
+        "distribution": np.full(n, dist),
+        "weight": np.ones(n),
+    }
+    with jax.enable_x64(True):
+        mean0 = jnp.stack([jnp.full(n, 3.0), jnp.full(n, 0.2)])
+        draws = np.asarray(noise.simulate(jax.random.PRNGKey(0), mean0, {}, design))
+        z = np.log10(draws[0]) - np.log10(3.0)
+        sd = 0.2 if dist == 0 else 0.2 * np.sqrt(2.0)  # Laplace scale b: sd = b·√2
+        assert np.std(z) == pytest.approx(sd, rel=0.03)
+        assert abs(np.mean(z)) < 0.01
+        alt = jnp.stack([jnp.full(n, 3.5), jnp.full(n, 0.25)])
+        ed = [float(noise.expected_deviance(m, mean0, {}, {}, design)) for m in (mean0, alt)]
+    # Monte Carlo with the densities written here: per-datum −2 ln L differences.
+    m = draws[0]
+    per = -2 * (_log_density(m, 3.5, 0.25, 2, dist) - _log_density(m, 3.0, 0.2, 2, dist))
+    se = np.std(per) / np.sqrt(n)
+    assert abs((ed[1] - ed[0]) / n - np.mean(per)) < 4 * se
