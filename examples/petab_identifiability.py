@@ -45,7 +45,7 @@ def main(out: Path, fast: bool = False) -> dict:
     experiments = list(problem.experiments)
     report = ff.identifiability(experiments, problem.nominal, n_random=1 if fast else 3)
     print("\n" + report.summary())
-    weak = [n for n, ok in report.practical.items() if ok is False]
+    weak = [n for n, ok in report.practically_identifiable.items() if ok is False]
 
     # 3. Which new measurement repairs the weakest direction? Candidates: each observable
     #    at new times (single measurements with that observable's noise).
