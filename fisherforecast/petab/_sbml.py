@@ -283,16 +283,21 @@ def _conservation(stoich, volume, reaction_rows):
 
 
 def _jump_times(exprs, const_set):
-    """Times at which a piecewise switches: ``time <op> c`` with ``c`` a constant expression."""
+    """Times at which a piecewise switches: ``g(time) <op> 0`` with ``g`` linear in time
+    with a constant slope and constant otherwise (``time < c``, ``time − c < 0``, ...)."""
     found = []
     seen = set()
     for e in exprs:
         for rel in e.atoms(sp.core.relational.Relational):
-            a, b = rel.args
-            other = b if a == TIME else a if b == TIME else None
-            if other is None:
+            g = rel.args[0] - rel.args[1]
+            if TIME not in g.free_symbols:
                 continue
-            if {s.name for s in other.free_symbols} <= const_set and other not in seen:
-                seen.add(other)
-                found.append(other)
+            slope = sp.diff(g, TIME)
+            if slope == 0 or TIME in slope.free_symbols:
+                continue
+            root = -g.xreplace({TIME: sp.Integer(0)}) / slope
+            names = {s.name for s in root.free_symbols}
+            if names <= const_set and root not in seen:
+                seen.add(root)
+                found.append(root)
     return found
