@@ -86,6 +86,7 @@ _LAZY = {
     "sigma_table": "._interop",
     "plot": ".plot",
     "models": ".models",
+    "petab": ".petab",
 }
 
 

@@ -78,6 +78,7 @@ PUBLIC_API = [
     "nullspace_prior",
     "ode_model",
     "optimize_design",
+    "petab",
     "plot",
     "population_check",
     "profile_likelihood",
@@ -170,6 +171,8 @@ ANALYSIS_MODULES = [
     "_operator.krylov",
     "_operator.mfac",
     "_interop",
+    "petab._noise",
+    "petab._problem",
 ]
 
 

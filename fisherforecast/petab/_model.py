@@ -1,0 +1,137 @@
+"""The forward model of one PEtab problem: ``model(params, design) -> [y, σ]``.
+
+One instance serves every condition of a problem (the condition lives in the design), so
+``ff.fisher`` compiles it once per problem and number of rows.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._mathml import JaxWalker
+from ._simulate import Simulator
+
+SCALES = ("lin", "log", "log10")
+
+
+def unscale(theta, codes):
+    """Parameters from the problem's scale to linear (codes: 0 lin, 1 log, 2 log10)."""
+    return jnp.where(codes == 0, theta, jnp.where(codes == 1, jnp.exp(theta), 10.0**theta))
+
+
+class PetabModel:
+    """``model(params, design)`` for the experiments of one problem (see the module doc).
+
+    `params` holds the estimated parameters on the problem's scale; `design` one entry per
+    measurement row (see :mod:`._tables`).
+    """
+
+    def __init__(
+        self,
+        sim: Simulator,
+        names,
+        scale_codes,
+        base_k,
+        est_k_index,
+        targets,
+        observables,
+        *,
+        preequilibrate: bool,
+        steady_rows: bool,
+    ):
+        self.sim = sim
+        self.names = tuple(names)
+        self.scale_codes = np.asarray(scale_codes, dtype=np.int32)
+        self.base_k = np.asarray(base_k, dtype=np.float64)
+        self.est_k_index = np.asarray(est_k_index, dtype=np.int32)
+        self.k_targets = np.array([i for _, kind, i in targets if kind == "k"], dtype=np.int32)
+        self.k_cols = np.array([j for j, t in enumerate(targets) if t[1] == "k"], dtype=np.int32)
+        self.x_targets = np.array([i for _, kind, i in targets if kind == "x"], dtype=np.int32)
+        self.x_cols = np.array([j for j, t in enumerate(targets) if t[1] == "x"], dtype=np.int32)
+        self.observables = observables  # [(obs_id, formula, noise)] in index order
+        self.preequilibrate = preequilibrate
+        self.steady_rows = steady_rows
+        self.__name__ = "petab_model"
+        self.traces = 0  # how many times JAX traced the model (a retracing check)
+
+    # --- parameters -----------------------------------------------------------------------
+    def constants(self, params):
+        """The constants vector ``k`` (linear scale) before condition overrides."""
+        k = jnp.asarray(self.base_k)
+        if not self.names:
+            return k
+        theta = jnp.stack([jnp.asarray(params[n], dtype=jnp.float64) for n in self.names])
+        return k.at[self.est_k_index].set(unscale(theta, jnp.asarray(self.scale_codes)))
+
+    def _apply(self, k, src, val):
+        """Condition overrides: ``(k', values)`` with NaN meaning "keep"."""
+        src = src.astype(jnp.int32)
+        v = jnp.where(src >= 0, k[jnp.maximum(src, 0)], val)
+        if self.k_targets.size:
+            new = v[self.k_cols]
+            old = k[self.k_targets]
+            k = k.at[self.k_targets].set(jnp.where(jnp.isnan(new), old, new))
+        return self.sim.with_derived(k), v
+
+    def _override_states(self, x, v):
+        if not self.x_targets.size:
+            return x
+        new = v[self.x_cols]
+        return x.at[self.x_targets].set(jnp.where(jnp.isnan(new), x[self.x_targets], new))
+
+    def initial(self, params, design):
+        """``(k, x0)`` of the simulation (after pre-equilibration, if any)."""
+        k0 = self.constants(params)
+        cond = (jnp.asarray(design["cond_src"])[0], jnp.asarray(design["cond_val"])[0])
+        if self.preequilibrate:
+            pre = (jnp.asarray(design["pre_src"])[0], jnp.asarray(design["pre_val"])[0])
+            kp, vp = self._apply(k0, *pre)
+            xp = self._override_states(self.sim.initial_state(kp), vp)
+            x_ss = self.sim.steady_state(kp, xp)
+            ks, vs = self._apply(k0, *cond)
+            return ks, self._override_states(x_ss, vs)
+        ks, vs = self._apply(k0, *cond)
+        return ks, self._override_states(self.sim.initial_state(ks), vs)
+
+    # --- the model --------------------------------------------------------------------------
+    def states(self, params, design):
+        """States at each measurement row, ``(N, n_states)``."""
+        k, x0 = self.initial(params, design)
+        t = jnp.asarray(design["time"])
+        steady = jnp.isinf(t)
+        tf = jnp.where(steady, 0.0, t)
+        order = jnp.argsort(tf)
+        ys = self.sim.solve(k, x0, tf[order])
+        X = jnp.zeros_like(ys).at[order].set(ys)
+        if self.steady_rows:
+            X = jnp.where(steady[:, None], self.sim.steady_state(k, x0)[None, :], X)
+        return k, tf, X
+
+    def _row(self, t, x, obs, opl, npl, k):
+        env, walker = self.sim.env(t, x, k)
+        ys, ss = [], []
+        for oid, formula, noise, n_obs, n_noise in self.observables:
+            local = dict(env)
+            for j in range(n_obs):
+                local[f"observableParameter{j + 1}_{oid}"] = opl[j]
+            for j in range(n_noise):
+                local[f"noiseParameter{j + 1}_{oid}"] = npl[j]
+            w = JaxWalker(local) if (n_obs or n_noise) else walker
+            ys.append(jnp.asarray(w(formula), dtype=jnp.float64) * jnp.ones(()))
+            ss.append(jnp.asarray(w(noise), dtype=jnp.float64) * jnp.ones(()))
+        return jnp.stack(ys)[obs], jnp.stack(ss)[obs]
+
+    def _placeholders(self, k, src, val):
+        src = jnp.asarray(src).astype(jnp.int32)
+        return jnp.where(src >= 0, k[jnp.maximum(src, 0)], jnp.asarray(val))
+
+    def __call__(self, params, design):
+        self.traces += 1
+        k, tf, X = self.states(params, design)
+        opl = self._placeholders(k, design["obs_src"], design["obs_val"])
+        npl = self._placeholders(k, design["noise_src"], design["noise_val"])
+        obs = jnp.asarray(design["observable"]).astype(jnp.int32)
+        y, s = jax.vmap(self._row, in_axes=(0, 0, 0, 0, 0, None))(tf, X, obs, opl, npl, k)
+        return jnp.stack([y, s])

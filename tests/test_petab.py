@@ -1,0 +1,305 @@
+"""PEtab import (``ff.petab``) against independent answers.
+
+References:
+
+* log-likelihoods at the nominal parameters from AMICI's benchmark tests
+  (AMICI-dev/AMICI, tests/benchmark_models/benchmark_models.yaml), an independent C++
+  implementation (CVODES): Boehm −138.221997, Fiedler 58.583902, Elowitz 63.202800,
+  Brannmark −141.889114 (pre-equilibration);
+* the Fisher matrix (log10 scale) against one built from 4th-order central finite
+  differences of the simulated observables (no autodiff), entry-wise and in its top
+  eigenvalues;
+* PetabNoise's Fisher metric against the expected information computed by quadrature of
+  the densities (scipy), its log-likelihood against densities written here in numpy;
+* a problem with an SBML event is refused with a message naming the event and the problem.
+
+Problems live in tests/data/petab (Benchmark-Models-PEtab, BSD-3, LICENSE beside them).
+The compiled kernels are shared within the module, so Boehm compiles once per kernel.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.integrate
+
+import fisherforecast as ff
+
+pytest.importorskip("petab")
+pytest.importorskip("libsbml")
+
+DATA = Path(__file__).parent / "data" / "petab"
+BOEHM = DATA / "Boehm_JProteomeRes2014" / "Boehm_JProteomeRes2014.yaml"
+
+# AMICI benchmark-test references (see the module docstring).
+REFERENCE_LLH = {
+    "Boehm_JProteomeRes2014": -138.22199693517703,
+    "Fiedler_BMCSystBiol2016": 58.58390161681,
+    "Elowitz_Nature2000": 63.20279991419332,
+    "Brannmark_JBC2010": -141.889113770537,
+}
+
+
+@pytest.fixture(scope="module")
+def boehm():
+    return ff.petab.load(BOEHM)
+
+
+@pytest.fixture(scope="module")
+def boehm_fisher(boehm):
+    return ff.fisher(list(boehm.experiments), boehm.nominal)
+
+
+def test_boehm_matches_reference_llh(boehm):
+    assert len(boehm.nominal) == 9 and boehm.n_data == 48
+    assert set(boehm.scales.values()) == {"log10"}
+    assert abs(boehm.log_likelihood() - REFERENCE_LLH["Boehm_JProteomeRes2014"]) < 1e-3
+    # The nominal point is on the problem's scale: log10 of the table's nominalValue.
+    table = boehm.measurements  # measurement table, in row order
+    assert len(table) == 48
+    import pandas as pd
+
+    par = pd.read_csv(BOEHM.parent / "parameters_Boehm_JProteomeRes2014.tsv", sep="\t")
+    par = par.set_index("parameterId")
+    for name, value in boehm.nominal.items():
+        assert value == pytest.approx(np.log10(par.loc[name, "nominalValue"]), rel=1e-14)
+
+
+def test_boehm_simulation_matches_shipped_simulated_data(boehm):
+    """The collection ships simulated data at the nominal point (another tool's output)."""
+    import pandas as pd
+
+    sim = pd.read_csv(BOEHM.parent / "simulatedData_Boehm_JProteomeRes2014.tsv", sep="\t")
+    ours = boehm.simulate()
+    np.testing.assert_allclose(ours, sim["simulation"].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _fd_jacobian(problem, exp, h=1e-3):
+    """4th-order central differences of the model output (observables and σ)."""
+    names = list(problem.nominal)
+    call = jax.jit(lambda e, p: e(p))
+    cols = []
+    with jax.enable_x64(True):
+        base = {k: jnp.float64(v) for k, v in problem.nominal.items()}
+        for n in names:
+            outs = []
+            for step in (-2, -1, 1, 2):
+                p = dict(base)
+                p[n] = jnp.float64(problem.nominal[n] + step * h)
+                outs.append(np.asarray(call(exp, p)).reshape(-1))
+            cols.append((outs[0] - 8 * outs[1] + 8 * outs[2] - outs[3]) / (12 * h))
+        mean = call(exp, base)
+    return np.stack(cols, axis=1), mean
+
+
+def test_boehm_fisher_against_finite_differences(boehm, boehm_fisher):
+    exp = boehm.experiments[0]
+    J, mean = _fd_jacobian(boehm, exp)
+    with jax.enable_x64(True):
+        W = np.asarray(exp.noise.whiten(jnp.asarray(J), mean, boehm.nominal, exp.design))
+    F_fd = W.T @ W
+    F = boehm_fisher.matrix
+    assert boehm_fisher.names == tuple(boehm.nominal)
+    assert np.linalg.norm(F - F_fd) / np.linalg.norm(F) < 1e-6
+    # Entry-wise, relative to sqrt(F_ii F_jj): 1e-6 where the information is not tiny. The
+    # weakly determined k_imp_homo (F_ii ~ 1e-3 of the others' 1e3) is limited by the
+    # finite differences themselves (solver tolerance 1e-10 over h = 1e-3): 1e-2 there.
+    diag = np.diag(F_fd)
+    d = np.sqrt(np.outer(diag, diag))
+    rel = np.abs(F - F_fd) / d
+    strong = diag > 1e-3 * diag.max()
+    assert np.max(rel[np.ix_(strong, strong)]) < 1e-6
+    assert np.max(rel) < 1e-2
+    top, top_fd = np.linalg.eigvalsh(F)[::-1][:3], np.linalg.eigvalsh(F_fd)[::-1][:3]
+    np.testing.assert_allclose(top, top_fd, rtol=1e-6)
+
+
+def test_boehm_identifiability_names_weak_parameters():
+    """On the linear scale (the report works in ln θ): k_imp_homo is known to be
+    practically non-identifiable in Boehm (its 1σ spans ~10⁴ decades at the nominal
+    point, see the finite-difference Fisher matrix above), k_phos is determined to ~13 %."""
+    lin = ff.petab.load(BOEHM, scale="linear")
+    assert set(lin.scales.values()) == {"lin"}
+    assert lin.nominal["k_phos"] == pytest.approx(10**4.1977354885, rel=1e-9)
+    rep = ff.identifiability(list(lin.experiments), lin.nominal, n_random=1)
+    weak = [n for n, ok in rep.practically_identifiable.items() if ok is False]
+    assert "k_imp_homo" in weak
+    assert rep.practically_identifiable["k_phos"] is True
+    text = rep.summary()
+    assert "k_imp_homo" in text
+
+
+def test_no_retracing_across_calls(boehm, boehm_fisher):
+    model = boehm.experiments[0].model
+    before = model.traces
+    shifted = {k: v + 0.01 for k, v in boehm.nominal.items()}
+    F2 = ff.fisher(list(boehm.experiments), shifted)
+    assert model.traces == before
+    assert not np.allclose(F2.matrix, boehm_fisher.matrix)
+
+
+def test_log_likelihood_by_hand(boehm):
+    """Normal densities written out in numpy on the simulated observables."""
+    sim = boehm.simulate()
+    meas = boehm.measurements["measurement"].to_numpy()
+    sd = {o: 10 ** boehm.nominal[f"sd_{o}"] for o in ("pSTAT5A_rel", "pSTAT5B_rel", "rSTAT5A_rel")}
+    s = np.array([sd[o] for o in boehm.measurements["observableId"]])
+    llh = np.sum(-0.5 * np.log(2 * np.pi * s**2) - 0.5 * ((meas - sim) / s) ** 2)
+    assert boehm.log_likelihood() == pytest.approx(llh, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# The noise model alone (no ODE): metric, densities and scale information
+# ---------------------------------------------------------------------------------------
+def _design(transform, dist):
+    return {
+        "transform": np.array([transform]),
+        "distribution": np.array([dist]),
+        "weight": np.ones(1),
+    }
+
+
+def _log_density(m, y, s, transform, dist):
+    if transform == 0:
+        r, log_jac = m - y, 0.0
+    elif transform == 1:
+        r, log_jac = np.log(m) - np.log(y), -np.log(m)
+    else:
+        r, log_jac = np.log10(m) - np.log10(y), -np.log(m * np.log(10))
+    if dist == 0:
+        return -0.5 * (r / s) ** 2 - 0.5 * np.log(2 * np.pi * s**2) + log_jac
+    return -abs(r) / s - np.log(2 * s) + log_jac
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+@pytest.mark.parametrize("transform", [0, 1, 2])
+@pytest.mark.parametrize("dist", [0, 1])
+def test_noise_metric_is_expected_information(transform, dist):
+    """``inner`` equals E[(∂ ln p)²] for y and σ, by quadrature; llh equals the density."""
+    noise = ff.petab.PetabNoise()
+    y, s = 2.0, 0.3
+    design = _design(transform, dist)
+    h = {0: lambda v: v, 1: np.log, 2: np.log10}[transform]
+    h_inv = {0: lambda z: z, 1: np.exp, 2: lambda z: 10.0**z}[transform]
+
+    def score2(z, which, eps=1e-8):
+        # over the transformed datum z = h(m): E[(∂ ln p(m))²] with p's own weight
+        m = h_inv(z)
+
+        def lnp(dy, ds):
+            return _log_density(m, y + dy, s + ds, transform, dist)
+
+        if which == 0:
+            g = (lnp(eps, 0) - lnp(-eps, 0)) / (2 * eps)
+        else:
+            g = (lnp(0, eps) - lnp(0, -eps)) / (2 * eps)
+        r = z - h(y)
+        pz = (
+            np.exp(-0.5 * (r / s) ** 2) / np.sqrt(2 * np.pi) / s
+            if dist == 0
+            else np.exp(-abs(r) / s) / (2 * s)
+        )
+        return g**2 * pz
+
+    z0 = h(y)
+    info = [
+        sum(
+            scipy.integrate.quad(score2, a, b, args=(w,), limit=200, epsabs=1e-13, epsrel=1e-8)[0]
+            for a, b in ((z0 - 40 * s, z0 - 1e-7), (z0 + 1e-7, z0 + 40 * s))
+        )
+        for w in (0, 1)
+    ]
+    with jax.enable_x64(True):
+        mean = jnp.array([[y], [s]])
+        metric = np.asarray(noise.inner(jnp.eye(2), jnp.eye(2), mean, {}, design))
+        m = 2.7 if transform else 1.4
+        llh = float(noise.log_likelihood(jnp.array([[m], [0.0]]), mean, {}, design))
+    np.testing.assert_allclose(np.diag(metric), info, rtol=1e-5)
+    assert abs(metric[0, 1]) < 1e-12
+    assert llh == pytest.approx(_log_density(m, y, s, transform, dist), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# Refusals and bad input
+# ---------------------------------------------------------------------------------------
+def test_event_is_refused_with_its_name(tmp_path):
+    import libsbml
+
+    folder = tmp_path / "Boehm_with_event"
+    shutil.copytree(BOEHM.parent, folder)
+    xml = folder / "model_Boehm_JProteomeRes2014.xml"
+    doc = libsbml.readSBMLFromFile(str(xml))
+    event = doc.getModel().createEvent()
+    event.setId("dose")
+    event.setUseValuesFromTriggerTime(True)
+    trigger = event.createTrigger()
+    trigger.setMath(libsbml.parseL3Formula("time >= 10"))
+    assignment = event.createEventAssignment()
+    assignment.setVariable("STAT5A")
+    assignment.setMath(libsbml.parseL3Formula("100"))
+    libsbml.writeSBMLToFile(doc, str(xml))
+    yaml = folder / "Boehm_JProteomeRes2014.yaml"
+    with pytest.raises(ff.InputError, match=r"(?s)Boehm_JProteomeRes2014.*event"):
+        ff.petab.load(yaml)
+
+
+def test_unknown_noise_distribution_is_refused(tmp_path):
+    folder = tmp_path / "p"
+    shutil.copytree(BOEHM.parent, folder)
+    obs = folder / "observables_Boehm_JProteomeRes2014.tsv"
+    obs.write_text(obs.read_text().replace("\tnormal", "\tcauchy"))
+    with pytest.raises(ff.InputError, match="noise distribution 'cauchy'"):
+        ff.petab.load(folder / "Boehm_JProteomeRes2014.yaml")
+
+
+def test_bad_path_and_bad_params(boehm, tmp_path):
+    with pytest.raises(ff.InputError, match=r"no_such\.yaml"):
+        ff.petab.load(tmp_path / "no_such.yaml")
+    with pytest.raises(ff.ParameterError, match="k_unknown"):
+        boehm.log_likelihood({"k_unknown": 1.0})
+
+
+# ---------------------------------------------------------------------------------------
+# More reference problems (each compiles its own model)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["Fiedler_BMCSystBiol2016", "Elowitz_Nature2000", "Brannmark_JBC2010"]
+)
+def test_reference_llh(name):
+    """Conditions with time-dependent rules (Fiedler), log10 observables (Elowitz),
+    pre-equilibration with conserved totals and time discontinuities (Brannmark)."""
+    problem = ff.petab.load(DATA / name / f"{name}.yaml")
+    assert abs(problem.log_likelihood() - REFERENCE_LLH[name]) < 1e-3
+
+
+@pytest.mark.parametrize("dist", [0, 1])
+def test_noise_simulate_and_expected_deviance_by_monte_carlo(dist):
+    """Draws have the right spread on the log10 scale; expected_deviance matches the Monte
+    Carlo mean of −2 ln L up to its mean-free constant (differences between two means)."""
+    noise = ff.petab.PetabNoise()
+    n = 20000
+    design = {
+        "transform": np.full(n, 2),
+        "distribution": np.full(n, dist),
+        "weight": np.ones(n),
+    }
+    with jax.enable_x64(True):
+        mean0 = jnp.stack([jnp.full(n, 3.0), jnp.full(n, 0.2)])
+        draws = np.asarray(noise.simulate(jax.random.PRNGKey(0), mean0, {}, design))
+        z = np.log10(draws[0]) - np.log10(3.0)
+        sd = 0.2 if dist == 0 else 0.2 * np.sqrt(2.0)  # Laplace scale b: sd = b·√2
+        assert np.std(z) == pytest.approx(sd, rel=0.03)
+        assert abs(np.mean(z)) < 0.01
+        alt = jnp.stack([jnp.full(n, 3.5), jnp.full(n, 0.25)])
+        ed = [float(noise.expected_deviance(m, mean0, {}, {}, design)) for m in (mean0, alt)]
+    # Monte Carlo with the densities written here: per-datum −2 ln L differences.
+    m = draws[0]
+    per = -2 * (_log_density(m, 3.5, 0.25, 2, dist) - _log_density(m, 3.0, 0.2, 2, dist))
+    se = np.std(per) / np.sqrt(n)
+    assert abs((ed[1] - ed[0]) / n - np.mean(per)) < 4 * se

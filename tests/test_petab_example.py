@@ -1,0 +1,27 @@
+"""examples/petab_identifiability.py runs in fast mode and gets the facts right.
+
+Checked against independent facts, not the example's own numbers: the log-likelihood at
+the nominal parameters is AMICI's reference for Boehm (−138.221997), k_imp_homo is the
+practically non-identifiable parameter (its log10 1σ spans ~10⁴ decades, see
+tests/test_petab.py), and adding measurements never loses information.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import load_example
+
+pytest.importorskip("petab")
+
+
+@pytest.mark.slow
+def test_petab_example_fast(tmp_path):
+    result = load_example("petab_identifiability").main(tmp_path, fast=True)
+    assert abs(result["llh"] - (-138.22199693517703)) < 1e-3
+    assert "k_imp_homo" in result["weak"]
+    repair = result["repair"]
+    before = np.linalg.eigvalsh(repair.fisher_after.matrix)
+    assert np.all(np.isfinite(before))
+    assert repair.rank_after >= repair.rank_before
+    assert len(result["labels"]) == 3 * 4  # 3 observables × 4 times
