@@ -30,6 +30,9 @@ class ProfileLikelihood(Record):
     - `flat`: max Δ < ``FLAT_TOL`` over the grid (structurally non-identifiable);
       `multimodal`: the profile falls below a level again beyond its interval, and
       `other_minimum`: ``(location, Δ)`` of the lowest such point (else ``None``);
+      `minima`: every separate local minimum of Δ below the largest threshold, best first,
+      as ``(ψ, Δ, {parameter: value})`` (two or more also within one interval: a
+      discrete symmetry);
       `identifiable`: closed on both sides at the largest level and not multimodal;
       `verdict`: in words.
     - `fisher_sigma`: marginal Fisher 1σ at the best fit (``inf`` if not identifiable).
@@ -68,6 +71,7 @@ class ProfileLikelihood(Record):
     data: str
     notes: list
     _center: int = dataclasses.field(repr=False)
+    minima: tuple = ()
 
     @property
     def levels(self) -> tuple:
@@ -134,6 +138,9 @@ class ProfileLikelihood(Record):
             "other_minimum": None
             if self.other_minimum is None
             else [num(v) for v in self.other_minimum],
+            "minima": [
+                [num(x), num(d), {k: num(v) for k, v in vals.items()}] for x, d, vals in self.minima
+            ],
             "identifiable": self.identifiable,
             "verdict": self.verdict,
             "data": self.data,
