@@ -49,6 +49,7 @@ from .._checks import (
 from .._engine import evaluate_checked
 from .._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
 from .._linalg import pinv_sigma
+from .._progress import check_progress, progress_bar
 from .._x64 import float64
 from .factor import NULL_COMPONENT_TOL, STRUCTURAL_RTOL, reference_scale
 from .profile_extend import (
@@ -536,6 +537,7 @@ def profile_likelihood(
     bounds=None,
     scale="auto",
     extend=True,
+    progress=None,
 ):
     """Profile likelihood of one or several parameters, with LR and Fisher intervals.
 
@@ -574,6 +576,8 @@ def profile_likelihood(
     - `extend`: extend open sides to the bounds, in scans of `n_grid` points with growing
       steps, and refine a crossing found on a coarse step (default True; the scans reuse
       the compiled profile, so it costs no compilation).
+    - `progress`: a tqdm bar over the profiles with a cost estimate first (``None``:
+      only when run in a terminal; ``True``; ``False``).
     - `params`: the parameters that vary (default: all of the fiducial); the rest are fixed.
     - `deltas`: Δ(−2 ln L) thresholds for the intervals (default ``DELTAS``: 1 and 3.84, the
       68.27 % and 95 % intervals of one parameter), not probabilities. The verdict uses the
@@ -619,6 +623,7 @@ def profile_likelihood(
     max_steps = check_int(max_steps, "max_steps", 1)
     deltas = _check_thresholds(deltas, levels)
     autodiff = "fwd" if mode == "forward" else "bwd"
+    show = check_progress(progress)
 
     notes = []
     with float64():
@@ -656,14 +661,25 @@ def profile_likelihood(
             notes=tuple(notes),
             fiducial=fid,
         )
-        if single:
-            return _profile_one(name_or_names, setup, opts, deltas)
-        profiles, errors = {}, {}
-        for t in targets:
-            try:
-                profiles[t] = _profile_one(t, setup, opts, deltas)
-            except (FisherError, ValueError, FloatingPointError, RuntimeError) as exc:
-                errors[t] = f"{type(exc).__name__}: {exc}"
+        estimate = (
+            f"{len(targets)} profile(s), each a scan of {opts.n_grid} points (plus up to 4 "
+            f"scans of {opts.n_grid} where a side is extended or refined), ≤ {max_steps} BFGS "
+            "steps per point; the first scan compiles the fit (most of a first call's time)."
+        )
+        with progress_bar(show, len(targets), "profile_likelihood", "profile", estimate) as bar:
+            if single:
+                bar.set_postfix_str(name_or_names)
+                out = _profile_one(name_or_names, setup, opts, deltas)
+                bar.update()
+                return out
+            profiles, errors = {}, {}
+            for t in targets:
+                bar.set_postfix_str(t)
+                try:
+                    profiles[t] = _profile_one(t, setup, opts, deltas)
+                except (FisherError, ValueError, FloatingPointError, RuntimeError) as exc:
+                    errors[t] = f"{type(exc).__name__}: {exc}"
+                bar.update()
         return ProfileBatch(profiles=profiles, errors=errors)
 
 
