@@ -173,6 +173,15 @@ def _direct(setup: _Setup, k, points):
     return np.asarray(values), np.asarray(thetas)
 
 
+def _varies(values, ref) -> bool:
+    """Whether a profile has finite points and rises by at least ``FLAT_TOL`` somewhere."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return False
+    base = ref if math.isfinite(ref) else float(np.min(finite))
+    return bool(np.max(finite) - base >= FLAT_TOL)
+
+
 def _scan_from(setup: _Setup, k, theta_start, points):
     """−2 ln L at `points` (visited in order, each warm-started from the previous one, the
     first from `theta_start`): the extension of a profile beyond its grid edge."""
@@ -248,11 +257,13 @@ def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLike
     g, clip, axis = _grid_for(name, k, setup, opts, notes)
     c = int(np.argmin(np.abs(g - center_value)))
     values, thetas, converged, steps = _scan(setup, k, g, c)
-    if axis is not None and np.any(np.isfinite(values)):
+    if axis is not None and _varies(values, setup.ref):
+        # A profile flat over the whole initial grid is structurally non-identifiable:
+        # extending it would only ask the fit for ever larger compensations.
         g, values, thetas, converged, steps = extend_profile(
             axis,
             (g, values, thetas, converged, steps),
-            max(deltas),
+            deltas,
             setup.ref,
             lambda theta, points: _scan_from(setup, k, theta, points),
         )

@@ -202,47 +202,54 @@ def local_minima(grid, delta, nuisance, name, top):
     return tuple(out)
 
 
-def extend_profile(axis: Axis, arrays, top, ref0, scan_from):
+def extend_profile(axis: Axis, arrays, levels, ref0, scan_from):
     """Extend the open sides of a profile (see the module docstring). `arrays` = (grid,
-    −2 ln L, θ rows, converged, steps) in grid order; `ref0` the −2 ln L of the best fit
-    (NaN: the profile's minimum); ``scan_from(θ_start, points)`` profiles `points` in
-    order, warm-started from ``θ_start``. Returns the arrays extended."""
+    −2 ln L, θ rows, converged, steps) in grid order; `levels` the Δ thresholds; `ref0`
+    the −2 ln L of the best fit (NaN: the profile's minimum); ``scan_from(θ_start,
+    points)`` profiles `points` in order, warm-started from ``θ_start``. Returns the
+    arrays extended out to the bounds where open, and refined around coarse crossings."""
     n = arrays[0].size
+    top = max(levels)
     for direction in (-1, +1):
-        for _ in range(2):  # out to the bound, then refine a coarse crossing once
+        for _ in range(6):  # out to the bound, then refine coarse crossings
             g, values = arrays[0], arrays[1]
             ref = ref0 if math.isfinite(ref0) else float(np.nanmin(values))
             delta = values - ref
             c = int(np.nanargmin(np.where(np.isfinite(delta), delta, np.nan)))
             side = np.arange(c, g.size) if direction > 0 else np.arange(c, -1, -1)
-            finite_side = (
-                side[: np.argmax(~np.isfinite(delta[side]))]
-                if not np.all(np.isfinite(delta[side]))
-                else side
-            )
+            bad = ~np.isfinite(delta[side])
+            finite_side = side[: np.argmax(bad)] if bad.any() else side
             if finite_side.size < 2:
                 break
-            above = np.flatnonzero(delta[finite_side] >= top)
-            if above.size == 0:
+            if not np.any(delta[finite_side] >= top):
                 if finite_side.size < side.size:
                     break  # the model or fit failed before the edge: no extension
                 edge, inner = finite_side[-1], finite_side[-2]
                 step = abs(float(axis.to_u(g[edge]) - axis.to_u(g[inner])))
                 points = extension_points(axis, g[edge], step, direction, n)
             else:
-                j = finite_side[above[0]]
-                prev = finite_side[above[0] - 1]
-                if delta[j] <= RESOLUTION_RATIO * top or abs(j - prev) != 1:
+                bracket = _coarse_bracket(delta, finite_side, levels)
+                if bracket is None:
                     break
-                edge = prev
-                points = refine_points(axis, g[prev], g[j], n)
+                edge = bracket[0]
+                points = refine_points(axis, g[bracket[0]], g[bracket[1]], n)
             if points is None:
                 break
             new = scan_from(arrays[2][edge], points)
             arrays = merge_points(arrays, (points, *new))
-            if above.size:
-                break
     return _refine_minima(axis, arrays, top, ref0, scan_from)
+
+
+def _coarse_bracket(delta, walk, levels):
+    """The first grid step along `walk` (indices outward from the best fit) across which
+    Δ jumps past a level to more than ``RESOLUTION_RATIO`` times it, or ``None``."""
+    for level in sorted(levels):
+        hit = np.flatnonzero(delta[walk] >= level)
+        if hit.size and hit[0] > 0:
+            j, prev = walk[hit[0]], walk[hit[0] - 1]
+            if delta[j] > RESOLUTION_RATIO * level:
+                return prev, j
+    return None
 
 
 def _refine_minima(axis: Axis, arrays, top, ref0, scan_from):
