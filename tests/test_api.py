@@ -39,6 +39,7 @@ PUBLIC_API = [
     "RequiredSamples",
     "Selection",
     "SingularFisherError",
+    "SymmetrySearch",
     "bias",
     "check_solve",
     "collinearity_index",
@@ -67,6 +68,7 @@ PUBLIC_API = [
     "robust_inverse",
     "select_measurements",
     "sigma_criterion",
+    "symmetry_search",
 ]
 
 ENGINE_NAMES = [
