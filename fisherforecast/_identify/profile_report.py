@@ -173,7 +173,7 @@ class ProfileLikelihood(Record):
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3.5))
+            _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
         ax.plot(self.grid, self.delta, "o-", color="C0", ms=3, label="profile likelihood")
         if math.isfinite(self.fisher_sigma) and self.fisher_sigma > 0:
             fine = np.linspace(self.grid[0], self.grid[-1], 200)
@@ -271,11 +271,10 @@ class ProfileBatch(Record, Mapping):
         cols = min(n, 3)
         rows = math.ceil(n / cols)
         if fig is None:
-            fig = plt.figure(figsize=(4.5 * cols, 3.5 * rows))
+            fig = plt.figure(figsize=(4.5 * cols, 3.5 * rows), layout="constrained")
         axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
         for ax, p in zip(axes, self.values(), strict=False):
             p.plot(ax=ax)
         for ax in axes[len(self) :]:
             ax.set_visible(False)
-        fig.tight_layout()
         return fig

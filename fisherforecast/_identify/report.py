@@ -9,6 +9,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from .._matrix import FisherMatrix
+from .._plot.style import distinct_color
 from .._record import Record
 from .factor import gamma
 
@@ -361,7 +362,13 @@ class IdentifiabilityReport(Record):
         for i, n in enumerate(self.names):
             if self.parameterisation[n] == "linear" and n not in self.scales:
                 continue  # marginalised out of the spectrum
-            ax_comp.bar(x, V[i], bottom=bottom, label=self._labels[n], color=f"C{i % 10}")
+            ax_comp.bar(
+                x,
+                V[i],
+                bottom=bottom,
+                label=self._labels[n],
+                color=distinct_color(i, len(self.names)),
+            )
             bottom += V[i]
         ax_comp.set_xticks(
             x, ["0 (null)" if k < null else f"{v:.2g}" for k, v in enumerate(ev)], rotation=45
