@@ -49,6 +49,8 @@ _LAZY = {
     "profile_likelihood": "._identify.profile",
     "ProfileLikelihood": "._identify.profile_report",
     "ProfileBatch": "._identify.profile_report",
+    "symmetry_search": "._identify.symmetry",
+    "SymmetrySearch": "._identify.symmetry",
     "nullspace_prior": "._identify.nullspace",
     "nullspace_penalty": "._identify.nullspace",
     "crosscheck": "._sampling.crosscheck",

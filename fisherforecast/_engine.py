@@ -302,7 +302,10 @@ def evaluate(
     theta, to_params = split(fiducial, names)
     params = to_params(theta)
     F = noise.inner(J, J, mean, params, design)
-    extra = noise.covariance_information(mean, theta, to_params, design, mode)
+    if getattr(noise, "mean_dependent", False):  # noise from the mean: no second solve
+        extra = noise.covariance_information(mean, theta, to_params, design, mode, mean_jacobian=J)
+    else:
+        extra = noise.covariance_information(mean, theta, to_params, design, mode)
     if extra is not None:
         F = F + extra
     cross = noise.cross_information(J, mean, theta, to_params, design, mode)

@@ -46,7 +46,6 @@ through every analysis it supports.
 from __future__ import annotations
 
 import abc
-import inspect
 from typing import ClassVar
 
 import jax
@@ -56,6 +55,8 @@ import numpy as np
 
 from ._errors import InputError, quote
 from ._linalg import check_matrix
+from ._noise_callables import broadcast_flat as _broadcast_flat
+from ._noise_callables import call_callable, callable_signature, linearised_mean
 from ._values import check_positive, warn_if_float32
 from ._x64 import as_float64_tree
 
@@ -64,45 +65,6 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
-
-
-def _call_arity(fn, what):
-    """How many positional arguments a user callable takes: 1 ``(params)`` or 2."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 2
-    params = [
-        p
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    if any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
-        return 2
-    if len(params) not in (1, 2):
-        raise TypeError(
-            f"{what} must be a callable taking (params) or (params, design); received a "
-            f"callable with signature {sig}."
-        )
-    return len(params)
-
-
-def _evaluate(fn, arity, params, design):
-    return fn(params) if arity == 1 else fn(params, design)
-
-
-def _broadcast_flat(values, shape, what):
-    """Broadcast a noise array to the model-output ``shape`` and flatten it."""
-    values = jnp.asarray(values)
-    try:
-        out = jnp.broadcast_to(values, shape)
-    except ValueError:
-        raise InputError(
-            f"{what} has shape {tuple(values.shape)}, which does not match (or broadcast to) "
-            f"the model output shape {tuple(shape)}. Give one value per datum, a scalar, or "
-            "an array that broadcasts to the output."
-        ) from None
-    return out.reshape(-1)
 
 
 class NoiseModel(abc.ABC):
@@ -182,11 +144,13 @@ class NoiseModel(abc.ABC):
         numerically (the gradient of the log-likelihood with the mean held fixed)."""
         return None
 
-    def covariance_information(self, mean, theta, to_params, design, mode):
+    def covariance_information(self, mean, theta, to_params, design, mode, mean_jacobian=None):
         """Extra information from parameter-dependent noise, ``(P, P)``; ``None`` if none.
 
         ``theta`` is the vector of varied parameters, ``to_params(theta)`` the full dict,
-        ``mode`` ``"forward"`` or ``"reverse"`` (the derivative mode to use).
+        ``mode`` ``"forward"`` or ``"reverse"`` (the derivative mode to use);
+        ``mean_jacobian``, the model's ``(N, P)`` Jacobian, is passed only to a noise model
+        whose ``mean_dependent`` is true.
         """
         return None
 
@@ -265,12 +229,18 @@ class Gaussian(NoiseModel):
     array that broadcasts to the model output) or `cov` (a full ``N × N`` covariance over
     the flattened model output). Either may instead be a callable ``f(params)`` or
     ``f(params, design)``; the covariance then depends on the parameters and the Fisher
-    matrix includes ``½ tr(C⁻¹ ∂ᵢC C⁻¹ ∂ⱼC)``.
+    matrix includes ``½ tr(C⁻¹ ∂ᵢC C⁻¹ ∂ⱼC)``. A callable whose first argument is named
+    ``mean`` (or any callable with ``uses_mean=True``), ``f(mean, params)`` or
+    ``f(mean, params, design)``, gets the model mean: e.g. a combined error
+    ``lambda mean, p: p["a"] + p["b"] * abs(mean)``, differentiated through the model's
+    Jacobian, with no second model evaluation.
 
     **Arguments:**
 
     - `sigma`: standard deviation(s) or a callable returning them.
     - `cov`: covariance matrix or a callable returning it.
+    - `uses_mean`: whether the callable takes the model mean first (default: when its
+      first argument is named ``mean``).
 
     **Raises:** `InputError` (a `ValueError`) for non-positive or non-finite sigma, a
     non-symmetric or non-positive-definite covariance, or when both/neither of `sigma` and
@@ -287,7 +257,7 @@ class Gaussian(NoiseModel):
 
     gaussian = True
 
-    def __init__(self, sigma=None, *, cov=None):
+    def __init__(self, sigma=None, *, cov=None, uses_mean=None):
         if (sigma is None) == (cov is None):
             raise InputError(
                 "Gaussian needs exactly one of `sigma` or `cov`; received "
@@ -295,29 +265,31 @@ class Gaussian(NoiseModel):
             )
         self.sigma_fn = self.cov_fn = None
         self.sigma = self.cov = self.cov_cholesky = None
-        self.arity = 0
+        self.arity, self.uses_mean = 0, False
         if sigma is not None:
             if callable(sigma):
-                self.sigma_fn, self.arity = sigma, _call_arity(sigma, "sigma")
+                self.sigma_fn = sigma
+                self.arity, self.uses_mean = callable_signature(sigma, "sigma", uses_mean)
             else:
                 warn_if_float32(sigma, "A noise model")
                 self.sigma = _check_sigma(sigma)
         else:
             if callable(cov):
-                self.cov_fn, self.arity = cov, _call_arity(cov, "cov")
+                self.cov_fn = cov
+                self.arity, self.uses_mean = callable_signature(cov, "cov", uses_mean)
             else:
                 warn_if_float32(cov, "A noise model")
                 self.cov, self.cov_cholesky = _check_cov(cov)
 
     def tree_flatten(self):
         children = (self.sigma, self.cov, self.cov_cholesky)
-        return children, (self.sigma_fn, self.cov_fn, self.arity)
+        return children, (self.sigma_fn, self.cov_fn, self.arity, self.uses_mean)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.sigma, obj.cov, obj.cov_cholesky = children
-        obj.sigma_fn, obj.cov_fn, obj.arity = aux
+        obj.sigma_fn, obj.cov_fn, obj.arity, obj.uses_mean = aux
         return obj
 
     def __repr__(self):
@@ -332,6 +304,12 @@ class Gaussian(NoiseModel):
     @property
     def parameter_dependent(self) -> bool:
         return self.sigma_fn is not None or self.cov_fn is not None
+
+    @property
+    def mean_dependent(self) -> bool:
+        """Whether the sigma/cov callable takes the model mean (the engine then passes the
+        Jacobian to ``covariance_information``)."""
+        return self.uses_mean
 
     @property
     def diagonal(self) -> bool:
@@ -351,16 +329,18 @@ class Gaussian(NoiseModel):
             _broadcast_flat(self.sigma, shape, "sigma")
 
     # --- the covariance at given parameters, in the flattened output space ------------
-    def sigma_flat(self, shape, params, design):
+    def sigma_flat(self, shape, params, design, mean=None):
         """Standard deviations per flattened datum (``sigma`` noise only)."""
         if self.sigma_fn is not None:
-            s = _evaluate(self.sigma_fn, self.arity, params, design)
+            s = call_callable(self.sigma_fn, self.arity, self.uses_mean, params, design, mean)
             return _broadcast_flat(s, shape, "sigma (returned by the callable)")
         return _broadcast_flat(self.sigma, shape, "sigma")
 
-    def _raw_cov(self, params, design, n):
+    def _raw_cov(self, params, design, n, mean=None):
         """The callable's covariance as returned (checked for shape, not symmetrised)."""
-        C = jnp.asarray(_evaluate(self.cov_fn, self.arity, params, design))
+        C = jnp.asarray(
+            call_callable(self.cov_fn, self.arity, self.uses_mean, params, design, mean)
+        )
         if C.shape != (n, n):
             raise InputError(
                 f"cov (returned by the callable) has shape {tuple(C.shape)}; expected "
@@ -368,10 +348,10 @@ class Gaussian(NoiseModel):
             )
         return C
 
-    def cov_and_cholesky(self, n, params, design):
+    def cov_and_cholesky(self, n, params, design, mean=None):
         """``(C, L)`` with ``C = L Lᵀ`` over ``n`` flattened outputs (``cov`` noise only)."""
         if self.cov_fn is not None:
-            C = self._raw_cov(params, design, n)
+            C = self._raw_cov(params, design, n, mean)
             C = 0.5 * (C + C.T)
             return C, jnp.linalg.cholesky(C)
         return jnp.asarray(self.cov), jnp.asarray(self.cov_cholesky)
@@ -379,9 +359,9 @@ class Gaussian(NoiseModel):
     def whiten(self, x, mean, params, design):
         """``L⁻¹ x`` for ``C = L Lᵀ`` (``x`` flat, (N,) or (N, P))."""
         if self.diagonal:
-            s = self.sigma_flat(mean.shape, params, design)
+            s = self.sigma_flat(mean.shape, params, design, mean)
             return x / (s if x.ndim == 1 else s[:, None])
-        _, L = self.cov_and_cholesky(mean.size, params, design)
+        _, L = self.cov_and_cholesky(mean.size, params, design, mean)
         return jax.scipy.linalg.solve_triangular(L, x, lower=True)
 
     def inner(self, a, b, mean, params, design):
@@ -391,18 +371,21 @@ class Gaussian(NoiseModel):
 
     def covariance(self, mean, params, design):
         if self.diagonal:
-            return jnp.diag(self.sigma_flat(mean.shape, params, design) ** 2)
-        return self.cov_and_cholesky(mean.size, params, design)[0]
+            return jnp.diag(self.sigma_flat(mean.shape, params, design, mean) ** 2)
+        return self.cov_and_cholesky(mean.size, params, design, mean)[0]
 
-    def covariance_information(self, mean, theta, to_params, design, mode):
+    def covariance_information(self, mean, theta, to_params, design, mode, mean_jacobian=None):
+        """With a callable of the mean (``mean_dependent``) the engine passes the model's
+        Jacobian: σ(μ(θ), θ) is differentiated through the linearised mean."""
         if not self.parameter_dependent:
             return None
         jac = jax.jacfwd if mode == "forward" else jax.jacrev
         shape = mean.shape
+        mean_at = linearised_mean(mean, mean_jacobian if self.uses_mean else None, theta)
         if self.sigma_fn is not None:
 
             def sig(th):
-                return self.sigma_flat(shape, to_params(th), design)
+                return self.sigma_flat(shape, to_params(th), design, mean_at(th))
 
             s = sig(theta)
             ds = jac(sig)(theta)  # (N, P)
@@ -412,7 +395,7 @@ class Gaussian(NoiseModel):
         n = int(np.prod(shape))
 
         def cov(th):
-            return self.cov_and_cholesky(n, to_params(th), design)[0]
+            return self.cov_and_cholesky(n, to_params(th), design, mean_at(th))[0]
 
         C = cov(theta)
         dC = jac(cov)(theta)  # (N, N, P)
@@ -422,10 +405,10 @@ class Gaussian(NoiseModel):
 
     def check_values(self, mean, params, design):
         if self.sigma_fn is not None:
-            s = self.sigma_flat(mean.shape, params, design)
+            s = self.sigma_flat(mean.shape, params, design, mean)
             return {"sigma returned by the callable must be positive and finite": s}
         if self.cov_fn is not None:
-            raw = self._raw_cov(params, design, mean.size)
+            raw = self._raw_cov(params, design, mean.size, mean)
             root = jnp.sqrt(jnp.abs(jnp.diag(raw)))
             asym = jnp.max(jnp.abs(raw - raw.T) / jnp.maximum(jnp.outer(root, root), 1e-300))
             return {
@@ -448,13 +431,13 @@ class Gaussian(NoiseModel):
     def log_likelihood(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
         if self.diagonal:
-            s = self.sigma_flat(mean.shape, params, design)
+            s = self.sigma_flat(mean.shape, params, design, mean)
             return (
                 -0.5 * jnp.sum((r / s) ** 2)
                 - jnp.sum(jnp.log(s))
                 - 0.5 * r.size * jnp.log(2 * jnp.pi)
             )
-        _, L = self.cov_and_cholesky(r.size, params, design)
+        _, L = self.cov_and_cholesky(r.size, params, design, mean)
         z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
         return (
             -0.5 * jnp.sum(z**2)
@@ -470,11 +453,11 @@ class Gaussian(NoiseModel):
             return -2.0 * self.log_likelihood(mean0, mean, params, design)
         r = (mean - mean0).reshape(-1)
         if self.sigma_fn is not None:
-            s = self.sigma_flat(mean.shape, params, design)
-            s0 = self.sigma_flat(mean.shape, params0, design)
+            s = self.sigma_flat(mean.shape, params, design, mean)
+            s0 = self.sigma_flat(mean.shape, params0, design, mean0)
             return jnp.sum(2.0 * jnp.log(s) + (s0 / s) ** 2 + (r / s) ** 2)
-        _, L = self.cov_and_cholesky(r.size, params, design)
-        _, L0 = self.cov_and_cholesky(r.size, params0, design)
+        _, L = self.cov_and_cholesky(r.size, params, design, mean)
+        _, L0 = self.cov_and_cholesky(r.size, params0, design, mean0)
         A = jax.scipy.linalg.solve_triangular(L, L0, lower=True)  # tr(C⁻¹C₀) = ‖L⁻¹L₀‖²_F
         z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
         return 2.0 * jnp.sum(jnp.log(jnp.diag(L))) + jnp.sum(A**2) + jnp.sum(z**2)
@@ -482,9 +465,9 @@ class Gaussian(NoiseModel):
     def simulate(self, key, mean, params, design):
         z = jax.random.normal(key, (mean.size,), dtype=mean.dtype)
         if self.diagonal:
-            noise = self.sigma_flat(mean.shape, params, design) * z
+            noise = self.sigma_flat(mean.shape, params, design, mean) * z
         else:
-            _, L = self.cov_and_cholesky(mean.size, params, design)
+            _, L = self.cov_and_cholesky(mean.size, params, design, mean)
             noise = L @ z
         return mean + noise.reshape(mean.shape)
 

@@ -19,7 +19,7 @@ float64 (the engine does this for you).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import diffrax
@@ -30,6 +30,17 @@ import numpy as np
 from jax.core import Tracer
 
 from ._errors import ParameterError, quote
+from ._ode_args import check_dt0, check_max_steps, check_t0, check_tolerance
+from ._ode_schedule import (
+    EventSpec,
+    SegmentedSolution,
+    checked_rhs,
+    make_solvers,
+    make_spec,
+    measurement_times,
+    solve_schedule,
+    taylor_from,
+)
 
 __all__ = ["ODEModel", "check_solve", "ode_model"]
 
@@ -61,61 +72,6 @@ def _make_adjoint(adjoint):
 
 def _as_array_if_number(x):
     return jnp.asarray(x) if isinstance(x, (int, float, np.number)) else x
-
-
-def _real_array(name, value, what):
-    """``value`` as a float64 NumPy array, or a TypeError naming ``name`` (bools, strings,
-    complex numbers and other non-real values are refused rather than coerced)."""
-    try:
-        arr = np.asarray(value)
-    except Exception:  # traced values, ragged sequences, ...
-        arr = None
-    if arr is None or arr.dtype.kind not in "iuf":
-        raise TypeError(f"ode_model: `{name}` must be {what}; received {quote(value)}.")
-    return arr.astype(np.float64)
-
-
-def _check_tolerance(name, value, *, allow_zero):
-    """rtol (> 0) / atol (>= 0): finite real numbers, or arrays of them (one per state
-    component, element-wise); returned unchanged."""
-    if isinstance(value, Tracer):  # built inside a trace: cannot be checked
-        return value
-    bound = ">= 0" if allow_zero else "> 0"
-    what = f"a finite real number {bound} (or an array of them, one per state component)"
-    arr = _real_array(name, value, what)
-    ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
-    if arr.size == 0 or not ok.all():
-        raise ValueError(f"ode_model: `{name}` must be {what}; received {quote(value)}.")
-    return value
-
-
-def _check_dt0(dt0):
-    if dt0 is None or isinstance(dt0, Tracer):
-        return dt0
-    what = "None (diffrax chooses) or a finite number > 0"
-    arr = _real_array("dt0", dt0, what)
-    if arr.shape != () or not (np.isfinite(arr) and arr > 0):
-        raise ValueError(f"ode_model: `dt0` must be {what}; received {quote(dt0)}.")
-    return float(arr)
-
-
-def _check_max_steps(max_steps) -> int:
-    what = "a positive integer"
-    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(
-        max_steps, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"ode_model: `max_steps` must be {what}; received {quote(max_steps)}.")
-    if not (np.isfinite(max_steps) and float(max_steps).is_integer() and max_steps >= 1):
-        raise ValueError(f"ode_model: `max_steps` must be {what}; received {quote(max_steps)}.")
-    return int(max_steps)
-
-
-def _check_t0(t0) -> float:
-    what = "a finite real number"
-    arr = _real_array("t0", t0, what)
-    if arr.shape != () or not np.isfinite(arr):
-        raise ValueError(f"ode_model: `t0` must be {what}; received {quote(t0)}.")
-    return float(arr)
 
 
 def _autodiff_modes(adjoint) -> tuple[str, ...]:
@@ -161,6 +117,8 @@ class ODEModel:
         dt0: float | None,
         adjoint: diffrax.AbstractAdjoint,
         throw: bool,
+        events: EventSpec | None = None,
+        times_key: str = "times",
     ):
         self.rhs = rhs
         self.y0 = y0
@@ -175,7 +133,14 @@ class ODEModel:
         self.throw = bool(throw)
         # Built once: diffeqsolve is filter-jitted and keys its cache on the term, so a
         # fresh wrapper per call would recompile on every eager call.
-        self._term = diffrax.ODETerm(rhs)
+        self.events = events if events is not None else make_spec(None, None, None, 0, False, t0)
+        self.times_key = times_key
+        has_input = self.events.inputs is not None
+        # rhs wrapped so that tracing mistakes (np.exp, Python `if`, a list result) get
+        # an error that says what to change.
+        self._rhs = checked_rhs(rhs, has_input)
+        self._term = diffrax.ODETerm(self._rhs)
+        self._solvers = make_solvers(rhs, has_input) if self.events.active else None
 
     def __repr__(self) -> str:
         name = getattr(self.rhs, "__name__", type(self.rhs).__name__)
@@ -255,7 +220,7 @@ class ODEModel:
 
     def _initial_ok(self, params, y0) -> jax.Array:
         """Whether ``y0`` and ``rhs(t0, y0)`` are finite (NaN parameters show up here)."""
-        dy0 = jnp.asarray(self.rhs(jnp.asarray(self.t0, y0.dtype), y0, params))
+        dy0 = self._rhs(jnp.asarray(self.t0, y0.dtype), y0, params)
         if dy0.shape != y0.shape:  # static, also under jit/vmap: say so before diffrax does
             raise ValueError(
                 f"ode_model: rhs returned shape {dy0.shape} but the state y0 has shape "
@@ -298,27 +263,42 @@ class ODEModel:
         )
         return sol, init_ok
 
-    def solve(self, params, times) -> diffrax.Solution:
-        """Raw :class:`diffrax.Solution` at the admissible ``times``, sorted ascending.
+    def solve(self, params, times) -> diffrax.Solution | SegmentedSolution:
+        """Raw :class:`diffrax.Solution` at the admissible ``times``, sorted ascending
+        (with doses, inputs or pre-equilibration: a summary with ``result``, ``stats``).
 
         For diagnostics (``sol.result``, ``sol.stats``); use the model call for values.
         If ``y0`` or ``rhs(t0, y0)`` is not finite the solve covers only ``[t0, t0]``.
         """
-        _, safe, _ = self._prepare_times(jnp.atleast_1d(jnp.asarray(times)))
+        raw = jnp.atleast_1d(jnp.asarray(measurement_times(times, self.times_key)))
+        _, safe, _ = self._prepare_times(raw)
+        if self._solvers is not None:
+            args = (self, self._solvers, self.events, params, times, jnp.sort(safe))
+            return solve_schedule(*args)[1]
         return self._diffeqsolve(params, jnp.sort(safe))[0]
 
     # -- the forward model ------------------------------------------------------------
-    def _evaluate(self, params, times, observe=True):
-        """(outputs, diffrax solution, initial state finite?) at the 1-D ``times``."""
+    def _evaluate(self, params, design, observe=True):
+        """(outputs, diffrax solution, initial state finite?) at the design's times."""
+        times = jnp.atleast_1d(jnp.asarray(measurement_times(design, self.times_key)))
         times, safe, valid = self._prepare_times(times)
         order = jnp.argsort(safe)
         # The solver only sees the times as data; their derivatives are attached exactly
         # by _taylor_in_time (dy/dt = f), which is cheaper and more accurate than
         # differentiating through the adaptive steps and the dense-output interpolant.
-        sol, init_ok = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
-        assert sol.ys is not None  # diffeqsolve saves at `ts`, so ys is always there
-        ys = jnp.empty_like(sol.ys).at[order].set(sol.ys)
-        ys = _taylor_in_time(self.rhs, safe, ys, params)
+        if self._solvers is not None:
+            t_sorted = safe[order]
+            args = (self, self._solvers, self.events, params, design)
+            ys, sol, init_ok, (tau, seg, rates, inputs) = solve_schedule(
+                *args, jax.lax.stop_gradient(t_sorted)
+            )
+            ys = taylor_from(self._solvers.rhs, params, t_sorted, tau, ys, rates, inputs, seg)
+            ys = jnp.empty_like(ys).at[order].set(ys)
+        else:
+            sol, init_ok = self._diffeqsolve(params, jax.lax.stop_gradient(safe[order]))
+            assert sol.ys is not None  # diffeqsolve saves at `ts`, so ys is always there
+            ys = jnp.empty_like(sol.ys).at[order].set(sol.ys)
+            ys = _taylor_in_time(self._rhs, safe, ys, params)
         ok = (sol.result == diffrax.RESULTS.successful) & init_ok & valid
         # Multiplying by NaN (not jnp.where) makes the derivatives NaN too, so a failed
         # solve can never yield a finite, wrong Fisher matrix.
@@ -337,10 +317,14 @@ class ODEModel:
         return self._evaluate(params, times, observe=False)[0]
 
     def __call__(self, params, times) -> jax.Array:
-        """Observables at ``times``: ``observe(y(t), params)`` stacked over ``times``."""
-        times = jnp.asarray(times)
-        out = self._evaluate(params, jnp.atleast_1d(times))[0]
-        return out[0] if times.ndim == 0 else out
+        """Observables at ``times``: ``observe(y(t), params)`` stacked over ``times``.
+
+        ``times`` is the design: the measurement times, or a dict holding them under
+        ``times_key`` (default ``"times"``) next to entries the dosing callables read.
+        """
+        scalar = jnp.ndim(measurement_times(times, self.times_key)) == 0
+        out = self._evaluate(params, times)[0]
+        return out[0] if scalar else out
 
 
 def _taylor_in_time(rhs, times, ys, params):
@@ -388,6 +372,12 @@ def ode_model(
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     adjoint: str | diffrax.AbstractAdjoint = "forward",
     throw: bool = False,
+    doses: Any = None,
+    infusions: Any = None,
+    inputs: Any = None,
+    dose_into: int = 0,
+    preequilibrate: bool = False,
+    times_key: str = "times",
 ) -> ODEModel:
     """Make a forward model ``model(params, times)`` from an ODE ``dy/dt = rhs(t, y, params)``.
 
@@ -424,6 +414,31 @@ def ode_model(
       collapse, NaN in the dynamics) returns NaN for every output of that parameter
       point, so one bad item of a ``vmap``-ed batch does not abort the others; if
       ``True`` diffrax raises instead.
+    - `doses`: bolus doses, ``(times, amounts)`` (1-D arrays of equal length) or a callable
+      ``doses(params, design) -> (times, amounts)``, so that amounts and times can be
+      parameters or design variables. Each amount is added to state component
+      `dose_into` at its time (amounts of shape ``(n, *y.shape)`` give the whole jump).
+      The state is right-continuous: a measurement at a dose time sees the dose.
+    - `infusions`: zero-order inputs, ``(starts, durations, rates)`` or a callable
+      ``(params, design) -> (starts, durations, rates)``; each rate is added to
+      ``dy/dt`` of component `dose_into` from ``start`` to ``start + duration``.
+    - `inputs`: a piecewise-constant input ``u(t)``, ``(breakpoints, values)`` or a
+      callable returning them, with ``len(values) == len(breakpoints) + 1``
+      (``values[0]`` holds before the first breakpoint). The rhs then takes it:
+      ``rhs(t, y, params, u)``.
+    - `dose_into`: the state component that doses and infusions go into (default 0).
+    - `preequilibrate`: run the system to steady state before ``t0`` (with ``rhs``
+      evaluated at ``t = t0`` and, with `inputs`, ``u = values[0]``), starting from
+      `y0`, and start the experiment from that steady state. Its parameter derivatives
+      are the exact implicit-function ones, ``∂y*/∂θ = -J⁻¹ ∂f/∂θ``.
+    - `times_key`: when the design is a dict (e.g. ``{"times": ts, "dose": d}`` so that a
+      dose can be a design variable), the entry holding the measurement times.
+
+    Event times (doses, infusion starts and ends, breakpoints) must be ``>= t0``; fixed
+    ones are checked here, traced ones give NaN outputs when before ``t0``. Their number
+    is fixed by the array shapes; their values and sizes can be anything traceable, and
+    ``jax.jacfwd`` derivatives with respect to them are exact (each segment between
+    events is solved on a fixed interval, with the event times as arguments).
 
     **Returns**
 
@@ -435,7 +450,9 @@ def ode_model(
 
     `TypeError` / `ValueError` at construction for a non-callable `rhs` or `observe` or an
     invalid `t0`, `rtol`, `atol`, `max_steps` or `dt0` (the message names the argument);
-    `ValueError` when first called if ``rhs`` returns a shape other than that of ``y0``.
+    `ValueError` when first called if ``rhs`` returns a shape other than that of ``y0``;
+    a `TypeError` saying what to change when ``rhs`` returns a list, calls NumPy on a
+    traced value or branches with a Python ``if`` on a parameter.
     With ``throw=True``, ``equinox.EquinoxRuntimeError`` (a ``RuntimeError``) at run time
     when the solve fails or a time is inadmissible. Use :func:`check_solve` to diagnose
     NaN outputs when ``throw=False``.
@@ -452,6 +469,16 @@ def ode_model(
     >>> J = np.stack([-2.0 * t * np.exp(-0.5 * t), np.exp(-0.5 * t)], axis=1)
     >>> bool(np.allclose(F.matrix, J.T @ J / 0.01, rtol=1e-6))
     True
+    >>> # Two oral doses of 100 at t = 0 and 12 into the gut (state 0), absorbed at ka:
+    >>> def pk(t, y, p):
+    ...     return jnp.stack([-p["ka"] * y[0], p["ka"] * y[0] - p["ke"] * y[1]])
+    >>> dosed = ff.ode_model(pk, y0=jnp.zeros(2), observe=lambda y, p: y[1] / p["V"],
+    ...                      doses=([0.0, 12.0], [100.0, 100.0]))
+    >>> c = dosed({"ka": 1.0, "ke": 0.2, "V": 10.0}, jnp.array([13.0]))
+    >>> def one(t):  # the closed form of one dose, superposed
+    ...     return 100 / 10 * 1.0 / (1.0 - 0.2) * (np.exp(-0.2 * t) - np.exp(-1.0 * t))
+    >>> bool(np.allclose(c, one(13.0) + one(1.0), rtol=1e-7))
+    True
 
     ```
     """
@@ -464,11 +491,14 @@ def ode_model(
             "ode_model: `observe` must be None or callable as observe(y, params); received "
             f"{quote(observe)}."
         )
-    t0 = _check_t0(t0)
-    rtol = _check_tolerance("rtol", rtol, allow_zero=False)
-    atol = _check_tolerance("atol", atol, allow_zero=True)
-    dt0 = _check_dt0(dt0)
-    max_steps = _check_max_steps(max_steps)
+    t0 = check_t0(t0)
+    rtol = check_tolerance("rtol", rtol, allow_zero=False)
+    atol = check_tolerance("atol", atol, allow_zero=True)
+    dt0 = check_dt0(dt0)
+    max_steps = check_max_steps(max_steps)
+    events = make_spec(doses, infusions, inputs, dose_into, preequilibrate, t0)
+    if not isinstance(times_key, str):
+        raise TypeError(f"ode_model: `times_key` must be a string; received {quote(times_key)}.")
     if solver is None:
         solver = diffrax.Kvaerno5() if stiff else diffrax.Tsit5()
     if stepsize_controller is None:
@@ -491,6 +521,8 @@ def ode_model(
         dt0=dt0,
         adjoint=_make_adjoint(adjoint),
         throw=throw,
+        events=events,
+        times_key=times_key,
     )
 
 
@@ -548,10 +580,15 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
     if not isinstance(model, ODEModel):
         raise TypeError(f"check_solve needs a model made by ode_model, got {type(model)}")
     with jax.enable_x64(True):
-        times = jnp.asarray(model.check_times(times))
+        design = times
+        times = jnp.asarray(model.check_times(measurement_times(design, model.times_key)))
+        if isinstance(design, Mapping):
+            design = {**design, model.times_key: times}
+        else:
+            design = times
         quiet = _quiet_jitted_evaluate(model)
         try:
-            out, sol, init_ok = quiet(params, times)
+            out, sol, init_ok = quiet(params, design)
         except KeyError as exc:
             missing = exc.args[0] if exc.args else None
             if isinstance(missing, str) and hasattr(params, "keys") and missing not in params:

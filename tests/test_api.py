@@ -51,6 +51,7 @@ PUBLIC_API = [
     "Selection",
     "SingularFisherError",
     "StudentT",
+    "SymmetrySearch",
     "bias",
     "check_solve",
     "collinearity_index",
@@ -89,6 +90,7 @@ PUBLIC_API = [
     "sigma_criterion",
     "sigma_table",
     "simulate_trials",
+    "symmetry_search",
 ]
 
 ENGINE_NAMES = [

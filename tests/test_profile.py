@@ -44,7 +44,7 @@ def quad_sigma():
 # Linear Gaussian: exact parabola
 # ---------------------------------------------------------------------------------------
 def test_linear_profile_is_the_exact_parabola(quad_exp):
-    prof = ff.profile_likelihood(quad_exp, QUAD_FID, "b", span=3.0)
+    prof = ff.profile_likelihood(quad_exp, QUAD_FID, "b", span=3.0, scale="linear")
     sig = quad_sigma()[1]
     assert prof.fisher_sigma == pytest.approx(sig, rel=1e-12)
     np.testing.assert_allclose(prof.delta, ((prof.grid - 2.0) / sig) ** 2, atol=1e-9)
@@ -74,7 +74,7 @@ def test_linear_profile_is_the_exact_parabola(quad_exp):
     assert 2.0 in prof.grid and len(prof.grid) == 21
     # With the default span of 4σ the grid crosses zero; the model is finite there, so the
     # grid is not clipped (see test_grid_is_clipped_only_where_the_model_fails).
-    wide = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9)
+    wide = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, scale="linear")
     assert wide.grid[0] == pytest.approx(2.0 - 4 * sig) and wide.grid[0] < 0
     assert not wide.notes
 
@@ -109,7 +109,7 @@ def test_product_model_profile_is_flat():
     exp = ff.Experiment(
         lambda p, x: p["a"] * p["b"] * x, ff.Gaussian(sigma=0.1), design=np.linspace(0.1, 1.0, 6)
     )
-    prof = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "a")
+    prof = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "a", scale="linear", extend=False)
     assert prof.flat and not prof.identifiable
     assert prof.verdict.startswith("structurally non-identifiable")
     assert np.max(prof.delta) < 1e-10
@@ -433,7 +433,7 @@ def test_user_data_compares_with_the_fisher_matrix_at_the_best_fit():
     # 0.1/sqrt(Σ x² e^{2x}); Δ(a) = Σ ((e^{a x} − e^{x})/0.1)² exactly.
     x = np.array([1.0, 2.0, 3.0])
     exp = ff.Experiment(lambda p, x: jnp.exp(p["a"] * x), ff.Gaussian(sigma=0.1), design=x)
-    prof = ff.profile_likelihood(exp, {"a": 0.8}, "a", data=np.exp(x))
+    prof = ff.profile_likelihood(exp, {"a": 0.8}, "a", data=np.exp(x), scale="linear")
     sig = 0.1 / math.sqrt(np.sum(x**2 * np.exp(2 * x)))
     assert prof.estimate == pytest.approx(1.0, abs=1e-6 * sig)
     assert prof.fisher_sigma == pytest.approx(sig, rel=1e-6)
@@ -473,7 +473,7 @@ def test_grid_is_clipped_only_where_the_model_fails(quad_exp):
     exp = ff.Experiment(
         lambda p, x: jnp.sqrt(p["b"]) * x, ff.Gaussian(sigma=1.0), design=np.array([1.0])
     )
-    root = ff.profile_likelihood(exp, {"b": 1.0}, "b")
+    root = ff.profile_likelihood(exp, {"b": 1.0}, "b", scale="linear")
     assert root.grid[0] == pytest.approx(0.01) and root.grid[-1] == pytest.approx(9.0)
     np.testing.assert_allclose(root.delta, (np.sqrt(root.grid) - 1) ** 2, atol=1e-12)
     assert any("clipped below at 0.01" in t for t in root.notes)
@@ -520,22 +520,23 @@ def test_levels_are_thresholds_and_numpy_scalars_are_accepted(quad_exp):
         prof.interval(0.455)
 
 
-def test_levels_is_a_deprecated_alias_of_deltas(quad_exp):
+def test_levels_are_probability_contents(quad_exp):
     new = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, deltas=(1.0, 4.0))
-    with pytest.warns(FutureWarning, match="use|deltas="):
-        old = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, levels=(1.0, 4.0))
-    assert old.deltas == new.deltas == old.levels == (1.0, 4.0)
-    assert old.intervals == new.intervals
+    # P(χ²₁ < 1) and P(χ²₁ < 4): the probability contents of Δ = 1 and 4.
+    probs = (math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2)))
+    old = ff.profile_likelihood(quad_exp, QUAD_FID, "b", n_grid=9, levels=probs)
+    np.testing.assert_allclose(old.deltas, (1.0, 4.0), rtol=1e-12)
     # The interval of a linear model is the Fisher one, b ± sqrt(Δ)·σ (closed form).
     sig = quad_sigma()[1]
     assert new.intervals[4.0] == (
         pytest.approx(2.0 - 2 * sig, abs=1e-6 * sig),
         pytest.approx(2.0 + 2 * sig, abs=1e-6 * sig),
     )
-    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="not confidence levels"):
-        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(0.68, 0.95))
-    with pytest.raises(ValueError, match="both `deltas` and `levels`"):
-        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(1.0,), levels=(1.0,))
+    np.testing.assert_allclose(old.interval(old.deltas[1]), new.intervals[4.0], rtol=1e-9)
+    with pytest.raises(ValueError, match="probability contents"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", levels=(1.0, 4.0))
+    with pytest.raises(ValueError, match="pass one"):
+        ff.profile_likelihood(quad_exp, QUAD_FID, "b", deltas=(1.0,), levels=(0.5,))
 
 
 def test_reverse_mode_on_a_forward_only_ode_model_is_refused_clearly():

@@ -37,11 +37,13 @@ from .._checks import check_int
 from .._errors import FisherError, InputError, SingularFisherError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
+from .._progress import check_progress, progress_bar
 from .._x64 import float64
 from .criteria import Criterion, natural_numpy, singular_numpy
 from .objective import loss_and_grad, multistart, natural_batch
 from .problem import build_problem, common_setup, designs_from_x, random_x, u_from_x
 from .result import DesignResult
+from .t0 import check_bounds_after_t0
 
 __all__ = ["DesignResult", "optimize_design"]
 
@@ -69,6 +71,7 @@ def optimize_design(
     mode="forward",
     gradient="forward",
     batch_size=None,
+    progress=None,
 ) -> DesignResult:
     """Optimise the design of one or several experiments for a Fisher-matrix criterion.
 
@@ -122,6 +125,8 @@ def optimize_design(
     - `gradient`: how the design gradient is computed, ``"forward"`` (default; works for
       models that only support forward-mode autodiff, e.g. ODE models with a forward-mode
       adjoint; cost grows with the number of free design entries) or ``"reverse"``.
+    - `progress`: a tqdm bar over the phases (multistart, polish) with a cost estimate
+      first (``None``: only when run in a terminal; ``True``; ``False``).
     - `batch_size`: ``None`` (default) runs all starts under one ``jax.vmap``; an integer
       ``b`` runs them in vmapped chunks of ``b``, one chunk after another, inside the same
       compiled call. Vmapped starts move in lockstep (each runs as long as the slowest),
@@ -161,6 +166,13 @@ def optimize_design(
         batch_size = check_int(batch_size, "batch_size", 1)
     rng = np.random.default_rng(_check_seed(seed))
     rtol = _check_rtol(rtol)
+    show = check_progress(progress)
+    check_bounds_after_t0(experiments, bounds, joint)
+    estimate = (
+        f"{n_starts} starts × ≤ {max_steps} BFGS steps in one compiled call (each step one "
+        f"Fisher matrix and its design gradient), then ≤ {n_polish} polished; the first "
+        "call compiles the criterion's gradient (most of its time)."
+    )
 
     with float64():
         problem = build_problem(
@@ -177,8 +189,16 @@ def optimize_design(
             fixed,
             constraints,
         )
-        run = _run_starts(problem, rng, n_starts, max_steps, rtol, batch_size)
-        chosen = _distinct_best(run, problem.arrays, n_polish)
+        with progress_bar(show, 2, "optimize_design", "phase", estimate) as bar:
+            bar.set_postfix_str("multistart")
+            run = _run_starts(problem, rng, n_starts, max_steps, rtol, batch_size)
+            bar.update()
+            bar.set_postfix_str("polish")
+            chosen = _distinct_best(run, problem.arrays, n_polish)
+            best_x = n_polished = None
+            if chosen:
+                best_x, n_polished = _polish_best(run, chosen, problem, n_polish)
+            bar.update()
         if not chosen:
             _raise_if_criterion_nan(experiments, fid, names, mode, problem.arrays, crit)
             raise FisherError(
@@ -187,7 +207,7 @@ def optimize_design(
                 "(e.g. an ODE solve failing for some times) and that the design can "
                 "constrain the parameters (ff.repair_identifiability)."
             )
-        best_x, n_polished = _polish_best(run, chosen, problem, n_polish)
+        assert best_x is not None and n_polished is not None  # a start was chosen
         designs_opt = designs_from_x(jnp.asarray(best_x), problem.arrays, problem.spec)
 
     designs_opt = [jax.tree_util.tree_map(np.asarray, d) for d in designs_opt]

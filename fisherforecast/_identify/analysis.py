@@ -37,6 +37,7 @@ Thresholds (module constants, each overridable per call; see ``docs/identifiabil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -70,6 +71,7 @@ from .factor import (
     split_null_space,
     subset_search,
 )
+from .nonlinearity import fisher_path_check
 from .report import IdentifiabilityReport
 from .words import coordinate_label, directions, local_text, null_space_texts, sloppy_text
 
@@ -399,6 +401,7 @@ def identifiability(
     seed=0,
     mode="forward",
     scales=None,
+    check_nonlinearity=True,
 ) -> IdentifiabilityReport:
     """Which parameters, and which combinations of them, can an experiment determine?
 
@@ -430,6 +433,9 @@ def identifiability(
       of ``θ·exp(u)`` for a parameter whose fiducial is 0).
     - `rtol`, `crb_threshold`, `collinearity_threshold`: see the module constants.
     - `mode`: ``"forward"`` or ``"reverse"`` Jacobian, as in :func:`ff.fisher`.
+    - `check_nonlinearity`: probe the likelihood 2σ out along each parameter's Fisher
+      profile path (two model evaluations per parameter) and list in
+      ``profile_recommended`` the parameters whose Fisher verdict is then unreliable.
     - `scales`: dict name -> positive reference magnitude, in the parameter's units, for
       parameters whose fiducial is 0: the CRB is then ``σ(θ)/scale`` and is judged like a
       relative one, and the parameter enters the spectrum in units of its scale.
@@ -471,7 +477,14 @@ def identifiability(
     co = Coordinates.make(names, fid, check_scales(scales, names, fid))
     with float64():
         st = _structure(experiments, co, mode, n_random, spread, seed, rtol)
-    return analyse(co, st, thresholds)
+        report = analyse(co, st, thresholds)
+        if check_nonlinearity:
+            fid64 = {k: np.float64(v) for k, v in fid.items()}
+            ratios, flagged = fisher_path_check(
+                experiments, fid64, report.fisher.names, report.fisher.matrix
+            )
+            report = dataclasses.replace(report, fisher_path=ratios, profile_recommended=flagged)
+    return report
 
 
 def _from_fisher(F, fiducial, params, scales, rtol):

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import chi2 as chi2_dist
 
 from .._checks import (
     as_experiments,
@@ -48,9 +49,23 @@ from .._checks import (
 from .._engine import evaluate_checked
 from .._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
 from .._linalg import pinv_sigma
+from .._progress import check_progress, progress_bar
 from .._x64 import float64
 from .factor import NULL_COMPONENT_TOL, STRUCTURAL_RTOL, reference_scale
-from .profile_grid import check_grid, coarse_message, default_grid, read_intervals, verdict
+from .profile_extend import (
+    bound_reached,
+    choose_axis,
+    extend_profile,
+    initial_grid,
+    local_minima,
+)
+from .profile_grid import (
+    check_grid,
+    coarse_message,
+    default_grid,
+    read_intervals,
+    verdict,
+)
 from .profile_kernels import (
     chi2_at_data,
     global_fit,
@@ -92,16 +107,25 @@ class _GridOptions(NamedTuple):
     n_grid: int
     span: float
     rel_span: float
+    bounds: dict | None
+    scale: object
+    extend: bool
 
 
 # ---------------------------------------------------------------------------------------
 # One profile
 # ---------------------------------------------------------------------------------------
 def _grid_for(name, k, setup: _Setup, opts: _GridOptions, notes):
-    """The grid of parameter `k` and the default grid's clipping (``None`` if not clipped)."""
+    """The grid of parameter `k`, the default grid's clipping (``None`` if not clipped) and
+    the axis (scale and bounds) along which it may be extended (``None``: not extended)."""
     center = float(setup.theta_hat[k])
     if opts.grid is not None:
-        return check_grid(opts.grid, name, center), None
+        return check_grid(opts.grid, name, center), None, None
+    sigma = setup.sigma[name]
+    axis = choose_axis(name, center, setup.fiducial[name], sigma, opts.bounds, opts.scale)
+    if axis.log or axis.user_bounds:
+        grid = initial_grid(axis, center, sigma, opts.n_grid, opts.span, opts.rel_span)
+        return grid, None, axis if opts.extend else None
 
     def finite_at(points):
         try:
@@ -127,7 +151,11 @@ def _grid_for(name, k, setup: _Setup, opts: _GridOptions, notes):
             f"at {name} = {first:.4g} with the other parameters at the best fit; pass `grid` "
             "to go further."
         )
-    return g, clip
+        # The clipped side is not extended past the clip (−2 ln L is not finite there).
+        axis = axis._replace(
+            **{"lo" if side == "below" else "hi": float(g[0 if side == "below" else -1])}
+        )
+    return g, clip, axis if opts.extend else None
 
 
 def _direct(setup: _Setup, k, points):
@@ -143,6 +171,45 @@ def _direct(setup: _Setup, k, points):
         expected=setup.expected,
     )
     return np.asarray(values), np.asarray(thetas)
+
+
+def _varies(values, ref) -> bool:
+    """Whether a profile has finite points and rises by at least ``FLAT_TOL`` somewhere."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return False
+    base = ref if math.isfinite(ref) else float(np.min(finite))
+    return bool(np.max(finite) - base >= FLAT_TOL)
+
+
+def _scan_from(setup: _Setup, k, theta_start, points):
+    """−2 ln L at `points` (visited in order, each warm-started from the previous one, the
+    first from `theta_start`): the extension of a profile beyond its grid edge."""
+    free = np.array([i for i in range(len(setup.names)) if i != k], dtype=np.int32)
+    if not free.size:
+        values, thetas = _direct(setup, k, points)
+        return values, thetas, np.isfinite(values), np.zeros(points.size, dtype=np.int64)
+    resets = np.zeros(points.size, dtype=bool)
+    resets[0] = True
+    out = profile_scan(
+        setup.experiments,
+        setup.data,
+        setup.fixed,
+        np.asarray(theta_start, dtype=np.float64),
+        setup.theta_ref,
+        setup.scales,
+        np.int32(k),
+        free,
+        np.asarray(points, dtype=np.float64),
+        resets,
+        names=setup.names,
+        tol=setup.tol,
+        max_steps=setup.max_steps,
+        autodiff=setup.autodiff,
+        expected=setup.expected,
+    )
+    values, thetas, converged, steps = (np.asarray(a) for a in out)
+    return values, thetas, converged.astype(bool), steps
 
 
 def _scan(setup: _Setup, k, g, c):
@@ -187,9 +254,20 @@ def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLike
     k = names.index(name)
     center_value = float(setup.theta_hat[k])
     notes = list(setup.notes)
-    g, clip = _grid_for(name, k, setup, opts, notes)
+    g, clip, axis = _grid_for(name, k, setup, opts, notes)
     c = int(np.argmin(np.abs(g - center_value)))
     values, thetas, converged, steps = _scan(setup, k, g, c)
+    if axis is not None and _varies(values, setup.ref):
+        # A profile flat over the whole initial grid is structurally non-identifiable:
+        # extending it would only ask the fit for ever larger compensations.
+        g, values, thetas, converged, steps = extend_profile(
+            axis,
+            (g, values, thetas, converged, steps),
+            deltas,
+            setup.ref,
+            lambda theta, points: _scan_from(setup, k, theta, points),
+        )
+        c = int(np.argmin(np.abs(g - center_value)))
     finite = np.isfinite(values)
     if not np.any(finite):
         raise NonFiniteError(
@@ -215,16 +293,30 @@ def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLike
     notes += [f"Open side: {r}." for r in sorted(found.reasons)]
     if found.coarse_ends:
         notes.append(coarse_message(name, found.coarse_ends))
-    other = found.other_minimum
-    if other is not None:
+    top = max(deltas)
+    nuisance = {names[i]: thetas[:, i] for i in range(len(names)) if i != k}
+    minima = local_minima(g, delta, nuisance, name, top)
+    other = beyond = found.other_minimum
+    if len(minima) > 1 and (other is None or minima[1][1] < other[1]):
+        other = minima[1][:2]
+        found = found._replace(other_minimum=other)
+    if len(minima) > 1:
+        listed = "; ".join(
+            f"Δ = {d:.3g} at " + ", ".join(f"{kk} = {v:.6g}" for kk, v in vals.items())
+            for _, d, vals in minima
+        )
+        notes.append(f"The profile has {len(minima)} separate minima: {listed}.")
+    bound_note = bound_reached(axis, g, found, top)
+    if bound_note:
+        notes.append(bound_note)
+    if beyond is not None:
         notes.append(
             f"The profile falls below a threshold again beyond the interval (Δ = "
-            f"{other[1]:.3g} at {name} = {other[0]:.6g}): the likelihood is multimodal "
+            f"{beyond[1]:.3g} at {name} = {beyond[0]:.6g}): the likelihood is multimodal "
             "within the grid, and the interval around the best fit is only part of the "
             "confidence set."
         )
     flat = bool(np.nanmax(delta) < FLAT_TOL)
-    top = max(deltas)
     best = {nm: float(setup.theta_hat[i]) for i, nm in enumerate(names)}
     best.update({kk: float(v) for kk, v in setup.fixed.items()})
     profile = ProfileLikelihood(
@@ -233,7 +325,7 @@ def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLike
         delta=delta,
         converged=converged,
         steps=steps,
-        nuisance={names[i]: thetas[:, i] for i in range(len(names)) if i != k},
+        nuisance=nuisance,
         estimate=estimate,
         best_fit=best,
         deltas=tuple(deltas),
@@ -243,11 +335,14 @@ def _profile_one(name, setup: _Setup, opts: _GridOptions, deltas) -> ProfileLike
         multimodal=other is not None,
         other_minimum=other,
         identifiable=bool(not any(found.open[top]) and not flat and other is None),
-        verdict=verdict(name, flat, top, found, clip),
+        verdict=verdict(name, flat, top, found, clip).replace(
+            "within the grid", "up to the bound" if bound_note else "within the grid"
+        ),
         fisher_sigma=float(setup.sigma[name]),
         data=setup.kind,
         notes=notes,
         _center=center,
+        minima=minima,
     )
     if found.coarse_ends:
         warnings.warn(coarse_message(name, found.coarse_ends), UserWarning, stacklevel=3)
@@ -396,32 +491,42 @@ def _targets(name_or_names, names):
 
 
 def _check_thresholds(deltas, levels):
-    """`deltas` (or the deprecated alias `levels`) as a tuple of Δ(−2 ln L) thresholds."""
+    """`deltas`, or `levels` (probability contents, as everywhere else in the library), as
+    a tuple of Δ(−2 ln L) thresholds: Δ = χ²₁ quantile of the level."""
     if levels is None:
         return check_delta_levels(DELTAS if deltas is None else deltas, "deltas", stacklevel=4)
     if deltas is not None:
         raise InputError(
-            "profile_likelihood received both `deltas` and `levels`; pass `deltas` only "
-            f"(`levels` is its deprecated alias); received deltas={quote(deltas)}, "
-            f"levels={quote(levels)}."
+            "profile_likelihood received both `deltas` and `levels`; pass one: `levels` "
+            "are probability contents (0.6827, 0.95), `deltas` Δ(−2 ln L) thresholds (1, "
+            f"3.84); received deltas={quote(deltas)}, levels={quote(levels)}."
         )
-    warnings.warn(
-        "profile_likelihood(levels=...) is deprecated: the Δ(−2 ln L) thresholds are now "
-        "passed as `deltas=` (`levels` means a probability content elsewhere in the library).",
-        FutureWarning,
-        stacklevel=3,
-    )
-    return check_delta_levels(levels, "levels", stacklevel=4)
+    items = (levels,) if is_real_number(levels) else levels
+    try:
+        probs = tuple(float(p) for p in items)
+    except (TypeError, ValueError):
+        probs = ()
+    if not probs or not all(0.0 < p < 1.0 for p in probs):
+        raise InputError(
+            "`levels` are probability contents strictly between 0 and 1 (0.6827 gives the "
+            "Δ = 1 interval, 0.95 the Δ = 3.84 one); for Δ(−2 ln L) thresholds pass "
+            f"`deltas=`. Received levels={quote(levels)}."
+        )
+    return tuple(float(chi2_dist.ppf(p, 1)) for p in probs)
 
 
-def _grid_options(grid, n_grid, span, rel_span, tol) -> _GridOptions:
+def _grid_options(grid, n_grid, span, rel_span, tol, bounds, scale, extend) -> _GridOptions:
     n_grid = check_int(n_grid, "n_grid", 5)
     if n_grid % 2 == 0:
         n_grid += 1
     for label, value in (("span", span), ("rel_span", rel_span), ("tol", tol)):
         if not (is_real_number(value) and 0 < value < math.inf):
             raise InputError(f"`{label}` must be a positive number; received {value!r}.")
-    return _GridOptions(grid, n_grid, float(span), float(rel_span))
+    if bounds is not None and not isinstance(bounds, dict):
+        raise InputError(f"`bounds` must be a dict name -> (low, high); received {quote(bounds)}.")
+    if not isinstance(extend, bool | np.bool_):
+        raise InputError(f"`extend` must be True or False; received {quote(extend)}.")
+    return _GridOptions(grid, n_grid, float(span), float(rel_span), bounds, scale, bool(extend))
 
 
 def profile_likelihood(
@@ -440,6 +545,10 @@ def profile_likelihood(
     tol=1e-6,
     max_steps=256,
     mode="forward",
+    bounds=None,
+    scale="auto",
+    extend=True,
+    progress=None,
 ):
     """Profile likelihood of one or several parameters, with LR and Fisher intervals.
 
@@ -463,16 +572,29 @@ def profile_likelihood(
       fiducial; for a parameter-dependent Gaussian covariance it is
       ``ln det C + tr(C⁻¹C₀) + (μ−μ₀)ᵀC⁻¹(μ−μ₀)``. Other parameter-dependent noise models
       need `data`.
-    - `grid`: the values of the parameter (1-D, increasing). Default: `n_grid` points on
-      ψ̂ ± `span`·σ_Fisher, or ψ̂·(1 ± `rel_span`) when the Fisher matrix cannot bound the
-      parameter; clipped at 1 % of ψ̂ where going on to zero or past it would make −2 ln L
-      non-finite (see the docs).
+    - `grid`: the values of the parameter (1-D, increasing; used as given, not extended).
+      Default: `n_grid` points on ψ̂ ± `span`·σ_Fisher (or ψ̂·(1 ± `rel_span`) when the
+      Fisher matrix cannot bound the parameter), on a log scale for a positive parameter
+      (``ln ψ̂ ± span·σ/ψ̂``: never zero or negative), within `bounds`; on a linear scale
+      clipped at 1 % of ψ̂ where going on to zero or past it would make −2 ln L
+      non-finite. With `extend`, a side that stays below the largest threshold is then
+      extended out to its bound.
+    - `bounds`: dict name -> (low, high) for the profiled parameters. Default: ψ̂·10^±3 on
+      a log scale, ψ̂ ± 10³·σ on a linear one. A side reported open is open up to its bound.
+    - `scale`: ``"auto"`` (default: log for a parameter whose best fit and fiducial are
+      positive and whose lower bound is not negative, else linear), ``"log"``,
+      ``"linear"``, or a dict name -> one of them.
+    - `extend`: extend open sides to the bounds, in scans of `n_grid` points with growing
+      steps, and refine a crossing found on a coarse step (default True; the scans reuse
+      the compiled profile, so it costs no compilation).
+    - `progress`: a tqdm bar over the profiles with a cost estimate first (``None``:
+      only when run in a terminal; ``True``; ``False``).
     - `params`: the parameters that vary (default: all of the fiducial); the rest are fixed.
     - `deltas`: Δ(−2 ln L) thresholds for the intervals (default ``DELTAS``: 1 and 3.84, the
       68.27 % and 95 % intervals of one parameter), not probabilities. The verdict uses the
       largest.
-    - `levels`: deprecated alias of `deltas` (emits a ``FutureWarning``): elsewhere in the
-      library `levels` are probability contents.
+    - `levels`: the intervals as probability contents instead of `deltas`, e.g.
+      ``(0.6827, 0.95)``: Δ is the χ²₁ quantile (as `levels` everywhere in the library).
     - `tol`: BFGS relative/absolute tolerance; `max_steps`: BFGS steps per grid point.
     - `mode`: ``"forward"`` (forward-mode gradients, default; needed for diffrax
       ``ForwardMode`` ODE models) or ``"reverse"``.
@@ -503,10 +625,16 @@ def profile_likelihood(
     names = check_names(params, fid)
     check_mode(mode, experiments)
     single, targets = _targets(name_or_names, names)
-    opts = _grid_options(grid, n_grid, span, rel_span, tol)
+    opts = _grid_options(grid, n_grid, span, rel_span, tol, bounds, scale, extend)
+    unknown = [b for b in (bounds or {}) if b not in names]
+    if unknown:
+        raise ParameterError(
+            f"`bounds` names {unknown}, which are not among the varied parameters {list(names)}."
+        )
     max_steps = check_int(max_steps, "max_steps", 1)
     deltas = _check_thresholds(deltas, levels)
     autodiff = "fwd" if mode == "forward" else "bwd"
+    show = check_progress(progress)
 
     notes = []
     with float64():
@@ -544,14 +672,25 @@ def profile_likelihood(
             notes=tuple(notes),
             fiducial=fid,
         )
-        if single:
-            return _profile_one(name_or_names, setup, opts, deltas)
-        profiles, errors = {}, {}
-        for t in targets:
-            try:
-                profiles[t] = _profile_one(t, setup, opts, deltas)
-            except (FisherError, ValueError, FloatingPointError, RuntimeError) as exc:
-                errors[t] = f"{type(exc).__name__}: {exc}"
+        estimate = (
+            f"{len(targets)} profile(s), each a scan of {opts.n_grid} points (plus up to 4 "
+            f"scans of {opts.n_grid} where a side is extended or refined), ≤ {max_steps} BFGS "
+            "steps per point; the first scan compiles the fit (most of a first call's time)."
+        )
+        with progress_bar(show, len(targets), "profile_likelihood", "profile", estimate) as bar:
+            if single:
+                bar.set_postfix_str(name_or_names)
+                out = _profile_one(name_or_names, setup, opts, deltas)
+                bar.update()
+                return out
+            profiles, errors = {}, {}
+            for t in targets:
+                bar.set_postfix_str(t)
+                try:
+                    profiles[t] = _profile_one(t, setup, opts, deltas)
+                except (FisherError, ValueError, FloatingPointError, RuntimeError) as exc:
+                    errors[t] = f"{type(exc).__name__}: {exc}"
+                bar.update()
         return ProfileBatch(profiles=profiles, errors=errors)
 
 

@@ -30,6 +30,9 @@ class ProfileLikelihood(Record):
     - `flat`: max Δ < ``FLAT_TOL`` over the grid (structurally non-identifiable);
       `multimodal`: the profile falls below a level again beyond its interval, and
       `other_minimum`: ``(location, Δ)`` of the lowest such point (else ``None``);
+      `minima`: every separate local minimum of Δ below the largest threshold, best first,
+      as ``(ψ, Δ, {parameter: value})`` (two or more also within one interval: a
+      discrete symmetry);
       `identifiable`: closed on both sides at the largest level and not multimodal;
       `verdict`: in words.
     - `fisher_sigma`: marginal Fisher 1σ at the best fit (``inf`` if not identifiable).
@@ -68,6 +71,7 @@ class ProfileLikelihood(Record):
     data: str
     notes: list
     _center: int = dataclasses.field(repr=False)
+    minima: tuple = ()
 
     @property
     def levels(self) -> tuple:
@@ -134,6 +138,9 @@ class ProfileLikelihood(Record):
             "other_minimum": None
             if self.other_minimum is None
             else [num(v) for v in self.other_minimum],
+            "minima": [
+                [num(x), num(d), {k: num(v) for k, v in vals.items()}] for x, d, vals in self.minima
+            ],
             "identifiable": self.identifiable,
             "verdict": self.verdict,
             "data": self.data,
@@ -166,7 +173,7 @@ class ProfileLikelihood(Record):
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3.5))
+            _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
         ax.plot(self.grid, self.delta, "o-", color="C0", ms=3, label="profile likelihood")
         if math.isfinite(self.fisher_sigma) and self.fisher_sigma > 0:
             fine = np.linspace(self.grid[0], self.grid[-1], 200)
@@ -264,11 +271,10 @@ class ProfileBatch(Record, Mapping):
         cols = min(n, 3)
         rows = math.ceil(n / cols)
         if fig is None:
-            fig = plt.figure(figsize=(4.5 * cols, 3.5 * rows))
+            fig = plt.figure(figsize=(4.5 * cols, 3.5 * rows), layout="constrained")
         axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
         for ax, p in zip(axes, self.values(), strict=False):
             p.plot(ax=ax)
         for ax in axes[len(self) :]:
             ax.set_visible(False)
-        fig.tight_layout()
         return fig

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from .._matrix import FisherMatrix
+from .._plot.style import distinct_color
 from .._record import Record
 from .factor import gamma
 
@@ -67,6 +68,9 @@ class IdentifiabilityReport(Record):
       largest subsets with γ below `collinearity_threshold`; `subset_search`.
     - `fisher`: the :class:`FisherMatrix` (linear parameters) analysed; `method`: how the
       factor was obtained; `notes`: caveats.
+    - `fisher_path`: name -> (Δ at −2σ, Δ at +2σ) / 4 along the Fisher-predicted profile
+      path (1 for a quadratic likelihood; experiments only); `profile_recommended`: name ->
+      why its Fisher verdict is unreliable (run :func:`profile_likelihood` for it).
 
     The report is read-only (a :class:`Record`); :meth:`to_dict` is JSON-ready.
 
@@ -125,6 +129,8 @@ class IdentifiabilityReport(Record):
     _null_basis: np.ndarray = dataclasses.field(repr=False)
     _n_zero: int = dataclasses.field(repr=False)
     _labels: dict = dataclasses.field(repr=False)
+    fisher_path: dict = dataclasses.field(default_factory=dict)
+    profile_recommended: dict = dataclasses.field(default_factory=dict)
 
     def __repr__(self):
         bad = [n for n, ok in self.identifiable.items() if ok is False]
@@ -205,6 +211,10 @@ class IdentifiabilityReport(Record):
             "subset_search": self.subset_search,
             "method": self.method,
             "notes": list(self.notes),
+            "fisher_path": {
+                k: [finite_or_str(a), finite_or_str(b)] for k, (a, b) in self.fisher_path.items()
+            },
+            "profile_recommended": dict(self.profile_recommended),
         }
 
     def summary(self) -> str:
@@ -298,6 +308,15 @@ class IdentifiabilityReport(Record):
             "parameter with fiducial 0 needs scales= for a relative CRB)"
         )
         lines += [f"Note: {t}" for t in self.notes]
+        if self.profile_recommended:
+            lines.append(
+                "Fisher verdict unreliable (the likelihood is not quadratic out to 2σ) for: "
+                + "; ".join(f"{n} ({why})" for n, why in self.profile_recommended.items())
+            )
+            lines.append(
+                "  -> run ff.profile_likelihood(experiment, fiducial, "
+                f"{list(self.profile_recommended)}) before trusting their intervals."
+            )
         return "\n".join(lines)
 
     def plot(self, fig=None):
@@ -343,7 +362,13 @@ class IdentifiabilityReport(Record):
         for i, n in enumerate(self.names):
             if self.parameterisation[n] == "linear" and n not in self.scales:
                 continue  # marginalised out of the spectrum
-            ax_comp.bar(x, V[i], bottom=bottom, label=self._labels[n], color=f"C{i % 10}")
+            ax_comp.bar(
+                x,
+                V[i],
+                bottom=bottom,
+                label=self._labels[n],
+                color=distinct_color(i, len(self.names)),
+            )
             bottom += V[i]
         ax_comp.set_xticks(
             x, ["0 (null)" if k < null else f"{v:.2g}" for k, v in enumerate(ev)], rotation=45

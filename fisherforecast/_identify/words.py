@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from fractions import Fraction
@@ -69,30 +70,61 @@ def direction_text(coefficients, labels):
     return "".join(parts)
 
 
+#: An exponent within this of a fraction with denominator ≤ 6 (or of 0) is snapped to it:
+#: numerical null directions carry ~1e-2 noise (k2^0.0403·x10·s1^0.96 reads x10·s1).
+SNAP_TOL = 0.045
+#: Up to this many parameters, every pivot order is tried for the sparsest basis.
+MAX_PERMUTED = 6
+
+
+def _snap(value: float) -> float:
+    if abs(value) < SNAP_TOL:
+        return 0.0
+    frac = Fraction(value).limit_denominator(6)
+    return float(frac) if abs(float(frac) - value) <= SNAP_TOL else value
+
+
+def _basis(rows, params, order):
+    """The complement basis with pivots searched in the column order `order`."""
+    cols = list(order)
+    R, pivots = rref(np.asarray(rows)[:, cols]) if len(rows) else (None, [])
+    out = []
+    for f in range(len(cols)):
+        if f in pivots:
+            continue
+        m = np.zeros(len(params))
+        m[cols[f]] = 1.0
+        for i, p in enumerate(pivots):
+            m[cols[p]] = -R[i, f]  # pyright: ignore[reportOptionalSubscript]
+        m[np.abs(m) < 1e-9] = 0.0
+        big = np.max(np.abs(m))
+        lead = m[np.nonzero(np.abs(m) >= 0.999 * big)[0][0]]
+        exps = {params[j]: _snap(float(m[j] / lead)) for j in range(len(params)) if m[j] != 0}
+        out.append(integer_exponents({n: e for n, e in exps.items() if e != 0.0}))
+    return out
+
+
 def complement_exponents(rows, params):
     """Readable basis of the exponent vectors ``m`` (over `params`) orthogonal to `rows`.
 
     ``rows`` (k × len(params)) must have independent rows. In their reduced row-echelon form
     with pivots ``A``, each free parameter ``f`` gives ``m_f = 1``, ``m_Aᵢ = −R[i, f]``, zero
-    elsewhere; it is then scaled so that its largest exponent is +1 (the first one on a tie)
-    and, where the exponents are simple fractions, to integers (a·b, a/b, V/K^0.947, a^2·b).
+    elsewhere; it is then scaled so that its largest exponent is +1 (the first one on a tie),
+    exponents within ``SNAP_TOL`` of a simple fraction (or of 0) are snapped to it and, where
+    they are simple fractions, scaled to integers (a·b, a/b, V/K^0.947, a^2·b). Among the
+    pivot orders (all of them up to ``MAX_PERMUTED`` parameters) the basis with the fewest
+    parameters per combination is kept (ties: the parameters' own order).
     Returns a list of dicts name -> exponent (zero exponents left out).
     """
-    R, pivots = rref(rows) if len(rows) else (np.zeros((0, len(params))), [])
-    out = []
-    for f in range(len(params)):
-        if f in pivots:
-            continue
-        m = np.zeros(len(params))
-        m[f] = 1.0
-        for i, p in enumerate(pivots):
-            m[p] = -R[i, f]
-        m[np.abs(m) < 1e-9] = 0.0
-        big = np.max(np.abs(m))
-        lead = m[np.nonzero(np.abs(m) >= 0.999 * big)[0][0]]
-        exps = {params[j]: float(m[j] / lead) for j in range(len(params)) if m[j] != 0}
-        out.append(integer_exponents(exps))
-    return out
+    n = len(params)
+    orders = itertools.permutations(range(n)) if n <= MAX_PERMUTED else [tuple(range(n))]
+    best, best_key = None, None
+    for order in orders:
+        basis = _basis(rows, params, order)
+        key = (sum(len(b) for b in basis), max((len(b) for b in basis), default=0))
+        if best_key is None or key < best_key:
+            best, best_key = basis, key
+    return best if best is not None else []
 
 
 def null_group_text(rows, log, labels):

@@ -7,6 +7,24 @@ from .._checks import check_probabilities
 LINESTYLES = ("-", "--", ":", "-.")
 
 
+def distinct_color(k: int, n: int):
+    """The colour of item `k` of `n`, distinct for all `n` items: matplotlib's ``C0…C9``
+    up to 10 items, ``tab20`` up to 20, an evenly sampled ``turbo`` colormap beyond.
+
+    ```python
+    >>> distinct_color(3, 5), len({distinct_color(k, 12) for k in range(12)})
+    ('C3', 12)
+    ```
+    """
+    if n <= 10:
+        return f"C{k}"
+    import matplotlib
+
+    if n <= 20:
+        return matplotlib.colormaps["tab20"](k % 20)
+    return matplotlib.colormaps["turbo"](k / max(n - 1, 1))
+
+
 def tex(label: str) -> str:
     """Wrap a LaTeX label in ``$…$`` for matplotlib unless it already has math or is plain.
 
