@@ -273,7 +273,7 @@ class Binomial(Family):
         import numpyro.distributions as dist
 
         n = jnp.broadcast_to(self.value("total_count", {}), mean.shape)
-        k = dist.BinomialProbs(mean, n.astype(jnp.int32)).sample(key)
+        k = dist.BinomialProbs(mean, n.astype(jnp.int64)).sample(key)
         return (jnp.asarray(k, dtype=mean.dtype) / n).reshape(mean.shape)
 
 

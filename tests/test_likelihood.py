@@ -536,7 +536,7 @@ def test_profile_of_an_overdispersed_model_is_centred_with_fisher_curvature():
     assert prof.estimate == pytest.approx(FID["A"], rel=1e-6)
     sigma = fisher(ff.NegativeBinomial(3.0)).sigma()["A"]
     grid, delta = np.asarray(prof.grid), np.asarray(prof.delta)
-    near = np.abs(grid - FID["A"]) < 0.6 * sigma
+    near = np.abs(grid - FID["A"]) < 0.25 * sigma
     assert near.sum() >= 1
     np.testing.assert_allclose(
         delta[near], ((grid[near] - FID["A"]) / sigma) ** 2, rtol=0.25, atol=1e-6
