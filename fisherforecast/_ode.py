@@ -322,7 +322,7 @@ class ODEModel:
         ``times`` is the design: the measurement times, or a dict holding them under
         ``times_key`` (default ``"times"``) next to entries the dosing callables read.
         """
-        scalar = jnp.ndim(measurement_times(times, self.times_key)) == 0
+        scalar = np.ndim(measurement_times(times, self.times_key)) == 0
         out = self._evaluate(params, times)[0]
         return out[0] if scalar else out
 

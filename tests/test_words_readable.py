@@ -18,13 +18,14 @@ def _orthogonal(rows, combos, params, atol):
 def test_noisy_exponents_snap_to_the_exact_combination():
     params = ["k2", "x10", "s1"]
     noisy = [[1.0, -1.0, 0.03]]  # a numerical null direction of k2·x10-type symmetry
-    combos = complement_exponents(noisy, params)
+    combos = complement_exponents(noisy, params, snap=True)
+    assert complement_exponents(noisy, params)[1] != {"s1": 1.0}  # unsnapped: s1 and a bit
     assert combos == [{"k2": 1.0, "x10": 1.0}, {"s1": 1.0}]
     _orthogonal([[1.0, -1.0, 0.0]], combos, params, 1e-12)  # the exact direction
 
 
 def test_a_real_fractional_exponent_is_kept():
-    combos = complement_exponents([[1.0, 0.947]], ["V", "K"])
+    combos = complement_exponents([[1.0, 0.947]], ["V", "K"], snap=True)
     assert len(combos) == 1 and any(abs(abs(e) - 0.947) < 1e-9 for e in combos[0].values())
     _orthogonal([[1.0, 0.947]], combos, ["V", "K"], 1e-12)
 

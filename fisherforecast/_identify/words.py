@@ -70,21 +70,34 @@ def direction_text(coefficients, labels):
     return "".join(parts)
 
 
-#: An exponent within this of a fraction with denominator ≤ 6 (or of 0) is snapped to it:
-#: numerical null directions carry ~1e-2 noise (k2^0.0403·x10·s1^0.96 reads x10·s1).
+#: An exponent of a null combination within this of an integer or half-integer (or of 0) is
+#: snapped to it when the snapped combination is still orthogonal to the null directions
+#: within SNAP_TOL (relative): numerical null directions carry ~1e-2 noise
+#: (k2^0.0403·x10·s1^0.96 reads x10·s1).
 SNAP_TOL = 0.045
 #: Up to this many parameters, every pivot order is tried for the sparsest basis.
 MAX_PERMUTED = 6
 
 
 def _snap(value: float) -> float:
-    if abs(value) < SNAP_TOL:
-        return 0.0
-    frac = Fraction(value).limit_denominator(6)
-    return float(frac) if abs(float(frac) - value) <= SNAP_TOL else value
+    half = round(2.0 * value) / 2.0
+    return half if abs(half - value) <= SNAP_TOL else value
 
 
-def _basis(rows, params, order):
+def _snapped(exps, rows, params):
+    """`exps` snapped (see ``SNAP_TOL``) if that keeps them orthogonal to `rows`."""
+    m = np.array([exps.get(p, 0.0) for p in params])
+    snapped = np.array([_snap(v) for v in m])
+    if not np.any(snapped):
+        return exps
+    rows = np.asarray(rows, dtype=np.float64)
+    scale = np.linalg.norm(rows, axis=1) * np.linalg.norm(snapped)
+    if np.all(np.abs(rows @ snapped) <= SNAP_TOL * scale):
+        return {p: float(v) for p, v in zip(params, snapped, strict=True) if v != 0.0}
+    return exps
+
+
+def _basis(rows, params, order, snap=False):
     """The complement basis with pivots searched in the column order `order`."""
     cols = list(order)
     R, pivots = rref(np.asarray(rows)[:, cols]) if len(rows) else (None, [])
@@ -99,19 +112,22 @@ def _basis(rows, params, order):
         m[np.abs(m) < 1e-9] = 0.0
         big = np.max(np.abs(m))
         lead = m[np.nonzero(np.abs(m) >= 0.999 * big)[0][0]]
-        exps = {params[j]: _snap(float(m[j] / lead)) for j in range(len(params)) if m[j] != 0}
-        out.append(integer_exponents({n: e for n, e in exps.items() if e != 0.0}))
+        exps = {params[j]: float(m[j] / lead) for j in range(len(params)) if m[j] != 0}
+        if snap:
+            exps = _snapped(exps, rows, params)
+        out.append(integer_exponents(exps))
     return out
 
 
-def complement_exponents(rows, params):
+def complement_exponents(rows, params, snap=False):
     """Readable basis of the exponent vectors ``m`` (over `params`) orthogonal to `rows`.
 
     ``rows`` (k × len(params)) must have independent rows. In their reduced row-echelon form
     with pivots ``A``, each free parameter ``f`` gives ``m_f = 1``, ``m_Aᵢ = −R[i, f]``, zero
     elsewhere; it is then scaled so that its largest exponent is +1 (the first one on a tie),
-    exponents within ``SNAP_TOL`` of a simple fraction (or of 0) are snapped to it and, where
-    they are simple fractions, scaled to integers (a·b, a/b, V/K^0.947, a^2·b). Among the
+    with `snap` (null combinations) exponents within ``SNAP_TOL`` of a multiple of 1/2 (or
+    of 0) are snapped to it when the result stays orthogonal to `rows`, and, where they are
+    simple fractions, scaled to integers (a·b, a/b, V/K^0.947, a^2·b). Among the
     pivot orders (all of them up to ``MAX_PERMUTED`` parameters) the basis with the fewest
     parameters per combination is kept (ties: the parameters' own order).
     Returns a list of dicts name -> exponent (zero exponents left out).
@@ -120,7 +136,7 @@ def complement_exponents(rows, params):
     orders = itertools.permutations(range(n)) if n <= MAX_PERMUTED else [tuple(range(n))]
     best, best_key = None, None
     for order in orders:
-        basis = _basis(rows, params, order)
+        basis = _basis(rows, params, order, snap)
         key = (sum(len(b) for b in basis), max((len(b) for b in basis), default=0))
         if best_key is None or key < best_key:
             best, best_key = basis, key
@@ -140,7 +156,9 @@ def null_group_text(rows, log, labels):
     head = f"{join_words(texts)} {'is' if len(texts) == 1 else 'are'} not identifiable"
     if not all(log[n] for n in params):
         return head
-    combos = complement_exponents([[row.get(n, 0.0) for n in params] for row in rows], params)
+    combos = complement_exponents(
+        [[row.get(n, 0.0) for n in params] for row in rows], params, snap=True
+    )
     if not combos:
         return f"{head}: no combination of {', '.join(params)} is identifiable"
     if len(combos) == 1:
