@@ -308,6 +308,16 @@ def main():
             rows[r["problem"]] = r
             print(json.dumps(r), flush=True)
             RESULTS.write_text("".join(json.dumps(v) + "\n" for v in rows.values()))
+    root = Path(args.root)
+    if root.is_dir():  # list the problems this run did not reach
+        for folder in root.iterdir():
+            if folder.is_dir() and folder.name not in rows:
+                rows[folder.name] = {
+                    "problem": folder.name,
+                    "reference": REFERENCE.get(folder.name),
+                    "status": "not run",
+                    "message": "not reached by the last run (time)",
+                }
     PAGE.write_text(render(list(rows.values())))
     print(f"wrote {PAGE}")
 
