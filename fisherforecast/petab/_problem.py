@@ -234,7 +234,7 @@ def load(
         raise InputError(f"`scale` must be 'problem' or 'linear'; received {quote(scale)}.")
     path = Path(problem_yaml)
     if not path.is_file():
-        raise InputError(f"`problem_yaml` must be a PEtab YAML file; {quote(str(path))} is not.")
+        raise InputError(f"`problem_yaml` must be a PEtab YAML file; {str(path)!r} is not.")
     name = path.stem
     where = f"PEtab problem {name!r}"
     sbml_path = _problem_sbml(path)
