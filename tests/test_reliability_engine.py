@@ -118,9 +118,9 @@ def test_runtime_error_inside_the_model_surfaces_its_own_message():
 @pytest.fixture
 def fresh_float32_warnings(monkeypatch):
     """Forget which float32 warnings this process already gave (they are once per process)."""
-    from fisherforecast import _noise
+    from fisherforecast import _values
 
-    monkeypatch.setattr(_noise, "_FLOAT32_WARNED", set())
+    monkeypatch.setattr(_values, "_FLOAT32_WARNED", set())
 
 
 def test_float32_design_warns_once_with_the_fix(fresh_float32_warnings):
@@ -137,9 +137,9 @@ def test_float32_noise_arrays_warn(fresh_float32_warnings):
     with pytest.warns(UserWarning, match="noise model received a float32"):
         ff.Gaussian(sigma=jnp.full(5, 0.1))
     with pytest.warns(UserWarning, match="noise model received a float32"):
-        from fisherforecast import _noise
+        from fisherforecast import _values
 
-        _noise._FLOAT32_WARNED.clear()
+        _values._FLOAT32_WARNED.clear()
         ff.PSD(jnp.ones(5), 0.5)
 
 
