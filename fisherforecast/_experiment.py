@@ -271,18 +271,39 @@ class _StaticModel:
         return hash(self.key())
 
 
+class _Label:
+    """An experiment's name as static pytree data that is *not* part of the
+    compilation-cache key: all labels compare equal, so experiments that differ only in
+    their name (e.g. candidate measurements "x at t=1", "x at t=2") share one kernel.
+    Traced code never reads the name; messages name experiments from the host side."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):
+        return isinstance(other, _Label)
+
+    def __hash__(self):
+        return hash(_Label)
+
+    def __repr__(self):
+        return repr(self.name)
+
+
 def register_experiment_class(cls):
     """Register an Experiment (sub)class as a pytree: noise and design are the leaves."""
 
     def flatten(exp):
-        return (exp.noise, exp.design), (_StaticModel(exp.model), exp.name)
+        return (exp.noise, exp.design), (_StaticModel(exp.model), _Label(exp.name))
 
     def unflatten(aux, children):
         obj = object.__new__(cls)  # no __post_init__: leaves may be tracers
         object.__setattr__(obj, "noise", children[0])
         object.__setattr__(obj, "design", children[1])
         object.__setattr__(obj, "model", aux[0].model)
-        object.__setattr__(obj, "name", aux[1])
+        object.__setattr__(obj, "name", aux[1].name)
         return obj
 
     jax.tree_util.register_pytree_node(cls, flatten, unflatten)

@@ -137,6 +137,30 @@ def test_equal_partial_models_trace_once_and_new_values_retrace():
     np.testing.assert_allclose(F3, decay_fisher(1.3, 2.0, TIMES, 0.1, 3.0), rtol=1e-12)
 
 
+def test_experiments_differing_only_in_name_share_one_kernel():
+    """Candidate measurements are named one by one ("x at t=1", ...): the name is a label,
+    not part of the compiled program, so they trace once; each still gets its own Fisher
+    matrix (checked against the closed form) and keeps its own name."""
+    noise = ff.Gaussian(sigma=0.1)
+    model = functools.partial(counted_decay, scale=2.0)
+    TRACES["n"] = 0
+    exps = [
+        ff.Experiment(model, noise, design=np.array([t]), name=f"at t={t:g}")
+        for t in (0.5, 1.0, 2.0)
+    ]
+    F0 = ff.fisher(exps[0], FID).matrix
+    n_first = TRACES["n"]
+    with count_jax_events() as counts:
+        rest = [ff.fisher(e, FID).matrix for e in exps[1:]]
+    assert TRACES["n"] == n_first
+    assert counts["compile"] == 0
+    for e, F in zip(exps, [F0, *rest], strict=True):
+        np.testing.assert_allclose(F, decay_fisher(1.3, 2.0, e.design, 0.1, 2.0), rtol=1e-12)
+    assert [e.name for e in exps] == ["at t=0.5", "at t=1", "at t=2"]
+    leaves, treedef = jax.tree_util.tree_flatten(exps[2])
+    assert jax.tree_util.tree_unflatten(treedef, leaves).name == "at t=2"
+
+
 def test_zoo_gw_experiment_twice_compiles_once():
     fid = dict(gw.GW170817_LIKE)
     make = functools.partial(gw.experiment, "H1", fiducial=fid, n_freq=64)
