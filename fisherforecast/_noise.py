@@ -58,7 +58,6 @@ from ._linalg import check_matrix
 from ._noise_callables import broadcast_flat as _broadcast_flat
 from ._noise_callables import call_callable, callable_signature, linearised_mean
 from ._values import check_positive, warn_if_float32
-from ._x64 import as_float64_tree
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -475,20 +474,15 @@ class Gaussian(NoiseModel):
 def _check_sigma(sigma):
     if _is_traced(sigma):
         return sigma
-    arr = as_float64_tree(sigma)
-    arr = np.asarray(arr)
-    if np.iscomplexobj(arr) or not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"sigma must be real; received {quote(sigma)}.")
-    arr = arr.astype(np.float64)
-    bad = ~(np.isfinite(arr) & (arr > 0))
-    if np.any(bad):
-        where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
+    try:
+        return check_positive(sigma, "sigma")
+    except InputError as exc:
+        if "bad entries" not in str(exc):  # not a number at all: nothing to add
+            raise
         raise InputError(
-            f"sigma must be positive and finite; received {quote(sigma)} "
-            f"(bad entries at {where}). A zero sigma means infinitely precise data: drop "
-            "those points or give them a small positive error."
-        )
-    return arr
+            f"{exc} A zero sigma means infinitely precise data: drop those points or give "
+            "them a small positive error."
+        ) from None
 
 
 def _check_cov(cov):
