@@ -83,7 +83,7 @@ def main(fast=False, n_trials=None, seed=0):
         constraints={"min_spacing": 0.25},
         n_starts=4 if fast else 24,
         max_steps=60 if fast else 300,
-        n_polish=1 if fast else 3,
+        n_polish=0 if fast else 3,
         seed=seed,
     )
     best = res.experiment

@@ -379,7 +379,7 @@ def test_optimize_two_groups_sampling_times():
         constraints="ordered",
         n_starts=2,
         max_steps=30,
-        n_polish=1,
+        n_polish=0,  # the scipy polish is tested in test_design.py
     )
     assert res.criterion_value >= res.initial_value
     for d in res.design:
