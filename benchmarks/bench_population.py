@@ -39,19 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fisherforecast as ff
+from fisherforecast.models.biology import WARFARIN_FIDUCIAL as FID_W
+from fisherforecast.models.biology import WARFARIN_RANDOM as RANDOM_W
+from fisherforecast.models.biology import WARFARIN_TIMES as TIMES
+from fisherforecast.models.biology import warfarin
 
-RANDOM_W = {"CL": "exponential", "V": "exponential", "KA": "exponential"}
-FID_W = {
-    "CL": 0.15,
-    "V": 8.0,
-    "KA": 1.0,
-    "omega2_CL": 0.07,
-    "omega2_V": 0.02,
-    "omega2_KA": 0.6,
-    "sigma2_prop": 0.01,
-}
 POPED_RSE = [4.7383, 2.7562, 13.926, 25.627, 30.344, 25.777, 11.171]
-TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
 
 RANDOM_2C = {"CL": "exponential", "V1": "exponential", "KA": "exponential"}
 FID_2C = {
@@ -65,11 +58,6 @@ FID_2C = {
     "omega2_KA": 0.3,
     "sigma2_prop": 0.01,
 }
-
-
-def warfarin(p, t):
-    k, ka = p["CL"] / p["V"], p["KA"]
-    return 70.0 * ka / (p["V"] * (ka - k)) * (jnp.exp(-k * t) - jnp.exp(-ka * t))
 
 
 def two_compartment():

@@ -19,22 +19,13 @@ from __future__ import annotations
 
 import argparse
 
-import jax.numpy as jnp
 import numpy as np
 
 import fisherforecast as ff
+from fisherforecast.models import biology as bio
 
-RANDOM = {"CL": "exponential", "V": "exponential", "KA": "exponential"}
-FIDUCIAL = {
-    "CL": 0.15,
-    "V": 8.0,
-    "KA": 1.0,
-    "omega2_CL": 0.07,
-    "omega2_V": 0.02,
-    "omega2_KA": 0.6,
-    "sigma2_prop": 0.01,
-}
-POPED_TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
+FIDUCIAL = bio.WARFARIN_FIDUCIAL
+POPED_TIMES = bio.WARFARIN_TIMES
 POPED_RSE = {  # PopED's evaluation (reduced FO FIM), Nyberg et al. 2015
     "CL": 4.7383,
     "V": 2.7562,
@@ -46,22 +37,9 @@ POPED_RSE = {  # PopED's evaluation (reduced FO FIM), Nyberg et al. 2015
 }
 
 
-def warfarin(p, design):
-    """Concentration after an oral dose ``design["dose"]`` (mg) at ``design["t"]`` (h)."""
-    k, ka = p["CL"] / p["V"], p["KA"]
-    t = design["t"]
-    return design["dose"] * ka / (p["V"] * (ka - k)) * (jnp.exp(-k * t) - jnp.exp(-ka * t))
-
-
 def group(times, size, dose=70.0, fim="reduced"):
-    return ff.PopulationExperiment(
-        warfarin,
-        {"t": np.asarray(times, dtype=float), "dose": dose},
-        random=RANDOM,
-        error="proportional",
-        group_size=size,
-        fim=fim,
-    )
+    """One group of `size` individuals sampled at `times` (the zoo's warfarin model)."""
+    return bio.warfarin_population_experiment(times, group_size=size, dose=dose, fim=fim)
 
 
 def main(fast=False, n_trials=None, seed=0):

@@ -24,6 +24,7 @@ SIR, SEIR                  :func:`sir`, :func:`seir`         times
                            :func:`pk_oral` (Bateman),
                            :func:`pk_oral_ode`
 2-compartment PK           :func:`pk_two_compartment`        times
+population PK (warfarin)   :func:`warfarin` (NLME, PopED)    times, dose
 FitzHugh–Nagumo            :func:`fitzhugh_nagumo`           times
 Lotka–Volterra             :func:`lotka_volterra`            times
 =========================  ================================  ==========================
@@ -68,6 +69,9 @@ __all__ = [
     "SEIR_FIDUCIAL",
     "SIR_BOARDING_SCHOOL_FIDUCIAL",
     "THEOPHYLLINE_FIDUCIAL",
+    "WARFARIN_FIDUCIAL",
+    "WARFARIN_RANDOM",
+    "WARFARIN_TIMES",
     "enzyme_mass_action",
     "enzyme_mass_action_experiment",
     "fitzhugh_nagumo",
@@ -92,6 +96,8 @@ __all__ = [
     "seir_experiment",
     "sir",
     "sir_experiment",
+    "warfarin",
+    "warfarin_population_experiment",
     "wright_omega",
 ]
 
@@ -644,6 +650,74 @@ def pk_two_compartment_experiment(
 #: Ramsay, Hooker, Campbell & Cao (2007, J. R. Stat. Soc. B 69, 741): (a, b, c) =
 #: (0.2, 0.2, 3), (V0, R0) = (−1, 1), dimensionless time 0–20.
 FITZHUGH_NAGUMO_FIDUCIAL = {"a": 0.2, "b": 0.2, "c": 3.0, "V0": -1.0, "R0": 1.0}
+
+
+# ---------------------------------------------------------------------------------------
+# Population PK: the warfarin study of PopED's reference design
+# ---------------------------------------------------------------------------------------
+#: Warfarin population PK (one-compartment oral absorption, exponential random effects on
+#: CL, V and KA, proportional residual error): the fixed effects, the variances of the
+#: random effects (``omega2_*``) and of the residual (``sigma2_prop``) of PopED's
+#: "warfarin" example (Nyberg et al., Br. J. Clin. Pharmacol. 2015).
+WARFARIN_FIDUCIAL = {
+    "CL": 0.15,
+    "V": 8.0,
+    "KA": 1.0,
+    "omega2_CL": 0.07,
+    "omega2_V": 0.02,
+    "omega2_KA": 0.6,
+    "sigma2_prop": 0.01,
+}
+#: The random effects of the warfarin model (``ff.PopulationExperiment(random=...)``).
+WARFARIN_RANDOM = {"CL": "exponential", "V": "exponential", "KA": "exponential"}
+#: PopED's reference sampling times [h] (32 individuals, one 70 mg oral dose).
+WARFARIN_TIMES = np.array([0.5, 1.0, 2.0, 6.0, 24.0, 36.0, 72.0, 120.0])
+
+
+def warfarin(params, design):
+    r"""Warfarin concentration [mg/L] after one oral dose (one compartment, first-order
+    absorption): :func:`pk_oral` with ``ka = KA``, ``ke = CL/V``.
+
+    ``design`` is either the sampling times [h] (a 70 mg dose) or a dict ``{"t": times,
+    "dose": mg}`` (then the dose can be a design variable). Params: ``CL`` [L/h], ``V`` [L],
+    ``KA`` [1/h]; fiducial :data:`WARFARIN_FIDUCIAL`.
+
+    >>> import numpy as np
+    >>> from fisherforecast.models.biology import warfarin, WARFARIN_FIDUCIAL as p
+    >>> t = np.array([2.0, 24.0])
+    >>> k = p["CL"] / p["V"]   # the Bateman function, written out
+    >>> ref = 70 * p["KA"] / (p["V"] * (p["KA"] - k)) * (np.exp(-k * t) - np.exp(-p["KA"] * t))
+    >>> bool(np.allclose(warfarin(p, t), ref, rtol=1e-6))
+    True
+    """
+    if isinstance(design, dict):
+        times, dose = design["t"], design["dose"]
+    else:
+        times, dose = design, 70.0
+    pk = {"ka": params["KA"], "ke": params["CL"] / params["V"], "V": params["V"], "D": dose}
+    return pk_oral(pk, times)
+
+
+def warfarin_population_experiment(
+    times=None, group_size=32, dose=70.0, fim="reduced", error="proportional", **kwargs
+):
+    """``ff.PopulationExperiment`` of :func:`warfarin`: one group of `group_size`
+    individuals sampled at `times` (default :data:`WARFARIN_TIMES`) after one oral `dose`
+    [mg], the random effects :data:`WARFARIN_RANDOM`, FO Fisher matrix `fim` ("reduced", as
+    PopED's reference evaluation, or "full"). Further keywords go to
+    ``ff.PopulationExperiment``. At :data:`WARFARIN_FIDUCIAL` with the defaults, the RSE%
+    are PopED's published CL 4.7383, V 2.7562, KA 13.926, ω²_CL 25.627, ω²_V 30.344,
+    ω²_KA 25.777, σ²_prop 11.171 (tested)."""
+    times = WARFARIN_TIMES if times is None else np.asarray(times, dtype=np.float64)
+    return ff.PopulationExperiment(
+        warfarin,
+        {"t": times, "dose": float(dose)},
+        random=WARFARIN_RANDOM,
+        error=error,
+        group_size=group_size,
+        fim=fim,
+        **kwargs,
+    )
 
 
 def _fhn_rhs(t, y, p):

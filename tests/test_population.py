@@ -25,6 +25,7 @@ import scipy.optimize
 
 import fisherforecast as ff
 from fisherforecast._population.simulate import _laplace_individual
+from fisherforecast.models import biology as bio
 
 D0 = 70.0
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
@@ -49,17 +50,10 @@ POPED_RSE = {
 }
 
 
-def warfarin(p, t):
-    k = p["CL"] / p["V"]
-    return D0 * p["KA"] / (p["V"] * (p["KA"] - k)) * (jnp.exp(-k * t) - jnp.exp(-p["KA"] * t))
-
-
-def warfarin_dose(p, d):
-    k = p["CL"] / p["V"]
-    t = d["t"]
-    return (
-        d["dose"] * p["KA"] / (p["V"] * (p["KA"] - k)) * (jnp.exp(-k * t) - jnp.exp(-p["KA"] * t))
-    )
+# The model under test is the zoo's (models/biology.py): times (a 70 mg dose) or a dict
+# {"t", "dose"}. The references below are the published RSE% and a numpy copy.
+warfarin = bio.warfarin
+warfarin_dose = bio.warfarin
 
 
 def warfarin_np(p, t=TIMES, dose=D0):
@@ -141,7 +135,9 @@ def fo_fisher_np(fid, random, error, n, reduced, f_np=warfarin_np):
 # The warfarin reference and the FO Fisher matrix
 # ---------------------------------------------------------------------------------------
 def test_warfarin_reduced_fim_reproduces_poped():
-    F = ff.fisher(group(fim="reduced"), FID)
+    # The zoo's constructor at its fiducial: PopED's design (32 individuals, 70 mg).
+    assert bio.WARFARIN_FIDUCIAL == FID
+    F = ff.fisher(bio.warfarin_population_experiment(), bio.WARFARIN_FIDUCIAL)
     rse = F.rse()
     assert list(rse) == list(POPED_RSE)
     for k, v in POPED_RSE.items():
