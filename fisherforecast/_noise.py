@@ -474,15 +474,12 @@ class Gaussian(NoiseModel):
 def _check_sigma(sigma):
     if _is_traced(sigma):
         return sigma
-    try:
-        return check_positive(sigma, "sigma")
-    except InputError as exc:
-        if "bad entries" not in str(exc):  # not a number at all: nothing to add
-            raise
-        raise InputError(
-            f"{exc} A zero sigma means infinitely precise data: drop those points or give "
-            "them a small positive error."
-        ) from None
+    return check_positive(
+        sigma,
+        "sigma",
+        hint="A zero sigma means infinitely precise data: drop those points or give them a "
+        "small positive error.",
+    )
 
 
 def _check_cov(cov):

@@ -52,9 +52,10 @@ def warn_if_float32(tree, what: str, stacklevel: int = 3) -> None:
         return
 
 
-def check_positive(value, what):
+def check_positive(value, what, hint=""):
     """``value`` as a float64 numpy array, or an :class:`InputError` naming `what` and
-    quoting the value when it is not real, positive and finite (tracers pass through)."""
+    quoting the value when it is not real, positive and finite (tracers pass through).
+    `hint` (advice on what to do) is appended to the message about bad entries."""
     if is_traced(value):
         return value
     arr = np.asarray(value)
@@ -65,6 +66,7 @@ def check_positive(value, what):
     if np.any(bad):
         where = np.argwhere(bad)[:5].tolist() if arr.ndim else "scalar"
         raise InputError(
-            f"{what} must be positive and finite; received {quote(value)} (bad entries at {where})."
+            f"{what} must be positive and finite; received {quote(value)} (bad entries at "
+            f"{where}).{' ' + hint if hint else ''}"
         )
     return arr
