@@ -28,6 +28,7 @@ from ._matrix import FisherMatrix, marginal_sigma_or_inf
 
 __all__ = [
     "samples_to_chainconsumer",
+    "save_covmat",
     "sigma_table",
     "to_chainconsumer",
     "to_dataframe",
@@ -99,8 +100,57 @@ def to_getdist(F: FisherMatrix, names=None, label: str | None = None):
     )
 
 
+def save_covmat(F: FisherMatrix, path, names=None, *, overwrite: bool = False) -> None:
+    """Write the forecast covariance ``F⁻¹`` as a getdist/CosmoMC ``.covmat`` file.
+
+    The file is a ``# name1 name2 ...`` header line and the covariance rows, written to 17
+    significant digits so that it reads back exactly. getdist's ``CovMat(path)`` reads it,
+    Cobaya and CosmoMC take it as a proposal covariance. `names` marginalises onto a subset
+    first. A singular matrix raises :class:`SingularFisherError` naming the degenerate
+    combination (no file is written); names with whitespace cannot be written in the header
+    and are refused. The write is atomic and refuses to replace an existing file unless
+    ``overwrite=True``.
+
+    ```python
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import fisherforecast as ff
+    >>> F = ff.FisherMatrix([[4.0, 0.0], [0.0, 1.0]], ["a", "b"])
+    >>> path = Path(tempfile.mkdtemp()) / "forecast.covmat"
+    >>> F.save_covmat(path)
+    >>> path.read_text().splitlines()[0]
+    '# a b'
+    >>> np.loadtxt(path).tolist()
+    [[0.25, 0.0], [0.0, 1.0]]
+    ```
+    """
+    from ._io import atomic_path
+
+    F = _subset(F, names)
+    bad = [n for n in F.names if not n or any(c.isspace() for c in n)]
+    if bad:
+        raise InputError(
+            f"a .covmat header separates names by whitespace, so the names {bad!r} cannot be "
+            "written; save with F.save(...) instead, or build the matrix with names without spaces."
+        )
+    cov = F.covariance()
+    with atomic_path(path, overwrite) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("# " + " ".join(F.names) + "\n")
+        np.savetxt(fh, cov, fmt="%.17e")
+
+
 def to_chainconsumer(F: FisherMatrix, names=None, name: str | None = None):
-    """The Fisher forecast as a ChainConsumer ``Chain`` (``Chain.from_covariance``)."""
+    """The Fisher forecast as a ChainConsumer ``Chain`` (``Chain.from_covariance``).
+
+    ```python
+    >>> import fisherforecast as ff
+    >>> F = ff.FisherMatrix([[4.0, 0.0], [0.0, 1.0]], ["a", "b"], fiducial={"a": 1, "b": 2})
+    >>> chain = F.to_chainconsumer(name="forecast")
+    >>> chain.samples[["a", "b"]].std().round(2).to_dict()
+    {'a': 0.5, 'b': 1.0}
+    ```
+    """
     cc = _require("chainconsumer")
     F = _subset(F, names)
     mean, cov = _gaussian(F)

@@ -565,6 +565,12 @@ class FisherMatrix:
 
         return to_getdist(self, names, label)
 
+    def save_covmat(self, path, names=None, overwrite: bool = False) -> None:
+        """Write ``F⁻¹`` as a getdist/CosmoMC ``.covmat`` file; see ``_interop.save_covmat``."""
+        from ._interop import save_covmat
+
+        save_covmat(self, path, names, overwrite=overwrite)
+
     def to_chainconsumer(self, names=None, name=None):
         """ChainConsumer ``Chain.from_covariance`` of this forecast; see ``_interop``."""
         from ._interop import to_chainconsumer

@@ -121,6 +121,18 @@ def test_convert_round_trip_and_getdist_reads_the_paramnames(files, capsys):
     assert pn.list() == ["a", "b"] and pn.parWithName("a").label == r"\alpha"
 
 
+def test_convert_to_covmat_writes_the_inverse(files, capsys):
+    status, out, _ = run(["convert", files / "A.h5", files / "A.covmat", "-q"], capsys)
+    assert status == 0 and "A.covmat" in out and not (files / "A.covmat.paramnames").exists()
+    assert (files / "A.covmat").read_text().splitlines()[0] == "# a b"
+    # closed form: the inverse of [[2, 2], [2, 5]] is [[5, -2], [-2, 2]] / 6
+    np.testing.assert_allclose(
+        np.loadtxt(files / "A.covmat"), np.array([[5.0, -2.0], [-2.0, 2.0]]) / 6, rtol=1e-15
+    )
+    status, _, err = run(["convert", files / "A.h5", files / "A.covmat", "-q"], capsys)
+    assert status == 1 and "already exists" in err
+
+
 def test_info_json_sigma_is_the_cramer_rao_bound(files, capsys):
     status, out, _ = run(["info", files / "A.h5", "--json", "-q"], capsys)
     data = json.loads(out)

@@ -179,3 +179,33 @@ def test_chainconsumer_from_samples(dali_samples):
     assert isinstance(chain, cc.Chain) and chain.name == "DALI"
     for name in dali_samples.names:
         np.testing.assert_array_equal(chain.samples[name].to_numpy(), dali_samples.samples[name])
+
+
+def test_covmat_file_is_read_by_getdist_and_holds_the_inverse(F, tmp_path):
+    covmat = pytest.importorskip("getdist.covmat")
+    path = tmp_path / "lin.covmat"
+    F.save_covmat(path)
+    read = covmat.CovMat(str(path))
+    assert read.paramNames == ["a", "b"]
+    # 17 significant digits: the file holds F⁻¹ exactly, and its diagonal gives the σ of the
+    # closed-form linear model.
+    np.testing.assert_array_equal(read.matrix, F.covariance())
+    np.testing.assert_allclose(np.sqrt(np.diag(read.matrix)), LINEAR3_SIGMA, rtol=1e-12)
+    # never replaced silently; replaced on request
+    with pytest.raises(FileExistsError):
+        F.save_covmat(path)
+    F.marginalize(["b"]).save_covmat(path, overwrite=True)
+    assert covmat.CovMat(str(path)).matrix == pytest.approx(LINEAR3_SIGMA[1] ** 2, rel=1e-12)
+    # a subset is marginalised, not sliced
+    F.save_covmat(tmp_path / "b.covmat", names=["b"])
+    assert float(np.loadtxt(tmp_path / "b.covmat")) == pytest.approx(LINEAR3_SIGMA[1] ** 2)
+
+
+def test_covmat_refuses_singular_matrices_and_names_with_spaces(tmp_path):
+    S = ff.FisherMatrix([[1.0, 1.0], [1.0, 1.0]], ["x", "y"])
+    with pytest.raises(ff.SingularFisherError, match="x"):
+        S.save_covmat(tmp_path / "s.covmat")
+    spaced = ff.FisherMatrix(np.eye(2), ["x", "y z"])
+    with pytest.raises(ff.InputError, match="y z"):
+        spaced.save_covmat(tmp_path / "t.covmat")
+    assert not list(tmp_path.iterdir())  # nothing written, no temporary left behind

@@ -197,6 +197,11 @@ def convert(args) -> None:
     _refuse_existing(args.output, args.force)
     progress(f"reading {args.input}")
     F = load(args.input)
+    if Path(args.output).suffix.lower() == ".covmat":
+        progress(f"writing {args.output}")
+        F.save_covmat(args.output, overwrite=args.force)
+        print(f"wrote {args.output}")
+        return
     _save(F, args.output, args.force, progress)
 
 

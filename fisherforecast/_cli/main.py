@@ -154,10 +154,12 @@ def _add_plot(sub) -> None:
 def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
-        help="HDF5 <-> text + .paramnames (getdist/CosmicFish)",
+        help="HDF5 <-> text + .paramnames (getdist/CosmicFish), or a .covmat",
         description="Convert a saved Fisher matrix between HDF5 and the text format "
         "(matrix file plus a getdist-style '.paramnames' file, name TAB label). The "
-        "format follows the output's suffix: .h5/.hdf5 for HDF5, anything else text.",
+        "format follows the output's suffix: .h5/.hdf5 for HDF5, .covmat for the "
+        "covariance F^-1 as a getdist/CosmoMC '.covmat' file (one way: a .covmat cannot be "
+        "read back as a Fisher matrix with its fiducial), anything else text.",
     )
     p.add_argument("input", help="the matrix to read")
     p.add_argument("output", help="the file to write (text also writes OUTPUT.paramnames)")
