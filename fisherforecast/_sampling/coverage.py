@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,7 @@ from .._checks import (
 from .._errors import FisherError, InputError, SingularFisherError, quote
 from .._fisher import fisher
 from .._matrix import FisherMatrix
+from .._progress import check_progress, progress_bar
 from .._record import Record
 from .._x64 import float64
 from .likelihood import fit_batch, simulate_batch
@@ -164,6 +166,7 @@ def coverage(
     max_steps=256,
     mode="forward",
     keep_data=False,
+    progress=None,
 ) -> Coverage:
     """Frequentist calibration of the Fisher intervals with simulated data.
 
@@ -187,6 +190,10 @@ def coverage(
     - `n_se`: how many standard errors `calibrated` allows (a positive number).
     - `rtol`, `atol`, `max_steps`: BFGS settings.
     - `keep_data`: keep the simulated datasets in `.data` (tuple per experiment).
+    - `progress`: a tqdm bar over the fits, after a line with the cost (``None``: a bar
+      when stderr is a terminal; ``True``/``False``). With a bar the fits run in
+      :data:`PROGRESS_CHUNKS` equal chunks of one compiled shape (the last one padded), so
+      the bar moves; without, in one call. The estimates are the same either way.
 
     **Returns:** a :class:`Coverage`.
 
@@ -209,6 +216,7 @@ def coverage(
             f"`n_se` must be a positive, finite number of standard errors; received {quote(n_se)}."
         )
     seed = check_seed(seed)
+    show = check_progress(progress)
     F = fisher(experiments, fid, params=names, mode=mode)
     try:
         cov = F.covariance()
@@ -225,24 +233,55 @@ def coverage(
         fid64 = {k: jnp.float64(v) for k, v in fid.items()}
         fixed = {k: v for k, v in fid64.items() if k not in names}
         datas = simulate_batch(tuple(experiments), fid64, jax.random.PRNGKey(seed), int(n_sims))
-        est, ok, _ = fit_batch(
+        fit = partial(
+            fit_batch,
             tuple(experiments),
-            datas,
-            fixed,
-            jnp.asarray(theta0),
-            jnp.asarray(L),
+            fixed=fixed,
+            theta0=jnp.asarray(theta0),
+            L=jnp.asarray(L),
             names=names,
             rtol=float(rtol),
             atol=float(atol),
             max_steps=int(max_steps),
         )
-        est = np.asarray(est, dtype=np.float64)
-        ok = np.asarray(ok, dtype=bool)
+        est, ok = _fit_all(fit, datas, int(n_sims), show, len(names))
         kept = tuple(np.asarray(d) for d in jax.device_get(datas)) if keep_data else None
     seconds = time.perf_counter() - start
     return _coverage_stats(
         F, names, fid, theta0, sigma, est, ok, levels, float(n_se), seconds, kept
     )
+
+
+#: With a progress bar, the fits of :func:`coverage` run in this many equal chunks.
+PROGRESS_CHUNKS = 20
+
+
+def _fit_all(fit, datas, n_sims, show, n_params):
+    """``(estimates (n_sims, P), ok (n_sims,))`` of every simulated dataset: one vmapped call,
+    or, with a bar, equal chunks of one compiled shape (the last padded with copies of the
+    final dataset, whose fits are dropped)."""
+    if not show:
+        est, ok, _ = fit(datas=datas)
+        return np.asarray(est, dtype=np.float64), np.asarray(ok, dtype=bool)
+    size = -(-n_sims // PROGRESS_CHUNKS)
+    n_chunks = -(-n_sims // size)
+    padded = jax.tree_util.tree_map(
+        lambda d: jnp.concatenate([d, jnp.repeat(d[-1:], n_chunks * size - n_sims, axis=0)]),
+        datas,
+    )
+    estimate = (
+        f"{n_sims} maximum-likelihood fits (BFGS over {n_params} parameters) in {n_chunks} "
+        f"chunks of {size}; a first call compiles the fit before the bar moves"
+    )
+    parts_est, parts_ok = [], []
+    with progress_bar(True, n_sims, "coverage", "fit", estimate) as bar:
+        for c in range(n_chunks):
+            chunk = jax.tree_util.tree_map(lambda d, c=c: d[c * size : (c + 1) * size], padded)
+            est, ok, _ = fit(datas=chunk)
+            parts_est.append(np.asarray(est, dtype=np.float64))
+            parts_ok.append(np.asarray(ok, dtype=bool))
+            bar.update(min(size, n_sims - c * size))
+    return np.concatenate(parts_est)[:n_sims], np.concatenate(parts_ok)[:n_sims]
 
 
 def _coverage_stats(F, names, fid, theta0, sigma, est, ok, levels, n_se, seconds, data):

@@ -30,6 +30,7 @@ from .._errors import InputError, quote
 from .._fisher import fisher
 from .._interop import SampleConversions
 from .._matrix import FisherMatrix
+from .._progress import check_progress
 from .._record import Record
 from .._x64 import float64
 from .likelihood import experiments_loglik, fit_jit, model_means, simulate
@@ -246,6 +247,7 @@ def crosscheck(
     dense_mass=False,
     max_tree_depth=10,
     mode="forward",
+    progress=None,
 ) -> CrossCheck:
     """Check a Fisher forecast against the full posterior, sampled with NUTS.
 
@@ -305,6 +307,10 @@ def crosscheck(
     - `target_accept` (default 0.9, above numpyro's 0.8), `dense_mass`, `max_tree_depth`:
       passed to numpyro's NUTS.
     - `mode`: Jacobian mode of the Fisher matrix, as in :func:`ff.fisher`.
+    - `progress`: a tqdm bar over the NUTS iterations of all chains, after a line with the
+      cost (``None``: a bar when stderr is a terminal; ``True``/``False``). The bar is
+      driven from inside the compiled run by a host callback; the run with a bar is
+      compiled separately from the one without.
 
     **Returns:** a :class:`CrossCheck` with `.samples`, `.sigma_fisher`, `.sigma_hmc`,
     `.ratio`, `.shift`, `.rhat`, `.ess`, `.agrees`, `.summary()`, `.plot()` and
@@ -336,6 +342,7 @@ def crosscheck(
     if isinstance(data, str) and data not in ("asimov", "simulate"):
         raise InputError(f"`data` must be 'asimov', 'simulate' or an array; received {data!r}.")
     seed = check_seed(seed)
+    show = check_progress(progress)
 
     F = fisher(experiments, fid, params=names, mode=mode)
     theta0 = np.array([fid[n] for n in names], dtype=np.float64)
@@ -367,6 +374,8 @@ def crosscheck(
             target_accept=target_accept,
             dense_mass=dense_mass,
             max_tree_depth=max_tree_depth,
+            progress=show,
+            desc="crosscheck",
         )
         prior_text = {n: describe_prior(d) for n, d in zip(names, priors, strict=True)}
 

@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ import numpy as np
 from .._checks import check_int, check_name_mapping
 from .._errors import InputError, SingularFisherError, quote
 from .._inverse import robust_inverse
+from .._progress import progress_bar
 
 #: Default half-width of the flat prior box, in Fisher σ, when no bounds are given.
 DEFAULT_BOUNDS_SIGMA = 10.0
@@ -194,6 +195,36 @@ def _posterior_model(args, *, names, loglik_fn):
     numpyro.factor("_log_likelihood", loglik_fn(theta, like, names))
 
 
+class _ProgressSink:
+    """The tqdm bar of the run in progress, for the host callback of the compiled loop (a
+    fixed module-level function, so that switching bars never recompiles)."""
+
+    bar: Any = None
+
+
+def _tick(steps) -> None:
+    bar = _ProgressSink.bar
+    if bar is not None:
+        bar.update(int(np.sum(steps)))
+
+
+def _ticker(enabled: bool, total_steps: int):
+    """``tick(i)``: report progress every ~1 % of a chain's iterations (``i`` the iteration
+    index); a no-op, and nothing in the compiled program, when `enabled` is False."""
+    every = max(1, total_steps // 100)
+
+    def tick(i):
+        if not enabled:
+            return
+        jax.lax.cond(
+            (i + 1) % every == 0,
+            lambda: jax.debug.callback(_tick, jnp.int32(every)),
+            lambda: None,
+        )
+
+    return tick
+
+
 @partial(
     jax.jit,
     static_argnames=(
@@ -206,6 +237,7 @@ def _posterior_model(args, *, names, loglik_fn):
         "target_accept",
         "dense_mass",
         "max_tree_depth",
+        "progress",
     ),
 )
 def _nuts(
@@ -221,6 +253,7 @@ def _nuts(
     target_accept,
     dense_mass,
     max_tree_depth,
+    progress=False,
 ):
     """Warm-up and sampling of every chain in one compiled function.
 
@@ -228,7 +261,8 @@ def _nuts(
     :func:`_posterior_model`; warm-up (step size and mass matrix adaptation) happens inside
     ``sample_kernel`` during the first `num_warmup` iterations. Compiling the whole run at
     module level means a second call with the same shapes does not recompile (``MCMC.run``
-    builds a fresh jitted loop on every call).
+    builds a fresh jitted loop on every call). With `progress`, a host callback reports
+    every ~1 % of the iterations to the bar in :class:`_ProgressSink`.
     """
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import potential_energy
@@ -241,6 +275,7 @@ def _nuts(
 
     init_kernel, sample_kernel = hmc(potential_fn=potential_fn, algo="NUTS")
     P = len(names)
+    tick = _ticker(progress, num_warmup + num_samples)
 
     def chain(key):
         state = init_kernel(
@@ -252,13 +287,19 @@ def _nuts(
             trajectory_length=None,  # pyright: ignore[reportArgumentType]  # None: NUTS
             rng_key=key,
         )
-        state = jax.lax.fori_loop(0, num_warmup, lambda i, s: sample_kernel(s), state)
 
-        def step(s, _):
+        def warm(i, s):
+            tick(i)
+            return sample_kernel(s)
+
+        state = jax.lax.fori_loop(0, num_warmup, warm, state)
+
+        def step(s, i):
+            tick(num_warmup + i)
             s = sample_kernel(s)
             return s, (s.z, s.diverging, s.num_steps)
 
-        _, (zs, diverging, steps) = jax.lax.scan(step, state, None, length=num_samples)
+        _, (zs, diverging, steps) = jax.lax.scan(step, state, jnp.arange(num_samples))
         theta = jax.vmap(lambda z: constrain(v0 + L @ z, priors)[0])(zs)
         return theta, diverging, steps
 
@@ -319,29 +360,49 @@ def run_nuts(
     target_accept=TARGET_ACCEPT,
     dense_mass=False,
     max_tree_depth=10,
+    progress=False,
+    desc="NUTS",
 ) -> NutsRun:
     """Sample the posterior ``exp(loglik_fn(θ, like, names)) · prior(θ)`` with NUTS.
 
-    Call under float64. Every chain starts at the fiducial (``z = 0``).
+    Call under float64. Every chain starts at the fiducial (``z = 0``). With `progress`, a
+    tqdm bar labelled `desc` counts the iterations (warm-up and draws; of all chains, or of
+    the lockstep when they are vectorized), after a line with the cost; the run with a bar
+    is its own compiled program.
     """
     start = time.perf_counter()
     args = (jnp.asarray(v0, jnp.float64), jnp.asarray(L, jnp.float64), priors, like)
-    theta, diverging, steps = _nuts(
-        args,
-        rng_key,
-        names=tuple(names),
-        loglik_fn=loglik_fn,
-        num_warmup=int(num_warmup),
-        num_samples=int(num_samples),
-        num_chains=int(num_chains),
-        chain_method=chain_method,
-        target_accept=float(target_accept),
-        dense_mass=bool(dense_mass),
-        max_tree_depth=int(max_tree_depth),
+    # Vectorized chains advance in lockstep: one host callback per step serves all of them,
+    # so the bar counts the lockstep iterations; sequential chains count one after another.
+    per_chain = int(num_warmup) + int(num_samples)
+    total = per_chain if chain_method == "vectorized" else int(num_chains) * per_chain
+    estimate = (
+        f"{num_chains} chain(s) × ({num_warmup} warm-up + {num_samples} draws) of NUTS over "
+        f"{len(names)} parameters, up to {2 ** int(max_tree_depth) - 1} likelihood gradients "
+        "per iteration; a first call compiles the whole run first (no bar movement then)"
     )
-    theta = np.asarray(theta, dtype=np.float64)
-    out = NutsRun(theta, np.asarray(diverging), np.asarray(steps), time.perf_counter() - start)
-    return out
+    with progress_bar(bool(progress), total, desc, "it", estimate) as bar:
+        _ProgressSink.bar = bar if progress else None
+        try:
+            theta, diverging, steps = _nuts(
+                args,
+                rng_key,
+                names=tuple(names),
+                loglik_fn=loglik_fn,
+                num_warmup=int(num_warmup),
+                num_samples=int(num_samples),
+                num_chains=int(num_chains),
+                chain_method=chain_method,
+                target_accept=float(target_accept),
+                dense_mass=bool(dense_mass),
+                max_tree_depth=int(max_tree_depth),
+                progress=bool(progress),
+            )
+            theta = np.asarray(theta, dtype=np.float64)
+            diverging, steps = np.asarray(diverging), np.asarray(steps)
+        finally:
+            _ProgressSink.bar = None
+    return NutsRun(theta, diverging, steps, time.perf_counter() - start)
 
 
 def describe_prior(d) -> str:
