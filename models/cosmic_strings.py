@@ -97,6 +97,7 @@ from ._astro_constants import MPC_SI, OMEGA_R_H2, YEAR_S
 from ._values import Bound
 
 __all__ = [
+    "BURST_SETUPS",
     "CMB_SETUPS",
     "C_EFF_MATTER",
     "C_EFF_RADIATION",
@@ -106,8 +107,12 @@ __all__ = [
     "OMEGA_M",
     "OMEGA_R",
     "T0_S",
+    "burst_experiment",
+    "burst_rate",
+    "burst_threshold",
     "cmb_bb_string",
     "cmb_experiment",
+    "comoving_distance",
     "omega_gw",
     "omega_plateau",
     "scale_factor",
@@ -319,6 +324,219 @@ def sgwb_experiment(detector="LISA", *, n_modes=30, n_panels=16, **kwargs):
 def _pta_sigma(params, f, *, model, omega_pulsar, n_modes):
     # The signal sets the error bar but carries no information of its own (as in sgwb).
     return (jax.lax.stop_gradient(model(params, f)) + omega_pulsar) / jnp.sqrt(n_modes)
+
+
+# -----------------------------------------------------------------------------------------
+# GW bursts from cusps
+# -----------------------------------------------------------------------------------------
+# Redshift table for the burst rate on a uniform grid of y = ln z: comoving distance r(z)
+# in light-seconds (8-point Gauss-Legendre per interval of dr/dy = z/H), ln t(z) from the
+# t(a) table, and the two increasing combinations u(y), v(y) whose inverses are the
+# integration limits of burst_rate (all with their exact slopes, for C¹ Hermite forms).
+_Y_MIN, _Y_MAX = math.log(1e-12), 79.0
+
+
+def _hermite_np(x, xs, ys, ds):
+    return np.asarray(_hermite(x, xs, ys, ds))
+
+
+def _burst_table(n=4000):
+    y = np.linspace(_Y_MIN, _Y_MAX, n)
+    x, w = np.polynomial.legendre.leggauss(8)
+    mid, half = 0.5 * (y[:-1] + y[1:]), 0.5 * np.diff(y)
+    nodes = np.exp(mid[:, None] + half[:, None] * x[None, :])
+    steps = half * np.sum(w[None, :] * nodes / _hubble(1.0 / (1.0 + nodes)), axis=1)
+    z = np.exp(y)
+    q0 = 0.5 * OMEGA_M + OMEGA_R - OMEGA_L  # deceleration today: r = z(1 - (1+q0)z/2)/H0
+    r = z[0] / H0_S * (1.0 - 0.5 * (1.0 + q0) * z[0]) + np.concatenate([[0.0], np.cumsum(steps)])
+    ln_1pz = np.log1p(z)
+    with jax.enable_x64(True):
+        ln_t = _hermite_np(-ln_1pz, _LN_A, _LN_T, 1.0 / _SLOPE)
+    hz = _hubble(1.0 / (1.0 + z))
+    dlnr = z / (r * hz)
+    dlnt = -z / ((1.0 + z) * hz * np.exp(ln_t))
+    u = np.log(r) + ln_1pz / 3.0 - 2.0 / 3.0 * ln_t
+    du = dlnr + z / (3.0 * (1.0 + z)) - 2.0 / 3.0 * dlnt
+    v = np.log(r) + ln_1pz
+    dv = dlnr + z / (1.0 + z)
+    return y, np.log(r), dlnr, ln_t, dlnt, u, 1.0 / du, v, 1.0 / dv
+
+
+_BY, _BLNR, _BDLNR, _BLNT, _BDLNT, _BU, _BDYDU, _BV, _BDYDV = _burst_table()
+
+
+def _inverse(target, xs, ys, ds):
+    """y(x) from the Hermite table; below the table y - y₀ = x - x₀ (du/dy, dv/dy → 1 as
+    z → 0), above it the last node (earlier emission is negligible)."""
+    inside = _hermite(jnp.clip(target, xs[0], xs[-1]), xs, ys, ds)
+    return jnp.where(target < xs[0], ys[0] + (target - xs[0]), inside)
+
+
+def comoving_distance(z):
+    """Comoving distance to redshift ``z`` [light-seconds] in the module's ΛCDM background.
+
+    Example
+    -------
+    >>> from fisherforecast.models._astro_constants import MPC_SI, C_SI
+    >>> round(float(comoving_distance(1.0)) * C_SI / MPC_SI, -1)   # Planck 2018 ΛCDM [Mpc]
+    3400.0
+    """
+    return jnp.exp(_hermite(jnp.log(z), _BY, _BLNR, _BDLNR))
+
+
+def _burst_rate_ln(ln_amp, gmu, alpha, p, ln_f, n_cusps, nodes, weights):
+    g = GAMMA * gmu
+    # Emission redshifts with a burst of amplitude A: from the beaming limit (1+z) f ℓ = 1
+    # (nearby, small loops) to the birth limit ℓ = α t (far, newborn loops).
+    y_lo = _inverse(jnp.log(gmu) - 2.0 / 3.0 * ln_f - ln_amp, _BV, _BY, _BDYDV)
+    y_hi = _inverse(jnp.log(gmu) + 2.0 / 3.0 * jnp.log(alpha) - ln_amp, _BU, _BY, _BDYDU)
+    span = jnp.maximum(y_hi - y_lo, 0.0)
+    y = y_lo[..., None] + span[..., None] * nodes
+    ln_r = _hermite(y, _BY, _BLNR, _BDLNR)
+    ln_t = _hermite(y, _BY, _BLNT, _BDLNT)
+    z = jnp.exp(y)
+    ln_1pz = jnp.log1p(z)
+    ln_ell = 1.5 * (ln_amp[..., None] + ln_r + ln_1pz / 3.0 - jnp.log(gmu))
+    ln_ti = jnp.logaddexp(ln_ell, jnp.log(g) + ln_t) - jnp.log(alpha + g)
+    ln_ai = _hermite(ln_ti, _LN_T, _LN_A, _SLOPE)
+    a_i = jnp.exp(ln_ai)
+    c_eff = C_EFF_RADIATION + (C_EFF_MATTER - C_EFF_RADIATION) * a_i / (a_i + A_EQ)
+    ln_h = jnp.log(H0_S) + 0.5 * jnp.log(
+        OMEGA_R * jnp.exp(4 * ln_1pz) + OMEGA_M * jnp.exp(3 * ln_1pz) + OMEGA_L
+    )
+    ln_n = jnp.log(F_ALPHA * c_eff / (p * alpha * (alpha + g))) - 4 * ln_ti + 3 * ln_ai
+    ln_n = ln_n + 3 * ln_1pz  # physical density at t̃: (a_i/ã)³
+    log_integrand = (
+        y
+        - ln_1pz
+        - ln_h  # dt̃ = z dy / ((1+z) H)
+        - 3 * ln_1pz
+        + 2 * ln_r
+        + math.log(4 * math.pi)  # proper volume / (1+z)
+        + ln_n
+        + jnp.log(0.75 * n_cusps)
+        - 2.0 / 3.0 * (ln_1pz + ln_f + ln_ell)  # (2c/ℓ)(θ²/4)(dℓ/d ln A = 3ℓ/2)
+    )
+    return span * jnp.sum(weights * jnp.exp(log_integrand), axis=-1)
+
+
+def burst_rate(params, amplitude, *, f_star, n_cusps=1.0, n_panels=24):
+    r"""Observed rate of cusp bursts per unit :math:`\ln A` [1/s] at burst amplitude(s)
+    ``amplitude`` [s^-1/3], beamed at frequency ``f_star`` [Hz] (module docstring).
+
+    Example
+    -------
+    >>> fid = {"Gmu": 5e-8, "alpha": 1e-9, "p": 0.5}
+    >>> rate = float(burst_rate(fid, 1e-21, f_star=50.0)[0]) * 3.15576e7   # per year
+    >>> 0.5 < rate < 2.0
+    True
+    """
+    gmu, alpha, p = _value(params, "Gmu"), _value(params, "alpha"), _value(params, "p")
+    nodes, weights = _panel_rule(int(n_panels))
+    ln_amp = jnp.log(jnp.atleast_1d(jnp.asarray(amplitude)))
+    return _burst_rate_ln(ln_amp, gmu, alpha, p, math.log(f_star), n_cusps, nodes, weights)
+
+
+#: Burst detectors: strain PSD, band [Hz] for the matched-filter SNR, default observing time.
+BURST_SETUPS = {
+    "ground": {"band": (10.0, 2000.0), "t_obs_years": 1.0},
+    "LISA": {"band": (1.0e-5, 1.0), "t_obs_years": 4.0},
+}
+
+
+def _burst_psd(detector, f):
+    from .dwd import lisa_psd
+    from .gw import psd_aligo_zdhp
+
+    if detector == "ground":
+        return np.asarray(psd_aligo_zdhp(f))
+    return np.asarray(lisa_psd(f, confusion=False))
+
+
+def burst_threshold(detector="ground", *, snr=5.0):
+    r"""Amplitude threshold and beaming frequency of a cusp search: ``(A_thr, f_star)``.
+
+    A cusp waveform :math:`\tilde h(f) = A f^{-4/3}` has matched-filter SNR
+    :math:`\rho^2 = 4A^2\int df\, f^{-8/3}/S_n(f)` over the band of :data:`BURST_SETUPS`
+    (no high-frequency cut-off); ``A_thr`` gives ``ρ = snr``. ``f_star`` is the frequency
+    where :math:`f\cdot f^{-8/3}/S_n` peaks (most SNR per log frequency): the beaming angle
+    is evaluated there.
+
+    Example
+    -------
+    >>> a_thr, f_star = burst_threshold("ground")
+    >>> round(a_thr * 1e22, 1), round(f_star)
+    (2.6, 47)
+    """
+    if detector not in BURST_SETUPS:
+        raise ValueError(f"detector must be one of {sorted(BURST_SETUPS)}; received {detector!r}")
+    if not (math.isfinite(snr) and snr > 0):
+        raise ValueError(f"snr must be positive and finite; received {snr!r}")
+    lo, hi = BURST_SETUPS[detector]["band"]
+    f = np.geomspace(lo, hi, 4000)
+    weight = f ** (-8.0 / 3.0) / _burst_psd(detector, f)
+    snr2_unit = 4.0 * np.trapezoid(weight * f, np.log(f))
+    return float(snr / math.sqrt(snr2_unit)), float(f[np.argmax(weight * f)])
+
+
+def _burst_counts(params, amplitude, *, ln_edges, f_star, n_cusps, t_obs_s, n_panels):
+    gmu, alpha, p = _value(params, "Gmu"), _value(params, "alpha"), _value(params, "p")
+    x, w = np.polynomial.legendre.leggauss(6)  # per amplitude bin, in ln A
+    lo, width = ln_edges[:-1], np.diff(ln_edges)
+    ln_amp = lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0)
+    nodes, weights = _panel_rule(n_panels)
+    rate = _burst_rate_ln(
+        jnp.asarray(ln_amp), gmu, alpha, p, math.log(f_star), n_cusps, nodes, weights
+    )
+    return t_obs_s * jnp.sum(0.5 * width[:, None] * w[None, :] * rate, axis=-1)
+
+
+def burst_experiment(
+    detector="ground",
+    *,
+    snr=5.0,
+    t_obs_years=None,
+    n_bins=6,
+    decades=3.0,
+    n_cusps=1.0,
+    n_panels=8,
+    name=None,
+):
+    """``ff.Experiment``: Poisson counts of cusp bursts in log-spaced amplitude bins from the
+    threshold of :func:`burst_threshold` up to ``decades`` decades above it.
+
+    ``detector`` is "ground" (Advanced LIGO design PSD, 1 yr) or "LISA" (4 yr);
+    ``n_cusps`` is the number of cusps per loop oscillation; ``n_panels`` the Gauss-Legendre
+    panels (8 nodes each) of the redshift integral. The counts are
+    ``T ∫_bin d ln A`` :func:`burst_rate` (6 Gauss-Legendre nodes per bin).
+
+    Example
+    -------
+    >>> exp = burst_experiment("LISA", n_bins=4)
+    >>> exp.name, exp.design.shape
+    ('LISA bursts', (4,))
+    """
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; received {n_bins!r}")
+    if not (math.isfinite(decades) and decades > 0):
+        raise ValueError(f"decades must be positive and finite; received {decades!r}")
+    if not (math.isfinite(n_cusps) and n_cusps > 0):
+        raise ValueError(f"n_cusps must be positive and finite; received {n_cusps!r}")
+    a_thr, f_star = burst_threshold(detector, snr=snr)
+    years = BURST_SETUPS[detector]["t_obs_years"] if t_obs_years is None else t_obs_years
+    if not (math.isfinite(years) and years > 0):
+        raise ValueError(f"t_obs_years must be positive and finite; received {t_obs_years!r}")
+    ln_edges = math.log(a_thr) + np.linspace(0.0, decades * math.log(10.0), int(n_bins) + 1)
+    centres = np.exp(0.5 * (ln_edges[:-1] + ln_edges[1:]))
+    model = Bound(
+        _burst_counts,
+        ln_edges=ln_edges,
+        f_star=f_star,
+        n_cusps=float(n_cusps),
+        t_obs_s=float(years) * YEAR_S,
+        n_panels=int(n_panels),
+    )
+    return ff.Experiment(model, ff.Poisson(), design=centres, name=name or f"{detector} bursts")
 
 
 # -----------------------------------------------------------------------------------------
