@@ -352,7 +352,7 @@ def test_burst_threshold_against_quadrature():
     assert cs.burst_threshold("ground", snr=10.0)[0] == pytest.approx(2 * a_thr, rel=1e-12)
     with pytest.raises(ValueError, match="'LIGO'"):
         cs.burst_threshold("LIGO")
-    with pytest.raises(ValueError, match="snr.*-1"):
+    with pytest.raises(ValueError, match=r"snr.*-1"):
         cs.burst_threshold("LISA", snr=-1.0)
 
 
