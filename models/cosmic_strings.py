@@ -55,8 +55,19 @@ elementary (:math:`a\propto t^{1/2}`, :math:`\ell_*/\tilde t = x`): with
    \;\xrightarrow{\varepsilon\gg1}\;\frac{128\pi}{9}\frac{\mathcal F_\alpha C_r\Omega_r}{p}
    \sqrt{\frac{\alpha G\mu}{\Gamma}},
 
-the form of Auclair et al. (2020) without their :math:`g_*` factor
-(:func:`omega_plateau`; the tests check the quadrature against it).
+(:func:`omega_plateau`; the tests check the quadrature against it). Derivation: with
+:math:`\kappa = 2H_0\Omega_r^{1/2}`, :math:`a=(\kappa t)^{1/2}` and
+:math:`x=\ell_*/\tilde t`, the emission integral becomes
+:math:`2C_r\kappa^2(2k/f)^{-1}(\alpha+\Gamma G\mu)^{5/2}\int_0^\alpha(x+\Gamma G\mu)^{-5/2}dx`
+(flat in :math:`f`), and :math:`\sum_k\Gamma_k=\Gamma`. The same model written as a loop
+density is :math:`n_r(\ell,t)=A_r/(t^{3/2}(\ell+\Gamma G\mu t)^{5/2})` with
+:math:`A_r=\mathcal F_\alpha C_r(\alpha+\Gamma G\mu)^{3/2}/\alpha`, the form of
+Blanco-Pillado, Olum & Shlaer (2014, PRD 89, 023512), in which the plateau reads
+:math:`\frac{128\pi}{9}A_r\Omega_r\sqrt{G\mu/\Gamma}\,[1-(1+\varepsilon)^{-3/2}]/p`; for
+α = 0.1 and ε ≫ 1, :math:`A_r = 0.171`, against their simulation value 0.18 (tests). No
+:math:`g_*` factor. The closed form was derived here; the plateau equations of Auclair et
+al. (2020, JCAP 04, 034) and Sousa, Avelino & Guedes (2020, PRD 101, 103508) were not
+available to check equation by equation (``docs/models_astro.md``).
 
 GW bursts from cusps
 --------------------
