@@ -468,8 +468,10 @@ def burst_rate(params, amplitude, *, f_star, n_cusps=1.0, n_panels=24):
 
     Example
     -------
+    >>> import functools, jax
     >>> fid = {"Gmu": 5e-8, "alpha": 1e-9, "p": 0.5}
-    >>> rate = float(burst_rate(fid, 1e-21, f_star=50.0)[0]) * 3.15576e7   # per year
+    >>> rate_fn = jax.jit(functools.partial(burst_rate, f_star=50.0))   # one compilation
+    >>> rate = float(rate_fn(fid, 1e-21)[0]) * 3.15576e7   # per year and per unit ln A
     >>> 0.5 < rate < 2.0
     True
     """
