@@ -379,7 +379,16 @@ _Y_MIN, _Y_MAX = math.log(1e-12), 79.0
 
 
 def _hermite_np(x, xs, ys, ds):
-    return np.asarray(_hermite(x, xs, ys, ds))
+    """numpy twin of :func:`_hermite` for the import-time tables (no JAX, no x64 switch)."""
+    i = np.clip(np.searchsorted(xs, x) - 1, 0, xs.shape[0] - 2)
+    h = xs[i + 1] - xs[i]
+    u = (x - xs[i]) / h
+    return (
+        (1.0 + 2.0 * u) * (1.0 - u) ** 2 * ys[i]
+        + u * (1.0 - u) ** 2 * h * ds[i]
+        + u**2 * (3.0 - 2.0 * u) * ys[i + 1]
+        + u**2 * (u - 1.0) * h * ds[i + 1]
+    )
 
 
 def _burst_table(n=4000):
@@ -392,8 +401,7 @@ def _burst_table(n=4000):
     q0 = 0.5 * OMEGA_M + OMEGA_R - OMEGA_L  # deceleration today: r = z(1 - (1+q0)z/2)/H0
     r = z[0] / H0_S * (1.0 - 0.5 * (1.0 + q0) * z[0]) + np.concatenate([[0.0], np.cumsum(steps)])
     ln_1pz = np.log1p(z)
-    with jax.enable_x64(True):
-        ln_t = _hermite_np(-ln_1pz, _LN_A, _LN_T, 1.0 / _SLOPE)
+    ln_t = _hermite_np(-ln_1pz, _LN_A, _LN_T, 1.0 / _SLOPE)
     hz = _hubble(1.0 / (1.0 + z))
     dlnr = z / (r * hz)
     dlnt = -z / ((1.0 + z) * hz * np.exp(ln_t))
