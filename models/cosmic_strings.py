@@ -1,4 +1,4 @@
-r"""Cosmic strings: the stochastic GW background of a loop network, and a CMB B-mode template.
+r"""Cosmic strings: the stochastic GW background of a loop network, cusp bursts and CMB templates.
 
 Parameters (every function accepts either the plain or the ``log10_`` key): the string tension
 ``Gmu`` (:math:`G\mu`), the initial loop size ``alpha`` (:math:`\ell_i = \alpha t_i`) and the
@@ -55,8 +55,50 @@ elementary (:math:`a\propto t^{1/2}`, :math:`\ell_*/\tilde t = x`): with
    \;\xrightarrow{\varepsilon\gg1}\;\frac{128\pi}{9}\frac{\mathcal F_\alpha C_r\Omega_r}{p}
    \sqrt{\frac{\alpha G\mu}{\Gamma}},
 
-the form of Auclair et al. (2020) without their :math:`g_*` factor
-(:func:`omega_plateau`; the tests check the quadrature against it).
+(:func:`omega_plateau`; the tests check the quadrature against it). Derivation: with
+:math:`\kappa = 2H_0\Omega_r^{1/2}`, :math:`a=(\kappa t)^{1/2}` and
+:math:`x=\ell_*/\tilde t`, the emission integral becomes
+:math:`2C_r\kappa^2(2k/f)^{-1}(\alpha+\Gamma G\mu)^{5/2}\int_0^\alpha(x+\Gamma G\mu)^{-5/2}dx`
+(flat in :math:`f`), and :math:`\sum_k\Gamma_k=\Gamma`. The same model written as a loop
+density is :math:`n_r(\ell,t)=A_r/(t^{3/2}(\ell+\Gamma G\mu t)^{5/2})` with
+:math:`A_r=\mathcal F_\alpha C_r(\alpha+\Gamma G\mu)^{3/2}/\alpha`, the form of
+Blanco-Pillado, Olum & Shlaer (2014, PRD 89, 023512), in which the plateau reads
+:math:`\frac{128\pi}{9}A_r\Omega_r\sqrt{G\mu/\Gamma}\,[1-(1+\varepsilon)^{-3/2}]/p`; for
+α = 0.1 and ε ≫ 1, :math:`A_r = 0.171`, against their simulation value 0.18 (tests). No
+:math:`g_*` factor. The closed form was derived here; the plateau equations of Auclair et
+al. (2020, JCAP 04, 034) and Sousa, Avelino & Guedes (2020, PRD 101, 103508) were not
+available to check equation by equation (``docs/models_astro.md``).
+
+GW bursts from cusps
+--------------------
+Each loop oscillation (period :math:`\ell/2`) has :math:`c` cusps (``n_cusps``, default 1),
+each beaming a burst :math:`\tilde h(f) = A f^{-4/3}` into a cone of half-angle
+:math:`\theta_m = ((1+z)f\ell)^{-1/3}` (so :math:`\theta_m\le1` needs :math:`(1+z)f\ell\ge1`),
+with :math:`A = G\mu\,\ell^{2/3}/((1+z)^{1/3}r)`, :math:`r` the comoving distance (Damour &
+Vilenkin 2001, PRD 64, 064008; Siemens et al. 2006, PRD 73, 105001, with their
+:math:`g_1 = g_2 = 1`). The observed rate per :math:`\ln A` is (:func:`burst_rate`)
+
+.. math::
+   \frac{dR}{d\ln A} = \int\!dz\,\frac{dt}{dz}\,4\pi a^3r^2\;n(\ell,t)\;
+   \frac{2c}{\ell}\,\frac{\theta_m^2}{4}\,\frac{3\ell}{2},\qquad
+   \ell = \Big(\frac{A(1+z)^{1/3}r}{G\mu}\Big)^{3/2},
+
+with the loop density :math:`n(\ell,t) = \mathcal F_\alpha C_{\rm eff}(t_i)\,
+(a_i/a)^3/(p\,\alpha(\alpha+\Gamma G\mu)\,t_i^4)` of the SGWB integrand above (same
+:math:`t_i`), so Gμ, α and p enter both probes the same way. The redshift runs from the
+beaming limit :math:`(1+z)f\ell = 1` (nearby, small loops) to the birth limit
+:math:`\ell=\alpha t` (far, newborn loops); both limits are smooth inverses of tabulated
+monotone functions of :math:`\ln z` (cubic Hermite, exact slopes) and the integral is a
+fixed Gauss–Legendre rule between them, so ``jax`` derivatives are exact.
+:func:`burst_experiment` counts bursts in log-spaced amplitude bins above a threshold
+:math:`A_{\rm thr}` (SNR :math:`\rho` of the matched filter against the detector PSD,
+:func:`burst_threshold`) over :math:`T_{\rm obs}`, as Poisson counts.
+Simplifications: every beamed burst above threshold is detected (no high-frequency
+cut-off :math:`f_h\sim2/(\theta^3\ell)` of off-axis bursts, no efficiency curve), the beaming
+is evaluated at one frequency :math:`f_*` per detector, no kinks, no rare-burst
+(“confusion”) subtraction from the SGWB. Small loops (:math:`\varepsilon\ll1`): the counts
+depend on :math:`\alpha p` and :math:`G\mu\,\alpha^{2/3}` only, up to the beaming cut and
+:math:`O(\varepsilon)` (tests).
 
 CMB B-mode template
 -------------------
@@ -97,6 +139,7 @@ from ._astro_constants import MPC_SI, OMEGA_R_H2, YEAR_S
 from ._values import Bound
 
 __all__ = [
+    "BURST_SETUPS",
     "CMB_SETUPS",
     "C_EFF_MATTER",
     "C_EFF_RADIATION",
@@ -106,8 +149,12 @@ __all__ = [
     "OMEGA_M",
     "OMEGA_R",
     "T0_S",
+    "burst_experiment",
+    "burst_rate",
+    "burst_threshold",
     "cmb_bb_string",
     "cmb_experiment",
+    "comoving_distance",
     "omega_gw",
     "omega_plateau",
     "scale_factor",
@@ -319,6 +366,229 @@ def sgwb_experiment(detector="LISA", *, n_modes=30, n_panels=16, **kwargs):
 def _pta_sigma(params, f, *, model, omega_pulsar, n_modes):
     # The signal sets the error bar but carries no information of its own (as in sgwb).
     return (jax.lax.stop_gradient(model(params, f)) + omega_pulsar) / jnp.sqrt(n_modes)
+
+
+# -----------------------------------------------------------------------------------------
+# GW bursts from cusps
+# -----------------------------------------------------------------------------------------
+# Redshift table for the burst rate on a uniform grid of y = ln z: comoving distance r(z)
+# in light-seconds (8-point Gauss-Legendre per interval of dr/dy = z/H), ln t(z) from the
+# t(a) table, and the two increasing combinations u(y), v(y) whose inverses are the
+# integration limits of burst_rate (all with their exact slopes, for C¹ Hermite forms).
+_Y_MIN, _Y_MAX = math.log(1e-12), 79.0
+
+
+def _hermite_np(x, xs, ys, ds):
+    """numpy twin of :func:`_hermite` for the import-time tables (no JAX, no x64 switch)."""
+    i = np.clip(np.searchsorted(xs, x) - 1, 0, xs.shape[0] - 2)
+    h = xs[i + 1] - xs[i]
+    u = (x - xs[i]) / h
+    return (
+        (1.0 + 2.0 * u) * (1.0 - u) ** 2 * ys[i]
+        + u * (1.0 - u) ** 2 * h * ds[i]
+        + u**2 * (3.0 - 2.0 * u) * ys[i + 1]
+        + u**2 * (u - 1.0) * h * ds[i + 1]
+    )
+
+
+def _burst_table(n=4000):
+    y = np.linspace(_Y_MIN, _Y_MAX, n)
+    x, w = np.polynomial.legendre.leggauss(8)
+    mid, half = 0.5 * (y[:-1] + y[1:]), 0.5 * np.diff(y)
+    nodes = np.exp(mid[:, None] + half[:, None] * x[None, :])
+    steps = half * np.sum(w[None, :] * nodes / _hubble(1.0 / (1.0 + nodes)), axis=1)
+    z = np.exp(y)
+    q0 = 0.5 * OMEGA_M + OMEGA_R - OMEGA_L  # deceleration today: r = z(1 - (1+q0)z/2)/H0
+    r = z[0] / H0_S * (1.0 - 0.5 * (1.0 + q0) * z[0]) + np.concatenate([[0.0], np.cumsum(steps)])
+    ln_1pz = np.log1p(z)
+    ln_t = _hermite_np(-ln_1pz, _LN_A, _LN_T, 1.0 / _SLOPE)
+    hz = _hubble(1.0 / (1.0 + z))
+    dlnr = z / (r * hz)
+    dlnt = -z / ((1.0 + z) * hz * np.exp(ln_t))
+    u = np.log(r) + ln_1pz / 3.0 - 2.0 / 3.0 * ln_t
+    du = dlnr + z / (3.0 * (1.0 + z)) - 2.0 / 3.0 * dlnt
+    v = np.log(r) + ln_1pz
+    dv = dlnr + z / (1.0 + z)
+    return y, np.log(r), dlnr, ln_t, dlnt, u, 1.0 / du, v, 1.0 / dv
+
+
+_BY, _BLNR, _BDLNR, _BLNT, _BDLNT, _BU, _BDYDU, _BV, _BDYDV = _burst_table()
+
+
+def _inverse(target, xs, ys, ds):
+    """y(x) from the Hermite table; below the table y - y₀ = x - x₀ (du/dy, dv/dy → 1 as
+    z → 0), above it the last node (earlier emission is negligible)."""
+    inside = _hermite(jnp.clip(target, xs[0], xs[-1]), xs, ys, ds)
+    return jnp.where(target < xs[0], ys[0] + (target - xs[0]), inside)
+
+
+def comoving_distance(z):
+    """Comoving distance to redshift ``z`` [light-seconds] in the module's ΛCDM background.
+
+    Example
+    -------
+    >>> from fisherforecast.models._astro_constants import MPC_SI, C_SI
+    >>> round(float(comoving_distance(1.0)) * C_SI / MPC_SI, -1)   # Planck 2018 ΛCDM [Mpc]
+    3400.0
+    """
+    return jnp.exp(_hermite(jnp.log(z), _BY, _BLNR, _BDLNR))
+
+
+def _burst_rate_ln(ln_amp, gmu, alpha, p, ln_f, n_cusps, nodes, weights):
+    g = GAMMA * gmu
+    # Emission redshifts with a burst of amplitude A: from the beaming limit (1+z) f ℓ = 1
+    # (nearby, small loops) to the birth limit ℓ = α t (far, newborn loops).
+    y_lo = _inverse(jnp.log(gmu) - 2.0 / 3.0 * ln_f - ln_amp, _BV, _BY, _BDYDV)
+    y_hi = _inverse(jnp.log(gmu) + 2.0 / 3.0 * jnp.log(alpha) - ln_amp, _BU, _BY, _BDYDU)
+    span = jnp.maximum(y_hi - y_lo, 0.0)
+    y = y_lo[..., None] + span[..., None] * nodes
+    ln_r = _hermite(y, _BY, _BLNR, _BDLNR)
+    ln_t = _hermite(y, _BY, _BLNT, _BDLNT)
+    z = jnp.exp(y)
+    ln_1pz = jnp.log1p(z)
+    ln_ell = 1.5 * (ln_amp[..., None] + ln_r + ln_1pz / 3.0 - jnp.log(gmu))
+    ln_ti = jnp.logaddexp(ln_ell, jnp.log(g) + ln_t) - jnp.log(alpha + g)
+    ln_ai = _hermite(ln_ti, _LN_T, _LN_A, _SLOPE)
+    a_i = jnp.exp(ln_ai)
+    c_eff = C_EFF_RADIATION + (C_EFF_MATTER - C_EFF_RADIATION) * a_i / (a_i + A_EQ)
+    ln_h = jnp.log(H0_S) + 0.5 * jnp.log(
+        OMEGA_R * jnp.exp(4 * ln_1pz) + OMEGA_M * jnp.exp(3 * ln_1pz) + OMEGA_L
+    )
+    ln_n = jnp.log(F_ALPHA * c_eff / (p * alpha * (alpha + g))) - 4 * ln_ti + 3 * ln_ai
+    ln_n = ln_n + 3 * ln_1pz  # physical density at t̃: (a_i/ã)³
+    log_integrand = (
+        y
+        - ln_1pz
+        - ln_h  # dt̃ = z dy / ((1+z) H)
+        - 3 * ln_1pz
+        + 2 * ln_r
+        + math.log(4 * math.pi)  # proper volume / (1+z)
+        + ln_n
+        + jnp.log(0.75 * n_cusps)
+        - 2.0 / 3.0 * (ln_1pz + ln_f + ln_ell)  # (2c/ℓ)(θ²/4)(dℓ/d ln A = 3ℓ/2)
+    )
+    return span * jnp.sum(weights * jnp.exp(log_integrand), axis=-1)
+
+
+def burst_rate(params, amplitude, *, f_star, n_cusps=1.0, n_panels=24):
+    r"""Observed rate of cusp bursts per unit :math:`\ln A` [1/s] at burst amplitude(s)
+    ``amplitude`` [s^-1/3], beamed at frequency ``f_star`` [Hz] (module docstring).
+
+    Example
+    -------
+    >>> import functools, jax
+    >>> fid = {"Gmu": 5e-8, "alpha": 1e-9, "p": 0.5}
+    >>> rate_fn = jax.jit(functools.partial(burst_rate, f_star=50.0))   # one compilation
+    >>> rate = float(rate_fn(fid, 1e-21)[0]) * 3.15576e7   # per year and per unit ln A
+    >>> 0.5 < rate < 2.0
+    True
+    """
+    gmu, alpha, p = _value(params, "Gmu"), _value(params, "alpha"), _value(params, "p")
+    nodes, weights = _panel_rule(int(n_panels))
+    ln_amp = jnp.log(jnp.atleast_1d(jnp.asarray(amplitude)))
+    return _burst_rate_ln(ln_amp, gmu, alpha, p, math.log(f_star), n_cusps, nodes, weights)
+
+
+#: Burst detectors: strain PSD, band [Hz] for the matched-filter SNR, default observing time.
+BURST_SETUPS = {
+    "ground": {"band": (10.0, 2000.0), "t_obs_years": 1.0},
+    "LISA": {"band": (1.0e-5, 1.0), "t_obs_years": 4.0},
+}
+
+
+def _burst_psd(detector, f):
+    from .dwd import lisa_psd
+    from .gw import psd_aligo_zdhp
+
+    if detector == "ground":
+        return np.asarray(psd_aligo_zdhp(f))
+    return np.asarray(lisa_psd(f, confusion=False))
+
+
+def burst_threshold(detector="ground", *, snr=5.0):
+    r"""Amplitude threshold and beaming frequency of a cusp search: ``(A_thr, f_star)``.
+
+    A cusp waveform :math:`\tilde h(f) = A f^{-4/3}` has matched-filter SNR
+    :math:`\rho^2 = 4A^2\int df\, f^{-8/3}/S_n(f)` over the band of :data:`BURST_SETUPS`
+    (no high-frequency cut-off); ``A_thr`` gives ``ρ = snr``. ``f_star`` is the frequency
+    where :math:`f\cdot f^{-8/3}/S_n` peaks (most SNR per log frequency): the beaming angle
+    is evaluated there.
+
+    Example
+    -------
+    >>> a_thr, f_star = burst_threshold("ground")
+    >>> round(a_thr * 1e22, 1), round(f_star)
+    (2.6, 47)
+    """
+    if detector not in BURST_SETUPS:
+        raise ValueError(f"detector must be one of {sorted(BURST_SETUPS)}; received {detector!r}")
+    if not (math.isfinite(snr) and snr > 0):
+        raise ValueError(f"snr must be positive and finite; received {snr!r}")
+    lo, hi = BURST_SETUPS[detector]["band"]
+    f = np.geomspace(lo, hi, 4000)
+    weight = f ** (-8.0 / 3.0) / _burst_psd(detector, f)
+    snr2_unit = 4.0 * np.trapezoid(weight * f, np.log(f))
+    return float(snr / math.sqrt(snr2_unit)), float(f[np.argmax(weight * f)])
+
+
+def _burst_counts(params, amplitude, *, ln_edges, f_star, n_cusps, t_obs_s, n_panels):
+    gmu, alpha, p = _value(params, "Gmu"), _value(params, "alpha"), _value(params, "p")
+    x, w = np.polynomial.legendre.leggauss(6)  # per amplitude bin, in ln A
+    lo, width = ln_edges[:-1], np.diff(ln_edges)
+    ln_amp = lo[:, None] + 0.5 * width[:, None] * (x[None, :] + 1.0)
+    nodes, weights = _panel_rule(n_panels)
+    rate = _burst_rate_ln(
+        jnp.asarray(ln_amp), gmu, alpha, p, math.log(f_star), n_cusps, nodes, weights
+    )
+    return t_obs_s * jnp.sum(0.5 * width[:, None] * w[None, :] * rate, axis=-1)
+
+
+def burst_experiment(
+    detector="ground",
+    *,
+    snr=5.0,
+    t_obs_years=None,
+    n_bins=6,
+    decades=3.0,
+    n_cusps=1.0,
+    n_panels=8,
+    name=None,
+):
+    """``ff.Experiment``: Poisson counts of cusp bursts in log-spaced amplitude bins from the
+    threshold of :func:`burst_threshold` up to ``decades`` decades above it.
+
+    ``detector`` is "ground" (Advanced LIGO design PSD, 1 yr) or "LISA" (4 yr);
+    ``n_cusps`` is the number of cusps per loop oscillation; ``n_panels`` the Gauss-Legendre
+    panels (8 nodes each) of the redshift integral. The counts are
+    ``T ∫_bin d ln A`` :func:`burst_rate` (6 Gauss-Legendre nodes per bin).
+
+    Example
+    -------
+    >>> exp = burst_experiment("LISA", n_bins=4)
+    >>> exp.name, exp.design.shape
+    ('LISA bursts', (4,))
+    """
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer; received {n_bins!r}")
+    if not (math.isfinite(decades) and decades > 0):
+        raise ValueError(f"decades must be positive and finite; received {decades!r}")
+    if not (math.isfinite(n_cusps) and n_cusps > 0):
+        raise ValueError(f"n_cusps must be positive and finite; received {n_cusps!r}")
+    a_thr, f_star = burst_threshold(detector, snr=snr)
+    years = BURST_SETUPS[detector]["t_obs_years"] if t_obs_years is None else t_obs_years
+    if not (math.isfinite(years) and years > 0):
+        raise ValueError(f"t_obs_years must be positive and finite; received {t_obs_years!r}")
+    ln_edges = math.log(a_thr) + np.linspace(0.0, decades * math.log(10.0), int(n_bins) + 1)
+    centres = np.exp(0.5 * (ln_edges[:-1] + ln_edges[1:]))
+    model = Bound(
+        _burst_counts,
+        ln_edges=ln_edges,
+        f_star=f_star,
+        n_cusps=float(n_cusps),
+        t_obs_s=float(years) * YEAR_S,
+        n_panels=int(n_panels),
+    )
+    return ff.Experiment(model, ff.Poisson(), design=centres, name=name or f"{detector} bursts")
 
 
 # -----------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The checks are statements that follow from the model's scalings, written out here: the GW
 background's amplitude ∝ Gμ/p leaves ln Gμ + ln p free for the interferometers; the CMB
-template ∝ (Gμ)² p^(-1/2) leaves 0.25 ln Gμ + ln p free and says nothing about α; adding probes
-never loses information and the three together measure all parameters.
+template ∝ (Gμ)² p^(-1/2) leaves 0.25 ln Gμ + ln p free and says nothing about α; the cusp-burst
+counts of small loops depend on α p and Gμ α^(2/3) only, leaving (2/3, -1, 1) in ln(Gμ, α, p)
+nearly free; adding probes never loses information and together they measure all parameters.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def test_degenerate_directions_follow_the_scalings(result):
     assert len(cmb) == 2
     assert any(np.allclose(v, [0.0, 1.0, 0.0], atol=1e-6) for v in cmb)
     assert any(np.allclose(v, [0.25, 0.0, 1.0], atol=1e-6) for v in cmb)
+    # Bursts: counts ∝ 1/(α p) × a function of Gμ α^(2/3) (small loops).
+    assert reps["bursts"].condition_number > 1e9
+    weak = unit(reps["bursts"].weakest_direction, names)
+    np.testing.assert_allclose(weak / weak[1], [-2 / 3, 1.0, -1.0], atol=1e-2)
     # The PTA also sees the peak, which fixes α, but Gμ and p only as Gμ/p.
     assert reps["PTA"].condition_number > 1e7
     weak = unit(reps["PTA"].weakest_direction, names)

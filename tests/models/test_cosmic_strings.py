@@ -7,7 +7,11 @@
   one harmonic against scipy adaptive quadrature over emission time with the ODE a(t);
 * the Fisher matrices of the PTA, LISA, ground and CMB experiments against a 7-point central
   finite-difference Jacobian in numpy with the noise metric written out here; the CMB
-  matrix against its closed form.
+  matrix against its closed form;
+* the cusp-burst rate against scipy adaptive quadrature over redshift of the rate integral
+  written out here (limits by brentq, t(z) and r(z) by quadrature, a(t) by the ODE), the
+  amplitude threshold against scipy quadrature of the PSD, the Poisson Fisher matrix against
+  finite differences and its weak direction against the small-loop scaling.
 """
 
 from __future__ import annotations
@@ -124,6 +128,44 @@ def test_plateau_limits():
         assert float(cs.omega_plateau(large)) == pytest.approx(
             pre * math.sqrt(0.1 * 1e-12 / cs.GAMMA), rel=1e-4
         )
+
+
+@pytest.mark.parametrize("alpha", [1e-12, 1e-8, 0.1])
+def test_plateau_in_the_bos_loop_density_form(alpha):
+    """The one-scale radiation-era loop density is n = A_r / (t^(3/2) (ℓ + ΓGμ t)^(5/2)) with
+    A_r = F C_r (α + ΓGμ)^(3/2) / α (Blanco-Pillado, Olum & Shlaer 2014 form): the energy
+    radiated by that density (power ΓGμ² per loop, scipy over ℓ, pure radiation) against
+    the closed form; and for α = 0.1 their simulated A_r = 0.18 is within 6 % of the
+    model's 0.171."""
+    gmu, p = 1e-9, 0.7
+    g = cs.GAMMA * gmu
+    a_r = cs.F_ALPHA * cs.C_EFF_RADIATION * (alpha + g) ** 1.5 / alpha
+    # ρ_gw today from the power Γ Gμ² of every loop, redshifted as a⁴ (a = (κt)^(1/2)):
+    # Ω = (8π/3H0²) ∫ dt a(t)⁴ Γ (Gμ)² ∫_0^{αt} dℓ n(ℓ, t) / p, all from the radiation era.
+    # The ℓ-integral is elementary, ∝ t^(-3): ∫_0^{αt} (ℓ + g t)^(-5/2) dℓ.
+    kappa = 2 * H0 * math.sqrt(cs.OMEGA_R)
+
+    def per_time(lnt):
+        t = math.exp(lnt)
+        ell_part, _ = integrate.quad(  # ℓ = u t, over s = ln(u + g)
+            lambda s: math.exp(-1.5 * s), math.log(g), math.log(alpha + g), epsabs=0.0, epsrel=1e-12
+        )
+        n_total = a_r / t**1.5 * t**-1.5 * ell_part  # ∫ dℓ n = A_r t^(-3) ∫ du (u+g)^(-5/2)
+        return t * (kappa * t) ** 2 * cs.GAMMA * gmu**2 * n_total / p
+
+    # a⁴ ∝ t² makes ρ_gw grow by the same amount per ln t of emission. For any fixed ℓ/t
+    # the observed frequency f = (2k/ℓ) a ∝ t^(-1/2), so dρ/d ln f = 2 dρ/d ln t: the
+    # plateau from energy balance alone, without the emission integral of omega_gw.
+    omega = 8 * math.pi / (3 * H0**2) * 2 * per_time(0.0)
+    with jax.enable_x64(True):
+        closed = float(cs.omega_plateau({"Gmu": gmu, "alpha": alpha, "p": p}))
+    eps = alpha / g
+    bos = 128 * math.pi / 9 * a_r * cs.OMEGA_R * math.sqrt(gmu / cs.GAMMA)
+    assert closed == pytest.approx(bos * (1 - (1 + eps) ** -1.5) / p, rel=1e-12)
+    assert omega == pytest.approx(closed, rel=1e-9)
+    if alpha == 0.1:
+        assert a_r == pytest.approx(0.171, abs=1e-3)
+        assert abs(a_r / 0.18 - 1) < 0.06
 
 
 @pytest.mark.slow
@@ -306,3 +348,132 @@ def test_rebuilt_experiment_does_not_recompile():
         again = ff.fisher(cs.sgwb_experiment("ground", n_modes=5, n_panels=8), LOG10_FID)
     assert counts["trace"] == 0
     np.testing.assert_array_equal(first.matrix, again.matrix)
+
+
+# -----------------------------------------------------------------------------------------
+# GW bursts from cusps
+# -----------------------------------------------------------------------------------------
+def comoving(z):
+    """Comoving distance [light-seconds] by adaptive quadrature of dz/H over ln z."""
+    val, _ = integrate.quad(
+        lambda x: math.exp(x) / hubble(1.0 / (1.0 + math.exp(x))),
+        math.log(z) - 30.0,
+        math.log(z),
+        epsabs=0.0,
+        epsrel=1e-12,
+        limit=400,
+    )
+    return val + z * math.exp(-30.0) / H0
+
+
+def test_comoving_distance():
+    with jax.enable_x64(True):
+        for z in (1e-6, 0.1, 1.0, 1100.0, 1e8):
+            assert float(cs.comoving_distance(z)) == pytest.approx(comoving(z), rel=1e-8)
+
+
+def test_burst_threshold_against_quadrature():
+    """ρ² = 4A²∫ f^(-8/3)/S_n df by scipy over the band: A_thr = 5/√(that for A = 1)."""
+    from fisherforecast.models.gw import psd_aligo_zdhp
+
+    val, _ = integrate.quad(
+        lambda x: math.exp(x) ** (-5.0 / 3.0) / float(psd_aligo_zdhp(math.exp(x))),
+        math.log(10.0),
+        math.log(2000.0),
+        epsabs=0.0,
+        epsrel=1e-10,
+        limit=200,
+    )
+    a_thr, f_star = cs.burst_threshold("ground", snr=5.0)
+    assert a_thr == pytest.approx(5.0 / math.sqrt(4.0 * val), rel=1e-5)
+    assert 40.0 < f_star < 55.0  # the aLIGO bucket weighted by f^(-5/3)
+    assert cs.burst_threshold("ground", snr=10.0)[0] == pytest.approx(2 * a_thr, rel=1e-12)
+    with pytest.raises(ValueError, match="'LIGO'"):
+        cs.burst_threshold("LIGO")
+    with pytest.raises(ValueError, match=r"snr.*-1"):
+        cs.burst_threshold("LISA", snr=-1.0)
+
+
+def reference_burst_rate(amp, gmu, alpha, p, f, a_of, n_cusps=1.0):
+    """dN/(dT d ln A) written out from the loop density n(ℓ, t̃) of the SGWB integrand, the
+    cusp rate 2c/ℓ, the beamed fraction θ²/4 with θ = ((1+z) f ℓ)^(-1/3) ≤ 1 and the
+    amplitude A = Gμ ℓ^(2/3) / ((1+z)^(1/3) r): adaptive quadrature over ln z between the
+    limits found by brentq, with t(z) and r(z) by quadrature and a(t_i) by the ODE."""
+    g = cs.GAMMA * gmu
+    t_of_z = functools.cache(lambda z: age(1.0 / (1.0 + z)))
+    r_of_z = functools.cache(comoving)
+
+    def ell(z):
+        return (amp * r_of_z(z) * (1 + z) ** (1 / 3) / gmu) ** 1.5
+
+    lo = optimize.brentq(
+        lambda y: math.log((1 + math.exp(y)) * f * ell(math.exp(y))), -40, 60, xtol=1e-13
+    )
+    hi = optimize.brentq(
+        lambda y: math.log(ell(math.exp(y)) / (alpha * t_of_z(math.exp(y)))), -40, 60, xtol=1e-13
+    )
+
+    def integrand(y):
+        z = math.exp(y)
+        a = 1 / (1 + z)
+        t, r, length = t_of_z(z), r_of_z(z), ell(z)
+        ti = (length + g * t) / (alpha + g)
+        ai = a_of(ti)
+        w = ai / (ai + cs.OMEGA_R / cs.OMEGA_M)
+        c_eff = cs.C_EFF_RADIATION * (1 - w) + cs.C_EFF_MATTER * w
+        n = cs.F_ALPHA * c_eff / (p * alpha * (alpha + g) * ti**4) * (ai / a) ** 3
+        volume = 4 * math.pi * a**3 * r**2 * z * a / hubble(a)  # per dy, over (1+z)
+        per_loop = 2 * n_cusps / length * 0.25 * ((1 + z) * f * length) ** (-2 / 3)
+        return volume * n * per_loop * 1.5 * length  # dℓ = (3/2) ℓ d ln A
+
+    val, _ = integrate.quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-9, limit=400)
+    return val
+
+
+@pytest.mark.parametrize(
+    ("gmu", "alpha", "f", "amps"),
+    [
+        (5e-8, 1e-9, 47.0, (3e-22, 1e-20, 1e-18)),  # the example: small loops, ε = 4e-4
+        (1e-10, 1e-2, 3.5e-3, (1e-24, 1e-21)),  # large loops, ε = 2e6, LISA band
+    ],
+)
+def test_burst_rate_against_scipy_quadrature(ode_scale_factor, gmu, alpha, f, amps):
+    fid = {"Gmu": gmu, "alpha": alpha, "p": 0.5}
+    with jax.enable_x64(True):
+        ours = np.asarray(cs.burst_rate(fid, np.array(amps), f_star=f))
+    ref = np.array([reference_burst_rate(a, gmu, alpha, 0.5, f, ode_scale_factor) for a in amps])
+    np.testing.assert_allclose(ours, ref, rtol=1e-7)
+
+
+def test_burst_counts_scale_as_cusps_over_p():
+    base = cs.burst_experiment("ground", n_bins=3)
+    more = cs.burst_experiment("ground", n_bins=3, n_cusps=2.0)
+    a = evaluator(lambda p: base.model(p, base.design))(cs.EXAMPLE_FIDUCIAL)
+    b = evaluator(lambda p: more.model(p, more.design))({**cs.EXAMPLE_FIDUCIAL, "p": 0.125})
+    np.testing.assert_allclose(b, 8 * a, rtol=1e-12)  # rate ∝ c/p
+    assert np.all(np.diff(a) < 0)  # fewer loud bursts
+    for bad in ({"n_bins": 0}, {"decades": -1.0}, {"n_cusps": 0.0}, {"t_obs_years": math.nan}):
+        (key, value), *_ = bad.items()
+        with pytest.raises(ValueError, match=f"{key}.*{value}"):
+            cs.burst_experiment("ground", **bad)
+
+
+def test_burst_fisher_against_finite_differences():
+    exp = cs.burst_experiment("LISA")
+    names = tuple(LOG10_FID)
+    F = ff.fisher(exp, LOG10_FID)
+    mean = evaluator(lambda p: exp.model(p, exp.design))
+    J = fd_jacobian(mean, LOG10_FID, names, 1e-3)
+    lam = mean(LOG10_FID)
+    ref = J.T @ (J / lam[:, None])  # Poisson: Σ ∂λ ∂λ / λ
+    d = np.sqrt(np.diag(ref))
+    np.testing.assert_allclose(np.diag(F.matrix), np.diag(ref), rtol=1e-7)
+    np.testing.assert_allclose(F.matrix / np.outer(d, d), ref / np.outer(d, d), atol=1e-7)
+    # Small loops (ε = α/ΓGμ ≪ 1) live ≪ t: n ≈ F C/(p α ΓGμ t⁴) for ℓ < αt, the cusp rate
+    # times the beamed fraction is ∝ ℓ^(-5/3) ∝ Gμ/A per d ln A, and the farthest source has
+    # ℓ = αt, i.e. A ∝ Gμ α^(2/3). So the counts depend on α p and Gμ α^(2/3) only (up to
+    # the beaming cut on nearby tiny loops and O(ε)): the weak direction is
+    # δ log(Gμ, α, p) ∝ (2/3, -1, 1).
+    _, V = np.linalg.eigh(F.matrix)
+    weak = V[:, 0] / -V[1, 0]
+    np.testing.assert_allclose(weak, [2 / 3, -1.0, 1.0], atol=5e-3)

@@ -28,6 +28,7 @@ DOCTESTS = [test for module in MODULES for test in docstring_tests(module)]
 # Examples that take more than ~2 s on one CPU core, mostly first compilation.
 SLOW = {
     "fisherforecast.models.biology",  # solves the SIR ODE
+    "fisherforecast.models.cosmic_strings.burst_rate",  # compiles the burst quadrature
     "fisherforecast.models.cosmic_strings.omega_gw",  # compiles the loop quadrature
     "fisherforecast.models.cosmology.angular_diameter_distance",
     "fisherforecast.models.cosmology.bao_observables",
