@@ -514,11 +514,11 @@ def test_population_check_linear_model_fixed_effects():
 
 
 @pytest.mark.slow
-def test_warfarin_example_fast_mode(capsys):
+def test_warfarin_example_fast_mode(capsys, tmp_path):
     from helpers import load_example
 
     module = load_example("warfarin_design")
-    out = module.main(fast=True)
+    out = module.main(fast=True, out_dir=tmp_path)
     for k, v in module.POPED_RSE.items():
         assert out["rse_poped_design"][k] == pytest.approx(v, rel=1e-4)
     res = out["design_result"]
@@ -533,6 +533,12 @@ def test_warfarin_example_fast_mode(capsys):
     check = out["check"]
     assert check.n_trials == 4 and check.estimates.shape[1] == 7
     assert "PopED" in capsys.readouterr().out
+    for name in ("warfarin_design.png", "warfarin_check.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "warfarin_check.png",
+        "warfarin_design.png",
+    ]
 
 
 @pytest.mark.slow
