@@ -61,6 +61,21 @@ class Inverse(NamedTuple):
             invariant to the units of the parameters and governs the digits lost.
         residual: ``max|S S^-1 - I|`` for the rescaled matrix ``S``.
         method: ``"cholesky"``, ``"eigh"`` or ``"mpmath"``.
+
+    Returned by :meth:`FisherMatrix.inverse` and :func:`ff.robust_inverse`. For
+    ``F = [[2, 2], [2, 5]]``, ``F⁻¹ = [[5, −2], [−2, 2]]/6``; rescaled to a unit diagonal the
+    off-diagonal is ``r = 2/√10``, so the condition number is ``(1 + r)/(1 − r)``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> inv = ff.FisherMatrix([[2.0, 2.0], [2.0, 5.0]], ["a", "b"]).inverse()
+    >>> inv.method, np.round(inv.covariance * 6, 10).tolist()
+    ('cholesky', [[5.0, -2.0], [-2.0, 2.0]])
+    >>> round(inv.condition_number, 4), bool(inv.residual < 1e-12)
+    (4.4415, True)
+    >>> ff.robust_inverse(np.diag([4.0, 0.25])).covariance.tolist()
+    [[0.25, 0.0], [0.0, 4.0]]
+    ```
     """
 
     covariance: np.ndarray

@@ -42,6 +42,23 @@ class Ellipse(NamedTuple):
             of the 2 × 2 marginal covariance.
         angle: angle of the major axis from the `a` axis towards the `b` axis, in radians.
         delta_chi2: the Δχ² of the contour (2.30 for 68.27 %, 6.18 for 95.45 %).
+
+    Returned by :meth:`FisherMatrix.ellipse`. Here the covariance ``F⁻¹ = [[5, −2], [−2, 2]]/6``
+    has eigenvalues 1 and 1/6, the major axis along ``(2, −1)``:
+
+    ```python
+    >>> import math, fisherforecast as ff
+    >>> F = ff.FisherMatrix([[2.0, 2.0], [2.0, 5.0]], ["a", "b"], fiducial={"a": 1, "b": 2})
+    >>> e = F.ellipse("a", "b")                       # 68.27 %: Δχ² = −2 ln(1 − 0.6827)
+    >>> e.center, round(e.delta_chi2, 4)
+    ((1.0, 2.0), 2.2958)
+    >>> round(e.semi_major, 4), round(e.semi_minor, 4)   # √(2.2958·1), √(2.2958/6)
+    (1.5152, 0.6186)
+    >>> round(math.degrees(e.angle) % 180, 2)          # 180° − atan(1/2)
+    153.43
+    >>> e.vertices(50).shape                           # points to plot
+    (50, 2)
+    ```
     """
 
     center: tuple[float, float]

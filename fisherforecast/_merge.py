@@ -183,6 +183,20 @@ class MergedPytree(NamedTuple):
         params: the merged parameters θ*, a pytree of numpy float64 arrays with the inputs'
             structure.
         fisher: the merged diagonal Fisher ``Σ wᵢ(Fᵢ + ε)``, same structure.
+
+    A NamedTuple: ``params, fisher = ff.merge_pytrees(...)`` unpacks it. Each element is
+    the Fisher-weighted mean ``Σ Fᵢ θᵢ / Σ Fᵢ``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> thetas = [{"w": np.array([1.0, 4.0])}, {"w": np.array([3.0, 0.0])}]
+    >>> fishers = [{"w": np.array([1.0, 3.0])}, {"w": np.array([1.0, 1.0])}]
+    >>> out = ff.merge_pytrees(thetas, fishers)
+    >>> out.params["w"].tolist()     # (1·1 + 1·3)/2, (3·4 + 1·0)/4
+    [2.0, 3.0]
+    >>> out.fisher["w"].tolist()     # 1 + 1, 3 + 1
+    [2.0, 4.0]
+    ```
     """
 
     params: Any

@@ -61,6 +61,23 @@ class RepairResult(Record):
         fisher_after: the Fisher matrix with the added measurements.
         threshold, max_add: the arguments; n_params: the number of varied parameters;
         labels: the candidates' labels; null_texts: the weak directions in words.
+
+    Methods: ``summary()``, ``to_dict()``. A line ``a + b t`` measured only at ``t = 0``
+    leaves the slope ``b`` unconstrained; of the candidates ``t = 0, 1, 2`` the farthest
+    adds the most information on it (``∝ t²``):
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0),
+    ...                     design=np.zeros(3))
+    >>> rep = ff.repair_identifiability(exp, {"a": 1.0, "b": 0.5}, np.array([0.0, 1.0, 2.0]))
+    >>> rep.null_texts
+    ['the parameter b alone (the data carry almost no information on it)']
+    >>> rep.success, rep.added, (rep.rank_before, rep.rank_after)
+    (True, [2], (1, 2))
+    >>> [(r["label"], round(r["lift"], 6)) for r in rep.ranking]
+    [('candidate 2', 1.0), ('candidate 1', 0.25), ('candidate 0', 0.0)]
+    ```
     """
 
     added: list

@@ -54,6 +54,24 @@ class DesignResult(Record):
         converged: per start, whether BFGS met its tolerance.
         n_polished: how many distinct end points were polished.
         joint: whether several experiments were optimised together.
+
+    Methods: :meth:`sigma_table`, :meth:`n_at_best`, ``summary()``, ``plot()``,
+    ``to_dict()``. Two measurements of a line ``a + b t`` in ``[0, 10]``: the D-optimal
+    design puts them at the ends, ``F = [[2, 10], [10, 100]]``, ``log det F = ln 100``; the
+    initial ``t = (2, 3)`` has ``det F = 1``, an efficiency of ``(1/100)^(1/2)``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0),
+    ...                     design=np.array([2.0, 3.0]))
+    >>> res = ff.optimize_design(exp, {"a": 1.0, "b": 0.5}, bounds=(0.0, 10.0), n_starts=2)
+    >>> sorted(round(float(t), 4) for t in res.design)
+    [0.0, 10.0]
+    >>> round(res.criterion_value, 6), round(res.initial_value, 6), round(res.efficiency, 6)
+    (4.60517, 0.0, 0.1)
+    >>> {k: (round(s0, 4), round(s1, 4)) for k, (s0, s1) in res.sigma_table().items()}
+    {'a': (3.6056, 1.0), 'b': (1.4142, 0.1414)}
+    ```
     """
 
     design: Any

@@ -33,6 +33,23 @@ class RequiredSamples(Record):
         overall: the largest of these (every target met).
         sigma_single: σ for one repeat (prior included).
         target: dict name -> target σ.
+
+    Methods: :meth:`sigma_at` (σ after ``n`` repeats), ``summary()``, ``to_dict()``. A line
+    ``a + b t`` measured once at ``t = ±1`` with unit noise has ``F = 2 I``, so
+    ``σ₁ = 1/√2`` and ``n = (σ₁/target)² = 0.5/target²``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0),
+    ...                     design=np.array([-1.0, 1.0]))
+    >>> req = ff.required_samples(exp, {"a": 1.0, "b": 0.5}, {"a": 0.1, "b": 0.05})
+    >>> req.per_parameter, req.overall
+    ({'a': 50, 'b': 200}, 200)
+    >>> {k: round(v, 6) for k, v in req.sigma_single.items()}
+    {'a': 0.707107, 'b': 0.707107}
+    >>> {k: round(v, 6) for k, v in req.sigma_at(200).items()}     # σ₁/√200
+    {'a': 0.05, 'b': 0.05}
+    ```
     """
 
     per_parameter: dict

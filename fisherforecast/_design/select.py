@@ -165,6 +165,20 @@ class Selection(Record):
             ``"relaxation"`` or ``"random i"``); starts: dict start -> criterion value
             after its exchange.
         n_candidates: how many candidates there were.
+
+    Methods: ``summary()``, ``to_dict()``. Two of the points ``t = 0, 0.25, …, 10`` for a
+    line ``a + b t``: the D-optimal pair is the two ends, with ``F = [[2, 10], [10, 100]]``
+    and ``log det F = ln 100``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: p["a"] + p["b"] * t, ff.Gaussian(sigma=1.0))
+    >>> sel = ff.select_measurements(exp, {"a": 1.0, "b": 0.5}, np.arange(0, 10.25, 0.25), 2)
+    >>> sel.indices.tolist(), sel.design.tolist(), sel.n_candidates
+    ([0, 40], [0.0, 10.0], 41)
+    >>> round(sel.criterion_value, 6), sel.method, sel.fisher.matrix.tolist()
+    (4.60517, 'exchange', [[2.0, 10.0], [10.0, 100.0]])
+    ```
     """
 
     indices: np.ndarray

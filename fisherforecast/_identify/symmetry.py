@@ -43,6 +43,22 @@ class SymmetrySearch(Record):
     `descriptions`: each in words (swapped parameters named); `n_starts`: starts run
     (fewer than asked when `max_time` ran out); `n_exact`: starts that ended at an exact
     optimum (the fiducial included); `seconds`; `symmetric`: whether any was found.
+
+    ``summary()`` says the same in words. The sum ``e^(−a t) + e^(−b t)`` cannot tell ``a``
+    from ``b``: the swapped point fits the data exactly:
+
+    ```python
+    >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, t: jnp.exp(-p["a"] * t) + jnp.exp(-p["b"] * t),
+    ...                     ff.Gaussian(sigma=0.01), design=np.linspace(0.2, 4, 8))
+    >>> res = ff.symmetry_search(exp, {"a": 0.5, "b": 2.0}, n_starts=4)
+    >>> res.symmetric, res.descriptions, res.n_starts
+    (True, ['a ↔ b'], 4)
+    >>> [{k: round(v, 4) for k, v in opt.items()} for opt in res.optima]
+    [{'a': 2.0, 'b': 0.5}]
+    >>> bool(res.deltas[0] < 1e-6)                  # Δ(−2 ln L): an exact fit
+    True
+    ```
     """
 
     names: tuple

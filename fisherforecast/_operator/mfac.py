@@ -58,7 +58,22 @@ def _apply(G, damping, v):
 
 class MFAC:
     """``(λI + GᵀG/m)`` from ``m`` gradient rows ``G`` (``m × P``), applied and inverted
-    without the ``P × P`` matrix. Build it with :func:`mfac`."""
+    without the ``P × P`` matrix. Build it with :func:`mfac`.
+
+    Two gradient rows ``G = [[1, 0], [0, 2]]`` and ``λ = 0.5`` give
+    ``λI + GᵀG/2 = diag(1, 2.5)``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> op = ff.mfac(np.array([[1.0, 0.0], [0.0, 2.0]]), damping=0.5)
+    >>> op, op.size, op.n_grads, op.damping
+    (MFAC(m=2, P=2, damping=0.5), 2, 2, 0.5)
+    >>> op.matvec(np.ones(2)).round(12).tolist(), op.solve(np.ones(2)).round(12).tolist()
+    ([1.0, 2.5], [1.0, 0.4])
+    >>> round(op.logdet(), 6)        # ln 1 + ln 2.5
+    0.916291
+    ```
+    """
 
     __slots__ = ("_G", "_L", "_damping")
 

@@ -164,6 +164,24 @@ class FisherOperator:
     Build it with :func:`fisher_operator`. ``P = size``; element names are those of
     :func:`ff.fisher` (``calib[0]``, ... for an array-valued parameter). Immutable:
     :meth:`with_prior` and :meth:`fix` return new operators.
+
+    A vector parameter ``c`` with ``μ = c·x`` at ``x = 1, 2, 3`` and unit noise has
+    ``F = diag(x²) = diag(1, 4, 9)``, so ``σ = 1/x``:
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["c"] * x, ff.Gaussian(sigma=1.0),
+    ...                     design=np.array([1.0, 2.0, 3.0]))
+    >>> op = ff.fisher_operator(exp, {"c": np.ones(3)})
+    >>> op.names, op.labels, op.shape
+    (('c',), ('c[0]', 'c[1]', 'c[2]'), (3, 3))
+    >>> op.matvec(np.ones(3)).tolist()                     # F · (1, 1, 1)
+    [1.0, 4.0, 9.0]
+    >>> {k: round(v, 6) for k, v in op.sigma().sigma.items()}
+    {'c[0]': 1.0, 'c[1]': 0.5, 'c[2]': 0.333333}
+    >>> op.with_prior({"c": 0.5}).diagonal().as_dict()     # + 1/0.5² on the diagonal
+    {'c[0]': 5.0, 'c[1]': 8.0, 'c[2]': 13.0}
+    ```
     """
 
     __slots__ = ("_diag", "_experiments", "_fid", "_labels", "_names", "_prior")

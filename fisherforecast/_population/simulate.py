@@ -302,6 +302,24 @@ class PopulationCheck(Record):
     - `bias`: mean estimate minus truth, in % of the truth.
     - `predicted_se`: label (``"fo/reduced"``, ...) -> name -> predicted SE.
     - `n_trials`, `n_failed`.
+
+    Methods: :meth:`ratio` (predicted over empirical SE) and ``summary()`` (the table).
+    Returned by :func:`population_check`; the fewest trials (3) and one prediction keep
+    this cheap (a real check wants a hundred trials or more):
+
+    ```python
+    >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
+    >>> g = ff.PopulationExperiment(lambda p, t: p["A"] * jnp.exp(-t), np.arange(3.0),
+    ...                             random={"A": "exponential"}, error="additive", group_size=5)
+    >>> chk = ff.population_check(g, {"A": 1.0, "omega2_A": 0.1, "sigma2_add": 0.01},
+    ...                           n_trials=3, predictions=[("fo", "reduced")])
+    >>> chk.names, chk.estimates.shape, chk.n_trials - chk.n_failed
+    (('A', 'omega2_A', 'sigma2_add'), (3, 3), 3)
+    >>> list(chk.predicted_se), sorted(chk.ratio("fo/reduced"))
+    (['fo/reduced'], ['A', 'omega2_A', 'sigma2_add'])
+    >>> all(0.2 < r < 5 for r in chk.ratio("fo/reduced").values())  # 3 trials: ±50 %
+    True
+    ```
     """
 
     names: tuple[str, ...]

@@ -206,6 +206,27 @@ class DALI(Record):
     (P, P, P) ``= μ,ij·μ,k``, ``"Q"`` (P, P, P, P) ``= μ,ij·μ,kl``, and for the triplet
     ``"T31"``, ``"T32"``, ``"T33"`` ``= μ,ijk·μ,l``, ``μ,ijk·μ,lm``, ``μ,ijk·μ,lmn``), and
     `prior` (name -> (low, high) or numpyro distribution, as given).
+
+    Methods: :meth:`log_likelihood`, :meth:`log_posterior`, :meth:`sample` (NUTS),
+    ``plot()``, ``summary()``. For ``μ = a² x`` at ``x = 1, 2, 3``, ``a = 1`` and unit noise,
+    ``μ,a = μ,aa = 2x``, so ``F = S = Q = Σ 4x² = 56``; the model is quadratic in ``a``, so
+    the doublet ``−½FΔ² − ½SΔ³ − ⅛QΔ⁴`` is the exact log-likelihood
+    ``−½ Σ x²(a² − 1)²`` (at ``a = 2``: −63, where the Fisher term alone gives −28):
+
+    ```python
+    >>> import numpy as np, fisherforecast as ff
+    >>> exp = ff.Experiment(lambda p, x: p["a"] ** 2 * x, ff.Gaussian(sigma=1.0),
+    ...                     design=np.array([1.0, 2.0, 3.0]))
+    >>> D = ff.dali(exp, {"a": 1.0})
+    >>> D
+    DALI(names=['a'], order=2)
+    >>> {k: (v.shape, round(float(v.ravel()[0]), 6)) for k, v in D.tensors.items()}
+    {'F': ((1, 1), 56.0), 'S': ((1, 1, 1), 56.0), 'Q': ((1, 1, 1, 1), 56.0)}
+    >>> round(D.log_likelihood({"a": 2.0}), 6)
+    -63.0
+    >>> round(D.fisher.sigma()["a"], 6)            # 1/√56
+    0.133631
+    ```
     """
 
     names: tuple
