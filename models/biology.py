@@ -57,6 +57,7 @@ import numpy as np
 import fisherforecast as ff
 
 from ._values import memoized
+from ._x64 import wrap_public
 
 __all__ = [
     "ENZYME_MASS_ACTION_FIDUCIAL",
@@ -809,3 +810,7 @@ def lotka_volterra_experiment(
     times = np.arange(0.0, 21.0) if times is None else times
     model = lotka_volterra(observable, **ode_kwargs)
     return ff.Experiment(model, noise=ff.Gaussian(sigma=sigma), design=times, name=name)
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

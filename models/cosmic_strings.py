@@ -137,6 +137,7 @@ import fisherforecast as ff
 from . import sgwb
 from ._astro_constants import MPC_SI, OMEGA_R_H2, YEAR_S
 from ._values import Bound
+from ._x64 import wrap_public
 
 __all__ = [
     "BURST_SETUPS",
@@ -306,7 +307,8 @@ def omega_gw(params, f, *, n_modes=30, n_panels=16):
     -------
     >>> import jax, numpy as np
     >>> fid = {"Gmu": 1e-7, "alpha": 1e-9, "p": 1.0}
-    >>> high = float(jax.jit(omega_gw)(fid, np.array([100.0]))[0])  # one compilation
+    >>> with jax.enable_x64(True):   # your own jit: float64 is yours to switch on
+    ...     high = float(jax.jit(omega_gw)(fid, np.array([100.0]))[0])  # one compilation
     >>> round(high / float(omega_plateau(fid)), 2)   # radiation-era plateau
     1.0
     """
@@ -478,8 +480,9 @@ def burst_rate(params, amplitude, *, f_star, n_cusps=1.0, n_panels=24):
     -------
     >>> import functools, jax
     >>> fid = {"Gmu": 5e-8, "alpha": 1e-9, "p": 0.5}
-    >>> rate_fn = jax.jit(functools.partial(burst_rate, f_star=50.0))   # one compilation
-    >>> rate = float(rate_fn(fid, 1e-21)[0]) * 3.15576e7   # per year and per unit ln A
+    >>> with jax.enable_x64(True):   # your own jit: float64 is yours to switch on
+    ...     rate_fn = jax.jit(functools.partial(burst_rate, f_star=50.0))   # one compilation
+    ...     rate = float(rate_fn(fid, 1e-21)[0]) * 3.15576e7   # per year and per unit ln A
     >>> 0.5 < rate < 2.0
     True
     """
@@ -658,3 +661,7 @@ def cmb_experiment(setup="CMB-S4", *, n_bins=40, delensing_residual=1.0, name=No
     sigma = Bound(_cmb_sigma, lensing=lensing, noise=noise, modes=modes)
     label = name or (setup if isinstance(setup, str) else "CMB")
     return ff.Experiment(model, ff.Gaussian(sigma=sigma), design=ell, name=label)
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

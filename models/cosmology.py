@@ -64,6 +64,7 @@ import numpy as np
 import fisherforecast as ff
 
 from ._astro_constants import C_KM_S, OMEGA_GAMMA_H2, OMEGA_R_H2
+from ._x64 import wrap_public
 
 __all__ = [
     "DESI_DR1_LIKE",
@@ -430,3 +431,7 @@ def cmb_prior_experiment(*, name="CMB distance prior"):
     return ff.Experiment(
         cmb_distance_priors, ff.Gaussian(cov=PLANCK2018_DISTANCE_PRIOR_COV), name=name
     )
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

@@ -80,6 +80,7 @@ import fisherforecast as ff
 
 from ._astro_constants import C_SI, KPC_SI, MTSUN_S, YEAR_S
 from ._values import Bound
+from ._x64 import wrap_public
 
 __all__ = [
     "EXAMPLE_DWD",
@@ -337,3 +338,7 @@ def experiment(
 
 def _model(params, t, *, f_ref):
     return baseband_signal(params, t, f_ref)
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

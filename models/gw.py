@@ -104,6 +104,7 @@ from ._astro_constants import (
     WGS84_E2,
 )
 from ._values import Bound
+from ._x64 import wrap_public
 
 __all__ = [
     "DETECTORS",
@@ -739,3 +740,7 @@ def network(detectors: Sequence = ("H1", "L1", "V1"), psd=None, **kwargs):
         this_psd = psd.get(key) if isinstance(psd, Mapping) else psd
         out.append(experiment(d, this_psd, **kwargs))
     return out
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

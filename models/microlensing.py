@@ -60,6 +60,8 @@ import numpy as np
 
 import fisherforecast as ff
 
+from ._x64 import wrap_public
+
 __all__ = [
     "OGLE_LIKE_EVENT",
     "experiment",
@@ -206,3 +208,7 @@ def experiment(t, sigma=0.01, *, name="microlensing"):
     """
     t = np.asarray(t, dtype=float)
     return ff.Experiment(light_curve, ff.Gaussian(sigma=sigma), design=t, name=name)
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())

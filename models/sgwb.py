@@ -67,6 +67,7 @@ import fisherforecast as ff
 
 from ._astro_constants import MPC_SI, YEAR_S
 from ._values import Bound
+from ._x64 import wrap_public
 from .dwd import lisa_psd
 from .gw import frequency_grid, psd_aligo_zdhp
 
@@ -289,3 +290,7 @@ def _power_law_model(params, f, *, f_ref):
 def _auto_sigma(params, f, *, model, omega_n, n_modes):
     # Signal variance enters the error bar but not the information (see module docstring).
     return (jax.lax.stop_gradient(model(params, f)) + omega_n) / jnp.sqrt(n_modes)
+
+
+# Every public function gets its own float64 path when called directly (see ._x64).
+wrap_public(globals())
