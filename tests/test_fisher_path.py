@@ -43,3 +43,30 @@ def test_skewed_michaelis_menten_constant_is_flagged_and_a_profile_recommended()
     summary = rep.summary()
     assert "Fisher verdict unreliable" in summary and "ff.profile_likelihood" in summary
     assert rep.to_dict()["profile_recommended"]["K"] == rep.profile_recommended["K"]
+
+
+def test_path_reuses_the_fisher_kernel_and_agrees_with_the_vmapped_deviance(monkeypatch):
+    """Up to REUSE_MAX parameters the 2P path points go through the report's own compiled
+    Fisher kernel (the model is traced for the Fisher kernel only, not once more for the
+    path); above it, a vmapped deviance kernel. Both give the same Δ, and the closed form
+    (the Michaelis-Menten Δ of the previous test) holds on either path."""
+    from fisherforecast._identify import nonlinearity
+
+    traces = []
+
+    def model(p, x):
+        traces.append(1)  # runs only while JAX traces the model
+        return p["V"] * x / (p["K"] + x)
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.07), design=X)
+    fid = {"V": 1.0, "K": 1.0}
+    reused = ff.identifiability(exp, fid, n_random=1).fisher_path
+    n_reused = len(traces)
+    monkeypatch.setattr(nonlinearity, "REUSE_MAX", 0)
+    traces.clear()
+    vmapped = ff.identifiability(exp, fid, n_random=1).fisher_path
+    # the report traced the model once, for its Fisher kernel, and the path reused it; the
+    # vmapped path traces the model again for its own kernel
+    assert n_reused == 1 and len(traces) >= 1
+    for name in fid:
+        np.testing.assert_allclose(reused[name], vmapped[name], rtol=1e-10)

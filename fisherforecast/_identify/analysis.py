@@ -481,7 +481,7 @@ def identifiability(
         if check_nonlinearity:
             fid64 = {k: np.float64(v) for k, v in fid.items()}
             ratios, flagged = fisher_path_check(
-                experiments, fid64, report.fisher.names, report.fisher.matrix
+                experiments, fid64, report.fisher.names, report.fisher.matrix, mode
             )
             report = dataclasses.replace(report, fisher_path=ratios, profile_recommended=flagged)
     return report

@@ -9,6 +9,13 @@ positive parameter, the Fisher interval (and the practical verdict built on it) 
 trusted, and the report recommends a profile likelihood. The profile minimises over the
 other parameters, so a ``Δ`` below 4 on the Fisher path means the profile interval is at
 least that much wider than Fisher's (cf. the curvature measures of Bates & Watts 1980).
+
+Cost. Up to :data:`REUSE_MAX` parameters the ``2P`` path points are evaluated with the
+compiled Fisher kernel that the report has just used at the fiducial and at its random
+points (the model is not compiled again: for an ODE model that compilation is most of the
+report's first call); only a small kernel of the noise model's deviance, with no model in
+it, is compiled. Above it, ``2P`` evaluations that each carry ``P`` tangents would cost
+O(P²) model runs, so one vmapped kernel of the deviance evaluates the model alone.
 """
 
 from __future__ import annotations
@@ -19,15 +26,17 @@ from functools import partial
 import jax
 import numpy as np
 
-from .._engine import call_model, params_from_vector
-from .profile_kernels import chi2_function
+from .._engine import call_model, full_kernel, params_from_vector
+from .profile_kernels import chi2_function, neg2_log_like
 
-__all__ = ["PATH_STEP", "RATIO_RANGE", "fisher_path_check"]
+__all__ = ["PATH_STEP", "RATIO_RANGE", "REUSE_MAX", "fisher_path_check"]
 
 #: The Fisher path is probed at ±PATH_STEP σ (Fisher Δ = PATH_STEP²).
 PATH_STEP = 2.0
 #: A parameter is flagged when Δ/PATH_STEP² on either side lies outside this range.
 RATIO_RANGE = (2.0 / 3.0, 1.5)
+#: Up to this many parameters the path points reuse the compiled Fisher kernel.
+REUSE_MAX = 32
 
 
 @partial(jax.jit, static_argnames=("names",))
@@ -39,9 +48,45 @@ def _path_deltas(experiments, fixed, theta0, points, *, names):
     return jax.vmap(lambda th: chi2(th) - base)(points)
 
 
-def fisher_path_check(experiments, fid64, names, fisher_matrix):
+@jax.jit
+def _deviance(experiments, data, means, params, params0):
+    """Expected deviance of `means` against the Asimov `data` (no model inside)."""
+    return sum(
+        neg2_log_like(exp, d, m, params, params0, True)
+        for exp, d, m in zip(experiments, data, means, strict=True)
+    )
+
+
+def _means_at(experiments, point, names, mode):
+    """The model means at `point` from the compiled Fisher kernel, or None where the model
+    fails or is not finite there."""
+    try:
+        evaluations = jax.device_get(full_kernel(experiments, point, names, mode))
+    except (RuntimeError, ValueError, FloatingPointError):  # a solver that raised, say
+        return None
+    means = tuple(np.asarray(ev.mean) for ev in evaluations)
+    return means if all(np.all(np.isfinite(m)) for m in means) else None
+
+
+def _deltas_by_fisher_kernel(experiments, fid64, names, rows, mode):
+    data = _means_at(experiments, fid64, names, mode)
+    if data is None:
+        return np.full(len(rows), np.nan)
+    base = float(_deviance(experiments, data, data, fid64, fid64))
+    out = []
+    for row in rows:
+        point = dict(fid64)
+        point.update({n: np.float64(v) for n, v in zip(names, row, strict=True)})
+        means = _means_at(experiments, point, names, mode)
+        dev = np.nan if means is None else float(_deviance(experiments, data, means, point, fid64))
+        out.append(dev - base)
+    return np.array(out)
+
+
+def fisher_path_check(experiments, fid64, names, fisher_matrix, mode="forward"):
     """``(ratios, flagged)``: name -> (Δ(−2σ)/4, Δ(+2σ)/4) along the Fisher path, and the
-    names whose Fisher verdict is unreliable, each with the reason."""
+    names whose Fisher verdict is unreliable, each with the reason. `mode` is the Jacobian
+    mode of the report's Fisher kernel (reused up to :data:`REUSE_MAX` parameters)."""
     names = tuple(names)
     F = np.asarray(fisher_matrix, dtype=np.float64)
     theta0 = np.array([fid64[n] for n in names], dtype=np.float64)
@@ -58,9 +103,12 @@ def fisher_path_check(experiments, fid64, names, fisher_matrix):
     for i in usable:
         d = cov[:, i] / math.sqrt(var[i])
         rows += [theta0 - PATH_STEP * d, theta0 + PATH_STEP * d]
-    deltas = np.asarray(
-        _path_deltas(tuple(experiments), fixed, theta0, np.array(rows), names=names)
-    )
+    if len(names) <= REUSE_MAX:
+        deltas = _deltas_by_fisher_kernel(tuple(experiments), fid64, names, rows, mode)
+    else:
+        deltas = np.asarray(
+            _path_deltas(tuple(experiments), fixed, theta0, np.array(rows), names=names)
+        )
     ratios, flagged = {}, {}
     lo, hi = RATIO_RANGE
     for j, i in enumerate(usable):
