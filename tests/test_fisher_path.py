@@ -31,25 +31,34 @@ def test_skewed_michaelis_menten_constant_is_flagged_and_a_profile_recommended()
     rep = ff.identifiability(exp, fid)
     assert "K" in rep.profile_recommended
     assert "≤ 0" in rep.profile_recommended["K"]  # K̂ − 2σ_K < 0 (σ_K = 0.54)
-    # The +2σ side, independently: Δ along the Fisher path in closed form.
-    F = rep.fisher.matrix
-    cov = np.linalg.inv(F)
-    names = list(rep.fisher.names)
-    d = cov[:, names.index("K")] / np.sqrt(cov[names.index("K"), names.index("K")])
-    theta = np.array([fid[n] for n in names]) + 2 * d
-    v, k = theta[names.index("V")], theta[names.index("K")]
-    exact = np.sum((v * X / (k + X) - X / (1 + X)) ** 2) / sigma**2
-    assert rep.fisher_path["K"][1] == pytest.approx(exact / 4, rel=1e-9)
+    # The +2σ side, independently: the profile Δ in closed form. V enters linearly, so at
+    # K = K̂ + 2σ_K the best V is a least-squares ratio, and the Gauss-Newton
+    # re-optimisation along the Fisher path must reach exactly that minimum.
+    k = fid["K"] + 2 * rep.fisher.sigma()["K"]
+    g, y = X / (k + X), X / (1 + X)
+    v_best = np.sum(y * g) / np.sum(g * g)
+    profile = np.sum((v_best * g - y) ** 2) / sigma**2
+    assert rep.fisher_path["K"][1] == pytest.approx(profile / 4, rel=1e-9)
     summary = rep.summary()
     assert "Fisher verdict unreliable" in summary and "ff.profile_likelihood" in summary
     assert rep.to_dict()["profile_recommended"]["K"] == rep.profile_recommended["K"]
 
 
-def test_path_reuses_the_fisher_kernel_and_agrees_with_the_vmapped_deviance(monkeypatch):
-    """Up to REUSE_MAX parameters the 2P path points go through the report's own compiled
+def _straight_path_delta(fid, sigma, F, names, s):
+    """Δ at s σ along the straight Fisher path of K, Michaelis-Menten, in closed form."""
+    cov = np.linalg.inv(F)
+    d = cov[:, names.index("K")] / np.sqrt(cov[names.index("K"), names.index("K")])
+    theta = np.array([fid[n] for n in names]) + s * d
+    v, k = theta[names.index("V")], theta[names.index("K")]
+    return np.sum((v * X / (k + X) - X / (1 + X)) ** 2) / sigma**2
+
+
+def test_path_reuses_the_fisher_kernel_above_it_a_vmapped_straight_path(monkeypatch):
+    """Up to REUSE_MAX parameters the path points go through the report's own compiled
     Fisher kernel (the model is traced for the Fisher kernel only, not once more for the
-    path); above it, a vmapped deviance kernel. Both give the same Δ, and the closed form
-    (the Michaelis-Menten Δ of the previous test) holds on either path."""
+    path) and are re-optimised; above it, a vmapped kernel evaluates the straight path. The
+    re-optimised Δ is never above the straight one (it is the smallest deviance found from
+    there), and the straight one equals its closed form."""
     from fisherforecast._identify import nonlinearity
 
     traces = []
@@ -68,5 +77,31 @@ def test_path_reuses_the_fisher_kernel_and_agrees_with_the_vmapped_deviance(monk
     # the report traced the model once, for its Fisher kernel, and the path reused it; the
     # vmapped path traces the model again for its own kernel
     assert n_reused == 1 and len(traces) >= 1
+    F = ff.fisher(exp, fid)
+    for j, s in enumerate((-2.0, 2.0)):
+        exact = _straight_path_delta(fid, 0.07, F.matrix, list(F.names), s)
+        assert vmapped["K"][j] == pytest.approx(exact / 4, rel=1e-9)
     for name in fid:
-        np.testing.assert_allclose(reused[name], vmapped[name], rtol=1e-10)
+        assert all(r <= v + 1e-12 for r, v in zip(reused[name], vmapped[name], strict=True))
+
+
+def test_reoptimisation_removes_the_straight_path_false_alarm():
+    """y = (a, b + a²), unit noise: for fixed a the nuisance b fits the second datum
+    exactly, so the profile of a is exactly quadratic (Δ = (a − â)², the Fisher interval
+    is exact), while the straight Fisher path (a, b) = (â + 2, b̂ − 4â) has Δ = 4 + 16 = 20
+    at +2σ. The re-optimised check must give exactly 4, not flag `a` (â = 3, b̂ = 20: both
+    2σ intervals stay positive)."""
+    exp = ff.Experiment(
+        lambda p, x: (1 - x) * p["a"] + x * (p["b"] + p["a"] ** 2),
+        ff.Gaussian(sigma=1.0),
+        design=np.array([0.0, 1.0]),
+    )
+    fid = {"a": 3.0, "b": 20.0}
+    rep = ff.identifiability(exp, fid, n_random=1)
+    assert rep.fisher_path["a"] == pytest.approx((1.0, 1.0), rel=1e-9)
+    assert "a" not in rep.profile_recommended
+    F = ff.fisher(exp, fid).matrix
+    d = np.linalg.inv(F)[:, 0]  # σ_a = 1
+    a, b = 3.0 + 2 * d[0], 20.0 + 2 * d[1]
+    straight = (a - 3.0) ** 2 + (b + a**2 - 29.0) ** 2
+    assert straight == pytest.approx(20.0)  # what the straight path alone would report

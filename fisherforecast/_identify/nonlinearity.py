@@ -2,26 +2,36 @@
 
 For each parameter ``i`` the Fisher matrix predicts the profile path
 ``θ(s) = θ̂ + s·F⁻¹eᵢ/sqrt((F⁻¹)ᵢᵢ)`` (``θᵢ`` moves by ``s·σᵢ``, the others follow their
-conditional means) with ``Δ(−2 ln L) = s²``. Two model evaluations per parameter, at
-``s = ±2``, give the actual expected ``Δ`` there (Asimov: the expected deviance under the
-fiducial). Where it is far from 4, or where the path leaves the positive domain of a
-positive parameter, the Fisher interval (and the practical verdict built on it) is not to be
-trusted, and the report recommends a profile likelihood. The profile minimises over the
-other parameters, so a ``Δ`` below 4 on the Fisher path means the profile interval is at
-least that much wider than Fisher's (cf. the curvature measures of Bates & Watts 1980).
+conditional means) with ``Δ(−2 ln L) = s²``. At ``s = ±2`` the actual expected ``Δ`` is
+computed (Asimov: the expected deviance under the fiducial), after re-optimising the other
+parameters by :data:`GN_STEPS` Gauss–Newton steps (gradient ``Jᵀ ∂D/∂μ + ∂D/∂θ``, Hessian
+``2F``, both from the Fisher kernel at the point); the smallest deviance found is kept.
+Every value is the deviance of an actual parameter point, so it bounds the profile's Δ at
+that ``θᵢ`` from above, and for a likelihood that is quadratic in the other parameters
+(a parameter entering linearly, say) it equals it. Without the re-optimisation the straight
+path overestimates Δ wherever the profile path curves: on the PK/PD tutorial model it gave
+Δ up to 30 at 2σ for parameters whose profile intervals equal Fisher's.
 
-Cost. Up to :data:`REUSE_MAX` parameters the ``2P`` path points are evaluated with the
-compiled Fisher kernel that the report has just used at the fiducial and at its random
-points (the model is not compiled again: for an ODE model that compilation is most of the
-report's first call); only a small kernel of the noise model's deviance, with no model in
-it, is compiled. Above it, ``2P`` evaluations that each carry ``P`` tangents would cost
-O(P²) model runs, so one vmapped kernel of the deviance evaluates the model alone.
+Where Δ/4 leaves :data:`RATIO_RANGE`, or where the path leaves the positive domain of a
+positive parameter, the Fisher interval (and the practical verdict built on it) is not to
+be trusted, and the report recommends a profile likelihood. A Δ below 4 means the profile
+interval is at least that much wider than Fisher's (cf. the curvature measures of Bates &
+Watts 1980).
+
+Cost. Up to :data:`REUSE_MAX` parameters the path points are evaluated with the compiled
+Fisher kernel that the report has just used at the fiducial and at its random points (the
+model is not compiled again: for an ODE model that compilation is most of the report's
+first call); only a small kernel of the noise model's deviance, with no model in it, is
+compiled; ``2P(1 + GN_STEPS)`` kernel evaluations in all. Above it, evaluations that each
+carry ``P`` tangents would cost O(P²) model runs, so one vmapped kernel of the deviance
+evaluates the model alone along the straight path (no re-optimisation).
 """
 
 from __future__ import annotations
 
 import math
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -29,14 +39,16 @@ import numpy as np
 from .._engine import call_model, full_kernel, params_from_vector
 from .profile_kernels import chi2_function, neg2_log_like
 
-__all__ = ["PATH_STEP", "RATIO_RANGE", "REUSE_MAX", "fisher_path_check"]
+__all__ = ["GN_STEPS", "PATH_STEP", "RATIO_RANGE", "REUSE_MAX", "fisher_path_check"]
 
 #: The Fisher path is probed at ±PATH_STEP σ (Fisher Δ = PATH_STEP²).
 PATH_STEP = 2.0
 #: A parameter is flagged when Δ/PATH_STEP² on either side lies outside this range.
 RATIO_RANGE = (2.0 / 3.0, 1.5)
-#: Up to this many parameters the path points reuse the compiled Fisher kernel.
+#: Up to this many parameters the path points reuse the compiled Fisher kernel, and are
+#: re-optimised in the other parameters by this many Gauss-Newton steps.
 REUSE_MAX = 32
+GN_STEPS = 2
 
 
 @partial(jax.jit, static_argnames=("names",))
@@ -57,30 +69,87 @@ def _deviance(experiments, data, means, params, params0):
     )
 
 
-def _means_at(experiments, point, names, mode):
-    """The model means at `point` from the compiled Fisher kernel, or None where the model
-    fails or is not finite there."""
+@jax.jit
+def _deviance_gradients(experiments, data, means, params, params0):
+    """The deviance and its gradients in the means and (directly) in the parameters."""
+
+    def dev(m, p):
+        return sum(
+            neg2_log_like(exp, d, mi, p, params0, True)
+            for exp, d, mi in zip(experiments, data, m, strict=True)
+        )
+
+    return jax.value_and_grad(dev, argnums=(0, 1))(means, params)
+
+
+class _Point(NamedTuple):
+    """The Fisher kernel at one point: means, Jacobians (N, P) and the summed matrix."""
+
+    means: tuple
+    jacobians: tuple
+    fisher: np.ndarray
+
+
+def _kernel_at(experiments, point, names, mode):
+    """The compiled Fisher kernel at `point`, or None where the model fails or is not
+    finite there."""
     try:
         evaluations = jax.device_get(full_kernel(experiments, point, names, mode))
     except (RuntimeError, ValueError, FloatingPointError):  # a solver that raised, say
         return None
     means = tuple(np.asarray(ev.mean) for ev in evaluations)
-    return means if all(np.all(np.isfinite(m)) for m in means) else None
+    if not all(np.all(np.isfinite(m)) for m in means):
+        return None
+    return _Point(
+        means,
+        tuple(np.asarray(ev.jacobian) for ev in evaluations),
+        np.sum([np.asarray(ev.fisher, dtype=np.float64) for ev in evaluations], axis=0),
+    )
 
 
-def _deltas_by_fisher_kernel(experiments, fid64, names, rows, mode):
-    data = _means_at(experiments, fid64, names, mode)
-    if data is None:
-        return np.full(len(rows), np.nan)
-    base = float(_deviance(experiments, data, data, fid64, fid64))
-    out = []
-    for row in rows:
+def _reoptimised_delta(experiments, data, base, fid64, names, row, i, mode):
+    """Δ(−2 ln L) at the path point `row`, then after up to :data:`GN_STEPS` Gauss–Newton
+    steps in the parameters other than ``names[i]`` (gradient ``Jᵀ ∂D/∂μ + ∂D/∂θ`` and
+    Hessian ``2F`` from the kernel at the point): the smallest value found, an upper bound
+    on the profile's Δ at that value of ``names[i]``."""
+    theta = np.asarray(row, dtype=np.float64)
+    nuisance = [j for j in range(len(names)) if j != i]
+    best = math.nan
+    for step in range(GN_STEPS + 1):
         point = dict(fid64)
-        point.update({n: np.float64(v) for n, v in zip(names, row, strict=True)})
-        means = _means_at(experiments, point, names, mode)
-        dev = np.nan if means is None else float(_deviance(experiments, data, means, point, fid64))
-        out.append(dev - base)
-    return np.array(out)
+        point.update({n: np.float64(v) for n, v in zip(names, theta, strict=True)})
+        at = _kernel_at(experiments, point, names, mode)
+        if at is None:
+            break
+        value, (g_mean, g_par) = _deviance_gradients(experiments, data, at.means, point, fid64)
+        delta = float(value) - base
+        best = delta if not math.isfinite(best) else min(best, delta)
+        if step == GN_STEPS or not nuisance or any(np.iscomplexobj(J) for J in at.jacobians):
+            break
+        grad = sum(
+            J.T @ np.asarray(g).reshape(-1) for J, g in zip(at.jacobians, g_mean, strict=True)
+        ) + np.array([float(g_par[n]) for n in names])
+        H = 2.0 * at.fisher[np.ix_(nuisance, nuisance)]
+        move = -np.linalg.lstsq(H, grad[nuisance], rcond=None)[0]
+        if not np.all(np.isfinite(move)):
+            break
+        theta = theta.copy()
+        theta[nuisance] += move
+    return best
+
+
+def _deltas_by_fisher_kernel(experiments, fid64, names, rows, index, mode):
+    at = _kernel_at(experiments, fid64, names, mode)
+    if at is None:
+        return np.full(len(rows), np.nan)
+    data = at.means
+    base = float(_deviance(experiments, data, data, fid64, fid64))
+    return np.array(
+        [
+            _reoptimised_delta(experiments, data, base, fid64, names, row, i, mode)
+            for row, i in zip(rows, index, strict=True)
+        ]
+    )
 
 
 def fisher_path_check(experiments, fid64, names, fisher_matrix, mode="forward"):
@@ -104,7 +173,8 @@ def fisher_path_check(experiments, fid64, names, fisher_matrix, mode="forward"):
         d = cov[:, i] / math.sqrt(var[i])
         rows += [theta0 - PATH_STEP * d, theta0 + PATH_STEP * d]
     if len(names) <= REUSE_MAX:
-        deltas = _deltas_by_fisher_kernel(tuple(experiments), fid64, names, rows, mode)
+        index = [i for i in usable for _ in range(2)]
+        deltas = _deltas_by_fisher_kernel(tuple(experiments), fid64, names, rows, index, mode)
     else:
         deltas = np.asarray(
             _path_deltas(tuple(experiments), fixed, theta0, np.array(rows), names=names)
@@ -122,7 +192,8 @@ def fisher_path_check(experiments, fid64, names, fisher_matrix, mode="forward"):
             flagged[n] = f"the model is not finite {PATH_STEP:g}σ away along the Fisher path"
         elif not all(lo <= x <= hi for x in r):
             flagged[n] = (
-                f"Δ(−2 ln L) {PATH_STEP:g}σ away along the Fisher path is "
+                f"Δ(−2 ln L) {PATH_STEP:g}σ away along the Fisher path "
+                f"{'(others re-optimised) ' if len(names) <= REUSE_MAX else ''}is "
                 f"{deltas[2 * j]:.3g} / {deltas[2 * j + 1]:.3g}, not {PATH_STEP**2:g}"
             )
     return ratios, flagged
