@@ -187,13 +187,24 @@ def _error_kernel(experiment, fiducial, names, mode):
     theta, to_params = split(fiducial, names)
     noise = experiment.noise
     assert isinstance(noise, Likelihood)
-    return noise.monte_carlo_error(J, mean, theta, to_params, mode)
+    method = noise.method(noise.distribution(mean, to_params(theta)))
+    return noise.monte_carlo_error(J, mean, theta, to_params, mode), method == "quadrature"
+
+
+def describe(noise: Likelihood, quadrature: bool) -> str:
+    """How a noise model's expected information was estimated, for the metadata."""
+    if quadrature:
+        from ._likelihood import QUADRATURE_U
+
+        return f"quadrature, {QUADRATURE_U.size} nodes per datum"
+    return f"Monte Carlo, {noise.n_samples} draws per datum, seed {int(noise.seed)}"
 
 
 def monte_carlo_error(experiments, fid64, names, mode):
-    """``(standard_error, noise_models)``: the standard error ``(P, P)`` of a Fisher matrix
-    estimated by Monte Carlo (independent experiments add in quadrature) and the noise models
-    that were estimated, or ``None`` when every experiment's information is exact."""
+    """``(error, descriptions)``: the error ``(P, P)`` of a Fisher matrix estimated by Monte
+    Carlo (a standard error) or by quadrature (an error estimate) — independent experiments
+    add in quadrature — and how each estimate was made, or ``None`` when every experiment's
+    information is exact."""
     names = tuple(names)
     variance, found = np.zeros((len(names), len(names))), []
     for exp in experiments:
@@ -203,12 +214,12 @@ def monte_carlo_error(experiments, fid64, names, mode):
         # None (decided at trace time) where the distribution has a closed form: the
         # compiled kernel then computes nothing.
         with float64(), model_runtime_errors([exp]):
-            se = _error_kernel(exp, fid64, names, mode)
+            se, quadrature = _error_kernel(exp, fid64, names, mode)
         if se is None:
             continue
         se = np.asarray(se, np.float64)
         variance = variance + se**2
-        found.append(noise)
+        found.append(describe(noise, bool(quadrature)))
     if not found:
         return None
     return np.sqrt(variance), found
