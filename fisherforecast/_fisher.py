@@ -28,7 +28,7 @@ from ._engine import (
     split,
 )
 from ._errors import InputError
-from ._fisher_kinds import check_kind, fisher_at_data, monte_carlo_error
+from ._fisher_kinds import check_kind, fisher_at_data, monte_carlo_error, warn_if_inaccurate
 from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
@@ -94,6 +94,7 @@ def fisher(
             if error is not None:
                 meta["fisher_standard_error"] = error[0].tolist()
                 meta["information"] = "; ".join(error[1])
+                warn_if_inaccurate(total, error[2])
         else:
             total = fisher_at_data(experiments, fid64, names, mode, kind, data)
             meta["kind"] = kind

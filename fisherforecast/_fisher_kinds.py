@@ -201,12 +201,14 @@ def describe(noise: Likelihood, quadrature: bool) -> str:
 
 
 def monte_carlo_error(experiments, fid64, names, mode):
-    """``(error, descriptions)``: the error ``(P, P)`` of a Fisher matrix estimated by Monte
-    Carlo (a standard error) or by quadrature (an error estimate) — independent experiments
-    add in quadrature — and how each estimate was made, or ``None`` when every experiment's
+    """``(error, descriptions, quadrature_error)``: the error ``(P, P)`` of a Fisher matrix
+    estimated by Monte Carlo (a standard error) or by quadrature (an error estimate) —
+    independent experiments add in quadrature —, how each estimate was made and the part of
+    the error from quadrature (``None`` without), or ``None`` when every experiment's
     information is exact."""
     names = tuple(names)
     variance, found = np.zeros((len(names), len(names))), []
+    quad_variance = None
     for exp in experiments:
         noise = exp.noise
         if not isinstance(noise, Likelihood) or noise.information == "closed-form":
@@ -220,6 +222,35 @@ def monte_carlo_error(experiments, fid64, names, mode):
         se = np.asarray(se, np.float64)
         variance = variance + se**2
         found.append(describe(noise, bool(quadrature)))
+        if quadrature:
+            quad_variance = se**2 + (0.0 if quad_variance is None else quad_variance)
     if not found:
         return None
-    return np.sqrt(variance), found
+    return np.sqrt(variance), found, None if quad_variance is None else np.sqrt(quad_variance)
+
+
+#: Relative quadrature error (to ``√(F_ii F_jj)``) above which ``ff.fisher`` warns.
+QUADRATURE_WARN = 1e-4
+
+
+def warn_if_inaccurate(matrix, quadrature_error):
+    """Warn when the quadrature error estimate is not small: the score is not smooth in the
+    probability variable (a kink of the density away from the median, e.g. the
+    AsymmetricLaplace), where the rule converges slowly."""
+    if quadrature_error is None:
+        return
+    d = np.sqrt(np.abs(np.diag(matrix)))
+    scale = np.outer(d, d)
+    rel = np.max(np.where(scale > 0, quadrature_error / np.where(scale > 0, scale, 1.0), 0.0))
+    if rel > QUADRATURE_WARN:
+        import warnings
+
+        warnings.warn(
+            f"The quadrature estimate of the expected Fisher matrix has a relative error "
+            f"estimate of {rel:.2g} (see F.metadata['fisher_standard_error']): the score is "
+            "not smooth in the probability (a kink of the density, e.g. an asymmetric "
+            "Laplace away from its median). Use information='monte-carlo' for an estimate "
+            "with a standard error, or a closed form.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -380,6 +380,20 @@ def test_quadrature_is_cheaper_and_closer_than_monte_carlo():
     assert np.max(np.asarray(quad.metadata["fisher_standard_error"])) < 1e-4 * np.min(np.diag(se))
 
 
+def test_quadrature_warns_where_the_score_jumps():
+    """Asymmetric Laplace: the location score jumps at the mode, away from the median, so the
+    rule converges slowly. Exact information 1/b² (the score is k/b above the mode, with
+    probability 1/(1 + k²), and −1/(kb) below); the error estimate covers the error, and
+    ff.fisher warns."""
+    b, k = 1.0, 2.0
+    noise = ff.Likelihood(lambda mu: dist.AsymmetricLaplace(mu, b, k))
+    exp = ff.Experiment(lambda p: p["mu"] * jnp.ones(1), noise)
+    with pytest.warns(UserWarning, match="relative error estimate of 0.09"):
+        F = ff.fisher(exp, {"mu": 0.0})
+    err = F.metadata["fisher_standard_error"][0][0]
+    assert 0.01 < abs(F.matrix[0, 0] - 1.0 / b**2) < err
+
+
 class ShiftedNormal(dist.Normal):
     """Overrides log_prob but inherits Normal's icdf: not its quantile function."""
 
