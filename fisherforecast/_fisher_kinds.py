@@ -38,7 +38,7 @@ from ._engine import call_model, jacobian, jacobian_kernel, model_runtime_errors
 from ._errors import FisherError, InputError, NonFiniteError, quote
 from ._likelihood import Likelihood
 from ._linalg import NOT_PSD, classify, unit_diagonal
-from ._noise import HIGHEST
+from ._noise import HIGHEST, NoiseModel
 from ._x64 import float64
 
 KINDS = ("expected", "observed", "empirical")
@@ -117,17 +117,9 @@ def _pointwise_kernel(experiment, fiducial, data, names):
     return mean, terms, support
 
 
-def _raise_bad_data(exp, arr, terms, support):
-    bad = np.nonzero(~np.asarray(support).reshape(-1))[0]
+def _raise_bad_data(exp, arr, terms, support, what="`data`"):
+    raise_outside_support(exp, arr, support, what)
     flat = arr.reshape(-1)
-    if bad.size:
-        where = [tuple(int(i) for i in np.unravel_index(k, arr.shape)) for k in bad[:5]]
-        raise InputError(
-            f"`data` for {exp.label} lies outside the support of its noise model "
-            f"{exp.noise!r}: {bad.size} values, e.g. {[float(flat[k]) for k in bad[:5]]} at "
-            f"index {where}. Give data the distribution can produce (e.g. whole, "
-            "non-negative counts for count noise; fractions k/n for ff.Binomial)."
-        )
     terms = np.asarray(terms).reshape(-1)
     nonfinite = np.nonzero(~np.isfinite(terms))[0]
     if nonfinite.size:
@@ -144,6 +136,45 @@ def _raise_bad_data(exp, arr, terms, support):
         )
 
 
+def raise_outside_support(exp, arr, support, what="`data`"):
+    """``InputError`` quoting the first data outside the support (``support``: the noise
+    model's ``data_in_support`` flags, or ``None``)."""
+    if support is None:
+        return
+    bad = np.nonzero(~np.asarray(support).reshape(-1))[0]
+    flat = arr.reshape(-1)
+    if bad.size:
+        where = [tuple(int(i) for i in np.unravel_index(k, arr.shape)) for k in bad[:5]]
+        raise InputError(
+            f"{what} for {exp.label} lies outside the support of its noise model "
+            f"{exp.noise!r}: {bad.size} values, e.g. {[float(flat[k]) for k in bad[:5]]} at "
+            f"index {where}. Give data the distribution can produce (e.g. whole, "
+            "non-negative counts for count noise; fractions k/n for ff.Binomial)."
+        )
+
+
+@cached_kernel
+def _support_kernel(experiment, fiducial, data, mean):
+    return experiment.noise.data_in_support(data, mean, fiducial, experiment.design)
+
+
+def checked_data(data, experiments, means, fid64, what="data", *, alternatives=()):
+    """:func:`check_data` (shape, dtype, finite values), then each noise model's support
+    (``data_in_support``): data a noise model cannot produce (negative or fractional counts,
+    fractions outside [0, 1], non-positive log-normal data) are refused, naming the
+    argument and quoting values and indices. Returns the checked arrays."""
+    datas = check_data(data, experiments, means, what, alternatives=alternatives)
+    for i, (exp, arr, mean) in enumerate(zip(experiments, datas, means, strict=True)):
+        if type(exp.noise).data_in_support is NoiseModel.data_in_support:
+            continue  # any finite value is possible (no compilation needed to say so)
+        name = f"`{what}[{i}]`" if len(experiments) > 1 else f"`{what}`"
+        with float64(), model_runtime_errors([exp]):
+            fid = {k: jnp.asarray(v, jnp.float64) for k, v in fid64.items()}
+            support = jax.device_get(_support_kernel(exp, fid, arr, jnp.asarray(mean)))
+        raise_outside_support(exp, arr, support, name)
+    return datas
+
+
 def fisher_at_data(experiments, fid64, names, mode, kind, data) -> np.ndarray:
     """Host side: check `data` and sum the observed/empirical matrices (float64 numpy)."""
     names = tuple(names)
@@ -155,10 +186,11 @@ def fisher_at_data(experiments, fid64, names, mode, kind, data) -> np.ndarray:
             means.append(np.asarray(mean))
         datas = check_data(data, experiments, means)
         total = np.zeros((len(names), len(names)))
-        for exp, arr in zip(experiments, datas, strict=True):
+        for i, (exp, arr) in enumerate(zip(experiments, datas, strict=True)):
             with model_runtime_errors([exp]):
                 _, terms, support = jax.device_get(_pointwise_kernel(exp, fid64, arr, names))
-            _raise_bad_data(exp, arr, terms, support)
+            what = f"`data[{i}]`" if len(experiments) > 1 else "`data`"
+            _raise_bad_data(exp, arr, terms, support, what)
             with model_runtime_errors([exp]):
                 F = np.asarray(_data_kernel(exp, fid64, arr, names, kind, mode), np.float64)
             if not np.all(np.isfinite(F)):

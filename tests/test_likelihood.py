@@ -520,6 +520,41 @@ def test_data_outside_the_support_is_refused():
         ff.fisher(binom, {"a": 0.5}, kind="observed", data=np.full(T.size, 0.33))
 
 
+def test_profile_and_crosscheck_refuse_data_outside_the_support():
+    """The support check of ff.fisher(kind=..., data=...) guards every analysis that takes
+    user data: it names the argument and quotes the values and their indices."""
+    counts = np.round(decay_np(FID))
+    counts[3] = -2.0
+    with pytest.raises(ff.InputError, match=r"`data` .*outside the support.*-2\.0.*\(3,\)"):
+        ff.profile_likelihood(nb_exp(), FID, "A", data=counts)
+    with pytest.raises(ff.InputError, match=r"`data` .*outside the support.*-2\.0.*\(3,\)"):
+        ff.crosscheck(nb_exp(), FID, data=counts)
+    pois = ff.Experiment(decay, ff.Likelihood(lambda mu: dist.Poisson(mu)), design=T)
+    fractional = np.round(decay_np(FID)) + 0.5
+    with pytest.raises(ff.InputError, match=r"outside the support.*12 values"):
+        ff.crosscheck(pois, FID, data=fractional)
+    binom = ff.Experiment(lambda p, t: p["a"] * jnp.exp(-t), ff.Binomial(10), design=T)
+    fractions = np.round(10 * 0.5 * np.exp(-T)) / 10
+    fractions[0] = 1.2
+    with pytest.raises(ff.InputError, match=r"outside the support.*\[1\.2\] at index \[\(0,\)\]"):
+        ff.profile_likelihood(binom, {"a": 0.5}, "a", data=fractions)
+    logn = ff.Experiment(decay, ff.LogNormal(0.1), design=T)
+    positive = decay_np(FID)
+    positive[[2, 5]] = [0.0, -1.0]
+    with pytest.raises(
+        ff.InputError, match=r"`data\[1\]` .*\[0\.0, -1\.0\] at index \[\(2,\), \(5,\)\]"
+    ):
+        ff.profile_likelihood([nb_exp(), logn], FID, "A", data=[np.round(decay_np(FID)), positive])
+    with pytest.raises(ff.InputError, match=r"`data\[1\]` .*outside the support"):
+        ff.fisher([nb_exp(), logn], FID, kind="observed", data=[np.round(decay_np(FID)), positive])
+    # data inside the support pass the check unchanged
+    from fisherforecast._fisher_kinds import checked_data
+
+    good = [np.round(decay_np(FID)), decay_np(FID)]
+    out = checked_data(good, [nb_exp(), logn], good, FID)
+    assert all(np.array_equal(a, b) for a, b in zip(out, good, strict=True))
+
+
 def test_kind_and_data_are_checked():
     with pytest.raises(ff.InputError, match="kind"):
         ff.fisher(nb_exp(), FID, kind="posterior")
