@@ -3,8 +3,10 @@
 ``ff.fisher(..., kind=...)`` dispatches here for the two data-dependent definitions:
 
 * ``"observed"``: ``−∂²ln L(d|θ)/∂θ∂θᵀ`` at the fiducial, for the data ``d`` given;
-* ``"empirical"``: ``Σ_k s_k s_kᵀ`` with ``s_k = ∂ ln p(d_k|θ)/∂θ`` the score of datum ``k``
-  (independent data only: the noise model must define ``log_likelihood_terms``).
+* ``"empirical"``: ``Σ_k s_k s_kᵀ`` with ``s_k = ∂ ln p(d_k|d_<k, θ)/∂θ`` the score of datum
+  ``k`` given the earlier ones (the noise model's ``sequential_terms``): for independent
+  data the per-datum scores; for correlated Gaussian data (``ff.Gaussian(cov=...)``) those of
+  the Cholesky-whitened components ``z = L⁻¹(d − μ)``.
 
 Both average to the expected Fisher matrix over data drawn at the fiducial (the information
 identity). The observed one is exact for the data at hand and can be indefinite away from
@@ -72,12 +74,13 @@ def data_information(experiment, fiducial, names, data, kind, mode="forward"):
     def terms(th):
         params = to_params(th)
         mean = call_model(experiment, params)
-        out = noise.log_likelihood_terms(data, mean, params, design)
+        out = noise.sequential_terms(data, mean, params, design)
         if out is None:
             raise InputError(
-                f"kind='empirical' needs per-datum log-likelihood terms, but the noise model "
-                f"{noise!r} of {experiment.label} does not define them (its data are "
-                "correlated, e.g. ff.Gaussian(cov=...)). Use kind='observed' or 'expected'."
+                f"kind='empirical' needs the terms ln p(d_k | d_<k) of the log-likelihood "
+                f"(sequential_terms), but the noise model {noise!r} of {experiment.label} "
+                "does not define them (nor per-datum log_likelihood_terms). Use "
+                "kind='observed' or 'expected'."
             )
         return out
 
