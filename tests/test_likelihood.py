@@ -765,6 +765,112 @@ def test_design_selection_uses_the_likelihood_information():
     np.testing.assert_allclose(a.fisher.matrix, b.fisher.matrix, rtol=1e-10)
 
 
+EULER_GAMMA = 0.5772156649015329
+
+
+def design_reference(weight):
+    """The D-optimal pair of times in [0, 6] for μ(t) = A e^{−kt} + 2 with per-datum
+    information weight(μ), in numpy: a 0.005 grid, refined by scipy (scalar in t₂ with t₁
+    on the bound 0, where the grid puts it)."""
+    from scipy.optimize import minimize_scalar
+
+    A, k = 20.0, 0.7
+
+    def logdet(t1, t2):
+        J = np.stack(
+            [
+                np.exp(-k * np.asarray([t1, t2])),
+                -A * np.asarray([t1, t2]) * np.exp(-k * np.asarray([t1, t2])),
+            ],
+            axis=-1,
+        )
+        w = weight(A * np.exp(-k * np.asarray([t1, t2])) + 2.0)
+        return np.linalg.slogdet(J.T @ (w[:, None] * J))[1]
+
+    g = np.linspace(0.0, 6.0, 1201)
+    values = np.array([[logdet(a, b) if b > a else -np.inf for b in g] for a in g[:40]])
+    i, j = np.unravel_index(np.argmax(values), values.shape)
+    assert g[i] == 0.0  # one time on the lower bound
+    best = minimize_scalar(
+        lambda t: -logdet(0.0, t),
+        bounds=(g[j] - 0.01, g[j] + 0.01),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    return np.array([0.0, best.x]), -best.fun
+
+
+GUMBEL_UNIT = np.array(
+    [[1.0, -(1 - EULER_GAMMA)], [-(1 - EULER_GAMMA), np.pi**2 / 6 + (1 - EULER_GAMMA) ** 2]]
+)
+
+
+def gumbel_weight(m):
+    """Per-datum information of Gumbel(μ, 0.1 μ) in μ: vᵀ I v / (0.1 μ)², v = (1, 0.1)."""
+    v = np.array([1.0, 0.1])
+    return (v @ GUMBEL_UNIT @ v) / (0.1 * m) ** 2
+
+
+@pytest.mark.parametrize(
+    "dist_fn,weight",
+    [
+        (lambda mu: dist.NegativeBinomial2(mu, 2.0), lambda m: 2.0 / (m * (m + 2.0))),
+        pytest.param(lambda mu: dist.Gumbel(mu, 0.1 * mu), gumbel_weight, marks=pytest.mark.slow),
+    ],
+    ids=["negative-binomial", "gumbel-quadrature"],
+)
+def test_continuous_design_with_a_likelihood(dist_fn, weight):
+    """optimize_design through a Likelihood: the optimum and its log det F against a numpy
+    grid of the D-criterion from the closed-form per-datum information. The optimum differs
+    from the Poisson one (t₂ = 2.175), so the noise model's information matters."""
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-p["k"] * t) + 2.0,
+        ff.Likelihood(dist_fn),
+        design=jnp.array([1.0, 4.0]),
+    )
+    res = ff.optimize_design(exp, {"A": 20.0, "k": 0.7}, bounds=(0.0, 6.0), n_starts=4, n_polish=1)
+    t_ref, logdet_ref = design_reference(weight)
+    assert abs(t_ref[1] - 2.175) > 0.3
+    np.testing.assert_allclose(np.sort(res.design), t_ref, atol=2e-4)
+    assert res.criterion_value == pytest.approx(logdet_ref, abs=1e-8)
+
+
+def test_design_gradient_of_a_quadrature_fisher_matrix():
+    """The quadrature nodes F⁻¹(u) move with the parameters (no stop_gradient), so the
+    design gradient of log det F is that of the exact information: against a central
+    difference of the closed-form numpy log det (Gumbel(μ, 0.1 μ), no closed form in the
+    library)."""
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-p["k"] * t) + 2.0,
+        ff.Likelihood(lambda mu: dist.Gumbel(mu, 0.1 * mu)),
+        design=jnp.array([0.3, 2.5]),
+    )
+    fid = {"A": 20.0, "k": 0.7}
+
+    def logdet_np(t):
+        e = np.exp(-0.7 * t)
+        J = np.stack([e, -20.0 * t * e], axis=1)
+        return np.linalg.slogdet(J.T @ (gumbel_weight(20.0 * e + 2.0)[:, None] * J))[1]
+
+    with float64():
+        fid64 = {k: jnp.float64(v) for k, v in fid.items()}
+
+        def logdet(t):
+            F = ff.fisher_information(exp.replace(design=t), fid64, ("A", "k"))
+            return jnp.linalg.slogdet(F)[1]
+
+        value, grad = jax.jit(jax.value_and_grad(logdet))(jnp.array([0.3, 2.5]))
+        value, grad = float(value), np.asarray(grad)
+    h = 1e-5
+    fd = [
+        (logdet_np(np.array([0.3, 2.5]) + h * e) - logdet_np(np.array([0.3, 2.5]) - h * e))
+        / (2 * h)
+        for e in np.eye(2)
+    ]
+    assert value == pytest.approx(logdet_np(np.array([0.3, 2.5])), abs=1e-10)
+    np.testing.assert_allclose(grad, fd, rtol=1e-7)
+
+
 def test_profile_of_an_overdispersed_model_is_centred_with_fisher_curvature():
     """Noise-free NB profile (expected deviance): minimum at the fiducial, and near it
     Δ(−2 ln L) = (ΔA)²/σ_A² with σ_A from the Fisher matrix."""
