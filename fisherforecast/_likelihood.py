@@ -316,8 +316,10 @@ class Likelihood(NoiseModel):
         averaged, their weights ``(S, N)`` and (quadrature only, else ``None``) the weights
         of the rule with half the nodes.
 
-        Monte Carlo: ``n_samples`` draws at the fixed seed, weights ``1/S`` (held fixed
-        under differentiation). Quadrature: ``y = F⁻¹(u)`` at the nodes of
+        Monte Carlo: ``n_samples`` draws at the fixed seed, weights ``1/S``; reparameterised
+        draws (``has_rsample``) move with the parameters, so that derivatives of the
+        estimate are its own (pathwise), others are held fixed under differentiation (their
+        derivatives then miss the change of the sampling distribution). Quadrature: ``y = F⁻¹(u)`` at the nodes of
         :data:`QUADRATURE_U`, differentiable in the parameters (so that derivatives of the
         Fisher matrix, e.g. in optimal design, are those of the rule); a node where the icdf
         is not finite (tails beyond its precision) gets weight 0."""
@@ -333,7 +335,9 @@ class Likelihood(NoiseModel):
             qc = jnp.where(ok, jnp.asarray(QUADRATURE_W_COARSE)[:, None], 0.0)
             return y, q, qc
         key = jax.random.PRNGKey(jnp.asarray(self.seed).astype(jnp.int32))
-        y = jax.lax.stop_gradient(d.sample(key, (self.n_samples,)))
+        y = d.sample(key, (self.n_samples,))
+        if not getattr(d, "has_rsample", False):  # discrete draws: no pathwise derivative
+            y = jax.lax.stop_gradient(y)
         q = jnp.full((self.n_samples, mean.size), 1.0 / self.n_samples)
         return y, q, None
 

@@ -871,6 +871,32 @@ def test_design_gradient_of_a_quadrature_fisher_matrix():
     np.testing.assert_allclose(grad, fd, rtol=1e-7)
 
 
+def test_design_gradient_of_a_monte_carlo_fisher_matrix_is_its_own():
+    """Common random numbers make the Monte-Carlo Fisher matrix a smooth function of the
+    design; with reparameterised draws its gradient is that function's (against a central
+    difference of the same estimate), not only the derivative at fixed draws."""
+    exp = ff.Experiment(
+        lambda p, t: p["A"] * jnp.exp(-p["k"] * t) + 2.0,
+        ff.Likelihood(
+            lambda mu: dist.Gumbel(mu, 0.1 * mu), information="monte-carlo", n_samples=200
+        ),
+        design=jnp.array([0.3, 2.5]),
+    )
+    with float64():
+        fid64 = {"A": jnp.float64(20.0), "k": jnp.float64(0.7)}
+
+        @jax.jit
+        def logdet(t):
+            F = ff.fisher_information(exp.replace(design=t), fid64, ("A", "k"))
+            return jnp.linalg.slogdet(F)[1]
+
+        t0 = jnp.array([0.3, 2.5])
+        grad = np.asarray(jax.jit(jax.grad(logdet))(t0))
+        h = 1e-5
+        fd = [float(logdet(t0 + h * e) - logdet(t0 - h * e)) / (2 * h) for e in jnp.eye(2)]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)
+
+
 def test_profile_of_an_overdispersed_model_is_centred_with_fisher_curvature():
     """Noise-free NB profile (expected deviance): minimum at the fiducial, and near it
     Δ(−2 ln L) = (ΔA)²/σ_A² with σ_A from the Fisher matrix."""
