@@ -502,32 +502,6 @@ def test_empirical_fisher_of_correlated_gaussian_data():
 
 
 @pytest.mark.parametrize(
-    "noise,extra",
-    [
-        (lambda: ff.Gaussian(cov=KERNEL), {}),
-        (lambda: ff.Gaussian(cov=lambda p: p["s"] ** 2 * jnp.asarray(KERNEL / 0.04)), {"s": 0.2}),
-        (lambda: ff.PSD(np.linspace(1.0, 3.0, T.size), 0.5), {}),
-    ],
-    ids=["cov", "cov-of-parameters", "psd"],
-)
-def test_empirical_fisher_of_correlated_data_averages_to_the_expected(noise, extra):
-    """The Cholesky components are the conditional densities ln p(d_k | d_<k): their scores
-    are uncorrelated, also where C depends on θ, so their sum of squares averages to the
-    expected Fisher matrix (JᵀC⁻¹J + ½ tr(C⁻¹∂C C⁻¹∂C)), here over 500 simulated data sets.
-    PSD: per-bin complex residuals."""
-    fid = {**FID, **extra}
-    model = (lambda p, t: decay(p, t) * (1.0 + 0.3j)) if "PSD" in repr(noise()) else decay
-    exp = ff.Experiment(model, noise(), design=T)
-    expected = ff.fisher(exp, fid).matrix
-    Fs = simulated_information(exp, fid, "empirical", 500, seed=2)
-    se = Fs.std(axis=0, ddof=1) / np.sqrt(len(Fs))
-    z = (Fs.mean(axis=0) - expected) / se
-    assert np.max(np.abs(z)) < 4.5, z
-    d = np.sqrt(np.diag(expected))
-    assert np.all(se < 0.2 * np.outer(d, d))  # the test can fail: errors are small
-
-
-@pytest.mark.parametrize(
     "noise", [ff.Gaussian(sigma=0.3), ff.Likelihood(lambda mu: dist.Normal(mu, 0.3))]
 )
 def test_linear_gaussian_observed_equals_expected_at_any_data(noise):
