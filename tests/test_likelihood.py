@@ -572,6 +572,12 @@ def test_profile_and_crosscheck_refuse_data_outside_the_support():
         ff.profile_likelihood([nb_exp(), logn], FID, "A", data=[np.round(decay_np(FID)), positive])
     with pytest.raises(ff.InputError, match=r"`data\[1\]` .*outside the support"):
         ff.fisher([nb_exp(), logn], FID, kind="observed", data=[np.round(decay_np(FID)), positive])
+    # a second call compiles nothing new
+    before = compile_stats()["lowerings"]
+    counts[7] = -1.0
+    with pytest.raises(ff.InputError, match=r"-2\.0, -1\.0\] at index \[\(3,\), \(7,\)\]"):
+        ff.profile_likelihood(nb_exp(), FID, "A", data=counts)
+    assert compile_stats()["lowerings"] == before
     # data inside the support pass the check unchanged
     from fisherforecast._fisher_kinds import checked_data
 
