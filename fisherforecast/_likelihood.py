@@ -104,7 +104,8 @@ def quadrature_obstacle(d) -> str | None:
         )
     try:
         d.icdf(jnp.full(tuple(d.batch_shape), 0.5))
-    except (NotImplementedError, ImportError) as exc:
+    except (NotImplementedError, ImportError, AttributeError, TypeError) as exc:
+        # e.g. a TransformedDistribution over a broadcast (Expanded) base, which has no icdf
         return f"the icdf of {cls.__name__} is not available here ({type(exc).__name__}: {exc})"
     return None
 
@@ -319,10 +320,11 @@ class Likelihood(NoiseModel):
         Monte Carlo: ``n_samples`` draws at the fixed seed, weights ``1/S``; reparameterised
         draws (``has_rsample``) move with the parameters, so that derivatives of the
         estimate are its own (pathwise), others are held fixed under differentiation (their
-        derivatives then miss the change of the sampling distribution). Quadrature: ``y = F⁻¹(u)`` at the nodes of
-        :data:`QUADRATURE_U`, differentiable in the parameters (so that derivatives of the
-        Fisher matrix, e.g. in optimal design, are those of the rule); a node where the icdf
-        is not finite (tails beyond its precision) gets weight 0."""
+        derivatives then miss the change of the sampling distribution). Quadrature:
+        ``y = F⁻¹(u)`` at the nodes of :data:`QUADRATURE_U`, differentiable in the parameters
+        (so that derivatives of the Fisher matrix, e.g. in optimal design, are those of the
+        rule); a node where the icdf is not finite (tails beyond its precision) gets
+        weight 0."""
         d = self.distribution(mean, params)
         if self.method(d) == "quadrature":
             u = jnp.asarray(QUADRATURE_U).reshape((-1,) + (1,) * mean.ndim)

@@ -368,6 +368,32 @@ def test_quadrature_of_a_transformed_normal_is_the_lognormal_closed_form():
     np.testing.assert_allclose(F.matrix, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
 
 
+def test_quadrature_of_a_truncated_normal_matches_scipy():
+    """Normal(μ, 1) truncated at 0: score (y − μ) − φ(μ)/Φ(μ), integrated by scipy against
+    the truncated density."""
+    mu = np.array([0.5, 1.5, -0.3])
+    exp = ff.Experiment(
+        lambda p: p["m"] * jnp.asarray(mu),
+        ff.Likelihood(lambda m: dist.TruncatedNormal(m, 1.0, low=0.0)),
+    )
+    F = ff.fisher(exp, {"m": 1.0})
+    assert F.metadata["information"].startswith("quadrature")
+    ref = 0.0
+    for m in mu:
+        h = stats.norm.pdf(m) / stats.norm.cdf(m)
+        ref += (
+            m**2
+            * integrate.quad(
+                lambda y, m=m, h=h: ((y - m) - h) ** 2 * stats.norm.pdf(y - m) / stats.norm.cdf(m),
+                0.0,
+                np.inf,
+                epsabs=1e-14,
+                epsrel=1e-12,
+            )[0]
+        )
+    assert F.matrix[0, 0] == pytest.approx(ref, rel=1e-10)
+
+
 def test_quadrature_is_cheaper_and_closer_than_monte_carlo():
     """At the default settings the quadrature error is ~1e-13 while Monte Carlo's standard
     error is percent-level (same Gumbel model, s a parameter)."""
