@@ -192,9 +192,13 @@ def _target_device():
 
 def _entry_key(lowered, device) -> str:
     """Hash of what determines the executable: the StableHLO text (constants included, no
-    source locations), the device it runs on and the environment that compiles it."""
+    source locations), the shapes and dtypes of all arguments (the text omits those a
+    kernel does not use, e.g. the noise settings in a Jacobian, and the executable checks
+    them all), the device it runs on and the environment that compiles it."""
     h = hashlib.sha256(_environment_fingerprint())
     h.update(f"\ntarget {device.platform}:{device.id}\n".encode())
+    args = jax.tree_util.tree_leaves(lowered.args_info)
+    h.update(repr([(tuple(a.shape), str(a.dtype)) for a in args]).encode())
     h.update(lowered.as_text().encode())
     return h.hexdigest()
 

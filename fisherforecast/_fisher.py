@@ -28,7 +28,7 @@ from ._engine import (
     split,
 )
 from ._errors import InputError
-from ._fisher_kinds import check_kind, fisher_at_data, monte_carlo_error
+from ._fisher_kinds import check_kind, fisher_at_data, monte_carlo_error, warn_if_inaccurate
 from ._inverse import robust_inverse
 from ._matrix import FisherMatrix
 from ._x64 import float64
@@ -58,9 +58,10 @@ def fisher(
     - `data`: the data for ``kind="observed"``/``"empirical"`` (model output shape; a list
       for several experiments).
 
-    A noise model whose expected information is a Monte-Carlo estimate (``ff.Likelihood``
-    with a distribution of no known closed form) reports its standard error in
-    ``F.metadata["fisher_standard_error"]``.
+    A noise model whose expected information is estimated (``ff.Likelihood`` with a
+    distribution of no known closed form: by quadrature or Monte Carlo) reports the error
+    of the estimate in ``F.metadata["fisher_standard_error"]`` and the method in
+    ``F.metadata["information"]``.
 
     **Returns:** a :class:`FisherMatrix` in float64, whatever the global JAX setting.
 
@@ -92,10 +93,8 @@ def fisher(
             error = monte_carlo_error(experiments, fid64, names, mode)
             if error is not None:
                 meta["fisher_standard_error"] = error[0].tolist()
-                meta["information"] = "; ".join(
-                    f"Monte Carlo, {n.n_samples} draws per datum, seed {int(n.seed)}"
-                    for n in error[1]
-                )
+                meta["information"] = "; ".join(error[1])
+                warn_if_inaccurate(total, error[2])
         else:
             total = fisher_at_data(experiments, fid64, names, mode, kind, data)
             meta["kind"] = kind

@@ -3,8 +3,10 @@
 ``ff.fisher(..., kind=...)`` dispatches here for the two data-dependent definitions:
 
 * ``"observed"``: ``−∂²ln L(d|θ)/∂θ∂θᵀ`` at the fiducial, for the data ``d`` given;
-* ``"empirical"``: ``Σ_k s_k s_kᵀ`` with ``s_k = ∂ ln p(d_k|θ)/∂θ`` the score of datum ``k``
-  (independent data only: the noise model must define ``log_likelihood_terms``).
+* ``"empirical"``: ``Σ_k s_k s_kᵀ`` with ``s_k = ∂ ln p(d_k|d_<k, θ)/∂θ`` the score of datum
+  ``k`` given the earlier ones (the noise model's ``sequential_terms``): for independent
+  data the per-datum scores; for correlated Gaussian data (``ff.Gaussian(cov=...)``) those of
+  the Cholesky-whitened components ``z = L⁻¹(d − μ)``.
 
 Both average to the expected Fisher matrix over data drawn at the fiducial (the information
 identity). The observed one is exact for the data at hand and can be indefinite away from
@@ -38,7 +40,7 @@ from ._engine import call_model, jacobian, jacobian_kernel, model_runtime_errors
 from ._errors import FisherError, InputError, NonFiniteError, quote
 from ._likelihood import Likelihood
 from ._linalg import NOT_PSD, classify, unit_diagonal
-from ._noise import HIGHEST
+from ._noise import HIGHEST, NoiseModel
 from ._x64 import float64
 
 KINDS = ("expected", "observed", "empirical")
@@ -72,12 +74,13 @@ def data_information(experiment, fiducial, names, data, kind, mode="forward"):
     def terms(th):
         params = to_params(th)
         mean = call_model(experiment, params)
-        out = noise.log_likelihood_terms(data, mean, params, design)
+        out = noise.sequential_terms(data, mean, params, design)
         if out is None:
             raise InputError(
-                f"kind='empirical' needs per-datum log-likelihood terms, but the noise model "
-                f"{noise!r} of {experiment.label} does not define them (its data are "
-                "correlated, e.g. ff.Gaussian(cov=...)). Use kind='observed' or 'expected'."
+                f"kind='empirical' needs the terms ln p(d_k | d_<k) of the log-likelihood "
+                f"(sequential_terms), but the noise model {noise!r} of {experiment.label} "
+                "does not define them (nor per-datum log_likelihood_terms). Use "
+                "kind='observed' or 'expected'."
             )
         return out
 
@@ -117,17 +120,9 @@ def _pointwise_kernel(experiment, fiducial, data, names):
     return mean, terms, support
 
 
-def _raise_bad_data(exp, arr, terms, support):
-    bad = np.nonzero(~np.asarray(support).reshape(-1))[0]
+def _raise_bad_data(exp, arr, terms, support, what="`data`"):
+    raise_outside_support(exp, arr, support, what)
     flat = arr.reshape(-1)
-    if bad.size:
-        where = [tuple(int(i) for i in np.unravel_index(k, arr.shape)) for k in bad[:5]]
-        raise InputError(
-            f"`data` for {exp.label} lies outside the support of its noise model "
-            f"{exp.noise!r}: {bad.size} values, e.g. {[float(flat[k]) for k in bad[:5]]} at "
-            f"index {where}. Give data the distribution can produce (e.g. whole, "
-            "non-negative counts for count noise; fractions k/n for ff.Binomial)."
-        )
     terms = np.asarray(terms).reshape(-1)
     nonfinite = np.nonzero(~np.isfinite(terms))[0]
     if nonfinite.size:
@@ -144,6 +139,45 @@ def _raise_bad_data(exp, arr, terms, support):
         )
 
 
+def raise_outside_support(exp, arr, support, what="`data`"):
+    """``InputError`` quoting the first data outside the support (``support``: the noise
+    model's ``data_in_support`` flags, or ``None``)."""
+    if support is None:
+        return
+    bad = np.nonzero(~np.asarray(support).reshape(-1))[0]
+    flat = arr.reshape(-1)
+    if bad.size:
+        where = [tuple(int(i) for i in np.unravel_index(k, arr.shape)) for k in bad[:5]]
+        raise InputError(
+            f"{what} for {exp.label} lies outside the support of its noise model "
+            f"{exp.noise!r}: {bad.size} values, e.g. {[float(flat[k]) for k in bad[:5]]} at "
+            f"index {where}. Give data the distribution can produce (e.g. whole, "
+            "non-negative counts for count noise; fractions k/n for ff.Binomial)."
+        )
+
+
+@cached_kernel
+def _support_kernel(experiment, fiducial, data, mean):
+    return experiment.noise.data_in_support(data, mean, fiducial, experiment.design)
+
+
+def checked_data(data, experiments, means, fid64, what="data", *, alternatives=()):
+    """:func:`check_data` (shape, dtype, finite values), then each noise model's support
+    (``data_in_support``): data a noise model cannot produce (negative or fractional counts,
+    fractions outside [0, 1], non-positive log-normal data) are refused, naming the
+    argument and quoting values and indices. Returns the checked arrays."""
+    datas = check_data(data, experiments, means, what, alternatives=alternatives)
+    for i, (exp, arr, mean) in enumerate(zip(experiments, datas, means, strict=True)):
+        if type(exp.noise).data_in_support is NoiseModel.data_in_support:
+            continue  # any finite value is possible (no compilation needed to say so)
+        name = f"`{what}[{i}]`" if len(experiments) > 1 else f"`{what}`"
+        with float64(), model_runtime_errors([exp]):
+            fid = {k: jnp.asarray(v, jnp.float64) for k, v in fid64.items()}
+            support = jax.device_get(_support_kernel(exp, fid, arr, jnp.asarray(mean)))
+        raise_outside_support(exp, arr, support, name)
+    return datas
+
+
 def fisher_at_data(experiments, fid64, names, mode, kind, data) -> np.ndarray:
     """Host side: check `data` and sum the observed/empirical matrices (float64 numpy)."""
     names = tuple(names)
@@ -155,10 +189,11 @@ def fisher_at_data(experiments, fid64, names, mode, kind, data) -> np.ndarray:
             means.append(np.asarray(mean))
         datas = check_data(data, experiments, means)
         total = np.zeros((len(names), len(names)))
-        for exp, arr in zip(experiments, datas, strict=True):
+        for i, (exp, arr) in enumerate(zip(experiments, datas, strict=True)):
             with model_runtime_errors([exp]):
                 _, terms, support = jax.device_get(_pointwise_kernel(exp, fid64, arr, names))
-            _raise_bad_data(exp, arr, terms, support)
+            what = f"`data[{i}]`" if len(experiments) > 1 else "`data`"
+            _raise_bad_data(exp, arr, terms, support, what)
             with model_runtime_errors([exp]):
                 F = np.asarray(_data_kernel(exp, fid64, arr, names, kind, mode), np.float64)
             if not np.all(np.isfinite(F)):
@@ -187,15 +222,28 @@ def _error_kernel(experiment, fiducial, names, mode):
     theta, to_params = split(fiducial, names)
     noise = experiment.noise
     assert isinstance(noise, Likelihood)
-    return noise.monte_carlo_error(J, mean, theta, to_params, mode)
+    method = noise.method(noise.distribution(mean, to_params(theta)))
+    return noise.monte_carlo_error(J, mean, theta, to_params, mode), method == "quadrature"
+
+
+def describe(noise: Likelihood, quadrature: bool) -> str:
+    """How a noise model's expected information was estimated, for the metadata."""
+    if quadrature:
+        from ._likelihood import QUADRATURE_U
+
+        return f"quadrature, {QUADRATURE_U.size} nodes per datum"
+    return f"Monte Carlo, {noise.n_samples} draws per datum, seed {int(noise.seed)}"
 
 
 def monte_carlo_error(experiments, fid64, names, mode):
-    """``(standard_error, noise_models)``: the standard error ``(P, P)`` of a Fisher matrix
-    estimated by Monte Carlo (independent experiments add in quadrature) and the noise models
-    that were estimated, or ``None`` when every experiment's information is exact."""
+    """``(error, descriptions, quadrature_error)``: the error ``(P, P)`` of a Fisher matrix
+    estimated by Monte Carlo (a standard error) or by quadrature (an error estimate) —
+    independent experiments add in quadrature —, how each estimate was made and the part of
+    the error from quadrature (``None`` without), or ``None`` when every experiment's
+    information is exact."""
     names = tuple(names)
     variance, found = np.zeros((len(names), len(names))), []
+    quad_variance = None
     for exp in experiments:
         noise = exp.noise
         if not isinstance(noise, Likelihood) or noise.information == "closed-form":
@@ -203,12 +251,41 @@ def monte_carlo_error(experiments, fid64, names, mode):
         # None (decided at trace time) where the distribution has a closed form: the
         # compiled kernel then computes nothing.
         with float64(), model_runtime_errors([exp]):
-            se = _error_kernel(exp, fid64, names, mode)
+            se, quadrature = _error_kernel(exp, fid64, names, mode)
         if se is None:
             continue
         se = np.asarray(se, np.float64)
         variance = variance + se**2
-        found.append(noise)
+        found.append(describe(noise, bool(quadrature)))
+        if quadrature:
+            quad_variance = se**2 + (0.0 if quad_variance is None else quad_variance)
     if not found:
         return None
-    return np.sqrt(variance), found
+    return np.sqrt(variance), found, None if quad_variance is None else np.sqrt(quad_variance)
+
+
+#: Relative quadrature error (to ``√(F_ii F_jj)``) above which ``ff.fisher`` warns.
+QUADRATURE_WARN = 1e-4
+
+
+def warn_if_inaccurate(matrix, quadrature_error):
+    """Warn when the quadrature error estimate is not small: the score is not smooth in the
+    probability variable (a kink of the density away from the median, e.g. the
+    AsymmetricLaplace), where the rule converges slowly."""
+    if quadrature_error is None:
+        return
+    d = np.sqrt(np.abs(np.diag(matrix)))
+    scale = np.outer(d, d)
+    rel = np.max(np.where(scale > 0, quadrature_error / np.where(scale > 0, scale, 1.0), 0.0))
+    if rel > QUADRATURE_WARN:
+        import warnings
+
+        warnings.warn(
+            f"The quadrature estimate of the expected Fisher matrix has a relative error "
+            f"estimate of {rel:.2g} (see F.metadata['fisher_standard_error']): the score is "
+            "not smooth in the probability (a kink of the density, e.g. an asymmetric "
+            "Laplace away from its median). Use information='monte-carlo' for an estimate "
+            "with a standard error, or a closed form.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -25,7 +25,11 @@ every method takes its arguments in one order — what is being measured first, 
     ``Jᵀ C + Cᵀ J`` between the mean and parameter-dependent noise (e.g. a dispersion
     entering the same per-datum distribution as the mean), or ``None`` where they vanish;
   - ``log_likelihood_terms(data, mean, params, design)``: the ``(N,)`` per-datum terms of
-    an independent-data log-likelihood, or ``None`` (the empirical Fisher needs them);
+    an independent-data log-likelihood, or ``None``;
+  - ``sequential_terms(data, mean, params, design)``: ``(N,)`` terms ``ln p(d_k | d_<k)``
+    summing to the log-likelihood, whose scores are uncorrelated (the empirical Fisher
+    needs them; default: ``log_likelihood_terms``; correlated Gaussian data: the Cholesky
+    components);
   - ``data_in_support(data, mean, params, design)``: boolean ``(N,)``, whether each datum
     can occur (e.g. whole non-negative counts), or ``None`` (any finite value can);
   - ``gaussian``: the log-likelihood is ``−½ inner(r, r)`` plus a term free of the mean
@@ -200,6 +204,12 @@ class NoiseModel(abc.ABC):
     def data_in_support(self, data, mean, params, design):
         """Boolean ``(N,)``: which data the noise model can produce; ``None``: all."""
         return None
+
+    def sequential_terms(self, data, mean, params, design):
+        """``(N,)`` terms ``ln p(d_k | d_<k)`` (or ``None``): each one's score has mean zero
+        given the earlier data, so the scores are uncorrelated and ``Σ_k s_k s_kᵀ`` averages
+        to the expected Fisher matrix. Independent data: :meth:`log_likelihood_terms`."""
+        return self.log_likelihood_terms(data, mean, params, design)
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``E[−2 ln L(mean, params)]`` over data drawn at ``(mean0, params0)``, up to a
@@ -427,6 +437,17 @@ class Gaussian(NoiseModel):
         s = self.sigma_flat(mean.shape, params, design)
         return -0.5 * (r / s) ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
 
+    def sequential_terms(self, data, mean, params, design):
+        """Correlated data: with ``C = L Lᵀ`` (Cholesky), ``z = L⁻¹(d − μ)`` and
+        ``ln p(d_k | d_<k) = −½ z_k² − ln L_kk − ½ ln 2π`` (in the data's order; ``C`` may
+        depend on the parameters)."""
+        if self.diagonal:
+            return self.log_likelihood_terms(data, mean, params, design)
+        r = (jnp.asarray(data) - mean).reshape(-1)
+        _, L = self.cov_and_cholesky(r.size, params, design, mean)
+        z = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+        return -0.5 * z**2 - jnp.log(jnp.diag(L)) - 0.5 * jnp.log(2 * jnp.pi)
+
     def log_likelihood(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
         if self.diagonal:
@@ -644,12 +665,15 @@ class PSD(NoiseModel):
         psd = _broadcast_flat(self.psd_fn(design), mean.shape, "psd")
         return {"psd returned by the callable must be positive and finite": psd}
 
-    def log_likelihood(self, data, mean, params, design):
+    def log_likelihood_terms(self, data, mean, params, design):
         r = (jnp.asarray(data) - mean).reshape(-1)
         w = self._weights(design, mean.shape)
-        # Whittle likelihood -½(r|r), up to a parameter-independent constant.
+        # Whittle likelihood -½(r|r) per bin, up to a parameter-independent constant.
         # |r|² written as re² + im²: jnp.abs has a zero second derivative at r = 0.
-        return -0.5 * jnp.sum(w * (r.real**2 + r.imag**2))
+        return -0.5 * w * (r.real**2 + r.imag**2)
+
+    def log_likelihood(self, data, mean, params, design):
+        return jnp.sum(self.log_likelihood_terms(data, mean, params, design))
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``(μ − μ₀|μ − μ₀)`` up to a constant (the noise does not depend on θ)."""

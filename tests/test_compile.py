@@ -386,6 +386,18 @@ def test_loaded_kernel_equals_plain_jit(own_cache):
     np.testing.assert_array_equal(loaded, plain)
 
 
+def test_unused_arguments_of_other_shapes_get_their_own_entries(own_cache):
+    """A Jacobian does not read the noise settings, so its HLO text is the same for a noise
+    array of 40 values and a scalar; the entry must still differ (the executable checks
+    every argument's shape)."""
+    kernel = _compile.cached_kernel(lambda x, unused: 2.0 * x)
+    with jax.enable_x64(True):
+        kernel(np.ones(3), np.ones(40))
+        again = _compile.cached_kernel(lambda x, unused: 2.0 * x)
+        np.testing.assert_array_equal(again(np.ones(3), np.float64(1.0)), 2.0 * np.ones(3))
+    assert len(list(own_cache.glob("*.xla"))) == 2
+
+
 def test_float32_and_float64_calls_get_their_own_kernels(own_cache):
     kernel = _compile.cached_kernel(lambda x: x * 2.0)
     with jax.enable_x64(True):

@@ -18,7 +18,12 @@ information of each distribution —
 * negative binomial with mean ``μ`` and concentration ``r``: ``r/(μ(μ + r))`` per datum; in
   ``r`` the direct sum ``ψ₁(r) − Σ_y P(y) ψ₁(y + r) − μ/(r(r + μ))`` over the scipy pmf;
 * log-normal ``ln y ~ N(ln μ, σ²)``: the Gaussian information of ``ln μ``, ``Σ ∂ᵢμ ∂ⱼμ/(σμ)²``;
-* Laplace with scale ``b``: ``1/b²`` per datum; binomial fractions: ``n/(p(1 − p))``.
+* Laplace with scale ``b``: ``1/b²`` per datum; binomial fractions: ``n/(p(1 − p))``;
+* Gumbel location with scale ``β`` (no closed form in the library: quadrature): ``1/β²``.
+
+Data-dependent checks: the empirical Fisher (the scores of the terms ``ln p(d_k | d_<k)``)
+averages to the reference over simulated data, and data outside a noise model's support are
+refused by every analysis that takes data.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ def nb_generic():
     import numpyro.distributions as dist
 
     return ff.Likelihood(lambda mu, p: dist.NegativeBinomial2(mu, p["r"]))
+
+
+def gumbel_generic():
+    """No closed form: the information by quadrature through the icdf."""
+    import numpyro.distributions as dist
+
+    return ff.Likelihood(lambda mu: dist.Gumbel(mu, 0.5))
 
 
 class StudentT(ff.NoiseModel):
@@ -118,7 +130,11 @@ NOISE_CASES = {
     "lognormal": Case(lambda: ff.LogNormal(0.1)),
     "laplace": Case(lambda: ff.Laplace(0.5)),
     "binomial": Case(lambda: ff.Binomial(40), model=decay_fraction),
+    "likelihood-gumbel-quadrature": Case(gumbel_generic),
 }
+
+#: Cases whose data cannot be negative (counts, fractions, log-normal values).
+NON_NEGATIVE = ("poisson", "negative-binomial", "likelihood-nb-dispersion", "lognormal", "binomial")
 
 
 def numpy_model(case, p):
@@ -147,6 +163,8 @@ def _textbook_other(case_id, case, fid, J):
         return (6.0 / (8.0 * 0.25)) * J.T @ J
     if case_id == "laplace":
         return J.T @ J / 0.25
+    if case_id == "likelihood-gumbel-quadrature":
+        return J.T @ J / 0.25  # location information 1/β² (Gumbel 1958, §6.2)
     if case_id == "lognormal":
         return J.T @ (J / (0.1 * mu[:, None]) ** 2)
     if case_id == "binomial":
@@ -234,6 +252,11 @@ def capability(case_id, what):
             )
     if what == "expected_deviance":
         return noise.has_expected_deviance
+    if what == "empirical":  # the terms ln p(d_k | d_<k) and simulated data
+        with float64():
+            mean = jnp.ones(T.size) * (0.3 + 0.3j if NOISE_CASES[case_id].complex_output else 0.3)
+            terms = noise.sequential_terms(mean, mean, fiducial(case_id), T)
+        return terms is not None and type(noise).simulate is not ff.NoiseModel.simulate
     if what == "asimov_profile":
         # noise-free profiles need the expected deviance where the noise depends on θ
         return noise.has_expected_deviance or not NOISE_CASES[case_id].extra
@@ -336,6 +359,9 @@ def test_simulated_data_scatter_as_the_noise_model_says(case_id):
         var = np.full(T.size, 0.01)
     elif case_id == "laplace":
         var = np.full(T.size, 2 * 0.25)
+    elif case_id == "likelihood-gumbel-quadrature":  # mean μ + γβ, variance π²β²/6
+        mean = mean + 0.5772156649015329 * 0.5
+        var = np.full(T.size, np.pi**2 / 6 * 0.25)
     elif case_id == "binomial":
         var = mean * (1 - mean) / 40.0
     elif "nb" in case_id or case_id == "negative-binomial":
@@ -354,6 +380,58 @@ def test_simulated_data_scatter_as_the_noise_model_says(case_id):
     assert np.max(np.abs(z)) < 5.0
     ratio = draws.var(axis=0) / var
     assert np.all(np.abs(ratio - 1.0) < 0.12)
+
+
+# The negative binomials' simulations are costly to compile; tests/test_likelihood.py checks
+# their empirical (and observed) Fisher over simulated data (r a parameter).
+EMPIRICAL_ELSEWHERE = ("negative-binomial", "likelihood-nb-dispersion")
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [c for c in CASE_IDS if capability(c, "empirical") and c not in EMPIRICAL_ELSEWHERE],
+)
+def test_empirical_fisher_averages_to_the_expected(case_id):
+    """Σ_k s_k s_kᵀ of the terms ln p(d_k | d_<k) (sequential_terms) over 300 simulated data
+    sets averages to the textbook Fisher matrix (within 4.5 standard errors)."""
+    from fisherforecast._fisher_kinds import data_information
+
+    fid = fiducial(case_id)
+    exp = experiment(case_id)
+    names = tuple(fid)
+
+    @jax.jit
+    def run(params, key):
+        mean = exp(params)
+        keys = jax.random.split(key, 300)
+        datas = jax.vmap(lambda k: exp.noise.simulate(k, mean, params, T))(keys)
+        return jax.vmap(lambda d: data_information(exp, params, names, d, "empirical"))(datas)
+
+    with float64():
+        Fs = np.asarray(run({k: jnp.float64(v) for k, v in fid.items()}, jax.random.PRNGKey(3)))
+    ref = reference_fisher(case_id, fid)
+    se = Fs.std(axis=0, ddof=1) / np.sqrt(len(Fs))
+    d = np.sqrt(np.diag(ref))
+    z = (Fs.mean(axis=0) - ref) / np.maximum(se, 1e-12 * np.outer(d, d))
+    assert np.max(np.abs(z)) < 4.5, z
+
+
+@pytest.mark.parametrize("case_id", NON_NEGATIVE)
+def test_data_outside_the_support_are_refused_by_every_analysis(case_id):
+    """A negative datum, which none of these noise models can produce, is named with its
+    index by ff.fisher(kind="observed"), ff.profile_likelihood and ff.crosscheck."""
+    fid = fiducial(case_id)
+    exp = experiment(case_id)
+    data = numpy_model(NOISE_CASES[case_id], fid)
+    data = np.round(data) if case_id in NON_NEGATIVE[:3] else data
+    data[4] = -3.0
+    match = r"`data` .*outside the support.*-3\.0.*\(4,\)"
+    with pytest.raises(ff.InputError, match=match):
+        ff.fisher(exp, fid, kind="observed", data=data)
+    with pytest.raises(ff.InputError, match=match):
+        ff.profile_likelihood(exp, fid, "A", data=data)
+    with pytest.raises(ff.InputError, match=match):
+        ff.crosscheck(exp, fid, data=data)
 
 
 @pytest.mark.parametrize("case_id", [c for c in CASE_IDS if capability(c, "dali")])

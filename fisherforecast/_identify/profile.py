@@ -38,7 +38,6 @@ from scipy.stats import chi2 as chi2_dist
 
 from .._checks import (
     as_experiments,
-    check_data,
     check_delta_levels,
     check_fiducial,
     check_int,
@@ -48,6 +47,7 @@ from .._checks import (
 )
 from .._engine import evaluate_checked
 from .._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
+from .._fisher_kinds import checked_data
 from .._linalg import pinv_sigma
 from .._progress import check_progress, progress_bar
 from .._x64 import float64
@@ -648,7 +648,8 @@ def profile_likelihood(
             data_t, kind = tuple(means), "asimov"
             needs_fit = _asimov_needs_fit(experiments, data_t, fixed, theta0, names)
         else:
-            data_t, kind, needs_fit = check_data(data, experiments, means), "user", True
+            data_t = checked_data(data, experiments, means, fid64)  # shape, values, support
+            kind, needs_fit = "user", True
         expected = kind == "asimov"
         options = (float(tol), max_steps, autodiff, expected, needs_fit)
         theta_hat, ref, sigma, scales = _fit(

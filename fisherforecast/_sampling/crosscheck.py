@@ -19,7 +19,6 @@ import numpy as np
 
 from .._checks import (
     as_experiments,
-    check_data,
     check_fiducial,
     check_names,
     check_seed,
@@ -28,6 +27,7 @@ from .._checks import (
 from .._engine import split
 from .._errors import InputError, quote
 from .._fisher import fisher
+from .._fisher_kinds import checked_data
 from .._interop import SampleConversions
 from .._matrix import FisherMatrix
 from .._progress import check_progress
@@ -451,7 +451,8 @@ def _observed_data(data, experiments, fid64, names, key):
     if isinstance(data, str):
         simulated = jax.device_get(simulate(tuple(experiments), fid64, key))
         return tuple(np.asarray(d) for d in simulated), "simulated"
-    return check_data(data, experiments, means, alternatives=("asimov", "simulate")), "user"
+    datas = checked_data(data, experiments, means, fid64, alternatives=("asimov", "simulate"))
+    return datas, "user"
 
 
 def _best_fit(like, v0, L, priors, theta0, names):
