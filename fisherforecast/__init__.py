@@ -7,6 +7,8 @@ point computes in float64 inside a local ``jax.enable_x64`` context.
 
 __version__ = "0.1.0"
 
+from ._ellipse import Ellipse as Ellipse
+from ._ellipse import delta_chi2_2d as delta_chi2_2d
 from ._engine import fisher_information as fisher_information
 from ._engine import jacobian as jacobian
 from ._errors import FisherError as FisherError
@@ -27,9 +29,7 @@ from ._inverse import Inverse as Inverse
 from ._inverse import robust_inverse as robust_inverse
 from ._io import load as load
 from ._likelihood import Likelihood as Likelihood
-from ._matrix import Ellipse as Ellipse
 from ._matrix import FisherMatrix as FisherMatrix
-from ._matrix import delta_chi2_2d as delta_chi2_2d
 from ._merge import MergedPytree as MergedPytree
 from ._merge import merge as merge
 from ._merge import merge_pytrees as merge_pytrees

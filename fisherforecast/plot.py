@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ._ellipse import delta_chi2_2d
 from ._errors import quote
-from ._matrix import FisherMatrix, delta_chi2_2d, marginal_sigma_or_inf
+from ._matrix import FisherMatrix, marginal_sigma_or_inf
 from ._plot import contours as _contours
 from ._plot import inputs as _inputs
 from ._plot import layout as _layout

@@ -123,6 +123,7 @@ ENGINE_MODULES = [
     "_checks",
     "_record",
     "_matrix",
+    "_ellipse",
     "_linalg",
     "_inverse",
     "_reparam",

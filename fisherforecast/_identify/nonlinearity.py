@@ -130,7 +130,13 @@ def _reoptimised_delta(experiments, data, base, fid64, names, row, i, mode):
             J.T @ np.asarray(g).reshape(-1) for J, g in zip(at.jacobians, g_mean, strict=True)
         ) + np.array([float(g_par[n]) for n in names])
         H = 2.0 * at.fisher[np.ix_(nuisance, nuisance)]
-        move = -np.linalg.lstsq(H, grad[nuisance], rcond=None)[0]
+        g = grad[nuisance]
+        if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+            break  # the information is not finite here: keep the deviance found so far
+        try:
+            move = -np.linalg.lstsq(H, g, rcond=None)[0]
+        except np.linalg.LinAlgError:
+            break
         if not np.all(np.isfinite(move)):
             break
         theta = theta.copy()
