@@ -695,3 +695,91 @@ def test_correlated_simulation_and_laplace_fit_against_closed_forms():
     oa, ob = np.exp(ref.x[2:4])
     expect = [ref.x[0], ref.x[1], oa, ob, np.exp(ref.x[4]), np.tanh(ref.x[5]) * np.sqrt(oa * ob)]
     np.testing.assert_allclose([est[k] for k in fid], expect, rtol=2e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# An ODE individual model with multiple oral doses (dose amount a design variable)
+# ---------------------------------------------------------------------------------------
+DOSE_TIMES = np.array([0.0, 12.0, 24.0])
+DOSED_DESIGN = {"times": np.array([1.0, 6.0, 13.0, 25.0, 36.0, 48.0]), "dose": 70.0}
+FID_DOSED = {**FID, "sigma2_add": 0.05}  # combined error: the dose matters
+
+
+def depot_rhs(t, y, p):
+    """Depot (state 0, where the doses go) -> central (state 1), elimination CL/V."""
+    return jnp.stack([-p["KA"] * y[0], p["KA"] * y[0] - p["CL"] / p["V"] * y[1]])
+
+
+def dosed_ode():
+    return ff.ode_model(
+        depot_rhs,
+        jnp.zeros(2),
+        observe=lambda y, p: y[1] / p["V"],
+        doses=lambda p, d: (jnp.asarray(DOSE_TIMES), d["dose"] * jnp.ones(3)),
+    )
+
+
+def superposition(p, d, xp=jnp):
+    """The closed form: a sum of one-compartment oral (Bateman) doses."""
+    t, k, ka = d["times"], p["CL"] / p["V"], p["KA"]
+    c = 0.0
+    for td in DOSE_TIMES:
+        dt = t - td
+        s = xp.where(dt > 0, dt, 1.0)
+        one = d["dose"] * ka / (p["V"] * (ka - k)) * (xp.exp(-k * s) - xp.exp(-ka * s))
+        c = c + xp.where(dt > 0, one, 0.0)
+    return c
+
+
+def dosed_group(model, fim):
+    return ff.PopulationExperiment(
+        model, DOSED_DESIGN, random=RANDOM, error="combined", group_size=20, fim=fim
+    )
+
+
+def test_dosed_ode_population_reduced_fim_matches_superposition():
+    """A PopulationExperiment of an ff.ode_model with three oral doses read from the design
+    works unchanged: its reduced FO Fisher matrix is that of the closed form."""
+    F_ode = ff.fisher(dosed_group(dosed_ode(), "reduced"), FID_DOSED)
+    F = ff.fisher(dosed_group(superposition, "reduced"), FID_DOSED)
+    np.testing.assert_allclose(F_ode.matrix, F.matrix, rtol=1e-6, atol=1e-10 * F.matrix.max())
+    # ... and the closed form is the numpy finite-difference reference.
+    f_np = lambda p: superposition(p, DOSED_DESIGN, xp=np)  # noqa: E731
+    ref = fo_fisher_np(FID_DOSED, RANDOM, "combined", 20, True, f_np=f_np)
+    np.testing.assert_allclose(F.matrix, ref, rtol=2e-6, atol=1e-9 * np.abs(ref).max())
+
+
+@pytest.mark.slow
+def test_dosed_ode_population_full_fim_and_optimal_dose():
+    """The full FO matrix of the dosed ODE equals the closed form's, and optimize_design
+    finds the D-optimal dose (interior: a low dose lets the additive error show, a high one
+    the proportional) of a brute-force grid of the numpy reference criterion."""
+    ode = dosed_ode()
+    F_ode = ff.fisher(dosed_group(ode, "full"), FID_DOSED)
+    F = ff.fisher(dosed_group(superposition, "full"), FID_DOSED)
+    np.testing.assert_allclose(F_ode.matrix, F.matrix, rtol=1e-6, atol=1e-10 * F.matrix.max())
+
+    res = ff.optimize_design(
+        dosed_group(ode, "reduced"),
+        FID_DOSED,
+        bounds={"times": (0.5, 48.0), "dose": (10.0, 200.0)},
+        fixed={"times": True, "dose": False},
+        n_starts=1,
+        n_polish=1,
+        max_steps=20,
+        batch_size=1,
+    )
+
+    def logdet(dose):
+        d = {**DOSED_DESIGN, "dose": dose}
+        f_np = lambda p: superposition(p, d, xp=np)  # noqa: E731
+        return np.linalg.slogdet(fo_fisher_np(FID_DOSED, RANDOM, "combined", 20, True, f_np))[1]
+
+    grid = np.linspace(10.0, 60.0, 101)
+    values = np.array([logdet(x) for x in grid])
+    best = grid[np.argmax(values)]
+    assert 10.0 < best < 60.0  # interior
+    assert abs(float(res.design["dose"]) - best) <= grid[1] - grid[0]
+    np.testing.assert_array_equal(res.design["times"], DOSED_DESIGN["times"])
+    assert res.criterion_value >= values.max() - 1e-6
+    assert res.criterion_value == pytest.approx(logdet(float(res.design["dose"])), rel=1e-6)

@@ -261,8 +261,12 @@ class PopulationNoise(NoiseModel):
         def cov(th):
             return self.individual_covariance(self._cov_params(to_params(th)), design)
 
-        V = cov(theta)
-        dV = jac(cov)(theta)  # (n, n, P)
+        # V comes out of the same trace as its derivative (one solve of an ODE model less).
+        def cov_twice(th):
+            v = cov(th)
+            return v, v
+
+        dV, V = jac(cov_twice, has_aux=True)(theta)  # dV: (n, n, P)
         L = jnp.linalg.cholesky(V)
         A = jax.vmap(lambda D: jax.scipy.linalg.cho_solve((L, True), D), in_axes=2)(dV)
         info = 0.5 * jnp.einsum("iab,jba->ij", A, A, precision=HIGHEST)
