@@ -18,6 +18,7 @@ al. 2012).
 from __future__ import annotations
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
