@@ -612,6 +612,12 @@ def test_zero_covariance_leaves_the_diagonal_fisher_matrix_unchanged():
     assert F.names == (*LINE_FID, "omega_b_a")
     np.testing.assert_allclose(F.matrix[:5, :5], F_diag.matrix, rtol=1e-12)
     assert F.matrix[5, 5] > 0
+    g = line_group(12, correlated=[("b", "a")])
+    with count_compiles() as counts:  # another size or covariance: no recompilation
+        F30 = ff.fisher(g.with_group_size(30), {**LINE_FID, "omega_b_a": 0.0})
+        ff.fisher(g.with_group_size(7), {**LINE_FID, "omega_b_a": 0.05})
+    assert counts["compile"] == 0
+    np.testing.assert_allclose(F30.matrix, F.matrix * 30 / 12, rtol=1e-13)
 
 
 def test_correlated_linear_mixed_model_closed_form_and_mc():
@@ -695,6 +701,12 @@ def test_correlated_simulation_and_laplace_fit_against_closed_forms():
     oa, ob = np.exp(ref.x[2:4])
     expect = [ref.x[0], ref.x[1], oa, ob, np.exp(ref.x[4]), np.tanh(ref.x[5]) * np.sqrt(oa * ob)]
     np.testing.assert_allclose([est[k] for k in fid], expect, rtol=2e-4)
+    # population_check runs through (3 trials: only the plumbing and the names).
+    chk = ff.population_check(
+        line_group(30, correlated=[("a", "b")]), fid, n_trials=3, predictions=[("fo", "full")]
+    )
+    assert chk.names == tuple(fid) and chk.estimates.shape == (3, 6)
+    assert np.all(np.abs(chk.estimates[:, 5]) < np.sqrt(chk.estimates[:, 2] * chk.estimates[:, 3]))
 
 
 # ---------------------------------------------------------------------------------------
