@@ -777,8 +777,8 @@ def test_dosed_ode_population_full_fim_and_optimal_dose():
         bounds={"times": (0.5, 48.0), "dose": (10.0, 200.0)},
         fixed={"times": True, "dose": False},
         n_starts=1,
-        n_polish=1,
-        max_steps=20,
+        n_polish=0,  # BFGS alone converges here; the polish would compile again
+        max_steps=50,
         batch_size=1,
     )
 
