@@ -87,7 +87,8 @@ def fd(fn, x, i, h):
     return (-at(2) + 8 * at(1) - 8 * at(-1) + at(-2)) / (12 * h)
 
 
-def fo_fisher_np(fid, random, error, n, reduced, f_np=warfarin_np):
+def fo_fisher_np(fid, random, error, n, reduced, f_np=warfarin_np, pairs=()):
+    """``pairs``: the correlated (a, b), covariance ``omega_<a>_<b>`` in Ω[a, b] = Ω[b, a]."""
     names = list(fid)
     rnames = list(random)
 
@@ -113,15 +114,18 @@ def fo_fisher_np(fid, random, error, n, reduced, f_np=warfarin_np):
             var = var + f**2 * p["sigma2_prop"]
         if error in ("additive", "combined"):
             var = var + p["sigma2_add"]
-        omega = np.array([p["omega2_" + r] for r in rnames])
-        return G @ np.diag(omega) @ G.T + np.diag(var)
+        omega = np.diag([p["omega2_" + r] for r in rnames])
+        for a, b in pairs:
+            i, j = rnames.index(a), rnames.index(b)
+            omega[i, j] = omega[j, i] = p[f"omega_{a}_{b}"]
+        return G @ omega @ G.T + np.diag(var)
 
     theta0 = np.array([fid[k] for k in names], dtype=float)
     h = 1e-3 * np.abs(theta0)
     J = np.stack([fd(mean, theta0, i, h[i]) for i in range(len(names))], 1)
     V = cov(theta0)
     Vi = np.linalg.inv(V)
-    variances = [i for i, k in enumerate(names) if k.startswith(("omega2_", "sigma2_"))]
+    variances = [i for i, k in enumerate(names) if k.startswith(("omega", "sigma2_"))]
     dV = [
         fd(cov, theta0, i, h[i]) if (not reduced or i in variances) else np.zeros_like(V)
         for i in range(len(names))
@@ -433,9 +437,14 @@ def line(p, t):
     return p["a"] + p["b"] * t
 
 
-def line_group(n):
+def line_group(n, **kw):
     return ff.PopulationExperiment(
-        line, LINE_T, random={"a": "additive", "b": "additive"}, error="additive", group_size=n
+        line,
+        LINE_T,
+        random={"a": "additive", "b": "additive"},
+        error="additive",
+        group_size=n,
+        **kw,
     )
 
 
@@ -575,3 +584,178 @@ def test_no_random_effects_is_replicated_regression():
     np.testing.assert_allclose(F.matrix[:2, :2], 4 * X.T @ X / 0.5, rtol=1e-13)
     assert F.matrix[2, 2] == pytest.approx(4 * 3 / (2 * 0.5**2), rel=1e-13)
     np.testing.assert_allclose(F.matrix[:2, 2], 0.0, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# Correlated random effects (off-diagonal Ω)
+# ---------------------------------------------------------------------------------------
+PAIRS = [("CL", "V"), ("V", "KA")]
+FID_CORR = {**FID, "omega_CL_V": 0.02, "omega_V_KA": -0.03}  # ρ = 0.53, -0.27
+
+
+@pytest.mark.parametrize("fim", ["full", "reduced"])
+def test_correlated_omega_matches_numpy_finite_differences(fim):
+    """V = G Ω Gᵀ + Σ with a full Ω; the covariances are Fisher parameters in the
+    variance block (reduced: no cross terms with the fixed effects)."""
+    g = group(fim=fim, correlated=PAIRS)
+    F = ff.fisher(g, FID_CORR)
+    assert F.names == tuple(FID_CORR)
+    ref = fo_fisher_np(FID_CORR, RANDOM, "proportional", 32, fim == "reduced", pairs=PAIRS)
+    np.testing.assert_allclose(F.matrix, ref, rtol=2e-6, atol=1e-9 * np.abs(ref).max())
+    if fim == "reduced":
+        assert np.all(F.matrix[:3, 3:] == 0.0)
+
+
+def test_zero_covariance_leaves_the_diagonal_fisher_matrix_unchanged():
+    F_diag = ff.fisher(line_group(12), LINE_FID)
+    F = ff.fisher(line_group(12, correlated=[("b", "a")]), {**LINE_FID, "omega_b_a": 0.0})
+    assert F.names == (*LINE_FID, "omega_b_a")
+    np.testing.assert_allclose(F.matrix[:5, :5], F_diag.matrix, rtol=1e-12)
+    assert F.matrix[5, 5] > 0
+    g = line_group(12, correlated=[("b", "a")])
+    with count_compiles() as counts:  # another size or covariance: no recompilation
+        F30 = ff.fisher(g.with_group_size(30), {**LINE_FID, "omega_b_a": 0.0})
+        ff.fisher(g.with_group_size(7), {**LINE_FID, "omega_b_a": 0.05})
+    assert counts["compile"] == 0
+    np.testing.assert_allclose(F30.matrix, F.matrix * 30 / 12, rtol=1e-13)
+
+
+def test_correlated_linear_mixed_model_closed_form_and_mc():
+    """y = X(β + η) + ε with Cov(η_a, η_b) = c: ∂V/∂c = x_a x_bᵀ + x_b x_aᵀ."""
+    X = np.stack([np.ones(4), LINE_T], 1)
+    fid = {**LINE_FID, "omega_a_b": 0.06}
+    Om = np.array([[0.3, 0.06], [0.06, 0.05]])
+    V = X @ Om @ X.T + 0.1 * np.eye(4)
+    Vi = np.linalg.inv(V)
+    a, b = X[:, 0], X[:, 1]
+    dV = [np.outer(a, a), np.outer(b, b), np.eye(4), np.outer(a, b) + np.outer(b, a)]
+    ref = np.zeros((6, 6))
+    ref[:2, :2] = X.T @ Vi @ X
+    ref[2:, 2:] = 0.5 * np.array([[np.trace(Vi @ p @ Vi @ q) for q in dV] for p in dV])
+    g = line_group(12, correlated=[("a", "b")])
+    F = ff.fisher(g, fid)
+    np.testing.assert_allclose(F.matrix, 12 * ref, rtol=1e-11, atol=1e-12)
+    # Monte-Carlo moments with η = L z (L Lᵀ = Ω): exact up to the quadrature error.
+    F_mc = ff.fisher(g.variant(approximation="mc", n_eta=1024), fid)
+    d = np.sqrt(np.diag(F.matrix))
+    np.testing.assert_allclose(F_mc.matrix / np.outer(d, d), F.matrix / np.outer(d, d), atol=2e-2)
+    assert g.variant(fim="reduced").correlated == [("a", "b")]
+
+
+def test_nonpositive_definite_omega_is_refused_naming_the_entries():
+    g = line_group(5, correlated=[("a", "b")])
+    bad = {**LINE_FID, "omega_a_b": 0.2}  # ρ = 0.2 / √(0.3·0.05) = 1.63
+    with pytest.raises(ff.InputError, match=r"not positive definite.*omega_a_b=0\.2\b"):
+        ff.fisher(g, bad)
+    with pytest.raises(ff.InputError, match=r"omega2_a=0\.3, omega2_b=0\.05"):
+        ff.simulate_trials(g, bad)
+    with pytest.raises(ff.InputError, match=r"omega_a_b=0\.2\b"):
+        ff.fit_population(g, [np.zeros((5, 4))], bad)
+    with pytest.raises(ff.ParameterError, match="omega_a_b"):
+        ff.fisher(g, LINE_FID)
+
+
+@pytest.mark.parametrize(
+    ("correlated", "match"),
+    [
+        ("CL", "list of pairs"),
+        ([("CL",)], r"\('CL',\)"),
+        ([("CL", "Q")], "'Q' has no random effect"),
+        ([("CL", "CL")], "itself"),
+        ([("CL", "V"), ("V", "CL")], "twice"),
+    ],
+)
+def test_bad_correlated_pairs_are_named(correlated, match):
+    with pytest.raises(ff.InputError, match=match):
+        group(correlated=correlated)
+
+
+def test_correlated_simulation_and_laplace_fit_against_closed_forms():
+    """Simulated η have the full Ω (sample covariance of the data); the Laplace fit of a
+    correlated linear model equals the maximum of its closed-form marginal likelihood."""
+    X = np.stack([np.ones(4), LINE_T], 1)
+    fid = {**LINE_FID, "omega_a_b": -0.06}
+    Om = np.array([[0.3, -0.06], [-0.06, 0.05]])
+    V = X @ Om @ X.T + 0.1 * np.eye(4)
+    y = ff.simulate_trials(line_group(400, correlated=[("a", "b")]), fid, 10, seed=4)[0]
+    np.testing.assert_allclose(np.cov(y.reshape(-1, 4).T), V, atol=0.06)
+    # without the covariance the data covariance would differ by 2·(-0.06)·t: > 0.4 at t=4
+    assert abs(np.cov(y.reshape(-1, 4).T)[3, 3] - V[3, 3]) < 0.1
+
+    y1 = y[0, :30]
+    est = ff.fit_population(line_group(30, correlated=[("a", "b")]), [y1], fid)
+    assert est["_success"]
+
+    def nll(u):
+        a, b, oa, ob, s = u[0], u[1], *np.exp(u[2:5])
+        c = np.tanh(u[5]) * np.sqrt(oa * ob)
+        V = X @ np.array([[oa, c], [c, ob]]) @ X.T + s * np.eye(4)
+        r = y1 - X @ np.array([a, b])
+        _, logdet = np.linalg.slogdet(V)
+        return 0.5 * (len(y1) * logdet + np.einsum("ij,jk,ik->", r, np.linalg.inv(V), r))
+
+    u0 = np.array([2.0, 0.5, np.log(0.3), np.log(0.05), np.log(0.1), -0.5])
+    ref = scipy.optimize.minimize(
+        nll, u0, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 40000}
+    )
+    oa, ob = np.exp(ref.x[2:4])
+    expect = [ref.x[0], ref.x[1], oa, ob, np.exp(ref.x[4]), np.tanh(ref.x[5]) * np.sqrt(oa * ob)]
+    np.testing.assert_allclose([est[k] for k in fid], expect, rtol=2e-4)
+    # population_check runs through (3 trials: only the plumbing and the names).
+    chk = ff.population_check(
+        line_group(30, correlated=[("a", "b")]), fid, n_trials=3, predictions=[("fo", "full")]
+    )
+    assert chk.names == tuple(fid) and chk.estimates.shape == (3, 6)
+    assert np.all(np.abs(chk.estimates[:, 5]) < np.sqrt(chk.estimates[:, 2] * chk.estimates[:, 3]))
+
+
+# ---------------------------------------------------------------------------------------
+# An ODE individual model with multiple oral doses (dose amount a design variable)
+# ---------------------------------------------------------------------------------------
+DOSE_TIMES = np.array([0.0, 12.0, 24.0])
+DOSED_DESIGN = {"times": np.array([1.0, 6.0, 13.0, 25.0, 36.0, 48.0]), "dose": 70.0}
+FID_DOSED = {**FID, "sigma2_add": 0.05}  # combined error: the dose matters
+
+
+def depot_rhs(t, y, p):
+    """Depot (state 0, where the doses go) -> central (state 1), elimination CL/V."""
+    return jnp.stack([-p["KA"] * y[0], p["KA"] * y[0] - p["CL"] / p["V"] * y[1]])
+
+
+def dosed_ode():
+    return ff.ode_model(
+        depot_rhs,
+        jnp.zeros(2),
+        observe=lambda y, p: y[1] / p["V"],
+        doses=lambda p, d: (jnp.asarray(DOSE_TIMES), d["dose"] * jnp.ones(3)),
+    )
+
+
+def superposition(p, d, xp=jnp):
+    """The closed form: a sum of one-compartment oral (Bateman) doses."""
+    t, k, ka = d["times"], p["CL"] / p["V"], p["KA"]
+    c = 0.0
+    for td in DOSE_TIMES:
+        dt = t - td
+        s = xp.where(dt > 0, dt, 1.0)
+        one = d["dose"] * ka / (p["V"] * (ka - k)) * (xp.exp(-k * s) - xp.exp(-ka * s))
+        c = c + xp.where(dt > 0, one, 0.0)
+    return c
+
+
+def dosed_group(model, fim):
+    return ff.PopulationExperiment(
+        model, DOSED_DESIGN, random=RANDOM, error="combined", group_size=20, fim=fim
+    )
+
+
+def test_dosed_ode_population_reduced_fim_matches_superposition():
+    """A PopulationExperiment of an ff.ode_model with three oral doses read from the design
+    works unchanged: its reduced FO Fisher matrix is that of the closed form."""
+    F_ode = ff.fisher(dosed_group(dosed_ode(), "reduced"), FID_DOSED)
+    F = ff.fisher(dosed_group(superposition, "reduced"), FID_DOSED)
+    np.testing.assert_allclose(F_ode.matrix, F.matrix, rtol=1e-6, atol=1e-10 * F.matrix.max())
+    # ... and the closed form is the numpy finite-difference reference.
+    f_np = lambda p: superposition(p, DOSED_DESIGN, xp=np)  # noqa: E731
+    ref = fo_fisher_np(FID_DOSED, RANDOM, "combined", 20, True, f_np=f_np)
+    np.testing.assert_allclose(F.matrix, ref, rtol=2e-6, atol=1e-9 * np.abs(ref).max())

@@ -17,6 +17,7 @@ from .noise import (
     ERROR_VARIANCES,
     RANDOM_KINDS,
     PopulationNoise,
+    covariance_name,
     mc_mean,
     variance_names,
 )
@@ -39,7 +40,12 @@ class PopulationExperiment(Experiment):
     - `design`: the group's design pytree (sampling times, doses, ...).
     - `random`: dict parameter name -> how its random effect enters: ``"exponential"``
       (``θ·exp(η)``), ``"additive"`` (``θ + η``) or ``"proportional"`` (``θ·(1 + η)``).
-      The variance of ``η`` is the fiducial entry ``omega2_<name>`` (Ω is diagonal).
+      The variance of ``η`` is the fiducial entry ``omega2_<name>``.
+    - `correlated`: pairs ``(a, b)`` of names in `random` whose random effects are
+      correlated (default none: Ω diagonal). The covariance ``Cov(η_a, η_b)`` is the
+      fiducial entry ``omega_<a>_<b>`` (in the order given, e.g. ``omega_CL_V`` for
+      ``("CL", "V")``), a Fisher parameter like the variances; pairs not listed have zero
+      covariance. Ω must be positive definite at the fiducial.
     - `error`: residual error ``"additive"`` (variance ``sigma2_add``),
       ``"proportional"`` (``f²·sigma2_prop``) or ``"combined"`` (their sum).
     - `group_size`: number of individuals (a positive number; the Fisher matrix is
@@ -52,15 +58,17 @@ class PopulationExperiment(Experiment):
       integrated over ``η`` with `n_eta` scrambled-Sobol points; `seed` picks the scramble).
     - `name`: a label.
 
-    The fiducial holds the fixed effects by name, the variances ``omega2_<name>`` and the
-    residual variances ``sigma2_prop``/``sigma2_add``; ``params=`` fixes any of them.
+    The fiducial holds the fixed effects by name, the variances ``omega2_<name>``, the
+    covariances ``omega_<a>_<b>`` of the `correlated` pairs and the residual variances
+    ``sigma2_prop``/``sigma2_add``; ``params=`` fixes any of them.
     ``ff.population_check`` tests the prediction by simulation and estimation; on the
     warfarin example the reduced FO matrix matches it and the full one overstates the
     information on strongly nonlinear fixed effects (``docs/population.md``).
 
     **Raises:** `InputError` for an unknown `random` kind, `error`, `fim` or
-    `approximation`, or a non-positive `group_size`; at evaluation, `ParameterError` when
-    the fiducial lacks a variance and `InputError` for non-positive variances.
+    `approximation`, a non-positive `group_size` or a bad `correlated` pair; at evaluation,
+    `ParameterError` when the fiducial lacks a variance or covariance and `InputError` for
+    non-positive variances or an Ω that is not positive definite (naming its entries).
 
     ```python
     >>> import jax.numpy as jnp, numpy as np, fisherforecast as ff
@@ -76,6 +84,15 @@ class PopulationExperiment(Experiment):
     >>> rse = ff.fisher(group, fid).rse()        # PopED's published RSE %
     >>> [round(rse[k], 3) for k in fid]
     [4.738, 2.756, 13.926, 25.627, 30.344, 25.777, 11.171]
+    >>> corr = ff.PopulationExperiment(                # Cov(η_CL, η_V) = omega_CL_V
+    ...     pk, np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0]), group_size=32,
+    ...     random={"CL": "exponential", "V": "exponential", "KA": "exponential"},
+    ...     correlated=[("CL", "V")], error="proportional", fim="reduced")
+    >>> corr.variance_names
+    ('omega2_CL', 'omega2_V', 'omega2_KA', 'omega_CL_V', 'sigma2_prop')
+    >>> F = ff.fisher(corr, {**fid, "omega_CL_V": 0.02})
+    >>> F.names[-2:], bool(F.rse()["omega_CL_V"] > 0)
+    (('sigma2_prop', 'omega_CL_V'), True)
 
     ```
     """
@@ -88,6 +105,7 @@ class PopulationExperiment(Experiment):
         name=None,
         *,
         random=None,
+        correlated=None,
         error="proportional",
         group_size: float = 1,
         fim="full",
@@ -102,6 +120,7 @@ class PopulationExperiment(Experiment):
                     f"received {quote(model)}."
                 )
             rand = _check_random(random)
+            pairs = _check_correlated(correlated, rand)
             _check_choice(error, "error", tuple(ERROR_VARIANCES))
             _check_choice(fim, "fim", ("full", "reduced"))
             _check_choice(approximation, "approximation", APPROXIMATIONS)
@@ -111,8 +130,12 @@ class PopulationExperiment(Experiment):
                 if not rand:
                     raise InputError("approximation='mc' needs at least one random effect.")
                 z = _sobol_normal(_check_count(n_eta, "n_eta"), len(rand), seed)
-                mean_model = functools.partial(mc_mean, model=model, random=rand, error=error, z=z)
-            noise = PopulationNoise(model, rand, error, check_group_size(group_size), fim, z)
+                mean_model = functools.partial(
+                    mc_mean, model=model, random=rand, error=error, z=z, correlated=pairs
+                )
+            noise = PopulationNoise(
+                model, rand, error, check_group_size(group_size), fim, z, correlated=pairs
+            )
         elif not isinstance(noise, PopulationNoise):
             raise TypeError(
                 "PopulationExperiment builds its own noise model from `random` and `error`; "
@@ -142,6 +165,11 @@ class PopulationExperiment(Experiment):
         return dict(self.population_noise.random)
 
     @property
+    def correlated(self) -> list[tuple[str, str]]:
+        """The correlated pairs ``(a, b)``; their covariances are ``omega_<a>_<b>``."""
+        return [(a, b) for a, b in self.population_noise.correlated]
+
+    @property
     def error(self) -> str:
         return self.population_noise.error
 
@@ -159,14 +187,22 @@ class PopulationExperiment(Experiment):
 
     @property
     def variance_names(self) -> tuple[str, ...]:
-        """The fiducial names of the variances: ``omega2_*`` then ``sigma2_*``."""
-        return variance_names(self.population_noise.random, self.population_noise.error)
+        """The fiducial names of the variances: ``omega2_*``, the covariances
+        ``omega_<a>_<b>``, then ``sigma2_*``."""
+        n = self.population_noise
+        return variance_names(n.random, n.error, n.correlated)
 
     def with_group_size(self, group_size) -> PopulationExperiment:
         """The same group with another number of individuals (no recompilation)."""
         noise = self.population_noise
         new = PopulationNoise(
-            noise.model, noise.random, noise.error, check_group_size(group_size), noise.fim, noise.z
+            noise.model,
+            noise.random,
+            noise.error,
+            check_group_size(group_size),
+            noise.fim,
+            noise.z,
+            correlated=noise.correlated,
         )
         return cast(PopulationExperiment, self.replace(noise=new))
 
@@ -178,6 +214,7 @@ class PopulationExperiment(Experiment):
             self.design,
             name=self.name,
             random=dict(n.random),
+            correlated=list(n.correlated) or None,
             error=n.error,
             group_size=float(n.group_size),
             fim=fim or n.fim,
@@ -190,7 +227,9 @@ class PopulationExperiment(Experiment):
         model = getattr(self.individual_model, "__name__", type(self.individual_model).__name__)
         return (
             f"PopulationExperiment(model={model}, {self.approximation.upper()}, "
-            f"random={self.random}, error={self.error!r}, fim={self.fim!r}, "
+            f"random={self.random}, "
+            + (f"correlated={self.correlated}, " if self.correlated else "")
+            + f"error={self.error!r}, fim={self.fim!r}, "
             f"group_size={self.group_size:g}, name={self.name!r})"
         )
 
@@ -227,6 +266,48 @@ def _check_random(random) -> tuple:
                 f"`random[{name!r}]` must be one of {list(RANDOM_KINDS)}; received {quote(kind)}."
             )
         out.append((name, kind))
+    return tuple(out)
+
+
+def _check_correlated(correlated, random) -> tuple:
+    """The correlated pairs as a tuple of ``(a, b)`` names of random effects."""
+    if correlated is None:
+        return ()
+    names = [n for n, _ in random]
+    if isinstance(correlated, str | Mapping) or not isinstance(correlated, list | tuple):
+        raise InputError(
+            "`correlated` must be a list of pairs of random-effect names, e.g. "
+            f"correlated=[('CL', 'V')]; received {quote(correlated)}."
+        )
+    out, seen = [], {}
+    for pair in correlated:
+        ok = isinstance(pair, list | tuple) and len(pair) == 2
+        if not ok or not all(isinstance(x, str) for x in pair):
+            raise InputError(
+                "`correlated` must hold pairs (a, b) of random-effect names; received "
+                f"{quote(pair)}."
+            )
+        a, b = pair
+        for x in (a, b):
+            if x not in names:
+                raise InputError(
+                    f"`correlated` pair {quote(tuple(pair))}: {x!r} has no random effect "
+                    f"(the names in `random` are {names})."
+                )
+        if a == b:
+            raise InputError(
+                f"`correlated` pair {quote(tuple(pair))} pairs a random effect with itself; "
+                f"its variance is omega2_{a}."
+            )
+        key = frozenset((a, b))
+        cname = covariance_name(a, b)
+        if key in seen or cname in seen.values():
+            raise InputError(
+                f"`correlated` lists the pair {quote(tuple(pair))} twice (or a pair whose "
+                f"covariance name {cname!r} is already taken)."
+            )
+        seen[key] = cname
+        out.append((a, b))
     return tuple(out)
 
 

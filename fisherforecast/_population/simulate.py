@@ -26,7 +26,15 @@ from .._fisher import fisher
 from .._record import Record
 from .._x64 import float64
 from .experiment import PopulationExperiment
-from .noise import individual_prediction, omega_name, require_variances, residual_variance
+from .noise import (
+    check_omega,
+    covariance_name,
+    individual_prediction,
+    omega_matrix,
+    omega_name,
+    require_variances,
+    residual_variance,
+)
 
 #: The Fisher matrices :func:`population_check` compares by default: (approximation, fim).
 DEFAULT_PREDICTIONS = (("fo", "reduced"), ("fo", "full"), ("mc", "full"))
@@ -58,12 +66,17 @@ def _integer_size(group) -> int:
 # =======================================================================================
 # Simulation from the nonlinear model
 # =======================================================================================
-@partial(jax.jit, static_argnames=("model", "random", "error", "shape"))
-def _simulate_group(key, params, design, model, random, error, shape):
+@partial(jax.jit, static_argnames=("model", "random", "error", "shape", "correlated"))
+def _simulate_group(key, params, design, model, random, error, shape, correlated=()):
     k1, k2, k3 = jax.random.split(key, 3)
     R = len(random)
-    omega = jnp.stack([params[omega_name(n)] for n, _ in random]) if R else jnp.zeros(0)
-    eta = jax.random.normal(k1, (*shape, R)) * jnp.sqrt(omega)
+    z = jax.random.normal(k1, (*shape, R))
+    if correlated:  # η = L z with L Lᵀ = Ω
+        L = jnp.linalg.cholesky(omega_matrix(params, random, correlated))
+        eta = jnp.einsum("...j,ij->...i", z, L)
+    else:
+        omega = jnp.stack([params[omega_name(n)] for n, _ in random]) if R else jnp.zeros(0)
+        eta = z * jnp.sqrt(omega)
 
     def predict(e):
         return individual_prediction(model, random, params, e, design)
@@ -80,7 +93,8 @@ def _simulate_group(key, params, design, model, random, error, shape):
 def simulate_trials(groups, fiducial, n_trials=1, *, seed=0) -> list[np.ndarray]:
     """Simulate trials from the nonlinear mixed-effects model.
 
-    Each individual draws ``η ~ N(0, Ω)``, the prediction ``f(β, η)`` and the residual
+    Each individual draws ``η ~ N(0, Ω)`` (with the covariances of the group's
+    `correlated` pairs), the prediction ``f(β, η)`` and the residual
     error of the group's error model (``f·(1 + ε)`` proportional, ``f + ε`` additive).
 
     **Arguments:** `groups` (a :class:`PopulationExperiment` or a list), `fiducial` (the true
@@ -105,15 +119,18 @@ def simulate_trials(groups, fiducial, n_trials=1, *, seed=0) -> list[np.ndarray]
     with float64():
         params = {k: jnp.float64(v) for k, v in fid.items()}
         for key, g in zip(keys, groups, strict=True):
-            require_variances(params, g.population_noise.random, g.error)
+            noise = g.population_noise
+            require_variances(params, noise.random, g.error, noise.correlated)
+            check_omega(fid, noise.random, noise.correlated, where=f"the fiducial of {g.label}")
             y = _simulate_group(
                 key,
                 params,
                 g.design,
                 g.individual_model,
-                g.population_noise.random,
+                noise.random,
                 g.error,
                 (n_trials, _integer_size(g)),
+                noise.correlated,
             )
             out.append(np.asarray(y, dtype=np.float64))
     return out
@@ -125,10 +142,13 @@ def simulate_trials(groups, fiducial, n_trials=1, *, seed=0) -> list[np.ndarray]
 _STEPS = np.array([0.0, 1.0, 0.5, 0.25, 0.1, 0.03])
 
 
-def _laplace_individual(y, params, design, model, random, error, n_newton):
+def _laplace_individual(y, params, design, model, random, error, n_newton, correlated=()):
     """Laplace approximation of ``ln ∫ p(y | η) p(η) dη`` for one individual."""
-    omega = jnp.stack([params[omega_name(n)] for n, _ in random])
+    omega = omega_matrix(params, random, correlated)
     R = omega.shape[0]
+    L = jnp.linalg.cholesky(omega)
+    omega_inv = jax.scipy.linalg.cho_solve((L, True), jnp.eye(R))
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
 
     def f_of(e):
         return individual_prediction(model, random, params, e, design)
@@ -137,7 +157,8 @@ def _laplace_individual(y, params, design, model, random, error, n_newton):
         f = f_of(e)
         var = residual_variance(error, f, params)
         cond = -0.5 * jnp.sum((y - f) ** 2 / var + jnp.log(2 * jnp.pi * var))
-        return cond - 0.5 * jnp.sum(e**2 / omega + jnp.log(2 * jnp.pi * omega))
+        prior = e @ jax.scipy.linalg.cho_solve((L, True), e)
+        return cond - 0.5 * (prior + log_det + R * jnp.log(2 * jnp.pi))
 
     def scoring_step(_, e):
         # Fisher scoring in η: the expected information of y | η plus Ω⁻¹ (positive definite).
@@ -146,7 +167,7 @@ def _laplace_individual(y, params, design, model, random, error, n_newton):
         Jv = jax.jacfwd(var_of)(e)
         var = var_of(e)
         H = Jf.T @ (Jf / var[:, None]) + 0.5 * Jv.T @ (Jv / var[:, None] ** 2)
-        H = H + jnp.diag(1.0 / omega)
+        H = H + omega_inv
         step = jnp.linalg.solve(H, jax.grad(log_joint)(e))
         # A crude line search: the best of a few step lengths (0 included, so the joint
         # density never decreases; flip-flop PK models have bimodal individual posteriors).
@@ -166,15 +187,28 @@ def _laplace_individual(y, params, design, model, random, error, n_newton):
     return log_joint(mode) - 0.5 * logdet + 0.5 * R * jnp.log(2 * jnp.pi)
 
 
-def _trial_loglik(u, data, spec, base, scale, n_newton):
-    """Laplace log-likelihood of one trial at ``θ = base·exp(u)`` (``base + u`` where the
-    fiducial is 0) for the estimated names."""
-    names, groups = spec
+def _params_of(u, names, covs, base, scale):
+    """The parameters at the optimiser's ``u``: ``θ = base·exp(u)`` (``base + u`` where the
+    fiducial is 0); a covariance ``omega_<a>_<b>`` (``covs``: its index and the names of
+    the two variances) is ``tanh(atanh ρ₀ + u)·√(ω²_a ω²_b)``, so its correlation stays
+    within (-1, 1)."""
     params = dict(base)
+    cov_index = {i for i, _, _ in covs}
     for i, n in enumerate(names):
-        params[n] = jnp.where(scale[i] != 0, scale[i] * jnp.exp(u[i]), u[i])
+        if i not in cov_index:
+            params[n] = jnp.where(scale[i] != 0, scale[i] * jnp.exp(u[i]), u[i])
+    for i, a2, b2 in covs:
+        params[names[i]] = jnp.tanh(scale[i] + u[i]) * jnp.sqrt(params[a2] * params[b2])
+    return params
+
+
+def _trial_loglik(u, data, spec, base, scale, n_newton):
+    """Laplace log-likelihood of one trial at the parameters :func:`_params_of` gives for
+    the estimated names."""
+    names, covs, groups = spec
+    params = _params_of(u, names, covs, base, scale)
     total = 0.0
-    for (model, random, error, design), y in zip(groups, data, strict=True):
+    for (model, random, error, design, correlated), y in zip(groups, data, strict=True):
         one = partial(
             _laplace_individual,
             params=params,
@@ -183,6 +217,7 @@ def _trial_loglik(u, data, spec, base, scale, n_newton):
             random=random,
             error=error,
             n_newton=n_newton,
+            correlated=correlated,
         )
         total = total + jnp.sum(jax.vmap(one)(y))
     return total
@@ -201,11 +236,14 @@ def _fit_setup(groups, start, params):
     for g in groups:
         if not g.random:
             raise InputError(f"{g.label} has no random effects; fit it with a plain likelihood.")
-        require_variances(fid, g.population_noise.random, g.error)
+        noise = g.population_noise
+        require_variances(fid, noise.random, g.error, noise.correlated)
+        check_omega(fid, noise.random, noise.correlated, where=f"the start of {g.label}")
     designs = []
     for g in groups:
         design = jax.tree_util.tree_map(jnp.asarray, g.design)
-        designs.append((g.individual_model, g.population_noise.random, g.error, design))
+        noise = g.population_noise
+        designs.append((g.individual_model, noise.random, g.error, design, noise.correlated))
     return groups, fid, names, designs
 
 
@@ -245,21 +283,33 @@ def _check_trial_data(d, group, fid, i):
     return jnp.asarray(arr)
 
 
+def _covariances(designs, names):
+    """``(index, omega2_a, omega2_b)`` of each estimated covariance ``omega_<a>_<b>``."""
+    pairs = {covariance_name(a, b): (a, b) for *_, correlated in designs for a, b in correlated}
+    return tuple(
+        (i, omega_name(pairs[n][0]), omega_name(pairs[n][1]))
+        for i, n in enumerate(names)
+        if n in pairs
+    )
+
+
 def _fit_one(designs, data, fid, names, n_newton, minimize):
+    covs = _covariances(designs, names)
+    start = [float(fid[n]) for n in names]
+    for i, a2, b2 in covs:  # atanh of the starting correlation (|ρ₀| < 1: Ω checked)
+        start[i] = math.atanh(fid[names[i]] / math.sqrt(fid[a2] * fid[b2]))
     with float64():
         base = {k: jnp.float64(v) for k, v in fid.items()}
-        scale = jnp.asarray([fid[n] for n in names], dtype=jnp.float64)
-        spec = (tuple(names), _Static(tuple(designs)))
+        scale = jnp.asarray(start, dtype=jnp.float64)
+        spec = (tuple(names), covs, _Static(tuple(designs)))
 
         def fun(u):
             v, g = _neg_loglik_and_grad(jnp.asarray(u), data, spec, base, scale, n_newton)
             return float(v), np.asarray(g, dtype=np.float64)
 
         res = minimize(fun, np.zeros(len(names)), jac=True, method="L-BFGS-B")
-    theta = {
-        n: float(fid[n] * math.exp(res.x[i])) if fid[n] != 0 else float(res.x[i])
-        for i, n in enumerate(names)
-    }
+        est = _params_of(jnp.asarray(res.x), names, covs, base, scale)
+        theta = {n: float(est[n]) for n in names}
     return {**theta, "_success": bool(res.success and np.isfinite(res.fun)), "_nll": float(res.fun)}
 
 
@@ -270,8 +320,14 @@ class _Static:
     def __init__(self, groups):
         self.groups = groups
         self._key = tuple(
-            (m, r, e, tuple((str(x.dtype), x.shape, np.asarray(x).tobytes()) for x in _leaves(d)))
-            for m, r, e, d in groups
+            (
+                m,
+                r,
+                e,
+                tuple((str(x.dtype), x.shape, np.asarray(x).tobytes()) for x in _leaves(d)),
+                c,
+            )
+            for m, r, e, d, c in groups
         )
 
     def __iter__(self):
