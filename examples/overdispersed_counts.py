@@ -17,6 +17,9 @@ measure 48 cells at each of 8 times and forecast (m, γ, r), the dispersion r in
 * ``ff.crosscheck`` samples the negative-binomial posterior of one simulated data set with
   NUTS (same likelihood) and compares.
 
+Figure (in examples/output/ or ``--out``): ``overdispersed_counts.png``, the NUTS posterior
+of one simulated data set with the negative-binomial and the Poisson Fisher ellipses.
+
 Run:
 
     python examples/overdispersed_counts.py          # about a minute
@@ -26,7 +29,9 @@ Run:
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +55,7 @@ def experiments():
     return nb, poisson
 
 
-def run(fast: bool) -> dict:
+def run(fast: bool, out_dir=None) -> dict:
     nb, poisson = experiments()
     F_nb = ff.fisher(nb, FIDUCIAL, params=VARIED)
     F_poisson = ff.fisher(poisson, FIDUCIAL, params=["m", "gamma"])
@@ -76,14 +81,39 @@ def run(fast: bool) -> dict:
         "\nPoisson σ / HMC σ: "
         + ", ".join(f"{n} {s_p[n] / check.sigma_hmc[n]:.2f}" for n in ("m", "gamma"))
     )
-    return {"fisher_nb": F_nb, "fisher_poisson": F_poisson, "crosscheck": check}
+    figure = plot(check, F_poisson, out_dir)
+    print(f"wrote {figure}")
+    return {"fisher_nb": F_nb, "fisher_poisson": F_poisson, "crosscheck": check, "figure": figure}
+
+
+def plot(check, F_poisson, out_dir=None) -> Path:
+    """The posterior of (m, γ) by NUTS with both Fisher forecasts; the Poisson ellipse is
+    centred where the negative-binomial one is, so that only the widths differ."""
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir) if out_dir is not None else Path(__file__).parent / "output"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    centre = {n: float(np.mean(check.samples[n])) for n in ("m", "gamma")}
+    poisson = ff.FisherMatrix(F_poisson.matrix, F_poisson.names, fiducial=centre)
+    fig = ff.plot.corner(
+        [check, poisson],
+        names=["m", "gamma"],
+        legend=["NUTS (negative binomial)", "Fisher, negative binomial", "Fisher, Poisson"],
+    )
+    path = out_dir / "overdispersed_counts.png"
+    tmp = path.with_name(f".{path.name}.tmp")  # no half-written file on interruption
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="fewer HMC samples")
+    parser.add_argument("--out", default=None, help="folder for the figure")
     args = parser.parse_args(argv)
-    return run(args.fast)
+    return run(args.fast, args.out)
 
 
 if __name__ == "__main__":

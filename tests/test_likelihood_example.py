@@ -15,8 +15,16 @@ from helpers import load_example
 
 
 @pytest.fixture(scope="module")
-def result():
-    return load_example("overdispersed_counts").main(["--fast"])
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overdispersed")
+    return load_example("overdispersed_counts").main(["--fast", "--out", str(out)])
+
+
+def test_the_figure_is_written(result):
+    path = result["figure"]
+    assert path.name == "overdispersed_counts.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
 
 
 def test_poisson_is_over_confident_by_the_dispersion_bound(result):
