@@ -12,12 +12,16 @@ tests/data/petab). The walk-through:
    times) by how much they add along the weakest directions, and finds the smallest set
    that makes every parameter identifiable, if such a set exists among them.
 
+Figure (in ``--out``): ``boehm_identifiability.png``, the eigenvalue spectrum of the log-FIM
+and the composition of each eigen-direction (``report.plot()``).
+
 Run ``python examples/petab_identifiability.py [--fast] [--out DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -49,6 +53,7 @@ def main(out: Path, fast: bool = False) -> dict:
         experiments, problem.nominal, n_random=1 if fast else 3, check_nonlinearity=not fast
     )
     print("\n" + report.summary())
+    figure = save_figure(report.plot(), out / "boehm_identifiability.png")
     weak = [n for n, ok in report.practically_identifiable.items() if ok is False]
 
     # 3. Which new measurement repairs the weakest direction? Candidates: each observable
@@ -69,8 +74,20 @@ def main(out: Path, fast: bool = False) -> dict:
         "repair": repair,
         "labels": [c.name for c in candidates],
         "seconds": seconds,
-        "files": {},
+        "files": {"identifiability": figure},
     }
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write beside the target and move into place (no half-written file)."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return path
 
 
 if __name__ == "__main__":

@@ -31,3 +31,6 @@ def test_petab_example_fast(tmp_path):
     assert np.all(np.isfinite(before))
     assert repair.rank_after >= repair.rank_before
     assert len(result["labels"]) == 3 * 4  # 3 observables × 4 times
+    figure = result["files"]["identifiability"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [figure.name]
