@@ -35,7 +35,7 @@ docs-check: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check
 
 test: lint docs-check
-	MPLBACKEND=Agg $(PY) -m pytest -n 2 --durations=15
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist worksteal --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
