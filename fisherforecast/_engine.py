@@ -347,9 +347,13 @@ def fisher_information(
 # ---------------------------------------------------------------------------------------
 @cached_kernel(static_argnames=("names", "mode"))
 def flagged_kernel(experiment, fiducial, names, mode):
-    """The matrix and one validity flag: only these cross to the host on success."""
+    """The matrix, one validity flag and, per parameter, whether any derivative is nonzero
+    (for :func:`raise_if_underflow`, so that a structural zero needs no second compile):
+    only these cross to the host on success."""
     ev = evaluate(experiment, fiducial, names, mode)
-    return ev.fisher, ev.ok
+    P = ev.fisher.shape[-1]
+    depends = jnp.any(ev.jacobian.reshape(-1, P) != 0, axis=0)
+    return ev.fisher, ev.ok, depends
 
 
 @cached_kernel(static_argnames=("names", "mode"))
@@ -427,25 +431,28 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
         with model_runtime_errors(experiments):
             evaluations = full_kernel(tuple(experiments), fid64, names, mode)
             evaluations = jax.device_get(evaluations)
-        means, blocks = [], []
+        means, blocks, depends = [], [], []
         for exp, ev in zip(experiments, evaluations, strict=True):
             raise_if_invalid(exp, ev, names, fid64, mode)
             total = total + np.asarray(ev.fisher, dtype=np.float64)
             means.append(np.asarray(ev.mean))
             blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
+            depends.append(np.any(np.asarray(ev.jacobian).reshape(-1, size) != 0, axis=0))
         result = Checked(total, tuple(means), tuple(blocks))
     else:
+        depends = []
         for exp in experiments:
             with model_runtime_errors([exp]):
-                F, ok = flagged_kernel(exp, fid64, names, mode)
+                F, ok, dep = flagged_kernel(exp, fid64, names, mode)
                 ok = bool(ok)
                 if not ok:  # rare path: fetch the outputs and Jacobian to say what failed
                     ev = full_kernel((exp,), fid64, names, mode)[0]
             if not ok:
                 raise_if_invalid(exp, ev, names, fid64, mode)  # pyright: ignore[reportPossiblyUnboundVariable]
             total = total + np.asarray(F, dtype=np.float64)
+            depends.append(np.asarray(dep, dtype=bool))
         result = Checked(total)
-    raise_if_underflow(experiments, result.fisher, fid64, names, mode)
+    raise_if_underflow(experiments, result.fisher, fid64, names, mode, depends)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(
             "The Fisher matrix has NaN/inf entries although the model and its derivatives "
@@ -466,12 +473,19 @@ class UnderflowError(FisherError):
     on it, but the whitened derivatives are so small that their squares flush to zero."""
 
 
-def raise_if_underflow(experiments, fisher, fid64, names, mode) -> None:
+def raise_if_underflow(experiments, fisher, fid64, names, mode, depends=None) -> None:
     """Raise :class:`UnderflowError` when a diagonal entry is below ``TINY_INFORMATION``
-    although some experiment's derivative with respect to that parameter is nonzero."""
+    although some experiment's derivative with respect to that parameter is nonzero.
+
+    ``depends`` (one boolean vector per experiment: has the parameter any nonzero
+    derivative?) comes from the kernels that made ``fisher``; where it says that no
+    experiment depends on the tiny entries (a structural zero), the Jacobian is not
+    evaluated again."""
     diag = np.diag(fisher)
     tiny = np.nonzero(np.isfinite(diag) & (np.abs(diag) < TINY_INFORMATION))[0]
     if tiny.size == 0:
+        return
+    if depends is not None and not any(np.any(np.asarray(d)[tiny]) for d in depends):
         return
     labels = labels_of(fid64, names)
     for exp in experiments:

@@ -235,6 +235,19 @@ def test_tiny_but_representable_information_passes_and_zero_dependence_is_not_un
     assert F.matrix[0, 0] == 0.0
 
 
+def test_a_structural_zero_costs_no_second_compilation():
+    """A parameter the model does not use has zero information; telling that apart from an
+    underflow must not compile the Jacobian a second time (a single-measurement candidate
+    of a PEtab problem paid ~5 s for it)."""
+    from fisherforecast import _compile
+
+    exp = ff.Experiment(lambda p, t: p["b"] * t**3, ff.Gaussian(sigma=1.0), design=T)
+    _compile.reset_compile_stats()
+    F = ff.fisher(exp, FID)
+    assert _compile.compile_stats()["lowerings"] == 1
+    assert F.matrix[0, 0] == 0.0 and F.matrix[1, 1] == pytest.approx(np.sum(T**6), rel=1e-12)
+
+
 def test_runtime_error_inside_the_model_in_ff_bias_surfaces_its_own_message():
     eqx = pytest.importorskip("equinox")
 
