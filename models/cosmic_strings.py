@@ -64,10 +64,22 @@ density is :math:`n_r(\ell,t)=A_r/(t^{3/2}(\ell+\Gamma G\mu t)^{5/2})` with
 :math:`A_r=\mathcal F_\alpha C_r(\alpha+\Gamma G\mu)^{3/2}/\alpha`, the form of
 Blanco-Pillado, Olum & Shlaer (2014, PRD 89, 023512), in which the plateau reads
 :math:`\frac{128\pi}{9}A_r\Omega_r\sqrt{G\mu/\Gamma}\,[1-(1+\varepsilon)^{-3/2}]/p`; for
-α = 0.1 and ε ≫ 1, :math:`A_r = 0.171`, against their simulation value 0.18 (tests). No
-:math:`g_*` factor. The closed form was derived here; the plateau equations of Auclair et
-al. (2020, JCAP 04, 034) and Sousa, Avelino & Guedes (2020, PRD 101, 103508) were not
-available to check equation by equation (``docs/models_astro.md``).
+α = 0.1 and ε ≫ 1, :math:`A_r = 0.171`, against the BOS simulation value 0.18 (tests). No
+:math:`g_*` factor.
+
+*Published form.* The analytic "Model I" of the LISA Cosmology Working Group
+(Blanco-Pillado et al. 2025, JCAP 05, 006, arXiv:2405.03740), read in its public
+transcription ``Mauropieroni/GWB_templates`` (``cosmic_string_model_i.py``), builds its
+radiation-era term (Eq. A.18) on the amplitude of Eq. A.4, in our notation
+:math:`\frac{128\pi}{9}\mathcal F_\alpha C_r\Omega_r G\mu(1+\varepsilon)^{3/2}/\varepsilon`,
+with the VOS coefficient :math:`\tilde c\mathcal F v_r/(\sqrt2\xi_r^3)=0.5404` (here
+:math:`\mathcal F_\alpha C_r=0.54`); its harmonic sum tends to 1 on the plateau, and below
+:math:`\alpha=\Gamma G\mu\,\xi_r` it uses a small-loop form (after Eq. A.16) with
+radiation part :math:`\frac{64\pi}{3}\mathcal F_\alpha C_r\Omega_rG\mu`. Ours is the first times
+:math:`1-(1+\varepsilon)^{-3/2}` (that form has no cut at the birth limit ℓ = αt): equal to
+3.2e-5 for ε ≥ 1e3, and tending to the second as ε → 0 (ratio 1 + ε/4). Other differences:
+:math:`g_*` steps there, :math:`1/p` here, :math:`\Omega_r` 0.8 % higher here
+(``docs/models_astro.md``).
 
 GW bursts from cusps
 --------------------
