@@ -157,15 +157,15 @@ if ARGS[0] == "small":
 else:
     exp, f, df = gw_experiment(4096)
     fid, n = snr_scaled_fiducial(f, df), 20
-cached = _engine.flagged_kernel
+cached = _engine.evaluation_kernel
 plain = jax.jit(cached._fn, static_argnames=("names", "mode"))
 res = {{"cached": [], "jit": []}}
 for k in (cached, plain):
-    _engine.flagged_kernel = k
+    _engine.evaluation_kernel = k
     ff.fisher(exp, fid)
 for _ in range(8):
     for name, k in (("cached", cached), ("jit", plain)):
-        _engine.flagged_kernel = k
+        _engine.evaluation_kernel = k
         ts = []
         for _ in range(n):
             a = time.perf_counter(); ff.fisher(exp, fid); ts.append(time.perf_counter() - a)

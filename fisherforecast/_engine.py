@@ -346,21 +346,23 @@ def fisher_information(
 # Compiled kernels
 # ---------------------------------------------------------------------------------------
 @cached_kernel(static_argnames=("names", "mode"))
-def flagged_kernel(experiment, fiducial, names, mode):
-    """The matrix, one validity flag and, per parameter, whether any derivative is nonzero
-    (for :func:`raise_if_underflow`, so that a structural zero needs no second compile):
-    only these cross to the host on success."""
-    ev = evaluate(experiment, fiducial, names, mode)
+def evaluation_kernel(experiment, fiducial, names, mode):
+    """One experiment's :class:`Evaluation` (whitened Jacobian included), its validity flag
+    and, per parameter, whether any derivative is nonzero (for :func:`raise_if_underflow`,
+    so that a structural zero needs no second compilation).
+
+    This is the one compiled evaluation that ``ff.fisher``, identifiability, profiles, the
+    bias and DALI share: a script that calls several of them on one experiment compiles
+    its model once, and experiments of equal structure share the compilation.
+    """
+    ev = evaluate(experiment, fiducial, names, mode, whiten=True)
     P = ev.fisher.shape[-1]
-    depends = jnp.any(ev.jacobian.reshape(-1, P) != 0, axis=0)
-    return ev.fisher, ev.ok, depends
+    return ev, ev.ok, jnp.any(ev.jacobian.reshape(-1, P) != 0, axis=0)
 
 
-@cached_kernel(static_argnames=("names", "mode"))
-def full_kernel(experiments, fiducial, names, mode):
-    """Every experiment's :class:`Evaluation`, whitened Jacobians included (one compiled
-    function for a tuple of experiments)."""
-    return tuple(evaluate(exp, fiducial, names, mode, whiten=True) for exp in experiments)
+def full_kernel(experiments, fiducial, names, mode) -> tuple:
+    """Every experiment's :class:`Evaluation`, one :func:`evaluation_kernel` call each."""
+    return tuple(evaluation_kernel(exp, fiducial, names, mode)[0] for exp in experiments)
 
 
 jacobian_kernel = cached_kernel(jacobian, static_argnames=("names", "mode"))
@@ -427,31 +429,21 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
     names = tuple(names)
     size = len(labels_of(fid64, names))
     total = np.zeros((size, size))
-    if detail:
-        with model_runtime_errors(experiments):
-            evaluations = full_kernel(tuple(experiments), fid64, names, mode)
-            evaluations = jax.device_get(evaluations)
-        means, blocks, depends = [], [], []
-        for exp, ev in zip(experiments, evaluations, strict=True):
+    means, blocks, depends = [], [], []
+    for exp in experiments:
+        with model_runtime_errors([exp]):
+            ev, ok, dep = evaluation_kernel(exp, fid64, names, mode)
+            ok = bool(ok)  # waits for the run, inside the context that names the model
+        if not ok or detail:
+            ev = jax.device_get(ev)
+        if not ok:
             raise_if_invalid(exp, ev, names, fid64, mode)
-            total = total + np.asarray(ev.fisher, dtype=np.float64)
+        total = total + np.asarray(ev.fisher, dtype=np.float64)
+        depends.append(np.asarray(dep, dtype=bool))
+        if detail:
             means.append(np.asarray(ev.mean))
             blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
-            depends.append(np.any(np.asarray(ev.jacobian).reshape(-1, size) != 0, axis=0))
-        result = Checked(total, tuple(means), tuple(blocks))
-    else:
-        depends = []
-        for exp in experiments:
-            with model_runtime_errors([exp]):
-                F, ok, dep = flagged_kernel(exp, fid64, names, mode)
-                ok = bool(ok)
-                if not ok:  # rare path: fetch the outputs and Jacobian to say what failed
-                    ev = full_kernel((exp,), fid64, names, mode)[0]
-            if not ok:
-                raise_if_invalid(exp, ev, names, fid64, mode)  # pyright: ignore[reportPossiblyUnboundVariable]
-            total = total + np.asarray(F, dtype=np.float64)
-            depends.append(np.asarray(dep, dtype=bool))
-        result = Checked(total)
+    result = Checked(total, tuple(means), tuple(blocks))
     raise_if_underflow(experiments, result.fisher, fid64, names, mode, depends)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(

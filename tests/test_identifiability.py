@@ -32,7 +32,7 @@ import scipy.special
 from helpers import load_example, product_decay
 
 import fisherforecast as ff
-from fisherforecast._engine import full_kernel
+from fisherforecast._engine import evaluation_kernel
 from fisherforecast._identify.words import describe_null_direction, sloppy_text
 
 # ---------------------------------------------------------------------------------------
@@ -658,9 +658,9 @@ def test_float64_under_float32_default(report8):
 def test_no_retracing_for_new_fiducial_values():
     exp = ff.Experiment(product_decay, ff.Gaussian(sigma=1.0), design=T8)
     ff.identifiability(exp, FID8, n_random=1)
-    before = full_kernel._cache_size()
+    before = evaluation_kernel._cache_size()
     ff.identifiability(exp, {"a": 1.0, "b": 5.0, "k": 0.7}, n_random=2, seed=3)
-    assert full_kernel._cache_size() == before
+    assert evaluation_kernel._cache_size() == before
 
 
 # ---------------------------------------------------------------------------------------

@@ -142,14 +142,20 @@ class PetabProblem(Record):
             raise InputError(
                 f"`observables` {unknown} are not measured in {exp.label}; it measures {measured}."
             )
+        # Each candidate keeps the experiments' padded length (its one measurement in row
+        # 0, weight-0 copies after it), so that it runs in their compiled kernel.
+        n_pad = len(np.asarray(d["time"]))
         out = []
         for oid in wanted:
             idx = self.observable_ids.index(oid)
             row = int(np.flatnonzero(np.asarray(d["observable"]) == idx)[0])
             for t in np.asarray(times, dtype=np.float64).reshape(-1):
-                design = {k: np.asarray(v)[row : row + 1].copy() for k, v in d.items()}
-                design["time"] = np.array([t])
-                design["weight"] = np.ones(1)
+                design = {
+                    k: np.repeat(np.asarray(v)[row : row + 1], n_pad, 0) for k, v in d.items()
+                }
+                design["time"] = np.full(n_pad, t)
+                design["weight"] = np.zeros(n_pad)
+                design["weight"][0] = 1.0
                 out.append(exp.replace(design=design, name=f"{oid} at t={t:g}"))
         return out
 
