@@ -27,6 +27,20 @@ def test_twelve_parameters_get_twelve_colours():
     assert len(ax.containers) == 12 and len(colours) == 12
 
 
+def test_spectrum_draws_a_tiny_positive_eigenvalue_at_its_own_height():
+    """y = (a, a + 1e-6 b), σ = 1: F = [[2, 1e-6], [1e-6, 1e-12]] at a = b = 1, whose
+    eigenvalues are 2 and 5e-13 (det / trace). The small one was drawn at the plot's floor
+    (top·rtol² = 2e-12) instead of at 5e-13."""
+    exp = ff.Experiment(
+        lambda p, x: jnp.stack([p["a"], p["a"] + 1e-6 * p["b"]]),
+        ff.Gaussian(sigma=1.0),
+        design=np.zeros(2),
+    )
+    rep = ff.identifiability(exp, {"a": 1.0, "b": 1.0}, n_random=1, check_nonlinearity=False)
+    heights = sorted(float(line.get_ydata()[0]) for line in rep.plot().axes[0].lines)
+    np.testing.assert_allclose(heights, [0.5e-12 / (1 + 0.25e-12), 2.0 + 0.25e-12], rtol=1e-6)
+
+
 def test_profile_plot_uses_a_layout_that_keeps_labels(tmp_path):
     exp = ff.Experiment(
         lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=0.5), design=np.linspace(-1, 1, 5)

@@ -335,7 +335,12 @@ class IdentifiabilityReport(Record):
         null = self._n_zero
         positive = ev[null:] if null else ev
         top = float(np.max(ev)) if ev.size and np.max(ev) > 0 else 1.0
+        # Structural zeros are drawn a decade below the smallest positive eigenvalue (or at
+        # top·rtol², whichever is lower): a tiny positive eigenvalue keeps its own height.
+        tiny = ev[null:][ev[null:] > 0]
         floor = top * self.rtol**2
+        if tiny.size:
+            floor = min(floor, float(tiny.min()) / 10.0)
         shown = np.where(np.arange(len(ev)) < null, floor, np.maximum(ev, floor))
         for k, value in enumerate(shown):
             style = {"color": "C3", "ls": ":"} if k < null else {"color": "C0", "ls": "-"}
