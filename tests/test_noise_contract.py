@@ -19,7 +19,10 @@ information of each distribution —
   ``r`` the direct sum ``ψ₁(r) − Σ_y P(y) ψ₁(y + r) − μ/(r(r + μ))`` over the scipy pmf;
 * log-normal ``ln y ~ N(ln μ, σ²)``: the Gaussian information of ``ln μ``, ``Σ ∂ᵢμ ∂ⱼμ/(σμ)²``;
 * Laplace with scale ``b``: ``1/b²`` per datum; binomial fractions: ``n/(p(1 − p))``;
-* Gumbel location with scale ``β`` (no closed form in the library: quadrature): ``1/β²``.
+* Gumbel location with scale ``β`` (no closed form in the library: quadrature): ``1/β²``;
+* PEtab's noise (``ff.petab.PetabNoise``: the model returns ``[y, σ]``, each datum normal or
+  Laplace on a lin/log/log10 scale ``h``): ``h'(y)²/σ²`` for ``y``, and for the scale ``2/σ²``
+  (normal) or ``1/b²`` (Laplace), the textbook location-scale informations.
 
 Data-dependent checks: the empirical Fisher (the scores of the terms ``ln p(d_k | d_<k)``)
 averages to the reference over simulated data, and data outside a noise model's support are
@@ -63,6 +66,26 @@ def nb_generic():
     import numpyro.distributions as dist
 
     return ff.Likelihood(lambda mu, p: dist.NegativeBinomial2(mu, p["r"]))
+
+
+#: A PEtab-style design: each datum's transformation (0 lin, 1 log, 2 log10), distribution
+#: (0 normal, 1 Laplace) and weight; σ = s is an estimated noise parameter in the output.
+PETAB_DESIGN = {
+    "t": T,
+    "transform": np.arange(T.size) % 3,
+    "distribution": (np.arange(T.size) // 3) % 2,
+    "weight": np.ones(T.size),
+}
+
+
+def decay_petab(p, d):
+    return jnp.stack([decay(p, d["t"]), p["s"] * jnp.ones(d["t"].shape)])
+
+
+def petab_noise():
+    from fisherforecast.petab import PetabNoise
+
+    return PetabNoise()
 
 
 def gumbel_generic():
@@ -110,6 +133,11 @@ class Case:
     model: object = decay
     extra: dict = dataclasses.field(default_factory=dict)  # noise parameters in the fiducial
     complex_output: bool = False
+    design: object = None  # None: the times T
+
+    @property
+    def data_design(self):
+        return T if self.design is None else self.design
 
 
 NOISE_CASES = {
@@ -131,6 +159,7 @@ NOISE_CASES = {
     "laplace": Case(lambda: ff.Laplace(0.5)),
     "binomial": Case(lambda: ff.Binomial(40), model=decay_fraction),
     "likelihood-gumbel-quadrature": Case(gumbel_generic),
+    "petab": Case(petab_noise, model=decay_petab, extra={"s": 0.5}, design=PETAB_DESIGN),
 }
 
 #: Cases whose data cannot be negative (counts, fractions, log-normal values).
@@ -139,6 +168,8 @@ NON_NEGATIVE = ("poisson", "negative-binomial", "likelihood-nb-dispersion", "log
 
 def numpy_model(case, p):
     out = decay_np(p)
+    if case.model is decay_petab:
+        return np.stack([out, np.full(T.size, p["s"])])
     if case.model is decay_fraction:
         return out / 45.0
     return out * (1.0 + 0.3j) if case.complex_output else out
@@ -155,6 +186,12 @@ def nb_dispersion_direct(mu, r):
 def _textbook_other(case_id, case, fid, J):
     """Non-Gaussian references (None for the Gaussian cases)."""
     mu = numpy_model(case, fid)
+    if case_id == "petab":
+        y, s = mu
+        tr, dist = PETAB_DESIGN["transform"], PETAB_DESIGN["distribution"]
+        dh = np.where(tr == 0, 1.0, np.where(tr == 1, 1.0 / y, 1.0 / (y * np.log(10.0))))
+        w = np.concatenate([dh**2 / s**2, np.where(dist == 0, 2.0, 1.0) / s**2])
+        return J.T @ (J * w[:, None])
     if case_id == "poisson":
         return J.T @ (J / mu[:, None])
     if case_id == "psd":
@@ -195,7 +232,9 @@ def reference_fisher(case_id, fid):
     """The textbook Fisher matrix, independent of the library (see the module docstring)."""
     case = NOISE_CASES[case_id]
     names = list(fid)
-    J = np.stack([fd_derivative(lambda q: numpy_model(case, q), fid, n) for n in names], axis=1)
+    J = np.stack(
+        [fd_derivative(lambda q: numpy_model(case, q).reshape(-1), fid, n) for n in names], axis=1
+    )
     other = _textbook_other(case_id, case, fid, J)
     if other is not None:
         return other
@@ -228,7 +267,7 @@ def assert_fisher_close(actual, reference, rtol=1e-7):
 
 def experiment(case_id):
     case = NOISE_CASES[case_id]
-    return ff.Experiment(case.model, case.make(), design=T, name=case_id)
+    return ff.Experiment(case.model, case.make(), design=case.data_design, name=case_id)
 
 
 def fiducial(case_id):
@@ -239,7 +278,8 @@ CASE_IDS = list(NOISE_CASES)
 
 
 def capability(case_id, what):
-    noise = NOISE_CASES[case_id].make()
+    case = NOISE_CASES[case_id]
+    noise = case.make()
     if what == "fixed":
         return noise.parameter_dependent is False
     if what == "dali":
@@ -248,18 +288,19 @@ def capability(case_id, what):
         with float64():
             return (
                 not noise.parameter_dependent
-                and noise.covariance(jnp.zeros(T.size), {}, T) is not None
+                and noise.covariance(jnp.zeros(T.size), {}, case.data_design) is not None
             )
     if what == "expected_deviance":
         return noise.has_expected_deviance
     if what == "empirical":  # the terms ln p(d_k | d_<k) and simulated data
         with float64():
-            mean = jnp.ones(T.size) * (0.3 + 0.3j if NOISE_CASES[case_id].complex_output else 0.3)
-            terms = noise.sequential_terms(mean, mean, fiducial(case_id), T)
+            shape = numpy_model(case, fiducial(case_id)).shape
+            mean = jnp.ones(shape) * (0.3 + 0.3j if case.complex_output else 0.3)
+            terms = noise.sequential_terms(mean, mean, fiducial(case_id), case.data_design)
         return terms is not None and type(noise).simulate is not ff.NoiseModel.simulate
     if what == "asimov_profile":
         # noise-free profiles need the expected deviance where the noise depends on θ
-        return noise.has_expected_deviance or not NOISE_CASES[case_id].extra
+        return noise.has_expected_deviance or not case.extra
     raise AssertionError(what)
 
 
@@ -315,7 +356,7 @@ def test_bias_of_a_model_shaped_shift_is_the_shift(case_id):
     """Δμ = J v moves the best fit by exactly v when F = Jᵀ W J (fixed noise)."""
     fid = fiducial(case_id)
     case = NOISE_CASES[case_id]
-    v = {"A": 1e-3, "k": -2e-4}
+    v = {"A": 1e-3, "k": -2e-4, "s": 1e-4}
     shifted = {n: fid[n] + v[n] for n in fid}
     # J v by a central difference of the numpy model (linear in v to O(v³)).
     minus = {n: fid[n] - v[n] for n in fid}
@@ -337,7 +378,9 @@ def test_expected_deviance_curvature_is_the_fisher_matrix(case_id):
 
         def deviance(theta):
             params = dict(zip(names, theta, strict=True))
-            return exp.noise.expected_deviance(exp(params), mean0, params, fid64, T)
+            return exp.noise.expected_deviance(
+                exp(params), mean0, params, fid64, NOISE_CASES[case_id].data_design
+            )
 
         H = np.asarray(jax.hessian(deviance)(jnp.asarray([fid[n] for n in names])))
     assert_fisher_close(0.5 * H, reference_fisher(case_id, fid))
@@ -352,9 +395,20 @@ def test_simulated_data_scatter_as_the_noise_model_says(case_id):
         params = {k: jnp.float64(v) for k, v in fid.items()}
         mean = exp(params)
         keys = jax.random.split(jax.random.PRNGKey(1), n)
-        draws = np.asarray(jax.vmap(lambda k: exp.noise.simulate(k, mean, params, T))(keys))
+        draws = np.asarray(
+            jax.vmap(lambda k: exp.noise.simulate(k, mean, params, exp.design))(keys)
+        )
     mean = np.asarray(mean)
-    if case_id == "lognormal":  # ln y ~ N(ln μ, σ²): compare the logarithms
+    if case_id == "petab":  # h(m) ~ normal / Laplace around h(y): compare on that scale
+        tr, dist = PETAB_DESIGN["transform"], PETAB_DESIGN["distribution"]
+
+        def h(v):
+            return np.where(tr == 0, v, np.where(tr == 1, np.log(v), np.log10(v)))
+
+        assert np.all(draws[:, 1] == mean[1])  # the σ row is carried, not drawn
+        draws, mean = h(draws[:, 0]), h(mean[0])
+        var = np.where(dist == 0, 0.25, 2 * 0.25)
+    elif case_id == "lognormal":  # ln y ~ N(ln μ, σ²): compare the logarithms
         draws, mean = np.log(draws), np.log(mean)
         var = np.full(T.size, 0.01)
     elif case_id == "laplace":
@@ -404,7 +458,7 @@ def test_empirical_fisher_averages_to_the_expected(case_id):
     def run(params, key):
         mean = exp(params)
         keys = jax.random.split(key, 300)
-        datas = jax.vmap(lambda k: exp.noise.simulate(k, mean, params, T))(keys)
+        datas = jax.vmap(lambda k: exp.noise.simulate(k, mean, params, exp.design))(keys)
         return jax.vmap(lambda d: data_information(exp, params, names, d, "empirical"))(datas)
 
     with float64():

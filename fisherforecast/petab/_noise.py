@@ -133,7 +133,9 @@ class PetabNoise(NoiseModel):
             ),
         }
 
-    def log_likelihood(self, data, mean, params, design):
+    def log_likelihood_terms(self, data, mean, params, design):
+        """Per-datum ``ln p(m_k)`` (weight 0 for padding), shape ``(N,)``: the data are
+        independent, so the empirical Fisher matrix is the sum of their scores' squares."""
         y, s = self._split(mean)
         m = jnp.asarray(data).reshape(2, -1)[0]
         tr, dist, w = self._settings(design)
@@ -143,7 +145,10 @@ class PetabNoise(NoiseModel):
         normal = -0.5 * jnp.log(2 * jnp.pi * s**2) - 0.5 * (r / s) ** 2
         laplace = -jnp.log(2 * s) - jnp.abs(r) / s
         per = jnp.where(dist == 0, normal, laplace) + jnp.log(_dh(m, tr))
-        return jnp.sum(w * per)
+        return w * per
+
+    def log_likelihood(self, data, mean, params, design):
+        return jnp.sum(self.log_likelihood_terms(data, mean, params, design))
 
     def expected_deviance(self, mean, mean0, params, params0, design):
         """``E₀[−2 ln L]`` over data drawn at ``mean0``, up to a constant (the Jacobian
