@@ -345,21 +345,34 @@ def fisher_information(
 # ---------------------------------------------------------------------------------------
 # Compiled kernels
 # ---------------------------------------------------------------------------------------
-@cached_kernel(static_argnames=("names", "mode"))
+def model_params(fiducial, names):
+    """The parameters the model sees inside the kernels, from the fiducial argument."""
+    theta, to_params = split(fiducial, names)
+    return TrackedParams(to_params(theta))
+
+
+def fiducial_context(args):
+    """How the kernels call user code (for their fast cache keys, see ``_compile``)."""
+    return args["fiducial"], partial(model_params, names=tuple(args["names"]))
+
+
+@cached_kernel(static_argnames=("names", "mode"), context=fiducial_context)
 def flagged_kernel(experiment, fiducial, names, mode):
     """The matrix and one validity flag: only these cross to the host on success."""
     ev = evaluate(experiment, fiducial, names, mode)
     return ev.fisher, ev.ok
 
 
-@cached_kernel(static_argnames=("names", "mode"))
+@cached_kernel(static_argnames=("names", "mode"), context=fiducial_context)
 def full_kernel(experiments, fiducial, names, mode):
     """Every experiment's :class:`Evaluation`, whitened Jacobians included (one compiled
     function for a tuple of experiments)."""
     return tuple(evaluate(exp, fiducial, names, mode, whiten=True) for exp in experiments)
 
 
-jacobian_kernel = cached_kernel(jacobian, static_argnames=("names", "mode"))
+jacobian_kernel = cached_kernel(
+    jacobian, static_argnames=("names", "mode"), context=fiducial_context
+)
 
 
 # ---------------------------------------------------------------------------------------
