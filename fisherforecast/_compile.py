@@ -53,6 +53,7 @@ from . import __version__
 from ._fingerprint import (
     Context,
     Unfingerprintable,
+    covered_function,
     library_fingerprint,
     static_fingerprint,
     tree_fingerprint,
@@ -94,7 +95,8 @@ def compile_stats() -> dict[str, int]:
     a new key), ``compiles`` (XLA compilations), ``disk_loads`` (executables loaded from the
     disk cache after lowering), ``fast_hits`` (executables loaded by their fast key, with
     no tracing), ``fast_unkeyed`` (calls whose arguments have no fast key: they trace and
-    lower), ``disk_writes`` (executables and fast-key aliases), ``disk_rejected``
+    lower), ``fast_writes`` (fast keys stored), ``disk_writes`` (executables stored),
+    ``disk_rejected``
     (corrupt/incompatible entries removed), ``not_serializable`` (executables XLA cannot
     store) and ``disk_errors`` (unwritable directory and the like).
 
@@ -114,6 +116,7 @@ _KEYS = (
     "disk_loads",
     "fast_hits",
     "fast_unkeyed",
+    "fast_writes",
     "disk_writes",
     "disk_rejected",
     "not_serializable",
@@ -256,7 +259,7 @@ def _reject(path: Path, st: os.stat_result | None) -> None:
         pass
 
 
-def _write_entry(path: Path, payload: bytes) -> bool:
+def _write_entry(path: Path, payload: bytes, counter: str = "disk_writes") -> bool:
     """Write atomically: a temporary file in the same directory, then a rename. Whether
     the entry is on disk."""
     data = _FORMAT + struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
@@ -276,7 +279,7 @@ def _write_entry(path: Path, payload: bytes) -> bool:
     except OSError:
         _count("disk_errors")
         return False
-    _count("disk_writes")
+    _count(counter)
     return True
 
 
@@ -337,10 +340,12 @@ def _fast_key(kernel: CachedKernel, args: tuple, device) -> str | None:
     no reliable fingerprint."""
     fn = kernel._fn
     try:
+        if not covered_function(fn):  # a kernel outside the library: its code is not hashed
+            raise Unfingerprintable(f"kernel {fn!r}")
         ctx = Context()
         if kernel._context is not None:
             fid, build = kernel._context(dict(zip(kernel._names, args, strict=True)))
-            ctx = Context(fid, build)
+            ctx = Context(fid, build, models=kernel._calls_model)
         h = hashlib.sha256(_environment_fingerprint())
         h.update(library_fingerprint())
         h.update(
@@ -404,7 +409,7 @@ def _store_alias(directory: Path, fast: str, key: str, lowered, dyn: tuple) -> N
         payload = _ALIAS + pickle.dumps((key, lowered.out_tree), protocol=4)
     except Exception:  # an output treedef that does not pickle: no alias
         return
-    _write_entry(directory / (fast + _SUFFIX), payload)
+    _write_entry(directory / (fast + _SUFFIX), payload, "fast_writes")
 
 
 # ---------------------------------------------------------------------------------------
@@ -474,7 +479,7 @@ class CachedKernel:
     ``lower(...)`` and ``trace(...)`` are those of the underlying ``jax.jit``.
     """
 
-    def __init__(self, fn, static_argnames=(), context=None):
+    def __init__(self, fn, static_argnames=(), context=None, calls_model=True):
         if isinstance(static_argnames, str):
             static_argnames = (static_argnames,)
         sig = inspect.signature(fn)
@@ -487,6 +492,7 @@ class CachedKernel:
             )
         self._fn = fn
         self._context = context
+        self._calls_model = bool(calls_model)
         self._names = tuple(names)
         self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         self._sig = sig
@@ -566,7 +572,7 @@ class CachedKernel:
         return len(self._table) + self._jit._cache_size()  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def cached_kernel(fn=None, *, static_argnames=(), context=None):
+def cached_kernel(fn=None, *, static_argnames=(), context=None, calls_model=True):
     """Wrap ``fn`` like ``jax.jit(fn, static_argnames=...)``, with compiled executables kept
     on disk between processes (see the module docstring and ``docs/performance.md``).
 
@@ -575,6 +581,8 @@ def cached_kernel(fn=None, *, static_argnames=(), context=None):
     call's arguments by name, the parameter argument ``fid`` and ``build(fid)``, the
     parameters the user code receives; the fast key then fingerprints that code by its
     jaxpr at these shapes. Without it, user code in the arguments means no fast key.
+    ``calls_model=False``: the kernel never calls the experiments' models (only their noise
+    models), so they are left out of the fast key.
 
     ```python
     >>> import jax, jax.numpy as jnp
@@ -588,7 +596,12 @@ def cached_kernel(fn=None, *, static_argnames=(), context=None):
     ```
     """
     if fn is None:
-        return functools.partial(cached_kernel, static_argnames=static_argnames, context=context)
+        return functools.partial(
+            cached_kernel,
+            static_argnames=static_argnames,
+            context=context,
+            calls_model=calls_model,
+        )
     if LEGACY:
         return jax.jit(fn, static_argnames=static_argnames)
-    return CachedKernel(fn, static_argnames=static_argnames, context=context)
+    return CachedKernel(fn, static_argnames, context, calls_model)

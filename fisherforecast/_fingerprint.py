@@ -30,6 +30,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -43,6 +44,7 @@ __all__ = [
     "Context",
     "Unfingerprintable",
     "array_fingerprint",
+    "covered_function",
     "jaxpr_fingerprint",
     "library_fingerprint",
     "model_fingerprint",
@@ -80,10 +82,12 @@ def library_fingerprint() -> bytes:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     for name in _VERSIONED:
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = "-"
+        version = getattr(sys.modules.get(name), "__version__", None)
+        if not isinstance(version, str):
+            try:
+                version = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                version = "-"
         h.update(f"{name} {version}\n".encode())
     return h.digest()
 
@@ -109,7 +113,7 @@ def _covered_module(name) -> bool:
     return isinstance(name, str) and (name == "builtins" or name.split(".")[0] in COVERED)
 
 
-def _covered_function(fn, depth: int = 0) -> bool:
+def covered_function(fn, depth: int = 0) -> bool:
     """A named function of a covered package (not made by a factory: no ``<locals>`` in its
     name; a decorated one wraps a covered function too): its behaviour is then fixed by
     its package's code."""
@@ -123,7 +127,7 @@ def _covered_function(fn, depth: int = 0) -> bool:
     if code is not None and not _covered_file(code.co_filename):
         return False
     wrapped = getattr(fn, "__wrapped__", None)
-    return wrapped is None or _covered_function(wrapped, depth + 1)
+    return wrapped is None or covered_function(wrapped, depth + 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def static_fingerprint(obj, depth: int = 0) -> str:
         args = static_fingerprint((obj.func, obj.args, obj.keywords), d)
         return f"partial{args}"
     if callable(obj) and not dataclasses.is_dataclass(obj):
-        if _covered_function(obj):
+        if covered_function(obj):
             fn = getattr(obj, "__func__", obj)
             return f"function:{getattr(fn, '__module__', '?')}.{fn.__qualname__}"
         raise Unfingerprintable(f"callable {obj!r}")
@@ -251,13 +255,15 @@ def _aval(x):
 class Context:
     """How a kernel calls user code: ``build(fid)`` turns the kernel's parameter argument
     ``fid`` into the parameters a model sees; ``design`` is the design of the experiment
-    being fingerprinted."""
+    being fingerprinted; ``models``: whether the kernel calls the experiments' models at
+    all (a kernel of the noise model alone does not: its executable does not depend on
+    them)."""
 
-    def __init__(self, fid=None, build=None, design=None):
-        self.fid, self.build, self.design = fid, build, design
+    def __init__(self, fid=None, build=None, design=None, models=True):
+        self.fid, self.build, self.design, self.models = fid, build, design, models
 
     def with_design(self, design) -> Context:
-        return Context(self.fid, self.build, design)
+        return Context(self.fid, self.build, design, self.models)
 
     def trace(self, body) -> str:
         """Fingerprint of ``body(params, design)`` traced at the kernel's shapes."""
@@ -300,7 +306,10 @@ def register_model(cls: type, handler) -> None:
 
 def model_fingerprint(model, ctx: Context) -> str:
     """A model: its registered handler, else the jaxpr of ``model(params, design)``
-    (``model(params)`` without a design)."""
+    (``model(params)`` without a design); a constant where the kernel does not call
+    models."""
+    if not ctx.models:
+        return "model not called"
     handler = _MODELS.get(type(model))
     if handler is not None:
         return f"{type(model).__qualname__}:" + handler(model, ctx)  # pyright: ignore[reportCallIssue]
