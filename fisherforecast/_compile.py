@@ -25,8 +25,8 @@ Nothing here touches JAX's global configuration. The directory is
 ``~/.cache/fisherforecast``; ``FISHERFORECAST_CACHE=0`` turns the disk cache off. Entries
 are written atomically (temporary file + rename), carry a checksum, and an entry that is
 corrupt or cannot be loaded is removed and compiled again, never an error. Executables that
-XLA cannot serialize (host callbacks, e.g. equinox's runtime checks inside diffrax solves)
-are simply not stored. See ``docs/performance.md``.
+XLA cannot serialize (host callbacks: ``jax.pure_callback``, ``equinox.error_if``, an ODE
+model with ``throw=True``) are simply not stored. See ``docs/performance.md``.
 
 ``FISHERFORECAST_LEGACY_JIT=1`` (read at import; for the benchmarks' "before" column) makes
 :func:`cached_kernel` return a plain ``jax.jit`` and models compare by identity again.
