@@ -162,9 +162,9 @@ def static_fingerprint(obj, depth: int = 0) -> str:
         items = sorted(obj, key=repr) if t in (frozenset, set) else obj
         inner = ",".join(static_fingerprint(x, d) for x in items)
         return f"{t.__module__}.{t.__qualname__}({inner})"
-    if t is dict:
-        items = sorted(obj.items(), key=lambda kv: repr(kv[0]))
-        return "dict(" + ",".join(f"{k!r}:{static_fingerprint(v, d)}" for k, v in items) + ")"
+    if isinstance(obj, dict) and t is dict:
+        pairs = sorted(obj.items(), key=lambda kv: repr(kv[0]))
+        return "dict(" + ",".join(f"{k!r}:{static_fingerprint(v, d)}" for k, v in pairs) + ")"
     if isinstance(obj, np.ndarray | np.generic | jax.Array):
         return array_fingerprint(obj)
     if isinstance(obj, np.dtype):

@@ -70,7 +70,7 @@ def _same(params):
     return params
 
 
-@partial(cached_kernel, context=_params_context, calls_model=False)
+@cached_kernel(context=_params_context, calls_model=False)
 def _deviance(experiments, data, means, params, params0):
     """Expected deviance of `means` against the Asimov `data` (no model inside)."""
     return sum(
@@ -79,7 +79,7 @@ def _deviance(experiments, data, means, params, params0):
     )
 
 
-@partial(cached_kernel, context=_params_context, calls_model=False)
+@cached_kernel(context=_params_context, calls_model=False)
 def _deviance_gradients(experiments, data, means, params, params0):
     """The deviance and its gradients in the means and (directly) in the parameters."""
 
