@@ -15,7 +15,8 @@ Measured, side by side in one run:
 (a) a small model (5 parameters, 200 points, Gaussian): ``import fisherforecast`` time and the
     first ``ff.fisher`` time, against hand-written central differences (numpy model; and the
     same jax.numpy model evaluated eagerly) in their own fresh processes;
-(b) the first ``ff.identifiability`` report on a zoo ODE model (``biology.sir_experiment``);
+(b) the first ``ff.identifiability`` report on a zoo ODE model (``biology.sir_experiment``),
+    with the kernel-cache counters of the last process of each column;
 (c) ``gw.experiment(...)`` called twice with equal arguments: XLA compilations counted with
     JAX's own monitoring events over both ``ff.fisher`` calls;
 (d) warm ``ff.fisher`` (median of many calls in one process) of the small model;
@@ -119,7 +120,9 @@ exp = biology.sir_experiment()
 t2 = time.perf_counter()
 rep = ff.identifiability(exp, biology.SIR_BOARDING_SCHOOL_FIDUCIAL, params=["beta", "gamma", "I0"])
 t3 = time.perf_counter()
-out = {{"import": t1 - t0, "first": t3 - t2, "warm": None}}
+from fisherforecast import _compile
+stats = _compile.compile_stats() if hasattr(_compile, "compile_stats") else {{}}
+out = {{"import": t1 - t0, "first": t3 - t2, "warm": None, "stats": stats}}
 """,
     # (c) the zoo constructor twice with equal arguments
     "zoo_twice": """
@@ -306,15 +309,15 @@ def main():
             extra = extra or {}
             out = {"before": [], "cold": [], "warm": [], **{k: [] for k in extra}}
             run_child(kind, after_warm, ROOT, **kw)  # fill the warm caches
-            for env in extra.values():
+            for env, path in extra.values():
                 if not callable(env):
-                    run_child(kind, env, ROOT, **kw)
+                    run_child(kind, env, path, **kw)
             for _ in range(reps):
                 out["before"].append(run_child(kind, before_env, before_path, **kw))
                 out["cold"].append(run_child(kind, after_cold(), ROOT, **kw))
                 out["warm"].append(run_child(kind, after_warm, ROOT, **kw))
-                for label, env in extra.items():
-                    out[label].append(run_child(kind, env() if callable(env) else env, ROOT, **kw))
+                for label, (env, path) in extra.items():
+                    out[label].append(run_child(kind, env() if callable(env) else env, path, **kw))
             return out
 
         results = {}
@@ -356,26 +359,27 @@ def main():
                 )
 
         if "b" not in skip:
-            # equinox's runtime checks are host callbacks, which XLA cannot serialize; with
-            # equinox's own switch EQX_ON_ERROR=nan there are none and the kernel is stored.
-            eqx_env = {
-                "FISHERFORECAST_CACHE_DIR": str(Path(tmp) / "warm-eqx"),
-                "EQX_ON_ERROR": "nan",
-            }
-            results["ode"] = column(
-                "ode",
-                extra={
-                    "cold, EQX_ON_ERROR=nan": lambda: dict(after_cold(), EQX_ON_ERROR="nan"),
-                    "warm, EQX_ON_ERROR=nan": eqx_env,
-                },
-            )
+            # Since the fast keys (docs/performance.md) a warm cache holds every kernel of
+            # the report and a second process traces none of them. With --before-git, the
+            # other commit is also run with its own warm cache ("before, warm cache").
+            extra = {}
+            if opts.before_git:
+                extra["before, warm cache"] = (
+                    {"FISHERFORECAST_CACHE_DIR": str(Path(tmp) / "warm-before")},
+                    before_path,
+                )
+            results["ode"] = column("ode", extra=extra)
             print("\n(b) first ff.identifiability, zoo SIR ODE model (beta, gamma, I0)")
             for c in results["ode"]:
                 o = results["ode"][c]
                 lab = {"cold": "after, cold", "warm": "after, warm"}.get(c, c)
+                stats = o[-1].get("stats") or {}
+                traced = stats.get("lowerings", "-")
                 print(
                     f"    {lab:28s} import {fmt(median(r['import'] for r in o))}"
                     f"   first report {fmt(median(r['first'] for r in o))}"
+                    f"   (last: {traced} kernels traced, {stats.get('fast_hits', '-')} fast hits,"
+                    f" {stats.get('disk_loads', '-')} loaded after tracing)"
                 )
 
         if "c" not in skip:

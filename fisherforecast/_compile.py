@@ -7,17 +7,26 @@ two differences:
   shapes/dtypes of the dynamic arguments and JAX's trace context (the float64 switch among
   them). Models are part of the structure and compare by value (``_StaticModel``), so two
   equal experiments share one compilation;
-* on a miss it lowers the function, hashes the StableHLO text together with the versions,
+* on a miss it first computes a *fast key* without tracing the function: the kernel's
+  name, a hash of the library's source files and of the versions of the libraries it
+  traces through, backend and device, the trace context (float64 switch), the static
+  arguments, and the structure, shapes and dtypes of the dynamic arguments with a
+  fingerprint of their static metadata, user code included (model functions and ODE
+  right-hand sides by their jaxprs at the kernel's shapes, see
+  :mod:`fisherforecast._fingerprint`). An entry under that key is loaded and called
+  with no tracing at all;
+* otherwise it lowers the function, hashes the StableHLO text together with the versions,
   backend and device kind, and loads a serialized executable from the library's own cache
-  directory instead of calling XLA; a freshly compiled executable is stored there.
+  directory instead of calling XLA; a freshly compiled executable is stored there, and the
+  fast key (when the arguments have one) is stored as an alias of it.
 
 Nothing here touches JAX's global configuration. The directory is
 ``$FISHERFORECAST_CACHE_DIR``, else ``$XDG_CACHE_HOME/fisherforecast``, else
 ``~/.cache/fisherforecast``; ``FISHERFORECAST_CACHE=0`` turns the disk cache off. Entries
 are written atomically (temporary file + rename), carry a checksum, and an entry that is
 corrupt or cannot be loaded is removed and compiled again, never an error. Executables that
-XLA cannot serialize (host callbacks, e.g. equinox's runtime checks inside diffrax solves)
-are simply not stored. See ``docs/performance.md``.
+XLA cannot serialize (host callbacks: ``jax.pure_callback``, ``equinox.error_if``, an ODE
+model with ``throw=True``) are simply not stored. See ``docs/performance.md``.
 
 ``FISHERFORECAST_LEGACY_JIT=1`` (read at import; for the benchmarks' "before" column) makes
 :func:`cached_kernel` return a plain ``jax.jit`` and models compare by identity again.
@@ -30,6 +39,7 @@ import functools
 import hashlib
 import inspect
 import os
+import pickle
 import struct
 import tempfile
 import threading
@@ -40,6 +50,14 @@ import jax.core
 import numpy as np
 
 from . import __version__
+from ._fingerprint import (
+    Context,
+    Unfingerprintable,
+    covered_function,
+    library_fingerprint,
+    static_fingerprint,
+    tree_fingerprint,
+)
 
 __all__ = [
     "CachedKernel",
@@ -56,6 +74,7 @@ ENV_CACHE_DIR = "FISHERFORECAST_CACHE_DIR"
 ENV_LEGACY = "FISHERFORECAST_LEGACY_JIT"
 
 _FORMAT = b"FFKERNEL1\n"  # file magic; bump when the layout of an entry changes
+_ALIAS = b"FFALIAS1\n"  # payload prefix of a fast-key entry: (executable key, out treedef)
 _SUBDIR = "kernels-v1"
 _SUFFIX = ".xla"
 _MAX_TABLE = 512  # compiled kernels kept per wrapped function in one process
@@ -74,9 +93,12 @@ def _count(what: str) -> None:
 def compile_stats() -> dict[str, int]:
     """Counters of this process since the last reset: ``lowerings`` (traces + lowerings of
     a new key), ``compiles`` (XLA compilations), ``disk_loads`` (executables loaded from the
-    disk cache), ``disk_writes``, ``disk_rejected`` (corrupt/incompatible entries removed),
-    ``not_serializable`` (executables XLA cannot store) and ``disk_errors`` (unwritable
-    directory and the like).
+    disk cache after lowering), ``fast_hits`` (executables loaded by their fast key, with
+    no tracing), ``fast_unkeyed`` (calls whose arguments have no fast key: they trace and
+    lower), ``fast_writes`` (fast keys stored), ``disk_writes`` (executables stored),
+    ``disk_rejected``
+    (corrupt/incompatible entries removed), ``not_serializable`` (executables XLA cannot
+    store) and ``disk_errors`` (unwritable directory and the like).
 
     ```python
     >>> from fisherforecast import _compile
@@ -92,6 +114,9 @@ _KEYS = (
     "lowerings",
     "compiles",
     "disk_loads",
+    "fast_hits",
+    "fast_unkeyed",
+    "fast_writes",
     "disk_writes",
     "disk_rejected",
     "not_serializable",
@@ -234,8 +259,9 @@ def _reject(path: Path, st: os.stat_result | None) -> None:
         pass
 
 
-def _write_entry(path: Path, payload: bytes) -> None:
-    """Write atomically: a temporary file in the same directory, then a rename."""
+def _write_entry(path: Path, payload: bytes, counter: str = "disk_writes") -> bool:
+    """Write atomically: a temporary file in the same directory, then a rename. Whether
+    the entry is on disk."""
     data = _FORMAT + struct.pack("<Q", len(payload)) + hashlib.sha256(payload).digest() + payload
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +278,9 @@ def _write_entry(path: Path, payload: bytes) -> None:
             raise
     except OSError:
         _count("disk_errors")
-        return
-    _count("disk_writes")
+        return False
+    _count(counter)
+    return True
 
 
 def _load(directory: Path, key: str, lowered, device):
@@ -281,7 +308,8 @@ def _devices_of(compiled) -> set:
     return set().union(*(s.device_set for s in shardings)) if shardings else set()
 
 
-def _store(directory: Path, key: str, compiled, device) -> None:
+def _store(directory: Path, key: str, compiled, device) -> bool:
+    """Store an executable; whether it is on disk now."""
     from jax.experimental import serialize_executable as se
 
     try:
@@ -290,8 +318,98 @@ def _store(directory: Path, key: str, compiled, device) -> None:
         payload, _, _ = se.serialize(compiled)
     except Exception:  # host callbacks, closed-over constants, a backend without support
         _count("not_serializable")
+        return False
+    return _write_entry(directory / (key + _SUFFIX), payload)
+
+
+# ---------------------------------------------------------------------------------------
+# Fast keys: an executable found without tracing
+# ---------------------------------------------------------------------------------------
+def _context_text() -> str:
+    """The trace context (float64 switch, default device, ...) as text; objects that
+    print by identity are named by their type."""
+    parts = []
+    for value in _trace_context():
+        text = repr(value)
+        parts.append(type(value).__name__ if " at 0x" in text else text)
+    return ",".join(parts)
+
+
+def _fast_key(kernel: CachedKernel, args: tuple, device) -> str | None:
+    """The fast key of a call (see the module docstring), or ``None`` when an argument has
+    no reliable fingerprint."""
+    fn = kernel._fn
+    try:
+        if not covered_function(fn):  # a kernel outside the library: its code is not hashed
+            raise Unfingerprintable(f"kernel {fn!r}")
+        ctx = Context()
+        if kernel._context is not None:
+            fid, build = kernel._context(dict(zip(kernel._names, args, strict=True)))
+            ctx = Context(fid, build, models=kernel._calls_model)
+        h = hashlib.sha256(_environment_fingerprint())
+        h.update(library_fingerprint())
+        h.update(
+            f"\nfast key\nkernel {fn.__module__}.{fn.__qualname__}\n"
+            f"target {device.platform}:{device.id}\ncontext {_context_text()}\n".encode()
+        )
+        for i in kernel._static_idx:
+            h.update(b"static " + static_fingerprint(args[i]).encode() + b"\n")
+        for i in kernel._dyn_idx:
+            h.update(b"dynamic " + tree_fingerprint(args[i], ctx).encode() + b"\n")
+    except Unfingerprintable:
+        _count("fast_unkeyed")
+        return None
+    return h.hexdigest()
+
+
+def _load_fast(directory: Path, fast: str, dyn: tuple, device):
+    """The executable of a fast-key entry (an alias of an executable entry), or ``None``."""
+    from jax.experimental import serialize_executable as se
+
+    path = directory / (fast + _SUFFIX)
+    entry = _read_entry(path)
+    if entry is None:
+        return None
+    payload, st = entry
+    try:
+        if not payload.startswith(_ALIAS):
+            raise ValueError("not an alias")
+        key, out_tree = pickle.loads(payload[len(_ALIAS) :])
+        if not isinstance(key, str) or not key.isalnum():
+            raise ValueError("bad key")
+    except Exception:
+        _reject(path, st)
+        return None
+    exe_path = directory / (key + _SUFFIX)
+    exe = _read_entry(exe_path)
+    if exe is None:  # the executable is gone: the alias is stale
+        _reject(path, st)
+        return None
+    try:
+        in_tree = jax.tree_util.tree_structure((dyn, {}))
+        compiled = se.deserialize_and_load(
+            exe[0], in_tree, out_tree, backend=device.client, execution_devices=[device]
+        )
+    except Exception:
+        _reject(exe_path, exe[1])
+        _reject(path, st)
+        return None
+    _count("fast_hits")
+    return compiled
+
+
+def _store_alias(directory: Path, fast: str, key: str, lowered, dyn: tuple) -> None:
+    """Record the fast key as an alias of executable entry `key`, with the output treedef
+    that loading it needs (the input treedef is rebuilt from the call's arguments)."""
+    try:
+        if jax.tree_util.tree_structure(lowered.args_info) != jax.tree_util.tree_structure(
+            (dyn, {})
+        ):
+            return
+        payload = _ALIAS + pickle.dumps((key, lowered.out_tree), protocol=4)
+    except Exception:  # an output treedef that does not pickle: no alias
         return
-    _write_entry(directory / (key + _SUFFIX), payload)
+    _write_entry(directory / (fast + _SUFFIX), payload, "fast_writes")
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,7 +479,7 @@ class CachedKernel:
     ``lower(...)`` and ``trace(...)`` are those of the underlying ``jax.jit``.
     """
 
-    def __init__(self, fn, static_argnames=()):
+    def __init__(self, fn, static_argnames=(), context=None, calls_model=True):
         if isinstance(static_argnames, str):
             static_argnames = (static_argnames,)
         sig = inspect.signature(fn)
@@ -373,6 +491,9 @@ class CachedKernel:
                 f"{getattr(fn, '__name__', fn)} does not take; its parameters are {names}."
             )
         self._fn = fn
+        self._context = context
+        self._calls_model = bool(calls_model)
+        self._names = tuple(names)
         self._jit = jax.jit(fn, static_argnames=tuple(static_argnames))
         self._sig = sig
         self._nargs = len(names)
@@ -405,26 +526,40 @@ class CachedKernel:
         if compiled is None:
             if jax.config.jax_disable_jit:  # pyright: ignore[reportAttributeAccessIssue]
                 return self._fn(*args)
-            compiled = self._compile(key, args)
+            compiled = self._compile(key, args, dyn)
         return compiled(*dyn)
 
-    def _compile(self, key, args):
-        lowered = self._jit.lower(*args)
-        _count("lowerings")
+    def _compile(self, key, args, dyn):
         directory = cache_dir()
-        compiled = entry = device = None
+        device = fast = compiled = None
         if directory is not None:
             device = _target_device()
-            entry = _entry_key(lowered, device)
-            compiled = _load(directory, entry, lowered, device)
+            fast = _fast_key(self, args, device)
+            if fast is not None:
+                compiled = _load_fast(directory, fast, dyn, device)
         if compiled is None:
-            compiled = lowered.compile()
-            _count("compiles")
-            if directory is not None and entry is not None:
-                _store(directory, entry, compiled, device)
+            compiled = self._lower_and_compile(directory, device, fast, args, dyn)
         if len(self._table) >= _MAX_TABLE:
             self._table.pop(next(iter(self._table)), None)
         self._table[key] = compiled
+        return compiled
+
+    def _lower_and_compile(self, directory, device, fast, args, dyn):
+        lowered = self._jit.lower(*args)
+        _count("lowerings")
+        if directory is None:
+            compiled = lowered.compile()
+            _count("compiles")
+            return compiled
+        entry = _entry_key(lowered, device)
+        compiled = _load(directory, entry, lowered, device)
+        stored = compiled is not None
+        if compiled is None:
+            compiled = lowered.compile()
+            _count("compiles")
+            stored = _store(directory, entry, compiled, device)
+        if stored and fast is not None:
+            _store_alias(directory, fast, entry, lowered, dyn)
         return compiled
 
     def clear(self) -> None:
@@ -437,11 +572,17 @@ class CachedKernel:
         return len(self._table) + self._jit._cache_size()  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def cached_kernel(fn=None, *, static_argnames=()):
+def cached_kernel(fn=None, *, static_argnames=(), context=None, calls_model=True):
     """Wrap ``fn`` like ``jax.jit(fn, static_argnames=...)``, with compiled executables kept
     on disk between processes (see the module docstring and ``docs/performance.md``).
 
-    Usable as a decorator, with or without arguments.
+    Usable as a decorator, with or without arguments. `context`, for kernels that call
+    user code (models, noise callables): ``context(arguments) -> (fid, build)``, from the
+    call's arguments by name, the parameter argument ``fid`` and ``build(fid)``, the
+    parameters the user code receives; the fast key then fingerprints that code by its
+    jaxpr at these shapes. Without it, user code in the arguments means no fast key.
+    ``calls_model=False``: the kernel never calls the experiments' models (only their noise
+    models), so they are left out of the fast key.
 
     ```python
     >>> import jax, jax.numpy as jnp
@@ -455,7 +596,12 @@ def cached_kernel(fn=None, *, static_argnames=()):
     ```
     """
     if fn is None:
-        return functools.partial(cached_kernel, static_argnames=static_argnames)
+        return functools.partial(
+            cached_kernel,
+            static_argnames=static_argnames,
+            context=context,
+            calls_model=calls_model,
+        )
     if LEGACY:
         return jax.jit(fn, static_argnames=static_argnames)
-    return CachedKernel(fn, static_argnames=static_argnames)
+    return CachedKernel(fn, static_argnames, context, calls_model)

@@ -345,7 +345,18 @@ def fisher_information(
 # ---------------------------------------------------------------------------------------
 # Compiled kernels
 # ---------------------------------------------------------------------------------------
-@cached_kernel(static_argnames=("names", "mode"))
+def model_params(fiducial, names):
+    """The parameters the model sees inside the kernels, from the fiducial argument."""
+    theta, to_params = split(fiducial, names)
+    return TrackedParams(to_params(theta))
+
+
+def fiducial_context(args):
+    """How the kernels call user code (for their fast cache keys, see ``_compile``)."""
+    return args["fiducial"], partial(model_params, names=tuple(args["names"]))
+
+
+@cached_kernel(static_argnames=("names", "mode"), context=fiducial_context)
 def evaluation_kernel(experiment, fiducial, names, mode):
     """One experiment's :class:`Evaluation` (whitened Jacobian included), its validity flag
     and, per parameter, whether any derivative is nonzero (for :func:`raise_if_underflow`,
@@ -365,7 +376,9 @@ def full_kernel(experiments, fiducial, names, mode) -> tuple:
     return tuple(evaluation_kernel(exp, fiducial, names, mode)[0] for exp in experiments)
 
 
-jacobian_kernel = cached_kernel(jacobian, static_argnames=("names", "mode"))
+jacobian_kernel = cached_kernel(
+    jacobian, static_argnames=("names", "mode"), context=fiducial_context
+)
 
 
 # ---------------------------------------------------------------------------------------

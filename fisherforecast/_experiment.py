@@ -13,7 +13,16 @@ import numpy as np
 
 from ._compile import LEGACY
 from ._errors import InputError, quote
-from ._noise import NoiseModel, warn_if_float32
+from ._fingerprint import (
+    Context,
+    Unfingerprintable,
+    model_fingerprint,
+    register_node,
+    static_fingerprint,
+    tree_fingerprint,
+)
+from ._noise import Gaussian, NoiseModel, warn_if_float32
+from ._noise_callables import call_callable
 from ._x64 import as_float64_tree
 
 
@@ -307,7 +316,45 @@ def register_experiment_class(cls):
         return obj
 
     jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    if cls.__module__.split(".")[0] == __name__.split(".")[0]:
+        # The library's own experiment classes: the model is fingerprinted with this
+        # experiment's design (user subclasses have no fast cache key).
+        register_node(cls, functools.partial(_fingerprint, cls=cls, unflatten=unflatten))
     return cls
 
 
+def _fingerprint(aux, children, ctx: Context, cls, unflatten) -> str:
+    """Fast cache key of an experiment: noise model, design shapes and the model at the
+    kernel's parameter shapes and this design (the name is not part of it). A class
+    with its own ``__call__`` is traced through it, as the kernels call it."""
+    noise, design = children
+    ctx = ctx.with_design(design)
+    parts = (tree_fingerprint(noise, ctx), tree_fingerprint(design, ctx))
+    if cls.__call__ is Experiment.__call__:
+        return ";".join((*parts, model_fingerprint(aux[0].model, ctx)))
+    call = ctx.trace(lambda params, d: unflatten(aux, (noise, d))(params))
+    return ";".join((*parts, f"call:{call}"))
+
+
 register_experiment_class(Experiment)
+
+
+def _gaussian_fingerprint(aux, children, ctx: Context) -> str:
+    """Fast cache key of a Gaussian noise model: array settings by shape, a sigma/cov
+    callable by its jaxpr at the kernel's parameter shapes (not one of the mean)."""
+    sigma_fn, cov_fn, arity, uses_mean = aux
+    fn = sigma_fn if sigma_fn is not None else cov_fn
+    head = static_fingerprint((sigma_fn is None, cov_fn is None, arity, uses_mean))
+    kids = ",".join(tree_fingerprint(c, ctx) for c in children)
+    if fn is None:
+        return head + kids
+    if uses_mean:
+        raise Unfingerprintable("a noise callable of the model mean")
+    return (
+        head
+        + kids
+        + ctx.trace(lambda params, design: call_callable(fn, arity, False, params, design, None))
+    )
+
+
+register_node(Gaussian, _gaussian_fingerprint)

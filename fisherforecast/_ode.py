@@ -30,7 +30,16 @@ import numpy as np
 from jax.core import Tracer
 
 from ._errors import ParameterError, quote
-from ._ode_args import check_dt0, check_max_steps, check_t0, check_tolerance
+from ._fingerprint import register_model
+from ._ode_args import (
+    as_array_if_number,
+    check_dt0,
+    check_max_steps,
+    check_t0,
+    check_tolerance,
+    unchecked_save_times,
+)
+from ._ode_cache import ode_fingerprint
 from ._ode_schedule import (
     EventSpec,
     SegmentedSolution,
@@ -68,10 +77,6 @@ def _make_adjoint(adjoint):
     raise ValueError(
         f"adjoint must be one of {_ADJOINTS} or a diffrax.AbstractAdjoint, got {adjoint!r}"
     )
-
-
-def _as_array_if_number(x):
-    return jnp.asarray(x) if isinstance(x, (int, float, np.number)) else x
 
 
 def _autodiff_modes(adjoint) -> tuple[str, ...]:
@@ -245,22 +250,23 @@ class ODEModel:
         # max_steps (and, under vmap, hold up the whole batch): solve the empty interval
         # [t0, t0] instead and report the point as failed.
         ts_sorted = jnp.where(init_ok, ts_sorted, self.t0)
-        sol = diffrax.diffeqsolve(
-            self._term,
-            self.solver,
-            t0=self.t0,
-            t1=ts_sorted[-1],
-            dt0=self.dt0,
-            y0=y0,
-            # Python-number leaves would be static to diffeqsolve's filter_jit (one
-            # compilation per value in eager use): pass them as arrays.
-            args=jax.tree_util.tree_map(_as_array_if_number, params),
-            saveat=diffrax.SaveAt(ts=ts_sorted),
-            stepsize_controller=self.stepsize_controller,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=self.throw,
-        )
+        with unchecked_save_times(not self.throw):  # serializable kernels
+            sol = diffrax.diffeqsolve(
+                self._term,
+                self.solver,
+                t0=self.t0,
+                t1=ts_sorted[-1],
+                dt0=self.dt0,
+                y0=y0,
+                # Python-number leaves would be static to diffeqsolve's filter_jit (one
+                # compilation per value in eager use): pass them as arrays.
+                args=jax.tree_util.tree_map(as_array_if_number, params),
+                saveat=diffrax.SaveAt(ts=ts_sorted),
+                stepsize_controller=self.stepsize_controller,
+                adjoint=self.adjoint,
+                max_steps=self.max_steps,
+                throw=self.throw,
+            )
         return sol, init_ok
 
     def solve(self, params, times) -> diffrax.Solution | SegmentedSolution:
@@ -631,6 +637,9 @@ def check_solve(model: ODEModel, params, times) -> np.ndarray:
                 "by zero); check the parameter values and the model equations."
             )
     return out
+
+
+register_model(ODEModel, ode_fingerprint)
 
 
 def _quiet_jitted_evaluate(model: ODEModel):

@@ -1,13 +1,26 @@
-"""Argument checks of :func:`ff.ode_model` (each error names the argument and quotes it)."""
+"""Argument checks of :func:`ff.ode_model` (each error names the argument and quotes it),
+and two helpers of its diffrax calls."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
+import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
 from ._errors import quote
 
-__all__ = ["check_dt0", "check_max_steps", "check_t0", "check_tolerance", "real_array"]
+__all__ = [
+    "as_array_if_number",
+    "check_dt0",
+    "check_max_steps",
+    "check_t0",
+    "check_tolerance",
+    "real_array",
+    "unchecked_save_times",
+]
 
 
 def real_array(name, value, what):
@@ -63,3 +76,24 @@ def check_t0(t0) -> float:
     if arr.shape != () or not np.isfinite(arr):
         raise ValueError(f"ode_model: `t0` must be {what}; received {quote(t0)}.")
     return float(arr)
+
+
+def as_array_if_number(x):
+    """Python numbers as arrays (diffrax's filter_jit would make them static)."""
+    return jnp.asarray(x) if isinstance(x, (int, float, np.number)) else x
+
+
+@contextlib.contextmanager
+def unchecked_save_times(active: bool):
+    """Trace a diffrax solve with equinox's runtime checks as NaN instead of callbacks
+    (see the module docstring); no-op unless `active` and equinox is in its default mode.
+    Only the trace is affected: equinox reads its mode when a check is traced."""
+    errors = sys.modules.get("equinox._errors")
+    if not active or errors is None or getattr(errors, "EQX_ON_ERROR", None) != "raise":
+        yield
+        return
+    errors.EQX_ON_ERROR = "nan"  # pyright: ignore[reportAttributeAccessIssue]
+    try:
+        yield
+    finally:
+        errors.EQX_ON_ERROR = "raise"  # pyright: ignore[reportAttributeAccessIssue]

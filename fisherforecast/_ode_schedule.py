@@ -39,6 +39,7 @@ import numpy as np
 from jax.core import Tracer
 
 from ._errors import InputError, quote
+from ._ode_args import unchecked_save_times
 
 __all__ = [
     "EventSpec",
@@ -354,21 +355,8 @@ def make_solvers(rhs, has_input) -> Solvers:
 
 def _steady_state(model, solvers: Solvers, params, y0, u):
     """Run to ``f(y) = 0`` from ``y0`` and attach the implicit-function sensitivities."""
-    sol = diffrax.diffeqsolve(
-        solvers.steady_term,
-        model.solver,
-        t0=0.0,
-        t1=jnp.inf,
-        dt0=model.dt0,
-        y0=y0,
-        args=(params, jnp.asarray(model.t0, y0.dtype), u),
-        saveat=diffrax.SaveAt(t1=True),
-        stepsize_controller=model.stepsize_controller,
-        adjoint=model.adjoint,
-        event=diffrax.Event(diffrax.steady_state_event()),
-        max_steps=model.max_steps,
-        throw=model.throw,
-    )
+    with unchecked_save_times(not model.throw):
+        sol = _steady_solve(model, solvers, params, y0, u)
     assert sol.ys is not None
     y_end = sol.ys[-1]
 
@@ -384,6 +372,24 @@ def _steady_state(model, solvers: Solvers, params, y0, u):
     corrected = (flat - pinv @ f(y_end).reshape(-1)).reshape(y_end.shape)
     ok = _success(sol.result)
     return corrected, ok, sol.stats["num_steps"]
+
+
+def _steady_solve(model, solvers: Solvers, params, y0, u):
+    return diffrax.diffeqsolve(
+        solvers.steady_term,
+        model.solver,
+        t0=0.0,
+        t1=jnp.inf,
+        dt0=model.dt0,
+        y0=y0,
+        args=(params, jnp.asarray(model.t0, y0.dtype), u),
+        saveat=diffrax.SaveAt(t1=True),
+        stepsize_controller=model.stepsize_controller,
+        adjoint=model.adjoint,
+        event=diffrax.Event(diffrax.steady_state_event()),
+        max_steps=model.max_steps,
+        throw=model.throw,
+    )
 
 
 def solve_schedule(model, solvers: Solvers, spec: EventSpec, params, design, times_sorted):
@@ -410,20 +416,21 @@ def solve_schedule(model, solvers: Solvers, spec: EventSpec, params, design, tim
         y = y + jump
         s = jnp.clip((times_sorted - start) / dur_safe, 0.0, 1.0)
         s = jax.lax.stop_gradient(jnp.where(duration > 0, s, 0.0))
-        sol = diffrax.diffeqsolve(
-            solvers.segment_term,
-            model.solver,
-            t0=0.0,
-            t1=1.0,
-            dt0=model.dt0,
-            y0=y,
-            args=(params, start, duration, rate, u if sched.inputs is not None else None),
-            saveat=diffrax.SaveAt(ts=s, t1=True),
-            stepsize_controller=model.stepsize_controller,
-            adjoint=model.adjoint,
-            max_steps=model.max_steps,
-            throw=model.throw,
-        )
+        with unchecked_save_times(not model.throw):  # serializable kernels
+            sol = diffrax.diffeqsolve(
+                solvers.segment_term,
+                model.solver,
+                t0=0.0,
+                t1=1.0,
+                dt0=model.dt0,
+                y0=y,
+                args=(params, start, duration, rate, u if sched.inputs is not None else None),
+                saveat=diffrax.SaveAt(ts=s, t1=True),
+                stepsize_controller=model.stepsize_controller,
+                adjoint=model.adjoint,
+                max_steps=model.max_steps,
+                throw=model.throw,
+            )
         assert sol.ys is not None
         return sol.ys[-1], (sol.ys[:-1], s, _success(sol.result), sol.stats["num_steps"])
 

@@ -274,7 +274,8 @@ def test_second_process_loads_and_does_not_compile(tmp_path):
     second = _subprocess(env)
     assert first["stats"]["compiles"] >= 1 and first["stats"]["disk_writes"] >= 1
     assert second["stats"]["compiles"] == 0
-    assert second["stats"]["disk_loads"] == first["stats"]["disk_writes"]
+    loaded = second["stats"]["disk_loads"] + second["stats"]["fast_hits"]
+    assert loaded == first["stats"]["disk_writes"]
     assert first["F"] == second["F"]  # bit for bit
     assert first["F_ff"] == second["F_ff"]
     assert not first["x64"] and not second["x64"]
@@ -508,3 +509,114 @@ def test_kernel_with_host_callback_runs_and_is_not_stored(own_cache):
     stats = _compile.compile_stats()
     assert stats["not_serializable"] == 2 and stats["disk_writes"] == 0
     assert not own_cache.exists() or not list(own_cache.glob("*.xla"))
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Fast keys: a warm disk cache found without tracing the kernel
+# ---------------------------------------------------------------------------------------
+RHS_TRACES = {"n": 0}
+RATE_SCALE = 1.0  # a global the right-hand side reads
+
+
+def _counting_rhs(t, y, p):
+    RHS_TRACES["n"] += 1  # a Python side effect: runs once per trace, never at run time
+    return -RATE_SCALE * p["k"] * y
+
+
+def _ode_experiment(times=(0.5, 1.0, 2.0, 4.0), max_steps=64):
+    model = ff.ode_model(_counting_rhs, y0=lambda p: p["A"], max_steps=max_steps)
+    return ff.Experiment(model, ff.Gaussian(sigma=0.05), design=np.asarray(times))
+
+
+def _fast_key(experiment, fid=None, names=("k", "A")):
+    from fisherforecast import _engine
+
+    fid = fid or {"k": 0.7, "A": 2.0}
+    with jax.enable_x64(True):
+        fid64 = {k: np.float64(v) for k, v in fid.items()}
+        args = (experiment, fid64, names, "forward")
+        return _compile._fast_key(_engine.evaluation_kernel, args, jax.devices()[0])
+
+
+def test_fast_key_hit_skips_tracing_is_bit_identical_and_keeps_solver_errors(own_cache):
+    """A second call with an empty in-process table (as in a new process) loads the ODE
+    kernel by its fast key: no trace of the kernel (the rhs is traced once, for its
+    fingerprint), the same bits, checked against the closed form; a failed solve (max_steps
+    reached) still gives the engine's clear error, from the loaded kernel too."""
+    from fisherforecast import _engine
+
+    fid = {"k": 0.7, "A": 2.0}
+    t = np.array([0.5, 1.0, 2.0, 4.0])
+    RHS_TRACES["n"] = 0
+    F1 = ff.fisher(_ode_experiment(), fid).matrix
+    cold_traces = RHS_TRACES["n"]
+    stats = _compile.compile_stats()
+    assert stats["compiles"] == 1 and stats["disk_writes"] == 1 and stats["fast_writes"] == 1
+    assert stats["not_serializable"] == 0
+    _engine.evaluation_kernel.clear()
+    _compile.reset_compile_stats()
+    RHS_TRACES["n"] = 0
+    F2 = ff.fisher(_ode_experiment(), fid).matrix
+    stats = _compile.compile_stats()
+    assert stats["fast_hits"] == 1 and stats["lowerings"] == 0 and stats["compiles"] == 0
+    assert RHS_TRACES["n"] == 1 < cold_traces
+    np.testing.assert_array_equal(F1, F2)
+    e = np.exp(-0.7 * t)  # y = A exp(-k t): dy/dk = -A t e, dy/dA = e
+    J = np.stack([-2.0 * t * e, e], axis=1)
+    np.testing.assert_allclose(F2, J.T @ J / 0.05**2, rtol=1e-6)
+    with pytest.raises(ff.NonFiniteError, match="check_solve"):  # by the loaded kernel
+        ff.fisher(_ode_experiment(), {"k": 1e4, "A": 2.0})  # stiff: max_steps reached
+
+
+def test_fast_key_follows_globals_closed_over_values_and_shapes():
+    """Everything the rhs computes with is in its jaxpr: a changed global or closed-over
+    array gives a new key (never a stale executable), as do a new design shape, new
+    parameter names and another model; equal inputs give the same key."""
+    global RATE_SCALE
+    base = _fast_key(_ode_experiment())
+    assert base is not None and base == _fast_key(_ode_experiment())
+    RATE_SCALE = 2.0
+    try:
+        assert _fast_key(_ode_experiment()) not in (None, base)
+    finally:
+        RATE_SCALE = 1.0
+    assert _fast_key(_ode_experiment(times=(0.5, 1.0, 2.0))) not in (None, base)
+    assert _fast_key(_ode_experiment(), names=("k",)) not in (None, base)
+    assert _fast_key(_ode_experiment(max_steps=65)) not in (None, base)
+    keys = set()
+    for scale in (np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.array([1.0, 3.0])):
+
+        def model(p, t, scale=scale):
+            return p["k"] * jnp.sum(scale) * t
+
+        keys.add(_fast_key(ff.Experiment(model, ff.Gaussian(sigma=1.0), design=TIMES)))
+    assert None not in keys and len(keys) == 2  # equal closed-over values: one computation
+
+    # Code the jaxpr cannot vouch for has no fast key: a host callback in the model.
+    def with_callback(p, t):
+        return p["k"] * jax.pure_callback(np.cos, jax.ShapeDtypeStruct(t.shape, t.dtype), t)
+
+    exp = ff.Experiment(with_callback, ff.Gaussian(sigma=1.0), design=TIMES)
+    assert _fast_key(exp) is None
+
+
+@pytest.mark.parametrize("damage", ["alias", "executable"])
+def test_corrupt_fast_entry_is_removed_and_the_kernel_rebuilt(own_cache, damage):
+    from fisherforecast import _engine
+
+    exp = ff.Experiment(lambda p, t: p["A"] * jnp.exp(-t / p["tau"]), ff.Gaussian(0.1), TIMES)
+    F_good = ff.fisher(exp, FID).matrix
+    alias = own_cache / (_fast_key(exp, FID, ("A", "tau")) + ".xla")
+    (executable,) = set(own_cache.glob("*.xla")) - {alias}
+    (alias if damage == "alias" else executable).write_bytes(b"FFKERNEL1\ngarbage")
+    _engine.evaluation_kernel.clear()
+    _compile.reset_compile_stats()
+    F = ff.fisher(exp, FID).matrix
+    stats = _compile.compile_stats()
+    assert stats["disk_rejected"] >= 1 and stats["fast_hits"] == 0 and stats["lowerings"] == 1
+    np.testing.assert_array_equal(F, F_good)
+    np.testing.assert_allclose(F, decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-10)
+    _engine.evaluation_kernel.clear()
+    _compile.reset_compile_stats()
+    np.testing.assert_array_equal(ff.fisher(exp, FID).matrix, F_good)
+    assert _compile.compile_stats()["fast_hits"] == 1  # rebuilt entries are found again

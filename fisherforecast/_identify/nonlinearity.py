@@ -36,6 +36,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from .._compile import cached_kernel
 from .._engine import call_model, full_kernel, params_from_vector
 from .profile_kernels import chi2_function, neg2_log_like
 
@@ -60,7 +61,16 @@ def _path_deltas(experiments, fixed, theta0, points, *, names):
     return jax.vmap(lambda th: chi2(th) - base)(points)
 
 
-@jax.jit
+def _params_context(args):
+    """The noise callables see `params` (and `params0`, of the same shapes) as given."""
+    return args["params"], _same
+
+
+def _same(params):
+    return params
+
+
+@cached_kernel(context=_params_context, calls_model=False)
 def _deviance(experiments, data, means, params, params0):
     """Expected deviance of `means` against the Asimov `data` (no model inside)."""
     return sum(
@@ -69,7 +79,7 @@ def _deviance(experiments, data, means, params, params0):
     )
 
 
-@jax.jit
+@cached_kernel(context=_params_context, calls_model=False)
 def _deviance_gradients(experiments, data, means, params, params0):
     """The deviance and its gradients in the means and (directly) in the parameters."""
 
