@@ -154,12 +154,22 @@ def test_auto_switch_at_the_threshold(monkeypatch, dense_report):
 
 def test_dense_report_agrees_at_the_same_p(op_report, dense_report):
     dense = dense_report
+    assert dense.path == "dense" and dense.rank == op_report.rank
+    n = op_report.eigenvalues.size
+    np.testing.assert_allclose(op_report.eigenvalues[2:], dense.eigenvalues[2:n], rtol=1e-8)
+    for j in range(2, n):
+        assert abs(abs(op_report.eigenvectors[:, j] @ dense.eigenvectors[:, j]) - 1) < 1e-8
+    assert sorted(dense.null_descriptions) == sorted(op_report.null_descriptions)
+    assert op_report.relative_crb["k"] == pytest.approx(dense.relative_crb["k"], rel=1e-8)
+    sv = op_report.singular_values  # largest, smallest off the null space, null ones
+    assert sv[0] == pytest.approx(dense.singular_values[0], rel=1e-8)
+    assert sv[1] == pytest.approx(dense.singular_values[-3], rel=1e-8)
 
 
 def test_operator_path_bad_input():
-    with pytest.raises(ff.InputError, match="`path` must be one of.*'fast'"):
+    with pytest.raises(ff.InputError, match=r"`path` must be one of.*'fast'"):
         ff.identifiability(EXP, FID, path="fast")
-    with pytest.raises(ff.InputError, match="path='dense' takes scalar parameters.*'w'"):
+    with pytest.raises(ff.InputError, match=r"path='dense' takes scalar parameters.*'w'"):
         ff.identifiability(EXP, FID, path="dense")
     with pytest.raises(ff.InputError, match="`n_eigen` must be an integer >= 1; received 0"):
         ff.identifiability(EXP, FID, n_eigen=0)
