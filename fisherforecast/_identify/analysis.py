@@ -35,7 +35,7 @@ Thresholds (module constants, each overridable per call; see ``docs/identifiabil
   coefficient in the unit null vector (ln-coordinates) is at least this.
 * ``OPERATOR_MIN_PARAMS = 2000``: with ``path="auto"`` (the default), above this many
   parameter elements, or when a fiducial value is an array, the report is built matrix-free
-  (:mod:`.operator_report`): Lanczos and conjugate gradients on ``ff.fisher_operator``, no
+  (:mod:`.operator_report`): Lanczos on ``ff.fisher_operator``, no
   ``P × P`` matrix; the subset search, coordinate identifiability, random points and the
   likelihood-path check are skipped. 2000 is where the dense path's own costs take over:
   the ``P × P`` SVDs and the subset search (seconds at P = 2000, growing as P³).

@@ -13,7 +13,7 @@ The same quantities as the dense analysis (:mod:`.analysis`), from products ``F 
 * the `n_eigen` smallest eigenvalues of the log-FIM off the null space (Lanczos): the
   sloppy directions, the weakest direction, the condition number;
 * relative Cramér–Rao bounds of the requested parameters (`crb_params`) by conjugate
-  gradients on ``A`` deflated on its null space (the pseudo-inverse, as the dense report).
+  gradients on ``A`` shifted on its null space (the pseudo-inverse, as the dense report).
 
 Skipped, because they need the matrix or grow with P: the random points of the generic
 rank, the identifiable-subset search, coordinate identifiability, the likelihood-path check
@@ -31,7 +31,7 @@ from .._checks import check_subset, element_names
 from .._errors import InputError, ParameterError, quote
 from .._operator.operator import AUTO_EXACT_DIAGONAL, fisher_operator
 from .factor import NULL_COMPONENT_TOL, orthonormal, unit_direction
-from .operator_spectrum import RITZ_FLOOR, Scaled, inverse_diagonal, null_space, smallest_ritz
+from .operator_spectrum import RITZ_FLOOR, Scaled, null_space, smallest_ritz
 from .report import IdentifiabilityReport
 from .words import coordinate_label, direction_text, directions, null_space_texts
 
@@ -44,10 +44,9 @@ N_EIGEN = 6
 MAX_NULL = 32
 #: Tolerance of the Ritz pairs (relative residual).
 EIGEN_TOL = 1e-8
-#: Cramér–Rao bounds: relative change of ``eᵢᵀA⁺eᵢ`` when the Lanczos steps double, and
-#: the most steps per parameter.
-CG_RTOL = 1e-10
-CG_MAX_STEPS = 10_000
+#: Cramér–Rao bounds by conjugate gradients: relative residual, most steps per parameter.
+CRB_RTOL = 1e-10
+CRB_MAX_STEPS = 10_000
 #: Probes of Hutchinson's diagonal above ``AUTO_EXACT_DIAGONAL`` parameters.
 HUTCHINSON_PROBES = 64
 
@@ -191,7 +190,11 @@ def _spectrum(
     weakest = top_loadings(eigenvectors[:, 0], labels, keep) if eigenvalues.size else {}
     more = bool(vals.size and vals[-1] > 0 and vals[-1] ** -0.5 > crb_threshold and k < P - r)
     info = dict(
-        top=top, steps=steps, residual=float(np.max(resid, initial=0.0)), more=more, count=k
+        top=top,
+        steps=steps,
+        residual=float(np.max(resid, initial=0.0)),
+        more=more,
+        count=int(vals.size),
     )
     return dict(
         eigenvalues=eigenvalues,
@@ -206,23 +209,27 @@ def _spectrum(
 
 
 def _crbs(base: Scaled, ns, targets, labels, norms, sc, scaled, involved, crb_threshold):
-    """Relative and absolute CRBs of `targets` from ``eᵢᵀ(A + UUᵀ)⁻¹eᵢ`` (``U``: the null
-    basis; Lanczos quadrature), ``(A⁺)ᵢᵢ = that − Σⱼ Uᵢⱼ²``; the practical verdicts.
-    Returns the three dicts and a list of elements whose quadrature did not converge."""
+    """Relative and absolute CRBs of `targets` from ``x = (A + UUᵀ)⁻¹eᵢ`` by conjugate
+    gradients (``U``: the null basis), ``(A⁺)ᵢᵢ = xᵢ − Σⱼ Uᵢⱼ²``; the practical verdicts.
+    Returns the three dicts and a list of elements whose solve did not converge."""
     index = {n: i for i, n in enumerate(labels)}
     rel, absolute, practical, failed = {}, {}, {}, []
     todo = [n for n in targets if n not in involved and norms[index[n]] > 0]
     sigma = dict.fromkeys(targets, math.inf)
-    solver = base._replace(U=ns.U, c=1.0)  # A + UUᵀ: c = 1 lies inside A's spectrum
-    for n in todo:
-        i = index[n]
-        g, change, _ = inverse_diagonal(solver, i, CG_RTOL, CG_MAX_STEPS)
-        a_ii = g - float(np.sum(ns.U[i] ** 2))
-        if not (np.isfinite(a_ii) and a_ii > 0 and change <= 1e-6):
-            sigma[n] = math.nan
-            failed.append(f"{n} (last relative change {change:.1e})")
-        else:
-            sigma[n] = math.sqrt(a_ii) / norms[i]  # in units of the coordinate scale
+    if todo:
+        rhs = np.zeros((len(todo), base.size))
+        for j, n in enumerate(todo):
+            rhs[j, index[n]] = 1.0
+        solver = base._replace(U=ns.U, c=1.0)  # A + UUᵀ: c = 1 lies inside A's spectrum
+        x, resid = solver.solve(rhs, CRB_RTOL, min(base.size, CRB_MAX_STEPS))
+        for j, n in enumerate(todo):
+            i = index[n]
+            a_ii = x[j, i] - float(np.sum(ns.U[i] ** 2))
+            if not (np.isfinite(a_ii) and a_ii > 0 and resid[j] <= 1e-6):
+                sigma[n] = math.nan
+                failed.append(f"{n} (CG relative residual {resid[j]:.1e})")
+            else:
+                sigma[n] = math.sqrt(a_ii) / norms[i]  # in units of the coordinate scale
     for n in targets:
         s = sigma[n]
         absolute[n] = s * float(sc[index[n]])
@@ -341,12 +348,13 @@ def operator_identifiability(
 def _notes(P, reason, exact, diag, ns, info, targets, failed, scaled, n_eigen, r):
     notes = [
         f"Matrix-free path ({reason}): built from products F v (Lanczos, conjugate "
-        "gradients); no P × P matrix and no N × P Jacobian were formed. Skipped because P "
-        "is large: the random points of the generic rank (the rank and null directions are "
-        "those at the fiducial), the identifiable-subset search, coordinate "
-        "identifiability, the likelihood-path check (profile_recommended) and the "
-        "FisherMatrix; those fields are None or empty. Numerical floor ~1e-8 in relative "
-        "singular values (products with F, as from a square root of F).",
+        "gradients); no P × P "
+        "matrix and no N × P Jacobian were formed. Skipped because P is large: the "
+        "random points of the generic rank (the rank and null directions are those at "
+        "the fiducial), the identifiable-subset search, coordinate identifiability, the "
+        "likelihood-path check (profile_recommended) and the FisherMatrix; those fields "
+        "are None or empty. Numerical floor ~1e-8 in relative singular values (products "
+        "with F, as from a square root of F).",
     ]
     if exact:
         notes.append("Column norms from the exact diagonal of F.")
@@ -367,8 +375,9 @@ def _notes(P, reason, exact, diag, ns, info, targets, failed, scaled, n_eigen, r
     notes.append(
         f"Lanczos: {null_what} in {ns.rounds} deflated run(s), {ns.steps} steps; the "
         f"{info['count']} smallest log-FIM eigenvalues off the null space in "
-        f"{info['steps']} steps (largest relative residual {info['residual']:.1e}); "
-        "the largest eigenvalue is a Lanczos estimate."
+        f"{info['steps']} steps (largest relative Ritz residual {info['residual']:.1e}); "
+        "the largest eigenvalue is a Lanczos estimate; an eigenvalue repeated in F is "
+        "seen once."
     )
     if info["more"]:
         notes.append(

@@ -10,7 +10,7 @@ of directions already found. With ``d = |θ|/‖column‖`` ``M`` is the unit-di
 ``S̃ᵀS̃`` of the dense analysis; with ``d = |θ|`` it is the log-FIM itself. Projecting with
 ``U`` (``c = 0``) deflates the directions already found, so that a new Lanczos run sees the
 rest of the spectrum; ``c > 0`` makes the operator invertible on a found null space, so that
-its inverse gives the pseudo-inverse (``(A + cUUᵀ)⁻¹ = A⁺ + UUᵀ/c`` when ``AU = 0``).
+conjugate gradients give the pseudo-inverse (``(A + cUUᵀ)⁻¹ = A⁺ + UUᵀ/c`` when ``AU = 0``).
 
 Lanczos with one start vector sees each distinct eigenvalue once, so an exactly repeated
 eigenvalue (a null space of dimension > 1) is found by deflated restarts: each run
@@ -36,8 +36,12 @@ HIGHEST = jax.lax.Precision.HIGHEST
 LANCZOS_BYTES = 512 * 2**20
 #: At most this many Lanczos steps in one run (as ``FisherOperator.eigen``).
 MAX_LANCZOS_STEPS = 2000
-#: Ritz pairs count as converged at ``‖M v − θ v‖ ≤ tol · max(|θ|, RITZ_FLOOR · θ_max)``.
-RITZ_FLOOR = 1e-6
+#: Up to this many steps a Lanczos run uses one buffer of ``min(P, ...)`` rows.
+SMALL_BUFFER = 240  # (at large P each step's reorthogonalisation reads the whole buffer)
+#: Ritz pairs count as converged at ``‖M v − θ v‖ ≤ tol · max(|θ|, RITZ_FLOOR · θ_max)``:
+#: with ``tol = 1e-8`` a null vector to ``1e-10 θ_max`` (its Ritz value, ~residual²/gap,
+#: then sits far below the rank threshold ``rtol² θ_max = 1e-12 θ_max``).
+RITZ_FLOOR = 1e-2
 
 
 def scaled_matvec(experiments, fiducial, names, d, U, c):
@@ -58,6 +62,17 @@ def scaled_matvec(experiments, fiducial, names, d, U, c):
 @cached_kernel(static_argnames=("names", "m"))
 def lanczos_kernel(experiments, fiducial, names, d, U, c, q0, m, steps):
     return krylov.lanczos(scaled_matvec(experiments, fiducial, names, d, U, c), q0, m, steps)
+
+
+@cached_kernel(static_argnames=("names", "rtol", "max_steps"))
+def cg_kernel(experiments, fiducial, names, d, U, c, rhs, rtol, max_steps):
+    mv = scaled_matvec(experiments, fiducial, names, d, U, c)
+
+    def one(b):
+        x, _ = jax.scipy.sparse.linalg.cg(mv, b, tol=rtol, maxiter=max_steps)
+        return x, jnp.linalg.norm(mv(x) - b) / jnp.linalg.norm(b)
+
+    return jax.vmap(one)(rhs)
 
 
 class Scaled(NamedTuple):
@@ -88,6 +103,17 @@ class Scaled(NamedTuple):
         with float64(), model_runtime_errors(self.experiments):
             alpha, beta, Q = lanczos_kernel(*self._args(), q0, buffer, steps)  # pyright: ignore[reportCallIssue]
         return np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64), Q
+
+    def solve(self, rhs, rtol, max_steps, chunk=16):
+        """``M x = b`` for the rows of `rhs` by conjugate gradients (``jax.scipy``; memory
+        O(P) per right-hand side), `chunk` at a time. Returns ``(x, relative residuals)``."""
+        xs, rs = [], []
+        for i in range(0, rhs.shape[0], chunk):
+            with float64(), model_runtime_errors(self.experiments):
+                x, r = cg_kernel(*self._args(), rhs[i : i + chunk], rtol, max_steps)  # pyright: ignore[reportCallIssue]
+            xs.append(np.asarray(x, dtype=np.float64))
+            rs.append(np.asarray(r, dtype=np.float64))
+        return np.concatenate(xs), np.concatenate(rs)
 
 
 class Ritz(NamedTuple):
@@ -125,13 +151,14 @@ def smallest_ritz(op: Scaled, k: int, tol: float, rng) -> Ritz:
     cap = min(step_cap(P), P - r)
     k = min(k, P - r)
     m = min(cap, max(4 * k, 60))
-    # One compiled kernel for several lengths, and for every deflation (not set by r).
-    buffer = min(step_cap(P), 4 * max(4 * k, 60))
+    # The basis is reorthogonalised against all its `buffer` rows at every step (memory
+    # bound): at small P one buffer of P rows serves every length and deflation (one
+    # compilation); at large P the buffer is the length, doubled with it.
+    small = step_cap(P) <= SMALL_BUFFER
     q0 = rng.standard_normal(P)
     q0 = q0 - op.U @ (op.U.T @ q0)
     while True:
-        buffer = max(buffer, m)
-        alpha, beta, Q = op.lanczos(q0, buffer, m)
+        alpha, beta, Q = op.lanczos(q0, step_cap(P) if small else m, m)
         n = _valid_steps(beta[:m])
         alpha, beta = alpha[:n], beta[:n]
         Q = np.asarray(Q[:n], dtype=np.float64)
@@ -191,34 +218,3 @@ def null_space(op: Scaled, rtol: float, tol: float, max_null: int, rng) -> NullS
         values.append(float(ritz.values[0]))
     complete = U.shape[1] == P
     return NullSpace(U, np.array(values), lam_max, float("nan"), complete, rounds, steps)
-
-
-def _gauss_inverse(alpha, beta, j):
-    """``(T⁻¹)₁₁`` of the first `j` Lanczos steps."""
-    T = np.diag(alpha[:j]) + np.diag(beta[: j - 1], 1) + np.diag(beta[: j - 1], -1)
-    return float(np.linalg.solve(T, np.eye(j)[0])[0])
-
-
-def inverse_diagonal(op: Scaled, i: int, rtol: float, max_steps: int):
-    """``eᵢᵀ M⁻¹ eᵢ`` of a positive definite ``M`` by Lanczos from ``eᵢ`` and Gauss
-    quadrature, ``(T⁻¹)₁₁`` of the tridiagonal (the same iterate as conjugate gradients,
-    from the same compiled kernel as the eigenvalues). The quadrature grows monotonically
-    with the steps; it is taken as converged when doubling them moves it by less than
-    `rtol`, or when the basis closes on an invariant subspace (exact). Returns ``(value,
-    relative change of the last doubling, steps)``."""
-    P = op.size
-    cap = min(step_cap(P), max_steps)
-    m = min(cap, 60)
-    buffer = min(step_cap(P), 240)  # the buffer of smallest_ritz(k=1): no new compilation
-    q0 = np.zeros(P)
-    q0[i] = 1.0
-    while True:
-        alpha, beta, _ = op.lanczos(q0, max(buffer, m), m)
-        n = _valid_steps(beta[:m])
-
-        value = _gauss_inverse(alpha, beta, n)
-        half = _gauss_inverse(alpha, beta, max(1, n // 2))
-        change = 0.0 if n < m else abs(value - half) / abs(value)
-        if change <= rtol or m >= cap:
-            return value, change, n
-        m = min(cap, 2 * m)
