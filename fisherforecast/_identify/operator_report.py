@@ -145,7 +145,7 @@ def _null_words(N_ln, labels, log, coord_labels):
 
 def _spectrum(
     flog: Scaled, N_ln, null_values, n_eigen, labels, scaled, crb_threshold, coord_labels, rng
-):
+) -> tuple[dict, dict]:
     """The log-FIM: Rayleigh quotients on the null space, the `n_eigen` smallest eigenpairs
     off it, the largest eigenvalue; the sloppy and the weakest directions."""
     P, r = N_ln.shape

@@ -321,12 +321,13 @@ class IdentifiabilityReport(Record):
         )
         lines += ["", head, "-" * len(head)]
         verdict = {True: "yes", False: "NO", None: "n/a"}
+        coord = self.coordinate_identifiability or {}
         for n in self.names:
             crb = self.relative_crb[n]
             crb = "n/a" if math.isnan(crb) else f"{crb:.3g}"
             lines.append(
                 f"{n:<{width}}  {self.fiducial[n]:>10.4g}  {crb:>9}  "
-                f"{self.coordinate_identifiability[n]:>10.3g}  "
+                f"{coord.get(n, math.nan):>10.3g}  "
                 f"{verdict[self.structurally_identifiable[n]]:>10}  "
                 f"{verdict[self.practically_identifiable[n]]:>9}"
             )
