@@ -31,7 +31,15 @@ from .._checks import check_subset, element_names
 from .._errors import InputError, ParameterError, quote
 from .._operator.operator import AUTO_EXACT_DIAGONAL, fisher_operator
 from .factor import NULL_COMPONENT_TOL, orthonormal, unit_direction
-from .operator_spectrum import RITZ_FLOOR, Scaled, null_space, smallest_ritz
+from .operator_spectrum import (
+    RITZ_FLOOR,
+    SMALL_BUFFER,
+    Scaled,
+    inverse_diagonal,
+    null_space,
+    smallest_ritz,
+    step_cap,
+)
 from .report import IdentifiabilityReport
 from .words import coordinate_label, direction_text, directions, null_space_texts
 
@@ -210,7 +218,8 @@ def _spectrum(
 
 def _crbs(base: Scaled, ns, targets, labels, norms, sc, scaled, involved, crb_threshold):
     """Relative and absolute CRBs of `targets` from ``x = (A + UUᵀ)⁻¹eᵢ`` by conjugate
-    gradients (``U``: the null basis), ``(A⁺)ᵢᵢ = xᵢ − Σⱼ Uᵢⱼ²``; the practical verdicts.
+    gradients (``U``: the null basis; at small P by Lanczos quadrature over the whole
+    space), ``(A⁺)ᵢᵢ = xᵢ − Σⱼ Uᵢⱼ²``; the practical verdicts.
     Returns the three dicts and a list of elements whose solve did not converge."""
     index = {n: i for i, n in enumerate(labels)}
     rel, absolute, practical, failed = {}, {}, {}, []
@@ -221,10 +230,15 @@ def _crbs(base: Scaled, ns, targets, labels, norms, sc, scaled, involved, crb_th
         for j, n in enumerate(todo):
             rhs[j, index[n]] = 1.0
         solver = base._replace(U=ns.U, c=1.0)  # A + UUᵀ: c = 1 lies inside A's spectrum
-        x, resid = solver.solve(rhs, CRB_RTOL, min(base.size, CRB_MAX_STEPS))
+        if step_cap(base.size) <= SMALL_BUFFER:  # small P: exact quadrature, no new kernel
+            diag = [inverse_diagonal(solver, index[n]) for n in todo]
+            resid = np.zeros(len(todo))
+        else:
+            x, resid = solver.solve(rhs, CRB_RTOL, min(base.size, CRB_MAX_STEPS))
+            diag = [x[j, index[n]] for j, n in enumerate(todo)]
         for j, n in enumerate(todo):
             i = index[n]
-            a_ii = x[j, i] - float(np.sum(ns.U[i] ** 2))
+            a_ii = diag[j] - float(np.sum(ns.U[i] ** 2))
             if not (np.isfinite(a_ii) and a_ii > 0 and resid[j] <= 1e-6):
                 sigma[n] = math.nan
                 failed.append(f"{n} (CG relative residual {resid[j]:.1e})")
@@ -348,13 +362,12 @@ def operator_identifiability(
 def _notes(P, reason, exact, diag, ns, info, targets, failed, scaled, n_eigen, r):
     notes = [
         f"Matrix-free path ({reason}): built from products F v (Lanczos, conjugate "
-        "gradients); no P × P "
-        "matrix and no N × P Jacobian were formed. Skipped because P is large: the "
-        "random points of the generic rank (the rank and null directions are those at "
-        "the fiducial), the identifiable-subset search, coordinate identifiability, the "
-        "likelihood-path check (profile_recommended) and the FisherMatrix; those fields "
-        "are None or empty. Numerical floor ~1e-8 in relative singular values (products "
-        "with F, as from a square root of F).",
+        "gradients); no P × P matrix and no N × P Jacobian were formed. Skipped (they "
+        "need the matrix or grow with P): the random points of the generic rank (the rank "
+        "and null directions are those at the fiducial), the identifiable-subset search, "
+        "coordinate identifiability, the likelihood-path check (profile_recommended) and "
+        "the FisherMatrix; those fields are None or empty. Numerical floor ~1e-8 in "
+        "relative singular values (products with F, as from a square root of F).",
     ]
     if exact:
         notes.append("Column norms from the exact diagonal of F.")

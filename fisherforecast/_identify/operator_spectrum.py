@@ -218,3 +218,17 @@ def null_space(op: Scaled, rtol: float, tol: float, max_null: int, rng) -> NullS
         values.append(float(ritz.values[0]))
     complete = U.shape[1] == P
     return NullSpace(U, np.array(values), lam_max, float("nan"), complete, rounds, steps)
+
+
+def inverse_diagonal(op: Scaled, i: int) -> float:
+    """``eᵢᵀ M⁻¹ eᵢ`` of a positive definite ``M`` at small P (``step_cap(P) ≤ SMALL_BUFFER``):
+    Lanczos from ``eᵢ`` over the whole space and Gauss quadrature, ``(T⁻¹)₁₁``, exact once
+    the basis closes on an invariant subspace (the same compiled kernel as the eigenvalues;
+    conjugate gradients, :meth:`Scaled.solve`, would compile another)."""
+    P = op.size
+    q0 = np.zeros(P)
+    q0[i] = 1.0
+    alpha, beta, _ = op.lanczos(q0, P, P)
+    n = _valid_steps(beta)
+    T = np.diag(alpha[:n]) + np.diag(beta[: n - 1], 1) + np.diag(beta[: n - 1], -1)
+    return float(np.linalg.solve(T, np.eye(n)[0])[0])

@@ -369,8 +369,9 @@ class IdentifiabilityReport(Record):
         ev = self.eigenvalues
         n_free = ev.size - self._n_zero
         if n_free:
+            where = "the null space" if self.rank is not None else "the null directions found"
             lines.append(
-                f"Log-parameter FIM: the {n_free} smallest eigenvalues off the null space "
+                f"Log-parameter FIM: the {n_free} smallest eigenvalues off {where} "
                 f"{ev[self._n_zero]:.3g} … {ev[-1]:.3g}; condition number "
                 f"{self.condition_number:.3g}; spans {self.sloppiness:.3g} decades"
             )
@@ -379,7 +380,8 @@ class IdentifiabilityReport(Record):
                 f"Poorly determined directions (1σ width in ln θ > {self.crb_threshold:g}):"
             )
             lines += [f"  - {t}" for t in self.sloppy_descriptions]
-        weak = ", ".join(f"{c:+.2f}·{self._labels[n]}" for n, c in self.weakest_direction.items())
+        big = {n: c for n, c in self.weakest_direction.items() if abs(c) >= 0.05}
+        weak = ", ".join(f"{c:+.2f}·{self._labels[n]}" for n, c in big.items())
         if weak:
             lines.append(f"Weakest direction (largest loadings): {weak}")
         lines.append(
@@ -387,8 +389,8 @@ class IdentifiabilityReport(Record):
             f"(identifiable subsets need < {self.collinearity_threshold:g})"
         )
         lines.append(
-            f"Skipped because P = {P} is large: identifiable-subset search, coordinate "
-            "identifiability, random points, profile/likelihood-path checks."
+            "Skipped on the matrix-free path (for large P): identifiable-subset search, "
+            "coordinate identifiability, random points, profile/likelihood-path checks."
         )
         if self.relative_crb:
             width = max([len(n) for n in self.relative_crb] + [9])
@@ -445,13 +447,15 @@ class IdentifiabilityReport(Record):
             title = f"spectrum: {self.sloppiness:.3g} decades"
         ax_spec.set_title(title, fontsize="medium")
         V = np.asarray(self.eigenvectors) ** 2
+        peak = np.max(V, axis=1, initial=0.0)
+        shown_names = {self.names[i] for i in np.argsort(-peak)[:12] if peak[i] >= 0.01}
         bottom = np.zeros(V.shape[1])
         x = np.arange(V.shape[1])
         for i, n in enumerate(self.names):
             if self.parameterisation[n] == "linear" and n not in self.scales:
                 continue  # marginalised out of the spectrum
-            if self.path == "operator" and not np.max(V[i], initial=0.0) >= 0.01:
-                continue  # matrix-free (large P): only the parameters with a visible share
+            if self.path == "operator" and n not in shown_names:
+                continue  # matrix-free (large P): the 12 largest shares only
             ax_comp.bar(
                 x,
                 V[i],
