@@ -11,8 +11,13 @@ Three parts, side by side in one run:
    ``F_θθ − Σ_k F_θk F_kθ / F_kk`` that the arrowhead structure allows; the cost of one
    product ``F v`` against one gradient of the log-likelihood; peak RSS.
 3. **M-FAC** at P = 10⁶ with m = 64 gradients: setup and one inverse-vector product.
+4. **Identifiability at large P** (``ff.identifiability``, matrix-free path): a decay
+   ``a·b·e^{-k x}`` (only a·b identifiable) plus one gain per block of 4 data,
+   ``g_j s_n``: first call (compile + run) and a later call at P = 10⁴ + 3 and 10⁵ + 3,
+   σ(k) checked against the analytic Schur complement over the gains.
 
 Usage: python benchmarks/bench_matrix_free.py [--quick] [--bins 100000]
+       [--parts compile,scale,mfac,identifiability]
 """
 
 from __future__ import annotations
@@ -177,22 +182,78 @@ def mfac_bench(P, m):
     )
 
 
+# ----- 4. identifiability at large P -------------------------------------------------------
+def gains_problem(n_blocks):
+    """``y = a·b·e^{-k x} + g_j s_n`` (block j = n // 4), σ = 0.05; the analytic σ(k)."""
+    per, sigma = 4, 0.05
+    x = np.linspace(0.0, 1.0, per * n_blocks)
+    s = np.tile([1.0, 1.5, 0.5, 1.2], n_blocks)
+    block = np.repeat(np.arange(n_blocks), per)
+
+    def model(p, d):
+        j = d[:, 2].astype(jnp.int32)
+        return p["a"] * p["b"] * jnp.exp(-p["k"] * d[:, 0]) + p["g"][j] * d[:, 1]
+
+    design = np.column_stack([x, s, block.astype(float)])
+    exp = ff.Experiment(model, ff.Gaussian(sigma=sigma), design=design)
+    fid = {"a": 2.0, "b": 3.0, "k": 1.5, "g": np.ones(n_blocks)}
+    # σ(k) with the null direction (a·b) removed = with b fixed; Schur complement over g
+    e = np.exp(-fid["k"] * x)
+    J = np.stack([fid["b"] * e, -fid["a"] * fid["b"] * x * e], 1) / sigma  # (a, k)
+    Js = s / sigma
+    F_tt = J.T @ J
+    F_tg = np.stack([np.bincount(block, J[:, i] * Js) for i in range(2)], 1)  # (blocks, 2)
+    F_gg = np.bincount(block, Js**2)
+    schur = F_tt - (F_tg / F_gg[:, None]).T @ F_tg
+    sigma_k = float(np.sqrt(np.linalg.inv(schur)[1, 1]))
+    return exp, fid, sigma_k
+
+
+def identifiability_at_scale(sizes):
+    for n_blocks in sizes:
+        exp, fid, sigma_k = gains_problem(n_blocks)
+        t0 = time.perf_counter()
+        rep = ff.identifiability(exp, fid)
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rep = ff.identifiability(exp, fid)
+        t_warm = time.perf_counter() - t0
+        rel = abs(rep.absolute_crb["k"] / sigma_k - 1)
+        print(
+            f"  P = {rep.n_params:,}: first call {fmt_time(t_first)} (compile + run), later "
+            f"{fmt_time(t_warm)}; rank {rep.rank}, null: {rep.null_descriptions}; "
+            f"σ(k) {rep.absolute_crb['k']:.6g} vs Schur {sigma_k:.6g} ({rel:.1e}); "
+            f"peak RSS {peak_rss_gb():.2f} GB",
+            flush=True,
+        )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bins", type=int, default=None)
+    ap.add_argument("--parts", default="compile,scale,mfac,identifiability")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     print(machine_info())
-    print("\n1. Compile time of ff.fisher against P (first call, disk cache off)")
-    sizes = (10, 100, 500) if args.quick else (10, 100, 500, 2000)
-    scalar_sizes = (10, 100) if args.quick else (10, 50, 100, 200)
-    compile_times(sizes, scalar_sizes)
-    n_bins = args.bins or (5_000 if args.quick else 100_000)
-    print(f"\n2. At scale: 3 physical parameters + {n_bins:,} calibration factors")
-    at_scale(n_bins, repeats=3 if args.quick else 5)
-    print("\n3. M-FAC")
-    mfac_bench(10_000 if args.quick else 1_000_000, 64)
-    print(f"\npeak RSS of the whole run: {peak_rss_gb():.2f} GB")
+    print(f"load average at the start: {os.getloadavg()}")
+    if "compile" in parts:
+        print("\n1. Compile time of ff.fisher against P (first call, disk cache off)")
+        sizes = (10, 100, 500) if args.quick else (10, 100, 500, 2000)
+        scalar_sizes = (10, 100) if args.quick else (10, 50, 100, 200)
+        compile_times(sizes, scalar_sizes)
+    if "scale" in parts:
+        n_bins = args.bins or (5_000 if args.quick else 100_000)
+        print(f"\n2. At scale: 3 physical parameters + {n_bins:,} calibration factors")
+        at_scale(n_bins, repeats=3 if args.quick else 5)
+    if "mfac" in parts:
+        print("\n3. M-FAC")
+        mfac_bench(10_000 if args.quick else 1_000_000, 64)
+    if "identifiability" in parts:
+        print("\n4. ff.identifiability, matrix-free path: decay + one gain per block of 4 data")
+        identifiability_at_scale((2_500,) if args.quick else (10_000, 100_000))
+    print(f"\nload average at the end: {os.getloadavg()}")
+    print(f"peak RSS of the whole run: {peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":

@@ -297,3 +297,16 @@ def test_errors_name_the_argument(op):
     singular = ff.Experiment(lambda p, x: (p["a"] + p["b"]) * x, ff.Gaussian(sigma=1.0), design=x)
     with pytest.raises(ff.NonFiniteError, match=r"singular|converge"):
         ff.fisher_operator(singular, {"a": 1.0, "b": 1.0}).sigma(["a"], max_steps=50)
+
+
+def test_eigen_smallest_stops_at_an_invariant_subspace():
+    """F = diag(x²) with x ∈ {1, 2, 3}, each 30 times: the Krylov space has dimension 3, so
+    Lanczos closes after 3 steps; the smallest pairs are 1 and 4 (a repeated eigenvalue is
+    seen once), not the zero rows of an unused buffer."""
+    x = np.repeat([1.0, 2.0, 3.0], 30)
+    exp = ff.Experiment(lambda p, x: p["c"] * x, ff.Gaussian(sigma=1.0), design=x)
+    e = ff.fisher_operator(exp, {"c": np.ones(90)}).eigen(2, "smallest")
+    np.testing.assert_allclose(e.values, [4.0, 1.0], rtol=1e-12)
+    assert np.all(e.residual < 1e-12)
+    v = e.vectors[1]["c"]  # eigenvalue 1: supported on the x = 1 block only
+    assert np.allclose(v[30:], 0.0, atol=1e-12) and np.linalg.norm(v) == pytest.approx(1.0)

@@ -33,6 +33,13 @@ Thresholds (module constants, each overridable per call; see ``docs/identifiabil
   sensitivity can be compensated by the others).
 * ``NULL_COMPONENT_TOL = 1e-3``: a parameter takes part in a null direction when its
   coefficient in the unit null vector (ln-coordinates) is at least this.
+* ``OPERATOR_MIN_PARAMS = 500``: with ``path="auto"`` (the default), above this many
+  parameter elements, or when a fiducial value is an array, the report is built matrix-free
+  (:mod:`.operator_report`): Lanczos on ``ff.fisher_operator``, no
+  ``P × P`` matrix; the subset search, coordinate identifiability, random points and the
+  likelihood-path check are skipped. The dense report costs O(P⁴): coordinate
+  identifiability solves P least-squares problems of size N × P (3 s at P = 200, 26 s at
+  P = 400, one thread), the greedy subset search P SVDs per elimination step.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ import numpy as np
 from .._checks import (
     as_experiments,
     check_fiducial,
+    check_fiducial_arrays,
+    check_int,
     check_mode,
     check_name_mapping,
     check_names,
@@ -72,8 +81,13 @@ from .factor import (
     subset_search,
 )
 from .nonlinearity import fisher_path_check
+from .operator_report import N_EIGEN, operator_identifiability
 from .report import IdentifiabilityReport
 from .words import coordinate_label, directions, local_text, null_space_texts, sloppy_text
+
+#: ``path="auto"`` builds the report matrix-free above this many parameter elements.
+OPERATOR_MIN_PARAMS = 500
+_PATHS = ("auto", "dense", "operator")
 
 
 def _check_options(n_random, rtol, crb_threshold, collinearity_threshold, spread):
@@ -402,6 +416,9 @@ def identifiability(
     mode="forward",
     scales=None,
     check_nonlinearity=True,
+    path="auto",
+    n_eigen=N_EIGEN,
+    crb_params=None,
 ) -> IdentifiabilityReport:
     """Which parameters, and which combinations of them, can an experiment determine?
 
@@ -439,8 +456,25 @@ def identifiability(
     - `scales`: dict name -> positive reference magnitude, in the parameter's units, for
       parameters whose fiducial is 0: the CRB is then ``σ(θ)/scale`` and is judged like a
       relative one, and the parameter enters the spectrum in units of its scale.
+    - `path`: ``"dense"`` (the analysis above, scalar parameters), ``"operator"`` (matrix
+      free, for large models: see below) or ``"auto"`` (default): the operator above
+      ``OPERATOR_MIN_PARAMS`` (500) parameter elements or when a fiducial value is an array.
+    - `n_eigen`, `crb_params` (operator path only): how many of the weakest non-null
+      eigen-directions of the log-FIM to compute (default 6), and the parameters (names,
+      or element names such as ``"w[3]"``, or ``"all"``) whose Cramér–Rao bounds are
+      computed, one conjugate-gradient solve each (default: the scalar parameters).
 
-    **Returns:** an :class:`IdentifiabilityReport`.
+    **Matrix-free path.** The same quantities from products ``F v`` (one jvp and one vjp,
+    as :func:`ff.fisher_operator`), never the ``P × P`` matrix: the null space of the
+    unit-diagonal log-FIM by Lanczos with deflated restarts (rank and non-identifiable
+    combinations at the fiducial), the `n_eigen` smallest log-FIM eigenvalues off it (sloppy
+    and weakest directions, put into words for their largest loadings), γ of all
+    parameters, and the CRBs of `crb_params` by conjugate gradients on the pseudo-inverse.
+    Random points, the subset search, coordinate identifiability and the likelihood-path
+    check are skipped (``None``/empty fields; the summary says so); `mode`, `n_random`,
+    `spread` and `check_nonlinearity` do not apply. See ``docs/identifiability.md``.
+
+    **Returns:** an :class:`IdentifiabilityReport` (``path`` says which analysis made it).
 
     **Raises:** `ParameterError` for unknown names, `NonFiniteError` when the model or its
     derivative is not finite at the fiducial, `ValueError` for bad options.
@@ -456,6 +490,9 @@ def identifiability(
     """
     _check_options(n_random, rtol, crb_threshold, collinearity_threshold, spread)
     check_mode(mode)
+    if not isinstance(path, str) or path not in _PATHS:
+        raise InputError(f"`path` must be one of {_PATHS}; received {quote(path)}.")
+    n_eigen = check_int(n_eigen, "n_eigen", 1)
     thresholds = Thresholds(rtol, crb_threshold, collinearity_threshold)
     if isinstance(experiment_or_fisher, IdentifiabilityReport):
         raise TypeError(
@@ -463,6 +500,11 @@ def identifiability(
             "FisherMatrix it was made from."
         )
     if isinstance(experiment_or_fisher, FisherMatrix):
+        if path == "operator":
+            raise InputError(
+                "path='operator' needs an experiment (a model to differentiate); a "
+                "FisherMatrix is already dense: use path='auto' or 'dense'."
+            )
         co, st = _from_fisher(experiment_or_fisher, fiducial, params, scales, rtol)
         return analyse(co, st, thresholds)
     experiments = as_experiments(experiment_or_fisher)
@@ -472,6 +514,23 @@ def identifiability(
             "identifiability(experiment) needs `fiducial`, the parameter values "
             "at which to analyse the model."
         )
+    fid_a = check_fiducial_arrays(fiducial)
+    operator = _operator_reason(path, fid_a, params)
+    if operator is not None:
+        with float64():
+            return operator_identifiability(
+                experiments,
+                fid_a,
+                check_names(params, fid_a),
+                scales=scales,
+                rtol=rtol,
+                crb_threshold=crb_threshold,
+                collinearity_threshold=collinearity_threshold,
+                n_eigen=n_eigen,
+                crb_params=crb_params,
+                seed=seed,
+                reason=operator,
+            )
     fid = check_fiducial(fiducial)
     names = check_names(params, fid)
     co = Coordinates.make(names, fid, check_scales(scales, names, fid))
@@ -480,11 +539,33 @@ def identifiability(
         report = analyse(co, st, thresholds)
         if check_nonlinearity:
             fid64 = {k: np.float64(v) for k, v in fid.items()}
-            ratios, flagged = fisher_path_check(
-                experiments, fid64, report.fisher.names, report.fisher.matrix, mode
-            )
+            F = report.fisher
+            assert F is not None  # the dense report always carries its matrix
+            ratios, flagged = fisher_path_check(experiments, fid64, F.names, F.matrix, mode)
             report = dataclasses.replace(report, fisher_path=ratios, profile_recommended=flagged)
     return report
+
+
+def _operator_reason(path, fid, params):
+    """Why the matrix-free path is taken (``None``: the dense one), from `path`, the
+    parameter count and whether a fiducial value is an array."""
+    arrays = [n for n, v in fid.items() if np.ndim(v)]
+    if path == "dense":
+        if arrays:
+            raise InputError(
+                f"path='dense' takes scalar parameters; fiducial[{arrays[0]!r}] has shape "
+                f"{np.shape(fid[arrays[0]])}. Use path='operator' (or 'auto') for "
+                "array-valued parameters, or split them into named scalars."
+            )
+        return None
+    size = sum(int(np.size(fid[n])) for n in check_names(params, fid))
+    if path == "operator":
+        return f"path='operator', P = {size}"
+    if size > OPERATOR_MIN_PARAMS:
+        return f"P = {size} > OPERATOR_MIN_PARAMS = {OPERATOR_MIN_PARAMS}"
+    if arrays:
+        return f"array-valued parameters {arrays[:3]}: the dense path takes named scalars"
+    return None
 
 
 def _from_fisher(F, fiducial, params, scales, rtol):

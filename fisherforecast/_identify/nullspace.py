@@ -35,6 +35,12 @@ def report_and_center(report_or_experiment, fiducial, params, which, kwargs):
             "Expected an IdentifiabilityReport, an ff.Experiment (or a list of "
             f"them) or a FisherMatrix; received {quote(report_or_experiment)}."
         )
+    if report.path == "operator":
+        raise InputError(
+            f"This report was computed matrix-free (P = {report.n_params}); the null-space "
+            "prior is a P × P matrix. At moderate P use a dense report (path='dense', "
+            "scalar parameters); report.eigenvectors holds the null and weakest directions."
+        )
     center = dict(report.fiducial)
     if fiducial is not None:
         fid = check_fiducial(fiducial)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .._errors import ParameterError
+from .._errors import InputError, ParameterError
 from .._matrix import FisherMatrix
 from .._plot.style import distinct_color
 from .._record import Record
@@ -71,6 +71,17 @@ class IdentifiabilityReport(Record):
     - `fisher_path`: name -> (Δ at −2σ, Δ at +2σ) / 4 along the Fisher-predicted profile
       path (1 for a quadratic likelihood; experiments only); `profile_recommended`: name ->
       why its Fisher verdict is unreliable (run :func:`profile_likelihood` for it).
+    - `path`: ``"dense"``, or ``"operator"`` for the matrix-free report of a large model
+      (see :func:`identifiability`, ``path=``). There `names` are element names
+      (``w[0]``, ...); `rank` is the rank at the fiducial (``None`` when the search for null
+      directions stopped early), `ranks` has that one entry and `random_points` is empty;
+      `singular_values` holds only the largest, the smallest off the null space and the null
+      ones; `eigenvalues`/`eigenvectors` hold the null directions and the ``n_eigen``
+      weakest others; the direction dicts (`null_directions`, `sloppy_directions`,
+      `weakest_direction`) keep their largest loadings only; `relative_crb`,
+      `absolute_crb` cover the ``crb_params`` only; `coordinate_identifiability`,
+      `identifiable_subsets` and `fisher` are ``None`` and `fisher_path` is empty (skipped:
+      they need the P × P matrix or grow with P; the summary and `notes` say so).
 
     The report is read-only (a :class:`Record`); :meth:`to_dict` is JSON-ready.
 
@@ -90,8 +101,8 @@ class IdentifiabilityReport(Record):
     fiducial: dict
     parameterisation: dict
     scales: dict
-    rank: int
-    rank_at_fiducial: int
+    rank: int | None
+    rank_at_fiducial: int | None
     ranks: list
     random_points: list
     singular_values: np.ndarray
@@ -113,17 +124,17 @@ class IdentifiabilityReport(Record):
     relative_crb: dict
     absolute_crb: dict
     crb_threshold: float
-    coordinate_identifiability: dict
+    coordinate_identifiability: dict | None
     collinearity: float
     collinearity_threshold: float
-    identifiable_subsets: list
+    identifiable_subsets: list | None
     subset_search: str
-    fisher: FisherMatrix
+    fisher: FisherMatrix | None
     method: str
     notes: list
     # Internal: the normalised factor and its column norms, the coordinate scales, the
     # structural null basis (ln-coordinates), the number of zero eigenvalues, the labels.
-    _Rn: np.ndarray = dataclasses.field(repr=False)
+    _Rn: np.ndarray | None = dataclasses.field(repr=False)
     _norms: np.ndarray = dataclasses.field(repr=False)
     _scale: np.ndarray = dataclasses.field(repr=False)
     _null_basis: np.ndarray = dataclasses.field(repr=False)
@@ -131,6 +142,7 @@ class IdentifiabilityReport(Record):
     _labels: dict = dataclasses.field(repr=False)
     fisher_path: dict = dataclasses.field(default_factory=dict)
     profile_recommended: dict = dataclasses.field(default_factory=dict)
+    path: str = "dense"
 
     def __repr__(self):
         bad = [n for n, ok in self.identifiable.items() if ok is False]
@@ -162,6 +174,12 @@ class IdentifiabilityReport(Record):
                     f"received {names!r}."
                 )
             idx = [self.names.index(n) for n in names]
+        if self._Rn is None:
+            raise InputError(
+                "collinearity_index(names) needs the sensitivity factor, which the matrix-free "
+                f"report (P = {self.n_params}) does not form; `collinearity` holds γ of all "
+                "parameters. For a subset, run ff.identifiability(..., params=[...]) on it."
+            )
         return gamma(self._Rn, idx, self.rtol)
 
     # ----- output ---------------------------------------------------------------------
@@ -202,12 +220,18 @@ class IdentifiabilityReport(Record):
             "relative_crb": fmap(self.relative_crb),
             "absolute_crb": fmap(self.absolute_crb),
             "crb_threshold": self.crb_threshold,
-            "coordinate_identifiability": dict(self.coordinate_identifiability),
+            "coordinate_identifiability": (
+                None
+                if self.coordinate_identifiability is None
+                else dict(self.coordinate_identifiability)
+            ),
             "collinearity": finite_or_str(self.collinearity),
             "collinearity_threshold": self.collinearity_threshold,
-            "identifiable_subsets": [
-                {"names": list(n), "collinearity": g} for n, g in self.identifiable_subsets
-            ],
+            "identifiable_subsets": (
+                None
+                if self.identifiable_subsets is None
+                else [{"names": list(n), "collinearity": g} for n, g in self.identifiable_subsets]
+            ),
             "subset_search": self.subset_search,
             "method": self.method,
             "notes": list(self.notes),
@@ -215,10 +239,13 @@ class IdentifiabilityReport(Record):
                 k: [finite_or_str(a), finite_or_str(b)] for k, (a, b) in self.fisher_path.items()
             },
             "profile_recommended": dict(self.profile_recommended),
+            "path": self.path,
         }
 
     def summary(self) -> str:
         """A readable report: verdicts, spectrum, collinearity and a per-parameter table."""
+        if self.path == "operator":
+            return self._summary_operator()
         P = self.n_params
         kind = (
             "structural + practical"
@@ -294,12 +321,13 @@ class IdentifiabilityReport(Record):
         )
         lines += ["", head, "-" * len(head)]
         verdict = {True: "yes", False: "NO", None: "n/a"}
+        coord = self.coordinate_identifiability or {}
         for n in self.names:
             crb = self.relative_crb[n]
             crb = "n/a" if math.isnan(crb) else f"{crb:.3g}"
             lines.append(
                 f"{n:<{width}}  {self.fiducial[n]:>10.4g}  {crb:>9}  "
-                f"{self.coordinate_identifiability[n]:>10.3g}  "
+                f"{coord.get(n, math.nan):>10.3g}  "
                 f"{verdict[self.structurally_identifiable[n]]:>10}  "
                 f"{verdict[self.practically_identifiable[n]]:>9}"
             )
@@ -317,6 +345,68 @@ class IdentifiabilityReport(Record):
                 "  -> run ff.profile_likelihood(experiment, fiducial, "
                 f"{list(self.profile_recommended)}) before trusting their intervals."
             )
+        return "\n".join(lines)
+
+    def _summary_operator(self) -> str:
+        """The summary of a matrix-free report (``path == "operator"``)."""
+        P = self.n_params
+        lines = [
+            f"Identifiability report: {P} parameters (matrix-free: structural at the "
+            "fiducial + practical)",
+            (
+                f"Rank at the fiducial: {self.rank} of {P}  [Lanczos on the unit-diagonal "
+                f"log-FIM; rtol {self.rtol:.0e}; no random points]"
+                if self.rank is not None
+                else f"Rank at the fiducial: at most {P - self._n_zero} of {P} (search for null "
+                "directions stopped)"
+            ),
+        ]
+        if self.null_descriptions:
+            lines.append("Not identifiable (null directions; largest loadings):")
+            lines += [f"  - {t}" for t in self.null_descriptions]
+        else:
+            lines.append("No degeneracy at the fiducial: every parameter is locally identifiable.")
+        ev = self.eigenvalues
+        n_free = ev.size - self._n_zero
+        if n_free:
+            where = "the null space" if self.rank is not None else "the null directions found"
+            lines.append(
+                f"Log-parameter FIM: the {n_free} smallest eigenvalues off {where} "
+                f"{ev[self._n_zero]:.3g} … {ev[-1]:.3g}; condition number "
+                f"{self.condition_number:.3g}; spans {self.sloppiness:.3g} decades"
+            )
+        if self.sloppy_descriptions:
+            lines.append(
+                f"Poorly determined directions (1σ width in ln θ > {self.crb_threshold:g}):"
+            )
+            lines += [f"  - {t}" for t in self.sloppy_descriptions]
+        big = {n: c for n, c in self.weakest_direction.items() if abs(c) >= 0.05}
+        weak = ", ".join(f"{c:+.2f}·{self._labels[n]}" for n, c in big.items())
+        if weak:
+            lines.append(f"Weakest direction (largest loadings): {weak}")
+        lines.append(
+            f"Collinearity index (all parameters): {self.collinearity:.3g} "
+            f"(identifiable subsets need < {self.collinearity_threshold:g})"
+        )
+        lines.append(
+            "Skipped on the matrix-free path (for large P): identifiable-subset search, "
+            "coordinate identifiability, random points, profile/likelihood-path checks."
+        )
+        if self.relative_crb:
+            width = max([len(n) for n in self.relative_crb] + [9])
+            head = f"{'parameter':<{width}}  {'fiducial':>10}  {'rel. CRB':>9}  {'practical':>9}"
+            lines += ["", head, "-" * len(head)]
+            verdict = {True: "yes", False: "NO", None: "n/a"}
+            for n, crb in self.relative_crb.items():
+                crb = "n/a" if math.isnan(crb) else f"{crb:.3g}"
+                lines.append(
+                    f"{n:<{width}}  {self.fiducial[n]:>10.4g}  {crb:>9}  "
+                    f"{verdict[self.practically_identifiable[n]]:>9}"
+                )
+            rest = P - len(self.relative_crb)
+            if rest:
+                lines.append(f"({rest} other parameters: CRB not computed; crb_params=...)")
+        lines += [f"Note: {t}" for t in self.notes]
         return "\n".join(lines)
 
     def plot(self, fig=None):
@@ -362,11 +452,15 @@ class IdentifiabilityReport(Record):
             title = f"spectrum: {self.sloppiness:.3g} decades"
         ax_spec.set_title(title, fontsize="medium")
         V = np.asarray(self.eigenvectors) ** 2
+        peak = np.max(V, axis=1, initial=0.0)
+        shown_names = {self.names[i] for i in np.argsort(-peak)[:12] if peak[i] >= 0.01}
         bottom = np.zeros(V.shape[1])
         x = np.arange(V.shape[1])
         for i, n in enumerate(self.names):
             if self.parameterisation[n] == "linear" and n not in self.scales:
                 continue  # marginalised out of the spectrum
+            if self.path == "operator" and n not in shown_names:
+                continue  # matrix-free (large P): the 12 largest shares only
             ax_comp.bar(
                 x,
                 V[i],

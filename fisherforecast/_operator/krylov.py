@@ -48,8 +48,8 @@ def lanczos(mv, q0, m: int, steps=None):
     q0 = q0 / jnp.linalg.norm(q0)
     Q = jnp.zeros((m, n), dtype=q0.dtype).at[0].set(q0)
 
-    def step(j, carry):
-        Q, alpha, beta, scale, alive = carry
+    def step(carry):
+        j, Q, alpha, beta, scale, alive = carry
         q = Q[j]
         w = mv(q)
         a = jnp.dot(q, w, precision=HIGHEST)
@@ -63,10 +63,13 @@ def lanczos(mv, q0, m: int, steps=None):
         beta = beta.at[j].set(jnp.where(alive_next, b, 0.0))
         q_next = jnp.where(alive_next, w / jnp.where(alive_next, b, 1.0), 0.0)
         Q = Q.at[j + 1].set(q_next, mode="drop")
-        return Q, alpha, beta, scale, alive_next
+        return j + 1, Q, alpha, beta, scale, alive_next
 
-    init = (Q, jnp.zeros(m), jnp.zeros(m), jnp.asarray(0.0), jnp.asarray(True))
-    Q, alpha, beta, _, _ = jax.lax.fori_loop(0, m if steps is None else steps, step, init)
+    # A while loop, not a fori_loop: the steps after an invariant subspace (all zeros) are
+    # not run.
+    n_steps = m if steps is None else steps
+    init = (0, Q, jnp.zeros(m), jnp.zeros(m), jnp.asarray(0.0), jnp.asarray(True))
+    _, Q, alpha, beta, _, _ = jax.lax.while_loop(lambda c: (c[0] < n_steps) & c[5], step, init)
     return alpha, beta, Q
 
 

@@ -524,7 +524,9 @@ class FisherOperator:
         name -> component(s), and each pair's relative residual ``‖Fv − λv‖/|λ|``
         (recomputed with ``F``). The smallest eigenvalues of a sloppy model converge slowly
         (``m`` grows with ``√cond F``); a pair that has not converged is reported through its
-        residual, never dropped.
+        residual, never dropped. One start vector sees an eigenvalue repeated in ``F`` once:
+        when the basis closes on an invariant subspace first, fewer than `k` (distinct)
+        pairs come back.
 
         ```python
         >>> import numpy as np, fisherforecast as ff
@@ -556,12 +558,15 @@ class FisherOperator:
                 alpha, beta, Q = lanczos_kernel(
                     self._experiments, self._fid, self._names, self._prior, q0, buffer, m
                 )  # pyright: ignore[reportCallIssue]
-            alpha, beta, Q = np.asarray(alpha)[:m], np.asarray(beta)[:m], np.asarray(Q)[:m]
+            # An invariant subspace after n < m steps leaves zero rows: T is n × n.
+            dead = np.nonzero(np.asarray(beta)[:m] == 0.0)[0]
+            n = int(dead[0]) + 1 if dead.size else m
+            alpha, beta, Q = np.asarray(alpha)[:n], np.asarray(beta)[:n], np.asarray(Q)[:n]
             T = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
             theta, S = np.linalg.eigh(T)
-            pick = np.arange(m - k, m) if which == "largest" else np.arange(k)
+            pick = np.arange(max(0, n - k), n) if which == "largest" else np.arange(min(k, n))
             est = np.abs(beta[-1] * S[-1, pick])
-            if np.all(est <= tol * np.abs(theta[pick])) or m >= cap:
+            if np.all(est <= tol * np.abs(theta[pick])) or m >= cap or n < m:
                 break
             m = min(cap, 2 * m)
         w = theta[pick]
