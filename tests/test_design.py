@@ -327,7 +327,12 @@ def test_repeated_designs_do_not_recompile():
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
     sizes = [
         f._cache_size()
-        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
+        for f in (
+            objective.single_start,
+            objective.vmapped_starts,
+            objective.loss_and_grad,
+            objective.natural_batch,
+        )
     ]
     ff.optimize_design(
         exp.replace(design=np.array([0.1, 7.5])),
@@ -338,7 +343,12 @@ def test_repeated_designs_do_not_recompile():
     )
     assert [
         f._cache_size()
-        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
+        for f in (
+            objective.single_start,
+            objective.vmapped_starts,
+            objective.loss_and_grad,
+            objective.natural_batch,
+        )
     ] == sizes
 
 
