@@ -111,7 +111,8 @@ class _FirstStepBFGS(optx.BFGS):
         new_info, _ = super().update_hessian(y, y_eval, f_info, f_eval_info, None)
         gmax = jnp.max(jnp.abs(f_eval_info.grad))
         ok = jnp.isfinite(gmax) & (gmax > 0)
-        factor = jnp.where(hessian_update_state & ok, _FIRST_STEP / jnp.where(ok, gmax, 1), 1)
+        first = jnp.asarray(hessian_update_state, dtype=bool)  # set by init_hessian
+        factor = jnp.where(first & ok, _FIRST_STEP / jnp.where(ok, gmax, 1), 1)
         new_info = eqx.tree_at(
             lambda info: info.hessian_inv.pytree,
             new_info,
@@ -128,7 +129,7 @@ def _one_start(u0, arrays, spec, max_steps, rtol):
     its gradient and the Fisher matrix in one pass (:func:`_loss_x`), the first step's
     gradient sets the step scale (:class:`_FirstStepBFGS`), and the loss and the matrix at
     the end point are read from the solver's state."""
-    solver = _FirstStepBFGS(rtol=rtol, atol=rtol)
+    solver = _FirstStepBFGS(rtol=rtol, atol=rtol)  # pyright: ignore[reportCallIssue]  # eqx init
 
     def objective(u, arrays):
         return _loss_x(x_from_u(u, arrays, spec), arrays, spec)
@@ -147,13 +148,13 @@ def _one_start(u0, arrays, spec, max_steps, rtol):
     )
 
 
-@partial(cached_kernel, static_argnames=("spec", "max_steps", "rtol"))
+@cached_kernel(static_argnames=("spec", "max_steps", "rtol"))
 def single_start(u0, arrays, spec, max_steps, rtol):
     """:func:`_one_start` compiled for one start (the same program for any number of starts)."""
     return _one_start(u0, arrays, spec, max_steps, rtol)
 
 
-@partial(cached_kernel, static_argnames=("spec", "max_steps", "rtol"))
+@cached_kernel(static_argnames=("spec", "max_steps", "rtol"))
 def vmapped_starts(u0s, arrays, spec, max_steps, rtol):
     """:func:`_one_start` over the rows of `u0s` under one ``vmap`` (in lockstep)."""
     return jax.vmap(lambda u0: _one_start(u0, arrays, spec, max_steps, rtol))(u0s)
@@ -186,17 +187,17 @@ def multistart(u0s, arrays, spec, max_steps, rtol, batch_size=None):
     return tuple(np.concatenate([np.asarray(c[i]) for c in chunks])[:n] for i in range(4))
 
 
-@partial(cached_kernel, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec",))
 def loss_and_grad(x, arrays, spec):
     return jax.value_and_grad(_loss_only)(x, arrays, spec)
 
 
-@partial(cached_kernel, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec",))
 def natural_batch(xs, arrays, spec):
     return jax.vmap(lambda x: _natural_x(x, arrays, spec))(xs)
 
 
-@partial(cached_kernel, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec",))
 def natural_and_grad(x, arrays, spec):
     if spec.gradient == "forward":
         grad, value = jax.jacfwd(lambda z: (_natural_x(z, arrays, spec),) * 2, has_aux=True)(x)

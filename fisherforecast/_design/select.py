@@ -7,7 +7,6 @@ shared with :func:`~fisherforecast._design.repair.repair_identifiability`.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any
 
 import jax
@@ -43,7 +42,7 @@ def _take(candidates, idx):
     return jax.tree_util.tree_map(lambda c: c[np.asarray(idx)], candidates)
 
 
-@partial(cached_kernel, static_argnames=("names", "mode"))
+@cached_kernel(static_argnames=("names", "mode"))
 def _candidate_fishers(experiment, fid, names, mode, candidates):
     def one(point):
         design = jax.tree_util.tree_map(lambda c: c[None], point)
@@ -52,12 +51,12 @@ def _candidate_fishers(experiment, fid, names, mode, candidates):
     return jax.vmap(one)(candidates)
 
 
-@partial(cached_kernel, static_argnames=("crit",))
+@cached_kernel(static_argnames=("crit",))
 def _losses_of_matrices(Fs, crit, ridge):
     return jax.vmap(lambda F: loss_from_matrix(F, crit, ridge))(Fs)
 
 
-@partial(cached_kernel, static_argnames=("crit",))
+@cached_kernel(static_argnames=("crit",))
 def _relaxed_loss_and_grad(w, Fc, base, crit, ridge):
     def loss(w):
         return loss_from_matrix(

@@ -5,8 +5,6 @@ compilation, and kernels that XLA can serialize are kept on disk for the next pr
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import optimistix as optx
@@ -72,7 +70,7 @@ def one_pass_derivative(fn, autodiff):
     return f
 
 
-@partial(cached_kernel, static_argnames=("expected",))
+@cached_kernel(static_argnames=("expected",))
 def chi2_at_data(experiments, data, fiducial, expected):
     """−2 ln L (or the expected deviance) at the fiducial for data that equal the model
     there (Asimov): no model evaluation needed."""
@@ -82,7 +80,7 @@ def chi2_at_data(experiments, data, fiducial, expected):
     )
 
 
-@partial(cached_kernel, static_argnames=("names",))
+@cached_kernel(static_argnames=("names",))
 def noise_gradients(experiments, data, fixed, theta, names):
     """∂ ln L/∂θ of each experiment's noise model with the mean held at the data: nonzero
     where the noise depends on the parameters."""
@@ -136,7 +134,7 @@ def _minimise(objective, x0, args, tol, max_steps, autodiff):
     return sol.value, value, sol.result == optx.RESULTS.successful, steps
 
 
-@partial(cached_kernel, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
+@cached_kernel(static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
 def global_fit(experiments, data, fixed, theta0, scales, names, tol, max_steps, autodiff, expected):
     chi2 = chi2_function(experiments, data, names, fixed, theta0, expected, autodiff)
 
@@ -149,7 +147,7 @@ def global_fit(experiments, data, fixed, theta0, scales, names, tol, max_steps, 
     return theta0 + scales * x, value, success
 
 
-@partial(cached_kernel, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
+@cached_kernel(static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
 def profile_scan(
     experiments,
     data,
@@ -190,7 +188,7 @@ def profile_scan(
     return out
 
 
-@partial(cached_kernel, static_argnames=("names", "expected"))
+@cached_kernel(static_argnames=("names", "expected"))
 def profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, names, expected):
     """−2 ln L along `grid` with the other parameters held at `theta_hat`: the profile of a
     single parameter (nothing to re-optimise), and the finiteness probe of the default grid."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +84,7 @@ class SymmetrySearch(Record):
         return "\n".join(lines)
 
 
-@partial(cached_kernel, static_argnames=("names", "positive"))
+@cached_kernel(static_argnames=("names", "positive"))
 def _value_and_grad(u, experiments, fixed, theta0, names, positive):
     params0 = params_from_vector(theta0, names, fixed)
     means = tuple(call_model(exp, params0) for exp in experiments)
