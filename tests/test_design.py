@@ -327,7 +327,12 @@ def test_repeated_designs_do_not_recompile():
     ff.optimize_design(exp, fid, bounds=(0.0, 10.0), n_starts=8)
     sizes = [
         f._cache_size()
-        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
+        for f in (
+            objective.single_start,
+            objective.vmapped_starts,
+            objective.loss_and_grad,
+            objective.natural_batch,
+        )
     ]
     ff.optimize_design(
         exp.replace(design=np.array([0.1, 7.5])),
@@ -338,8 +343,26 @@ def test_repeated_designs_do_not_recompile():
     )
     assert [
         f._cache_size()
-        for f in (objective.multistart, objective.loss_and_grad, objective.natural_batch)
+        for f in (
+            objective.single_start,
+            objective.vmapped_starts,
+            objective.loss_and_grad,
+            objective.natural_batch,
+        )
     ] == sizes
+
+
+def test_padded_chunks_reach_the_closed_form_optimum():
+    # 4 starts in vmapped chunks of 3 (the last chunk padded with copies of the last start):
+    # the D-optimal 2-point design of A e^(-kt) on [0, 10] is {0, 1/k}.
+    exp = ff.Experiment(decay, ff.Gaussian(sigma=0.1), design=np.array([3.0, 4.0]))
+    res = ff.optimize_design(
+        exp, {"A": 2.0, "k": 0.5}, bounds=(0.0, 10.0), n_starts=4, batch_size=3, n_polish=1
+    )
+    np.testing.assert_allclose(np.sort(res.design), [0.0, 2.0], atol=1e-5)
+    assert res.all_starts.shape == (4,)
+    with pytest.raises(ValueError, match=r"batch_size.*'fast'"):
+        ff.optimize_design(exp, {"A": 2.0, "k": 0.5}, bounds=(0.0, 10.0), batch_size="fast")
 
 
 def test_bad_input_is_rejected_with_the_argument_named():

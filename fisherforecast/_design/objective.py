@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from functools import partial
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 
+from .._compile import cached_kernel
 from .._engine import fisher_information
 from .._errors import InputError
 from .._x64 import float64
@@ -40,92 +43,161 @@ def fisher_of_x(x, arrays, spec):
     return F * jnp.outer(s, s)
 
 
-def _raw_loss(x, arrays, spec):
-    return loss_from_matrix(fisher_of_x(x, arrays, spec), spec.crit, spec.ridge)
+@partial(jax.jit, static_argnames=("spec",))
+def _loss_and_matrix(z, arrays, spec):
+    """The objective at `z` and, as auxiliary output, the Fisher matrix it came from.
+
+    Jitted so that JAX traces the model once: the primal and the derivative passes below
+    transform that one jaxpr instead of tracing the model's Python code again."""
+    F = fisher_of_x(z, arrays, spec)
+    loss = loss_from_matrix(F, spec.crit, spec.ridge)
+    return loss, (loss, F)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _loss_x(x, arrays, spec):
-    return _raw_loss(x, arrays, spec)
+    """The objective to minimise and the (scaled, prior included) Fisher matrix at `x`.
+
+    The matrix is auxiliary output for the optimiser's bookkeeping (the criterion at every
+    end point without another Fisher evaluation): it is not differentiated (its tangent is
+    zero, as after ``jax.lax.stop_gradient``)."""
+    return _loss_and_matrix(x, arrays, spec)[1]
 
 
 @_loss_x.defjvp
 def _loss_x_jvp(spec, primals, tangents):
     # The gradient is computed here in the mode the user chose and contracted with the
     # tangent, so that reverse-mode callers (optimistix, jax.grad) never reverse-differentiate
-    # through the model: ODE models built for forward-mode autodiff keep working.
+    # through the model: ODE models built for forward-mode autodiff keep working. Value,
+    # gradient and matrix come from one pass over the model.
     x, arrays = primals
     x_dot = tangents[0]
     if spec.gradient == "forward":
-        grad, value = jax.jacfwd(lambda z: (_raw_loss(z, arrays, spec),) * 2, has_aux=True)(x)
+        grad, (value, F) = jax.jacfwd(_loss_and_matrix, has_aux=True)(x, arrays, spec)
     else:
-        value, grad = jax.value_and_grad(_raw_loss)(x, arrays, spec)
-    return value, jnp.dot(grad, x_dot, precision=HIGHEST)
+        grad, (value, F) = jax.grad(_loss_and_matrix, has_aux=True)(x, arrays, spec)
+    return (value, F), (jnp.dot(grad, x_dot, precision=HIGHEST), jnp.zeros_like(F))
+
+
+def _loss_only(x, arrays, spec):
+    return _loss_x(x, arrays, spec)[0]
 
 
 def _natural_x(x, arrays, spec):
     return natural_from_matrix(fisher_of_x(x, arrays, spec), spec.crit)
 
 
-# ----- jitted entry points (module level: compiled once per problem shape) -------------
-@partial(jax.jit, static_argnames=("spec", "max_steps", "rtol", "batch_size"))
-def multistart(u0s, arrays, spec, max_steps, rtol, batch_size=None):
-    """Batched BFGS from every start; returns end points, loss, criterion, converged.
+class _FirstStepBFGS(optx.BFGS):
+    """``optimistix.BFGS`` whose first step moves the largest variable by ``_FIRST_STEP``.
 
-    ``batch_size=None`` runs every start under one ``vmap``; an integer runs them in
-    vmapped chunks of that size one after another (``jax.lax.map``), still in one
-    compiled call. Under ``vmap`` the starts advance in lockstep (every start runs as many
-    BFGS iterations, and an ODE model as many solver steps, as the slowest), which
-    accelerators absorb but a CPU pays for.
+    BFGS starts from an identity Hessian, so its first step is the raw gradient and can
+    leap into another basin. Here the inverse Hessian is set to ``_FIRST_STEP / max|∇f(u0)|``
+    times the identity once the first gradient is known (at the first step, where the
+    identity is otherwise kept): the first step is then ``_FIRST_STEP`` radians of ``u`` in
+    its largest component (a few per cent of the range), every start is a genuinely local
+    optimisation, and the multistart, not a lucky jump, finds the global optimum. The BFGS
+    updates learn the curvature from there.
+
+    This is BFGS on the objective divided by ``max|∇f(u0)| / _FIRST_STEP`` (BFGS and its
+    Armijo line search are invariant under that scaling), but the gradient at the start
+    comes from the first step itself instead of a separate evaluation.
     """
-    import optimistix as optx
 
-    solver = optx.BFGS(rtol=rtol, atol=rtol)
+    def init_hessian(self, y, f, grad):
+        f_info, _ = super().init_hessian(y, f, grad)
+        return f_info, jnp.array(True)  # the update state: "the next update is the first"
+
+    def update_hessian(self, y, y_eval, f_info, f_eval_info, hessian_update_state):
+        new_info, _ = super().update_hessian(y, y_eval, f_info, f_eval_info, None)
+        gmax = jnp.max(jnp.abs(f_eval_info.grad))
+        ok = jnp.isfinite(gmax) & (gmax > 0)
+        first = jnp.asarray(hessian_update_state, dtype=bool)  # set by init_hessian
+        factor = jnp.where(first & ok, _FIRST_STEP / jnp.where(ok, gmax, 1), 1)
+        new_info = eqx.tree_at(
+            lambda info: info.hessian_inv.pytree,
+            new_info,
+            replace_fn=lambda tree: jax.tree_util.tree_map(lambda a: factor * a, tree),
+        )
+        return new_info, jnp.array(False)
+
+
+# ----- compiled entry points (module level: compiled once per problem shape) ------------
+def _one_start(u0, arrays, spec, max_steps, rtol):
+    """BFGS from `u0`: the end point, the loss and the criterion there, converged?
+
+    The model appears once in the compiled program: each BFGS step evaluates the objective,
+    its gradient and the Fisher matrix in one pass (:func:`_loss_x`), the first step's
+    gradient sets the step scale (:class:`_FirstStepBFGS`), and the loss and the matrix at
+    the end point are read from the solver's state."""
+    solver = _FirstStepBFGS(rtol=rtol, atol=rtol)  # pyright: ignore[reportCallIssue]  # eqx init
 
     def objective(u, arrays):
         return _loss_x(x_from_u(u, arrays, spec), arrays, spec)
 
-    def scaled(u, args):
-        arrays, scale = args
-        return objective(u, arrays) / scale
-
-    def one(u0):
-        # BFGS starts from an identity Hessian, so its first step is the raw gradient and
-        # can leap into another basin. Dividing the objective by (largest gradient
-        # component at the start) / _FIRST_STEP bounds that step to _FIRST_STEP radians of
-        # u (a few per cent of the range): every start is a genuinely local optimisation,
-        # and the multistart, not a lucky jump, finds the global optimum. The BFGS updates
-        # learn the curvature from there.
-        gmax = jnp.max(jnp.abs(jax.grad(objective)(u0, arrays)))
-        scale = jnp.where(jnp.isfinite(gmax) & (gmax > 0), gmax / _FIRST_STEP, 1.0)
-        sol = optx.minimise(
-            scaled, solver, u0, args=(arrays, scale), max_steps=max_steps, throw=False
-        )
-        x = x_from_u(sol.value, arrays, spec)
-        F = fisher_of_x(x, arrays, spec)
-        return (
-            x,
-            loss_from_matrix(F, spec.crit, spec.ridge),
-            natural_from_matrix(F, spec.crit),
-            sol.result == optx.RESULTS.successful,
-        )
-
-    if batch_size is None or batch_size >= u0s.shape[0]:
-        return jax.vmap(one)(u0s)
-    return jax.lax.map(one, u0s, batch_size=batch_size)
+    sol = optx.minimise(
+        objective, solver, u0, args=arrays, has_aux=True, max_steps=max_steps, throw=False
+    )
+    # The state holds the objective and the matrix at the returned (last accepted) point;
+    # `sol.aux` would be the previous step's.
+    state = sol.state
+    return (
+        x_from_u(sol.value, arrays, spec),
+        state.f_info.f,
+        natural_from_matrix(state.aux, spec.crit),
+        sol.result == optx.RESULTS.successful,
+    )
 
 
-@partial(jax.jit, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec", "max_steps", "rtol"))
+def single_start(u0, arrays, spec, max_steps, rtol):
+    """:func:`_one_start` compiled for one start (the same program for any number of starts)."""
+    return _one_start(u0, arrays, spec, max_steps, rtol)
+
+
+@cached_kernel(static_argnames=("spec", "max_steps", "rtol"))
+def vmapped_starts(u0s, arrays, spec, max_steps, rtol):
+    """:func:`_one_start` over the rows of `u0s` under one ``vmap`` (in lockstep)."""
+    return jax.vmap(lambda u0: _one_start(u0, arrays, spec, max_steps, rtol))(u0s)
+
+
+def multistart(u0s, arrays, spec, max_steps, rtol, batch_size=None):
+    """BFGS from every row of `u0s`; returns end points, loss, criterion, converged (numpy).
+
+    ``batch_size=None`` runs every start under one ``vmap``; ``1`` runs them one after
+    another through one compiled single-start program; ``b`` runs vmapped chunks of ``b``
+    one after another (the last chunk padded with copies of the last start), so that every
+    chunk runs the same compiled program. Under ``vmap`` the starts advance in lockstep
+    (every start runs as many BFGS iterations, and an ODE model as many solver steps, as
+    the slowest), which accelerators absorb but a CPU pays for.
+    """
+    u0s = np.asarray(u0s, dtype=np.float64)
+    n = u0s.shape[0]
+    if batch_size is None or batch_size >= n:
+        out = vmapped_starts(jnp.asarray(u0s), arrays, spec, max_steps, rtol)
+        return tuple(np.asarray(a) for a in out)
+    if batch_size == 1:
+        rows = [single_start(jnp.asarray(u), arrays, spec, max_steps, rtol) for u in u0s]
+        return tuple(np.stack([np.asarray(r[i]) for r in rows]) for i in range(4))
+    n_chunks = -(-n // batch_size)
+    padded = np.concatenate([u0s, np.repeat(u0s[-1:], n_chunks * batch_size - n, axis=0)])
+    chunks = [
+        vmapped_starts(jnp.asarray(c), arrays, spec, max_steps, rtol)
+        for c in padded.reshape(n_chunks, batch_size, -1)
+    ]
+    return tuple(np.concatenate([np.asarray(c[i]) for c in chunks])[:n] for i in range(4))
+
+
+@cached_kernel(static_argnames=("spec",))
 def loss_and_grad(x, arrays, spec):
-    return jax.value_and_grad(_loss_x)(x, arrays, spec)
+    return jax.value_and_grad(_loss_only)(x, arrays, spec)
 
 
-@partial(jax.jit, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec",))
 def natural_batch(xs, arrays, spec):
     return jax.vmap(lambda x: _natural_x(x, arrays, spec))(xs)
 
 
-@partial(jax.jit, static_argnames=("spec",))
+@cached_kernel(static_argnames=("spec",))
 def natural_and_grad(x, arrays, spec):
     if spec.gradient == "forward":
         grad, value = jax.jacfwd(lambda z: (_natural_x(z, arrays, spec),) * 2, has_aux=True)(x)

@@ -16,8 +16,8 @@ How :func:`optimize_design` works (see ``docs/design.md``):
    design=x), ...)``; its gradient with respect to ``x`` is exact (forward mode by default,
    so ODE models with forward-mode adjoints work).
 3. Many starts (the initial design and random designs in the feasible set) run
-   ``optimistix.BFGS`` together under one ``jax.vmap``; one jitted call, compiled once per
-   problem shape.
+   ``optimistix.BFGS``: one after another on a CPU, together under one ``jax.vmap`` on an
+   accelerator (`batch_size`); one compiled program per problem shape.
 4. The best few distinct end points are polished in the original bounded variables with
    ``scipy.optimize`` (L-BFGS-B for boxes, SLSQP with linear constraints for ordered times)
    using the same JAX gradient; the best polished design is returned.
@@ -70,7 +70,7 @@ def optimize_design(
     rtol=1e-10,
     mode="forward",
     gradient="forward",
-    batch_size=None,
+    batch_size="auto",
     progress=None,
 ) -> DesignResult:
     """Optimise the design of one or several experiments for a Fisher-matrix criterion.
@@ -78,11 +78,11 @@ def optimize_design(
     The objective is a criterion of ``F(design) + F_prior`` where ``F(design)`` is
     ``ff.fisher_information`` of the experiment(s) with the candidate design: a pure JAX
     function with exact gradients in the design. A batch of starts (the initial design and
-    ``n_starts - 1`` random feasible designs) runs ``optimistix.BFGS`` under one
-    ``jax.vmap``; the best ``n_polish`` distinct end points are polished in the bounded
-    variables with ``scipy.optimize`` (L-BFGS-B, or SLSQP when `constraints` are given) and
-    the best is returned. ``n_starts=1`` is a purely local optimisation from the initial
-    design.
+    ``n_starts - 1`` random feasible designs) runs ``optimistix.BFGS`` (one start after
+    another on a CPU, under one ``jax.vmap`` on an accelerator); the best ``n_polish``
+    distinct end points are polished in the bounded variables with ``scipy.optimize``
+    (L-BFGS-B, or SLSQP when `constraints` are given) and the best is returned.
+    ``n_starts=1`` is a purely local optimisation from the initial design.
 
     **Arguments:**
 
@@ -127,11 +127,11 @@ def optimize_design(
       adjoint; cost grows with the number of free design entries) or ``"reverse"``.
     - `progress`: a tqdm bar over the phases (multistart, polish) with a cost estimate
       first (``None``: only when run in a terminal; ``True``; ``False``).
-    - `batch_size`: ``None`` (default) runs all starts under one ``jax.vmap``; an integer
-      ``b`` runs them in vmapped chunks of ``b``, one chunk after another, inside the same
-      compiled call. Vmapped starts move in lockstep (each runs as long as the slowest),
-      which a GPU absorbs; on a CPU with an expensive model (an ODE) ``batch_size=1`` is
-      usually faster (see ``benchmarks/bench_design.py``).
+    - `batch_size`: ``"auto"`` (default): ``1`` on a CPU, ``None`` on an accelerator.
+      ``None`` runs all starts under one ``jax.vmap``; an integer ``b`` runs them in
+      vmapped chunks of ``b`` (``1``: one start at a time), one chunk after another, each
+      chunk the same compiled program. Vmapped starts move in lockstep (each runs as long
+      as the slowest), which a GPU absorbs and a CPU pays for (see ``docs/design.md``).
 
     **Returns:** a :class:`DesignResult`.
 
@@ -162,14 +162,13 @@ def optimize_design(
     n_starts = check_int(n_starts, "n_starts", 1)
     n_polish = check_int(n_polish, "n_polish", 0)
     max_steps = check_int(max_steps, "max_steps", 1)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", 1)
+    batch_size = _check_batch_size(batch_size)
     rng = np.random.default_rng(_check_seed(seed))
     rtol = _check_rtol(rtol)
     show = check_progress(progress)
     check_bounds_after_t0(experiments, bounds, joint)
     estimate = (
-        f"{n_starts} starts × ≤ {max_steps} BFGS steps in one compiled call (each step one "
+        f"{n_starts} starts × ≤ {max_steps} BFGS steps through one compiled program (each step one "
         f"Fisher matrix and its design gradient), then ≤ {n_polish} polished; the first "
         "call compiles the criterion's gradient (most of its time)."
     )
@@ -341,6 +340,20 @@ def _gain_and_efficiency(best_value, init_value, crit, n_params):
     if crit.kind == "A":
         return float(gain), abs(float(best_value / init_value)) if np.isfinite(init_value) else 0.0
     return float(gain), None
+
+
+def _check_batch_size(batch_size):
+    """``"auto"`` -> 1 on a CPU (starts one at a time: each stops when it converges), None
+    (one vmapped batch) on an accelerator; None or a positive integer as given."""
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise InputError(
+                f"`batch_size` must be 'auto', None or a positive integer; received {batch_size!r}."
+            )
+        return 1 if jax.default_backend() == "cpu" else None
+    if batch_size is None:
+        return None
+    return check_int(batch_size, "batch_size", 1)
 
 
 def _check_seed(seed):

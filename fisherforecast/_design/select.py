@@ -7,7 +7,6 @@ shared with :func:`~fisherforecast._design.repair.repair_identifiability`.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any
 
 import jax
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int
+from .._compile import cached_kernel
 from .._engine import fisher_information
 from .._errors import InputError, SingularFisherError, quote
 from .._experiment import Experiment
@@ -42,7 +42,7 @@ def _take(candidates, idx):
     return jax.tree_util.tree_map(lambda c: c[np.asarray(idx)], candidates)
 
 
-@partial(jax.jit, static_argnames=("names", "mode"))
+@cached_kernel(static_argnames=("names", "mode"))
 def _candidate_fishers(experiment, fid, names, mode, candidates):
     def one(point):
         design = jax.tree_util.tree_map(lambda c: c[None], point)
@@ -51,12 +51,12 @@ def _candidate_fishers(experiment, fid, names, mode, candidates):
     return jax.vmap(one)(candidates)
 
 
-@partial(jax.jit, static_argnames=("crit",))
+@cached_kernel(static_argnames=("crit",))
 def _losses_of_matrices(Fs, crit, ridge):
     return jax.vmap(lambda F: loss_from_matrix(F, crit, ridge))(Fs)
 
 
-@partial(jax.jit, static_argnames=("crit",))
+@cached_kernel(static_argnames=("crit",))
 def _relaxed_loss_and_grad(w, Fc, base, crit, ridge):
     def loss(w):
         return loss_from_matrix(

@@ -1,13 +1,15 @@
-"""Pure, jitted pieces of the profile likelihood: −2 ln L, the BFGS fits, the scans."""
+"""Pure, compiled pieces of the profile likelihood: −2 ln L, the BFGS fits, the scans.
+
+The kernels are :func:`fisherforecast._compile.cached_kernel` kernels: equal experiments share one
+compilation, and kernels that XLA can serialize are kept on disk for the next process."""
 
 from __future__ import annotations
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import optimistix as optx
 
+from .._compile import cached_kernel
 from .._engine import call_model, params_from_vector
 
 
@@ -19,9 +21,12 @@ def neg2_log_like(exp, d, mean, params, params0, expected):
     return -2.0 * exp.noise.log_likelihood(d, mean, params, exp.design)
 
 
-def chi2_function(experiments, data, names, fixed, theta_ref, expected):
+def chi2_function(experiments, data, names, fixed, theta_ref, expected, autodiff=None):
     """θ (vector over `names`) -> −2 ln L summed over the experiments (for Asimov data,
-    `expected`, the expected deviance under the fiducial ``theta_ref``)."""
+    `expected`, the expected deviance under the fiducial ``theta_ref``).
+
+    With `autodiff` ("fwd" or "bwd") the function's derivative (all an optimiser asks
+    for) is computed in one pass with its value, :func:`one_pass_derivative`."""
 
     def to_params(theta):
         return params_from_vector(theta, names, fixed)
@@ -36,11 +41,37 @@ def chi2_function(experiments, data, names, fixed, theta_ref, expected):
             total = total + neg2_log_like(exp, d, mean, params, params0, expected)
         return total
 
-    return chi2
+    return chi2 if autodiff is None else one_pass_derivative(chi2, autodiff)
 
 
-@partial(jax.jit, static_argnames=("expected",))
-def chi2_at_data(experiments, data, fiducial, *, expected):
+def one_pass_derivative(fn, autodiff):
+    """`fn` (a vector -> a scalar) whose JVP evaluates the value and the whole gradient in
+    one pass (``jax.jacfwd`` for "fwd", ``jax.value_and_grad`` for "bwd") and contracts.
+
+    An optimiser linearises its objective: through an ODE solve (a ``while`` loop) JAX's
+    linearisation keeps a primal solve next to the tangent solve, and the forward-mode
+    gradient then pushes one basis vector at a time through the linear map. Here the
+    primal and all tangents share one solve, and the compiled program holds the model once.
+    Values closed over by `fn` (data, fixed parameters) are not differentiated."""
+
+    @jax.custom_jvp
+    def f(theta):
+        return fn(theta)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (theta,), (theta_dot,) = primals, tangents
+        if autodiff == "fwd":
+            grad, value = jax.jacfwd(lambda t: (fn(t),) * 2, has_aux=True)(theta)
+        else:
+            value, grad = jax.value_and_grad(fn)(theta)
+        return value, jnp.dot(grad, theta_dot, precision=jax.lax.Precision.HIGHEST)
+
+    return f
+
+
+@cached_kernel(static_argnames=("expected",))
+def chi2_at_data(experiments, data, fiducial, expected):
     """−2 ln L (or the expected deviance) at the fiducial for data that equal the model
     there (Asimov): no model evaluation needed."""
     return sum(
@@ -49,8 +80,8 @@ def chi2_at_data(experiments, data, fiducial, *, expected):
     )
 
 
-@partial(jax.jit, static_argnames=("names",))
-def noise_gradients(experiments, data, fixed, theta, *, names):
+@cached_kernel(static_argnames=("names",))
+def noise_gradients(experiments, data, fixed, theta, names):
     """∂ ln L/∂θ of each experiment's noise model with the mean held at the data: nonzero
     where the noise depends on the parameters."""
 
@@ -103,11 +134,9 @@ def _minimise(objective, x0, args, tol, max_steps, autodiff):
     return sol.value, value, sol.result == optx.RESULTS.successful, steps
 
 
-@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
-def global_fit(
-    experiments, data, fixed, theta0, scales, *, names, tol, max_steps, autodiff, expected
-):
-    chi2 = chi2_function(experiments, data, names, fixed, theta0, expected)
+@cached_kernel(static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
+def global_fit(experiments, data, fixed, theta0, scales, names, tol, max_steps, autodiff, expected):
+    chi2 = chi2_function(experiments, data, names, fixed, theta0, expected, autodiff)
 
     def objective(x, _):
         return chi2(theta0 + scales * x)
@@ -118,7 +147,7 @@ def global_fit(
     return theta0 + scales * x, value, success
 
 
-@partial(jax.jit, static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
+@cached_kernel(static_argnames=("names", "tol", "max_steps", "autodiff", "expected"))
 def profile_scan(
     experiments,
     data,
@@ -130,7 +159,6 @@ def profile_scan(
     free_idx,
     grid,
     resets,
-    *,
     names,
     tol,
     max_steps,
@@ -139,7 +167,7 @@ def profile_scan(
 ):
     """−2 ln L profile of parameter `k` along `grid` (visited in the given order; `resets`
     marks the points that restart from the best fit instead of the previous point)."""
-    chi2 = chi2_function(experiments, data, names, fixed, theta_ref, expected)
+    chi2 = chi2_function(experiments, data, names, fixed, theta_ref, expected, autodiff)
     x_start = jnp.zeros(free_idx.shape, theta_hat.dtype)
 
     def theta_of(x, psi):
@@ -160,8 +188,8 @@ def profile_scan(
     return out
 
 
-@partial(jax.jit, static_argnames=("names", "expected"))
-def profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, *, names, expected):
+@cached_kernel(static_argnames=("names", "expected"))
+def profile_direct(experiments, data, fixed, theta_hat, theta_ref, k, grid, names, expected):
     """−2 ln L along `grid` with the other parameters held at `theta_hat`: the profile of a
     single parameter (nothing to re-optimise), and the finiteness probe of the default grid."""
     chi2 = chi2_function(experiments, data, names, fixed, theta_ref, expected)

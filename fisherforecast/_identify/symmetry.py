@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .._checks import as_experiments, check_fiducial, check_int, check_names, is_real_number
+from .._compile import cached_kernel
 from .._engine import call_model, params_from_vector
 from .._errors import InputError, quote
 from .._progress import check_progress, progress_bar
@@ -84,8 +84,8 @@ class SymmetrySearch(Record):
         return "\n".join(lines)
 
 
-@partial(jax.jit, static_argnames=("names", "positive"))
-def _value_and_grad(u, experiments, fixed, theta0, *, names, positive):
+@cached_kernel(static_argnames=("names", "positive"))
+def _value_and_grad(u, experiments, fixed, theta0, names, positive):
     params0 = params_from_vector(theta0, names, fixed)
     means = tuple(call_model(exp, params0) for exp in experiments)
     chi2 = chi2_function(experiments, means, names, fixed, theta0, True)
@@ -97,8 +97,8 @@ def _value_and_grad(u, experiments, fixed, theta0, *, names, positive):
         theta = jnp.where(pos, theta0 * jnp.exp(v), theta0 + v * scale)
         return chi2(theta) - base
 
-    value = f(u)
-    grad = jax.jacfwd(f)(u)
+    # Value and gradient from one pass over the model (jacfwd carries the primal).
+    grad, value = jax.jacfwd(lambda v: (f(v),) * 2, has_aux=True)(u)
     return value, grad
 
 
