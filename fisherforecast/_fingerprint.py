@@ -179,9 +179,10 @@ def static_fingerprint(obj, depth: int = 0) -> str:
         args = static_fingerprint((obj.func, obj.args, obj.keywords), d)
         return f"partial{args}"
     if callable(obj) and not dataclasses.is_dataclass(obj):
-        if covered_function(obj):
-            fn = getattr(obj, "__func__", obj)
-            return f"function:{getattr(fn, '__module__', '?')}.{fn.__qualname__}"
+        fn = getattr(obj, "__func__", obj)
+        qualname = getattr(fn, "__qualname__", None)  # None: a callable instance (ODEModel)
+        if qualname is not None and covered_function(obj):
+            return f"function:{getattr(fn, '__module__', '?')}.{qualname}"
         raise Unfingerprintable(f"callable {obj!r}")
     if dataclasses.is_dataclass(obj) and _covered_module(t.__module__):
         fields = ",".join(

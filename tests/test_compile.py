@@ -568,6 +568,16 @@ def test_fast_key_hit_skips_tracing_is_bit_identical_and_keeps_solver_errors(own
         ff.fisher(_ode_experiment(), {"k": 1e4, "A": 2.0})  # stiff: max_steps reached
 
 
+def test_a_callable_instance_among_static_parts_falls_back_instead_of_failing():
+    """An ff.ode_model instance held as a static part (the individual model of a population
+    experiment) has no __qualname__: it gets no fast key, and no AttributeError."""
+    from fisherforecast import _fingerprint
+
+    model = ff.ode_model(_counting_rhs, y0=lambda p: p["A"])
+    with pytest.raises(_fingerprint.Unfingerprintable):
+        _fingerprint.static_fingerprint((model,))
+
+
 def test_fast_key_follows_globals_closed_over_values_and_shapes():
     """Everything the rhs computes with is in its jaxpr: a changed global or closed-over
     array gives a new key (never a stale executable), as do a new design shape, new
