@@ -82,7 +82,7 @@ from .factor import (
 )
 from .nonlinearity import fisher_path_check
 from .operator_report import N_EIGEN, operator_identifiability
-from .report import IdentifiabilityReport
+from .report import IdentifiabilityReport, spectrum_fields
 from .words import coordinate_label, directions, local_text, null_space_texts, sloppy_text
 
 #: ``path="auto"`` builds the report matrix-free above this many parameter elements.
@@ -230,15 +230,8 @@ def _spectrum_fields(co: Coordinates, factor: Factor, ns: _NullSpace, th: Thresh
         sloppy_texts.append(
             sloppy_text(k, shown, names, co.log, co.labels, eigenvalues, eigenvectors, n_zero)
         )
-    return dict(
-        eigenvalues=eigenvalues,
-        eigenvectors=eigenvectors,
-        condition_number=condition,
-        sloppiness=math.log10(condition) if 0 < condition < math.inf else condition,
-        weakest_direction=weakest,
-        sloppy_directions=sloppy,
-        sloppy_descriptions=sloppy_texts,
-        _n_zero=n_zero,
+    return spectrum_fields(
+        eigenvalues, eigenvectors, condition, weakest, sloppy, sloppy_texts, n_zero
     )
 
 

@@ -40,7 +40,7 @@ from .operator_spectrum import (
     smallest_ritz,
     step_cap,
 )
-from .report import IdentifiabilityReport
+from .report import IdentifiabilityReport, spectrum_fields
 from .words import coordinate_label, direction_text, directions, null_space_texts
 
 #: The weak directions of the matrix-free report keep (and put into words) this many of
@@ -204,16 +204,7 @@ def _spectrum(
         more=more,
         count=int(vals.size),
     )
-    return dict(
-        eigenvalues=eigenvalues,
-        eigenvectors=eigenvectors,
-        condition_number=condition,
-        sloppiness=math.log10(condition) if 0 < condition < math.inf else condition,
-        weakest_direction=weakest,
-        sloppy_directions=sloppy,
-        sloppy_descriptions=texts,
-        _n_zero=r,
-    ), info
+    return spectrum_fields(eigenvalues, eigenvectors, condition, weakest, sloppy, texts, r), info
 
 
 def _crbs(base: Scaled, ns, targets, labels, norms, sc, scaled, involved, crb_threshold):

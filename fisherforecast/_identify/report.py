@@ -479,3 +479,18 @@ class IdentifiabilityReport(Record):
             ax_comp.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         return fig
+
+
+def spectrum_fields(eigenvalues, eigenvectors, condition, weakest, sloppy, texts, n_zero) -> dict:
+    """The spectrum fields of an :class:`IdentifiabilityReport`, as the dense and the
+    matrix-free analyses both fill them (sloppiness = log10 of the condition number)."""
+    return dict(
+        eigenvalues=eigenvalues,
+        eigenvectors=eigenvectors,
+        condition_number=condition,
+        sloppiness=math.log10(condition) if 0 < condition < math.inf else condition,
+        weakest_direction=weakest,
+        sloppy_directions=sloppy,
+        sloppy_descriptions=texts,
+        _n_zero=n_zero,
+    )
