@@ -2,6 +2,14 @@
 
 One instance serves every condition of a problem (the condition lives in the design), so
 ``ff.fisher`` compiles it once per problem and number of rows.
+
+Forward-mode derivatives of the state trajectory are taken only along the parameters that
+reach the dynamics (rate constants, initial values, condition overrides): scale factors,
+offsets and noise parameters enter the observables alone, and pushing their tangents
+through the ODE solve would only carry zeros (Bachmann: 27 of 113 parameters reach the
+dynamics). A ``jax.custom_jvp`` on the trajectory computes its Jacobian along those
+parameters and maps the incoming tangents onto it; any other tangent (of the design, e.g.
+the measurement times) falls back to differentiating the whole solve.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from ._mathml import JaxWalker
 from ._simulate import Simulator
@@ -40,6 +49,7 @@ class PetabModel:
         *,
         preequilibrate: bool,
         steady_rows: bool,
+        dynamic=None,
     ):
         self.sim = sim
         self.names = tuple(names)
@@ -55,14 +65,26 @@ class PetabModel:
         self.steady_rows = steady_rows
         self.__name__ = "petab_model"
         self.traces = 0  # how many times JAX traced the model (a retracing check)
+        # positions (in `names`) of the parameters that reach the dynamics; None: all
+        dyn = [i for i, n in enumerate(self.names) if dynamic is None or n in dynamic]
+        self.dynamic_index = np.asarray(dyn, dtype=np.int32)
+        self._trajectory = _reduced_jvp(self._solve_states, self.dynamic_index)
 
     # --- parameters -----------------------------------------------------------------------
+    def theta(self, params):
+        """The estimated parameters as one vector, in `names` order (problem's scale)."""
+        return jnp.stack([jnp.asarray(params[n], dtype=jnp.float64) for n in self.names])
+
     def constants(self, params):
         """The constants vector ``k`` (linear scale) before condition overrides."""
+        if not self.names:
+            return jnp.asarray(self.base_k)
+        return self._constants(self.theta(params))
+
+    def _constants(self, theta):
         k = jnp.asarray(self.base_k)
         if not self.names:
             return k
-        theta = jnp.stack([jnp.asarray(params[n], dtype=jnp.float64) for n in self.names])
         return k.at[self.est_k_index].set(unscale(theta, jnp.asarray(self.scale_codes)))
 
     def _apply(self, k, src, val):
@@ -83,7 +105,11 @@ class PetabModel:
 
     def initial(self, params, design):
         """``(k, x0)`` of the simulation (after pre-equilibration, if any)."""
-        k0 = self.constants(params)
+        return self._initial(
+            self._constants(self.theta(params)) if self.names else jnp.asarray(self.base_k), design
+        )
+
+    def _initial(self, k0, design):
         cond = (jnp.asarray(design["cond_src"])[0], jnp.asarray(design["cond_val"])[0])
         if self.preequilibrate:
             pre = (jnp.asarray(design["pre_src"])[0], jnp.asarray(design["pre_val"])[0])
@@ -95,10 +121,9 @@ class PetabModel:
         ks, vs = self._apply(k0, *cond)
         return ks, self._override_states(self.sim.initial_state(ks), vs)
 
-    # --- the model --------------------------------------------------------------------------
-    def states(self, params, design):
-        """States at each measurement row, ``(N, n_states)``."""
-        k, x0 = self.initial(params, design)
+    def _solve_states(self, theta, design):
+        """States at each measurement row, ``(N, n_states)``, from the parameter vector."""
+        k, x0 = self._initial(self._constants(theta), design)
         t = jnp.asarray(design["time"])
         steady = jnp.isinf(t)
         tf = jnp.where(steady, 0.0, t)
@@ -107,7 +132,19 @@ class PetabModel:
         X = jnp.zeros_like(ys).at[order].set(ys)
         if self.steady_rows:
             X = jnp.where(steady[:, None], self.sim.steady_state(k, x0)[None, :], X)
-        return k, tf, X
+        return X
+
+    # --- the model --------------------------------------------------------------------------
+    def states(self, params, design):
+        """``(k, t, X)``: the constants after the condition's overrides, the row times
+        (0 for steady-state rows) and the states at each measurement row ``(N, n)``."""
+        theta = self.theta(params) if self.names else jnp.zeros(0)
+        k0 = self._constants(theta)
+        cond = (jnp.asarray(design["cond_src"])[0], jnp.asarray(design["cond_val"])[0])
+        k, _ = self._apply(k0, *cond)
+        t = jnp.asarray(design["time"])
+        tf = jnp.where(jnp.isinf(t), 0.0, t)
+        return k, tf, self._trajectory(theta, design)
 
     def _row(self, t, x, obs, opl, npl, k):
         env, walker = self.sim.env(t, x, k)
@@ -135,3 +172,49 @@ class PetabModel:
         obs = jnp.asarray(design["observable"]).astype(jnp.int32)
         y, s = jax.vmap(self._row, in_axes=(0, 0, 0, 0, 0, None))(tf, X, obs, opl, npl, k)
         return jnp.stack([y, s])
+
+
+def _reduced_jvp(solve, dyn):
+    """``solve(theta, design)`` whose forward-mode derivative in ``theta`` is taken along
+    the positions ``dyn`` only (the others do not reach it); see the module doc."""
+
+    @jax.custom_jvp
+    def trajectory(theta, design):
+        return solve(theta, design)
+
+    def rule(primals, tangents):
+        theta, design = primals
+        d_theta, d_design = tangents
+        moved = [
+            t
+            for t in jax.tree_util.tree_leaves(
+                d_design, is_leaf=lambda x: isinstance(x, SymbolicZero)
+            )
+            if not isinstance(t, SymbolicZero)
+        ]
+        if moved or dyn.size == 0 or dyn.size == theta.shape[0]:
+            # design tangents (or nothing to gain): differentiate the whole solve
+            d_theta = _instantiate(d_theta)
+            d_design = jax.tree_util.tree_map(
+                _instantiate, d_design, is_leaf=lambda x: isinstance(x, SymbolicZero)
+            )
+            return jax.jvp(solve, (theta, design), (d_theta, d_design))
+        if isinstance(d_theta, SymbolicZero):
+            X = solve(theta, design)
+            return X, jnp.zeros_like(X)
+
+        def along(sub):
+            X = solve(theta.at[dyn].set(sub), design)
+            return X, X
+
+        J, X = jax.jacfwd(along, has_aux=True)(theta[dyn])
+        return X, J @ d_theta[dyn]
+
+    trajectory.defjvp(rule, symbolic_zeros=True)
+    return trajectory
+
+
+def _instantiate(t):
+    if not isinstance(t, SymbolicZero):
+        return t
+    return np.zeros(t.aval.shape, t.aval.dtype)  # float0 for integer inputs

@@ -21,7 +21,7 @@ from ._model import SCALES, PetabModel
 from ._noise import PetabNoise
 from ._priors import log_prior, prior_fisher, read_priors
 from ._sbml import read_sbml
-from ._simulate import Simulator, SolverOptions, free_names
+from ._simulate import Simulator, SolverOptions, dynamic_constants, free_names
 from ._tables import (
     check_observables,
     condition_arrays,
@@ -201,13 +201,19 @@ def _problem_sbml(path):
 
 
 def load(
-    problem_yaml, *, scale="problem", rtol=1e-10, atol=1e-10, max_steps=100_000
+    problem_yaml,
+    *,
+    scale="problem",
+    rtol=1e-10,
+    atol=1e-10,
+    max_steps=100_000,
+    root_finder="newton",
 ) -> PetabProblem:
     """Import a PEtab (v1) problem: one experiment per condition, nominal parameters, data.
 
     The SBML model becomes a JAX right-hand side (MathML → sympy → JAX); each condition is
-    solved with diffrax (Kvaerno5, PID step control at `rtol`/`atol`, forward-mode
-    sensitivities), pre-equilibrated to steady state where the problem asks for it.
+    solved with diffrax (Kvaerno5 with Newton stages, PID step control at `rtol`/`atol`,
+    forward-mode sensitivities), pre-equilibrated to steady state where the problem asks for it.
 
     **Arguments:**
 
@@ -216,6 +222,10 @@ def load(
       log10), as PEtab estimates them; ``"linear"``: every parameter on its linear scale,
       so that ``ff.identifiability`` (which works in ``ln θ``) reads relative errors.
     - `rtol`, `atol`, `max_steps`: the ODE solver's tolerances and step budget.
+    - `root_finder`: how the implicit stages are solved: ``"newton"`` (default; a fresh
+      Jacobian at each iteration) or ``"chord"`` (diffrax's default, which keeps the
+      Jacobian of the step's start; its divergences reject many steps on stiff networks,
+      up to 10x slower here, see docs/petab.md).
 
     **Returns:** a :class:`PetabProblem`.
 
@@ -238,6 +248,10 @@ def load(
     """
     if scale not in ("problem", "linear"):
         raise InputError(f"`scale` must be 'problem' or 'linear'; received {quote(scale)}.")
+    if root_finder not in ("newton", "chord"):
+        raise InputError(
+            f"`root_finder` must be 'newton' or 'chord'; received {quote(root_finder)}."
+        )
     path = Path(problem_yaml)
     if not path.is_file():
         raise InputError(f"`problem_yaml` must be a PEtab YAML file; {str(path)!r} is not.")
@@ -257,7 +271,11 @@ def load(
     k_names += extra
     k_index = {n: i for i, n in enumerate(k_names)}
     sim = Simulator(
-        model, k_names, SolverOptions(rtol=float(rtol), atol=float(atol), max_steps=max_steps)
+        model,
+        k_names,
+        SolverOptions(
+            rtol=float(rtol), atol=float(atol), max_steps=max_steps, root_finder=root_finder
+        ),
     )
     base_k = np.concatenate([model.const_values, np.zeros(len(k_names) - len(model.const_ids))])
     for p, row in par_df.iterrows():
@@ -286,6 +304,11 @@ def load(
     has_inf = bool(np.isinf(meas["time"].astype(float)).any())
     any_pre = bool(meas[preeq_col].notna().any())
 
+    # condition-table cells naming a constant feed the dynamics (counted conservatively)
+    cells = cond_df.to_numpy().ravel() if len(cond_df) else []
+    sources = {str(c).strip() for c in cells if isinstance(c, str)} & set(k_index)
+    dynamic = dynamic_constants(model, sources)
+
     def make(pre):
         return PetabModel(
             sim,
@@ -297,6 +320,7 @@ def load(
             observables,
             preequilibrate=pre,
             steady_rows=has_inf,
+            dynamic=dynamic,
         )
 
     models = {False: make(False), True: make(True) if any_pre else None}
