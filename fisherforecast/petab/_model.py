@@ -14,6 +14,8 @@ the measurement times) falls back to differentiating the whole solve.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -217,4 +219,5 @@ def _reduced_jvp(solve, dyn):
 def _instantiate(t):
     if not isinstance(t, SymbolicZero):
         return t
-    return np.zeros(t.aval.shape, t.aval.dtype)  # float0 for integer inputs
+    aval: Any = t.aval
+    return np.zeros(aval.shape, aval.dtype)  # float0 for integer inputs
