@@ -4,9 +4,10 @@ Solves use diffrax's Kvaerno5 (stiff, L-stable) with Newton iterations on its st
 PID step-size controller at ``rtol = atol = 1e-10`` by default, jump times at the model's
 time discontinuities, and forward-mode differentiation through the solver
 (``jax.jacfwd``). Steady states (PEtab pre-equilibration, ``time = inf`` measurements) are
-integrated until ``f(x) ≈ 0``; the integration alone does not converge the derivative there, so it is replaced by the
-implicit-function one, ``[∂f/∂x; Γ] s = −[∂f/∂p; −Γ ∂x₀/∂p]`` with the conserved totals
-``Γ x`` held fixed, while the state value stays as integrated.
+integrated until ``f(x) ≈ 0``; the integration alone does not converge the derivative
+there, so it is replaced by the implicit-function one,
+``[∂f/∂x; Γ] s = −[∂f/∂p; −Γ ∂x₀/∂p]`` with the conserved totals ``Γ x`` held fixed,
+while the state value stays as integrated.
 """
 
 from __future__ import annotations
