@@ -14,6 +14,7 @@ the measurement times) falls back to differentiating the whole solve.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jax
@@ -71,6 +72,15 @@ class PetabModel:
         dyn = [i for i, n in enumerate(self.names) if dynamic is None or n in dynamic]
         self.dynamic_index = np.asarray(dyn, dtype=np.int32)
         self._trajectory = _reduced_jvp(self._solve_states, self.dynamic_index)
+
+    def with_observables(self, extra) -> PetabModel:
+        """A copy that also computes the observables `extra` (``(id, formula, noise, 0,
+        0)`` entries, no placeholders), appended after this model's; the solve and its
+        derivative are shared."""
+        out = copy.copy(self)
+        out.observables = list(self.observables) + list(extra)
+        out.traces = 0
+        return out
 
     # --- parameters -----------------------------------------------------------------------
     def theta(self, params):

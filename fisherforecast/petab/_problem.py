@@ -26,6 +26,7 @@ from ._tables import (
     check_observables,
     condition_arrays,
     condition_targets,
+    parse_formula,
     placeholder_arrays,
     placeholder_count,
 )
@@ -121,14 +122,35 @@ class PetabProblem(Record):
         parameter has no such prior)."""
         return prior_fisher(self.priors, self.nominal, self.scales)
 
-    def candidate_experiments(self, times, observables=None, experiment=0) -> list:
+    def candidate_experiments(
+        self, times, observables=None, experiment=0, new_observables=None
+    ) -> list:
         """New single measurements to consider (e.g. for ``ff.repair_identifiability``):
         one ``ff.Experiment`` per observable and time, in the condition of experiment
         number `experiment`, with the placeholders and noise of that observable's first
         measurement there.
 
-        **Arguments:** `times` (a sequence of times), `observables` (ids; default: every
-        observable the experiment measures), `experiment` (an index into ``experiments``).
+        **Arguments:**
+
+        - `times`: a sequence of times.
+        - `observables`: observable ids; default: every observable the experiment
+          measures, or none when `new_observables` is given.
+        - `experiment`: an index into ``experiments``.
+        - `new_observables`: quantities the problem does not measure yet, as
+          ``{id: (formula, noise)}``: PEtab formulas in the model's symbols (states,
+          parameters, assignment-rule targets, ``time``), with normal noise of standard
+          deviation `noise` (a number or a formula, e.g. ``"0.1 * nucpApA + 0.01"``).
+          Their candidates share one more compiled kernel.
+
+        ```python
+        >>> import fisherforecast as ff
+        >>> from pathlib import Path
+        >>> data = Path(ff.__file__).parents[1] / "tests/data/petab"
+        >>> problem = ff.petab.load(data / "Boehm_JProteomeRes2014/Boehm_JProteomeRes2014.yaml")
+        >>> new = {"nuclear_pApA": ("nucpApA", "0.1 * nucpApA + 0.01")}
+        >>> [c.name for c in problem.candidate_experiments([10.0, 60.0], new_observables=new)]
+        ['nuclear_pApA at t=10', 'nuclear_pApA at t=60']
+        ```
         """
         exp = self.experiments[experiment]
         d = exp.design
@@ -136,7 +158,10 @@ class PetabProblem(Record):
             self.observable_ids[i]
             for i in dict.fromkeys(np.asarray(d["observable"])[np.asarray(d["weight"]) > 0])
         ]
-        wanted = measured if observables is None else list(observables)
+        if observables is None:
+            wanted = [] if new_observables else measured
+        else:
+            wanted = list(observables)
         unknown = [o for o in wanted if o not in measured]
         if unknown:
             raise InputError(
@@ -145,18 +170,31 @@ class PetabProblem(Record):
         # Each candidate keeps the experiments' padded length (its one measurement in row
         # 0, weight-0 copies after it), so that it runs in their compiled kernel.
         n_pad = len(np.asarray(d["time"]))
+        grid = np.asarray(times, dtype=np.float64).reshape(-1)
+
+        def one(model, row_design, oid, t):
+            design = {k: np.repeat(np.asarray(v)[:1], n_pad, 0) for k, v in row_design.items()}
+            design["time"] = np.full(n_pad, t)
+            design["weight"] = np.zeros(n_pad)
+            design["weight"][0] = 1.0
+            return exp.replace(model=model, design=design, name=f"{oid} at t={t:g}")
+
         out = []
         for oid in wanted:
             idx = self.observable_ids.index(oid)
             row = int(np.flatnonzero(np.asarray(d["observable"]) == idx)[0])
-            for t in np.asarray(times, dtype=np.float64).reshape(-1):
-                design = {
-                    k: np.repeat(np.asarray(v)[row : row + 1], n_pad, 0) for k, v in d.items()
-                }
-                design["time"] = np.full(n_pad, t)
-                design["weight"] = np.zeros(n_pad)
-                design["weight"][0] = 1.0
-                out.append(exp.replace(design=design, name=f"{oid} at t={t:g}"))
+            row_design = {k: np.asarray(v)[row : row + 1] for k, v in d.items()}
+            out += [one(exp.model, row_design, oid, t) for t in grid]
+        if new_observables:
+            model, first = _extended_model(exp.model, new_observables, self.observable_ids)
+            for j, oid in enumerate(new_observables):
+                row_design = {k: np.asarray(v)[:1].copy() for k, v in d.items()}
+                row_design["observable"][:] = first + j
+                for key in ("obs_src", "noise_src"):
+                    row_design[key][:] = -1
+                for key in ("obs_val", "noise_val", "transform", "distribution"):
+                    row_design[key][:] = 0
+                out += [one(model, row_design, oid, t) for t in grid]
         return out
 
     def __repr__(self):
@@ -479,3 +517,34 @@ def _design(g, n_pad, obs, obs_ids, observables, cond_df, targets, k_index, pre_
     data[0, :n] = g["measurement"].astype(float).to_numpy()
     data[0, n:] = data[0, 0]
     return design, data
+
+
+def _extended_model(model, new_observables, observable_ids):
+    """`model` with `new_observables` ``{id: (formula, noise)}`` appended to its
+    observables, and the index of the first new one."""
+    if not isinstance(new_observables, dict):
+        raise InputError(
+            "`new_observables` must be a dict {id: (formula, noise)}; received "
+            f"{quote(new_observables)}."
+        )
+    sim = model.sim
+    known = set(sim.k_names) | set(sim.model.state_ids) | {v for v, _ in sim.model.rules}
+    known |= {"time"}
+    extra = []
+    for oid, spec in new_observables.items():
+        if oid in observable_ids:
+            raise InputError(f"`new_observables`: {oid!r} is already an observable of the problem.")
+        if not (isinstance(spec, tuple | list) and len(spec) == 2):
+            raise InputError(
+                f"`new_observables[{oid!r}]` must be (formula, noise); received {quote(spec)}."
+            )
+        where = f"`new_observables[{oid!r}]`"
+        formula, noise = (parse_formula(str(x), where) for x in spec)
+        bad = sorted(free_names([formula, noise]) - known)
+        if bad:
+            raise InputError(
+                f"{where} uses {bad}, which the model does not define (states: "
+                f"{list(sim.model.state_ids)})."
+            )
+        extra.append((str(oid), formula, noise, 0, 0))
+    return model.with_observables(extra), len(model.observables)
