@@ -338,3 +338,26 @@ def test_noise_simulate_and_expected_deviance_by_monte_carlo(dist):
     per = -2 * (_log_density(m, 3.5, 0.25, 2, dist) - _log_density(m, 3.0, 0.2, 2, dist))
     se = np.std(per) / np.sqrt(n)
     assert abs((ed[1] - ed[0]) / n - np.mean(per)) < 4 * se
+
+
+def test_new_observable_candidates_are_checked(boehm):
+    """Quantities the problem does not measure: their symbols must exist in the model, the
+    id must be new, and the spec a (formula, noise) pair; a good one makes one candidate
+    per time, whose model computes the new quantity (a state, checked against the
+    simulated trajectory of the measured observables' kernel)."""
+    with pytest.raises(ff.InputError, match="nucXYZ"):
+        boehm.candidate_experiments([1.0], new_observables={"x": ("nucXYZ", "0.1")})
+    with pytest.raises(ff.InputError, match="already an observable"):
+        boehm.candidate_experiments([1.0], new_observables={"pSTAT5A_rel": ("pApA", "1")})
+    with pytest.raises(ff.InputError, match=r"\(formula, noise\)"):
+        boehm.candidate_experiments([1.0], new_observables={"x": "pApA"})
+    cands = boehm.candidate_experiments([10.0], new_observables={"x": ("2 * pApA", "0.5")})
+    assert [c.name for c in cands] == ["x at t=10"]
+    exp = cands[0]
+    with jax.enable_x64(True):
+        p = {k: jnp.float64(v) for k, v in boehm.nominal.items()}
+        out = np.asarray(jax.jit(lambda e, q: e(q))(exp, p))
+        _, _, X = exp.model.states(p, exp.design)
+    i = exp.model.sim.model.state_ids.index("pApA")
+    assert out[0, 0] == pytest.approx(2 * float(X[0, i]), rel=1e-12)
+    assert out[1, 0] == 0.5
