@@ -21,6 +21,7 @@ import numpy as np
 import optimistix as optx
 import sympy as sp
 
+from .._ode_args import unchecked_save_times
 from ._mathml import JaxWalker
 from ._sbml import SbmlModel
 
@@ -117,7 +118,7 @@ class Simulator:
         """States at the sorted times ``ts_sorted`` (rows), NaN where the solve failed."""
         term = diffrax.ODETerm(lambda t, y, args: self.rhs(t, y, args))
         t1 = jnp.maximum(ts_sorted[-1], 1e-12)
-        sol = diffrax.diffeqsolve(
+        sol = _diffeqsolve(
             term,
             self._solver(),
             t0=0.0,
@@ -141,7 +142,7 @@ class Simulator:
         implicit-function theorem with conserved totals fixed). NaN if none is reached."""
         o = self.options
         term = diffrax.ODETerm(lambda t, y, args: self.rhs(t, y, args))
-        sol = diffrax.diffeqsolve(
+        sol = _diffeqsolve(
             term,
             self._solver(),
             t0=0.0,
@@ -175,6 +176,14 @@ class Simulator:
         pinv = jnp.linalg.pinv(A)
         g = -pinv @ residual(x, k, x0)
         return x + (g - jax.lax.stop_gradient(g))
+
+
+def _diffeqsolve(*args, **kwargs):
+    """``diffrax.diffeqsolve`` traced with equinox's runtime checks as NaN instead of host
+    callbacks: our solves run with ``throw=False`` and turn failures into NaN anyway, and
+    without callbacks XLA can serialize the compiled kernel for the disk cache."""
+    with unchecked_save_times(True):
+        return diffrax.diffeqsolve(*args, **kwargs)
 
 
 def _as_float(value, like):
