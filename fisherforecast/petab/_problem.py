@@ -284,12 +284,7 @@ def load(
     -138.222
     ```
     """
-    if scale not in ("problem", "linear"):
-        raise InputError(f"`scale` must be 'problem' or 'linear'; received {quote(scale)}.")
-    if root_finder not in ("newton", "chord"):
-        raise InputError(
-            f"`root_finder` must be 'newton' or 'chord'; received {quote(root_finder)}."
-        )
+    _check_options(scale, root_finder)
     path = Path(problem_yaml)
     if not path.is_file():
         raise InputError(f"`problem_yaml` must be a PEtab YAML file; {str(path)!r} is not.")
@@ -342,10 +337,7 @@ def load(
     has_inf = bool(np.isinf(meas["time"].astype(float)).any())
     any_pre = bool(meas[preeq_col].notna().any())
 
-    # condition-table cells naming a constant feed the dynamics (counted conservatively)
-    cells = cond_df.to_numpy().ravel() if len(cond_df) else []
-    sources = {str(c).strip() for c in cells if isinstance(c, str)} & set(k_index)
-    dynamic = dynamic_constants(model, sources)
+    dynamic = _dynamic_names(model, cond_df, k_index)
 
     def make(pre):
         return PetabModel(
@@ -407,6 +399,23 @@ def load(
         observable_ids=tuple(obs_ids),
         measurements=meas,
     )
+
+
+def _check_options(scale, root_finder):
+    if scale not in ("problem", "linear"):
+        raise InputError(f"`scale` must be 'problem' or 'linear'; received {quote(scale)}.")
+    if root_finder not in ("newton", "chord"):
+        raise InputError(
+            f"`root_finder` must be 'newton' or 'chord'; received {quote(root_finder)}."
+        )
+
+
+def _dynamic_names(model, cond_df, k_index) -> set:
+    """The constants that reach the dynamics; condition-table cells naming a constant
+    count as reaching them (conservatively: their targets may be observable-only)."""
+    cells = cond_df.to_numpy().ravel() if len(cond_df) else []
+    sources = {str(c).strip() for c in cells if isinstance(c, str)} & set(k_index)
+    return dynamic_constants(model, sources)
 
 
 def _parameters(par_df, scale, where):
