@@ -89,9 +89,7 @@ class PetabModel:
 
     def constants(self, params):
         """The constants vector ``k`` (linear scale) before condition overrides."""
-        if not self.names:
-            return jnp.asarray(self.base_k)
-        return self._constants(self.theta(params))
+        return self._constants(self.theta(params) if self.names else jnp.zeros(0))
 
     def _constants(self, theta):
         k = jnp.asarray(self.base_k)
@@ -117,9 +115,7 @@ class PetabModel:
 
     def initial(self, params, design):
         """``(k, x0)`` of the simulation (after pre-equilibration, if any)."""
-        return self._initial(
-            self._constants(self.theta(params)) if self.names else jnp.asarray(self.base_k), design
-        )
+        return self._initial(self.constants(params), design)
 
     def _initial(self, k0, design):
         cond = (jnp.asarray(design["cond_src"])[0], jnp.asarray(design["cond_val"])[0])
