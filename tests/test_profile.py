@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import fisherforecast as ff
-from fisherforecast._identify.profile_kernels import profile_scan
+from fisherforecast._engine import evaluation_kernel
+from fisherforecast._identify.profile_fit import chi2_gradient
 
 X = np.linspace(0.0, 2.0, 7)
 QUAD_FID = {"a": 1.0, "b": 2.0, "c": 0.5}
@@ -210,12 +211,12 @@ def test_batch_isolates_failures_and_does_not_retrace():
     )
     fid = {"a": 1.0, "c": 4.0}
     ff.profile_likelihood(exp, fid, "a", n_grid=7)
-    before = profile_scan._cache_size()
+    before = (evaluation_kernel._cache_size(), chi2_gradient._cache_size())
     # The grid brackets a's best fit (1) but not c's (4): c's profile fails, a's does not.
     # Six grid points plus the inserted best fit make the same 7-point scan as above.
     with pytest.warns(UserWarning, match="limited by the grid"):  # a coarse grid for a
         batch = ff.profile_likelihood(exp, fid, ["a", "c"], grid=np.linspace(-3.0, 3.5, 6))
-    assert profile_scan._cache_size() == before
+    assert (evaluation_kernel._cache_size(), chi2_gradient._cache_size()) == before
     assert isinstance(batch, ff.ProfileBatch)
     assert list(batch) == ["a"] and "c" in batch.errors
     assert "both sides of the best fit" in batch.errors["c"]

@@ -18,12 +18,11 @@ parameter-dependent Gaussian covariance it is
 with half its Hessian the Fisher matrix including ``½ tr(C⁻¹∂C C⁻¹∂C)``. (Noise-free data
 themselves would drive the noise to zero.)
 
-The inner minimisation is ``optimistix.BFGS`` in coordinates scaled by the conditional
-Fisher errors ``1/sqrt(F_jj)`` (so that the problem is roughly isotropic), compiled once per
-model and grid length, and run along the grid with ``jax.lax.scan``: outwards from the best
-fit to the right, then again from the best fit to the left, each point warm-started from its
-neighbour. Gradients are forward-mode by default (``mode="forward"``), which ODE models
-solved with ``diffrax.ForwardMode`` require.
+The fits (``profile_fit.py``) are BFGS in Fisher-whitened coordinates (``profile_coords.py``)
+on the compiled evaluation that ``ff.fisher`` and identifiability share, each started from a
+prediction along the path: outwards from the best fit to the right, then again from it to
+the left. Jacobians are forward-mode by default (``mode="forward"``), which ODE models solved
+with ``diffrax.ForwardMode`` require.
 """
 
 from __future__ import annotations
@@ -48,10 +47,9 @@ from .._checks import (
 from .._engine import evaluate_checked
 from .._errors import FisherError, InputError, NonFiniteError, ParameterError, quote
 from .._fisher_kinds import checked_data
-from .._linalg import pinv_sigma
 from .._progress import check_progress, progress_bar
 from .._x64 import float64
-from .factor import NULL_COMPONENT_TOL, STRUCTURAL_RTOL, reference_scale
+from .profile_coords import sigma_and_scales, whitened
 from .profile_extend import (
     bound_reached,
     choose_axis,
@@ -59,6 +57,7 @@ from .profile_extend import (
     initial_grid,
     local_minima,
 )
+from .profile_fit import FitProblem, global_fit, profile_scan
 from .profile_grid import (
     check_grid,
     coarse_message,
@@ -66,13 +65,7 @@ from .profile_grid import (
     read_intervals,
     verdict,
 )
-from .profile_kernels import (
-    chi2_at_data,
-    global_fit,
-    noise_gradients,
-    profile_direct,
-    profile_scan,
-)
+from .profile_kernels import chi2_at_data, noise_gradients, profile_direct
 from .profile_report import ProfileBatch, ProfileLikelihood
 
 #: Δ(−2 ln L) thresholds of the 68.27 % and 95 % likelihood-ratio intervals of one parameter.
@@ -91,11 +84,12 @@ class _Setup(NamedTuple):
     theta_hat: np.ndarray  # best fit (the fiducial for Asimov data)
     theta_ref: np.ndarray  # the fiducial: the truth of the expected deviance
     ref: float  # −2 ln L at the best fit (NaN: take the profile's minimum)
-    scales: np.ndarray  # optimiser coordinates: conditional Fisher errors
+    scales: np.ndarray  # conditional Fisher errors (or |θ| where F_jj = 0)
+    fisher: np.ndarray  # at the best fit: the optimiser's whitening (profile_coords.py)
     sigma: dict  # marginal Fisher σ at the best fit
     tol: float
     max_steps: int
-    autodiff: str
+    mode: str  # the Jacobian's: "forward" or "reverse"
     expected: bool  # Asimov: profile the expected deviance
     kind: str  # "asimov" or "user"
     notes: tuple
@@ -182,6 +176,24 @@ def _varies(values, ref) -> bool:
     return bool(np.max(finite) - base >= FLAT_TOL)
 
 
+def _coords(setup: _Setup, free, k):
+    return whitened(setup.fisher, setup.scales, free, k)
+
+
+def _problem(setup: _Setup) -> FitProblem:
+    return FitProblem(
+        setup.experiments,
+        setup.data,
+        setup.fixed,
+        setup.names,
+        setup.theta_ref,
+        setup.expected,
+        setup.mode,
+        setup.tol,
+        setup.max_steps,
+    )
+
+
 def _scan_from(setup: _Setup, k, theta_start, points):
     """−2 ln L at `points` (visited in order, each warm-started from the previous one, the
     first from `theta_start`): the extension of a profile beyond its grid edge."""
@@ -191,25 +203,9 @@ def _scan_from(setup: _Setup, k, theta_start, points):
         return values, thetas, np.isfinite(values), np.zeros(points.size, dtype=np.int64)
     resets = np.zeros(points.size, dtype=bool)
     resets[0] = True
-    out = profile_scan(
-        setup.experiments,
-        setup.data,
-        setup.fixed,
-        np.asarray(theta_start, dtype=np.float64),
-        setup.theta_ref,
-        setup.scales,
-        np.int32(k),
-        free,
-        np.asarray(points, dtype=np.float64),
-        resets,
-        names=setup.names,
-        tol=setup.tol,
-        max_steps=setup.max_steps,
-        autodiff=setup.autodiff,
-        expected=setup.expected,
+    return profile_scan(
+        _problem(setup), _coords(setup, free, k), theta_start, k, free, points, resets
     )
-    values, thetas, converged, steps = (np.asarray(a) for a in out)
-    return values, thetas, converged.astype(bool), steps
 
 
 def _scan(setup: _Setup, k, g, c):
@@ -223,24 +219,9 @@ def _scan(setup: _Setup, k, g, c):
         resets[n - c] = True  # the left sweep restarts from the best fit
     free = np.array([i for i in range(len(setup.names)) if i != k], dtype=np.int32)
     if free.size:
-        out = profile_scan(
-            setup.experiments,
-            setup.data,
-            setup.fixed,
-            setup.theta_hat,
-            setup.theta_ref,
-            setup.scales,
-            np.int32(k),
-            free,
-            g[order],
-            resets,
-            names=setup.names,
-            tol=setup.tol,
-            max_steps=setup.max_steps,
-            autodiff=setup.autodiff,
-            expected=setup.expected,
+        values, thetas, converged, steps = profile_scan(
+            _problem(setup), _coords(setup, free, k), setup.theta_hat, k, free, g[order], resets
         )
-        values, thetas, converged, steps = (np.asarray(a) for a in out)
     else:
         values, thetas = _direct(setup, k, g[order])
         converged, steps = np.isfinite(values), np.zeros(n, dtype=np.int64)
@@ -400,49 +381,21 @@ def _asimov_needs_fit(experiments, means, fixed, theta0, names) -> bool:
     return True
 
 
-def _sigma_and_scales(F, names, point, theta):
-    """Marginal Fisher σ per name and the optimiser's coordinate scales ``1/sqrt(F_jj)``."""
-    # The structural rank rule on singular values (s > rtol·s_max) is the eigenvalue rule
-    # λ > rtol²·λ_max; null-space membership is judged in ln-coordinates, as the report does.
-    values = pinv_sigma(
-        np.asarray(F, dtype=np.float64),
-        rtol=STRUCTURAL_RTOL**2,
-        scale=reference_scale(names, point),
-        null_tol=NULL_COMPONENT_TOL,
-    )
-    sigma = {n: float(v) for n, v in zip(names, values, strict=True)}
-    diag = np.diag(F)
-    scales = np.where(
-        diag > 0,
-        1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)),
-        np.where(theta != 0, np.abs(theta), 1.0),
-    )
-    return sigma, scales
-
-
 def _fit(experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes):
-    """The best fit, −2 ln L there, and the Fisher σ and optimiser scales at it."""
-    tol, max_steps, autodiff, expected, needs_fit = options
-    sigma, scales = _sigma_and_scales(F, names, fid64, theta0)
+    """The best fit, −2 ln L there, and the Fisher σ, scales and matrix at it."""
+    tol, max_steps, expected, needs_fit = options
+    scaling = sigma_and_scales(F, names, fid64, theta0)
     if not needs_fit:
         ref = float(chi2_at_data(experiments, data_t, fid64, expected=expected))
-        return theta0, ref, sigma, scales
-    th, value, ok = global_fit(
-        experiments,
-        data_t,
-        fixed,
-        theta0,
-        scales,
-        names=names,
-        tol=tol,
-        max_steps=max_steps,
-        autodiff=autodiff,
-        expected=expected,
+        return theta0, ref, scaling
+    problem = FitProblem(experiments, data_t, fixed, names, theta0, expected, mode, tol, max_steps)
+    res = global_fit(
+        problem, theta0, whitened(scaling[2], scaling[1], np.arange(len(names))).precond
     )
-    th, ref = np.asarray(th), float(value)
+    th, ref, ok = res.theta, res.value, res.converged
     if not (np.all(np.isfinite(th)) and math.isfinite(ref)):
         notes.append("The global fit failed; profiles start from the fiducial.")
-        return theta0, math.nan, sigma, scales
+        return theta0, math.nan, scaling
     if not bool(ok):
         notes.append(
             "The global fit stopped before its tolerance; the profile minimum is used as the "
@@ -462,8 +415,8 @@ def _fit(experiments, data_t, fixed, theta0, fid64, names, mode, F, options, not
                 "scales use the fiducial's."
             )
         else:
-            sigma, scales = _sigma_and_scales(F_hat, names, best64, th)
-    return th, ref, sigma, scales
+            scaling = sigma_and_scales(F_hat, names, best64, th)
+    return th, ref, scaling
 
 
 # ---------------------------------------------------------------------------------------
@@ -553,7 +506,7 @@ def profile_likelihood(
     """Profile likelihood of one or several parameters, with LR and Fisher intervals.
 
     For each grid value ψ of the parameter the other parameters in `params` are
-    re-optimised (``optimistix.BFGS``, jitted, ``lax.scan`` along the grid with warm starts);
+    re-optimised (BFGS in Fisher-whitened coordinates, warm-started along the grid);
     ``Δ(ψ) = min −2 ln L(ψ, ·) − min −2 ln L``. ``−2 ln L`` is the noise model's own
     ``log_likelihood``, summed over the experiments; without `data` it is its expectation
     under the fiducial (see `data`).
@@ -595,7 +548,8 @@ def profile_likelihood(
       largest.
     - `levels`: the intervals as probability contents instead of `deltas`, e.g.
       ``(0.6827, 0.95)``: Δ is the χ²₁ quantile (as `levels` everywhere in the library).
-    - `tol`: BFGS relative/absolute tolerance; `max_steps`: BFGS steps per grid point.
+    - `tol`: the fits stop when the gradient of ``−ln L`` in Fisher-whitened coordinates is
+      below ``tol/2`` (max-norm); `max_steps`: BFGS iterations per grid point.
     - `mode`: ``"forward"`` (forward-mode gradients, default; needed for diffrax
       ``ForwardMode`` ODE models) or ``"reverse"``.
 
@@ -633,7 +587,6 @@ def profile_likelihood(
         )
     max_steps = check_int(max_steps, "max_steps", 1)
     deltas = _check_thresholds(deltas, levels)
-    autodiff = "fwd" if mode == "forward" else "bwd"
     show = check_progress(progress)
 
     notes = []
@@ -651,8 +604,8 @@ def profile_likelihood(
             data_t = checked_data(data, experiments, means, fid64)  # shape, values, support
             kind, needs_fit = "user", True
         expected = kind == "asimov"
-        options = (float(tol), max_steps, autodiff, expected, needs_fit)
-        theta_hat, ref, sigma, scales = _fit(
+        options = (float(tol), max_steps, expected, needs_fit)
+        theta_hat, ref, (sigma, scales, fisher) = _fit(
             experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes
         )
         setup = _Setup(
@@ -664,10 +617,11 @@ def profile_likelihood(
             theta_ref=theta0,
             ref=ref,
             scales=scales,
+            fisher=fisher,
             sigma=sigma,
             tol=float(tol),
             max_steps=max_steps,
-            autodiff=autodiff,
+            mode=mode,
             expected=expected,
             kind=kind,
             notes=tuple(notes),
@@ -676,7 +630,7 @@ def profile_likelihood(
         estimate = (
             f"{len(targets)} profile(s), each a scan of {opts.n_grid} points (plus up to 4 "
             f"scans of {opts.n_grid} where a side is extended or refined), ≤ {max_steps} BFGS "
-            "steps per point; the first scan compiles the fit (most of a first call's time)."
+            "steps per point (typically 5-10), each one evaluation of the model's Jacobian."
         )
         with progress_bar(show, len(targets), "profile_likelihood", "profile", estimate) as bar:
             if single:
