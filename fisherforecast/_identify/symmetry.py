@@ -6,8 +6,9 @@ parameter point that fits the data exactly, such as the PK flip-flop ``(ka, ke, 
 of Asimov data (minimal, 0, at the fiducial) from random starts ``θ·exp(u)``,
 ``u ~ N(0, spread²)`` (``θ + u·|θ|`` for a parameter that is not positive), after one start
 per pair of positive parameters with their fiducial values swapped, each with
-``scipy.optimize.minimize`` (L-BFGS-B on a jitted value-and-gradient, forward-mode so that
-ODE models work), within a time budget; every end point whose Δ(−2 ln L) is below
+``scipy.optimize.minimize`` (L-BFGS-B; each evaluation is the compiled Fisher evaluation
+that ``ff.fisher`` and identifiability share, so the search compiles no model program of its
+own: :mod:`.profile_fit`), within a time budget; every end point whose Δ(−2 ln L) is below
 `exact_tol` and that differs from the fiducial and the optima already found is reported.
 """
 
@@ -17,19 +18,16 @@ import dataclasses
 import math
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import minimize
 
 from .._checks import as_experiments, check_fiducial, check_int, check_names, is_real_number
-from .._compile import cached_kernel
-from .._engine import call_model, params_from_vector
+from .._engine import evaluation_kernel
 from .._errors import InputError, quote
 from .._progress import check_progress, progress_bar
 from .._record import Record
 from .._x64 import float64
-from .profile_kernels import chi2_function
+from .profile_fit import FitProblem, evaluate
 
 __all__ = ["SymmetrySearch", "symmetry_search"]
 
@@ -82,24 +80,6 @@ class SymmetrySearch(Record):
         pairs = zip(self.descriptions, self.deltas, strict=True)
         lines += [f"  - {d} (Δ = {dv:.2g})" for d, dv in pairs]
         return "\n".join(lines)
-
-
-@cached_kernel(static_argnames=("names", "positive"))
-def _value_and_grad(u, experiments, fixed, theta0, names, positive):
-    params0 = params_from_vector(theta0, names, fixed)
-    means = tuple(call_model(exp, params0) for exp in experiments)
-    chi2 = chi2_function(experiments, means, names, fixed, theta0, True)
-    base = chi2(theta0)
-    pos = jnp.asarray(positive)
-    scale = jnp.where(pos, 1.0, jnp.maximum(jnp.abs(theta0), 1.0))
-
-    def f(v):
-        theta = jnp.where(pos, theta0 * jnp.exp(v), theta0 + v * scale)
-        return chi2(theta) - base
-
-    # Value and gradient from one pass over the model (jacfwd carries the primal).
-    grad, value = jax.jacfwd(lambda v: (f(v),) * 2, has_aux=True)(u)
-    return value, grad
 
 
 def _starts(theta0, positive, rng, spread, n_starts):
@@ -188,21 +168,27 @@ def symmetry_search(
     ends, values = [], []
     estimate = (
         f"{n_starts} L-BFGS-B fits of {len(names)} parameters (each step one model "
-        f"evaluation and its forward-mode gradient), at most {max_time:g} s; the first "
-        "compiles the gradient."
+        f"evaluation and its forward-mode Jacobian), at most {max_time:g} s."
     )
     with float64(), progress_bar(show, n_starts, "symmetry_search", "start", estimate) as bar:
         fid64 = {k: np.float64(v) for k, v in fid.items()}
         fixed = {k: v for k, v in fid64.items() if k not in names}
 
+        means = tuple(
+            np.asarray(evaluation_kernel(exp, fid64, names, "forward")[0].mean)
+            for exp in experiments
+        )
+        problem = FitProblem(experiments, means, fixed, names, theta0, True, "forward", 0, 0)
+        base = evaluate(problem, theta0)[0]
+        scale = np.where(positive, 1.0, np.maximum(np.abs(theta0), 1.0))
+
         def fun(u):
-            value, grad = _value_and_grad(
-                jnp.asarray(u), experiments, fixed, theta0, names=names, positive=positive
-            )
-            value = float(value)
-            if not math.isfinite(value):
+            theta = np.where(positive, theta0 * np.exp(u), theta0 + u * scale)
+            value, grad, _ = evaluate(problem, theta)
+            if grad is None or not math.isfinite(base):
                 return 1e300, np.zeros_like(u)
-            return value, np.asarray(grad, dtype=np.float64)
+            # dθ/du: θ on the log scale, the scale on the linear one
+            return value - base, grad * np.where(positive, theta, scale)
 
         n_run = 0
         for u0 in _starts(theta0, positive, rng, spread, n_starts):
