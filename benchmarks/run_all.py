@@ -18,6 +18,7 @@ SCRIPTS = {
     "bench_crosscheck.py": ["--quick"],
     "bench_design.py": ["--fast"],
     "bench_population.py": ["--fast"],
+    "bench_profile.py": ["--rounds", "1", "--modes", "fast"],
 }
 
 
