@@ -6,12 +6,18 @@ STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint docs docs-check bench clean
 
+# Keep the byte-compiled modules that the first imports write (see $(STAMP)).
+export PYTHONDONTWRITEBYTECODE :=
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# --no-compile: pip would byte-compile every installed module (sympy, scipy, pandas, ...),
+# about a minute on 2 cores; Python compiles the modules it imports on first use instead
+# (with PYTHONDONTWRITEBYTECODE cleared below, so that the .pyc files are kept).
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-compile -e ".[test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,8 +40,14 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check
 
-test: lint docs-check
-	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist worksteal --durations=15
+# The type checker (single-threaded, ~50 s) runs beside the test suite; either failing fails.
+test: $(STAMP) docs-check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@mkdir -p build; $(VENV)/bin/basedpyright > build/basedpyright.log 2>&1 & typing=$$!; \
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist worksteal --durations=15; tests=$$?; \
+	wait $$typing; typed=$$?; echo "basedpyright:"; cat build/basedpyright.log; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
