@@ -103,6 +103,25 @@ def test_single_parameter_needs_no_reoptimisation():
     assert prof.nuisance == {}
 
 
+def test_correlated_linear_profile_takes_one_fisher_step_per_point():
+    """a + b·x + c·x² on x ∈ [10, 12]: the three coefficients are correlated beyond 0.998,
+    so coordinates scaled only by the conditional errors leave a narrow valley. The fits
+    are whitened by the Fisher block and start from the conditional mean (the predictor)
+    with the inverse Fisher Hessian: on a linear Gaussian model the start is the optimum,
+    or one step from it, at every grid point."""
+    x = np.linspace(10.0, 12.0, 9)
+    exp = ff.Experiment(quadratic, ff.Gaussian(sigma=0.3), design=x)
+    J = np.stack([np.ones_like(x), x, x**2], axis=1) / 0.3
+    F = J.T @ J
+    corr = np.linalg.inv(F)
+    corr = corr / np.sqrt(np.outer(np.diag(corr), np.diag(corr)))
+    assert np.min(np.abs(corr[np.triu_indices(3, 1)])) > 0.998
+    prof = ff.profile_likelihood(exp, QUAD_FID, "c", n_grid=11, scale="linear", extend=False)
+    sig = math.sqrt(np.linalg.inv(F)[2, 2])
+    np.testing.assert_allclose(prof.delta, ((prof.grid - 0.5) / sig) ** 2, atol=1e-8)
+    assert prof.converged.all() and prof.steps.max() <= 2, prof.steps
+
+
 # ---------------------------------------------------------------------------------------
 # Non-identifiable: flat profile
 # ---------------------------------------------------------------------------------------
