@@ -40,14 +40,18 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check
 
-# The type checker (single-threaded, ~50 s) runs beside the test suite; either failing fails.
-test: $(STAMP) docs-check
+# The type checker (~50 s) and the docs build (~15 s), both single-threaded, run beside the
+# test suite; any of the three failing fails.
+test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@mkdir -p build; $(VENV)/bin/basedpyright > build/basedpyright.log 2>&1 & typing=$$!; \
+	$(MAKE) --no-print-directory docs-check > build/docs-check.log 2>&1 & docs=$$!; \
 	MPLBACKEND=Agg $(PY) -m pytest -n 2 --dist worksteal --durations=15; tests=$$?; \
 	wait $$typing; typed=$$?; echo "basedpyright:"; cat build/basedpyright.log; \
-	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
+	wait $$docs; built=$$?; echo "docs-check (mkdocs build --strict): exit $$built"; \
+	cat build/docs-check.log; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ] && [ $$built -eq 0 ]
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
