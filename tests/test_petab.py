@@ -183,6 +183,44 @@ def test_no_retracing_across_calls(boehm, boehm_fisher):
     assert not np.allclose(F2.matrix, boehm_fisher.matrix)
 
 
+def test_bounded_profile_stays_in_the_problem_bounds(boehm, boehm_fisher, monkeypatch):
+    """Boehm: k_imp_homo sits near its upper bound (log10 5) and k_exp_hetero at its lower
+    (−5), with conditional Fisher errors of 6·10⁴ and 23 decades. Unbounded, a fit stepped
+    there and the stiff solve ran to its step limit (≈20 s per evaluation, a profile over
+    10 min). Within ``problem.bounds`` every evaluation of every fit stays inside, and the
+    profile of the well-determined k_phos is close to the Fisher parabola."""
+    from fisherforecast._identify import profile_fit
+
+    seen = []
+    evaluate = profile_fit.evaluate
+
+    def spy(problem, theta):
+        seen.append(np.array(theta, dtype=np.float64))
+        return evaluate(problem, theta)
+
+    monkeypatch.setattr(profile_fit, "evaluate", spy)
+    names = list(boehm.nominal)
+    psi, s = boehm.nominal["k_phos"], boehm_fisher.sigma()["k_phos"]
+    grid = psi + s * np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    exps = list(boehm.experiments)
+    prof = ff.profile_likelihood(
+        exps, boehm.nominal, "k_phos", grid=grid, bounds=boehm.bounds, progress=False
+    )
+    assert prof.converged.all(), prof.steps
+    theta = np.array(seen)
+    lo = np.array([boehm.bounds[n][0] for n in names])
+    hi = np.array([boehm.bounds[n][1] for n in names])
+    assert theta.shape[1] == len(names) and np.all((theta >= lo) & (theta <= hi))
+    # Asimov data: Δ ≈ (ψ − ψ̂)²/σ² near the optimum, rising on both sides.
+    np.testing.assert_allclose(prof.delta, [4.0, 1.0, 0.0, 1.0, 4.0], atol=1.5)
+    assert prof.delta[0] > prof.delta[1] > prof.delta[2] < prof.delta[3] < prof.delta[4]
+    # The fits compensate: with the others held at nominal, Δ would be (ψ − ψ̂)²·F_kk ≈ 11
+    # at 2σ (σ_marginal/σ_conditional ≈ 1.7).
+    F_kk = boehm_fisher.matrix[names.index("k_phos"), names.index("k_phos")]
+    held = (2.0 * s) ** 2 * F_kk
+    assert held > 8.0 and max(prof.delta[0], prof.delta[4]) < 0.6 * held
+
+
 def test_log_likelihood_by_hand(boehm):
     """Normal densities written out in numpy on the simulated observables."""
     sim = boehm.simulate()

@@ -94,7 +94,7 @@ def test_bad_bounds_scale_and_levels_are_refused(mm_exp):
     fid = {"V": 1.0, "K": 1.0}
     with pytest.raises(ValueError, match="low < high"):
         ff.profile_likelihood(mm_exp, fid, "K", bounds={"K": (2.0, 1.0)})
-    with pytest.raises(ValueError, match="best fit is K = 1"):
+    with pytest.raises(ValueError, match="where the fits start, is K = 1"):
         ff.profile_likelihood(mm_exp, fid, "K", bounds={"K": (2.0, 3.0)})
     with pytest.raises(KeyError, match="Kd"):
         ff.profile_likelihood(mm_exp, fid, "K", bounds={"Kd": (0.0, 3.0)})
@@ -102,3 +102,26 @@ def test_bad_bounds_scale_and_levels_are_refused(mm_exp):
         ff.profile_likelihood(mm_exp, fid, "K", scale="ln")
     with pytest.raises(ValueError, match="probability contents"):
         ff.profile_likelihood(mm_exp, fid, "K", levels=(1.0, 3.84))
+
+
+def test_bounds_on_a_nuisance_parameter_against_the_closed_form():
+    """y = a + b·x with Gaussian noise, Asimov data at a = 1, b = 2. For fixed a the best b
+    is 2 − (a − 1)·Σx/Σx²; with b held in [1.9, 2.1] it is that value clipped, and
+    Δ(a) = Σ((a − 1) + (b − 2)·x)²/σ² exactly."""
+    x = np.linspace(0.0, 1.0, 6)
+    sig = 0.1
+    exp = ff.Experiment(lambda p, x: p["a"] + p["b"] * x, ff.Gaussian(sigma=sig), design=x)
+    grid = np.linspace(0.7, 1.3, 13)
+    prof = ff.profile_likelihood(
+        exp, {"a": 1.0, "b": 2.0}, "a", grid=grid, bounds={"b": (1.9, 2.1)}, progress=False
+    )
+    b_free = 2.0 - (grid - 1.0) * x.sum() / (x**2).sum()
+    b_best = np.clip(b_free, 1.9, 2.1)
+    delta = (((grid - 1.0)[:, None] + (b_best - 2.0)[:, None] * x[None, :]) ** 2).sum(1)
+    assert np.any(b_free > 2.1) and np.any(b_free < 1.9)  # the bound is active on both sides
+    np.testing.assert_allclose(prof.nuisance["b"], b_best, atol=1e-6)
+    np.testing.assert_allclose(prof.delta, delta / sig**2, atol=1e-6)
+    assert prof.converged.all()
+    # Without the bound the profile is the unconstrained parabola.
+    free = ff.profile_likelihood(exp, {"a": 1.0, "b": 2.0}, "a", grid=grid, progress=False)
+    np.testing.assert_allclose(free.nuisance["b"], b_free, atol=1e-6)

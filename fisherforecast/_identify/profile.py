@@ -49,9 +49,10 @@ from .._errors import FisherError, InputError, NonFiniteError, ParameterError, q
 from .._fisher_kinds import checked_data
 from .._progress import check_progress, progress_bar
 from .._x64 import float64
-from .profile_coords import sigma_and_scales, whitened
+from .profile_coords import box_scales, fit_coordinates, sigma_and_scales
 from .profile_extend import (
     bound_reached,
+    check_bound_pair,
     choose_axis,
     extend_profile,
     initial_grid,
@@ -94,6 +95,8 @@ class _Setup(NamedTuple):
     kind: str  # "asimov" or "user"
     notes: tuple
     fiducial: dict
+    lower: np.ndarray  # `bounds` on every varied parameter (±inf: none), kept by the fits
+    upper: np.ndarray
 
 
 class _GridOptions(NamedTuple):
@@ -177,7 +180,8 @@ def _varies(values, ref) -> bool:
 
 
 def _coords(setup: _Setup, free, k):
-    return whitened(setup.fisher, setup.scales, free, k)
+    scales = box_scales(setup.scales, setup.lower, setup.upper)
+    return fit_coordinates(setup.fisher, scales, free, k)
 
 
 def _problem(setup: _Setup) -> FitProblem:
@@ -191,6 +195,8 @@ def _problem(setup: _Setup) -> FitProblem:
         setup.mode,
         setup.tol,
         setup.max_steps,
+        setup.lower,
+        setup.upper,
     )
 
 
@@ -204,7 +210,14 @@ def _scan_from(setup: _Setup, k, theta_start, points):
     resets = np.zeros(points.size, dtype=bool)
     resets[0] = True
     return profile_scan(
-        _problem(setup), _coords(setup, free, k), theta_start, k, free, points, resets
+        _problem(setup),
+        _coords(setup, free, k),
+        theta_start,
+        k,
+        free,
+        points,
+        resets,
+        psi_hat=float(setup.theta_hat[k]),
     )
 
 
@@ -381,17 +394,34 @@ def _asimov_needs_fit(experiments, means, fixed, theta0, names) -> bool:
     return True
 
 
+def _box(bounds, names, theta0):
+    """`bounds` as arrays over `names` (±inf where none is given); the start must be inside."""
+    lower = np.full(len(names), -np.inf)
+    upper = np.full(len(names), np.inf)
+    for i, n in enumerate(names):
+        if n not in (bounds or {}):
+            continue
+        lower[i], upper[i] = check_bound_pair(n, bounds[n])
+        if not lower[i] <= theta0[i] <= upper[i]:
+            raise InputError(
+                f"`bounds` for {n!r} are [{lower[i]:.6g}, {upper[i]:.6g}] but the fiducial, "
+                f"where the fits start, is {n} = {theta0[i]:.6g}; widen the bounds or move "
+                "the fiducial inside them."
+            )
+    return lower, upper
+
+
 def _fit(experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes):
     """The best fit, −2 ln L there, and the Fisher σ, scales and matrix at it."""
-    tol, max_steps, expected, needs_fit = options
+    tol, max_steps, expected, needs_fit, (lower, upper) = options
     scaling = sigma_and_scales(F, names, fid64, theta0)
     if not needs_fit:
         ref = float(chi2_at_data(experiments, data_t, fid64, expected=expected))
         return theta0, ref, scaling
-    problem = FitProblem(experiments, data_t, fixed, names, theta0, expected, mode, tol, max_steps)
-    res = global_fit(
-        problem, theta0, whitened(scaling[2], scaling[1], np.arange(len(names))).precond
+    problem = FitProblem(
+        experiments, data_t, fixed, names, theta0, expected, mode, tol, max_steps, lower, upper
     )
+    res = global_fit(problem, theta0, box_scales(scaling[1], lower, upper))
     th, ref, ok = res.theta, res.value, res.converged
     if not (np.all(np.isfinite(th)) and math.isfinite(ref)):
         notes.append("The global fit failed; profiles start from the fiducial.")
@@ -506,7 +536,8 @@ def profile_likelihood(
     """Profile likelihood of one or several parameters, with LR and Fisher intervals.
 
     For each grid value ψ of the parameter the other parameters in `params` are
-    re-optimised (BFGS in Fisher-whitened coordinates, warm-started along the grid);
+    re-optimised (Fisher scoring in a trust region, warm-started along the grid, within
+    `bounds`);
     ``Δ(ψ) = min −2 ln L(ψ, ·) − min −2 ln L``. ``−2 ln L`` is the noise model's own
     ``log_likelihood``, summed over the experiments; without `data` it is its expectation
     under the fiducial (see `data`).
@@ -532,8 +563,12 @@ def profile_likelihood(
       clipped at 1 % of ψ̂ where going on to zero or past it would make −2 ln L
       non-finite. With `extend`, a side that stays below the largest threshold is then
       extended out to its bound.
-    - `bounds`: dict name -> (low, high) for the profiled parameters. Default: ψ̂·10^±3 on
-      a log scale, ψ̂ ± 10³·σ on a linear one. A side reported open is open up to its bound.
+    - `bounds`: dict name -> (low, high) for any varied parameter (e.g. a PEtab problem's
+      ``problem.bounds``). A profiled parameter's grid and its extension stay inside; the
+      other parameters stay inside in every fit (a rate that the data cannot bound is held
+      at its bound instead of running off to where the model cannot be solved). Default
+      for a profiled parameter: ψ̂·10^±3 on a log scale, ψ̂ ± 10³·σ on a linear one; for
+      the others none. A side reported open is open up to its bound.
     - `scale`: ``"auto"`` (default: log for a parameter whose best fit and fiducial are
       positive and whose lower bound is not negative, else linear), ``"log"``,
       ``"linear"``, or a dict name -> one of them.
@@ -548,8 +583,8 @@ def profile_likelihood(
       largest.
     - `levels`: the intervals as probability contents instead of `deltas`, e.g.
       ``(0.6827, 0.95)``: Δ is the χ²₁ quantile (as `levels` everywhere in the library).
-    - `tol`: the fits stop when the gradient of ``−ln L`` in Fisher-whitened coordinates is
-      below ``tol/2`` (max-norm); `max_steps`: BFGS iterations per grid point.
+    - `tol`: the fits stop when the gradient of ``−ln L`` per conditional Fisher error is
+      below ``tol/2``; `max_steps`: trust-region iterations per grid point.
     - `mode`: ``"forward"`` (forward-mode gradients, default; needed for diffrax
       ``ForwardMode`` ODE models) or ``"reverse"``.
 
@@ -604,7 +639,8 @@ def profile_likelihood(
             data_t = checked_data(data, experiments, means, fid64)  # shape, values, support
             kind, needs_fit = "user", True
         expected = kind == "asimov"
-        options = (float(tol), max_steps, expected, needs_fit)
+        box = _box(bounds, names, theta0)
+        options = (float(tol), max_steps, expected, needs_fit, box)
         theta_hat, ref, (sigma, scales, fisher) = _fit(
             experiments, data_t, fixed, theta0, fid64, names, mode, F, options, notes
         )
@@ -626,11 +662,14 @@ def profile_likelihood(
             kind=kind,
             notes=tuple(notes),
             fiducial=fid,
+            lower=box[0],
+            upper=box[1],
         )
         estimate = (
             f"{len(targets)} profile(s), each a scan of {opts.n_grid} points (plus up to 4 "
-            f"scans of {opts.n_grid} where a side is extended or refined), ≤ {max_steps} BFGS "
-            "steps per point (typically 5-10), each one evaluation of the model's Jacobian."
+            f"scans of {opts.n_grid} where a side is extended or refined), ≤ {max_steps} "
+            "trust-region steps per point (typically 1-5), each one evaluation of the model's "
+            "Jacobian."
         )
         with progress_bar(show, len(targets), "profile_likelihood", "profile", estimate) as bar:
             if single:

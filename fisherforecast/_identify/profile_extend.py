@@ -59,7 +59,8 @@ class Axis(NamedTuple):
         return np.exp(u) if self.log else np.asarray(u, dtype=np.float64)
 
 
-def _check_bound_pair(name, pair):
+def check_bound_pair(name, pair):
+    """`pair` as floats (low, high) with low < high, or an `InputError` naming `name`."""
     try:
         lo, hi = (float(v) for v in pair)
     except (TypeError, ValueError):
@@ -84,7 +85,7 @@ def choose_axis(name, center, fiducial, sigma, bounds, scale) -> Axis:
             f"received {quote(scale)} for {name!r}."
         )
     pair = None if bounds is None else bounds.get(name)
-    lo, hi = (-math.inf, math.inf) if pair is None else _check_bound_pair(name, pair)
+    lo, hi = (-math.inf, math.inf) if pair is None else check_bound_pair(name, pair)
     if not lo <= center <= hi:
         raise InputError(
             f"`bounds` for {name!r} are [{lo:.6g}, {hi:.6g}] but the best fit is "

@@ -1,5 +1,5 @@
-"""The fits of the profiles and of the best fit: BFGS on the host, on the compiled
-evaluation that every analysis shares.
+"""The fits of the profiles and of the best fit: Fisher scoring in a trust region, on the
+host, on the compiled evaluation that every analysis shares.
 
 Each evaluation at θ is one call of the engine's :func:`~.._engine.evaluation_kernel` (the
 model's mean, its Jacobian ``J`` and the Fisher matrix ``F(θ)``: compiled once for
@@ -8,16 +8,19 @@ kernel of the noise model alone (:func:`chi2_gradient`: −2 ln L and its gradie
 ``Jᵀ∂/∂μ + ∂/∂θ``). So a profile compiles no model program of its own: a first call costs
 about what a warm one does.
 
-``scipy.optimize.minimize(method="BFGS")`` takes the steps, on ``½(−2 ln L)`` in the
-whitened coordinates of :mod:`.profile_coords`, where its Hessian is close to the identity.
-A fit after a restart starts BFGS from the inverse of the Fisher Hessian there (its first
-step is a Fisher-scoring step); along a grid each fit starts from the previous point's final
-inverse-Hessian estimate. That takes 5–8 evaluations per point where BFGS from the identity,
-in coordinates scaled only by the conditional errors, took 16–21 (the PK/PD tutorial).
+``scipy.optimize.minimize`` takes the steps (``trust-exact``; ``trust-constr`` within
+bounds), on ``½(−2 ln L)`` in the coordinates of :mod:`.profile_coords` (one unit is one
+conditional Fisher error), with the Fisher matrix as the Hessian: Gauss–Newton steps, which
+take the correlations between parameters in whole, inside a trust region that keeps each
+step within a few conditional errors until the quadratic model proves good. A parameter that
+the data hardly constrain (a rate at a saturating plateau, whose Fisher error is many
+decades) then moves in small steps instead of one step to where the model's ODE is too
+stiff to solve.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import NamedTuple
@@ -35,6 +38,13 @@ from .profile_kernels import neg2_log_like
 #: a secant from two poorly converged fits must not throw the next start far off the path.
 PREDICT_BOUND = 3.0
 
+#: The trust region's first radius and its largest, in conditional Fisher errors.
+TRUST_RADIUS = 1.0
+MAX_TRUST_RADIUS = 1e3
+
+#: Restarts of a bounded fit that fides stopped on a round-off step past a bound.
+BOUND_RESTARTS = 3
+
 
 class FitProblem(NamedTuple):
     """What the fits of one call share."""
@@ -48,6 +58,8 @@ class FitProblem(NamedTuple):
     mode: str  # "forward" or "reverse": the Jacobian's mode
     tol: float
     max_steps: int
+    lower: np.ndarray | None = None  # bounds on θ (None, ±inf: none), kept at every
+    upper: np.ndarray | None = None  # evaluation of a fit
 
 
 @cached_kernel(static_argnames=("names", "expected"))
@@ -74,6 +86,8 @@ def evaluate(problem: FitProblem, theta):
     """−2 ln L at θ, its gradient and ``2 F(θ)``; ``(inf, None, None)`` where the model, its
     derivatives or the likelihood are not finite (or the model fails there)."""
     names = problem.names
+    if not np.all(np.isfinite(theta)):
+        return math.inf, None, None
     fid = dict(problem.fixed)
     fid.update({n: np.float64(v) for n, v in zip(names, theta, strict=True)})
     try:
@@ -102,20 +116,30 @@ def evaluate(problem: FitProblem, theta):
 
 
 class _Local(NamedTuple):
-    """The fit's coordinates: ``θ = base; θ[free] += precond @ x; θ[k] = psi``."""
+    """The fit's coordinates: ``θ = base; θ[free] += scale * x; θ[k] = psi``."""
 
     base: np.ndarray
-    precond: np.ndarray
+    scale: np.ndarray
     free: np.ndarray
     k: int | None
     psi: float
 
     def theta(self, x):
         th = np.array(self.base, dtype=np.float64)
-        th[self.free] += self.precond @ x
+        th[self.free] += self.scale * x
         if self.k is not None:
             th[self.k] = self.psi
         return th
+
+    def box(self, problem: FitProblem):
+        """The bounds of the free parameters in ``x`` (``None``: unbounded)."""
+        if problem.lower is None or problem.upper is None:
+            return None
+        lo, hi = problem.lower[self.free], problem.upper[self.free]
+        if not (np.any(np.isfinite(lo)) or np.any(np.isfinite(hi))):
+            return None
+        base = self.base[self.free]
+        return (lo - base) / self.scale, (hi - base) / self.scale
 
 
 class FitResult(NamedTuple):
@@ -124,136 +148,221 @@ class FitResult(NamedTuple):
     value: float  # −2 ln L at theta (NaN where every start failed)
     converged: bool
     steps: int  # evaluations of the model (each with its Jacobian)
-    hess_inv: np.ndarray  # BFGS's final inverse Hessian: the next grid point's start
 
 
-def _positive_definite(A) -> bool:
-    if not np.all(np.isfinite(A)):
-        return False
-    try:
-        np.linalg.cholesky(A)
-    except np.linalg.LinAlgError:
-        return False
-    return True
-
-
-def _initial_inverse(H):
-    """The inverse of the Fisher Hessian where it is positive definite, else the identity."""
-    try:
-        inv = np.linalg.inv(np.linalg.cholesky(H))
-    except np.linalg.LinAlgError:
-        return np.eye(H.shape[0])
-    out = inv.T @ inv
-    return out if np.all(np.isfinite(out)) else np.eye(H.shape[0])
-
-
-def fit(problem: FitProblem, local: _Local, starts, hess_inv0=None) -> FitResult:
-    """Minimise −2 ln L over `local`'s coordinates from the first of `starts` (whitened
-    points) where it is finite; the next start where the fit ends non-finite.
-
-    BFGS (``scipy.optimize.minimize``) starts from `hess_inv0`, or from the inverse of the
-    Fisher Hessian at the start (its first step is then a Fisher-scoring step)."""
+def _objective(problem: FitProblem, local: _Local):
+    """``½(−2 ln L)``, its gradient and its Gauss–Newton Hessian (the Fisher matrix) in
+    `local`'s coordinates, sharing one evaluation per point; a failed point is infinite."""
     last = {}
+    count = [0]
 
     def at(x):
         key = x.tobytes()
         if key not in last:
             last.clear()
+            count[0] += 1
             last[key] = evaluate(problem, local.theta(x))
         return last[key]
 
     def fun(x):
-        value, grad, _ = at(x)
-        if grad is None:
-            return math.inf, np.full(x.size, np.nan)
-        return 0.5 * value, 0.5 * local.precond.T @ grad[local.free]
+        return 0.5 * at(x)[0]
 
+    def jac(x):
+        grad = at(x)[1]
+        if grad is None:  # a failed trial point: rejected, its gradient unused
+            return np.zeros(x.size)
+        return 0.5 * local.scale * grad[local.free]
+
+    def hess(x):
+        H = at(x)[2]
+        if H is None:
+            return np.eye(x.size)
+        sub = H[np.ix_(local.free, local.free)]
+        out = 0.5 * local.scale[:, None] * sub * local.scale[None, :]
+        return 0.5 * (out + out.T)
+
+    return fun, jac, hess, count
+
+
+class _Minimum(NamedTuple):
+    x: np.ndarray
+    value: float  # ½(−2 ln L)
+    grad: np.ndarray  # the gradient there (projected on the box's free directions)
+    converged: bool
+    evaluations: int
+
+
+def _minimize(problem: FitProblem, local: _Local, x0, box) -> _Minimum:
+    """One trust-region Gauss–Newton fit from `x0`: scipy's ``trust-exact`` without bounds,
+    fides (the interior trust-region reflective method of Coleman and Li) within a box."""
+    fun, jac, hess, count = _objective(problem, local)
+    if box is None:
+        res = minimize(
+            fun,
+            x0,
+            jac=jac,
+            hess=hess,
+            method="trust-exact",
+            options={
+                "gtol": 0.5 * problem.tol,
+                "maxiter": problem.max_steps,
+                "initial_trust_radius": TRUST_RADIUS,
+                "max_trust_radius": MAX_TRUST_RADIUS,
+            },
+        )
+        x = np.asarray(res.x, dtype=np.float64)
+        return _Minimum(x, float(res.fun), jac(x), res.status == 0, count[0])
+    import fides  # the bounded fits only (its import takes ~1 s)
+
+    lo, hi = box
+    options = {
+        fides.Options.MAXITER: problem.max_steps,
+        fides.Options.GATOL: 0.5 * problem.tol,
+        # −2 ln L of an ODE model carries the solver's error (rtol ~1e-8): a decrease
+        # below 1e-8 (absolute, and relative) is not progress.
+        fides.Options.FATOL: 1e-8,
+        fides.Options.FRTOL: 1e-8,
+        fides.Options.DELTA_INIT: TRUST_RADIUS,
+    }
+    for _ in range(BOUND_RESTARTS + 1):
+        opt = fides.Optimizer(
+            lambda x: (fun(x), jac(x), hess(x)),
+            ub=hi,
+            lb=lo,
+            verbose=logging.WARNING,
+            options=options,
+        )
+        try:
+            value, x, grad, _ = opt.minimize(x0)
+            break
+        except RuntimeError:
+            # fides stops on a step that lands past a bound by round-off (1e-21): go on
+            # from its best point, moved inside.
+            if opt.exitflag != fides.ExitFlag.EXCEEDED_BOUNDARY:
+                raise
+            x0 = _inside(np.asarray(opt.x_min, dtype=np.float64), box)
+            value, x, grad = opt.fval_min, opt.x_min, opt.grad_min
+    x = np.asarray(x, dtype=np.float64)
+    # The gradient on the box's free directions: a parameter held at its bound by a
+    # gradient that points outwards is at its constrained optimum.
+    grad = np.asarray(grad, dtype=np.float64)
+    near = 2.0 * _margin(box)
+    at_lo = (x - lo <= near) & (grad > 0)
+    at_hi = (hi - x <= near) & (grad < 0)
+    grad = np.where(at_lo | at_hi, 0.0, grad)
+    return _Minimum(x, float(value), grad, int(opt.exitflag) > 0, count[0])
+
+
+def _margin(box):
+    lo, hi = box
+    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    return np.minimum(1e-6 * width, 1e-3)
+
+
+def _inside(x, box):
+    """`x` moved strictly inside the box (an interior-point method starts there)."""
+    if box is None:
+        return x
+    margin = _margin(box)
+    return np.clip(x, box[0] + margin, box[1] - margin)
+
+
+def fit(problem: FitProblem, local: _Local, starts) -> FitResult:
+    """Minimise −2 ln L over `local`'s coordinates from the first of `starts` where it is
+    finite; the next start where the fit ends non-finite.
+
+    Fisher scoring in a trust region: Gauss–Newton steps with the Hessian ``2F(θ)`` of every
+    evaluation, each at most a few conditional errors long (:data:`TRUST_RADIUS` at the
+    start), so that a weakly determined combination is never thrown far in one step. Bounds
+    on the parameters (``problem.lower``/``upper``) hold at every evaluation."""
+    box = local.box(problem)
+    fun = _objective(problem, local)[0]
     for x0 in starts:
-        x0 = np.asarray(x0, dtype=np.float64)
-        value0, _, H = at(x0)
-        if not math.isfinite(value0):
+        x0 = _inside(np.asarray(x0, dtype=np.float64), box)
+        if not math.isfinite(fun(x0)):
             continue
-        if hess_inv0 is None or not _positive_definite(hess_inv0):
-            sub = H[np.ix_(local.free, local.free)]
-            start_inv = _initial_inverse(0.5 * local.precond.T @ sub @ local.precond)
-        else:
-            start_inv = hess_inv0
         with warnings.catch_warnings(), np.errstate(all="ignore"):
-            # A line search that meets a non-finite point warns; the status says it.
             warnings.simplefilter("ignore")
-            res = minimize(
-                fun,
-                x0,
-                jac=True,
-                method="BFGS",
-                options={
-                    "gtol": 0.5 * problem.tol,
-                    "maxiter": problem.max_steps,
-                    "hess_inv0": start_inv,
-                },
-            )
-        value = 2.0 * float(res.fun)
-        if not math.isfinite(value):
+            res = _minimize(problem, local, x0, box)
+        value = 2.0 * res.value
+        if not (math.isfinite(value) and np.all(np.isfinite(res.x))):
             continue
-        # Status 2 ("precision loss") is the line search failing on round-off at the
-        # optimum: converged if the gradient is at the tolerance's scale.
-        grad = np.asarray(res.jac, dtype=np.float64)
-        ok = res.status == 0 or float(np.max(np.abs(grad))) <= 10.0 * problem.tol
-        hess_inv = np.asarray(res.hess_inv, dtype=np.float64)
-        hess_inv = 0.5 * (hess_inv + hess_inv.T)
-        if not _positive_definite(hess_inv):
-            hess_inv = start_inv
-        return FitResult(res.x, local.theta(res.x), value, bool(ok), int(res.nfev), hess_inv)
+        # A trust region that shrank to nothing is round-off at the optimum: converged if
+        # the gradient is at the tolerance's scale.
+        ok = res.converged or float(np.max(np.abs(res.grad))) <= 10.0 * problem.tol
+        return FitResult(res.x, local.theta(res.x), value, bool(ok), res.evaluations)
     x = np.asarray(starts[0], dtype=np.float64)
-    eye = np.eye(x.size) if hess_inv0 is None else hess_inv0
-    return FitResult(x, local.theta(x), math.nan, False, 0, eye)
+    return FitResult(x, local.theta(x), math.nan, False, 0)
 
 
-def global_fit(problem: FitProblem, theta0, precond) -> FitResult:
-    """The best fit from `theta0` in the coordinates ``θ = θ0 + precond @ x``."""
+def global_fit(problem: FitProblem, theta0, scale) -> FitResult:
+    """The best fit from `theta0` in the coordinates ``θ = θ0 + scale * x``."""
     every = np.arange(len(problem.names))
-    local = _Local(np.asarray(theta0, dtype=np.float64), precond, every, None, math.nan)
+    local = _Local(np.asarray(theta0, dtype=np.float64), scale, every, None, math.nan)
     return fit(problem, local, [np.zeros(every.size)])
 
 
-def profile_scan(problem: FitProblem, coords: Coordinates, theta_start, k, free, grid, resets):
+def _jumped(value, value_prev, psi, psi_prev, psi_hat, psi_scale) -> bool:
+    """Whether −2 ln L rose from the previous grid point by more than the Fisher
+    profile can (with ψ's conditional error, which overstates the rise), plus one: the fit
+    from the predicted start has jumped to another, worse, minimum."""
+    if not (math.isfinite(value) and math.isfinite(value_prev)):
+        return False
+    near, far = abs(psi_prev - psi_hat), abs(psi - psi_hat)
+    bound = max(far**2 - near**2, 0.0) / psi_scale**2
+    return value - value_prev > bound + 1.0
+
+
+def profile_scan(
+    problem: FitProblem, coords: Coordinates, theta_start, k, free, grid, resets, psi_hat=None
+):
     """−2 ln L of parameter `k` along `grid`, the others re-optimised (visited in the given
     order; `resets` marks the points that restart from `theta_start`).
 
     Each fit starts from the previous solution moved along the path's secant through the
     last two solutions (the Fisher slope after a restart or a short step), bounded by
-    :data:`PREDICT_BOUND`; where that start fails, from the previous solution itself.
+    :data:`PREDICT_BOUND`; where that start fails, or its fit rises further than the
+    profile can from the previous point (a jump to a worse minimum, :func:`_jumped`; `psi_hat`
+    is ψ's best fit, default ``theta_start[k]``), from the previous solution itself.
     Returns values, parameter vectors, convergence flags and steps, in `grid`'s order."""
     theta_start = np.asarray(theta_start, dtype=np.float64)
+    psi_hat = float(theta_start[k] if psi_hat is None else psi_hat)
     n, m = len(grid), len(free)
     values, steps = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
     thetas, converged = np.tile(theta_start, (n, 1)), np.zeros(n, dtype=bool)
     init = (np.zeros(m), float(theta_start[k]), np.asarray(coords.slope, dtype=np.float64))
     x_prev, psi_prev, slope = init
-    hess_inv = None
+    value_prev = math.nan
     for i, (psi, reset) in enumerate(zip(grid, resets, strict=True)):
         if reset:
-            (x_prev, psi_prev, slope), hess_inv = init, None
+            x_prev, psi_prev, slope = init
+            value_prev = math.nan
         dpsi = float(psi) - psi_prev
         move = slope * dpsi
         bound = PREDICT_BOUND * float(np.linalg.norm(init[2] * dpsi)) + 1.0
         norm = float(np.linalg.norm(move))
         if norm > bound:
             move *= bound / norm
-        local = _Local(theta_start, coords.precond, free, k, float(psi))
-        res = fit(problem, local, [x_prev + move, x_prev], hess_inv)
+        local = _Local(theta_start, coords.scale, free, k, float(psi))
+        res = fit(problem, local, [x_prev + move, x_prev])
+        total = res.steps
+        if norm > 0 and _jumped(res.value, value_prev, psi, psi_prev, psi_hat, coords.psi_scale):
+            again = fit(problem, local, [x_prev])
+            total += again.steps
+            if again.value < res.value:
+                res = again
         values[i], thetas[i], converged[i], steps[i] = (
             res.value,
             res.theta,
             res.converged and math.isfinite(res.value),
-            res.steps,
+            total,
         )
         if not math.isfinite(res.value):
             continue
         # A secant over a step shorter than a tenth of ψ's error is mostly fit noise.
         if abs(dpsi) > 0.1 * coords.psi_scale:
             slope = (res.x - x_prev) / dpsi
-        x_prev, psi_prev, hess_inv = res.x, float(psi), res.hess_inv
+        x_prev, psi_prev, value_prev = res.x, float(psi), res.value
     return values, thetas, converged, steps
 
 
