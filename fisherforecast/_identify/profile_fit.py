@@ -8,11 +8,14 @@ kernel of the noise model alone (:func:`chi2_gradient`: −2 ln L and its gradie
 ``Jᵀ∂/∂μ + ∂/∂θ``). So a profile compiles no model program of its own: a first call costs
 about what a warm one does.
 
-``scipy.optimize.minimize`` takes the steps (``trust-exact``; ``trust-constr`` within
-bounds), on ``½(−2 ln L)`` in the coordinates of :mod:`.profile_coords` (one unit is one
-conditional Fisher error), with the Fisher matrix as the Hessian: Gauss–Newton steps, which
-take the correlations between parameters in whole, inside a trust region that keeps each
-step within a few conditional errors until the quadratic model proves good. A parameter that
+fides (the interior trust-region reflective method of Coleman and Li, which pyPESTO runs on
+PEtab problems) takes the steps, on ``½(−2 ln L)`` in the coordinates of
+:mod:`.profile_coords` (one unit is one conditional Fisher error), within bounds where given,
+with the Fisher matrix as the Hessian: Gauss–Newton steps, which take the correlations
+between parameters in whole, inside a trust region that keeps each step within a few
+conditional errors until the quadratic model proves good. Where Gauss–Newton slows down
+(the residuals' own curvature, which the Fisher matrix leaves out), the fit switches to
+BFGS started from the Fisher matrix. A parameter that
 the data hardly constrain (a rate at a saturating plateau, whose Fisher error is many
 decades) then moves in small steps instead of one step to where the model's ODE is too
 stiff to solve.
@@ -27,7 +30,6 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from scipy.optimize import minimize
 
 from .._compile import cached_kernel
 from .._engine import evaluation_kernel, params_from_vector
@@ -40,7 +42,10 @@ PREDICT_BOUND = 3.0
 
 #: The trust region's first radius and its largest, in conditional Fisher errors.
 TRUST_RADIUS = 1.0
-MAX_TRUST_RADIUS = 1e3
+
+#: Iterations of Fisher scoring that leave the trust region unchanged before a fit switches
+#: to BFGS (fides.HybridFixed).
+SWITCH_TO_BFGS = 2
 
 #: Restarts of a bounded fit that fides stopped on a round-off step past a bound.
 BOUND_RESTARTS = 3
@@ -192,29 +197,17 @@ class _Minimum(NamedTuple):
     evaluations: int
 
 
-def _minimize(problem: FitProblem, local: _Local, x0, box) -> _Minimum:
-    """One trust-region Gauss–Newton fit from `x0`: scipy's ``trust-exact`` without bounds,
-    fides (the interior trust-region reflective method of Coleman and Li) within a box."""
-    fun, jac, hess, count = _objective(problem, local)
-    if box is None:
-        res = minimize(
-            fun,
-            x0,
-            jac=jac,
-            hess=hess,
-            method="trust-exact",
-            options={
-                "gtol": 0.5 * problem.tol,
-                "maxiter": problem.max_steps,
-                "initial_trust_radius": TRUST_RADIUS,
-                "max_trust_radius": MAX_TRUST_RADIUS,
-            },
-        )
-        x = np.asarray(res.x, dtype=np.float64)
-        return _Minimum(x, float(res.fun), jac(x), res.status == 0, count[0])
-    import fides  # the bounded fits only (its import takes ~1 s)
+def _minimize(problem: FitProblem, local: _Local, x0, box, radius) -> _Minimum:
+    """One fit from `x0` with fides (the interior trust-region reflective method of Coleman
+    and Li, within `box`; unbounded where it is ``None``): Fisher-scoring steps, switching
+    to BFGS (started from the Fisher matrix) once they stop shrinking or growing the trust
+    region, where the residuals' own curvature, which the Fisher matrix leaves out, slows
+    Gauss–Newton down."""
+    import fides  # its import takes ~1 s; only profiles and best fits need it
 
-    lo, hi = box
+    fun, jac, hess, count = _objective(problem, local)
+    n = np.size(x0)
+    lo, hi = (np.full(n, -np.inf), np.full(n, np.inf)) if box is None else box
     options = {
         fides.Options.MAXITER: problem.max_steps,
         fides.Options.GATOL: 0.5 * problem.tol,
@@ -222,7 +215,10 @@ def _minimize(problem: FitProblem, local: _Local, x0, box) -> _Minimum:
         # below 1e-8 (absolute, and relative) is not progress.
         fides.Options.FATOL: 1e-8,
         fides.Options.FRTOL: 1e-8,
-        fides.Options.DELTA_INIT: TRUST_RADIUS,
+        fides.Options.DELTA_INIT: radius,
+        # The exact trust-region step (a few parameters: one small eigenproblem per step),
+        # not fides' default 2-D subspace, which takes more steps per fit.
+        fides.Options.SUBSPACE_DIM: fides.SubSpaceDim.FULL,
     }
     for _ in range(BOUND_RESTARTS + 1):
         opt = fides.Optimizer(
@@ -231,9 +227,10 @@ def _minimize(problem: FitProblem, local: _Local, x0, box) -> _Minimum:
             lb=lo,
             verbose=logging.WARNING,
             options=options,
+            hessian_update=fides.HybridFixed(fides.BFGS(), switch_iteration=SWITCH_TO_BFGS),
         )
         try:
-            value, x, grad, _ = opt.minimize(x0)
+            value, x, grad, _ = opt.minimize(x0, hess0="hess")
             break
         except RuntimeError:
             # fides stops on a step that lands past a bound by round-off (1e-21): go on
@@ -243,13 +240,14 @@ def _minimize(problem: FitProblem, local: _Local, x0, box) -> _Minimum:
             x0 = _inside(np.asarray(opt.x_min, dtype=np.float64), box)
             value, x, grad = opt.fval_min, opt.x_min, opt.grad_min
     x = np.asarray(x, dtype=np.float64)
-    # The gradient on the box's free directions: a parameter held at its bound by a
-    # gradient that points outwards is at its constrained optimum.
     grad = np.asarray(grad, dtype=np.float64)
-    near = 2.0 * _margin(box)
-    at_lo = (x - lo <= near) & (grad > 0)
-    at_hi = (hi - x <= near) & (grad < 0)
-    grad = np.where(at_lo | at_hi, 0.0, grad)
+    if box is not None:
+        # The gradient on the box's free directions: a parameter held at its bound by a
+        # gradient that points outwards is at its constrained optimum.
+        near = 2.0 * _margin(box)
+        grad = np.where(
+            ((x - lo <= near) & (grad > 0)) | ((hi - x <= near) & (grad < 0)), 0.0, grad
+        )
     return _Minimum(x, float(value), grad, int(opt.exitflag) > 0, count[0])
 
 
@@ -267,14 +265,15 @@ def _inside(x, box):
     return np.clip(x, box[0] + margin, box[1] - margin)
 
 
-def fit(problem: FitProblem, local: _Local, starts) -> FitResult:
+def fit(problem: FitProblem, local: _Local, starts, radius=TRUST_RADIUS) -> FitResult:
     """Minimise −2 ln L over `local`'s coordinates from the first of `starts` where it is
     finite; the next start where the fit ends non-finite.
 
-    Fisher scoring in a trust region: Gauss–Newton steps with the Hessian ``2F(θ)`` of every
-    evaluation, each at most a few conditional errors long (:data:`TRUST_RADIUS` at the
-    start), so that a weakly determined combination is never thrown far in one step. Bounds
-    on the parameters (``problem.lower``/``upper``) hold at every evaluation."""
+    Fisher scoring in a trust region (:func:`_minimize`): Gauss–Newton steps with the
+    Hessian ``2F(θ)`` of every evaluation, the first at most `radius` conditional errors
+    long (:data:`TRUST_RADIUS`, or along a grid twice the previous fit's correction), so
+    that a weakly determined combination is never thrown far in one step. Bounds on the
+    parameters (``problem.lower``/``upper``) hold at every evaluation."""
     box = local.box(problem)
     fun = _objective(problem, local)[0]
     for x0 in starts:
@@ -283,7 +282,7 @@ def fit(problem: FitProblem, local: _Local, starts) -> FitResult:
             continue
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            res = _minimize(problem, local, x0, box)
+            res = _minimize(problem, local, x0, box, float(radius))
         value = 2.0 * res.value
         if not (math.isfinite(value) and np.all(np.isfinite(res.x))):
             continue
@@ -332,11 +331,11 @@ def profile_scan(
     thetas, converged = np.tile(theta_start, (n, 1)), np.zeros(n, dtype=bool)
     init = (np.zeros(m), float(theta_start[k]), np.asarray(coords.slope, dtype=np.float64))
     x_prev, psi_prev, slope = init
-    value_prev = math.nan
+    value_prev, radius = math.nan, TRUST_RADIUS
     for i, (psi, reset) in enumerate(zip(grid, resets, strict=True)):
         if reset:
             x_prev, psi_prev, slope = init
-            value_prev = math.nan
+            value_prev, radius = math.nan, TRUST_RADIUS
         dpsi = float(psi) - psi_prev
         move = slope * dpsi
         bound = PREDICT_BOUND * float(np.linalg.norm(init[2] * dpsi)) + 1.0
@@ -344,10 +343,10 @@ def profile_scan(
         if norm > bound:
             move *= bound / norm
         local = _Local(theta_start, coords.scale, free, k, float(psi))
-        res = fit(problem, local, [x_prev + move, x_prev])
+        res = fit(problem, local, [x_prev + move, x_prev], radius)
         total = res.steps
         if norm > 0 and _jumped(res.value, value_prev, psi, psi_prev, psi_hat, coords.psi_scale):
-            again = fit(problem, local, [x_prev])
+            again = fit(problem, local, [x_prev], radius)
             total += again.steps
             if again.value < res.value:
                 res = again
@@ -362,6 +361,8 @@ def profile_scan(
         # A secant over a step shorter than a tenth of ψ's error is mostly fit noise.
         if abs(dpsi) > 0.1 * coords.psi_scale:
             slope = (res.x - x_prev) / dpsi
+        # The next fit's first trust region: twice the correction this one needed.
+        radius = max(TRUST_RADIUS, 2.0 * float(np.linalg.norm(res.x - x_prev - move)))
         x_prev, psi_prev, value_prev = res.x, float(psi), res.value
     return values, thetas, converged, steps
 
