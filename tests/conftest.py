@@ -45,9 +45,16 @@ def _close_figures():
 @pytest.fixture(autouse=True, scope="session")
 def _kernel_cache_in_tmp(tmp_path_factory):
     """Keep the on-disk kernel cache (fisherforecast/_compile.py) out of the user's cache
-    directory: the whole session writes into a temporary one."""
+    directory: the whole session writes into a temporary one, which the pytest-xdist workers
+    share (entries are written atomically), so that a kernel one worker compiled, and the
+    examples that run in subprocesses, load instead of compiling again. Tests of the cache
+    itself set their own directory."""
     old = os.environ.get("FISHERFORECAST_CACHE_DIR")
-    os.environ["FISHERFORECAST_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is <session>/popen-gwN: share <session>/kernel-cache.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "kernel-cache"
+    shared.mkdir(exist_ok=True)
+    os.environ["FISHERFORECAST_CACHE_DIR"] = str(shared)
     yield
     if old is None:
         os.environ.pop("FISHERFORECAST_CACHE_DIR", None)
