@@ -68,8 +68,8 @@ def main(fast=False, n_trials=None, seed=0, out_dir=None):
         bounds=[{"t": (0.25, 120.0), "dose": (70.0, 70.0)}] * 2,
         fixed=[{"t": False, "dose": True}] * 2,
         constraints={"min_spacing": 0.25},
-        n_starts=4 if fast else 24,
-        max_steps=60 if fast else 300,
+        n_starts=2 if fast else 24,
+        max_steps=30 if fast else 300,
         n_polish=0 if fast else 3,
         seed=seed,
     )
