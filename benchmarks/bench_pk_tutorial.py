@@ -26,11 +26,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import run_fresh_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,24 +95,7 @@ print("RESULT " + json.dumps({
 
 def run_child(root: Path, mode: str, python: str) -> dict:
     optimize = 0 if mode == "fast" else 1
-    with tempfile.TemporaryDirectory(prefix="ff-kernels-") as cache:
-        env = dict(os.environ, FISHERFORECAST_CACHE_DIR=cache, MPLBACKEND="Agg")
-        env["PYTHONPATH"] = str(root)
-        load0 = os.getloadavg()
-        proc = subprocess.run(
-            [python, "-c", CHILD, str(root), str(optimize), mode],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        raise RuntimeError(f"{root} ({mode}) failed:\n{tail}")
-    out = json.loads(lines[-1][len("RESULT ") :])
-    out["load"] = [load0, os.getloadavg()]
-    return out
+    return run_fresh_child(CHILD, root, str(optimize), mode, python=python)
 
 
 def machine() -> str:

@@ -20,11 +20,8 @@ with ``.venv`` linked). Rounds alternate before/after so that load drift hits bo
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pk_tutorial import machine  # noqa: E402
+from common import run_fresh_child  # noqa: E402
 
 CHILD = r"""
 import collections, importlib.util, json, os, sys, time
@@ -74,23 +72,7 @@ print("RESULT " + json.dumps({"first_s": first_s, "compile_s": compile_s, "warm_
 
 
 def run_child(root: Path, mode: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="ff-kernels-") as cache:
-        env = dict(os.environ, FISHERFORECAST_CACHE_DIR=cache, MPLBACKEND="Agg")
-        env["PYTHONPATH"] = str(root)
-        load0 = os.getloadavg()[0]
-        proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(root), mode],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{root} ({mode}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    out = json.loads(lines[-1][len("RESULT ") :])
-    out["load"] = (load0, os.getloadavg()[0])
-    return out
+    return run_fresh_child(CHILD, root, mode)
 
 
 def median(values):
@@ -116,7 +98,7 @@ def main() -> None:
                 runs[name].append(r)
                 print(
                     f"  {mode} {name}: first {r['first_s']:.2f} s (XLA {r['compile_s']:.2f} s), "
-                    f"warm {r['warm_s']:.2f} s, load {r['load'][0]:.1f}-{r['load'][1]:.1f}",
+                    f"warm {r['warm_s']:.2f} s, load {r['load'][0][0]:.1f}-{r['load'][1][0]:.1f}",
                     flush=True,
                 )
         print(f"\n{mode} mode (medians of {args.rounds}):")

@@ -7,10 +7,13 @@ complex-step reference derivative all evaluate the same formula.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +70,30 @@ def machine_info() -> str:
 
 
 # ----- timers ------------------------------------------------------------------------------
+def run_fresh_child(code: str, root: Path, *args: str, python: str = sys.executable) -> dict:
+    """Run `code` (``python -c``) in a fresh process on the checkout `root`, with an empty
+    kernel cache, and return the JSON of its last ``RESULT {...}`` line, with the load
+    average before and after under ``"load"``."""
+    with tempfile.TemporaryDirectory(prefix="ff-kernels-") as cache:
+        env = dict(os.environ, FISHERFORECAST_CACHE_DIR=cache, MPLBACKEND="Agg")
+        env["PYTHONPATH"] = str(root)
+        load0 = os.getloadavg()
+        proc = subprocess.run(
+            [python, "-c", code, str(root), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        raise RuntimeError(f"{root} ({' '.join(args)}) failed:\n{tail}")
+    out = json.loads(lines[-1][len("RESULT ") :])
+    out["load"] = [load0, os.getloadavg()]
+    return out
+
+
 def block(x):
     """Wait for JAX results (a pytree) to be ready; no-op for numpy values."""
     import jax

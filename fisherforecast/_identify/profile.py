@@ -18,9 +18,10 @@ parameter-dependent Gaussian covariance it is
 with half its Hessian the Fisher matrix including ``½ tr(C⁻¹∂C C⁻¹∂C)``. (Noise-free data
 themselves would drive the noise to zero.)
 
-The fits (``profile_fit.py``) are BFGS in Fisher-whitened coordinates (``profile_coords.py``)
-on the compiled evaluation that ``ff.fisher`` and identifiability share, each started from a
-prediction along the path: outwards from the best fit to the right, then again from it to
+The fits (``profile_fit.py``) are Fisher scoring in a trust region (fides), in
+conditional-error coordinates (``profile_coords.py``), within `bounds`, on the compiled
+evaluation that ``ff.fisher`` and identifiability share, each started from a prediction
+along the path: outwards from the best fit to the right, then again from it to
 the left. Jacobians are forward-mode by default (``mode="forward"``), which ODE models solved
 with ``diffrax.ForwardMode`` require.
 """
