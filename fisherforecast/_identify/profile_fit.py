@@ -40,7 +40,7 @@ from .profile_kernels import neg2_log_like
 #: a secant from two poorly converged fits must not throw the next start far off the path.
 PREDICT_BOUND = 3.0
 
-#: The trust region's first radius and its largest, in conditional Fisher errors.
+#: The trust region's first radius, in conditional Fisher errors.
 TRUST_RADIUS = 1.0
 
 #: Iterations of Fisher scoring that leave the trust region unchanged before a fit switches
@@ -197,7 +197,7 @@ class _Minimum(NamedTuple):
     evaluations: int
 
 
-def _minimize(problem: FitProblem, local: _Local, x0, box, radius) -> _Minimum:
+def _minimize(problem: FitProblem, objective, x0, box, radius) -> _Minimum:
     """One fit from `x0` with fides (the interior trust-region reflective method of Coleman
     and Li, within `box`; unbounded where it is ``None``): Fisher-scoring steps, switching
     to BFGS (started from the Fisher matrix) once they stop shrinking or growing the trust
@@ -205,7 +205,7 @@ def _minimize(problem: FitProblem, local: _Local, x0, box, radius) -> _Minimum:
     Gauss–Newton down."""
     import fides  # its import takes ~1 s; only profiles and best fits need it
 
-    fun, jac, hess, count = _objective(problem, local)
+    fun, jac, hess, count = objective  # the start x0 is already evaluated (and cached)
     n = np.size(x0)
     lo, hi = (np.full(n, -np.inf), np.full(n, np.inf)) if box is None else box
     options = {
@@ -275,14 +275,15 @@ def fit(problem: FitProblem, local: _Local, starts, radius=TRUST_RADIUS) -> FitR
     that a weakly determined combination is never thrown far in one step. Bounds on the
     parameters (``problem.lower``/``upper``) hold at every evaluation."""
     box = local.box(problem)
-    fun = _objective(problem, local)[0]
+    objective = _objective(problem, local)
+    fun = objective[0]
     for x0 in starts:
         x0 = _inside(np.asarray(x0, dtype=np.float64), box)
         if not math.isfinite(fun(x0)):
             continue
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            res = _minimize(problem, local, x0, box, float(radius))
+            res = _minimize(problem, objective, x0, box, float(radius))
         value = 2.0 * res.value
         if not (math.isfinite(value) and np.all(np.isfinite(res.x))):
             continue
