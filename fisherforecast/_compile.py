@@ -385,6 +385,8 @@ def _load_fast(directory: Path, fast: str, dyn: tuple, device):
     if exe is None:  # the executable is gone: the alias is stale
         _reject(path, st)
         return None
+    if not _cpu_kernels_ready(device):
+        return None
     try:
         in_tree = jax.tree_util.tree_structure((dyn, {}))
         compiled = se.deserialize_and_load(
@@ -396,6 +398,24 @@ def _load_fast(directory: Path, fast: str, dyn: tuple, device):
         return None
     _count("fast_hits")
     return compiled
+
+
+def _cpu_kernels_ready(device) -> bool:
+    """Whether an executable may be loaded without lowering it first. On CPU, jaxlib fills
+    its table of LAPACK routines (LU, Cholesky, eigendecompositions: the stiff ODE
+    solvers' Newton steps) when a linear-algebra operation is *lowered*; a fast hit skips
+    lowering, and an executable that calls LAPACK in a process that has lowered none would
+    jump through an empty table (a segmentation fault, seen on a PEtab model). Fill it
+    here; where this jaxlib offers no way to, there is no fast hit (the call lowers)."""
+    if device.platform != "cpu":
+        return True
+    try:
+        from jax._src.lax import linalg
+
+        linalg.initialize_lapack()
+    except Exception:  # pragma: no cover - a jaxlib without the hook
+        return False
+    return True
 
 
 def _store_alias(directory: Path, fast: str, key: str, lowered, dyn: tuple) -> None:

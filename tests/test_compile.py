@@ -282,6 +282,67 @@ def test_second_process_loads_and_does_not_compile(tmp_path):
     np.testing.assert_allclose(second["F"], decay_fisher(1.3, 2.0, TIMES, 0.1), rtol=1e-12)
 
 
+_LAPACK_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax.numpy as jnp, numpy as np
+    import fisherforecast as ff
+    from fisherforecast import _compile
+
+    M = np.array([[2.0, 1.0], [1.0, 3.0]])
+
+    def model(p, t):  # an LU solve inside: a LAPACK call in the compiled kernel on CPU
+        x = jnp.linalg.solve(p["k"] * jnp.asarray(M) + jnp.eye(2), jnp.stack([p["a"], 1.0]))
+        return x[0] * jnp.exp(-t) + x[1] * t
+
+    exp = ff.Experiment(model, ff.Gaussian(sigma=0.1), design=np.linspace(0.0, 2.0, 5))
+    F = ff.fisher(exp, {"k": 0.5, "a": 2.0}).matrix
+    print(json.dumps({"stats": _compile.compile_stats(), "F": F.tolist()}))
+    """
+)
+
+
+def test_fast_hit_of_a_kernel_with_lapack_calls_in_a_fresh_process(tmp_path):
+    """A kernel that calls LAPACK (an LU solve, as the stiff ODE solvers' Newton steps do)
+    loaded by its fast key in a process that has lowered nothing: jaxlib fills its LAPACK
+    table only when lowering, so the load must fill it first (it was a segmentation
+    fault). Same bits as the compiled one, and the Fisher matrix of finite differences."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FISHERFORECAST_CACHE_DIR=str(tmp_path))
+    env["FISHERFORECAST_CACHE"] = "1"
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", _LAPACK_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=ROOT,
+        )
+        assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0]["stats"]["fast_writes"] >= 1
+    assert runs[1]["stats"]["fast_hits"] >= 1 and runs[1]["stats"]["lowerings"] == 0
+    assert runs[0]["F"] == runs[1]["F"]  # bit for bit
+
+    t = np.linspace(0.0, 2.0, 5)
+    M = np.array([[2.0, 1.0], [1.0, 3.0]])
+
+    def mean(k, a):
+        x = np.linalg.solve(k * M + np.eye(2), [a, 1.0])
+        return x[0] * np.exp(-t) + x[1] * t
+
+    h = 1e-5
+    J = np.stack(
+        [
+            (mean(0.5 + h, 2.0) - mean(0.5 - h, 2.0)) / (2 * h),
+            (mean(0.5, 2.0 + h) - mean(0.5, 2.0 - h)) / (2 * h),
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(runs[1]["F"], J.T @ J / 0.1**2, rtol=1e-7)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "bad_payload", "empty"])
 def test_corrupt_entry_is_ignored_and_removed(own_cache, damage):
     F_good = _run_kernel(_decay_kernel())

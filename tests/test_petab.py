@@ -183,6 +183,70 @@ def test_no_retracing_across_calls(boehm, boehm_fisher):
     assert not np.allclose(F2.matrix, boehm_fisher.matrix)
 
 
+def _boehm_fast_key(boehm, experiment):
+    from fisherforecast import _compile, _engine
+
+    names = tuple(boehm.nominal)
+    with jax.enable_x64(True):
+        fid = {k: np.float64(v) for k, v in boehm.nominal.items()}
+        args = ((experiment,), fid, names, "forward")
+        return _compile._fast_key(_engine.evaluation_kernel, args, jax.devices()[0])
+
+
+def test_fast_key_follows_the_model_content(boehm):
+    """A PetabModel is fingerprinted by its content (sympy expressions, arrays, solver
+    options), not by a jaxpr: the same problem loaded again has the same key; another
+    tolerance, another nominal constant, an added observable or other dynamic
+    parameters give another key (never a stale executable)."""
+    import copy
+    import dataclasses
+
+    exp = boehm.experiments[0]
+    key = _boehm_fast_key(boehm, exp)
+    assert key is not None
+    again = ff.petab.load(BOEHM)
+    assert _boehm_fast_key(again, again.experiments[0]) == key
+
+    def variant(change):
+        model = copy.copy(exp.model)
+        model.sim = copy.copy(model.sim)
+        model.content_key = None
+        change(model)
+        return _boehm_fast_key(boehm, dataclasses.replace(exp, model=model))
+
+    def tolerance(m):
+        m.sim.options = dataclasses.replace(m.sim.options, rtol=1e-8)
+
+    def constant(m):
+        m.base_k = m.base_k * np.where(np.arange(m.base_k.size) == 0, 2.0, 1.0)
+
+    def dynamic(m):
+        m.dynamic_index = m.dynamic_index[:-1]
+
+    keys = {variant(change) for change in (tolerance, constant, dynamic)}
+    extra = exp.model.with_observables([("y_new", exp.model.observables[0][1], 0.1, 0, 0)])
+    keys.add(_boehm_fast_key(boehm, dataclasses.replace(exp, model=extra)))
+    assert len(keys) == 4 and key not in keys and None not in keys
+
+
+def test_fast_hit_skips_tracing_and_gives_the_same_bits(boehm, boehm_fisher):
+    """With the in-process table emptied (as in a new process), Boehm's Fisher kernel is
+    loaded by its fast key: no trace, no lowering, the same matrix bit for bit."""
+    from fisherforecast import _compile, _engine
+
+    if _compile.cache_dir() is None:
+        pytest.skip("the disk cache is off")
+    _engine.evaluation_kernel.clear()
+    _compile.reset_compile_stats()
+    model = boehm.experiments[0].model
+    before = model.traces
+    F = ff.fisher(list(boehm.experiments), boehm.nominal)
+    stats = _compile.compile_stats()
+    assert stats["fast_hits"] == 1 and stats["lowerings"] == 0, stats
+    assert model.traces == before
+    np.testing.assert_array_equal(F.matrix, boehm_fisher.matrix)
+
+
 def test_bounded_profile_stays_in_the_problem_bounds(boehm, boehm_fisher, monkeypatch):
     """Boehm: k_imp_homo sits near its upper bound (log10 5) and k_exp_hetero at its lower
     (−5), with conditional Fisher errors of 6·10⁴ and 23 decades. Unbounded, a fit stepped

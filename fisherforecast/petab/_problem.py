@@ -7,11 +7,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._compile import cached_kernel
 from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._record import Record
@@ -106,8 +106,7 @@ class PetabProblem(Record):
         with float64():
             p64 = {k: jnp.float64(v) for k, v in full.items()}
             for exp, data in zip(self.experiments, self.data, strict=True):
-                mean = _jit_call(exp, p64)
-                total += float(exp.noise.log_likelihood(jnp.asarray(data), mean, p64, exp.design))
+                total += float(_jit_llh(exp, p64, jnp.asarray(data)))
         if prior:
             total += log_prior(self.priors, full, self.scales)
         return total
@@ -243,9 +242,26 @@ class PetabProblem(Record):
         )
 
 
-@jax.jit
+def _call_context(args):
+    """The model sees the call's parameters as they are (for the fast cache key)."""
+    return args["params"], _same
+
+
+def _same(params):
+    return params
+
+
+@cached_kernel(context=_call_context)
 def _jit_call(exp, params):
+    """One experiment's model output, compiled once per problem and shape; kept on disk
+    and, in a new process, loaded by its fast key without tracing (``_compile``)."""
     return exp(params)
+
+
+@cached_kernel(context=_call_context)
+def _jit_llh(exp, params, data):
+    """One experiment's log-likelihood of `data` (as :func:`_jit_call`)."""
+    return exp.noise.log_likelihood(data, exp(params), params, exp.design)
 
 
 def _read_tables(path):
