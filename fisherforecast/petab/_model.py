@@ -76,7 +76,7 @@ class PetabModel:
         dyn = [i for i, n in enumerate(self.names) if dynamic is None or n in dynamic]
         self.dynamic_index = np.asarray(dyn, dtype=np.int32)
         self._trajectory = _reduced_jvp(self._solve_states, self.dynamic_index)
-        self.content_key = None  # see petab_fingerprint
+        self.content_key: str | None = None  # see petab_fingerprint
 
     def with_observables(self, extra) -> PetabModel:
         """A copy that also computes the observables `extra` (``(id, formula, noise, 0,
