@@ -282,7 +282,9 @@ def render(rows: list[dict]) -> str:
         "time budget for a forward-sensitivity gradient; rank is the numerical rank of the",
         "Fisher matrix on the problem's scale (eigenvalues > 1e-10·λmax), σ>1 the number of",
         "eigen-directions with σ above one unit (a decade for log10 parameters), and the",
-        "weakest direction the eigenvector of the smallest eigenvalue.",
+        "weakest direction the eigenvector of the smallest eigenvalue. Rows without a",
+        "*new process* figure are from an earlier run of the script (before it emptied the",
+        "kernel cache per problem and timed a second process).",
         "",
         "| problem | status | P | C | N | llh | reference | Δ | llh first / warm (s) "
         "| FIM first (s) | FIM warm (s) | new process: llh / FIM (s) | AMICI t_fwd (s) | rank "
