@@ -385,7 +385,7 @@ def _load_fast(directory: Path, fast: str, dyn: tuple, device):
     if exe is None:  # the executable is gone: the alias is stale
         _reject(path, st)
         return None
-    if not _cpu_kernels_ready(device):
+    if not _kernels_ready(device):
         return None
     try:
         in_tree = jax.tree_util.tree_structure((dyn, {}))
@@ -400,20 +400,25 @@ def _load_fast(directory: Path, fast: str, dyn: tuple, device):
     return compiled
 
 
-def _cpu_kernels_ready(device) -> bool:
-    """Whether an executable may be loaded without lowering it first. On CPU, jaxlib fills
-    its table of LAPACK routines (LU, Cholesky, eigendecompositions: the stiff ODE
-    solvers' Newton steps) when a linear-algebra operation is *lowered*; a fast hit skips
-    lowering, and an executable that calls LAPACK in a process that has lowered none would
-    jump through an empty table (a segmentation fault, seen on a PEtab model). Fill it
-    here; where this jaxlib offers no way to, there is no fast hit (the call lowers)."""
-    if device.platform != "cpu":
-        return True
+def _kernels_ready(device) -> bool:
+    """Whether an executable may be loaded without lowering it first. jaxlib registers
+    some of the routines an executable calls only when it *lowers* an operation that
+    needs them: on CPU its table of LAPACK routines (LU, Cholesky, eigendecompositions:
+    the stiff ODE solvers' Newton steps), on GPUs the hybrid solver kernels. A fast hit
+    skips lowering, and an executable that calls LAPACK in a process that has lowered
+    none jumps through an empty table (a segmentation fault, seen on a PEtab model).
+    Fill them here; where this jaxlib offers no way to, there is no fast hit (the call
+    lowers)."""
     try:
         from jax._src.lax import linalg
 
-        linalg.initialize_lapack()
-    except Exception:  # pragma: no cover - a jaxlib without the hook
+        if device.platform == "cpu":
+            linalg.initialize_lapack()
+        else:  # pragma: no cover - GPUs (CI has none)
+            from jaxlib import gpu_solver
+
+            gpu_solver.initialize_hybrid_kernels()
+    except Exception:  # pragma: no cover - a jaxlib without the hooks
         return False
     return True
 

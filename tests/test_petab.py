@@ -197,7 +197,8 @@ def test_fast_key_follows_the_model_content(boehm):
     """A PetabModel is fingerprinted by its content (sympy expressions, arrays, solver
     options), not by a jaxpr: the same problem loaded again has the same key; another
     tolerance, another nominal constant, an added observable or other dynamic
-    parameters give another key (never a stale executable)."""
+    parameters give another key (never a stale executable), and a simulator subclass
+    (whose methods the key cannot see) gives none."""
     import copy
     import dataclasses
 
@@ -210,8 +211,8 @@ def test_fast_key_follows_the_model_content(boehm):
     def variant(change):
         model = copy.copy(exp.model)
         model.sim = copy.copy(model.sim)
-        model.content_key = None
         change(model)
+        assert model._trajectory.__self__ is model  # the copy solves with its own settings
         return _boehm_fast_key(boehm, dataclasses.replace(exp, model=model))
 
     def tolerance(m):
@@ -224,6 +225,15 @@ def test_fast_key_follows_the_model_content(boehm):
         m.dynamic_index = m.dynamic_index[:-1]
 
     keys = {variant(change) for change in (tolerance, constant, dynamic)}
+
+    class OwnSimulator(type(exp.model.sim)):
+        pass
+
+    def subclass(m):
+        m.sim = OwnSimulator.__new__(OwnSimulator)
+        m.sim.__dict__.update(exp.model.sim.__dict__)
+
+    assert variant(subclass) is None  # a simulator of another class: no fast key
     extra = exp.model.with_observables([("y_new", exp.model.observables[0][1], 0.1, 0, 0)])
     keys.add(_boehm_fast_key(boehm, dataclasses.replace(exp, model=extra)))
     assert len(keys) == 4 and key not in keys and None not in keys

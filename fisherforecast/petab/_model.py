@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from jax.custom_derivatives import SymbolicZero
 
-from .._fingerprint import Context, register_model, static_fingerprint
+from .._fingerprint import Context, Unfingerprintable, register_model, static_fingerprint
 from ._mathml import JaxWalker
 from ._simulate import Simulator
 
@@ -75,8 +75,12 @@ class PetabModel:
         # positions (in `names`) of the parameters that reach the dynamics; None: all
         dyn = [i for i, n in enumerate(self.names) if dynamic is None or n in dynamic]
         self.dynamic_index = np.asarray(dyn, dtype=np.int32)
-        self._trajectory = _reduced_jvp(self._solve_states, self.dynamic_index)
-        self.content_key: str | None = None  # see petab_fingerprint
+
+    def _trajectory(self, theta, design):
+        """The states at the measurement rows, differentiated along the dynamic
+        parameters only (see the module doc). Built from this very object at each trace,
+        so that a copy with other settings never solves with its original's."""
+        return _reduced_jvp(self._solve_states, self.dynamic_index)(theta, design)
 
     def with_observables(self, extra) -> PetabModel:
         """A copy that also computes the observables `extra` (``(id, formula, noise, 0,
@@ -85,7 +89,6 @@ class PetabModel:
         out = copy.copy(self)
         out.observables = list(self.observables) + list(extra)
         out.traces = 0
-        out.content_key = None
         return out
 
     # --- parameters -----------------------------------------------------------------------
@@ -188,29 +191,27 @@ class PetabModel:
         return jnp.stack([y, s])
 
 
-# Attributes that do not shape the compiled program: counters, the cached key itself, and
-# the solve wrapper (built from `sim` and `dynamic_index`, which are fingerprinted).
-_NOT_PROGRAM = frozenset({"traces", "content_key", "_trajectory", "__name__"})
-
-
 def petab_fingerprint(model: PetabModel, ctx: Context) -> str:
     """The fast-cache-key fingerprint of a :class:`PetabModel` (see
     :mod:`fisherforecast._fingerprint`): a hash of everything its program is built from
     (every attribute of the model and of its simulator: the SBML model's sympy
-    expressions by ``srepr``, arrays by value, the solver options), instead of a jaxpr.
-    Tracing a PetabModel for a jaxpr costs as much as tracing the kernel (2.7 s on Boehm)
-    and its jaxpr names objects by identity, so it never gave a key; with this one a
-    second process loads the compiled kernel without tracing it. An attribute of a type
-    the fingerprint does not know raises ``Unfingerprintable`` (the kernel is then traced,
-    never loaded stale). The mapping of the kernel's parameters onto the model's
-    (:meth:`PetabModel.theta`) is traced, which is cheap."""
-    if model.content_key is None:
-        state = {k: v for k, v in vars(model).items() if k not in _NOT_PROGRAM}
-        state["sim"] = dict(vars(model.sim))
-        text = static_fingerprint(_plain(state))
-        model.content_key = hashlib.sha256(text.encode()).hexdigest()
+    expressions by ``srepr``, arrays by value, the solver options; sympy's version),
+    instead of a jaxpr. Tracing a PetabModel for a jaxpr costs as much as tracing the
+    kernel (2.7 s on Boehm) and its jaxpr names objects by identity, so it never gave a
+    key; with this one a second process loads the compiled kernel without tracing it.
+    Computed afresh at each call (a kernel-table miss), so a model changed in place never
+    keeps an old key. A simulator of another class than :class:`Simulator`, or an
+    attribute of a type the fingerprint does not know, raises ``Unfingerprintable`` (the
+    kernel is then traced, never loaded stale). The mapping of the kernel's parameters
+    onto the model's (:meth:`PetabModel.theta`) is traced, which is cheap."""
+    if type(model.sim) is not Simulator:
+        raise Unfingerprintable(f"simulator of class {type(model.sim).__qualname__}")
+    state = {k: v for k, v in vars(model).items() if k not in ("traces", "__name__")}
+    state["sim"] = dict(vars(model.sim))
+    state["sympy"] = sp.__version__
+    text = static_fingerprint(_plain(state))
     names = ctx.trace(lambda params, design: model.theta(params) if model.names else 0.0)
-    return f"{model.content_key};{names}"
+    return f"{hashlib.sha256(text.encode()).hexdigest()};{names}"
 
 
 def _plain(obj):
