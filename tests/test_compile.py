@@ -254,17 +254,18 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _subprocess(env_updates):
+def _subprocess(env_updates, script=_SCRIPT):
+    """Run `script` in a fresh Python process; its last line of output, parsed as JSON."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **env_updates)
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
         cwd=ROOT,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -307,20 +308,8 @@ def test_fast_hit_of_a_kernel_with_lapack_calls_in_a_fresh_process(tmp_path):
     loaded by its fast key in a process that has lowered nothing: jaxlib fills its LAPACK
     table only when lowering, so the load must fill it first (it was a segmentation
     fault). Same bits as the compiled one, and the Fisher matrix of finite differences."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), FISHERFORECAST_CACHE_DIR=str(tmp_path))
-    env["FISHERFORECAST_CACHE"] = "1"
-    runs = []
-    for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-c", _LAPACK_SCRIPT],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            cwd=ROOT,
-        )
-        assert out.returncode == 0, (out.returncode, out.stderr[-3000:])
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    env = {"FISHERFORECAST_CACHE_DIR": str(tmp_path), "FISHERFORECAST_CACHE": "1"}
+    runs = [_subprocess(env, _LAPACK_SCRIPT) for _ in range(2)]  # a crash: returncode -11
     assert runs[0]["stats"]["fast_writes"] >= 1
     assert runs[1]["stats"]["fast_hits"] >= 1 and runs[1]["stats"]["lowerings"] == 0
     assert runs[0]["F"] == runs[1]["F"]  # bit for bit
@@ -532,24 +521,12 @@ _DEVICES_SCRIPT = textwrap.dedent(
 
 
 def test_two_devices_each_kernel_loads_for_its_own_device(tmp_path):
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        FISHERFORECAST_CACHE_DIR=str(tmp_path),
-        FISHERFORECAST_CACHE="1",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    )
-    runs = []
-    for _ in range(2):
-        proc = subprocess.run(
-            [sys.executable, "-c", _DEVICES_SCRIPT],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    env = {
+        "FISHERFORECAST_CACHE_DIR": str(tmp_path),
+        "FISHERFORECAST_CACHE": "1",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    runs = [_subprocess(env, _DEVICES_SCRIPT) for _ in range(2)]
     expected = [[0.0, 2.0, 4.0], [[0.0, 2.0, 4.0], [1]], [[0.0, 2.0, 4.0], [1]]]
     assert runs[0]["out"] == expected and runs[1]["out"] == expected
     # Default device 0 and default device 1: stored and loaded; inputs committed to a

@@ -236,16 +236,11 @@ def _reduced_jvp(solve, dyn):
     """``solve(theta, design)`` whose forward-mode derivative in ``theta`` is taken along
     the positions ``dyn`` only (the others do not reach it); see the module doc."""
 
-    marker = np.asarray(dyn, dtype=np.float64)
-
     @jax.custom_jvp
     def trajectory(theta, design):
-        # `dyn` lives in the rule's closure, which a jaxpr does not record; this zero term
-        # puts it among the traced constants, so that a jaxpr fingerprint (the disk
-        # cache's fast key) would tell apart models that differ only there. (Today a
-        # PetabModel's jaxpr prints objects by identity, and its kernels take the slow key,
-        # the lowered program, which holds the rule's output anyway.)
-        return solve(theta, design) + 0.0 * jnp.sum(jnp.asarray(marker))
+        # `dyn` lives in the rule's closure, which a jaxpr does not record; the disk
+        # cache's fast key sees it through petab_fingerprint (`dynamic_index`).
+        return solve(theta, design)
 
     def rule(primals, tangents):
         theta, design = primals
