@@ -7,8 +7,10 @@ For each problem in ../shared/petab (or --root), in its own process with a time 
 * the log-likelihood at the nominal parameters against AMICI's benchmark reference
   (AMICI-dev/AMICI tests/benchmark_models/benchmark_models.yaml; Crauste: the value of two
   independent codes on today's files);
-* the time of the first Fisher matrix + llh evaluation (with compilation) and of a warm one
-  (one compiled kernel per problem, shared by all its conditions);
+* the time of the first ``problem.evaluate()`` (llh, gradient and Fisher matrix from one
+  forward-sensitivity solve per condition; compilation included: the process's first call)
+  and of a warm one (one compiled kernel per problem, shared by all its conditions); then
+  the first and a warm ``log_likelihood()`` (its own, cheaper kernel);
 * the numerical rank of the Fisher matrix (log-scale parameters; eigenvalues above
   1e-10 × the largest), how many directions have σ > 1 (a decade on log10 scale), and the
   weakest direction.
@@ -91,12 +93,9 @@ def problem_yaml(folder: Path) -> Path:
 def worker(yaml_path: str, report=None) -> dict:
     """Import one problem and measure it (runs in a child process); `report(partial)` is
     called with the results so far after each stage."""
-    import jax
     import numpy as np
 
     import fisherforecast as ff
-    from fisherforecast._engine import full_kernel
-    from fisherforecast._x64 import float64
 
     out: dict = {}
     t = time.perf_counter()
@@ -107,34 +106,32 @@ def worker(yaml_path: str, report=None) -> dict:
     out["n_data"] = problem.n_data
     out["features"] = list(problem.features)
     names = tuple(problem.nominal)
+    # The first call of the process: llh, gradient and Fisher matrix from one
+    # forward-sensitivity pass (problem.evaluate), compilation included.
+    t = time.perf_counter()
+    try:
+        ev = problem.evaluate()
+        F = ev.fisher.matrix
+    except ff.NonFiniteError as exc:  # reported in the table, the llh still measured
+        ev, F = None, np.full((len(names), len(names)), np.nan)
+        out["fisher_error"] = str(exc).splitlines()[0]
+    out["first_s"] = time.perf_counter() - t
+    if report is not None:
+        report(dict(out))
+    t = time.perf_counter()
+    if ev is not None:
+        problem.evaluate()
+    out["warm_s"] = time.perf_counter() - t
     t = time.perf_counter()
     out["llh"] = problem.log_likelihood()
     out["llh_first_s"] = time.perf_counter() - t
     t = time.perf_counter()
     problem.log_likelihood()
     out["llh_warm_s"] = time.perf_counter() - t
+    if ev is not None:
+        out["llh_evaluate_diff"] = ev.log_likelihood - out["llh"]
     if report is not None:
         report(dict(out))
-
-    def evaluate():
-        F = np.zeros((len(names), len(names)))
-        llh = 0.0
-        with float64():
-            fid = {k: np.float64(v) for k, v in problem.nominal.items()}
-            for exp, data in zip(problem.experiments, problem.data, strict=True):
-                ev = full_kernel((exp,), fid, names, "forward")[0]
-                ev = jax.device_get(ev)
-                F += np.asarray(ev.fisher)
-                llh += float(exp.noise.log_likelihood(data, ev.mean, fid, exp.design))
-        return F, llh
-
-    t = time.perf_counter()
-    F, llh = evaluate()
-    out["first_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    F, llh = evaluate()
-    out["warm_s"] = time.perf_counter() - t
-    out["llh"] = llh
     out["finite"] = bool(np.all(np.isfinite(F)))
     if out["finite"]:
         w, V = np.linalg.eigh(0.5 * (F + F.T))
@@ -149,26 +146,17 @@ def worker(yaml_path: str, report=None) -> dict:
 
 
 def second_process(yaml_path: str) -> dict:
-    """The first llh and Fisher matrix of a new process that finds the kernels the cold
+    """The first ``evaluate()`` and llh of a new process that finds the kernels the cold
     run stored in the disk cache (a scripted forecast's second run)."""
-    import jax
-    import numpy as np
-
     import fisherforecast as ff
-    from fisherforecast._engine import full_kernel
-    from fisherforecast._x64 import float64
 
     problem = ff.petab.load(yaml_path)
-    names = tuple(problem.nominal)
+    t = time.perf_counter()
+    problem.evaluate()
+    out = {"first_new_s": time.perf_counter() - t}
     t = time.perf_counter()
     problem.log_likelihood()
-    out = {"llh_new_s": time.perf_counter() - t}
-    t = time.perf_counter()
-    with float64():
-        fid = {k: np.float64(v) for k, v in problem.nominal.items()}
-        for exp in problem.experiments:
-            jax.device_get(full_kernel((exp,), fid, names, "forward")[0].fisher)
-    out["first_new_s"] = time.perf_counter() - t
+    out["llh_new_s"] = time.perf_counter() - t
     return out
 
 
@@ -272,19 +260,22 @@ def render(rows: list[dict]) -> str:
         "",
         "Columns: P parameters, C conditions (experiments), N data; llh at the nominal",
         "parameters and its difference from AMICI's benchmark reference (and the time of the",
-        "first llh, with compilation, and of a warm one); *FIM first* is the first",
-        "Fisher matrix + llh evaluation including compilation (each problem starts with an",
-        "empty kernel cache), *warm* a second one (forward-mode",
+        "first `log_likelihood()`, with its compilation, and of a warm one); *FIM first* is the",
+        "process's first call after the import, `problem.evaluate()`: llh, gradient and Fisher",
+        "matrix from one forward-sensitivity solve per condition, compilation included (each",
+        "problem starts with an empty kernel cache), *warm* a second one (forward-mode",
         "sensitivities through diffrax Kvaerno5 with Newton stages, rtol = atol = 1e-10, along",
         "the parameters that reach the dynamics); *new process* is the first llh and the first",
-        "Fisher matrix of a second process, which loads the kernels the first one stored in",
-        "the disk cache without tracing them (a script's second run); *AMICI t_fwd* AMICI's own",
-        "time budget for a forward-sensitivity gradient; rank is the numerical rank of the",
-        "Fisher matrix on the problem's scale (eigenvalues > 1e-10·λmax), σ>1 the number of",
+        "`evaluate()` of a second process, which loads the kernels the first one stored in",
+        "the disk cache without tracing them (a script's second run); *AMICI t_fwd* AMICI's",
+        "own time budget for a forward-sensitivity run (llh and gradient); rank is the",
+        "numerical rank of the Fisher matrix on the problem's scale (eigenvalues >",
+        "1e-10·λmax), σ>1 the number of",
         "eigen-directions with σ above one unit (a decade for log10 parameters), and the",
         "weakest direction the eigenvector of the smallest eigenvalue. Rows without a",
         "*new process* figure are from an earlier run of the script (before it emptied the",
-        "kernel cache per problem and timed a second process).",
+        "kernel cache per problem and timed a second process). Rows run before 3 Dec 2026",
+        "(evening) timed the llh first and then the Fisher matrix alone as *FIM first*.",
         "",
         "| problem | status | P | C | N | llh | reference | Δ | llh first / warm (s) "
         "| FIM first (s) | FIM warm (s) | new process: llh / FIM (s) | AMICI t_fwd (s) | rank "

@@ -387,14 +387,16 @@ jacobian_kernel = cached_kernel(
 class Checked(NamedTuple):
     """The summed Fisher matrix of independent experiments, checked (numpy float64).
 
-    ``means`` and ``whitened`` (one entry per experiment; a whitened entry is ``None``
-    where the noise model has no data-space square root) are filled by
-    ``evaluate_checked(..., detail=True)`` only (empty otherwise).
+    ``means``, ``whitened`` (one entry per experiment; a whitened entry is ``None``
+    where the noise model has no data-space square root) and ``jacobians`` (``(N, P)``
+    over each flattened output) are filled by ``evaluate_checked(..., detail=True)`` only
+    (empty otherwise).
     """
 
     fisher: np.ndarray
     means: tuple = ()
     whitened: tuple = ()
+    jacobians: tuple = ()
 
 
 class ModelRuntimeError(FisherError):
@@ -442,7 +444,7 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
     names = tuple(names)
     size = len(labels_of(fid64, names))
     total = np.zeros((size, size))
-    means, blocks, depends = [], [], []
+    means, blocks, depends, jacobians = [], [], [], []
     for exp in experiments:
         with model_runtime_errors([exp]):
             ev, ok, dep = evaluation_kernel(exp, fid64, names, mode)
@@ -456,7 +458,8 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
         if detail:
             means.append(np.asarray(ev.mean))
             blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
-    result = Checked(total, tuple(means), tuple(blocks))
+            jacobians.append(np.asarray(ev.jacobian, dtype=np.float64))
+    result = Checked(total, tuple(means), tuple(blocks), tuple(jacobians))
     raise_if_underflow(experiments, result.fisher, fid64, names, mode, depends)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(

@@ -102,16 +102,22 @@ def _fd_jacobian(problem, exp, h=1e-3):
     return np.stack(cols, axis=1), jnp.asarray(full[-1])
 
 
-def test_boehm_fisher_against_finite_differences(boehm, boehm_fisher):
-    # Tight-tolerance differences, through another root finder: diffrax's chord
-    # iteration at rtol = atol = 1e-12 (global error ~1e-11 of each state's range, against
-    # ~1e-8 for the default Newton stages at 1e-10). Not Newton's: its stopping test
-    # changes the iteration count as the parameters move, a jump of ~1e-10 that h = 1e-3
-    # turns into 5 % of the weak k_imp_homo's information (the derivative itself agrees
-    # to 2e-6 between Newton at 1e-10 and 1e-13 and chord at 1e-10 and 1e-12).
+@pytest.fixture(scope="module")
+def boehm_fd():
+    """``(J, mean)`` of Boehm's model output by finite differences (`_fd_jacobian`) of a
+    tight-tolerance solve through another root finder: diffrax's chord iteration at
+    rtol = atol = 1e-12 (global error ~1e-11 of each state's range, against ~1e-8 for the
+    default Newton stages at 1e-10). Not Newton's: its stopping test changes the iteration
+    count as the parameters move, a jump of ~1e-10 that h = 1e-3 turns into 5 % of the
+    weak k_imp_homo's information (the derivative itself agrees to 2e-6 between Newton at
+    1e-10 and 1e-13 and chord at 1e-10 and 1e-12)."""
     tight = ff.petab.load(BOEHM, rtol=1e-12, atol=1e-12, root_finder="chord")
-    exp = tight.experiments[0]
-    J, mean = _fd_jacobian(tight, exp)
+    return _fd_jacobian(tight, tight.experiments[0])
+
+
+def test_boehm_fisher_against_finite_differences(boehm, boehm_fisher, boehm_fd):
+    exp = boehm.experiments[0]
+    J, mean = boehm_fd
     with jax.enable_x64(True):
         W = np.asarray(exp.noise.whiten(jnp.asarray(J), mean, boehm.nominal, exp.design))
     F_fd = W.T @ W
@@ -129,6 +135,44 @@ def test_boehm_fisher_against_finite_differences(boehm, boehm_fisher):
     assert np.max(rel) < 1e-2
     top, top_fd = np.linalg.eigvalsh(F)[::-1][:3], np.linalg.eigvalsh(F_fd)[::-1][:3]
     np.testing.assert_allclose(top, top_fd, rtol=1e-6)
+
+
+def test_evaluate_gradient_against_finite_differences(boehm, boehm_fisher, boehm_fd):
+    """``problem.evaluate``: one forward-sensitivity pass gives the log-likelihood (as
+    ``log_likelihood``), the Fisher matrix (as ``ff.fisher``) and the gradient, here
+    against the normal densities' derivatives written out in numpy times the finite-
+    difference Jacobian of the observables and σ (no autodiff on that side)."""
+    ev = boehm.evaluate()
+    assert ev.log_likelihood == pytest.approx(boehm.log_likelihood(), abs=1e-9)
+    np.testing.assert_allclose(ev.fisher.matrix, boehm_fisher.matrix, rtol=1e-12, atol=0)
+    assert ev.fisher.names == boehm_fisher.names == tuple(ev.gradient)
+    J, mean = boehm_fd
+    y, s = np.asarray(mean)
+    m = np.asarray(boehm.data[0])[0]
+    w = np.asarray(boehm.experiments[0].design["weight"])
+    r = m - y
+    d_y, d_s = w * r / s**2, w * (r**2 / s**3 - 1 / s)  # ∂ln N(m; y, s)/∂y, ∂/∂s
+    g_fd = np.concatenate([d_y, d_s]) @ J
+    g = np.array(list(ev.gradient.values()))
+    # The gradient is small (nominal ≈ best fit: |g| ≤ 0.06 from terms of ~10 each):
+    # compare on the scale of the terms (1e-6; 1e-3 for the weak k_imp_homo, whose
+    # derivatives are 1e-6 of the others' and limited by the differences, as in the
+    # Fisher test above), and by sign where it is clearly nonzero.
+    scale = np.abs(np.concatenate([d_y, d_s])) @ np.abs(J)
+    rel = np.abs(g - g_fd) / scale
+    strong = scale > 1e-4 * scale.max()
+    assert strong.sum() == 8 and np.max(rel[strong]) < 1e-6 and np.max(rel) < 1e-3
+    big = np.abs(g_fd) > 1e-3
+    assert big.sum() >= 5 and np.all(np.sign(g[big]) == np.sign(g_fd[big]))
+    # Away from the best fit the gradient is large, and FD of log_likelihood itself
+    # (4th-order, h = 1e-2 on log10 scale) checks it end to end.
+    away = {**boehm.nominal, "k_phos": boehm.nominal["k_phos"] + 0.2}
+    g_away = boehm.evaluate(away).gradient
+    h = 1e-2
+    for name in ("k_phos", "Epo_degradation_BaF3", "sd_pSTAT5A_rel"):
+        f = [boehm.log_likelihood({**away, name: away[name] + k * h}) for k in (-2, -1, 1, 2)]
+        fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)
+        assert g_away[name] == pytest.approx(fd, rel=1e-4), name
 
 
 def test_only_dynamic_parameters_are_pushed_through_the_solve(boehm):
@@ -477,3 +521,82 @@ def test_new_observable_candidates_are_checked(boehm):
     i = exp.model.sim.model.state_ids.index("pApA")
     assert out[0, 0] == pytest.approx(2 * float(X[0, i]), rel=1e-12)
     assert out[1, 0] == 0.5
+
+
+# ---------------------------------------------------------------------------------------
+# Objective priors (no ODE): densities against scipy.stats, gradients against differences
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", ["lin", "log", "log10"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "normal",
+        "laplace",
+        "uniform",
+        "logNormal",
+        "logLaplace",
+        "parameterScaleNormal",
+        "parameterScaleLaplace",
+        "parameterScaleUniform",
+    ],
+)
+def test_prior_density_and_gradient(kind, scale):
+    import scipy.stats as st
+
+    from fisherforecast.petab._priors import log_prior, log_prior_gradient
+
+    to_lin = {"lin": lambda t: t, "log": np.exp, "log10": lambda t: 10.0**t}[scale]
+    theta = {"lin": 2.5, "log": 0.9, "log10": 0.4}[scale]  # x = 2.5, 2.46, 2.51
+    x = to_lin(theta)
+    a, b = (0.3, 2.0) if "niform" not in kind else (0.1, 4.0)
+    if kind.startswith("parameterScale"):
+        v = theta
+    elif kind.startswith("log"):
+        v = np.log(x)
+    else:
+        v = x
+    base = kind.replace("parameterScale", "").lower().removeprefix("log")
+    dist = {"normal": st.norm(a, b), "laplace": st.laplace(a, b), "uniform": st.uniform(a, b - a)}
+    expected = dist[base].logpdf(v) - (np.log(x) if kind.startswith("log") else 0.0)
+    priors = {"p": (kind, (a, b), scale)}
+    assert log_prior(priors, {"p": theta}, {"p": scale}) == pytest.approx(expected, abs=1e-12)
+    h = 1e-4
+    f = [log_prior(priors, {"p": theta + k * h}, {"p": scale}) for k in (-2, -1, 1, 2)]
+    fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)
+    g = log_prior_gradient(priors, {"p": theta}, {"p": scale})["p"]
+    assert g == pytest.approx(fd, rel=1e-7, abs=1e-9)
+    if base == "uniform":
+        assert g == 0.0
+    outside = log_prior_gradient({"p": ("uniform", (5.0, 6.0), scale)}, {"p": theta}, {"p": scale})
+    assert np.isnan(outside["p"])
+
+
+def test_evaluate_adds_the_priors(boehm):
+    """``evaluate(prior=True)``: the priors' log-density, gradient and information on top
+    of the data's (a parameter-scale normal prior on k_phos, a log-normal one on a noise
+    parameter), against the parts computed on their own."""
+    import dataclasses
+
+    priors = {
+        "k_phos": ("parameterScaleNormal", (4.0, 0.5), "log10"),
+        "sd_pSTAT5A_rel": ("logNormal", (0.0, 2.0), "log10"),
+    }
+    with_prior = dataclasses.replace(boehm, priors=priors)
+    plain, ev = boehm.evaluate(), with_prior.evaluate(prior=True)
+    k, sd = boehm.nominal["k_phos"], boehm.nominal["sd_pSTAT5A_rel"]
+    ln10 = np.log(10.0)
+    v = sd * ln10  # ln x of the log-normal prior's variable
+    lp = -0.5 * np.log(2 * np.pi * 0.25) - 0.5 * ((k - 4.0) / 0.5) ** 2
+    lp += -0.5 * np.log(2 * np.pi * 4.0) - 0.5 * (v / 2.0) ** 2 - v
+    assert ev.log_likelihood == pytest.approx(plain.log_likelihood + lp, abs=1e-9)
+    assert ev.log_likelihood == pytest.approx(with_prior.log_likelihood(prior=True), abs=1e-9)
+    g = dict(plain.gradient)
+    g["k_phos"] += -(k - 4.0) / 0.25
+    g["sd_pSTAT5A_rel"] += (-v / 4.0 - 1.0) * ln10
+    for name in g:
+        assert ev.gradient[name] == pytest.approx(g[name], rel=1e-12, abs=1e-12), name
+    F = plain.fisher.matrix.copy()
+    i, j = list(boehm.nominal).index("k_phos"), list(boehm.nominal).index("sd_pSTAT5A_rel")
+    F[i, i] += 1 / 0.25
+    F[j, j] += ln10**2 / 4.0
+    np.testing.assert_allclose(ev.fisher.matrix, F, rtol=1e-12)

@@ -6,8 +6,9 @@ petab (tables) + python-libsbml + sympy → a JAX right-hand side → diffrax wi
 forward-mode sensitivities. Needs the ``fisherforecast[petab]`` extra.
 """
 
+from ._evaluate import PetabEvaluation as PetabEvaluation
 from ._noise import PetabNoise as PetabNoise
 from ._problem import PetabProblem as PetabProblem
 from ._problem import load as load
 
-__all__ = ["PetabNoise", "PetabProblem", "load"]
+__all__ = ["PetabEvaluation", "PetabNoise", "PetabProblem", "load"]

@@ -97,6 +97,31 @@ def log_prior(priors, params, scales) -> float:
     return total
 
 
+def log_prior_gradient(priors, params, scales) -> dict:
+    """``∂ log_prior / ∂θ`` per prior parameter (on `scales`), at `params`: for a density
+    ``g(v)`` of the prior's variable ``v(θ)``, ``g'(v) dv/dθ`` (a Laplace prior's kink and
+    a uniform prior's edges count as 0; outside a uniform prior's support or where ``v``
+    is undefined the log-density is −inf and the gradient NaN)."""
+    out = {}
+    for p, (kind, (a, b), prior_scale) in priors.items():
+        got = _variable(kind, float(params[p]), scales[p], prior_scale)
+        if got is None:
+            out[p] = math.nan
+            continue
+        v, dv = got
+        base = kind.replace("parameterScale", "").lower()
+        slope = -1.0 if base.startswith("log") else 0.0  # d(−v)/dv, the log-density's ln x
+        base = base[3:] if base.startswith("log") else base
+        if base == "normal":
+            slope += -(v - a) / b**2
+        elif base == "laplace":
+            slope += -float(np.sign(v - a)) / b
+        elif not a <= v <= b:
+            slope = math.nan
+        out[p] = slope * dv
+    return out
+
+
 def prior_fisher(priors, nominal, scales) -> FisherMatrix:
     """The priors' Fisher information in the coordinates of `scales`, at the nominal
     values: ``(dv/dθ)² / s²`` for a normal (``s = σ``) or Laplace (``s = b``) prior on ``v``;

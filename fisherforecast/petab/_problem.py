@@ -16,6 +16,7 @@ from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._record import Record
 from .._x64 import float64
+from ._evaluate import evaluate_problem
 from ._mathml import Unsupported
 from ._model import SCALES, PetabModel
 from ._noise import PetabNoise
@@ -110,6 +111,33 @@ class PetabProblem(Record):
         if prior:
             total += log_prior(self.priors, full, self.scales)
         return total
+
+    def evaluate(self, params=None, *, prior=False):
+        """The log-likelihood, its gradient and the Fisher matrix at `params` (default: the
+        nominal values; a partial dict updates them), from one forward-sensitivity solve
+        per condition: the compiled evaluation ``ff.fisher`` runs, so a script that asks
+        for both compiles the model once. ``prior=True`` adds the objective priors'
+        log-density, gradient and information.
+
+        **Returns:** a :class:`PetabEvaluation` (``.log_likelihood``, ``.gradient`` name ->
+        ``∂ ln L/∂θ`` on the problem's scale, ``.fisher`` an ``ff.FisherMatrix``).
+
+        **Raises:** as ``ff.fisher``: `NonFiniteError` naming the outputs or parameters
+        where the solve or its derivative failed.
+
+        ```python
+        >>> import fisherforecast as ff
+        >>> from pathlib import Path
+        >>> data = Path(ff.__file__).parents[1] / "tests/data/petab"
+        >>> problem = ff.petab.load(data / "Boehm_JProteomeRes2014/Boehm_JProteomeRes2014.yaml")
+        >>> ev = problem.evaluate()
+        >>> round(ev.log_likelihood, 4), ev.fisher.names == tuple(problem.nominal)
+        (-138.222, True)
+        >>> round(ev.gradient["k_phos"], 4)     # the nominal point is not the optimum
+        -0.0079
+        ```
+        """
+        return evaluate_problem(self, self._params(params), prior=prior)
 
     def log_prior(self, params=None) -> float:
         """The log-density of the objective priors at `params` (0 without priors)."""
