@@ -387,10 +387,11 @@ jacobian_kernel = cached_kernel(
 class Checked(NamedTuple):
     """The summed Fisher matrix of independent experiments, checked (numpy float64).
 
-    ``means``, ``whitened`` (one entry per experiment; a whitened entry is ``None``
-    where the noise model has no data-space square root) and ``jacobians`` (``(N, P)``
-    over each flattened output) are filled by ``evaluate_checked(..., detail=True)`` only
-    (empty otherwise).
+    ``means`` and ``whitened`` (one entry per experiment; a whitened entry is ``None``
+    where the noise model has no data-space square root) are filled by
+    ``evaluate_checked(..., detail=True)`` only, ``jacobians`` (``(N, P)`` over each
+    flattened output, complex for a complex model) by ``jacobians=True`` only (empty
+    otherwise).
     """
 
     fisher: np.ndarray
@@ -434,7 +435,7 @@ def model_runtime_errors(experiments):
         ) from exc
 
 
-def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checked:
+def evaluate_checked(experiments, fid64, names, mode, *, detail=False, jacobians=False) -> Checked:
     """Evaluate and check each experiment, and sum the matrices. Call under float64.
 
     ``fid64`` holds numpy float64 values. Raises :class:`NonFiniteError` naming the outputs
@@ -444,12 +445,12 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
     names = tuple(names)
     size = len(labels_of(fid64, names))
     total = np.zeros((size, size))
-    means, blocks, depends, jacobians = [], [], [], []
+    means, blocks, depends, jacs = [], [], [], []
     for exp in experiments:
         with model_runtime_errors([exp]):
             ev, ok, dep = evaluation_kernel(exp, fid64, names, mode)
             ok = bool(ok)  # waits for the run, inside the context that names the model
-        if not ok or detail:
+        if not ok or detail or jacobians:
             ev = jax.device_get(ev)
         if not ok:
             raise_if_invalid(exp, ev, names, fid64, mode)
@@ -458,8 +459,9 @@ def evaluate_checked(experiments, fid64, names, mode, *, detail=False) -> Checke
         if detail:
             means.append(np.asarray(ev.mean))
             blocks.append(None if ev.whitened is None else np.asarray(ev.whitened, np.float64))
-            jacobians.append(np.asarray(ev.jacobian, dtype=np.float64))
-    result = Checked(total, tuple(means), tuple(blocks), tuple(jacobians))
+        if jacobians:
+            jacs.append(np.asarray(ev.jacobian))
+    result = Checked(total, tuple(means), tuple(blocks), tuple(jacs))
     raise_if_underflow(experiments, result.fisher, fid64, names, mode, depends)
     if not np.all(np.isfinite(result.fisher)):
         raise NonFiniteError(

@@ -571,32 +571,68 @@ def test_prior_density_and_gradient(kind, scale):
     assert np.isnan(outside["p"])
 
 
+@pytest.mark.parametrize("kind", ["parameterScaleNormal", "parameterScaleLaplace"])
+@pytest.mark.parametrize("prior_scale", ["log", "log10"])
+def test_prior_on_its_own_scale_of_a_linear_parameter(kind, prior_scale):
+    """``load(scale="linear")`` keeps each prior on the problem's scale: v = log10(x) for a
+    parameter now estimated as x."""
+    import scipy.stats as st
+
+    from fisherforecast.petab._priors import log_prior, log_prior_gradient
+
+    to_v = np.log if prior_scale == "log" else np.log10
+    x, a, b = 2.5, 0.1, 0.7
+    priors = {"p": (kind, (a, b), prior_scale)}
+    dist = st.norm(a, b) if kind.endswith("Normal") else st.laplace(a, b)
+    assert log_prior(priors, {"p": x}, {"p": "lin"}) == pytest.approx(dist.logpdf(to_v(x)))
+    h = 1e-4
+    f = [log_prior(priors, {"p": x + k * h}, {"p": "lin"}) for k in (-2, -1, 1, 2)]
+    fd = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h)
+    g = log_prior_gradient(priors, {"p": x}, {"p": "lin"})["p"]
+    assert g == pytest.approx(fd, rel=1e-7)
+    # Undefined for x ≤ 0 (log of a non-positive value): -inf and a NaN gradient.
+    assert log_prior(priors, {"p": -1.0}, {"p": "lin"}) == -np.inf
+    assert np.isnan(log_prior_gradient(priors, {"p": -1.0}, {"p": "lin"})["p"])
+
+
 def test_evaluate_adds_the_priors(boehm):
     """``evaluate(prior=True)``: the priors' log-density, gradient and information on top
-    of the data's (a parameter-scale normal prior on k_phos, a log-normal one on a noise
-    parameter), against the parts computed on their own."""
+    of the data's, away from the nominal point (where dv/dθ of a prior on the linear value
+    of a log10 parameter differs from its nominal value), against the parts written out."""
     import dataclasses
 
     priors = {
         "k_phos": ("parameterScaleNormal", (4.0, 0.5), "log10"),
         "sd_pSTAT5A_rel": ("logNormal", (0.0, 2.0), "log10"),
+        "k_exp_homo": ("normal", (0.01, 0.02), "log10"),  # on x = 10^θ
     }
     with_prior = dataclasses.replace(boehm, priors=priors)
-    plain, ev = boehm.evaluate(), with_prior.evaluate(prior=True)
-    k, sd = boehm.nominal["k_phos"], boehm.nominal["sd_pSTAT5A_rel"]
+    at = {**boehm.nominal, "k_exp_homo": boehm.nominal["k_exp_homo"] + 0.3}
+    plain, ev = boehm.evaluate(at), with_prior.evaluate(at, prior=True)
+    k, sd, th = at["k_phos"], at["sd_pSTAT5A_rel"], at["k_exp_homo"]
     ln10 = np.log(10.0)
     v = sd * ln10  # ln x of the log-normal prior's variable
+    x = 10.0**th
     lp = -0.5 * np.log(2 * np.pi * 0.25) - 0.5 * ((k - 4.0) / 0.5) ** 2
     lp += -0.5 * np.log(2 * np.pi * 4.0) - 0.5 * (v / 2.0) ** 2 - v
+    lp += -0.5 * np.log(2 * np.pi * 0.02**2) - 0.5 * ((x - 0.01) / 0.02) ** 2
     assert ev.log_likelihood == pytest.approx(plain.log_likelihood + lp, abs=1e-9)
-    assert ev.log_likelihood == pytest.approx(with_prior.log_likelihood(prior=True), abs=1e-9)
+    assert ev.log_likelihood == pytest.approx(with_prior.log_likelihood(at, prior=True), abs=1e-9)
     g = dict(plain.gradient)
     g["k_phos"] += -(k - 4.0) / 0.25
     g["sd_pSTAT5A_rel"] += (-v / 4.0 - 1.0) * ln10
+    g["k_exp_homo"] += -(x - 0.01) / 0.02**2 * x * ln10
     for name in g:
         assert ev.gradient[name] == pytest.approx(g[name], rel=1e-12, abs=1e-12), name
+    np.testing.assert_array_equal(ev.gradient_vector, [ev.gradient[n] for n in ev.names])
     F = plain.fisher.matrix.copy()
-    i, j = list(boehm.nominal).index("k_phos"), list(boehm.nominal).index("sd_pSTAT5A_rel")
-    F[i, i] += 1 / 0.25
-    F[j, j] += ln10**2 / 4.0
+    names = list(boehm.nominal)
+    for name, info in (
+        ("k_phos", 1 / 0.25),
+        ("sd_pSTAT5A_rel", ln10**2 / 4.0),
+        ("k_exp_homo", (x * ln10 / 0.02) ** 2),
+    ):
+        F[names.index(name), names.index(name)] += info
     np.testing.assert_allclose(ev.fisher.matrix, F, rtol=1e-12)
+    text = ev.summary()
+    assert text.splitlines()[0] == f"ln L = {ev.log_likelihood:.6f}" and "k_exp_homo" in text

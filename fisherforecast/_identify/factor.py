@@ -58,8 +58,7 @@ def factor_from_fisher(F, scale):
 
 
 def factor_at(experiments, fid64, names, mode, scale):
-    checked = evaluate_checked(experiments, fid64, names, mode, detail=True)
-    F_total, blocks = checked.fisher, checked.whitened
+    F_total, _, blocks, _ = evaluate_checked(experiments, fid64, names, mode, detail=True)
     P = len(names)
     if any(b is None for b in blocks) or not all(np.all(np.isfinite(b)) for b in blocks):
         return factor_from_fisher(F_total, scale)

@@ -632,8 +632,7 @@ def profile_likelihood(
         theta0 = np.array([fid[n] for n in names], dtype=np.float64)
         # The Fisher matrix at the fiducial and the Asimov data, from the same compiled
         # function as ff.identifiability (one Jacobian compilation for both analyses).
-        checked = evaluate_checked(experiments, fid64, names, mode, detail=True)
-        F, means = checked.fisher, checked.means
+        F, means, *_ = evaluate_checked(experiments, fid64, names, mode, detail=True)
         if data is None:
             data_t, kind = tuple(means), "asimov"
             needs_fit = _asimov_needs_fit(experiments, data_t, fixed, theta0, names)

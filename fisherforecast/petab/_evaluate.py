@@ -21,6 +21,7 @@ import numpy as np
 
 from .._compile import cached_kernel
 from .._engine import evaluate_checked
+from .._errors import FisherError
 from .._matrix import FisherMatrix
 from .._record import Record
 from .._x64 import float64
@@ -45,13 +46,35 @@ class PetabEvaluation(Record):
     fisher: FisherMatrix
     params: dict
 
+    @property
+    def names(self) -> tuple:
+        """The parameter names, in the order of ``gradient`` and of the Fisher matrix."""
+        return tuple(self.gradient)
+
+    @property
+    def gradient_vector(self) -> np.ndarray:
+        """The gradient as an array in ``names`` order (for optimisers)."""
+        return np.array(list(self.gradient.values()), dtype=np.float64)
+
     def summary(self) -> str:
-        """The log-likelihood and, per parameter, the gradient and the Fisher σ."""
-        sigma = np.sqrt(np.maximum(np.diag(np.linalg.pinv(self.fisher.matrix)), 0.0))
+        """The log-likelihood and, per parameter, the gradient and the Fisher σ (the
+        Cramér–Rao bound; none where the Fisher matrix is singular)."""
+        try:
+            sigma = self.fisher.sigma()
+            note = ""
+        except FisherError as exc:
+            sigma = {}
+            note = f"(no Fisher σ: {str(exc).splitlines()[0]})"
         width = max([len(n) for n in self.gradient] + [9])
-        lines = [f"ln L = {self.log_likelihood:.6f}", f"{'parameter':<{width}}  gradient  σ"]
-        for i, (name, g) in enumerate(self.gradient.items()):
-            lines.append(f"{name:<{width}}  {g: .3e}  {sigma[i]:.3g}")
+        lines = [
+            f"ln L = {self.log_likelihood:.6f}",
+            f"{'parameter':<{width}}  {'gradient':>10}  {'σ':>9}",
+        ]
+        for name, g in self.gradient.items():
+            s = f"{sigma[name]:9.3g}" if name in sigma else f"{'-':>9}"
+            lines.append(f"{name:<{width}}  {g:10.3e}  {s}")
+        if note:
+            lines.append(note)
         return "\n".join(lines)
 
 
@@ -80,14 +103,17 @@ def evaluate_problem(problem, full, *, prior=False) -> PetabEvaluation:
     names = tuple(problem.nominal)
     with float64():
         fid64 = {k: np.asarray(v, dtype=np.float64) for k, v in full.items()}
-        checked = evaluate_checked(problem.experiments, fid64, names, "forward", detail=True)
+        checked = evaluate_checked(
+            problem.experiments, fid64, names, "forward", detail=True, jacobians=True
+        )
         p64 = {k: jnp.float64(v) for k, v in full.items()}
         total = 0.0
         grad = np.zeros(len(names))
         for exp, data, mean, J in zip(
             problem.experiments, problem.data, checked.means, checked.jacobians, strict=True
         ):
-            value, (g_mean, g_params) = _score(exp, jnp.asarray(data), jnp.asarray(mean), p64)
+            score = _score(exp, jnp.asarray(data), jnp.asarray(mean), p64)
+            value, (g_mean, g_params) = jax.device_get(score)
             total += float(value)
             grad += np.asarray(g_mean, dtype=np.float64).reshape(-1) @ J
             grad += np.array([float(g_params[n]) for n in names])

@@ -99,9 +99,10 @@ def log_prior(priors, params, scales) -> float:
 
 def log_prior_gradient(priors, params, scales) -> dict:
     """``∂ log_prior / ∂θ`` per prior parameter (on `scales`), at `params`: for a density
-    ``g(v)`` of the prior's variable ``v(θ)``, ``g'(v) dv/dθ`` (a Laplace prior's kink and
-    a uniform prior's edges count as 0; outside a uniform prior's support or where ``v``
-    is undefined the log-density is −inf and the gradient NaN)."""
+    ``g(v)`` of the prior's variable ``v(θ)``, ``g'(v) dv/dθ`` (the Laplace term's
+    derivative at its kink and a uniform prior's at its edges count as 0; outside a
+    uniform prior's support or where ``v`` is undefined the log-density is −inf and the
+    gradient NaN)."""
     out = {}
     for p, (kind, (a, b), prior_scale) in priors.items():
         got = _variable(kind, float(params[p]), scales[p], prior_scale)

@@ -16,7 +16,7 @@ from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._record import Record
 from .._x64 import float64
-from ._evaluate import evaluate_problem
+from ._evaluate import PetabEvaluation, evaluate_problem
 from ._mathml import Unsupported
 from ._model import SCALES, PetabModel
 from ._noise import PetabNoise
@@ -112,7 +112,7 @@ class PetabProblem(Record):
             total += log_prior(self.priors, full, self.scales)
         return total
 
-    def evaluate(self, params=None, *, prior=False):
+    def evaluate(self, params=None, *, prior=False) -> PetabEvaluation:
         """The log-likelihood, its gradient and the Fisher matrix at `params` (default: the
         nominal values; a partial dict updates them), from one forward-sensitivity solve
         per condition: the compiled evaluation ``ff.fisher`` runs, so a script that asks
@@ -122,8 +122,11 @@ class PetabProblem(Record):
         **Returns:** a :class:`PetabEvaluation` (``.log_likelihood``, ``.gradient`` name ->
         ``∂ ln L/∂θ`` on the problem's scale, ``.fisher`` an ``ff.FisherMatrix``).
 
-        **Raises:** as ``ff.fisher``: `NonFiniteError` naming the outputs or parameters
-        where the solve or its derivative failed.
+        **Raises:** as ``ff.fisher`` (all ``ff.FisherError``): `NonFiniteError` naming the
+        outputs or parameters where the solve or its derivative failed, `InputError` for
+        noise values out of range (σ ≤ 0, a log-transformed observable ≤ 0),
+        `ModelRuntimeError` for a solver error. An optimiser's line search should catch
+        ``ff.FisherError`` and step back; ``log_likelihood()`` returns NaN there instead.
 
         ```python
         >>> import fisherforecast as ff
