@@ -636,3 +636,54 @@ def test_evaluate_adds_the_priors(boehm):
     np.testing.assert_allclose(ev.fisher.matrix, F, rtol=1e-12)
     text = ev.summary()
     assert text.splitlines()[0] == f"ln L = {ev.log_likelihood:.6f}" and "k_exp_homo" in text
+
+
+def test_newton_stages_converge_on_states_of_order_1e8():
+    """A state of 10⁸ made of large cancelling rates: Newton's residual test on the stages
+    is scaled per state (``max(1, |x0|)``), else round-off keeps the residual above an
+    absolute 1e-10 and steps are rejected for nothing (Weber_BMC2015: 7470 of 13493; this
+    toy: 63 of 238 before the scaling, 1 of 129 after). States against scipy's Radau."""
+    import diffrax
+    import scipy.integrate as si
+    import sympy as sp
+
+    from fisherforecast.petab._sbml import SbmlModel
+    from fisherforecast.petab._simulate import Simulator, SolverOptions
+
+    x, y, k = sp.symbols("x y k")
+    rhs = (1e8 - k * 1e-8 * x**2 + 3e7 * sp.sin(x * 1e-8), 1e-8 * x - y)
+    model = SbmlModel(
+        state_ids=("x", "y"),
+        rhs=rhs,
+        rules=(),
+        const_ids=("k",),
+        const_values=np.array([0.1]),
+        derived=(),
+        init=(sp.Float(1e7), sp.Float(0.0)),
+        conservation=np.zeros((0, 2)),
+        jump_times=(),
+        features=(),
+        compartment_of={},
+        species_ids=("x", "y"),
+    )
+    sim = Simulator(model, ["k"], SolverOptions())
+    with jax.enable_x64(True):
+        kk = jnp.array([0.1])
+        x0 = sim.initial_state(kk)
+        term = diffrax.ODETerm(lambda t, s, a: sim.rhs(t, s, a))
+
+        def solve(x0):
+            return diffrax.diffeqsolve(
+                term, sim._solver(x0), 0.0, 30.0, None, x0, args=kk,
+                stepsize_controller=sim._controller(kk), max_steps=10_000, throw=False,
+                saveat=diffrax.SaveAt(t1=True),
+            )  # fmt: skip
+
+        sol = jax.jit(solve)(x0)
+        steps, rejected = int(sol.stats["num_steps"]), int(sol.stats["num_rejected_steps"])
+        end = np.asarray(sol.ys[-1])
+    f = sp.lambdify((x, y), [e.subs(k, 0.1) for e in rhs])
+    ref = si.solve_ivp(lambda t, s: f(*s), (0, 30), [1e7, 0.0], method="Radau", rtol=1e-12,
+                       atol=1e-12).y[:, -1]  # fmt: skip
+    assert rejected <= 0.1 * steps, (steps, rejected)
+    np.testing.assert_allclose(end, ref, rtol=1e-8)
