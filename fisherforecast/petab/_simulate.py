@@ -113,7 +113,9 @@ class Simulator:
         # (Bachmann at 1e-12).
         rtol, atol = max(o.rtol, 1e-10), max(o.atol, 1e-10)
         scale = jnp.maximum(1.0, jnp.abs(jax.lax.stop_gradient(x0)))
-        return diffrax.Kvaerno5(root_finder=optx.Newton(rtol=rtol, atol=atol * scale))
+        # optimistix types atol as a float; it only enters elementwise (atol + rtol |y|).
+        newton = optx.Newton(rtol=rtol, atol=atol * scale)  # pyright: ignore[reportArgumentType]
+        return diffrax.Kvaerno5(root_finder=newton)
 
     def _controller(self, k):
         o = self.options
