@@ -78,8 +78,9 @@ class PetabEvaluation(Record):
         return "\n".join(lines)
 
 
-def _params_context(args):
-    """The noise model sees `params` as given (for the fast cache key)."""
+def params_context(args):
+    """The model and noise see the kernel's `params` as given (for the fast cache key);
+    shared by the PEtab kernels."""
     return args["params"], _same
 
 
@@ -87,7 +88,7 @@ def _same(params):
     return params
 
 
-@cached_kernel(context=_params_context, calls_model=False)
+@cached_kernel(context=params_context, calls_model=False)
 def _score(exp, data, mean, params):
     """The noise log-likelihood of `data` and its gradient in the model output `mean` and
     (directly) in `params`; no solve."""

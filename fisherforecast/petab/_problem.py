@@ -16,7 +16,7 @@ from .._errors import InputError, ParameterError, quote
 from .._experiment import Experiment
 from .._record import Record
 from .._x64 import float64
-from ._evaluate import PetabEvaluation, evaluate_problem
+from ._evaluate import PetabEvaluation, evaluate_problem, params_context
 from ._mathml import Unsupported
 from ._model import SCALES, PetabModel
 from ._noise import PetabNoise
@@ -273,23 +273,14 @@ class PetabProblem(Record):
         )
 
 
-def _call_context(args):
-    """The model sees the call's parameters as they are (for the fast cache key)."""
-    return args["params"], _same
-
-
-def _same(params):
-    return params
-
-
-@cached_kernel(context=_call_context)
+@cached_kernel(context=params_context)
 def _jit_call(exp, params):
     """One experiment's model output, compiled once per problem and shape; kept on disk
     and, in a new process, loaded by its fast key without tracing (``_compile``)."""
     return exp(params)
 
 
-@cached_kernel(context=_call_context)
+@cached_kernel(context=params_context)
 def _jit_llh(exp, params, data):
     """One experiment's log-likelihood of `data` (as :func:`_jit_call`)."""
     return exp.noise.log_likelihood(data, exp(params), params, exp.design)
